@@ -1,0 +1,1 @@
+export * from "./typed-data.ts";

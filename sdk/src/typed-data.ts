@@ -1,0 +1,82 @@
+import type { Address, Hex, TypedDataDomain } from "viem";
+
+/**
+ * EIP-712 definitions of the messages agents, providers and account holders sign. They mirror the
+ * typehash strings of `contracts/libraries/SessionLib.sol` and `contracts/SplitsLedger.sol`; the
+ * contract tests check that viem's `hashTypedData` over these equals the contracts' digests.
+ */
+export const sessionTermsTypes = {
+  SessionTerms: [
+    { name: "agent", type: "address" },
+    { name: "budgetId", type: "uint64" },
+    { name: "providerId", type: "uint32" },
+    { name: "modelId", type: "uint32" },
+    { name: "inputPricePer1K", type: "uint32" },
+    { name: "outputPricePer1K", type: "uint32" },
+    { name: "minChargePerCall", type: "uint32" },
+    { name: "maxSpend", type: "uint64" },
+    { name: "deadline", type: "uint32" },
+    { name: "salt", type: "uint64" },
+  ],
+} as const;
+
+export const voucherTypes = {
+  Voucher: [
+    { name: "sessionId", type: "bytes32" },
+    { name: "sequence", type: "uint32" },
+    { name: "cumulativeCost", type: "uint64" },
+    { name: "requestCount", type: "uint32" },
+    { name: "inputTokens", type: "uint32" },
+    { name: "outputTokens", type: "uint32" },
+    { name: "latencyMs", type: "uint32" },
+    { name: "receiptHead", type: "bytes32" },
+    { name: "isFinal", type: "bool" },
+  ],
+} as const;
+
+export const withdrawalTypes = {
+  Withdrawal: [
+    { name: "account", type: "address" },
+    { name: "to", type: "address" },
+    { name: "amount", type: "uint256" },
+    { name: "nonce", type: "uint256" },
+    { name: "deadline", type: "uint256" },
+  ],
+} as const;
+
+/** A session's terms, fixed at open; the session id is their EIP-712 struct hash. */
+export interface SessionTerms {
+  agent: Address;
+  budgetId: bigint;
+  providerId: number;
+  modelId: number;
+  inputPricePer1K: number;
+  outputPricePer1K: number;
+  minChargePerCall: number;
+  maxSpend: bigint;
+  deadline: number;
+  salt: bigint;
+}
+
+/** The cumulative state of a session that the agent signs and the provider co-signs. */
+export interface Voucher {
+  sessionId: Hex;
+  sequence: number;
+  cumulativeCost: bigint;
+  requestCount: number;
+  inputTokens: number;
+  outputTokens: number;
+  latencyMs: number;
+  receiptHead: Hex;
+  isFinal: boolean;
+}
+
+/** The EIP-712 domain of the ComputeEscrow at `verifyingContract` on `chainId`. */
+export function escrowDomain(chainId: number, verifyingContract: Address): TypedDataDomain {
+  return { name: "AgentMesh Escrow", version: "1", chainId, verifyingContract };
+}
+
+/** The EIP-712 domain of the SplitsLedger at `verifyingContract` on `chainId`. */
+export function ledgerDomain(chainId: number, verifyingContract: Address): TypedDataDomain {
+  return { name: "AgentMesh Ledger", version: "1", chainId, verifyingContract };
+}
