@@ -15,6 +15,7 @@ export default defineConfig({
     settings: {
       optimizer: { enabled: true, runs: 10_000 },
       evmVersion: "cancun",
+      viaIR: true,
     },
   },
   paths: {
@@ -23,7 +24,7 @@ export default defineConfig({
   networks: {
     // The in-process chain used by tests, benchmarks and `npm start`.
     hardhat: { type: "edr-simulated", chainType: "op" },
-    localhost: { type: "http", chainType: "op", url: "http://127.0.0.1:8545" },
+    localhost: { type: "http", chainType: "op", url: process.env.AGENTMESH_RPC_URL ?? "http://127.0.0.1:8545" },
     baseSepolia: {
       type: "http",
       chainType: "op",

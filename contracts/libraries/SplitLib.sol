@@ -6,10 +6,10 @@ import {ISplitsLedger} from "../interfaces/ISplitsLedger.sol";
 /// @title SplitLib
 /// @notice Validation, packing and code-storage of split definitions.
 /// @dev A split's entries are stored as the runtime code of a data contract created with CREATE2
-/// (zero salt: the address follows from the packed definition itself), so reading one entry costs 3 gas per word instead of a cold
-/// SLOAD. The code is `0x00` (STOP, so it can never run) followed by one 32-byte word per entry:
-/// `account (160 bits) | share (32 bits) | unused (63 bits) | isSplit (1 bit)`. The last entry is
-/// the remainder recipient with the share the others leave over.
+/// (zero salt: the address follows from the packed definition itself), so reading one entry costs
+/// 3 gas per word instead of a cold SLOAD. The code is `0x00` (STOP, so it can never run) followed
+/// by one 32-byte word per entry: `account (160 bits) | share (32 bits) | unused (63 bits) |
+/// isSplit (1 bit)`. The last entry is the remainder recipient with the share the others leave over.
 library SplitLib {
     /// @notice Shares are parts of this scale (parts per million).
     uint256 internal constant SHARE_SCALE = 1_000_000;

@@ -20,11 +20,13 @@ contract MockUSDC is ERC20, EIP712, Nonces, IERC20Permit, IERC3009 {
         keccak256("Permit(address owner,address spender,uint256 value,uint256 nonce,uint256 deadline)");
     /// @notice EIP-3009 typehash of transferWithAuthorization.
     bytes32 public constant TRANSFER_WITH_AUTHORIZATION_TYPEHASH = keccak256(
-        "TransferWithAuthorization(address from,address to,uint256 value,uint256 validAfter,uint256 validBefore,bytes32 nonce)"
+        "TransferWithAuthorization(address from,address to,uint256 value,uint256 validAfter,uint256 validBefore,"
+        "bytes32 nonce)"
     );
     /// @notice EIP-3009 typehash of receiveWithAuthorization.
     bytes32 public constant RECEIVE_WITH_AUTHORIZATION_TYPEHASH = keccak256(
-        "ReceiveWithAuthorization(address from,address to,uint256 value,uint256 validAfter,uint256 validBefore,bytes32 nonce)"
+        "ReceiveWithAuthorization(address from,address to,uint256 value,uint256 validAfter,uint256 validBefore,"
+        "bytes32 nonce)"
     );
     /// @notice EIP-3009 typehash of cancelAuthorization.
     bytes32 public constant CANCEL_AUTHORIZATION_TYPEHASH =

@@ -1,1 +1,3 @@
 export * from "./typed-data.ts";
+export * from "./abi/contracts.ts";
+export * from "./deployment.ts";

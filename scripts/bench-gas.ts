@@ -1,0 +1,238 @@
+/**
+ * Gas benchmark: deploys the suite on the in-process chain and measures what each money movement
+ * costs. Prints a table, then one JSON object as the last line. Run with `npm run bench:gas`.
+ */
+import { network } from "hardhat";
+import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/types";
+import { Wallet, type ContractTransactionResponse, type TypedDataField } from "ethers";
+import { DEFAULT_SUITE_OPTIONS, deploySuite } from "./lib/deploy-suite.ts";
+import { escrowDomain, sessionTermsTypes, voucherTypes, type SessionTerms, type Voucher } from "../sdk/src/index.ts";
+
+const BATCH = 100;
+const INFERENCES_PER_SESSION = 100;
+const USDC = 1_000_000n;
+
+const { ethers } = await network.create();
+const [admin, treasury, providerOwner, creator, payer, payee, relayer, ...recipients] = await ethers.getSigners();
+const { usdc, ledger, registry, escrow } = await deploySuite(ethers, admin, {
+  ...DEFAULT_SUITE_OPTIONS,
+  admin: admin.address,
+  treasury: treasury.address,
+});
+const chainId = Number((await ethers.provider.getNetwork()).chainId);
+const domain = escrowDomain(chainId, (await escrow.getAddress()) as `0x${string}`);
+const mutableTypes = (types: Record<string, readonly TypedDataField[]>) =>
+  Object.fromEntries(Object.entries(types).map(([name, fields]) => [name, [...fields]]));
+
+async function gasOf(tx: Promise<ContractTransactionResponse>): Promise<bigint> {
+  const receipt = await (await tx).wait();
+  if (receipt === null || receipt.status !== 1) throw new Error("benchmark transaction failed");
+  return receipt.gasUsed;
+}
+
+async function fund(signer: HardhatEthersSigner, amount: bigint, spender: string) {
+  await (await usdc.mint(signer.address, amount)).wait();
+  await (await usdc.connect(signer).approve(spender, amount)).wait();
+}
+
+// --- x402 'exact': one EIP-3009 transferWithAuthorization to an already-funded payee -------------
+await (await usdc.mint(payer.address, 1_000n * USDC)).wait();
+await (await usdc.mint(payee.address, 1n)).wait();
+const usdcDomain = { name: "USD Coin", version: "2", chainId, verifyingContract: await usdc.getAddress() };
+const authorization = {
+  from: payer.address,
+  to: payee.address,
+  value: 10_000n,
+  validAfter: 0n,
+  validBefore: BigInt(Math.floor(Date.now() / 1000) + 3600),
+  nonce: ethers.hexlify(ethers.randomBytes(32)),
+};
+const authSignature = ethers.Signature.from(
+  await payer.signTypedData(
+    usdcDomain,
+    {
+      TransferWithAuthorization: [
+        { name: "from", type: "address" },
+        { name: "to", type: "address" },
+        { name: "value", type: "uint256" },
+        { name: "validAfter", type: "uint256" },
+        { name: "validBefore", type: "uint256" },
+        { name: "nonce", type: "bytes32" },
+      ],
+    },
+    authorization,
+  ),
+);
+const x402ExactSettleGas = await gasOf(
+  usdc
+    .connect(relayer)
+    [
+      "transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,uint8,bytes32,bytes32)"
+    ](...(Object.values(authorization) as [string, string, bigint, bigint, bigint, string]), authSignature.v, authSignature.r, authSignature.s),
+);
+
+// --- A provider paid through a 3-recipient split, with the protocol fee on ------------------------
+const splitRecipients = recipients.slice(0, 3).map((r) => r.address).sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : 1));
+const splitDefinition = {
+  recipients: splitRecipients.map((account) => ({ account, share: 300_000 })),
+  remainderRecipient: providerOwner.address,
+};
+await (await ledger.createSplit(splitDefinition)).wait();
+const payoutSplit = await ledger.predictSplitAddress(splitDefinition);
+const receiptSigner = Wallet.createRandom();
+await fund(providerOwner, 1_000n * USDC, await registry.getAddress());
+await (
+  await registry.connect(providerOwner).register(
+    {
+      endpoint: "http://127.0.0.1:9001/v1",
+      providerType: 0,
+      rateLimitPerMinute: 6000,
+      minChargePerCall: 10,
+      features: 1n,
+      receiptSigner: receiptSigner.address,
+      payout: payoutSplit,
+    },
+    [{ name: "bench-model", inputPricePer1K: 150, outputPricePer1K: 600, maxContextTokens: 128_000 }],
+    DEFAULT_SUITE_OPTIONS.minStake,
+  )
+).wait();
+const providerId = 1;
+
+// --- A budget whitelisting BATCH agents -----------------------------------------------------------
+const agents = Array.from({ length: BATCH + 1 }, () => Wallet.createRandom());
+await fund(creator, 10_000n * USDC, await escrow.getAddress());
+const now = (await ethers.provider.getBlock("latest"))!.timestamp;
+const expiry = now + 30 * 24 * 3600;
+await (
+  await escrow.connect(creator).createBudget(10_000n * USDC, 50n * USDC, expiry, agents.map((a) => a.address))
+).wait();
+const budgetId = 1n;
+
+let salt = 0n;
+function termsFor(agent: Wallet): SessionTerms {
+  return {
+    agent: agent.address as `0x${string}`,
+    budgetId,
+    providerId,
+    modelId: 0,
+    inputPricePer1K: 150,
+    outputPricePer1K: 600,
+    minChargePerCall: 10,
+    maxSpend: 20n * USDC,
+    deadline: expiry - 3600,
+    salt: ++salt,
+  };
+}
+async function openRequest(agent: Wallet, terms: SessionTerms) {
+  return { terms, agentSignature: await agent.signTypedData(domain, mutableTypes(sessionTermsTypes), terms) };
+}
+/** The voucher after `inferences` calls of 500 input / 200 output tokens each. */
+function voucherAfter(terms: SessionTerms, inferences: number, sequence: number, isFinal: boolean): Voucher {
+  const perCall = (500n * 150n + 200n * 600n) / 1000n;
+  return {
+    sessionId: ethers.TypedDataEncoder.hashStruct("SessionTerms", mutableTypes(sessionTermsTypes), terms) as `0x${string}`,
+    sequence,
+    cumulativeCost: perCall * BigInt(inferences),
+    requestCount: inferences,
+    inputTokens: 500 * inferences,
+    outputTokens: 200 * inferences,
+    latencyMs: 350 * inferences,
+    receiptHead: ethers.keccak256(ethers.toUtf8Bytes(`${terms.salt}:${sequence}`)) as `0x${string}`,
+    isFinal,
+  };
+}
+async function signed(agent: Wallet, terms: SessionTerms, voucher: Voucher) {
+  const types = mutableTypes(voucherTypes);
+  return {
+    terms,
+    voucher,
+    agentSignature: await agent.signTypedData(domain, types, voucher),
+    providerSignature: await receiptSigner.signTypedData(domain, types, voucher),
+  };
+}
+
+// Warm the split recipients' and treasury's ledger balances, as in steady state.
+const warmTerms = termsFor(agents[BATCH]);
+await (await escrow.connect(relayer).openSession(warmTerms, (await openRequest(agents[BATCH], warmTerms)).agentSignature)).wait();
+await (await escrow.connect(relayer).settle(await signed(agents[BATCH], warmTerms, voucherAfter(warmTerms, 10, 1, false)))).wait();
+
+// --- Single-session operations --------------------------------------------------------------------
+const singleAgent = agents[0];
+const singleTerms = termsFor(singleAgent);
+const sessionOpenGas = await gasOf(
+  escrow.connect(relayer).openSession(singleTerms, (await openRequest(singleAgent, singleTerms)).agentSignature),
+);
+const settleSingleGas = await gasOf(
+  escrow.connect(relayer).settle(await signed(singleAgent, singleTerms, voucherAfter(singleTerms, 50, 50, false))),
+);
+const closeCooperativeGas = await gasOf(
+  escrow
+    .connect(relayer)
+    .closeCooperative(await signed(singleAgent, singleTerms, voucherAfter(singleTerms, 100, 101, true))),
+);
+
+// --- Batches of 100: open, settle mid-session, close cooperatively --------------------------------
+const batchTerms = agents.slice(0, BATCH).map(termsFor);
+const openBatchGas = await gasOf(
+  escrow.connect(relayer).openSessions(await Promise.all(batchTerms.map((t, i) => openRequest(agents[i], t)))),
+);
+const settleBatchGas = await gasOf(
+  escrow
+    .connect(relayer)
+    .settleBatch(await Promise.all(batchTerms.map((t, i) => signed(agents[i], t, voucherAfter(t, 50, 50, false))))),
+);
+const closeBatchGas = await gasOf(
+  escrow
+    .connect(relayer)
+    .closeCooperativeBatch(
+      await Promise.all(
+        batchTerms.map((t, i) => signed(agents[i], t, voucherAfter(t, INFERENCES_PER_SESSION, INFERENCES_PER_SESSION + 1, true))),
+      ),
+    ),
+);
+const settleBatch100PerSessionGas = settleBatchGas / BigInt(BATCH);
+const sessionLifecycleGas = (openBatchGas + settleBatchGas + closeBatchGas) / BigInt(BATCH);
+const perInferenceGasAt100 = sessionLifecycleGas / BigInt(INFERENCES_PER_SESSION);
+
+// --- Splits: marginal cost of one more recipient, and a withdrawal -------------------------------
+async function splitPayGas(recipientCount: number): Promise<bigint> {
+  const accounts = recipients
+    .slice(3, 3 + recipientCount)
+    .map((r) => r.address)
+    .sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : 1));
+  const definition = {
+    recipients: accounts.map((account) => ({ account, share: Math.floor(1_000_000 / (recipientCount + 1)) })),
+    remainderRecipient: treasury.address,
+  };
+  await (await ledger.createSplit(definition)).wait();
+  const split = await ledger.predictSplitAddress(definition);
+  await fund(payer, 2_000n * USDC, await ledger.getAddress());
+  await (await ledger.connect(payer).pay(split, 1_000n * USDC)).wait(); // every recipient now holds a balance
+  return gasOf(ledger.connect(payer).pay(split, 1_000n * USDC));
+}
+const fewRecipients = 2;
+const manyRecipients = 10;
+const splitPerExtraRecipientGas =
+  ((await splitPayGas(manyRecipients)) - (await splitPayGas(fewRecipients))) / BigInt(manyRecipients - fewRecipients);
+
+const withdrawer = recipients[3];
+await (await usdc.mint(withdrawer.address, 1n)).wait(); // the receiving wallet already holds USDC
+const withdrawGas = await gasOf(
+  ledger.connect(withdrawer).withdraw(withdrawer.address, await ledger.balanceOf(withdrawer.address)),
+);
+
+const figures = {
+  x402ExactSettleGas: Number(x402ExactSettleGas),
+  sessionOpenGas: Number(sessionOpenGas),
+  settleSingleGas: Number(settleSingleGas),
+  closeCooperativeGas: Number(closeCooperativeGas),
+  settleBatch100PerSessionGas: Number(settleBatch100PerSessionGas),
+  openBatch100PerSessionGas: Number(openBatchGas / BigInt(BATCH)),
+  closeCooperativeBatch100PerSessionGas: Number(closeBatchGas / BigInt(BATCH)),
+  splitPerExtraRecipientGas: Number(splitPerExtraRecipientGas),
+  withdrawGas: Number(withdrawGas),
+  perInferenceGasAt100: Number(perInferenceGasAt100),
+  x402Ratio: Number((Number(x402ExactSettleGas) / Number(perInferenceGasAt100)).toFixed(1)),
+};
+console.table(figures);
+console.log(JSON.stringify(figures));

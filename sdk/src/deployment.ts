@@ -1,0 +1,73 @@
+import { readFile } from "node:fs/promises";
+import { getAddress, type Address } from "viem";
+import { z } from "zod";
+
+const address = z
+  .string()
+  .regex(/^0x[0-9a-fA-F]{40}$/, "must be a 0x-prefixed 20-byte hex address")
+  .transform((value) => getAddress(value));
+
+/** Where a deployment of the AgentMesh contracts lives; written by `scripts/deploy.ts`. */
+export const deploymentSchema = z.object({
+  chainId: z.number().int().positive(),
+  /** Block before the first deployment transaction: where indexers start. */
+  startBlock: z.number().int().nonnegative(),
+  /** The USDC token (real USDC on Base networks, MockUSDC locally). */
+  usdc: address,
+  contracts: z.object({
+    MockUSDC: address.optional(),
+    SplitsLedger: address,
+    ProviderRegistry: address,
+    ComputeEscrow: address,
+  }),
+});
+
+export type Deployment = z.infer<typeof deploymentSchema>;
+
+/** Thrown when a deployment file is missing or malformed. */
+export class DeploymentFileError extends Error {
+  constructor(filePath: string, reason: string, options?: ErrorOptions) {
+    super(`Invalid deployment file ${filePath}: ${reason}`, options);
+    this.name = "DeploymentFileError";
+  }
+}
+
+/**
+ * Parses and validates a deployment object (addresses are checksummed).
+ *
+ * @example
+ * const deployment = parseDeployment(JSON.parse(text));
+ */
+export function parseDeployment(value: unknown, source = "deployment"): Deployment {
+  const result = deploymentSchema.safeParse(value);
+  if (!result.success) {
+    const fields = result.error.issues.map((issue) => `${issue.path.join(".") || "(root)"}: ${issue.message}`);
+    throw new DeploymentFileError(source, fields.join("; "));
+  }
+  return result.data;
+}
+
+/**
+ * Reads and validates the deployment file at `filePath` (e.g. `deployments/84532.json` or the local
+ * stack's `.agentmesh/local.json`, which embeds the same fields).
+ *
+ * @example
+ * const { contracts } = await loadDeployment(".agentmesh/local.json");
+ */
+export async function loadDeployment(filePath: string): Promise<Deployment> {
+  let text: string;
+  try {
+    text = await readFile(filePath, "utf8");
+  } catch (cause) {
+    throw new DeploymentFileError(filePath, "cannot be read", { cause });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (cause) {
+    throw new DeploymentFileError(filePath, "is not JSON", { cause });
+  }
+  return parseDeployment(json, filePath);
+}
+
+export type { Address };
