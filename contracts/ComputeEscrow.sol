@@ -490,6 +490,11 @@ contract ComputeEscrow is IComputeEscrow, AccessControl, EIP712, ReentrancyGuard
         if (voucher.cumulativeCost > terms.maxSpend) {
             revert EscrowVoucherExceedsLock(sessionId, terms.maxSpend, voucher.cumulativeCost);
         }
+        // Cannot overflow: a uint32 times a uint32.
+        uint256 minimum = uint256(voucher.requestCount) * terms.minChargePerCall;
+        if (voucher.cumulativeCost < minimum) {
+            revert EscrowVoucherBelowMinCharge(sessionId, minimum, voucher.cumulativeCost);
+        }
 
         ProviderTally memory tally = _tallyFor(tallies, terms.providerId);
         bytes32 digest = _hashTypedDataV4(SessionLib.hash(voucher));

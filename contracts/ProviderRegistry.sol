@@ -268,6 +268,7 @@ contract ProviderRegistry is IProviderRegistry, AccessControl, ReentrancyGuardTr
 
     /// @inheritdoc IProviderRegistry
     function recordSettlement(uint256 providerId, Metrics calldata delta) external onlyRole(SETTLEMENT_ROLE) {
+        _provider(providerId);
         Metrics storage metrics = _metrics[providerId];
         metrics.requests += delta.requests;
         metrics.inputTokens += delta.inputTokens;

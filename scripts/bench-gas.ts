@@ -4,7 +4,7 @@
  */
 import { network } from "hardhat";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/types";
-import { Wallet, type ContractTransactionResponse, type TypedDataField } from "ethers";
+import { Wallet, type BaseWallet, type ContractTransactionResponse, type TypedDataField } from "ethers";
 import { DEFAULT_SUITE_OPTIONS, deploySuite } from "./lib/deploy-suite.ts";
 import { escrowDomain, sessionTermsTypes, voucherTypes, type SessionTerms, type Voucher } from "../sdk/src/index.ts";
 
@@ -109,7 +109,7 @@ await (
 const budgetId = 1n;
 
 let salt = 0n;
-function termsFor(agent: Wallet): SessionTerms {
+function termsFor(agent: BaseWallet): SessionTerms {
   return {
     agent: agent.address as `0x${string}`,
     budgetId,
@@ -123,7 +123,7 @@ function termsFor(agent: Wallet): SessionTerms {
     salt: ++salt,
   };
 }
-async function openRequest(agent: Wallet, terms: SessionTerms) {
+async function openRequest(agent: BaseWallet, terms: SessionTerms) {
   return { terms, agentSignature: await agent.signTypedData(domain, mutableTypes(sessionTermsTypes), terms) };
 }
 /** The voucher after `inferences` calls of 500 input / 200 output tokens each. */
@@ -141,7 +141,7 @@ function voucherAfter(terms: SessionTerms, inferences: number, sequence: number,
     isFinal,
   };
 }
-async function signed(agent: Wallet, terms: SessionTerms, voucher: Voucher) {
+async function signed(agent: BaseWallet, terms: SessionTerms, voucher: Voucher) {
   const types = mutableTypes(voucherTypes);
   return {
     terms,

@@ -140,6 +140,9 @@ interface IComputeEscrow {
     error EscrowVoucherNotMonotonic(bytes32 sessionId);
     /// @notice Thrown when a voucher's cumulative cost exceeds the session's locked amount.
     error EscrowVoucherExceedsLock(bytes32 sessionId, uint256 maxSpend, uint256 cumulativeCost);
+    /// @notice Thrown when a voucher charges less than its request count times the minimum charge
+    /// (so activity metrics cannot be padded for free).
+    error EscrowVoucherBelowMinCharge(bytes32 sessionId, uint256 minimum, uint256 cumulativeCost);
     /// @notice Thrown when a cooperative close carries a voucher that is not marked final.
     error EscrowVoucherNotFinal(bytes32 sessionId);
     /// @notice Thrown when `caller` may not close session `sessionId` this way.

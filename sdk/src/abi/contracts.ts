@@ -382,6 +382,27 @@ export const computeEscrowAbi = [
       },
       {
         "internalType": "uint256",
+        "name": "minimum",
+        "type": "uint256"
+      },
+      {
+        "internalType": "uint256",
+        "name": "cumulativeCost",
+        "type": "uint256"
+      }
+    ],
+    "name": "EscrowVoucherBelowMinCharge",
+    "type": "error"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "bytes32",
+        "name": "sessionId",
+        "type": "bytes32"
+      },
+      {
+        "internalType": "uint256",
         "name": "maxSpend",
         "type": "uint256"
       },
