@@ -47,6 +47,7 @@ contract ReentrantToken is ERC20 {
         if (armed && from != address(0) && to != address(0)) {
             armed = false;
             attempted = true;
+            // solhint-disable-next-line avoid-low-level-calls
             (bool ok, bytes memory data) = hookTarget.call(callData);
             reentryReverted = !ok;
             if (!ok) reentryRevertData = data;
