@@ -1,0 +1,170 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.37;
+
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {ComputeEscrow} from "../../../contracts/ComputeEscrow.sol";
+import {ProviderRegistry} from "../../../contracts/ProviderRegistry.sol";
+import {SplitsLedger} from "../../../contracts/SplitsLedger.sol";
+import {MockUSDC} from "../../../contracts/mocks/MockUSDC.sol";
+import {IComputeEscrow} from "../../../contracts/interfaces/IComputeEscrow.sol";
+import {IProviderRegistry} from "../../../contracts/interfaces/IProviderRegistry.sol";
+import {ISplitsLedger} from "../../../contracts/interfaces/ISplitsLedger.sol";
+import {TestBase} from "./Vm.sol";
+
+/// @notice Deploys the suite as scripts/lib/deploy-suite.ts does (same defaults) and signs its data.
+abstract contract Suite is TestBase {
+    uint256 internal constant MIN_STAKE = 100_000_000; // 100 USDC
+    uint256 internal constant UNSTAKE_DELAY = 7 days;
+    uint32 internal constant CHALLENGE_WINDOW = 1 days;
+    uint256 internal constant FEE_BPS = 250;
+    uint32 internal constant MIN_CHARGE = 1_000;
+    uint32 internal constant INPUT_PRICE = 50;
+    uint32 internal constant OUTPUT_PRICE = 150;
+    uint256 internal constant START_TIME = 1_700_000_000;
+
+    MockUSDC internal usdc;
+    SplitsLedger internal ledger;
+    ProviderRegistry internal registry;
+    ComputeEscrow internal escrow;
+
+    address internal admin;
+    address internal treasury = address(0x7EA5);
+
+    function _deploySuite() internal {
+        vm.warp(START_TIME);
+        admin = address(this);
+        usdc = new MockUSDC();
+        ledger = new SplitsLedger(IERC20(address(usdc)), admin);
+        registry = new ProviderRegistry(IERC20(address(usdc)), MIN_STAKE, UNSTAKE_DELAY, admin);
+        escrow = new ComputeEscrow(
+            IERC20(address(usdc)),
+            registry,
+            ISplitsLedger(address(ledger)),
+            CHALLENGE_WINDOW,
+            admin,
+            treasury,
+            FEE_BPS
+        );
+        registry.grantRole(registry.SETTLEMENT_ROLE(), address(escrow));
+        registry.grantRole(registry.SLASHER_ROLE(), address(escrow));
+        vm.label(address(usdc), "USDC");
+        vm.label(address(ledger), "SplitsLedger");
+        vm.label(address(registry), "ProviderRegistry");
+        vm.label(address(escrow), "ComputeEscrow");
+        vm.label(treasury, "treasury");
+    }
+
+    /// @dev Registers a provider owned by `owner` with receipt signer `signer`, one model, and `stake`.
+    function _registerProvider(address owner, address signer, address payout, uint256 stake)
+        internal
+        returns (uint256 providerId)
+    {
+        IProviderRegistry.ProviderConfig memory config = IProviderRegistry.ProviderConfig({
+            endpoint: "https://provider.example",
+            providerType: IProviderRegistry.ProviderType.SelfHosted,
+            rateLimitPerMinute: 600,
+            minChargePerCall: MIN_CHARGE,
+            features: 0,
+            receiptSigner: signer,
+            payout: payout
+        });
+        IProviderRegistry.ModelConfig[] memory models = new IProviderRegistry.ModelConfig[](1);
+        models[0] = IProviderRegistry.ModelConfig({
+            name: "llama-3.1-8b",
+            inputPricePer1K: INPUT_PRICE,
+            outputPricePer1K: OUTPUT_PRICE,
+            maxContextTokens: 128_000
+        });
+        usdc.mint(owner, stake);
+        vm.startPrank(owner);
+        usdc.approve(address(registry), stake);
+        providerId = registry.register(config, models, stake);
+        vm.stopPrank();
+    }
+
+    function _createBudget(address creator, uint256 amount, uint256 perSessionLimit, uint256 expiry, address agent)
+        internal
+        returns (uint256 budgetId)
+    {
+        address[] memory agents = new address[](1);
+        agents[0] = agent;
+        usdc.mint(creator, amount);
+        vm.startPrank(creator);
+        usdc.approve(address(escrow), amount);
+        budgetId = escrow.createBudget(amount, perSessionLimit, expiry, agents);
+        vm.stopPrank();
+    }
+
+    function _terms(
+        address agent,
+        uint256 budgetId,
+        uint256 providerId,
+        uint256 maxSpend,
+        uint256 deadline,
+        uint256 salt
+    )
+        internal
+        view
+        returns (IComputeEscrow.SessionTerms memory terms)
+    {
+        IProviderRegistry.SessionQuote memory q = registry.quote(providerId, 0);
+        terms = IComputeEscrow.SessionTerms({
+            agent: agent,
+            budgetId: uint64(budgetId),
+            providerId: uint32(providerId),
+            modelId: 0,
+            inputPricePer1K: q.inputPricePer1K,
+            outputPricePer1K: q.outputPricePer1K,
+            minChargePerCall: q.minChargePerCall,
+            maxSpend: uint64(maxSpend),
+            deadline: uint32(deadline),
+            salt: uint64(salt)
+        });
+    }
+
+    function _sign(uint256 key, bytes32 digest) internal returns (bytes memory) {
+        (uint8 v, bytes32 r, bytes32 s) = vm.sign(key, digest);
+        return abi.encodePacked(r, s, v);
+    }
+
+    function _openSigned(IComputeEscrow.SessionTerms memory terms, uint256 agentKey) internal returns (bytes32) {
+        bytes memory signature = _sign(agentKey, escrow.openDigest(terms));
+        return escrow.openSession(terms, signature);
+    }
+
+    function _voucher(bytes32 sessionId, uint256 sequence, uint256 cumulativeCost, uint256 requests, bool isFinal)
+        internal
+        pure
+        returns (IComputeEscrow.Voucher memory)
+    {
+        // A voucher must charge at least requestCount x MIN_CHARGE: count only the requests the cost
+        // pays for (still non-decreasing when cost and requests both are).
+        if (requests > cumulativeCost / MIN_CHARGE) requests = cumulativeCost / MIN_CHARGE;
+        return IComputeEscrow.Voucher({
+            sessionId: sessionId,
+            sequence: uint32(sequence),
+            cumulativeCost: uint64(cumulativeCost),
+            requestCount: uint32(requests),
+            inputTokens: uint32(requests * 100),
+            outputTokens: uint32(requests * 50),
+            latencyMs: uint32(requests * 10),
+            receiptHead: keccak256(abi.encode(sessionId, sequence)),
+            isFinal: isFinal
+        });
+    }
+
+    function _signVoucher(
+        IComputeEscrow.SessionTerms memory terms,
+        IComputeEscrow.Voucher memory voucher,
+        uint256 agentKey,
+        uint256 signerKey
+    ) internal returns (IComputeEscrow.SignedVoucher memory signed) {
+        bytes32 digest = escrow.voucherDigest(voucher);
+        signed = IComputeEscrow.SignedVoucher({
+            terms: terms,
+            voucher: voucher,
+            agentSignature: _sign(agentKey, digest),
+            providerSignature: _sign(signerKey, digest)
+        });
+    }
+}
