@@ -154,7 +154,7 @@ contract ComputeEscrow is IComputeEscrow, AccessControl, EIP712, ReentrancyGuard
 
     /// @inheritdoc IComputeEscrow
     function voucherDigest(Voucher calldata voucher) external view returns (bytes32) {
-        return _hashTypedDataV4(SessionLib.hash(voucher));
+        return _hashTypedDataV4(SessionLib.hash(voucher, SessionLib.id(voucher.terms)));
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -242,7 +242,7 @@ contract ComputeEscrow is IComputeEscrow, AccessControl, EIP712, ReentrancyGuard
     //////////////////////////////////////////////////////////////*/
 
     /// @inheritdoc IComputeEscrow
-    function openSession(SessionTerms calldata terms, bytes calldata agentSignature)
+    function openSession(SessionTerms calldata terms, CompactSignature calldata agentSignature)
         external
         nonReentrant
         returns (bytes32 sessionId)
@@ -264,35 +264,22 @@ contract ComputeEscrow is IComputeEscrow, AccessControl, EIP712, ReentrancyGuard
     }
 
     /// @inheritdoc IComputeEscrow
-    function settle(SignedVoucher calldata signed) external nonReentrant {
-        ProviderTally[] memory tallies = new ProviderTally[](1);
-        _settle(signed, tallies, false);
-        _payout(tallies);
-    }
-
-    /// @inheritdoc IComputeEscrow
-    function settleBatch(SignedVoucher[] calldata signed) external nonReentrant {
-        uint256 count = _checkBatch(signed.length);
+    function settle(SignedVoucher[] calldata vouchers) external nonReentrant {
+        uint256 count = _checkBatch(vouchers.length);
         ProviderTally[] memory tallies = new ProviderTally[](count);
         for (uint256 i; i < count; ++i) {
-            _settle(signed[i], tallies, false);
+            _settle(vouchers[i], tallies, false);
         }
         _payout(tallies);
     }
 
     /// @inheritdoc IComputeEscrow
-    function closeCooperative(SignedVoucher calldata signed) external nonReentrant {
-        ProviderTally[] memory tallies = new ProviderTally[](1);
-        _closeCooperative(signed, tallies);
-        _payout(tallies);
-    }
-
-    /// @inheritdoc IComputeEscrow
-    function closeCooperativeBatch(SignedVoucher[] calldata signed) external nonReentrant {
-        uint256 count = _checkBatch(signed.length);
+    function closeCooperative(SignedVoucher[] calldata vouchers) external nonReentrant {
+        uint256 count = _checkBatch(vouchers.length);
         ProviderTally[] memory tallies = new ProviderTally[](count);
         for (uint256 i; i < count; ++i) {
-            _closeCooperative(signed[i], tallies);
+            (bytes32 sessionId, SessionState storage state) = _settle(vouchers[i], tallies, true);
+            _finalize(vouchers[i].voucher.terms, sessionId, state);
         }
         _payout(tallies);
     }
@@ -333,13 +320,15 @@ contract ComputeEscrow is IComputeEscrow, AccessControl, EIP712, ReentrancyGuard
     /// @inheritdoc IComputeEscrow
     function slashDoubleSign(
         Voucher calldata first,
-        bytes calldata firstSignature,
+        CompactSignature calldata firstSignature,
         Voucher calldata second,
-        bytes calldata secondSignature
+        CompactSignature calldata secondSignature
     ) external nonReentrant {
-        bytes32 firstDigest = _hashTypedDataV4(SessionLib.hash(first));
-        bytes32 secondDigest = _hashTypedDataV4(SessionLib.hash(second));
-        if (first.sessionId != second.sessionId || first.sequence != second.sequence || firstDigest == secondDigest) {
+        bytes32 sessionId = SessionLib.id(first.terms);
+        bytes32 secondSessionId = SessionLib.id(second.terms);
+        bytes32 firstDigest = _hashTypedDataV4(SessionLib.hash(first, sessionId));
+        bytes32 secondDigest = _hashTypedDataV4(SessionLib.hash(second, secondSessionId));
+        if (sessionId != secondSessionId || first.sequence != second.sequence || firstDigest == secondDigest) {
             revert EscrowInvalidSlashProof();
         }
         address signer = _recover(firstDigest, firstSignature);
@@ -427,7 +416,10 @@ contract ComputeEscrow is IComputeEscrow, AccessControl, EIP712, ReentrancyGuard
                           INTERNALS: SESSIONS
     //////////////////////////////////////////////////////////////*/
 
-    function _open(SessionTerms calldata terms, bytes calldata agentSignature) private returns (bytes32 sessionId) {
+    function _open(SessionTerms calldata terms, CompactSignature calldata agentSignature)
+        private
+        returns (bytes32 sessionId)
+    {
         if (terms.agent == address(0)) revert EscrowZeroAddress();
         sessionId = SessionLib.id(terms);
         SessionState storage state = _sessions[sessionId];
@@ -471,63 +463,57 @@ contract ComputeEscrow is IComputeEscrow, AccessControl, EIP712, ReentrancyGuard
         private
         returns (bytes32 sessionId, SessionState storage state)
     {
-        SessionTerms calldata terms = signed.terms;
         Voucher calldata voucher = signed.voucher;
+        SessionTerms calldata terms = voucher.terms;
         sessionId = SessionLib.id(terms);
-        if (voucher.sessionId != sessionId) revert EscrowVoucherSessionMismatch(sessionId, voucher.sessionId);
         if (requireFinal && !voucher.isFinal) revert EscrowVoucherNotFinal(sessionId);
-        state = _openState(sessionId);
+        state = _sessions[sessionId];
         SessionState memory previous = state;
+        if (previous.claimEnd <= FINALIZED) revert EscrowSessionNotOpen(sessionId);
         if (block.timestamp >= previous.claimEnd) revert EscrowClaimWindowOver(sessionId, previous.claimEnd);
-        if (voucher.sequence <= previous.sequence) {
-            revert EscrowVoucherStale(sessionId, previous.sequence, voucher.sequence);
-        }
+        SessionState memory next = SessionState({
+            settled: voucher.cumulativeCost,
+            sequence: voucher.sequence,
+            requestCount: voucher.requestCount,
+            inputTokens: voucher.inputTokens,
+            outputTokens: voucher.outputTokens,
+            latencyMs: voucher.latencyMs,
+            claimEnd: previous.claimEnd
+        });
+        if (next.sequence <= previous.sequence) revert EscrowVoucherStale(sessionId, previous.sequence, next.sequence);
         if (
-            voucher.cumulativeCost < previous.settled || voucher.requestCount < previous.requestCount
-                || voucher.inputTokens < previous.inputTokens || voucher.outputTokens < previous.outputTokens
-                || voucher.latencyMs < previous.latencyMs
+            next.settled < previous.settled || next.requestCount < previous.requestCount
+                || next.inputTokens < previous.inputTokens || next.outputTokens < previous.outputTokens
+                || next.latencyMs < previous.latencyMs
         ) revert EscrowVoucherNotMonotonic(sessionId);
-        if (voucher.cumulativeCost > terms.maxSpend) {
-            revert EscrowVoucherExceedsLock(sessionId, terms.maxSpend, voucher.cumulativeCost);
-        }
+        uint256 maxSpend = terms.maxSpend;
+        if (next.settled > maxSpend) revert EscrowVoucherExceedsLock(sessionId, maxSpend, next.settled);
         // Cannot overflow: a uint32 times a uint32.
-        uint256 minimum = uint256(voucher.requestCount) * terms.minChargePerCall;
-        if (voucher.cumulativeCost < minimum) {
-            revert EscrowVoucherBelowMinCharge(sessionId, minimum, voucher.cumulativeCost);
+        unchecked {
+            uint256 minimum = uint256(next.requestCount) * terms.minChargePerCall;
+            if (next.settled < minimum) revert EscrowVoucherBelowMinCharge(sessionId, minimum, next.settled);
         }
 
         ProviderTally memory tally = _tallyFor(tallies, terms.providerId);
-        bytes32 digest = _hashTypedDataV4(SessionLib.hash(voucher));
-        if (_recover(digest, signed.agentSignature) != terms.agent) {
-            revert EscrowInvalidSignature(sessionId, terms.agent);
-        }
+        bytes32 digest = _hashTypedDataV4(SessionLib.hash(voucher, sessionId));
+        address agent = terms.agent;
+        if (_recover(digest, signed.agentSignature) != agent) revert EscrowInvalidSignature(sessionId, agent);
         if (_recover(digest, signed.providerSignature) != tally.receiptSigner) {
             revert EscrowInvalidSignature(sessionId, tally.receiptSigner);
         }
 
-        state.settled = voucher.cumulativeCost;
-        state.sequence = voucher.sequence;
-        state.requestCount = voucher.requestCount;
-        state.inputTokens = voucher.inputTokens;
-        state.outputTokens = voucher.outputTokens;
-        state.latencyMs = voucher.latencyMs;
-
+        SessionLib.store(state, next);
         // Unchecked: every delta is non-negative (monotonicity checked above), each is below 2^64,
         // and at most MAX_BATCH of them are summed into 64-bit (or 256-bit) totals.
         unchecked {
-            uint256 paid = voucher.cumulativeCost - previous.settled;
+            uint256 paid = next.settled - previous.settled;
             tally.amount += paid;
-            tally.metrics.requests += voucher.requestCount - previous.requestCount;
-            tally.metrics.inputTokens += voucher.inputTokens - previous.inputTokens;
-            tally.metrics.outputTokens += voucher.outputTokens - previous.outputTokens;
-            tally.metrics.latencyMs += voucher.latencyMs - previous.latencyMs;
-            emit VoucherSettled(sessionId, voucher.sequence, voucher.cumulativeCost, paid);
+            tally.metrics.requests += next.requestCount - previous.requestCount;
+            tally.metrics.inputTokens += next.inputTokens - previous.inputTokens;
+            tally.metrics.outputTokens += next.outputTokens - previous.outputTokens;
+            tally.metrics.latencyMs += next.latencyMs - previous.latencyMs;
+            emit VoucherSettled(sessionId, next.sequence, next.settled, paid);
         }
-    }
-
-    function _closeCooperative(SignedVoucher calldata signed, ProviderTally[] memory tallies) private {
-        (bytes32 sessionId, SessionState storage state) = _settle(signed, tallies, true);
-        _finalize(signed.terms, sessionId, state);
     }
 
     /// @dev Marks the session finalized and returns its unused lock to the budget.
@@ -605,10 +591,10 @@ contract ComputeEscrow is IComputeEscrow, AccessControl, EIP712, ReentrancyGuard
         return size;
     }
 
-    /// @dev ECDSA recovery of a 65-byte signature; address(0) for anything invalid (including
-    /// high-s and 64-byte compact forms), which never matches a signer.
-    function _recover(bytes32 digest, bytes calldata signature) private pure returns (address signer) {
-        (signer,,) = ECDSA.tryRecoverCalldata(digest, signature);
+    /// @dev ECDSA recovery of a compact signature; address(0) for anything invalid (including
+    /// high-s), which never matches a signer.
+    function _recover(bytes32 digest, CompactSignature calldata signature) private pure returns (address signer) {
+        (signer,,) = ECDSA.tryRecover(digest, signature.r, signature.yParityAndS);
     }
 
     function _setFee(uint256 feeBps_) private {

@@ -4,9 +4,21 @@
  */
 import { network } from "hardhat";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/types";
-import { Wallet, type BaseWallet, type ContractTransactionResponse, type TypedDataField } from "ethers";
+import { Wallet, type BaseWallet, type ContractTransactionResponse } from "ethers";
+import type { Hex } from "viem";
 import { DEFAULT_SUITE_OPTIONS, deploySuite } from "./lib/deploy-suite.ts";
-import { escrowDomain, sessionTermsTypes, voucherTypes, type SessionTerms, type Voucher } from "../sdk/src/index.ts";
+import { ethersTypes } from "./lib/ethers-types.ts";
+import {
+  escrowDomain,
+  sessionTermsTypes,
+  toCompactSignature,
+  transferWithAuthorizationTypes,
+  usdcDomain,
+  voucherTypes,
+  type SessionTerms,
+  type SignedVoucher,
+  type Voucher,
+} from "../sdk/src/index.ts";
 
 const BATCH = 100;
 const INFERENCES_PER_SESSION = 100;
@@ -21,8 +33,6 @@ const { usdc, ledger, registry, escrow } = await deploySuite(ethers, admin, {
 });
 const chainId = Number((await ethers.provider.getNetwork()).chainId);
 const domain = escrowDomain(chainId, (await escrow.getAddress()) as `0x${string}`);
-const mutableTypes = (types: Record<string, readonly TypedDataField[]>) =>
-  Object.fromEntries(Object.entries(types).map(([name, fields]) => [name, [...fields]]));
 
 async function gasOf(tx: Promise<ContractTransactionResponse>): Promise<bigint> {
   const receipt = await (await tx).wait();
@@ -38,7 +48,6 @@ async function fund(signer: HardhatEthersSigner, amount: bigint, spender: string
 // --- x402 'exact': one EIP-3009 transferWithAuthorization to an already-funded payee -------------
 await (await usdc.mint(payer.address, 1_000n * USDC)).wait();
 await (await usdc.mint(payee.address, 1n)).wait();
-const usdcDomain = { name: "USD Coin", version: "2", chainId, verifyingContract: await usdc.getAddress() };
 const authorization = {
   from: payer.address,
   to: payee.address,
@@ -49,17 +58,8 @@ const authorization = {
 };
 const authSignature = ethers.Signature.from(
   await payer.signTypedData(
-    usdcDomain,
-    {
-      TransferWithAuthorization: [
-        { name: "from", type: "address" },
-        { name: "to", type: "address" },
-        { name: "value", type: "uint256" },
-        { name: "validAfter", type: "uint256" },
-        { name: "validBefore", type: "uint256" },
-        { name: "nonce", type: "bytes32" },
-      ],
-    },
+    usdcDomain(chainId, (await usdc.getAddress()) as Hex),
+    ethersTypes(transferWithAuthorizationTypes),
     authorization,
   ),
 );
@@ -124,13 +124,14 @@ function termsFor(agent: BaseWallet): SessionTerms {
   };
 }
 async function openRequest(agent: BaseWallet, terms: SessionTerms) {
-  return { terms, agentSignature: await agent.signTypedData(domain, mutableTypes(sessionTermsTypes), terms) };
+  const signature = await agent.signTypedData(domain, ethersTypes(sessionTermsTypes), terms);
+  return { terms, agentSignature: toCompactSignature(signature as Hex) };
 }
 /** The voucher after `inferences` calls of 500 input / 200 output tokens each. */
 function voucherAfter(terms: SessionTerms, inferences: number, sequence: number, isFinal: boolean): Voucher {
   const perCall = (500n * 150n + 200n * 600n) / 1000n;
   return {
-    sessionId: ethers.TypedDataEncoder.hashStruct("SessionTerms", mutableTypes(sessionTermsTypes), terms) as `0x${string}`,
+    terms,
     sequence,
     cumulativeCost: perCall * BigInt(inferences),
     requestCount: inferences,
@@ -141,20 +142,23 @@ function voucherAfter(terms: SessionTerms, inferences: number, sequence: number,
     isFinal,
   };
 }
-async function signed(agent: BaseWallet, terms: SessionTerms, voucher: Voucher) {
-  const types = mutableTypes(voucherTypes);
+async function signed(agent: BaseWallet, voucher: Voucher): Promise<SignedVoucher> {
+  const types = ethersTypes(voucherTypes);
+  const [agentSignature, providerSignature] = await Promise.all([
+    agent.signTypedData(domain, types, voucher),
+    receiptSigner.signTypedData(domain, types, voucher),
+  ]);
   return {
-    terms,
     voucher,
-    agentSignature: await agent.signTypedData(domain, types, voucher),
-    providerSignature: await receiptSigner.signTypedData(domain, types, voucher),
+    agentSignature: toCompactSignature(agentSignature as Hex),
+    providerSignature: toCompactSignature(providerSignature as Hex),
   };
 }
 
 // Warm the split recipients' and treasury's ledger balances, as in steady state.
 const warmTerms = termsFor(agents[BATCH]);
 await (await escrow.connect(relayer).openSession(warmTerms, (await openRequest(agents[BATCH], warmTerms)).agentSignature)).wait();
-await (await escrow.connect(relayer).settle(await signed(agents[BATCH], warmTerms, voucherAfter(warmTerms, 10, 1, false)))).wait();
+await (await escrow.connect(relayer).settle([await signed(agents[BATCH], voucherAfter(warmTerms, 10, 1, false))])).wait();
 
 // --- Single-session operations --------------------------------------------------------------------
 const singleAgent = agents[0];
@@ -163,12 +167,12 @@ const sessionOpenGas = await gasOf(
   escrow.connect(relayer).openSession(singleTerms, (await openRequest(singleAgent, singleTerms)).agentSignature),
 );
 const settleSingleGas = await gasOf(
-  escrow.connect(relayer).settle(await signed(singleAgent, singleTerms, voucherAfter(singleTerms, 50, 50, false))),
+  escrow.connect(relayer).settle([await signed(singleAgent, voucherAfter(singleTerms, 50, 50, false))]),
 );
 const closeCooperativeGas = await gasOf(
   escrow
     .connect(relayer)
-    .closeCooperative(await signed(singleAgent, singleTerms, voucherAfter(singleTerms, 100, 101, true))),
+    .closeCooperative([await signed(singleAgent, voucherAfter(singleTerms, 100, 101, true))]),
 );
 
 // --- Batches of 100: open, settle mid-session, close cooperatively --------------------------------
@@ -179,14 +183,14 @@ const openBatchGas = await gasOf(
 const settleBatchGas = await gasOf(
   escrow
     .connect(relayer)
-    .settleBatch(await Promise.all(batchTerms.map((t, i) => signed(agents[i], t, voucherAfter(t, 50, 50, false))))),
+    .settle(await Promise.all(batchTerms.map((t, i) => signed(agents[i], voucherAfter(t, 50, 50, false))))),
 );
 const closeBatchGas = await gasOf(
   escrow
     .connect(relayer)
-    .closeCooperativeBatch(
+    .closeCooperative(
       await Promise.all(
-        batchTerms.map((t, i) => signed(agents[i], t, voucherAfter(t, INFERENCES_PER_SESSION, INFERENCES_PER_SESSION + 1, true))),
+        batchTerms.map((t, i) => signed(agents[i], voucherAfter(t, INFERENCES_PER_SESSION, INFERENCES_PER_SESSION + 1, true))),
       ),
     ),
 );

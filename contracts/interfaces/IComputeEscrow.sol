@@ -37,7 +37,9 @@ interface IComputeEscrow {
     }
 
     /// @notice The cumulative state of a session, signed by the agent and co-signed by the provider.
-    /// @param sessionId The session (hash of its terms).
+    /// @dev The terms are a nested EIP-712 struct, so the signed message commits to the session id
+    /// (their struct hash) while wallets show what the session is; settlement sends them only once.
+    /// @param terms The session's terms.
     /// @param sequence Increases with every new state.
     /// @param cumulativeCost Total owed to the provider so far.
     /// @param requestCount Calls served so far.
@@ -47,7 +49,7 @@ interface IComputeEscrow {
     /// @param receiptHead Hash of the latest receipt of the session's receipt chain.
     /// @param isFinal True only on the state both parties sign to close the session.
     struct Voucher {
-        bytes32 sessionId;
+        SessionTerms terms;
         uint32 sequence;
         uint64 cumulativeCost;
         uint32 requestCount;
@@ -58,18 +60,25 @@ interface IComputeEscrow {
         bool isFinal;
     }
 
-    /// @notice A voucher with what is needed to settle it.
+    /// @notice An ECDSA signature in the 64-byte form of ERC-2098 (viem's `CompactSignature`):
+    /// the top bit of `yParityAndS` is the recovery parity, the rest is `s` (lower half-order only).
+    /// Fixed-size signatures keep every settlement record static, which is cheaper calldata on an L2.
+    struct CompactSignature {
+        bytes32 r;
+        bytes32 yParityAndS;
+    }
+
+    /// @notice A voucher with both signatures, as settlement takes it.
     struct SignedVoucher {
-        SessionTerms terms;
         Voucher voucher;
-        bytes agentSignature;
-        bytes providerSignature;
+        CompactSignature agentSignature;
+        CompactSignature providerSignature;
     }
 
     /// @notice A session to open on the agent's behalf.
     struct OpenRequest {
         SessionTerms terms;
-        bytes agentSignature;
+        CompactSignature agentSignature;
     }
 
     /// @notice A budget.
@@ -132,8 +141,6 @@ interface IComputeEscrow {
     error EscrowClaimWindowOver(bytes32 sessionId, uint256 claimEnd);
     /// @notice Thrown when finalizing session `sessionId` before its claim window ends.
     error EscrowClaimWindowOpen(bytes32 sessionId, uint256 claimEnd);
-    /// @notice Thrown when a voucher's session id is not the hash of the terms it came with.
-    error EscrowVoucherSessionMismatch(bytes32 sessionId, bytes32 voucherSessionId);
     /// @notice Thrown when a voucher's sequence is not above the settled one.
     error EscrowVoucherStale(bytes32 sessionId, uint256 settledSequence, uint256 sequence);
     /// @notice Thrown when a newer voucher lowers a cumulative total.
@@ -269,19 +276,18 @@ interface IComputeEscrow {
     //////////////////////////////////////////////////////////////*/
 
     /// @notice Opens a session; called by the agent (empty signature) or by anyone with its signature.
-    function openSession(SessionTerms calldata terms, bytes calldata agentSignature)
+    function openSession(SessionTerms calldata terms, CompactSignature calldata agentSignature)
         external
         returns (bytes32 sessionId);
     /// @notice Opens several sessions in one transaction.
     function openSessions(OpenRequest[] calldata requests) external returns (bytes32[] memory sessionIds);
-    /// @notice Pays the provider the difference between `signed`'s cumulative cost and what was settled.
-    function settle(SignedVoucher calldata signed) external;
-    /// @notice Settles many vouchers; payouts are aggregated per provider.
-    function settleBatch(SignedVoucher[] calldata signed) external;
-    /// @notice Settles a final voucher signed by both parties and finalizes the session at once.
-    function closeCooperative(SignedVoucher calldata signed) external;
-    /// @notice Cooperative close of many sessions in one transaction.
-    function closeCooperativeBatch(SignedVoucher[] calldata signed) external;
+    /// @notice Settles one or many vouchers (at most MAX_BATCH, in order): pays each
+    /// provider the difference between a voucher's cumulative cost and what its session settled
+    /// before. Payouts are aggregated per provider. Anyone may submit; all or nothing.
+    function settle(SignedVoucher[] calldata vouchers) external;
+    /// @notice Settles final vouchers signed by both parties and finalizes their sessions at once,
+    /// returning each unused lock to its budget.
+    function closeCooperative(SignedVoucher[] calldata vouchers) external;
     /// @notice Starts a consumer close: the provider may settle newer vouchers until the window ends.
     /// Callable by the session's agent or its budget's creator.
     function requestClose(SessionTerms calldata terms) external;
@@ -293,9 +299,9 @@ interface IComputeEscrow {
     /// session and sequence; the caller receives SLASH_REWARD_BPS of the stake, the treasury the rest.
     function slashDoubleSign(
         Voucher calldata first,
-        bytes calldata firstSignature,
+        CompactSignature calldata firstSignature,
         Voucher calldata second,
-        bytes calldata secondSignature
+        CompactSignature calldata secondSignature
     ) external;
 
     /*//////////////////////////////////////////////////////////////

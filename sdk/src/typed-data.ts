@@ -1,4 +1,11 @@
-import type { Address, Hex, TypedDataDomain } from "viem";
+import {
+  hashStruct,
+  parseSignature,
+  signatureToCompactSignature,
+  type Address,
+  type Hex,
+  type TypedDataDomain,
+} from "viem";
 
 /**
  * EIP-712 definitions of the messages agents, providers and account holders sign. They mirror the
@@ -20,9 +27,10 @@ export const sessionTermsTypes = {
   ],
 } as const;
 
+/** A voucher nests its session's terms, so wallets show them and the id needs no separate field. */
 export const voucherTypes = {
   Voucher: [
-    { name: "sessionId", type: "bytes32" },
+    { name: "terms", type: "SessionTerms" },
     { name: "sequence", type: "uint32" },
     { name: "cumulativeCost", type: "uint64" },
     { name: "requestCount", type: "uint32" },
@@ -32,6 +40,7 @@ export const voucherTypes = {
     { name: "receiptHead", type: "bytes32" },
     { name: "isFinal", type: "bool" },
   ],
+  ...sessionTermsTypes,
 } as const;
 
 export const withdrawalTypes = {
@@ -60,7 +69,7 @@ export interface SessionTerms {
 
 /** The cumulative state of a session that the agent signs and the provider co-signs. */
 export interface Voucher {
-  sessionId: Hex;
+  terms: SessionTerms;
   sequence: number;
   cumulativeCost: bigint;
   requestCount: number;
@@ -69,6 +78,29 @@ export interface Voucher {
   latencyMs: number;
   receiptHead: Hex;
   isFinal: boolean;
+}
+
+/** An ERC-2098 64-byte signature: the form in which the escrow takes every signature. */
+export interface CompactSignature {
+  r: Hex;
+  yParityAndS: Hex;
+}
+
+/** A voucher with both signatures, as the escrow settles it. */
+export interface SignedVoucher {
+  voucher: Voucher;
+  agentSignature: CompactSignature;
+  providerSignature: CompactSignature;
+}
+
+/** `signature` (65-byte hex, as wallets return it) in the escrow's compact form. */
+export function toCompactSignature(signature: Hex): CompactSignature {
+  return signatureToCompactSignature(parseSignature(signature));
+}
+
+/** A session's id: the EIP-712 struct hash of its terms. */
+export function sessionIdOf(terms: SessionTerms): Hex {
+  return hashStruct({ data: terms, primaryType: "SessionTerms", types: sessionTermsTypes });
 }
 
 /** The EIP-712 domain of the ComputeEscrow at `verifyingContract` on `chainId`. */

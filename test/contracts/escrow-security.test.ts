@@ -1,10 +1,11 @@
 import { expect } from "chai";
-import { Signature, concat, toBeHex, zeroPadValue, type TypedDataDomain } from "ethers";
+import { toBeHex, zeroPadValue, type TypedDataDomain } from "ethers";
 import { hashTypedData, type Address, type Hex } from "viem";
 import { escrowDomain, voucherTypes } from "../../sdk/src/typed-data.ts";
 import type { ComputeEscrow, SplitsLedger } from "../../types/ethers-contracts/index.ts";
 import {
   DAY,
+  NO_SIGNATURE,
   USDC,
   buildTerms,
   createBudget,
@@ -17,6 +18,7 @@ import {
   signOpen,
   signVoucher,
   voucher,
+  type CompactSignature,
   type Market,
   type SessionTerms,
   type SignedVoucher,
@@ -25,11 +27,22 @@ import {
 
 const SECP256K1_N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
 
-/** The high-s twin of a valid 65-byte signature: s' = n − s, v flipped. */
-function highS(signature: string): string {
-  const sig = Signature.from(signature);
-  const s = SECP256K1_N - BigInt(sig.s);
-  return concat([sig.r, zeroPadValue(toBeHex(s), 32), sig.v === 27 ? "0x1c" : "0x1b"]);
+const PARITY_BIT = 1n << 255n;
+
+/**
+ * The high-s twin of a valid signature (s' = n − s, parity flipped), squeezed into the compact form.
+ * s' almost never fits the 255 bits ERC-2098 leaves for s, so what the contract sees is some other s.
+ */
+function highS(signature: CompactSignature): CompactSignature {
+  const word = BigInt(signature.yParityAndS);
+  const s = word & (PARITY_BIT - 1n);
+  const flippedParity = (word & PARITY_BIT) ^ PARITY_BIT;
+  return { r: signature.r, yParityAndS: zeroPadValue(toBeHex(flippedParity | ((SECP256K1_N - s) % PARITY_BIT)), 32) as Hex };
+}
+
+/** The same r and s with the recovery parity flipped: a valid signature of some other key. */
+function flippedParity(signature: CompactSignature): CompactSignature {
+  return { r: signature.r, yParityAndS: zeroPadValue(toBeHex(BigInt(signature.yParityAndS) ^ PARITY_BIT), 32) as Hex };
 }
 
 /** USDC held by every relevant party, to prove nothing moved. */
@@ -61,29 +74,29 @@ describe("ComputeEscrow: security checklist (SECURITY.md 1–21)", () => {
     const { escrow, agent, stranger, terms, sign } = m;
     const t = await terms();
     const id = await openByAgent(escrow, agent, t);
-    const v2 = await sign(t, voucher(t, { sequence: 2, cumulativeCost: 3n * USDC }));
-    await escrow.connect(stranger).settle(v2);
+    const v2 = await sign(voucher(t, { sequence: 2, cumulativeCost: 3n * USDC }));
+    await escrow.connect(stranger).settle([v2]);
     const before = await snapshot(m);
     // The very same voucher again.
-    await expect(escrow.connect(stranger).settle(v2))
+    await expect(escrow.connect(stranger).settle([v2]))
       .to.be.revertedWithCustomError(escrow, "EscrowVoucherStale")
       .withArgs(id, 2n, 2n);
     // An older, cheaper voucher.
-    const v1 = await sign(t, voucher(t, { sequence: 1, cumulativeCost: 1n * USDC }));
-    await expect(escrow.connect(stranger).settle(v1))
+    const v1 = await sign(voucher(t, { sequence: 1, cumulativeCost: 1n * USDC }));
+    await expect(escrow.connect(stranger).settle([v1]))
       .to.be.revertedWithCustomError(escrow, "EscrowVoucherStale")
       .withArgs(id, 2n, 1n);
     // A newer sequence with a lower cost.
-    const lower = await sign(t, voucher(t, { sequence: 3, cumulativeCost: 2n * USDC, requestCount: 9, inputTokens: 9000, outputTokens: 9000, latencyMs: 9000 }));
-    await expect(escrow.connect(stranger).settle(lower)).to.be.revertedWithCustomError(escrow, "EscrowVoucherNotMonotonic").withArgs(id);
+    const lower = await sign(voucher(t, { sequence: 3, cumulativeCost: 2n * USDC, requestCount: 9, inputTokens: 9000, outputTokens: 9000, latencyMs: 9000 }));
+    await expect(escrow.connect(stranger).settle([lower])).to.be.revertedWithCustomError(escrow, "EscrowVoucherNotMonotonic").withArgs(id);
     // In a batch, too (the duplicate inside one batch is stale after the first).
-    const v3 = await sign(t, voucher(t, { sequence: 3, cumulativeCost: 3n * USDC }));
-    await expect(escrow.connect(stranger).settleBatch([v3, v3]))
+    const v3 = await sign(voucher(t, { sequence: 3, cumulativeCost: 3n * USDC }));
+    await expect(escrow.connect(stranger).settle([v3, v3]))
       .to.be.revertedWithCustomError(escrow, "EscrowVoucherStale")
       .withArgs(id, 3n, 3n);
     expect(await snapshot(m)).to.deep.equal(before);
     // A newer sequence with the same cost is accepted but pays exactly nothing.
-    await expect(escrow.connect(stranger).settle(v3)).to.emit(escrow, "VoucherSettled").withArgs(id, 3n, 3n * USDC, 0n);
+    await expect(escrow.connect(stranger).settle([v3])).to.emit(escrow, "VoucherSettled").withArgs(id, 3n, 3n * USDC, 0n);
     expect(await snapshot(m)).to.deep.equal(before);
   });
 
@@ -95,22 +108,19 @@ describe("ComputeEscrow: security checklist (SECURITY.md 1–21)", () => {
     const idA = await openByAgent(escrow, agent, a);
     const idB = await openByAgent(escrow, agent, b);
     expect(idA).to.not.equal(idB);
-    await escrow.closeCooperative(await sign(a, voucher(a, { sequence: 1, cumulativeCost: 1n * USDC, isFinal: true })));
+    await escrow.closeCooperative([await sign(voucher(a, { sequence: 1, cumulativeCost: 1n * USDC, isFinal: true }))]);
     const before = await snapshot(m);
     // A newer voucher of the closed session.
-    const late = await sign(a, voucher(a, { sequence: 2, cumulativeCost: 5n * USDC }));
-    await expect(escrow.connect(stranger).settle(late)).to.be.revertedWithCustomError(escrow, "EscrowSessionNotOpen").withArgs(idA);
+    const late = await sign(voucher(a, { sequence: 2, cumulativeCost: 5n * USDC }));
+    await expect(escrow.connect(stranger).settle([late])).to.be.revertedWithCustomError(escrow, "EscrowSessionNotOpen").withArgs(idA);
     await expect(escrow.connect(stranger).finalize(a)).to.be.revertedWithCustomError(escrow, "EscrowSessionNotOpen").withArgs(idA);
-    // Session A's voucher replayed against the still open session B.
-    await expect(escrow.connect(stranger).settle({ ...late, terms: b }))
-      .to.be.revertedWithCustomError(escrow, "EscrowVoucherSessionMismatch")
-      .withArgs(idB, idA);
-    // Relabelled with B's id, A's signatures no longer match.
-    await expect(escrow.connect(stranger).settle({ ...late, terms: b, voucher: { ...late.voucher, sessionId: idB } }))
+    // Session A's voucher replayed against the still open session B: the voucher's terms are signed
+    // with it, so relabelling them as B's breaks both signatures.
+    await expect(escrow.connect(stranger).settle([{ ...late, voucher: { ...late.voucher, terms: b } }]))
       .to.be.revertedWithCustomError(escrow, "EscrowInvalidSignature")
       .withArgs(idB, agent.address);
     // Re-opening the closed session's terms is impossible.
-    await expect(escrow.connect(agent).openSession(a, "0x")).to.be.revertedWithCustomError(escrow, "EscrowSessionExists").withArgs(idA);
+    await expect(escrow.connect(agent).openSession(a, NO_SIGNATURE)).to.be.revertedWithCustomError(escrow, "EscrowSessionExists").withArgs(idA);
     expect(await snapshot(m)).to.deep.equal(before);
   });
 
@@ -130,12 +140,12 @@ describe("ComputeEscrow: security checklist (SECURITY.md 1–21)", () => {
     await openByAgent(escrow, agent, t);
     const v = voucher(t, { sequence: 1, cumulativeCost: 1n * USDC });
     for (const domain of [mainnet, otherContract]) {
-      await expect(escrow.connect(stranger).settle(await signBoth(domain, t, v, agent, receiptSigner)))
+      await expect(escrow.connect(stranger).settle([await signBoth(domain, v, agent, receiptSigner)]))
         .to.be.revertedWithCustomError(escrow, "EscrowInvalidSignature")
         .withArgs(id, agent.address);
       // Only the provider's signature from the wrong domain.
-      const good = await m.sign(t, v);
-      await expect(escrow.connect(stranger).settle({ ...good, providerSignature: await signVoucher(receiptSigner, domain, v) }))
+      const good = await m.sign(v);
+      await expect(escrow.connect(stranger).settle([{ ...good, providerSignature: await signVoucher(receiptSigner, domain, v) }]))
         .to.be.revertedWithCustomError(escrow, "EscrowInvalidSignature")
         .withArgs(id, receiptSigner.address);
     }
@@ -156,7 +166,7 @@ describe("ComputeEscrow: security checklist (SECURITY.md 1–21)", () => {
     }
   });
 
-  it("SECURITY 5: signature malleability — high-s and 64-byte compact signatures are rejected", async () => {
+  it("SECURITY 5: signature malleability — high-s twins and flipped parities are rejected", async () => {
     const m = await setupMarket();
     const { escrow, agent, receiptSigner, stranger, terms, domain } = m;
     const t = await terms();
@@ -165,67 +175,68 @@ describe("ComputeEscrow: security checklist (SECURITY.md 1–21)", () => {
     await expect(escrow.connect(stranger).openSession(t, highS(openSig)))
       .to.be.revertedWithCustomError(escrow, "EscrowInvalidSignature")
       .withArgs(id, agent.address);
-    await expect(escrow.connect(stranger).openSession(t, Signature.from(openSig).compactSerialized))
+    await expect(escrow.connect(stranger).openSession(t, flippedParity(openSig)))
       .to.be.revertedWithCustomError(escrow, "EscrowInvalidSignature")
       .withArgs(id, agent.address);
     await escrow.connect(stranger).openSession(t, openSig);
 
-    const signed = await m.sign(t, voucher(t, { sequence: 1, cumulativeCost: 1n * USDC }));
-    await expect(escrow.settle({ ...signed, agentSignature: highS(signed.agentSignature) }))
+    const signed = await m.sign(voucher(t, { sequence: 1, cumulativeCost: 1n * USDC }));
+    await expect(escrow.settle([{ ...signed, agentSignature: highS(signed.agentSignature) }]))
       .to.be.revertedWithCustomError(escrow, "EscrowInvalidSignature")
       .withArgs(id, agent.address);
-    await expect(escrow.settle({ ...signed, providerSignature: highS(signed.providerSignature) }))
+    await expect(escrow.settle([{ ...signed, providerSignature: highS(signed.providerSignature) }]))
       .to.be.revertedWithCustomError(escrow, "EscrowInvalidSignature")
       .withArgs(id, receiptSigner.address);
-    await expect(escrow.settle({ ...signed, agentSignature: Signature.from(signed.agentSignature).compactSerialized }))
+    await expect(escrow.settle([{ ...signed, agentSignature: flippedParity(signed.agentSignature) }]))
       .to.be.revertedWithCustomError(escrow, "EscrowInvalidSignature")
       .withArgs(id, agent.address);
-    await expect(escrow.settle({ ...signed, providerSignature: Signature.from(signed.providerSignature).compactSerialized }))
+    await expect(escrow.settle([{ ...signed, providerSignature: flippedParity(signed.providerSignature) }]))
       .to.be.revertedWithCustomError(escrow, "EscrowInvalidSignature")
       .withArgs(id, receiptSigner.address);
-    await escrow.settle(signed);
+    await escrow.settle([signed]);
     // Nothing is keyed on signature bytes: new bytes for the same state are still stale.
-    const resigned = await m.sign(t, { ...signed.voucher });
-    await expect(escrow.settle({ ...resigned, agentSignature: highS(resigned.agentSignature) })).to.be.revertedWithCustomError(escrow, "EscrowVoucherStale");
+    const resigned = await m.sign({ ...signed.voucher });
+    await expect(escrow.settle([{ ...resigned, agentSignature: highS(resigned.agentSignature) }])).to.be.revertedWithCustomError(escrow, "EscrowVoucherStale");
   });
 
   it("SECURITY 6: wrong signers — address(0) recovery, non-whitelisted, removed and other budgets' agents revert", async () => {
     const m = await setupMarket();
     const { escrow, usdc, agent, creator, stranger, others, budgetId, terms, domain, receiptSigner } = m;
     // A garbage signature recovers to address(0), which never matches (and agent 0 is refused).
-    const garbage = concat([zeroPadValue("0x01", 32), zeroPadValue("0x01", 32), "0x1b"]);
+    const one = zeroPadValue("0x01", 32) as Hex;
+    const garbage: CompactSignature = { r: one, yParityAndS: one };
     const t = await terms();
     await expect(escrow.connect(stranger).openSession(t, garbage))
       .to.be.revertedWithCustomError(escrow, "EscrowInvalidSignature")
       .withArgs(sessionIdOf(t), agent.address);
-    await expect(escrow.connect(stranger).openSession(t, `0x${"00".repeat(65)}`)).to.be.revertedWithCustomError(escrow, "EscrowInvalidSignature");
+    await expect(escrow.connect(stranger).openSession(t, NO_SIGNATURE)).to.be.revertedWithCustomError(escrow, "EscrowInvalidSignature");
     const zeroAgent = { ...t, agent: "0x0000000000000000000000000000000000000000" as Address };
     await expect(escrow.connect(stranger).openSession(zeroAgent, garbage)).to.be.revertedWithCustomError(escrow, "EscrowZeroAddress");
     // A non-whitelisted agent, calling itself or signing.
     const rogue = await terms({ agent: stranger.address });
-    await expect(escrow.connect(stranger).openSession(rogue, "0x"))
+    await expect(escrow.connect(stranger).openSession(rogue, NO_SIGNATURE))
       .to.be.revertedWithCustomError(escrow, "EscrowAgentNotAllowed")
       .withArgs(budgetId, stranger.address);
     // Another budget's agent.
     const other = others[0];
     const budget2 = await createBudget(usdc, escrow, { creator: others[1], amount: 10n * USDC, agents: [other.address] });
-    await expect(escrow.connect(other).openSession(await terms({ agent: other.address }), "0x"))
+    await expect(escrow.connect(other).openSession(await terms({ agent: other.address }), NO_SIGNATURE))
       .to.be.revertedWithCustomError(escrow, "EscrowAgentNotAllowed")
       .withArgs(budgetId, other.address);
     expect(await escrow.isAgentAllowed(budget2, other.address)).to.equal(true);
     // Garbage / wrong voucher signatures.
     await openByAgent(escrow, agent, t);
     const v = voucher(t, { sequence: 1, cumulativeCost: 1n * USDC });
-    const signed = await m.sign(t, v);
-    await expect(escrow.settle({ ...signed, agentSignature: garbage })).to.be.revertedWithCustomError(escrow, "EscrowInvalidSignature").withArgs(sessionIdOf(t), agent.address);
-    await expect(escrow.settle({ ...signed, providerSignature: garbage })).to.be.revertedWithCustomError(escrow, "EscrowInvalidSignature").withArgs(sessionIdOf(t), receiptSigner.address);
-    await expect(escrow.settle({ ...signed, agentSignature: await signVoucher(stranger, domain, v) })).to.be.revertedWithCustomError(escrow, "EscrowInvalidSignature").withArgs(sessionIdOf(t), agent.address);
-    await expect(escrow.settle({ ...signed, providerSignature: await signVoucher(agent, domain, v) })).to.be.revertedWithCustomError(escrow, "EscrowInvalidSignature").withArgs(sessionIdOf(t), receiptSigner.address);
-    await expect(escrow.settle({ ...signed, agentSignature: "0x" })).to.be.revertedWithCustomError(escrow, "EscrowInvalidSignature");
+    const signed = await m.sign(v);
+    await expect(escrow.settle([{ ...signed, agentSignature: garbage }])).to.be.revertedWithCustomError(escrow, "EscrowInvalidSignature").withArgs(sessionIdOf(t), agent.address);
+    await expect(escrow.settle([{ ...signed, providerSignature: garbage }])).to.be.revertedWithCustomError(escrow, "EscrowInvalidSignature").withArgs(sessionIdOf(t), receiptSigner.address);
+    await expect(escrow.settle([{ ...signed, agentSignature: await signVoucher(stranger, domain, v) }])).to.be.revertedWithCustomError(escrow, "EscrowInvalidSignature").withArgs(sessionIdOf(t), agent.address);
+    await expect(escrow.settle([{ ...signed, providerSignature: await signVoucher(agent, domain, v) }])).to.be.revertedWithCustomError(escrow, "EscrowInvalidSignature").withArgs(sessionIdOf(t), receiptSigner.address);
+    await expect(escrow.settle([{ ...signed, agentSignature: NO_SIGNATURE }])).to.be.revertedWithCustomError(escrow, "EscrowInvalidSignature");
     // An agent removed from the whitelist can no longer open (neither itself nor by signature).
     await escrow.connect(creator).setAgentsAllowed(budgetId, [agent.address], false);
     const t2 = await terms();
-    await expect(escrow.connect(agent).openSession(t2, "0x")).to.be.revertedWithCustomError(escrow, "EscrowAgentNotAllowed").withArgs(budgetId, agent.address);
+    await expect(escrow.connect(agent).openSession(t2, NO_SIGNATURE)).to.be.revertedWithCustomError(escrow, "EscrowAgentNotAllowed").withArgs(budgetId, agent.address);
     await expect(escrow.connect(stranger).openSession(t2, await signOpen(agent, domain, t2))).to.be.revertedWithCustomError(escrow, "EscrowAgentNotAllowed").withArgs(budgetId, agent.address);
   });
 
@@ -234,14 +245,14 @@ describe("ComputeEscrow: security checklist (SECURITY.md 1–21)", () => {
     const { escrow, agent, creator, stranger, terms, sign, window } = m;
     const t = await terms();
     const id = await openByAgent(escrow, agent, t);
-    await escrow.settle(await sign(t, voucher(t, { sequence: 5, cumulativeCost: 1n * USDC })));
+    await escrow.settle([await sign(voucher(t, { sequence: 5, cumulativeCost: 1n * USDC }))]);
     const requestedAt = (await m.time.latest()) + 10;
     await m.time.setNextBlockTimestamp(requestedAt);
     await escrow.connect(agent).requestClose(t);
     const end = BigInt(requestedAt + window);
     expect((await escrow.getSession(id)).claimEnd).to.equal(end);
     // An equal sequence with more money is rejected and changes nothing.
-    await expect(escrow.connect(stranger).settle(await sign(t, voucher(t, { sequence: 5, cumulativeCost: 2n * USDC }))))
+    await expect(escrow.connect(stranger).settle([await sign(voucher(t, { sequence: 5, cumulativeCost: 2n * USDC }))]))
       .to.be.revertedWithCustomError(escrow, "EscrowVoucherStale")
       .withArgs(id, 5n, 5n);
     expect((await escrow.getSession(id)).claimEnd).to.equal(end);
@@ -250,7 +261,7 @@ describe("ComputeEscrow: security checklist (SECURITY.md 1–21)", () => {
     await expect(escrow.connect(creator).requestClose(t)).to.emit(escrow, "CloseRequested").withArgs(id, creator.address, end);
     expect((await escrow.getSession(id)).claimEnd).to.equal(end);
     // A newer voucher is accepted and does not move the window either.
-    await escrow.settle(await sign(t, voucher(t, { sequence: 6, cumulativeCost: 2n * USDC })));
+    await escrow.settle([await sign(voucher(t, { sequence: 6, cumulativeCost: 2n * USDC }))]);
     const state = await escrow.getSession(id);
     expect(state.sequence).to.equal(6n);
     expect(state.claimEnd).to.equal(end);
@@ -263,10 +274,10 @@ describe("ComputeEscrow: security checklist (SECURITY.md 1–21)", () => {
     const t2 = await terms();
     const id1 = await openByAgent(escrow, agent, t1);
     const id2 = await openByAgent(escrow, agent, t2);
-    const newer = (t: SessionTerms, seq: number, cost: bigint) => sign(t, voucher(t, { sequence: seq, cumulativeCost: cost }));
+    const newer = (t: SessionTerms, seq: number, cost: bigint) => sign(voucher(t, { sequence: seq, cumulativeCost: cost }));
     // The consumer settles an old voucher and requests the close of both sessions.
-    await escrow.connect(agent).settle(await newer(t1, 1, 1n * USDC));
-    await escrow.connect(agent).settle(await newer(t2, 1, 1n * USDC));
+    await escrow.connect(agent).settle([await newer(t1, 1, 1n * USDC)]);
+    await escrow.connect(agent).settle([await newer(t2, 1, 1n * USDC)]);
     const requestedAt = (await m.time.latest()) + 5;
     await m.time.setNextBlockTimestamp(requestedAt);
     await escrow.connect(agent).requestClose(t1);
@@ -277,10 +288,10 @@ describe("ComputeEscrow: security checklist (SECURITY.md 1–21)", () => {
 
     // end − 1: the provider's newer voucher wins.
     await m.time.setNextBlockTimestamp(end1 - 1);
-    await expect(escrow.connect(stranger).settle(await newer(t1, 3, 6n * USDC))).to.emit(escrow, "VoucherSettled").withArgs(id1, 3n, 6n * USDC, 5n * USDC);
+    await expect(escrow.connect(stranger).settle([await newer(t1, 3, 6n * USDC)])).to.emit(escrow, "VoucherSettled").withArgs(id1, 3n, 6n * USDC, 5n * USDC);
     // end: too late to settle, finalize works.
     await at(m, end1);
-    await expect(escrow.connect(stranger).settle(await newer(t1, 4, 7n * USDC)))
+    await expect(escrow.connect(stranger).settle([await newer(t1, 4, 7n * USDC)]))
       .to.be.revertedWithCustomError(escrow, "EscrowClaimWindowOver")
       .withArgs(id1, end1);
     await at(m, end1);
@@ -288,7 +299,7 @@ describe("ComputeEscrow: security checklist (SECURITY.md 1–21)", () => {
     expect(await m.time.latest()).to.equal(end1);
     // end + 1 on the second session: settle reverts, finalize works.
     await at(m, end2 + 1);
-    await expect(escrow.connect(stranger).settle(await newer(t2, 2, 2n * USDC)))
+    await expect(escrow.connect(stranger).settle([await newer(t2, 2, 2n * USDC)]))
       .to.be.revertedWithCustomError(escrow, "EscrowClaimWindowOver")
       .withArgs(id2, end2);
     await at(m, end2 + 1);
@@ -302,7 +313,7 @@ describe("ComputeEscrow: security checklist (SECURITY.md 1–21)", () => {
     const { escrow, usdc, ledger, agent, creator, providerOwner, budgetId, terms, sign } = m;
     const t = await terms({ maxSpend: 10n * USDC });
     const id = await openByAgent(escrow, agent, t);
-    const signed = await sign(t, voucher(t, { sequence: 1, cumulativeCost: 10n * USDC }));
+    const signed = await sign(voucher(t, { sequence: 1, cumulativeCost: 10n * USDC }));
     await expect(escrow.connect(creator).refund(budgetId, 90n * USDC + 1n))
       .to.be.revertedWithCustomError(escrow, "EscrowInsufficientBudget")
       .withArgs(budgetId, 90n * USDC, 90n * USDC + 1n);
@@ -312,7 +323,7 @@ describe("ComputeEscrow: security checklist (SECURITY.md 1–21)", () => {
     await escrow.connect(creator).setBudgetTerms(budgetId, 1n, (await m.time.latest()) + 10);
     await m.time.increase(100);
     await expect(escrow.connect(creator).returnExpired(budgetId)).to.be.revertedWithCustomError(escrow, "EscrowInvalidAmount").withArgs(0n);
-    await escrow.settle(signed);
+    await escrow.settle([signed]);
     expect(await ledger.balanceOf(providerOwner.address)).to.equal(10n * USDC - feeOf(10n * USDC));
     expect(await usdc.balanceOf(creator.address)).to.equal(90n * USDC);
     expect((await escrow.getSession(id)).settled).to.equal(10n * USDC);
@@ -324,16 +335,16 @@ describe("ComputeEscrow: security checklist (SECURITY.md 1–21)", () => {
     const t = await terms({ maxSpend: 5n * USDC });
     const id = await openByAgent(escrow, agent, t);
     const before = await snapshot(m);
-    const over = await sign(t, voucher(t, { sequence: 1, cumulativeCost: 5n * USDC + 1n }));
-    await expect(escrow.settle(over)).to.be.revertedWithCustomError(escrow, "EscrowVoucherExceedsLock").withArgs(id, 5n * USDC, 5n * USDC + 1n);
-    const finalOver = await sign(t, voucher(t, { sequence: 1, cumulativeCost: 5n * USDC + 1n, isFinal: true }));
-    await expect(escrow.closeCooperative(finalOver)).to.be.revertedWithCustomError(escrow, "EscrowVoucherExceedsLock");
+    const over = await sign(voucher(t, { sequence: 1, cumulativeCost: 5n * USDC + 1n }));
+    await expect(escrow.settle([over])).to.be.revertedWithCustomError(escrow, "EscrowVoucherExceedsLock").withArgs(id, 5n * USDC, 5n * USDC + 1n);
+    const finalOver = await sign(voucher(t, { sequence: 1, cumulativeCost: 5n * USDC + 1n, isFinal: true }));
+    await expect(escrow.closeCooperative([finalOver])).to.be.revertedWithCustomError(escrow, "EscrowVoucherExceedsLock");
     expect(await snapshot(m)).to.deep.equal(before);
     const state = await escrow.getSession(id);
     expect(state.sequence).to.equal(0n);
     expect(state.settled).to.equal(0n);
     // The same sequence is still usable for the full lock.
-    await expect(escrow.settle(await sign(t, voucher(t, { sequence: 1, cumulativeCost: 5n * USDC })))).to.emit(escrow, "VoucherSettled").withArgs(id, 1n, 5n * USDC, 5n * USDC);
+    await expect(escrow.settle([await sign(voucher(t, { sequence: 1, cumulativeCost: 5n * USDC }))])).to.emit(escrow, "VoucherSettled").withArgs(id, 1n, 5n * USDC, 5n * USDC);
   });
 
   describe("SECURITY 11: slashing", () => {
@@ -373,7 +384,7 @@ describe("ComputeEscrow: security checklist (SECURITY.md 1–21)", () => {
       const m = await setupMarket();
       const { escrow, registry, agent, stranger, receiptSigner, domain, providerId } = m;
       const { t, a, b, sa, sb } = await doubleSigned(m);
-      const bad = async (x: Voucher, sx: string, y: Voucher, sy: string) =>
+      const bad = async (x: Voucher, sx: CompactSignature, y: Voucher, sy: CompactSignature) =>
         expect(escrow.connect(stranger).slashDoubleSign(x, sx, y, sy)).to.be.revertedWithCustomError(escrow, "EscrowInvalidSlashProof");
       await bad(a, sa, a, sa); // the same voucher twice
       await bad(a, sa, a, highS(sa)); // the same voucher, malleated signature
@@ -384,9 +395,10 @@ describe("ComputeEscrow: security checklist (SECURITY.md 1–21)", () => {
       await bad(a, await signVoucher(agent, domain, a), b, await signVoucher(agent, domain, b)); // agent-signed
       await bad(a, await signVoucher(stranger, domain, a), b, await signVoucher(stranger, domain, b)); // unknown signer
       await bad(a, sa, b, await signVoucher(agent, domain, b)); // two different signers
-      await bad(a, "0x", b, "0x"); // both recover to address(0)
+      await bad(a, NO_SIGNATURE, b, NO_SIGNATURE); // both recover to address(0)
       expect((await registry.getProvider(providerId)).stake).to.equal(100n * USDC);
-      expect(sb).to.be.a("string");
+      await escrow.connect(stranger).slashDoubleSign(a, sa, b, sb); // while the genuine proof works
+      expect((await registry.getProvider(providerId)).stake).to.equal(0n);
     });
 
     it("SECURITY 11: only the escrow (slasher role) can slash in the registry", async () => {
@@ -397,31 +409,42 @@ describe("ComputeEscrow: security checklist (SECURITY.md 1–21)", () => {
 
   it("SECURITY 12: the relayer cannot change payer, payee or amount — tampering any signed field reverts", async () => {
     const m = await setupMarket();
-    const { escrow, usdc, registry, agent, stranger, others, domain, terms } = m;
+    const { escrow, usdc, registry, agent, stranger, others, domain, terms, ethers } = m;
     // A second provider the relayer might want to redirect payment to, with identical prices.
     await registerProvider(usdc, registry, { owner: others[0], receiptSigner: others[1].address, payout: stranger.address });
     const t = await terms();
     await openByAgent(escrow, agent, t);
-    const signed = await m.sign(t, voucher(t, { sequence: 2, cumulativeCost: 3n * USDC }));
+    const signed = await m.sign(voucher(t, { sequence: 2, cumulativeCost: 3n * USDC }));
     const before = await snapshot(m);
     for (const key of Object.keys(signed.voucher) as (keyof Voucher)[]) {
-      await expect(escrow.connect(stranger).settle({ ...signed, voucher: tweak(signed.voucher, key) }), `voucher.${key}`).to.be.revert(m.ethers);
+      await expect(escrow.connect(stranger).settle([{ ...signed, voucher: tweak(signed.voucher, key) }]), `voucher.${key}`).to.be.revert(m.ethers);
     }
     for (const key of Object.keys(t) as (keyof SessionTerms)[]) {
       const tampered = { ...t, [key]: key === "agent" ? stranger.address : typeof t[key] === "bigint" ? (t[key] as bigint) + 1n : (t[key] as number) + 1 };
-      await expect(escrow.connect(stranger).settle({ ...signed, terms: tampered as SessionTerms }), `terms.${key}`)
-        .to.be.revertedWithCustomError(escrow, "EscrowVoucherSessionMismatch");
+      // Other terms are another session: one that was never opened.
+      await expect(escrow.connect(stranger).settle([{ ...signed, voucher: { ...signed.voucher, terms: tampered as SessionTerms } }]), `terms.${key}`)
+        .to.be.revertedWithCustomError(escrow, "EscrowSessionNotOpen")
+        .withArgs(sessionIdOf(tampered as SessionTerms));
     }
     // Swapping the two signatures, or using one for both.
-    await expect(escrow.connect(stranger).settle({ ...signed, agentSignature: signed.providerSignature, providerSignature: signed.agentSignature })).to.be.revertedWithCustomError(escrow, "EscrowInvalidSignature");
-    await expect(escrow.connect(stranger).settle({ ...signed, providerSignature: signed.agentSignature })).to.be.revertedWithCustomError(escrow, "EscrowInvalidSignature");
+    await expect(escrow.connect(stranger).settle([{ ...signed, agentSignature: signed.providerSignature, providerSignature: signed.agentSignature }])).to.be.revertedWithCustomError(escrow, "EscrowInvalidSignature");
+    await expect(escrow.connect(stranger).settle([{ ...signed, providerSignature: signed.agentSignature }])).to.be.revertedWithCustomError(escrow, "EscrowInvalidSignature");
     // Opening with the agent's signature but other terms (bigger lock, another provider).
     const t2 = await terms();
     const sig = await signOpen(agent, domain, t2);
     await expect(escrow.connect(stranger).openSession({ ...t2, maxSpend: t2.maxSpend + 1n }, sig)).to.be.revertedWithCustomError(escrow, "EscrowInvalidSignature");
     await expect(escrow.connect(stranger).openSession({ ...t2, providerId: 2 }, sig)).to.be.revertedWithCustomError(escrow, "EscrowInvalidSignature");
+    // Non-canonical ABI encodings of the signed data: each value with a dirty bit above its width.
+    // The escrow hashes vouchers as sent, so such bytes match no signature and no session.
+    const calldata = escrow.interface.encodeFunctionData("settle", [[signed]]);
+    const word = (index: number) => 4 + 64 + index * 32; // selector, array offset and length, then the element
+    for (const [field, index, bitWidth] of [["terms.modelId", 3, 32], ["terms.salt", 9, 64], ["sequence", 10, 32], ["cumulativeCost", 11, 64], ["isFinal", 17, 8]] as const) {
+      const bytes = ethers.getBytes(calldata);
+      bytes[word(index) + 31 - bitWidth / 8] |= 1;
+      await expect(stranger.sendTransaction({ to: await escrow.getAddress(), data: ethers.hexlify(bytes) }), field).to.be.revert(m.ethers);
+    }
     expect(await snapshot(m)).to.deep.equal(before);
-    await escrow.connect(stranger).settle(signed);
+    await escrow.connect(stranger).settle([signed]);
   });
 
   it("SECURITY 13: no multicall / trusted forwarder; msg.sender-gated functions reject strangers", async () => {
@@ -450,7 +473,7 @@ describe("ComputeEscrow: security checklist (SECURITY.md 1–21)", () => {
     await ledger.connect(admin).setFrozen(providerOwner.address, true);
     const t = await terms();
     await openByAgent(escrow, agent, t);
-    await escrow.settle(await sign(t, voucher(t, { sequence: 1, cumulativeCost: 4n * USDC })));
+    await escrow.settle([await sign(voucher(t, { sequence: 1, cumulativeCost: 4n * USDC }))]);
     const earned = 4n * USDC - feeOf(4n * USDC);
     expect(await ledger.balanceOf(providerOwner.address)).to.equal(earned);
     await expect(ledger.connect(providerOwner).withdraw(providerOwner.address, earned)).to.be.revertedWithCustomError(ledger, "LedgerAccountFrozen");
@@ -459,7 +482,7 @@ describe("ComputeEscrow: security checklist (SECURITY.md 1–21)", () => {
     expect(await usdc.balanceOf(treasury.address)).to.equal(feeOf(4n * USDC));
     // A frozen treasury does not block settlement either.
     await ledger.connect(admin).setFrozen(treasury.address, true);
-    await escrow.closeCooperative(await sign(t, voucher(t, { sequence: 2, cumulativeCost: 6n * USDC, isFinal: true })));
+    await escrow.closeCooperative([await sign(voucher(t, { sequence: 2, cumulativeCost: 6n * USDC, isFinal: true }))]);
     expect(await ledger.balanceOf(treasury.address)).to.equal(feeOf(2n * USDC));
   });
 
@@ -473,10 +496,10 @@ describe("ComputeEscrow: security checklist (SECURITY.md 1–21)", () => {
     mutators.sort();
     expect(mutators).to.deep.equal(
       [
-        "closeByProvider", "closeCooperative", "closeCooperativeBatch", "createBudget", "createBudgetWithPermit",
+        "closeByProvider", "closeCooperative", "createBudget", "createBudgetWithPermit",
         "finalize", "grantRole", "openSession", "openSessions", "refund", "renounceRole", "requestClose",
         "returnExpired", "revokeRole", "setAgentsAllowed", "setBudgetTerms", "setFee", "setTreasury", "settle",
-        "settleBatch", "slashDoubleSign", "topUp",
+        "slashDoubleSign", "topUp",
       ].sort(),
     );
     for (const n of mutators) expect(n.toLowerCase()).to.not.match(/token|usdc|registry|ledger/);
@@ -496,9 +519,9 @@ describe("ComputeEscrow: security checklist (SECURITY.md 1–21)", () => {
       await token.connect(creator).approve(await escrow.getAddress(), 50n * USDC);
       await escrow.connect(creator).createBudget(50n * USDC, 10n * USDC, (await m.time.latest()) + 30 * DAY, [agent.address]);
       const t = await buildTerms(registry, { agent: agent.address, budgetId: 1n, providerId, maxSpend: 10n * USDC });
-      await escrow.connect(agent).openSession(t, "0x");
+      await escrow.connect(agent).openSession(t, NO_SIGNATURE);
       const domain = escrowDomain(m.chainId, (await escrow.getAddress()) as Address) as TypedDataDomain;
-      const sign = (v: Voucher) => signBoth(domain, t, v, agent, receiptSigner);
+      const sign = (v: Voucher) => signBoth(domain, v, agent, receiptSigner);
       return { m, token, ledger, escrow, t, sign, providerOwner };
     }
 
@@ -521,8 +544,8 @@ describe("ComputeEscrow: security checklist (SECURITY.md 1–21)", () => {
       const { m, token, ledger, escrow, t, sign, providerOwner } = await reentrantSuite();
       const first = await sign(voucher(t, { sequence: 1, cumulativeCost: 2n * USDC }));
       const second = await sign(voucher(t, { sequence: 2, cumulativeCost: 6n * USDC }));
-      await token.arm(await escrow.getAddress(), escrow.interface.encodeFunctionData("settle", [second]));
-      await escrow.connect(m.stranger).settle(first);
+      await token.arm(await escrow.getAddress(), escrow.interface.encodeFunctionData("settle", [[second]]));
+      await escrow.connect(m.stranger).settle([first]);
       expect(await token.attempted()).to.equal(true);
       expect(await token.reentryReverted()).to.equal(true);
       expect(await token.reentryRevertData()).to.equal(reentrancySelector(escrow));
@@ -531,7 +554,7 @@ describe("ComputeEscrow: security checklist (SECURITY.md 1–21)", () => {
       expect(await ledger.balanceOf(providerOwner.address)).to.equal(2n * USDC - feeOf(2n * USDC));
       expect(await token.balanceOf(await ledger.getAddress())).to.equal(2n * USDC);
       // The reentrant voucher was otherwise valid: settled normally, it pays the difference only.
-      await escrow.connect(m.stranger).settle(second);
+      await escrow.connect(m.stranger).settle([second]);
       expect((await escrow.getSession(id)).settled).to.equal(6n * USDC);
       expect(await token.balanceOf(await ledger.getAddress())).to.equal(6n * USDC);
       expect(await token.balanceOf(await escrow.getAddress())).to.equal(50n * USDC - 6n * USDC);
@@ -560,12 +583,12 @@ describe("ComputeEscrow: security checklist (SECURITY.md 1–21)", () => {
       expect(await escrow.MAX_BATCH()).to.equal(200n);
       const t = await terms();
       await openByAgent(escrow, agent, t);
-      const signed = await sign(t, voucher(t, { sequence: 1, cumulativeCost: 1n, isFinal: true }));
+      const signed = await sign(voucher(t, { sequence: 1, cumulativeCost: 1n, isFinal: true }));
       const many = Array.from({ length: 201 }, () => signed);
-      await expect(escrow.settleBatch(many)).to.be.revertedWithCustomError(escrow, "EscrowInvalidBatchSize").withArgs(201n, 200n);
-      await expect(escrow.closeCooperativeBatch(many)).to.be.revertedWithCustomError(escrow, "EscrowInvalidBatchSize").withArgs(201n, 200n);
-      await expect(escrow.settleBatch([])).to.be.revertedWithCustomError(escrow, "EscrowInvalidBatchSize").withArgs(0n, 200n);
-      const requests = Array.from({ length: 201 }, () => ({ terms: t, agentSignature: "0x" }));
+      await expect(escrow.settle(many)).to.be.revertedWithCustomError(escrow, "EscrowInvalidBatchSize").withArgs(201n, 200n);
+      await expect(escrow.closeCooperative(many)).to.be.revertedWithCustomError(escrow, "EscrowInvalidBatchSize").withArgs(201n, 200n);
+      await expect(escrow.settle([])).to.be.revertedWithCustomError(escrow, "EscrowInvalidBatchSize").withArgs(0n, 200n);
+      const requests = Array.from({ length: 201 }, () => ({ terms: t, agentSignature: NO_SIGNATURE }));
       await expect(escrow.connect(agent).openSessions(requests)).to.be.revertedWithCustomError(escrow, "EscrowInvalidBatchSize").withArgs(201n, 200n);
       await expect(escrow.connect(agent).openSessions([])).to.be.revertedWithCustomError(escrow, "EscrowInvalidBatchSize").withArgs(0n, 200n);
     });
@@ -576,10 +599,10 @@ describe("ComputeEscrow: security checklist (SECURITY.md 1–21)", () => {
       const all: SessionTerms[] = [];
       for (let i = 0; i < 200; i++) all.push(await terms({ maxSpend: 2n * USDC }));
       for (let i = 0; i < 200; i += 50) {
-        await (await escrow.connect(agent).openSessions(all.slice(i, i + 50).map((t) => ({ terms: t, agentSignature: "0x" })))).wait();
+        await (await escrow.connect(agent).openSessions(all.slice(i, i + 50).map((t) => ({ terms: t, agentSignature: NO_SIGNATURE })))).wait();
       }
-      const batch: SignedVoucher[] = await Promise.all(all.map((t, i) => sign(t, voucher(t, { sequence: 1 + (i % 5), cumulativeCost: 1n * USDC + BigInt(i) }))));
-      const receipt = (await (await escrow.connect(stranger).settleBatch(batch)).wait())!;
+      const batch: SignedVoucher[] = await Promise.all(all.map((t, i) => sign(voucher(t, { sequence: 1 + (i % 5), cumulativeCost: 1n * USDC + BigInt(i) }))));
+      const receipt = (await (await escrow.connect(stranger).settle(batch)).wait())!;
       const block = (await m.ethers.provider.getBlock("latest"))!;
       expect(receipt.gasUsed < block.gasLimit).to.equal(true);
       expect(receipt.gasUsed < 30_000_000n).to.equal(true);
@@ -600,7 +623,7 @@ describe("ComputeEscrow: security checklist (SECURITY.md 1–21)", () => {
       await escrow.connect(providerOwner).closeByProvider(a);
       const b = await terms();
       await openByAgent(escrow, agent, b);
-      await escrow.closeCooperative(await sign(b, voucher(b, { sequence: 1, cumulativeCost: 0n, requestCount: 0, inputTokens: 0, outputTokens: 0, latencyMs: 0, isFinal: true })));
+      await escrow.closeCooperative([await sign(voucher(b, { sequence: 1, cumulativeCost: 0n, requestCount: 0, inputTokens: 0, outputTokens: 0, latencyMs: 0, isFinal: true }))]);
       const c = await terms();
       await openByAgent(escrow, agent, c);
       await escrow.connect(creator).requestClose(c);
@@ -624,12 +647,12 @@ describe("ComputeEscrow: security checklist (SECURITY.md 1–21)", () => {
     const sessionId = await openByAgent(escrow, agent, t);
     const minimum = BigInt(t.minChargePerCall) * 50n;
     const padded = voucher(t, { sequence: 1, cumulativeCost: minimum - 1n, requestCount: 50, inputTokens: 1_000_000, outputTokens: 1_000_000, latencyMs: 1 });
-    await expect(escrow.settle(await sign(t, padded)))
+    await expect(escrow.settle([await sign(padded)]))
       .to.be.revertedWithCustomError(escrow, "EscrowVoucherBelowMinCharge")
       .withArgs(sessionId, minimum, minimum - 1n);
     expect((await escrow.getSession(sessionId)).sequence).to.equal(0n);
     expect((await registry.getMetrics(providerId)).requests).to.equal(0n);
-    await escrow.settle(await sign(t, { ...padded, cumulativeCost: minimum }));
+    await escrow.settle([await sign({ ...padded, cumulativeCost: minimum })]);
     expect((await registry.getMetrics(providerId)).requests).to.equal(50n);
   });
 
@@ -683,24 +706,24 @@ describe("ComputeEscrow: security checklist (SECURITY.md 1–21)", () => {
     await expect(escrow.connect(creator).refund(budgetId, 0n)).to.be.revertedWithCustomError(escrow, "EscrowInvalidAmount").withArgs(0n);
     // Dust sessions: zero or below one minimum charge (10).
     const zero = await terms({ maxSpend: 0n });
-    await expect(escrow.connect(agent).openSession(zero, "0x")).to.be.revertedWithCustomError(escrow, "EscrowSessionTooSmall").withArgs(0n, 10n);
+    await expect(escrow.connect(agent).openSession(zero, NO_SIGNATURE)).to.be.revertedWithCustomError(escrow, "EscrowSessionTooSmall").withArgs(0n, 10n);
     const dust = await terms({ maxSpend: 9n });
-    await expect(escrow.connect(agent).openSession(dust, "0x")).to.be.revertedWithCustomError(escrow, "EscrowSessionTooSmall").withArgs(9n, 10n);
+    await expect(escrow.connect(agent).openSession(dust, NO_SIGNATURE)).to.be.revertedWithCustomError(escrow, "EscrowSessionTooSmall").withArgs(9n, 10n);
     await openByAgent(escrow, agent, await terms({ maxSpend: 10n }));
     // Deadlines: in the past, or beyond the budget's expiry.
     const { expiry } = await escrow.getBudget(budgetId);
     const late = await terms({ deadline: Number(expiry) + 1 });
-    await expect(escrow.connect(agent).openSession(late, "0x")).to.be.revertedWithCustomError(escrow, "EscrowInvalidDeadline").withArgs(BigInt(late.deadline), expiry);
+    await expect(escrow.connect(agent).openSession(late, NO_SIGNATURE)).to.be.revertedWithCustomError(escrow, "EscrowInvalidDeadline").withArgs(BigInt(late.deadline), expiry);
     const past = await terms({ deadline: now });
-    await expect(escrow.connect(agent).openSession(past, "0x")).to.be.revertedWithCustomError(escrow, "EscrowInvalidDeadline");
+    await expect(escrow.connect(agent).openSession(past, NO_SIGNATURE)).to.be.revertedWithCustomError(escrow, "EscrowInvalidDeadline");
     // More than the budget holds.
     const greedy = await terms({ maxSpend: 20n * USDC });
     await escrow.connect(creator).refund(budgetId, 85n * USDC);
-    await expect(escrow.connect(agent).openSession(greedy, "0x")).to.be.revertedWithCustomError(escrow, "EscrowInsufficientBudget");
+    await expect(escrow.connect(agent).openSession(greedy, NO_SIGNATURE)).to.be.revertedWithCustomError(escrow, "EscrowInsufficientBudget");
     // Expired budget: no sessions, no top-ups.
     const atExpiry = await terms({ deadline: Number(expiry) });
     await m.time.increaseTo(expiry);
-    await expect(escrow.connect(agent).openSession(atExpiry, "0x")).to.be.revertedWithCustomError(escrow, "EscrowBudgetExpired").withArgs(budgetId, expiry);
+    await expect(escrow.connect(agent).openSession(atExpiry, NO_SIGNATURE)).to.be.revertedWithCustomError(escrow, "EscrowBudgetExpired").withArgs(budgetId, expiry);
     await usdc.mint(stranger.address, 1n);
     await usdc.connect(stranger).approve(await escrow.getAddress(), 1n);
     await expect(escrow.connect(stranger).topUp(budgetId, 1n)).to.be.revertedWithCustomError(escrow, "EscrowBudgetExpired").withArgs(budgetId, expiry);
@@ -719,12 +742,12 @@ describe("ComputeEscrow: security checklist (SECURITY.md 1–21)", () => {
     const s3 = await open(await terms({ maxSpend: 3n * USDC }));
     const s4 = await open(await buildTerms(registry, { agent: others[4].address, budgetId: budget2, providerId: provider2, maxSpend: 11n * USDC }), others[4]);
     const s5 = await open(await terms({ maxSpend: 4n * USDC + 3n }));
-    await escrow.settleBatch([
-      await sign(s1, voucher(s1, { sequence: 1, cumulativeCost: 1_234_567n })),
-      await signBoth(m.domain, s2, voucher(s2, { sequence: 2, cumulativeCost: 2_000_001n }), agent, signer2),
+    await escrow.settle([
+      await sign(voucher(s1, { sequence: 1, cumulativeCost: 1_234_567n })),
+      await signBoth(m.domain, voucher(s2, { sequence: 2, cumulativeCost: 2_000_001n }), agent, signer2),
     ]);
-    await escrow.closeCooperative(await sign(s3, voucher(s3, { sequence: 1, cumulativeCost: 2_999_999n, isFinal: true })));
-    await escrow.settle(await signBoth(m.domain, s4, voucher(s4, { sequence: 1, cumulativeCost: 5n * USDC }), others[4], signer2));
+    await escrow.closeCooperative([await sign(voucher(s3, { sequence: 1, cumulativeCost: 2_999_999n, isFinal: true }))]);
+    await escrow.settle([await signBoth(m.domain, voucher(s4, { sequence: 1, cumulativeCost: 5n * USDC }), others[4], signer2)]);
     await escrow.connect(others[3]).requestClose(s4);
     await escrow.connect(creator).refund(m.budgetId, 10n * USDC);
     await usdc.mint(stranger.address, 3n * USDC);
@@ -752,13 +775,14 @@ describe("ComputeEscrow: security checklist (SECURITY.md 1–21)", () => {
   });
 });
 
-/** `v` with field `key` changed. */
+/** `v` with field `key` changed (for `terms`, its salt). */
 function tweak(v: Voucher, key: keyof Voucher): Voucher {
   const value = v[key];
   let changed: Voucher[keyof Voucher];
-  if (typeof value === "boolean") changed = !value;
+  if (key === "terms") changed = { ...v.terms, salt: v.terms.salt + 1n };
+  else if (typeof value === "boolean") changed = !value;
   else if (typeof value === "bigint") changed = value + 1n;
   else if (typeof value === "number") changed = value + 1;
-  else changed = (`0x${(BigInt(value) ^ 1n).toString(16).padStart(64, "0")}`) as Hex;
+  else changed = (`0x${(BigInt(value as Hex) ^ 1n).toString(16).padStart(64, "0")}`) as Hex;
   return { ...v, [key]: changed };
 }

@@ -4,6 +4,7 @@ import { hashStruct, hashTypedData, type Address } from "viem";
 import { escrowDomain, sessionTermsTypes, voucherTypes } from "../../sdk/src/typed-data.ts";
 import {
   DAY,
+  NO_SIGNATURE,
   USDC,
   buildTerms,
   feeOf,
@@ -18,6 +19,7 @@ import {
   type SessionTerms,
   type SignedVoucher,
 } from "./helpers/escrow.ts";
+import { signPermit } from "./helpers/usdc.ts";
 
 describe("ComputeEscrow: user flows", () => {
   describe("budgets", () => {
@@ -52,28 +54,7 @@ describe("ComputeEscrow: user flows", () => {
       const escrowAddress = await escrow.getAddress();
       const deadline = (await latestTime(escrow)) + 3600;
       const expiry = (await latestTime(escrow)) + 10 * DAY;
-      const permit = {
-        owner: creator.address,
-        spender: escrowAddress,
-        value: amount,
-        nonce: await usdc.nonces(creator.address),
-        deadline,
-      };
-      const sig = Signature.from(
-        await creator.signTypedData(
-          { name: "USD Coin", version: "2", chainId, verifyingContract: await usdc.getAddress() },
-          {
-            Permit: [
-              { name: "owner", type: "address" },
-              { name: "spender", type: "address" },
-              { name: "value", type: "uint256" },
-              { name: "nonce", type: "uint256" },
-              { name: "deadline", type: "uint256" },
-            ],
-          },
-          permit,
-        ),
-      );
+      const sig = await signPermit(usdc, creator, escrowAddress, amount, deadline);
       expect(await usdc.allowance(creator.address, escrowAddress)).to.equal(0n);
       // A front-runner spending the permit first does not break the creation (tryPermit).
       await usdc.connect(stranger)["permit(address,address,uint256,uint256,uint8,bytes32,bytes32)"](
@@ -93,21 +74,7 @@ describe("ComputeEscrow: user flows", () => {
       const amount = 3n * USDC;
       await usdc.mint(creator.address, amount);
       const deadline = (await latestTime(escrow)) + 3600;
-      const sig = Signature.from(
-        await creator.signTypedData(
-          { name: "USD Coin", version: "2", chainId, verifyingContract: await usdc.getAddress() },
-          {
-            Permit: [
-              { name: "owner", type: "address" },
-              { name: "spender", type: "address" },
-              { name: "value", type: "uint256" },
-              { name: "nonce", type: "uint256" },
-              { name: "deadline", type: "uint256" },
-            ],
-          },
-          { owner: creator.address, spender: await escrow.getAddress(), value: amount, nonce: 0n, deadline },
-        ),
-      );
+      const sig = await signPermit(usdc, creator, await escrow.getAddress(), amount, deadline);
       await escrow
         .connect(creator)
         .createBudgetWithPermit(amount, amount, deadline + DAY, [agent.address], deadline, sig.v, sig.r, sig.s);
@@ -148,7 +115,7 @@ describe("ComputeEscrow: user flows", () => {
       expect(budget.perSessionLimit).to.equal(2n * USDC);
       expect(budget.expiry).to.equal(BigInt(expiry));
       const t = await terms({ maxSpend: 2n * USDC + 1n });
-      await expect(escrow.connect(agent).openSession(t, "0x"))
+      await expect(escrow.connect(agent).openSession(t, NO_SIGNATURE))
         .to.be.revertedWithCustomError(escrow, "EscrowSessionLimitExceeded")
         .withArgs(budgetId, 2n * USDC, 2n * USDC + 1n);
       await expect(escrow.connect(creator).setBudgetTerms(budgetId, 2n * USDC, await latestTime(escrow)))
@@ -195,8 +162,8 @@ describe("ComputeEscrow: user flows", () => {
       const { escrow, agent, budgetId, terms, window } = await setupMarket();
       const t = await terms();
       const id = sessionIdOf(t);
-      expect(await escrow.connect(agent).openSession.staticCall(t, "0x")).to.equal(id);
-      await expect(escrow.connect(agent).openSession(t, "0x"))
+      expect(await escrow.connect(agent).openSession.staticCall(t, NO_SIGNATURE)).to.equal(id);
+      await expect(escrow.connect(agent).openSession(t, NO_SIGNATURE))
         .to.emit(escrow, "SessionOpened")
         .withArgs(id, budgetId, agent.address, Object.values(t));
       expect((await escrow.getBudget(budgetId)).available).to.equal(90n * USDC);
@@ -204,7 +171,7 @@ describe("ComputeEscrow: user flows", () => {
       expect(state.claimEnd).to.equal(BigInt(t.deadline + window));
       expect(state.settled).to.equal(0n);
       expect(state.sequence).to.equal(0n);
-      await expect(escrow.connect(agent).openSession(t, "0x"))
+      await expect(escrow.connect(agent).openSession(t, NO_SIGNATURE))
         .to.be.revertedWithCustomError(escrow, "EscrowSessionExists")
         .withArgs(id);
     });
@@ -236,11 +203,11 @@ describe("ComputeEscrow: user flows", () => {
       const t = await terms();
       const id = await openByAgent(escrow, agent, t);
       const v1 = voucher(t, { sequence: 1, cumulativeCost: 1n * USDC });
-      await expect(escrow.connect(stranger).settle(await sign(t, v1)))
+      await expect(escrow.connect(stranger).settle([await sign(v1)]))
         .to.emit(escrow, "VoucherSettled")
         .withArgs(id, 1n, 1n * USDC, 1n * USDC);
       const v2 = voucher(t, { sequence: 4, cumulativeCost: 3n * USDC + 7n });
-      await expect(escrow.connect(stranger).settle(await sign(t, v2)))
+      await expect(escrow.connect(stranger).settle([await sign(v2)]))
         .to.emit(escrow, "VoucherSettled")
         .withArgs(id, 4n, 3n * USDC + 7n, 2n * USDC + 7n);
       const fees = feeOf(1n * USDC) + feeOf(2n * USDC + 7n);
@@ -282,9 +249,9 @@ describe("ComputeEscrow: user flows", () => {
       const batch: SignedVoucher[] = [];
       for (const i of order) {
         const s = sessions[i];
-        batch.push(await signBoth(domain, s.terms, voucher(s.terms, { sequence: s.seq, cumulativeCost: s.cost }), agent, s.signer));
+        batch.push(await signBoth(domain, voucher(s.terms, { sequence: s.seq, cumulativeCost: s.cost }), agent, s.signer));
       }
-      const tx = await escrow.connect(stranger).settleBatch(batch);
+      const tx = await escrow.connect(stranger).settle(batch);
       const receipt = (await tx.wait())!;
       const sum1 = costs1.reduce((a, b) => a + b);
       const sum2 = costs2.reduce((a, b) => a + b);
@@ -314,12 +281,12 @@ describe("ComputeEscrow: user flows", () => {
       const { escrow, ledger, agent, stranger, providerOwner, budgetId, terms, sign } = await setupMarket();
       const t = await terms();
       const id = await openByAgent(escrow, agent, t);
-      const notFinal = await sign(t, voucher(t, { sequence: 2, cumulativeCost: 4n * USDC }));
-      await expect(escrow.connect(stranger).closeCooperative(notFinal))
+      const notFinal = await sign(voucher(t, { sequence: 2, cumulativeCost: 4n * USDC }));
+      await expect(escrow.connect(stranger).closeCooperative([notFinal]))
         .to.be.revertedWithCustomError(escrow, "EscrowVoucherNotFinal")
         .withArgs(id);
-      const final = await sign(t, voucher(t, { sequence: 2, cumulativeCost: 4n * USDC, isFinal: true }));
-      await expect(escrow.connect(stranger).closeCooperative(final))
+      const final = await sign(voucher(t, { sequence: 2, cumulativeCost: 4n * USDC, isFinal: true }));
+      await expect(escrow.connect(stranger).closeCooperative([final]))
         .to.emit(escrow, "SessionFinalized")
         .withArgs(id, 4n * USDC, 6n * USDC);
       expect((await escrow.getSession(id)).claimEnd).to.equal(1n);
@@ -332,10 +299,10 @@ describe("ComputeEscrow: user flows", () => {
       const ts = [await terms(), await terms({ maxSpend: 2n * USDC })];
       for (const t of ts) await openByAgent(escrow, agent, t);
       const batch = [
-        await sign(ts[0], voucher(ts[0], { sequence: 1, cumulativeCost: 1n * USDC, isFinal: true })),
-        await sign(ts[1], voucher(ts[1], { sequence: 3, cumulativeCost: 2n * USDC, isFinal: true })),
+        await sign(voucher(ts[0], { sequence: 1, cumulativeCost: 1n * USDC, isFinal: true })),
+        await sign(voucher(ts[1], { sequence: 3, cumulativeCost: 2n * USDC, isFinal: true })),
       ];
-      await escrow.connect(stranger).closeCooperativeBatch(batch);
+      await escrow.connect(stranger).closeCooperative(batch);
       for (const t of ts) expect((await escrow.getSession(sessionIdOf(t))).claimEnd).to.equal(1n);
       expect((await escrow.getBudget(budgetId)).available).to.equal(97n * USDC);
     });
@@ -346,7 +313,7 @@ describe("ComputeEscrow: user flows", () => {
         const { escrow, agent, creator, stranger, budgetId, terms, sign, time, window } = m;
         const t = await terms();
         const id = await openByAgent(escrow, agent, t);
-        await escrow.connect(stranger).settle(await sign(t, voucher(t, { sequence: 1, cumulativeCost: 2n * USDC })));
+        await escrow.connect(stranger).settle([await sign(voucher(t, { sequence: 1, cumulativeCost: 2n * USDC }))]);
         await expect(escrow.connect(stranger).requestClose(t))
           .to.be.revertedWithCustomError(escrow, "EscrowNotAuthorized")
           .withArgs(id, stranger.address);
@@ -377,7 +344,7 @@ describe("ComputeEscrow: user flows", () => {
       const t2 = await terms();
       await openByAgent(escrow, agent, t1);
       await openByAgent(escrow, agent, t2);
-      await escrow.settle(await sign(t1, voucher(t1, { sequence: 1, cumulativeCost: 1n * USDC })));
+      await escrow.settle([await sign(voucher(t1, { sequence: 1, cumulativeCost: 1n * USDC }))]);
       await expect(escrow.connect(stranger).closeByProvider(t1))
         .to.be.revertedWithCustomError(escrow, "EscrowNotAuthorized")
         .withArgs(sessionIdOf(t1), stranger.address);
@@ -395,7 +362,7 @@ describe("ComputeEscrow: user flows", () => {
       const t = await terms();
       const id = await openByAgent(escrow, agent, t);
       await time.setNextBlockTimestamp(t.deadline + window - 1);
-      await escrow.connect(stranger).settle(await sign(t, voucher(t, { sequence: 1, cumulativeCost: 5n * USDC })));
+      await escrow.connect(stranger).settle([await sign(voucher(t, { sequence: 1, cumulativeCost: 5n * USDC }))]);
       await expect(escrow.connect(stranger).finalize(t)).to.emit(escrow, "SessionFinalized").withArgs(id, 5n * USDC, 5n * USDC);
       expect((await escrow.getBudget(budgetId)).available).to.equal(95n * USDC);
     });
@@ -420,7 +387,7 @@ describe("ComputeEscrow: user flows", () => {
       const t = await m.terms({ providerId: provider2 });
       await openByAgent(escrow, agent, t);
       const cost = 1_000_003n;
-      await escrow.connect(stranger).settle(await signBoth(domain, t, voucher(t, { sequence: 1, cumulativeCost: cost }), agent, signer2));
+      await escrow.connect(stranger).settle([await signBoth(domain, voucher(t, { sequence: 1, cumulativeCost: cost }), agent, signer2)]);
       const fee = feeOf(cost); // 25_000
       const earnings = cost - fee; // 975_003
       expect(await ledger.balanceOf(treasury.address)).to.equal(fee);
@@ -441,12 +408,12 @@ describe("ComputeEscrow: user flows", () => {
       const stale = await buildTerms(registry, { ...old, budgetId: old.budgetId, providerId, maxSpend: old.maxSpend, salt: 777n });
       expect(stale.inputPricePer1K).to.equal(999);
       const mismatched = { ...stale, inputPricePer1K: old.inputPricePer1K, outputPricePer1K: old.outputPricePer1K };
-      await expect(escrow.connect(agent).openSession(mismatched, "0x"))
+      await expect(escrow.connect(agent).openSession(mismatched, NO_SIGNATURE))
         .to.be.revertedWithCustomError(escrow, "EscrowPriceMismatch")
         .withArgs(providerId, 0);
       await openByAgent(escrow, agent, stale); // current prices open fine
       // The old session still settles at its own terms.
-      await escrow.connect(stranger).settle(await sign(old, voucher(old, { sequence: 1, cumulativeCost: 2n * USDC })));
+      await escrow.connect(stranger).settle([await sign(voucher(old, { sequence: 1, cumulativeCost: 2n * USDC }))]);
       expect(await ledger.balanceOf(providerOwner.address)).to.equal(2n * USDC - feeOf(2n * USDC));
       expect((await escrow.getSession(sessionIdOf(old))).settled).to.equal(2n * USDC);
     });

@@ -2,7 +2,6 @@ import { expect } from "chai";
 import {
   type Address,
   type Hex,
-  type TypedDataDomain,
   hashDomain,
   hashTypedData,
   keccak256,
@@ -10,6 +9,13 @@ import {
   toHex,
 } from "viem";
 import { generatePrivateKey, privateKeyToAccount, type PrivateKeyAccount } from "viem/accounts";
+import {
+  cancelAuthorizationTypes as cancelTypes,
+  permitTypes,
+  receiveWithAuthorizationTypes as receiveTypes,
+  transferWithAuthorizationTypes as transferTypes,
+  usdcDomain,
+} from "../../sdk/src/usdc.ts";
 import { deployFixture } from "./fixture.ts";
 
 /** USDC's exact EIP-712 type strings (FiatTokenV2_2). */
@@ -19,33 +25,6 @@ const TRANSFER_TYPE =
 const RECEIVE_TYPE =
   "ReceiveWithAuthorization(address from,address to,uint256 value,uint256 validAfter,uint256 validBefore,bytes32 nonce)";
 const CANCEL_TYPE = "CancelAuthorization(address authorizer,bytes32 nonce)";
-
-const permitTypes = {
-  Permit: [
-    { name: "owner", type: "address" },
-    { name: "spender", type: "address" },
-    { name: "value", type: "uint256" },
-    { name: "nonce", type: "uint256" },
-    { name: "deadline", type: "uint256" },
-  ],
-} as const;
-
-const authorizationFields = [
-  { name: "from", type: "address" },
-  { name: "to", type: "address" },
-  { name: "value", type: "uint256" },
-  { name: "validAfter", type: "uint256" },
-  { name: "validBefore", type: "uint256" },
-  { name: "nonce", type: "bytes32" },
-] as const;
-const transferTypes = { TransferWithAuthorization: authorizationFields } as const;
-const receiveTypes = { ReceiveWithAuthorization: authorizationFields } as const;
-const cancelTypes = {
-  CancelAuthorization: [
-    { name: "authorizer", type: "address" },
-    { name: "nonce", type: "bytes32" },
-  ],
-} as const;
 
 const TRANSFER_VRS =
   "transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,uint8,bytes32,bytes32)" as const;
@@ -74,7 +53,7 @@ async function setup() {
   const { ethers, usdc, connection } = fx;
   const chainId = Number((await ethers.provider.getNetwork()).chainId);
   const usdcAddress = (await usdc.getAddress()) as Address;
-  const domain: TypedDataDomain = { name: "USD Coin", version: "2", chainId, verifyingContract: usdcAddress };
+  const domain = usdcDomain(chainId, usdcAddress);
   // A key we hold, so we sign the digest viem computes (not whatever a wallet would hash for us).
   const payer: PrivateKeyAccount = privateKeyToAccount(generatePrivateKey());
   await (await usdc.mint(payer.address, 1_000n * ONE_USDC)).wait();

@@ -2,6 +2,7 @@ import { expect } from "chai";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/types";
 import type { IProviderRegistry } from "../../types/ethers-contracts/ProviderRegistry.ts";
 import { deployFixture } from "./fixture.ts";
+import { signPermit } from "./helpers/usdc.ts";
 
 type ProviderConfig = IProviderRegistry.ProviderConfigStruct;
 type ModelConfig = IProviderRegistry.ModelConfigStruct;
@@ -196,20 +197,7 @@ describe("ProviderRegistry", () => {
       const { registry, usdc, providerOwner, receiptSigner, registryAddress, chainId, config, ethers, time } = await setup();
       await usdc.mint(providerOwner.address, MIN_STAKE);
       const deadline = BigInt(await time.latest()) + 3600n;
-      const sig = await providerOwner.signTypedData(
-        { name: "USD Coin", version: "2", chainId, verifyingContract: await usdc.getAddress() },
-        {
-          Permit: [
-            { name: "owner", type: "address" },
-            { name: "spender", type: "address" },
-            { name: "value", type: "uint256" },
-            { name: "nonce", type: "uint256" },
-            { name: "deadline", type: "uint256" },
-          ],
-        },
-        { owner: providerOwner.address, spender: registryAddress, value: MIN_STAKE, nonce: 0n, deadline },
-      );
-      const { v, r, s } = ethers.Signature.from(sig);
+      const { v, r, s } = await signPermit(usdc, providerOwner, registryAddress, MIN_STAKE, deadline);
       expect(await usdc.allowance(providerOwner.address, registryAddress)).to.equal(0n);
       const cfg = config(receiptSigner.address, providerOwner.address);
       const tx = registry.connect(providerOwner).registerWithPermit(cfg, [LLAMA], MIN_STAKE, deadline, v, r, s);
@@ -225,26 +213,8 @@ describe("ProviderRegistry", () => {
         await setup();
       await usdc.mint(providerOwner.address, MIN_STAKE);
       const deadline = BigInt(await time.latest()) + 3600n;
-      const domain = { name: "USD Coin", version: "2", chainId, verifyingContract: await usdc.getAddress() };
-      const types = {
-        Permit: [
-          { name: "owner", type: "address" },
-          { name: "spender", type: "address" },
-          { name: "value", type: "uint256" },
-          { name: "nonce", type: "uint256" },
-          { name: "deadline", type: "uint256" },
-        ],
-      };
       // A permit signed by someone else: ignored, and the pull then fails for lack of allowance.
-      const forged = ethers.Signature.from(
-        await stranger.signTypedData(domain, types, {
-          owner: providerOwner.address,
-          spender: registryAddress,
-          value: MIN_STAKE,
-          nonce: 0n,
-          deadline,
-        }),
-      );
+      const forged = await signPermit(usdc, stranger, registryAddress, MIN_STAKE, deadline, providerOwner.address);
       const cfg = config(receiptSigner.address, providerOwner.address);
       await expect(
         registry.connect(providerOwner).registerWithPermit(cfg, [LLAMA], MIN_STAKE, deadline, forged.v, forged.r, forged.s),
@@ -252,15 +222,7 @@ describe("ProviderRegistry", () => {
       expect(await registry.providerCount()).to.equal(0n);
 
       // A genuine permit that a front-runner already submitted still lets registration through.
-      const good = ethers.Signature.from(
-        await providerOwner.signTypedData(domain, types, {
-          owner: providerOwner.address,
-          spender: registryAddress,
-          value: MIN_STAKE,
-          nonce: 0n,
-          deadline,
-        }),
-      );
+      const good = await signPermit(usdc, providerOwner, registryAddress, MIN_STAKE, deadline);
       await usdc
         .connect(stranger)
         ["permit(address,address,uint256,uint256,uint8,bytes32,bytes32)"](

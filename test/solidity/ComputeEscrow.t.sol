@@ -40,8 +40,8 @@ contract ComputeEscrowFuzzTest is Suite {
     function _settle(IComputeEscrow.SessionTerms memory terms, uint256 sequence, uint256 cost, uint256 requests)
         internal
     {
-        IComputeEscrow.Voucher memory voucher = _voucher(escrow.sessionIdOf(terms), sequence, cost, requests, false);
-        escrow.settle(_signVoucher(terms, voucher, AGENT_KEY, SIGNER_KEY));
+        IComputeEscrow.Voucher memory voucher = _voucher(terms, sequence, cost, requests, false);
+        escrow.settle(_one(_signVoucher(voucher, AGENT_KEY, SIGNER_KEY)));
     }
 
     function _fee(uint256 amount) internal pure returns (uint256) {
@@ -62,12 +62,12 @@ contract ComputeEscrowFuzzTest is Suite {
     function test_settle_RevertWhen_VoucherStale() public {
         (IComputeEscrow.SessionTerms memory terms, bytes32 id) = _open(10_000_000, 1);
         IComputeEscrow.SignedVoucher memory signed =
-            _signVoucher(terms, _voucher(id, 1, 4_000_000, 3, false), AGENT_KEY, SIGNER_KEY);
-        escrow.settle(signed);
+            _signVoucher(_voucher(terms, 1, 4_000_000, 3, false), AGENT_KEY, SIGNER_KEY);
+        escrow.settle(_one(signed));
         uint256 ledgerBalance = usdc.balanceOf(address(ledger));
 
         vm.expectRevert(abi.encodeWithSelector(IComputeEscrow.EscrowVoucherStale.selector, id, 1, 1));
-        escrow.settle(signed);
+        escrow.settle(_one(signed));
         assertEq(usdc.balanceOf(address(ledger)), ledgerBalance, "replay paid nothing");
         assertEq(escrow.getSession(id).settled, 4_000_000, "settled unchanged");
     }
@@ -124,11 +124,11 @@ contract ComputeEscrowFuzzTest is Suite {
 
         // Even a stale voucher that would raise the cost is rejected.
         IComputeEscrow.SignedVoucher memory stale =
-            _signVoucher(terms, _voucher(id, staleSequence, maxSpend, 2, false), AGENT_KEY, SIGNER_KEY);
+            _signVoucher(_voucher(terms, staleSequence, maxSpend, 2, false), AGENT_KEY, SIGNER_KEY);
         vm.expectRevert(
             abi.encodeWithSelector(IComputeEscrow.EscrowVoucherStale.selector, id, settledSequence, staleSequence)
         );
-        escrow.settle(stale);
+        escrow.settle(_one(stale));
 
         IComputeEscrow.SessionState memory state = escrow.getSession(id);
         assertEq(state.settled, cost, "settled unchanged");
@@ -144,7 +144,7 @@ contract ComputeEscrowFuzzTest is Suite {
 
         IComputeEscrow.SessionTerms memory terms =
             _terms(agent, budgetId, providerId, maxSpend, block.timestamp + 1 days, 3);
-        bytes memory signature = _sign(AGENT_KEY, escrow.openDigest(terms));
+        IComputeEscrow.CompactSignature memory signature = _sign(AGENT_KEY, escrow.openDigest(terms));
         vm.expectRevert(
             abi.encodeWithSelector(IComputeEscrow.EscrowSessionLimitExceeded.selector, budgetId, limit, maxSpend)
         );
@@ -166,9 +166,9 @@ contract ComputeEscrowFuzzTest is Suite {
         cost = bound(cost, maxSpend + 1, type(uint64).max);
         (IComputeEscrow.SessionTerms memory terms, bytes32 id) = _open(maxSpend, 5);
         IComputeEscrow.SignedVoucher memory signed =
-            _signVoucher(terms, _voucher(id, 1, cost, 1, false), AGENT_KEY, SIGNER_KEY);
+            _signVoucher(_voucher(terms, 1, cost, 1, false), AGENT_KEY, SIGNER_KEY);
         vm.expectRevert(abi.encodeWithSelector(IComputeEscrow.EscrowVoucherExceedsLock.selector, id, maxSpend, cost));
-        escrow.settle(signed);
+        escrow.settle(_one(signed));
         assertEq(escrow.getSession(id).settled, 0, "nothing settled");
         assertEq(usdc.balanceOf(address(escrow)), BUDGET, "nothing paid");
 
@@ -182,13 +182,13 @@ contract ComputeEscrowFuzzTest is Suite {
         uint256 minimum = requests * MIN_CHARGE;
         cost = bound(cost, 0, minimum - 1);
         (IComputeEscrow.SessionTerms memory terms, bytes32 id) = _open(LIMIT, 23);
-        IComputeEscrow.Voucher memory voucher = _voucher(id, 1, cost, 0, false);
+        IComputeEscrow.Voucher memory voucher = _voucher(terms, 1, cost, 0, false);
         voucher.requestCount = uint32(requests); // padded metrics the cost does not pay for
-        IComputeEscrow.SignedVoucher memory signed = _signVoucher(terms, voucher, AGENT_KEY, SIGNER_KEY);
+        IComputeEscrow.SignedVoucher memory signed = _signVoucher(voucher, AGENT_KEY, SIGNER_KEY);
         vm.expectRevert(
             abi.encodeWithSelector(IComputeEscrow.EscrowVoucherBelowMinCharge.selector, id, minimum, cost)
         );
-        escrow.settle(signed);
+        escrow.settle(_one(signed));
         assertEq(escrow.getSession(id).requestCount, 0, "metrics not padded");
     }
 
@@ -245,9 +245,9 @@ contract ComputeEscrowFuzzTest is Suite {
         assertEq(escrow.getSession(id).claimEnd, escrow.FINALIZED(), "finalized");
 
         IComputeEscrow.SignedVoucher memory late =
-            _signVoucher(terms, _voucher(id, 2, cost, 2, false), AGENT_KEY, SIGNER_KEY);
+            _signVoucher(_voucher(terms, 2, cost, 2, false), AGENT_KEY, SIGNER_KEY);
         vm.expectRevert(abi.encodeWithSelector(IComputeEscrow.EscrowSessionNotOpen.selector, id));
-        escrow.settle(late);
+        escrow.settle(_one(late));
 
         vm.warp(expiry);
         escrow.returnExpired(budgetId);
@@ -265,11 +265,11 @@ contract ComputeEscrowFuzzTest is Suite {
         _settle(terms, 1, first, 1);
 
         IComputeEscrow.SignedVoucher memory notFinal =
-            _signVoucher(terms, _voucher(id, 2, last, 2, false), AGENT_KEY, SIGNER_KEY);
+            _signVoucher(_voucher(terms, 2, last, 2, false), AGENT_KEY, SIGNER_KEY);
         vm.expectRevert(abi.encodeWithSelector(IComputeEscrow.EscrowVoucherNotFinal.selector, id));
-        escrow.closeCooperative(notFinal);
+        escrow.closeCooperative(_one(notFinal));
 
-        escrow.closeCooperative(_signVoucher(terms, _voucher(id, 2, last, 2, true), AGENT_KEY, SIGNER_KEY));
+        escrow.closeCooperative(_one(_signVoucher(_voucher(terms, 2, last, 2, true), AGENT_KEY, SIGNER_KEY)));
         assertEq(usdc.balanceOf(address(ledger)), last, "paid the cumulative total once");
         assertEq(escrow.getBudget(budgetId).available, BUDGET - last, "rest returned at once");
         assertEq(escrow.getSession(id).claimEnd, escrow.FINALIZED(), "finalized");
@@ -281,13 +281,13 @@ contract ComputeEscrowFuzzTest is Suite {
         vm.assume(wrongKey != AGENT_KEY && wrongKey != SIGNER_KEY);
         (IComputeEscrow.SessionTerms memory terms, bytes32 id) = _open(10_000_000, 19);
         IComputeEscrow.SignedVoucher memory forged =
-            _signVoucher(terms, _voucher(id, 1, 5_000_000, 1, false), wrongKey, SIGNER_KEY);
+            _signVoucher(_voucher(terms, 1, 5_000_000, 1, false), wrongKey, SIGNER_KEY);
         vm.expectRevert(abi.encodeWithSelector(IComputeEscrow.EscrowInvalidSignature.selector, id, agent));
-        escrow.settle(forged);
+        escrow.settle(_one(forged));
 
-        forged = _signVoucher(terms, _voucher(id, 1, 5_000_000, 1, false), AGENT_KEY, wrongKey);
+        forged = _signVoucher(_voucher(terms, 1, 5_000_000, 1, false), AGENT_KEY, wrongKey);
         vm.expectRevert(abi.encodeWithSelector(IComputeEscrow.EscrowInvalidSignature.selector, id, signer));
-        escrow.settle(forged);
+        escrow.settle(_one(forged));
         assertEq(usdc.balanceOf(address(ledger)), 0, "nothing paid");
     }
 }

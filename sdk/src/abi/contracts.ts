@@ -445,22 +445,6 @@ export const computeEscrowAbi = [
         "type": "bytes32"
       },
       {
-        "internalType": "bytes32",
-        "name": "voucherSessionId",
-        "type": "bytes32"
-      }
-    ],
-    "name": "EscrowVoucherSessionMismatch",
-    "type": "error"
-  },
-  {
-    "inputs": [
-      {
-        "internalType": "bytes32",
-        "name": "sessionId",
-        "type": "bytes32"
-      },
-      {
         "internalType": "uint256",
         "name": "settledSequence",
         "type": "uint256"
@@ -1141,66 +1125,61 @@ export const computeEscrowAbi = [
           {
             "components": [
               {
-                "internalType": "address",
-                "name": "agent",
-                "type": "address"
-              },
-              {
-                "internalType": "uint64",
-                "name": "budgetId",
-                "type": "uint64"
-              },
-              {
-                "internalType": "uint32",
-                "name": "providerId",
-                "type": "uint32"
-              },
-              {
-                "internalType": "uint32",
-                "name": "modelId",
-                "type": "uint32"
-              },
-              {
-                "internalType": "uint32",
-                "name": "inputPricePer1K",
-                "type": "uint32"
-              },
-              {
-                "internalType": "uint32",
-                "name": "outputPricePer1K",
-                "type": "uint32"
-              },
-              {
-                "internalType": "uint32",
-                "name": "minChargePerCall",
-                "type": "uint32"
-              },
-              {
-                "internalType": "uint64",
-                "name": "maxSpend",
-                "type": "uint64"
-              },
-              {
-                "internalType": "uint32",
-                "name": "deadline",
-                "type": "uint32"
-              },
-              {
-                "internalType": "uint64",
-                "name": "salt",
-                "type": "uint64"
-              }
-            ],
-            "internalType": "struct IComputeEscrow.SessionTerms",
-            "name": "terms",
-            "type": "tuple"
-          },
-          {
-            "components": [
-              {
-                "internalType": "bytes32",
-                "name": "sessionId",
-                "type": "bytes32"
+                "components": [
+                  {
+                    "internalType": "address",
+                    "name": "agent",
+                    "type": "address"
+                  },
+                  {
+                    "internalType": "uint64",
+                    "name": "budgetId",
+                    "type": "uint64"
+                  },
+                  {
+                    "internalType": "uint32",
+                    "name": "providerId",
+                    "type": "uint32"
+                  },
+                  {
+                    "internalType": "uint32",
+                    "name": "modelId",
+                    "type": "uint32"
+                  },
+                  {
+                    "internalType": "uint32",
+                    "name": "inputPricePer1K",
+                    "type": "uint32"
+                  },
+                  {
+                    "internalType": "uint32",
+                    "name": "outputPricePer1K",
+                    "type": "uint32"
+                  },
+                  {
+                    "internalType": "uint32",
+                    "name": "minChargePerCall",
+                    "type": "uint32"
+                  },
+                  {
+                    "internalType": "uint64",
+                    "name": "maxSpend",
+                    "type": "uint64"
+                  },
+                  {
+                    "internalType": "uint32",
+                    "name": "deadline",
+                    "type": "uint32"
+                  },
+                  {
+                    "internalType": "uint64",
+                    "name": "salt",
+                    "type": "uint64"
+                  }
+                ],
+                "internalType": "struct IComputeEscrow.SessionTerms",
+                "name": "terms",
+                "type": "tuple"
               },
               {
                 "internalType": "uint32",
@@ -1248,156 +1227,46 @@ export const computeEscrowAbi = [
             "type": "tuple"
           },
           {
-            "internalType": "bytes",
-            "name": "agentSignature",
-            "type": "bytes"
-          },
-          {
-            "internalType": "bytes",
-            "name": "providerSignature",
-            "type": "bytes"
-          }
-        ],
-        "internalType": "struct IComputeEscrow.SignedVoucher",
-        "name": "signed",
-        "type": "tuple"
-      }
-    ],
-    "name": "closeCooperative",
-    "outputs": [],
-    "stateMutability": "nonpayable",
-    "type": "function"
-  },
-  {
-    "inputs": [
-      {
-        "components": [
-          {
             "components": [
               {
-                "internalType": "address",
-                "name": "agent",
-                "type": "address"
+                "internalType": "bytes32",
+                "name": "r",
+                "type": "bytes32"
               },
               {
-                "internalType": "uint64",
-                "name": "budgetId",
-                "type": "uint64"
-              },
-              {
-                "internalType": "uint32",
-                "name": "providerId",
-                "type": "uint32"
-              },
-              {
-                "internalType": "uint32",
-                "name": "modelId",
-                "type": "uint32"
-              },
-              {
-                "internalType": "uint32",
-                "name": "inputPricePer1K",
-                "type": "uint32"
-              },
-              {
-                "internalType": "uint32",
-                "name": "outputPricePer1K",
-                "type": "uint32"
-              },
-              {
-                "internalType": "uint32",
-                "name": "minChargePerCall",
-                "type": "uint32"
-              },
-              {
-                "internalType": "uint64",
-                "name": "maxSpend",
-                "type": "uint64"
-              },
-              {
-                "internalType": "uint32",
-                "name": "deadline",
-                "type": "uint32"
-              },
-              {
-                "internalType": "uint64",
-                "name": "salt",
-                "type": "uint64"
+                "internalType": "bytes32",
+                "name": "yParityAndS",
+                "type": "bytes32"
               }
             ],
-            "internalType": "struct IComputeEscrow.SessionTerms",
-            "name": "terms",
+            "internalType": "struct IComputeEscrow.CompactSignature",
+            "name": "agentSignature",
             "type": "tuple"
           },
           {
             "components": [
               {
                 "internalType": "bytes32",
-                "name": "sessionId",
+                "name": "r",
                 "type": "bytes32"
-              },
-              {
-                "internalType": "uint32",
-                "name": "sequence",
-                "type": "uint32"
-              },
-              {
-                "internalType": "uint64",
-                "name": "cumulativeCost",
-                "type": "uint64"
-              },
-              {
-                "internalType": "uint32",
-                "name": "requestCount",
-                "type": "uint32"
-              },
-              {
-                "internalType": "uint32",
-                "name": "inputTokens",
-                "type": "uint32"
-              },
-              {
-                "internalType": "uint32",
-                "name": "outputTokens",
-                "type": "uint32"
-              },
-              {
-                "internalType": "uint32",
-                "name": "latencyMs",
-                "type": "uint32"
               },
               {
                 "internalType": "bytes32",
-                "name": "receiptHead",
+                "name": "yParityAndS",
                 "type": "bytes32"
-              },
-              {
-                "internalType": "bool",
-                "name": "isFinal",
-                "type": "bool"
               }
             ],
-            "internalType": "struct IComputeEscrow.Voucher",
-            "name": "voucher",
-            "type": "tuple"
-          },
-          {
-            "internalType": "bytes",
-            "name": "agentSignature",
-            "type": "bytes"
-          },
-          {
-            "internalType": "bytes",
+            "internalType": "struct IComputeEscrow.CompactSignature",
             "name": "providerSignature",
-            "type": "bytes"
+            "type": "tuple"
           }
         ],
         "internalType": "struct IComputeEscrow.SignedVoucher[]",
-        "name": "signed",
+        "name": "vouchers",
         "type": "tuple[]"
       }
     ],
-    "name": "closeCooperativeBatch",
+    "name": "closeCooperative",
     "outputs": [],
     "stateMutability": "nonpayable",
     "type": "function"
@@ -1937,9 +1806,21 @@ export const computeEscrowAbi = [
         "type": "tuple"
       },
       {
-        "internalType": "bytes",
+        "components": [
+          {
+            "internalType": "bytes32",
+            "name": "r",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "yParityAndS",
+            "type": "bytes32"
+          }
+        ],
+        "internalType": "struct IComputeEscrow.CompactSignature",
         "name": "agentSignature",
-        "type": "bytes"
+        "type": "tuple"
       }
     ],
     "name": "openSession",
@@ -2015,9 +1896,21 @@ export const computeEscrowAbi = [
             "type": "tuple"
           },
           {
-            "internalType": "bytes",
+            "components": [
+              {
+                "internalType": "bytes32",
+                "name": "r",
+                "type": "bytes32"
+              },
+              {
+                "internalType": "bytes32",
+                "name": "yParityAndS",
+                "type": "bytes32"
+              }
+            ],
+            "internalType": "struct IComputeEscrow.CompactSignature",
             "name": "agentSignature",
-            "type": "bytes"
+            "type": "tuple"
           }
         ],
         "internalType": "struct IComputeEscrow.OpenRequest[]",
@@ -2331,66 +2224,61 @@ export const computeEscrowAbi = [
           {
             "components": [
               {
-                "internalType": "address",
-                "name": "agent",
-                "type": "address"
-              },
-              {
-                "internalType": "uint64",
-                "name": "budgetId",
-                "type": "uint64"
-              },
-              {
-                "internalType": "uint32",
-                "name": "providerId",
-                "type": "uint32"
-              },
-              {
-                "internalType": "uint32",
-                "name": "modelId",
-                "type": "uint32"
-              },
-              {
-                "internalType": "uint32",
-                "name": "inputPricePer1K",
-                "type": "uint32"
-              },
-              {
-                "internalType": "uint32",
-                "name": "outputPricePer1K",
-                "type": "uint32"
-              },
-              {
-                "internalType": "uint32",
-                "name": "minChargePerCall",
-                "type": "uint32"
-              },
-              {
-                "internalType": "uint64",
-                "name": "maxSpend",
-                "type": "uint64"
-              },
-              {
-                "internalType": "uint32",
-                "name": "deadline",
-                "type": "uint32"
-              },
-              {
-                "internalType": "uint64",
-                "name": "salt",
-                "type": "uint64"
-              }
-            ],
-            "internalType": "struct IComputeEscrow.SessionTerms",
-            "name": "terms",
-            "type": "tuple"
-          },
-          {
-            "components": [
-              {
-                "internalType": "bytes32",
-                "name": "sessionId",
-                "type": "bytes32"
+                "components": [
+                  {
+                    "internalType": "address",
+                    "name": "agent",
+                    "type": "address"
+                  },
+                  {
+                    "internalType": "uint64",
+                    "name": "budgetId",
+                    "type": "uint64"
+                  },
+                  {
+                    "internalType": "uint32",
+                    "name": "providerId",
+                    "type": "uint32"
+                  },
+                  {
+                    "internalType": "uint32",
+                    "name": "modelId",
+                    "type": "uint32"
+                  },
+                  {
+                    "internalType": "uint32",
+                    "name": "inputPricePer1K",
+                    "type": "uint32"
+                  },
+                  {
+                    "internalType": "uint32",
+                    "name": "outputPricePer1K",
+                    "type": "uint32"
+                  },
+                  {
+                    "internalType": "uint32",
+                    "name": "minChargePerCall",
+                    "type": "uint32"
+                  },
+                  {
+                    "internalType": "uint64",
+                    "name": "maxSpend",
+                    "type": "uint64"
+                  },
+                  {
+                    "internalType": "uint32",
+                    "name": "deadline",
+                    "type": "uint32"
+                  },
+                  {
+                    "internalType": "uint64",
+                    "name": "salt",
+                    "type": "uint64"
+                  }
+                ],
+                "internalType": "struct IComputeEscrow.SessionTerms",
+                "name": "terms",
+                "type": "tuple"
               },
               {
                 "internalType": "uint32",
@@ -2438,19 +2326,43 @@ export const computeEscrowAbi = [
             "type": "tuple"
           },
           {
-            "internalType": "bytes",
+            "components": [
+              {
+                "internalType": "bytes32",
+                "name": "r",
+                "type": "bytes32"
+              },
+              {
+                "internalType": "bytes32",
+                "name": "yParityAndS",
+                "type": "bytes32"
+              }
+            ],
+            "internalType": "struct IComputeEscrow.CompactSignature",
             "name": "agentSignature",
-            "type": "bytes"
+            "type": "tuple"
           },
           {
-            "internalType": "bytes",
+            "components": [
+              {
+                "internalType": "bytes32",
+                "name": "r",
+                "type": "bytes32"
+              },
+              {
+                "internalType": "bytes32",
+                "name": "yParityAndS",
+                "type": "bytes32"
+              }
+            ],
+            "internalType": "struct IComputeEscrow.CompactSignature",
             "name": "providerSignature",
-            "type": "bytes"
+            "type": "tuple"
           }
         ],
-        "internalType": "struct IComputeEscrow.SignedVoucher",
-        "name": "signed",
-        "type": "tuple"
+        "internalType": "struct IComputeEscrow.SignedVoucher[]",
+        "name": "vouchers",
+        "type": "tuple[]"
       }
     ],
     "name": "settle",
@@ -2520,88 +2432,6 @@ export const computeEscrowAbi = [
             "type": "tuple"
           },
           {
-            "components": [
-              {
-                "internalType": "bytes32",
-                "name": "sessionId",
-                "type": "bytes32"
-              },
-              {
-                "internalType": "uint32",
-                "name": "sequence",
-                "type": "uint32"
-              },
-              {
-                "internalType": "uint64",
-                "name": "cumulativeCost",
-                "type": "uint64"
-              },
-              {
-                "internalType": "uint32",
-                "name": "requestCount",
-                "type": "uint32"
-              },
-              {
-                "internalType": "uint32",
-                "name": "inputTokens",
-                "type": "uint32"
-              },
-              {
-                "internalType": "uint32",
-                "name": "outputTokens",
-                "type": "uint32"
-              },
-              {
-                "internalType": "uint32",
-                "name": "latencyMs",
-                "type": "uint32"
-              },
-              {
-                "internalType": "bytes32",
-                "name": "receiptHead",
-                "type": "bytes32"
-              },
-              {
-                "internalType": "bool",
-                "name": "isFinal",
-                "type": "bool"
-              }
-            ],
-            "internalType": "struct IComputeEscrow.Voucher",
-            "name": "voucher",
-            "type": "tuple"
-          },
-          {
-            "internalType": "bytes",
-            "name": "agentSignature",
-            "type": "bytes"
-          },
-          {
-            "internalType": "bytes",
-            "name": "providerSignature",
-            "type": "bytes"
-          }
-        ],
-        "internalType": "struct IComputeEscrow.SignedVoucher[]",
-        "name": "signed",
-        "type": "tuple[]"
-      }
-    ],
-    "name": "settleBatch",
-    "outputs": [],
-    "stateMutability": "nonpayable",
-    "type": "function"
-  },
-  {
-    "inputs": [
-      {
-        "components": [
-          {
-            "internalType": "bytes32",
-            "name": "sessionId",
-            "type": "bytes32"
-          },
-          {
             "internalType": "uint32",
             "name": "sequence",
             "type": "uint32"
@@ -2647,16 +2477,80 @@ export const computeEscrowAbi = [
         "type": "tuple"
       },
       {
-        "internalType": "bytes",
+        "components": [
+          {
+            "internalType": "bytes32",
+            "name": "r",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "yParityAndS",
+            "type": "bytes32"
+          }
+        ],
+        "internalType": "struct IComputeEscrow.CompactSignature",
         "name": "firstSignature",
-        "type": "bytes"
+        "type": "tuple"
       },
       {
         "components": [
           {
-            "internalType": "bytes32",
-            "name": "sessionId",
-            "type": "bytes32"
+            "components": [
+              {
+                "internalType": "address",
+                "name": "agent",
+                "type": "address"
+              },
+              {
+                "internalType": "uint64",
+                "name": "budgetId",
+                "type": "uint64"
+              },
+              {
+                "internalType": "uint32",
+                "name": "providerId",
+                "type": "uint32"
+              },
+              {
+                "internalType": "uint32",
+                "name": "modelId",
+                "type": "uint32"
+              },
+              {
+                "internalType": "uint32",
+                "name": "inputPricePer1K",
+                "type": "uint32"
+              },
+              {
+                "internalType": "uint32",
+                "name": "outputPricePer1K",
+                "type": "uint32"
+              },
+              {
+                "internalType": "uint32",
+                "name": "minChargePerCall",
+                "type": "uint32"
+              },
+              {
+                "internalType": "uint64",
+                "name": "maxSpend",
+                "type": "uint64"
+              },
+              {
+                "internalType": "uint32",
+                "name": "deadline",
+                "type": "uint32"
+              },
+              {
+                "internalType": "uint64",
+                "name": "salt",
+                "type": "uint64"
+              }
+            ],
+            "internalType": "struct IComputeEscrow.SessionTerms",
+            "name": "terms",
+            "type": "tuple"
           },
           {
             "internalType": "uint32",
@@ -2704,9 +2598,21 @@ export const computeEscrowAbi = [
         "type": "tuple"
       },
       {
-        "internalType": "bytes",
+        "components": [
+          {
+            "internalType": "bytes32",
+            "name": "r",
+            "type": "bytes32"
+          },
+          {
+            "internalType": "bytes32",
+            "name": "yParityAndS",
+            "type": "bytes32"
+          }
+        ],
+        "internalType": "struct IComputeEscrow.CompactSignature",
         "name": "secondSignature",
-        "type": "bytes"
+        "type": "tuple"
       }
     ],
     "name": "slashDoubleSign",
@@ -2782,9 +2688,61 @@ export const computeEscrowAbi = [
       {
         "components": [
           {
-            "internalType": "bytes32",
-            "name": "sessionId",
-            "type": "bytes32"
+            "components": [
+              {
+                "internalType": "address",
+                "name": "agent",
+                "type": "address"
+              },
+              {
+                "internalType": "uint64",
+                "name": "budgetId",
+                "type": "uint64"
+              },
+              {
+                "internalType": "uint32",
+                "name": "providerId",
+                "type": "uint32"
+              },
+              {
+                "internalType": "uint32",
+                "name": "modelId",
+                "type": "uint32"
+              },
+              {
+                "internalType": "uint32",
+                "name": "inputPricePer1K",
+                "type": "uint32"
+              },
+              {
+                "internalType": "uint32",
+                "name": "outputPricePer1K",
+                "type": "uint32"
+              },
+              {
+                "internalType": "uint32",
+                "name": "minChargePerCall",
+                "type": "uint32"
+              },
+              {
+                "internalType": "uint64",
+                "name": "maxSpend",
+                "type": "uint64"
+              },
+              {
+                "internalType": "uint32",
+                "name": "deadline",
+                "type": "uint32"
+              },
+              {
+                "internalType": "uint64",
+                "name": "salt",
+                "type": "uint64"
+              }
+            ],
+            "internalType": "struct IComputeEscrow.SessionTerms",
+            "name": "terms",
+            "type": "tuple"
           },
           {
             "internalType": "uint32",

@@ -1,11 +1,15 @@
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/types";
 import type { ContractRunner, TypedDataDomain, TypedDataField } from "ethers";
-import { hashStruct, type Address, type Hex } from "viem";
+import type { Address, Hex } from "viem";
 import {
   escrowDomain,
+  sessionIdOf,
   sessionTermsTypes,
+  toCompactSignature,
   voucherTypes,
+  type CompactSignature,
   type SessionTerms,
+  type SignedVoucher,
   type Voucher,
 } from "../../../sdk/src/typed-data.ts";
 import type {
@@ -15,23 +19,20 @@ import type {
 } from "../../../types/ethers-contracts/index.ts";
 import type { deployFixture } from "../fixture.ts";
 
-export type { SessionTerms, Voucher };
+export { sessionIdOf, type CompactSignature, type SessionTerms, type SignedVoucher, type Voucher };
 export type Fixture = Awaited<ReturnType<typeof deployFixture>>;
-
-/** A voucher with both signatures, as the escrow takes it. */
-export interface SignedVoucher {
-  terms: SessionTerms;
-  voucher: Voucher;
-  agentSignature: string;
-  providerSignature: string;
-}
 
 export const USDC = 1_000_000n;
 export const ZERO_HASH: Hex = `0x${"00".repeat(32)}`;
+/** What an agent opening its own session passes as the (unchecked) signature. */
+export const NO_SIGNATURE: CompactSignature = { r: ZERO_HASH, yParityAndS: ZERO_HASH };
 export const DAY = 24 * 3600;
 
-const termsFields = sessionTermsTypes.SessionTerms as unknown as TypedDataField[];
-const voucherFields = voucherTypes.Voucher as unknown as TypedDataField[];
+/** ethers wants mutable field lists. */
+const mutable = (types: Record<string, readonly TypedDataField[]>) =>
+  Object.fromEntries(Object.entries(types).map(([name, fields]) => [name, [...fields]]));
+const termsTypes = mutable(sessionTermsTypes);
+const voucherTypesForEthers = mutable(voucherTypes);
 
 export interface ModelSpec {
   name?: string;
@@ -137,11 +138,6 @@ export async function buildTerms(registry: ProviderRegistry, spec: TermsSpec): P
   };
 }
 
-/** The session id (EIP-712 struct hash of the terms), computed off-chain with viem. */
-export function sessionIdOf(terms: SessionTerms): Hex {
-  return hashStruct({ data: terms, primaryType: "SessionTerms", types: sessionTermsTypes });
-}
-
 /** The escrow's EIP-712 domain, read from the chain. */
 export async function domainOf(escrow: ComputeEscrow): Promise<TypedDataDomain> {
   const { chainId } = await escrow.runner!.provider!.getNetwork();
@@ -149,21 +145,28 @@ export async function domainOf(escrow: ComputeEscrow): Promise<TypedDataDomain> 
 }
 
 /** The agent's signature over the session terms (gasless open). */
-export function signOpen(signer: HardhatEthersSigner, domain: TypedDataDomain, terms: SessionTerms): Promise<string> {
-  return signer.signTypedData(domain, { SessionTerms: termsFields }, terms);
+export async function signOpen(
+  signer: HardhatEthersSigner,
+  domain: TypedDataDomain,
+  terms: SessionTerms,
+): Promise<CompactSignature> {
+  return toCompactSignature((await signer.signTypedData(domain, termsTypes, terms)) as Hex);
 }
 
 /** A signature over a voucher (agent or receipt signer). */
-export function signVoucher(signer: HardhatEthersSigner, domain: TypedDataDomain, v: Voucher): Promise<string> {
-  return signer.signTypedData(domain, { Voucher: voucherFields }, v);
+export async function signVoucher(
+  signer: HardhatEthersSigner,
+  domain: TypedDataDomain,
+  v: Voucher,
+): Promise<CompactSignature> {
+  return toCompactSignature((await signer.signTypedData(domain, voucherTypesForEthers, v)) as Hex);
 }
 
 /** A voucher of `terms`' session; counters default to a cost-proportional usage. */
-export function voucher(terms: SessionTerms | Hex, fields: Partial<Voucher> & { sequence: number; cumulativeCost: bigint }): Voucher {
-  const sessionId = typeof terms === "string" ? terms : sessionIdOf(terms);
+export function voucher(terms: SessionTerms, fields: Partial<Voucher> & { sequence: number; cumulativeCost: bigint }): Voucher {
   const n = fields.sequence;
   return {
-    sessionId,
+    terms,
     requestCount: n,
     inputTokens: n * 1000,
     outputTokens: n * 500,
@@ -177,7 +180,6 @@ export function voucher(terms: SessionTerms | Hex, fields: Partial<Voucher> & { 
 /** Signs `v` by the agent and the provider's receipt signer. */
 export async function signBoth(
   domain: TypedDataDomain,
-  terms: SessionTerms,
   v: Voucher,
   agent: HardhatEthersSigner,
   receiptSigner: HardhatEthersSigner,
@@ -186,12 +188,12 @@ export async function signBoth(
     signVoucher(agent, domain, v),
     signVoucher(receiptSigner, domain, v),
   ]);
-  return { terms, voucher: v, agentSignature, providerSignature };
+  return { voucher: v, agentSignature, providerSignature };
 }
 
 /** Opens a session called by the agent itself and returns its id. */
 export async function openByAgent(escrow: ComputeEscrow, agent: HardhatEthersSigner, terms: SessionTerms): Promise<Hex> {
-  await (await escrow.connect(agent).openSession(terms, "0x")).wait();
+  await (await escrow.connect(agent).openSession(terms, NO_SIGNATURE)).wait();
   return sessionIdOf(terms);
 }
 
@@ -223,7 +225,7 @@ export async function setupMarket(options: { budget?: bigint; perSessionLimit?: 
   const terms = (spec: Partial<TermsSpec> = {}) =>
     buildTerms(f.registry, { agent: f.agent.address, budgetId, providerId, maxSpend: 10n * USDC, ...spec });
   /** A voucher signed by the agent and the receipt signer. */
-  const sign = (t: SessionTerms, v: Voucher) => signBoth(domain, t, v, f.agent, f.receiptSigner);
+  const sign = (v: Voucher) => signBoth(domain, v, f.agent, f.receiptSigner);
   return { ...f, providerId, budgetId, domain, chainId, window, time, terms, sign };
 }
 export type Market = Awaited<ReturnType<typeof setupMarket>>;

@@ -273,7 +273,7 @@ contract EscrowHandler is Suite {
             bound(deadlineSeed, ghostNow + 1, budget.expiry),
             _sessions.length + 1
         );
-        bytes memory signature;
+        IComputeEscrow.CompactSignature memory signature;
         if (viaRelayer) signature = _sign(agentKey, escrow.openDigest(terms));
         else vm.prank(terms.agent);
         try escrow.openSession(terms, signature) returns (bytes32 id) {
@@ -304,7 +304,7 @@ contract EscrowHandler is Suite {
             ++calls["settle"];
             if (replay) {
                 // The very same signed state, re-posted by anyone, must never pay again.
-                try escrow.settle(signed) {
+                try escrow.settle(_one(signed)) {
                     _violation("a voucher was settled twice");
                 } catch {}
             }
@@ -538,8 +538,8 @@ contract EscrowHandler is Suite {
         uint256 cost = s.settled + (costSeed % 3 == 0 ? 0 : bound(costSeed >> 2, 0, headroom));
         uint256 requests = s.requests + bound(requestStep, 0, 3);
         IComputeEscrow.Voucher memory voucher =
-            _voucher(s.id, s.sequence + bound(sequenceStep, 1, 3), cost, requests, isFinal);
-        return _signVoucher(s.terms, voucher, s.agentKey, s.signerKey);
+            _voucher(s.terms, s.sequence + bound(sequenceStep, 1, 3), cost, requests, isFinal);
+        return _signVoucher(voucher, s.agentKey, s.signerKey);
     }
 
     /// @dev Settles (or cooperatively closes) and checks the money moved; false if it reverted.
@@ -550,9 +550,9 @@ contract EscrowHandler is Suite {
         uint256 ledgerBefore = usdc.balanceOf(address(ledger));
         uint256 escrowBefore = usdc.balanceOf(address(escrow));
         if (cooperative) {
-            try escrow.closeCooperative(signed) {} catch { return false; }
+            try escrow.closeCooperative(_one(signed)) {} catch { return false; }
         } else {
-            try escrow.settle(signed) {} catch { return false; }
+            try escrow.settle(_one(signed)) {} catch { return false; }
         }
         uint256 delta = signed.voucher.cumulativeCost - s.settled;
         uint256 paid = usdc.balanceOf(address(ledger)) - ledgerBefore;

@@ -122,49 +122,60 @@ abstract contract Suite is TestBase {
         });
     }
 
-    function _sign(uint256 key, bytes32 digest) internal returns (bytes memory) {
+    /// @dev Signs `digest` and packs the result into ERC-2098 compact form.
+    function _sign(uint256 key, bytes32 digest) internal returns (IComputeEscrow.CompactSignature memory) {
         (uint8 v, bytes32 r, bytes32 s) = vm.sign(key, digest);
-        return abi.encodePacked(r, s, v);
+        return IComputeEscrow.CompactSignature(r, bytes32(uint256(v - 27) << 255 | uint256(s)));
     }
 
     function _openSigned(IComputeEscrow.SessionTerms memory terms, uint256 agentKey) internal returns (bytes32) {
-        bytes memory signature = _sign(agentKey, escrow.openDigest(terms));
+        IComputeEscrow.CompactSignature memory signature = _sign(agentKey, escrow.openDigest(terms));
         return escrow.openSession(terms, signature);
     }
 
-    function _voucher(bytes32 sessionId, uint256 sequence, uint256 cumulativeCost, uint256 requests, bool isFinal)
-        internal
-        pure
-        returns (IComputeEscrow.Voucher memory)
-    {
+    function _voucher(
+        IComputeEscrow.SessionTerms memory terms,
+        uint256 sequence,
+        uint256 cumulativeCost,
+        uint256 requests,
+        bool isFinal
+    ) internal pure returns (IComputeEscrow.Voucher memory) {
         // A voucher must charge at least requestCount x MIN_CHARGE: count only the requests the cost
         // pays for (still non-decreasing when cost and requests both are).
         if (requests > cumulativeCost / MIN_CHARGE) requests = cumulativeCost / MIN_CHARGE;
         return IComputeEscrow.Voucher({
-            sessionId: sessionId,
+            terms: terms,
             sequence: uint32(sequence),
             cumulativeCost: uint64(cumulativeCost),
             requestCount: uint32(requests),
             inputTokens: uint32(requests * 100),
             outputTokens: uint32(requests * 50),
             latencyMs: uint32(requests * 10),
-            receiptHead: keccak256(abi.encode(sessionId, sequence)),
+            receiptHead: keccak256(abi.encode(terms.salt, sequence)),
             isFinal: isFinal
         });
     }
 
     function _signVoucher(
-        IComputeEscrow.SessionTerms memory terms,
         IComputeEscrow.Voucher memory voucher,
         uint256 agentKey,
         uint256 signerKey
     ) internal returns (IComputeEscrow.SignedVoucher memory signed) {
         bytes32 digest = escrow.voucherDigest(voucher);
         signed = IComputeEscrow.SignedVoucher({
-            terms: terms,
             voucher: voucher,
             agentSignature: _sign(agentKey, digest),
             providerSignature: _sign(signerKey, digest)
         });
+    }
+
+    /// @dev `signed` as a one-voucher batch, the form settle and closeCooperative take.
+    function _one(IComputeEscrow.SignedVoucher memory signed)
+        internal
+        pure
+        returns (IComputeEscrow.SignedVoucher[] memory batch)
+    {
+        batch = new IComputeEscrow.SignedVoucher[](1);
+        batch[0] = signed;
     }
 }

@@ -17,7 +17,8 @@ interface Vm {
 
 /// @notice Cheatcode handle and assertions shared by every test and handler.
 abstract contract TestBase {
-    // solhint-disable-next-line const-name-snakecase -- `vm` is the name every Foundry-style test expects
+    // `vm` is the name every Foundry-style test expects.
+    // solhint-disable-next-line const-name-snakecase
     Vm internal constant vm = Vm(address(uint160(uint256(keccak256("hevm cheat code")))));
 
     error AssertionFailed(string message);
