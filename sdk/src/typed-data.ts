@@ -4,7 +4,6 @@ import {
   signatureToCompactSignature,
   type Address,
   type Hex,
-  type TypedDataDomain,
 } from "viem";
 
 /**
@@ -103,12 +102,20 @@ export function sessionIdOf(terms: SessionTerms): Hex {
   return hashStruct({ data: terms, primaryType: "SessionTerms", types: sessionTermsTypes });
 }
 
+/** An EIP-712 domain with the four fields every AgentMesh contract uses. */
+export interface ContractDomain {
+  name: string;
+  version: string;
+  chainId: number;
+  verifyingContract: Address;
+}
+
 /** The EIP-712 domain of the ComputeEscrow at `verifyingContract` on `chainId`. */
-export function escrowDomain(chainId: number, verifyingContract: Address): TypedDataDomain {
+export function escrowDomain(chainId: number, verifyingContract: Address): ContractDomain {
   return { name: "AgentMesh Escrow", version: "1", chainId, verifyingContract };
 }
 
 /** The EIP-712 domain of the SplitsLedger at `verifyingContract` on `chainId`. */
-export function ledgerDomain(chainId: number, verifyingContract: Address): TypedDataDomain {
+export function ledgerDomain(chainId: number, verifyingContract: Address): ContractDomain {
   return { name: "AgentMesh Ledger", version: "1", chainId, verifyingContract };
 }

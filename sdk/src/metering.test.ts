@@ -1,0 +1,133 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { hashTypedData, keccak256, toHex, type Hex } from "viem";
+import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
+import { INITIAL_STATE, ReceiptError, checkReceipt, verifySignedReceipt } from "./metering.ts";
+import { callCost, formatUsdc } from "./pricing.ts";
+import { GENESIS_RECEIPT_HASH, hashCompletionOutput, hashRequestMessages, receiptHash, type Receipt } from "./receipts.ts";
+import { escrowDomain, sessionIdOf, voucherTypes, type SessionTerms } from "./typed-data.ts";
+import { escrowDomainSeparator, recoverDigestSigner, signDigest, voucherDigest, type VoucherState } from "./vouchers.ts";
+
+const ESCROW = "0x5FbDB2315678afecb367f032d93F642f64180aa3";
+const terms: SessionTerms = {
+  agent: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+  budgetId: 1n,
+  providerId: 2,
+  modelId: 0,
+  inputPricePer1K: 150,
+  outputPricePer1K: 600,
+  minChargePerCall: 10,
+  maxSpend: 5_000_000n,
+  deadline: 2_000_000_000,
+  salt: 42n,
+};
+const sessionId = sessionIdOf(terms);
+
+function receiptAfter(previous: VoucherState, inputTokens: number, outputTokens: number): Receipt {
+  return {
+    sessionId,
+    sequence: previous.sequence + 1,
+    providerId: terms.providerId,
+    model: "agentmesh-small",
+    inputTokens,
+    outputTokens,
+    cost: callCost(terms, inputTokens, outputTokens),
+    latencyMs: 120,
+    inputHash: hashRequestMessages([{ role: "user", content: "hi" }]),
+    outputHash: hashCompletionOutput("hello"),
+    previousHash: previous.receiptHead,
+  };
+}
+
+describe("pricing", () => {
+  it("rounds the exact sum up once and applies the minimum charge", () => {
+    assert.equal(callCost(terms, 1000, 1000), 750n); // exact
+    assert.equal(callCost(terms, 1, 1), 10n); // 0.75 rounds up to 1, below the minimum of 10
+    assert.equal(callCost(terms, 500, 200), 195n); // 75 + 120 = 195 exactly
+    assert.equal(callCost(terms, 333, 333), 250n); // 49.95 + 199.8 = 249.75 -> 250
+    assert.equal(callCost({ ...terms, minChargePerCall: 0 }, 0, 0), 0n);
+  });
+
+  it("formats atomic USDC as a decimal string", () => {
+    assert.equal(formatUsdc(0n), "0.000000");
+    assert.equal(formatUsdc(1n), "0.000001");
+    assert.equal(formatUsdc(12_345_678n), "12.345678");
+  });
+});
+
+describe("voucher digests", () => {
+  it("equal viem's hashTypedData of the nested Voucher type", () => {
+    const separator = escrowDomainSeparator(31337, ESCROW);
+    for (const state of [
+      INITIAL_STATE,
+      { ...INITIAL_STATE, sequence: 7, cumulativeCost: 123_456n, requestCount: 6, inputTokens: 9000, outputTokens: 800, latencyMs: 4321, receiptHead: keccak256(toHex("head")), isFinal: true },
+      { sequence: 2 ** 32 - 1, cumulativeCost: 2n ** 64n - 1n, requestCount: 2 ** 32 - 1, inputTokens: 1, outputTokens: 2, latencyMs: 3, receiptHead: GENESIS_RECEIPT_HASH, isFinal: false },
+    ]) {
+      const expected = hashTypedData({
+        domain: escrowDomain(31337, ESCROW),
+        types: voucherTypes,
+        primaryType: "Voucher",
+        message: { terms, ...state },
+      });
+      assert.equal(voucherDigest(separator, sessionId, state), expected);
+    }
+  });
+
+  it("sign and recover round-trip in the compact form", async () => {
+    const key = generatePrivateKey();
+    const digest = voucherDigest(escrowDomainSeparator(1, ESCROW), sessionId, INITIAL_STATE);
+    const signature = await signDigest(key, digest);
+    assert.match(signature.r, /^0x[0-9a-f]{64}$/);
+    assert.equal(await recoverDigestSigner(digest, signature), privateKeyToAccount(key).address);
+  });
+});
+
+describe("receipts and metering", () => {
+  it("chains receipts and accumulates the session state", () => {
+    const first = receiptAfter(INITIAL_STATE, 500, 200);
+    const afterFirst = checkReceipt(terms, sessionId, INITIAL_STATE, first);
+    assert.deepEqual(afterFirst, {
+      sequence: 1, cumulativeCost: 195n, requestCount: 1, inputTokens: 500, outputTokens: 200, latencyMs: 120,
+      receiptHead: receiptHash(first), isFinal: false,
+    });
+    const second = receiptAfter(afterFirst, 1, 1);
+    const afterSecond = checkReceipt(terms, sessionId, afterFirst, second);
+    assert.equal(afterSecond.cumulativeCost, 205n);
+    assert.equal(afterSecond.receiptHead, receiptHash(second));
+    assert.notEqual(receiptHash(second), receiptHash({ ...second, outputHash: hashCompletionOutput("hellO") }));
+  });
+
+  it("rejects a receipt that is mispriced, unchained, out of order, for another session or over the lock", () => {
+    const good = receiptAfter(INITIAL_STATE, 500, 200);
+    const cases: [string, Receipt, RegExp][] = [
+      ["overcharged", { ...good, cost: good.cost + 1n }, /costs 196/],
+      ["unchained", { ...good, previousHash: keccak256(toHex("x")) }, /does not chain/],
+      ["skipped sequence", { ...good, sequence: 2 }, /expected sequence 1/],
+      ["other session", { ...good, sessionId: keccak256(toHex("other")) as Hex }, /belongs to session/],
+      ["other provider", { ...good, providerId: 3 }, /names provider 3/],
+      ["over the lock", { ...good, inputTokens: 40_000_000, cost: callCost(terms, 40_000_000, 200) }, /above the lock/],
+    ];
+    for (const [name, receipt, message] of cases) {
+      assert.throws(() => checkReceipt(terms, sessionId, INITIAL_STATE, receipt), (error: unknown) => {
+        assert.ok(error instanceof ReceiptError, name);
+        assert.match(error.message, message, name);
+        return true;
+      });
+    }
+  });
+
+  it("verifies the provider's signature over the resulting state", async () => {
+    const providerKey = generatePrivateKey();
+    const signer = privateKeyToAccount(providerKey).address;
+    const separator = escrowDomainSeparator(31337, ESCROW);
+    const receipt = receiptAfter(INITIAL_STATE, 500, 200);
+    const state = checkReceipt(terms, sessionId, INITIAL_STATE, receipt);
+    const signature = await signDigest(providerKey, voucherDigest(separator, sessionId, state));
+    assert.deepEqual(await verifySignedReceipt(separator, terms, sessionId, INITIAL_STATE, receipt, signature, signer), state);
+    const forged = await signDigest(generatePrivateKey(), voucherDigest(separator, sessionId, state));
+    await assert.rejects(
+      verifySignedReceipt(separator, terms, sessionId, INITIAL_STATE, receipt, forged, signer),
+      /signed by 0x[0-9a-fA-F]{40}, not/,
+    );
+  });
+});
