@@ -14,7 +14,7 @@ import { describeDeployment, writeJson } from "./lib/deployment-file.ts";
 /** Hardhat's well-known development mnemonic: these keys are public, for the local chain only. */
 const DEV_MNEMONIC = "test test test test test test test test test test test junk";
 const USDC = 1_000_000n;
-const ROLES = ["admin", "treasury", "providerA", "providerB", "receiptSignerA", "receiptSignerB", "creator", "agent"] as const;
+const ROLES = ["admin", "treasury", "providerA", "providerB", "receiptSignerA", "receiptSignerB", "creator", "agent", "relayer"] as const;
 
 const localFile = process.env.AGENTMESH_LOCAL_FILE ?? ".agentmesh/local.json";
 const rpcUrl = process.env.AGENTMESH_RPC_URL ?? "http://127.0.0.1:8545";

@@ -1,92 +1,81 @@
 /**
- * `npm start`: the local stack. Starts an in-process Hardhat chain (EDR, OP-stack chain type) as a
- * JSON-RPC node on 127.0.0.1, deploys and seeds the contracts, writes `.agentmesh/local.json`, and
- * keeps running until Ctrl-C, which stops every process it started.
+ * `npm start`: the whole local stack on 127.0.0.1 — a Hardhat chain (EDR, OP-stack chain type) with
+ * the contracts deployed and seeded, two reference providers, the relayer and the demo agent's
+ * OpenAI-compatible proxy — until Ctrl-C, which stops everything it started. Writes
+ * `.agentmesh/local.json` for the SDK, the CLI and the UI.
  *
- *   npm start -- --port 8545 --out .agentmesh/local.json
+ *   npm start -- --chain-port 8545 --relayer-port 8787 --proxy-port 8788 --provider-ports 9001,9002 --out .agentmesh/local.json
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { createRequire } from "node:module";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { startLocalStack } from "./lib/local-stack.ts";
 
-const hardhatPackage = createRequire(import.meta.url).resolve("hardhat/package.json");
-const hardhatCli = path.join(path.dirname(hardhatPackage), "dist/src/cli.js");
-
-const { values: options } = parseArgs({
+const { values } = parseArgs({
   options: {
-    port: { type: "string", default: "8545" },
+    "chain-port": { type: "string", default: "8545" },
+    "relayer-port": { type: "string", default: "8787" },
+    "proxy-port": { type: "string", default: "8788" },
+    "provider-ports": { type: "string", default: "9001,9002" },
     out: { type: "string", default: ".agentmesh/local.json" },
+    verbose: { type: "boolean", default: false },
   },
 });
-const port = Number(options.port);
-if (!Number.isInteger(port) || port < 1 || port > 65535) {
-  console.error(`--port must be a TCP port number, got "${options.port}"`);
+
+function port(name: string, value: string): number {
+  const parsed = Number(value);
+  if (!Number.isInteger(parsed) || parsed < 1 || parsed > 65_535) {
+    console.error(`--${name} must be a TCP port number, got "${value}"`);
+    process.exit(2);
+  }
+  return parsed;
+}
+
+const providerPorts = values["provider-ports"].split(",").map((value) => port("provider-ports", value.trim()));
+if (providerPorts.length !== 2) {
+  console.error(`--provider-ports takes two ports, got "${values["provider-ports"]}"`);
   process.exit(2);
 }
-const rpcUrl = `http://127.0.0.1:${port}`;
-const children: ChildProcess[] = [];
 
-function run(args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
-  const child = spawn(process.execPath, [hardhatCli, ...args], {
-    stdio: ["ignore", "pipe", "inherit"],
-    env: { ...process.env, ...env },
-  });
-  children.push(child);
-  return child;
-}
-
-function stopAll(code: number): never {
-  for (const child of children) if (child.exitCode === null) child.kill("SIGTERM");
-  process.exit(code);
-}
-process.on("SIGINT", () => stopAll(0));
-process.on("SIGTERM", () => stopAll(0));
-
-async function waitForRpc(timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    try {
-      const response = await fetch(rpcUrl, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "eth_chainId", params: [] }),
-      });
-      if (response.ok) return;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-  throw new Error(`the local chain did not answer on ${rpcUrl} within ${timeoutMs} ms`);
-}
-
-const chain = run(["node", "--hostname", "127.0.0.1", "--port", String(port)]);
-chain.stdout?.resume();
-chain.on("exit", (code) => {
-  console.error(`the local chain exited (code ${code})`);
-  stopAll(1);
+console.log("Starting the AgentMesh local stack…");
+const running = await startLocalStack({
+  chainPort: port("chain-port", values["chain-port"]),
+  relayerPort: port("relayer-port", values["relayer-port"]),
+  proxyPort: port("proxy-port", values["proxy-port"]),
+  providerPorts: [providerPorts[0], providerPorts[1]],
+  localFile: path.resolve(values.out),
+  verbose: values.verbose,
 });
-await waitForRpc(60_000);
+const { stack, relayer, proxy } = running;
 
-const seed = run(["run", "scripts/seed-local.ts", "--network", "localhost"], {
-  AGENTMESH_LOCAL_FILE: options.out,
-  AGENTMESH_RPC_URL: rpcUrl,
-});
-seed.stdout?.pipe(process.stdout);
-const seedCode: number = await new Promise((resolve) => seed.on("exit", (code) => resolve(code ?? 1)));
-if (seedCode !== 0) {
-  console.error("deploying and seeding the local chain failed");
-  stopAll(1);
+let stopping = false;
+async function stop() {
+  if (stopping) return;
+  stopping = true;
+  console.log("\nStopping…");
+  await running.stop();
+  process.exit(0);
 }
+process.on("SIGINT", stop);
+process.on("SIGTERM", stop);
 
 console.log(`
 AgentMesh local stack is up.
-  chain      ${rpcUrl} (chain id 31337)
-  contracts  ${options.out}
+  chain      ${stack.rpcUrl} (chain id ${stack.chainId})
+  providers  ${stack.providers.map((provider) => `${provider.id}: ${provider.endpoint}`).join("   ")}
+  relayer    ${relayer.url}  (GET /healthz, /v1/models, /v1/providers, /metrics)
+  agent      ${proxy.url}/v1  (OpenAI-compatible proxy of the demo agent: any API key works)
+  stack file ${running.localFile}  (contracts, demo accounts with dev-only keys, budget ${stack.budgetId})
 
 Try it:
-  curl -s -X POST ${rpcUrl} -H 'content-type: application/json' \\
-    -d '{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}'
+  curl -s ${proxy.url}/v1/chat/completions -H 'content-type: application/json' \\
+    -d '{"model":"agentmesh-small","messages":[{"role":"user","content":"Hello!"}]}'
+
+  // any OpenAI SDK, e.g. Node:
+  import OpenAI from "openai";
+  const openai = new OpenAI({ baseURL: "${proxy.url}/v1", apiKey: "local" });
+  const reply = await openai.chat.completions.create({ model: "agentmesh-large", messages: [{ role: "user", content: "Hi" }] });
+  console.log(reply.choices[0].message.content, reply.cost, reply.receipt);
+
+  node sdk/examples/chat.ts        # the SDK directly: open a session, chat, stream, close on-chain
 
 Press Ctrl-C to stop.`);

@@ -24,6 +24,25 @@ export const deploymentSchema = z.object({
 
 export type Deployment = z.infer<typeof deploymentSchema>;
 
+const privateKey = z.string().regex(/^0x[0-9a-fA-F]{64}$/, "must be a 0x-prefixed 32-byte hex key") as z.ZodType<`0x${string}`>;
+
+/**
+ * The local stack file (`.agentmesh/local.json`) that `npm start` writes: the deployment plus the
+ * demo accounts with their dev-only keys, the seeded budget and providers, and the service URLs.
+ */
+export const localStackSchema = deploymentSchema.extend({
+  rpcUrl: z.string().url(),
+  accounts: z.record(z.string(), z.object({ address, privateKey })),
+  budgetId: z.number().int().positive(),
+  providers: z.array(
+    z.object({ id: z.number().int().positive(), name: z.string(), endpoint: z.string().url(), owner: address, receiptSigner: address }),
+  ),
+  relayerUrl: z.string().url().optional(),
+  agentProxyUrl: z.string().url().optional(),
+});
+
+export type LocalStack = z.infer<typeof localStackSchema>;
+
 /** Thrown when a deployment file is missing or malformed. */
 export class DeploymentFileError extends Error {
   constructor(filePath: string, reason: string, options?: ErrorOptions) {
@@ -39,7 +58,11 @@ export class DeploymentFileError extends Error {
  * const deployment = parseDeployment(JSON.parse(text));
  */
 export function parseDeployment(value: unknown, source = "deployment"): Deployment {
-  const result = deploymentSchema.safeParse(value);
+  return parseWith(deploymentSchema, value, source);
+}
+
+function parseWith<T>(schema: z.ZodType<T>, value: unknown, source: string): T {
+  const result = schema.safeParse(value);
   if (!result.success) {
     const fields = result.error.issues.map((issue) => `${issue.path.join(".") || "(root)"}: ${issue.message}`);
     throw new DeploymentFileError(source, fields.join("; "));
@@ -55,6 +78,15 @@ export function parseDeployment(value: unknown, source = "deployment"): Deployme
  * const { contracts } = await loadDeployment(".agentmesh/local.json");
  */
 export async function loadDeployment(filePath: string): Promise<Deployment> {
+  return parseWith(deploymentSchema, await readJsonFile(filePath), filePath);
+}
+
+/** Reads and validates the local stack file that `npm start` writes. */
+export async function loadLocalStack(filePath = ".agentmesh/local.json"): Promise<LocalStack> {
+  return parseWith(localStackSchema, await readJsonFile(filePath), filePath);
+}
+
+async function readJsonFile(filePath: string): Promise<unknown> {
   let text: string;
   try {
     text = await readFile(filePath, "utf8");
@@ -67,7 +99,7 @@ export async function loadDeployment(filePath: string): Promise<Deployment> {
   } catch (cause) {
     throw new DeploymentFileError(filePath, "is not JSON", { cause });
   }
-  return parseDeployment(json, filePath);
+  return json;
 }
 
 export type { Address };

@@ -6,3 +6,5 @@ export * from "./pricing.ts";
 export * from "./receipts.ts";
 export * from "./vouchers.ts";
 export * from "./metering.ts";
+export * from "./agent.ts";
+export * from "./proxy.ts";

@@ -1,0 +1,175 @@
+import {
+  createPublicClient,
+  createWalletClient,
+  http,
+  nonceManager,
+  type Address,
+  type Chain,
+  type Hex,
+  type PublicClient,
+  type WalletClient,
+  type Account,
+} from "viem";
+import { privateKeyToAccount } from "viem/accounts";
+import { base, baseSepolia, hardhat } from "viem/chains";
+import {
+  computeEscrowAbi,
+  providerRegistryAbi,
+  type CompactSignature,
+  type SessionTerms,
+  type SignedVoucher,
+} from "@agentmesh/sdk";
+
+/** Chains the relayer knows; anything else is refused at start-up. */
+const CHAINS: Record<number, Chain> = { [hardhat.id]: hardhat, [base.id]: base, [baseSepolia.id]: baseSepolia };
+
+export interface ChainOptions {
+  rpcUrl: string;
+  chainId: number;
+  escrow: Address;
+  registry: Address;
+  /** Key of the account that pays gas for opens and settlements; it holds no one's funds. */
+  relayerPrivateKey: Hex;
+}
+
+/** A provider as the registry describes it, with its models. */
+export interface RegisteredProvider {
+  id: number;
+  owner: Address;
+  active: boolean;
+  endpoint: string;
+  rateLimitPerMinute: number;
+  minChargePerCall: number;
+  features: bigint;
+  receiptSigner: Address;
+  payout: Address;
+  models: RegisteredModel[];
+}
+
+export interface RegisteredModel {
+  id: number;
+  name: string;
+  inputPricePer1K: number;
+  outputPricePer1K: number;
+  maxContextTokens: number;
+  active: boolean;
+}
+
+/** The relayer's view of the chain: registry reads and the escrow transactions it pays gas for. */
+export class ChainGateway {
+  readonly chainId: number;
+  readonly escrow: Address;
+  readonly registry: Address;
+  readonly publicClient: PublicClient;
+  readonly walletClient: WalletClient;
+  readonly account: Account;
+
+  constructor(options: ChainOptions) {
+    const chain = CHAINS[options.chainId];
+    if (chain === undefined) throw new Error(`unsupported chain id ${options.chainId}`);
+    this.chainId = options.chainId;
+    this.escrow = options.escrow;
+    this.registry = options.registry;
+    this.account = privateKeyToAccount(options.relayerPrivateKey, { nonceManager });
+    const transport = http(options.rpcUrl, { retryCount: 2, timeout: 20_000 });
+    this.publicClient = createPublicClient({ chain, transport, pollingInterval: 250 });
+    this.walletClient = createWalletClient({ chain, transport, account: this.account });
+  }
+
+  /** Every registered provider with its models. */
+  async providers(): Promise<RegisteredProvider[]> {
+    const count = Number(
+      await this.publicClient.readContract({ address: this.registry, abi: providerRegistryAbi, functionName: "providerCount" }),
+    );
+    return Promise.all(Array.from({ length: count }, (_, index) => this.provider(index + 1)));
+  }
+
+  async provider(id: number): Promise<RegisteredProvider> {
+    const provider = await this.publicClient.readContract({
+      address: this.registry,
+      abi: providerRegistryAbi,
+      functionName: "getProvider",
+      args: [BigInt(id)],
+    });
+    const models = await Promise.all(
+      Array.from({ length: Number(provider.modelCount) }, async (_, modelId) => {
+        const model = await this.publicClient.readContract({
+          address: this.registry,
+          abi: providerRegistryAbi,
+          functionName: "getModel",
+          args: [BigInt(id), BigInt(modelId)],
+        });
+        return { id: modelId, ...model };
+      }),
+    );
+    return {
+      id,
+      owner: provider.owner,
+      active: provider.active,
+      endpoint: provider.endpoint,
+      rateLimitPerMinute: provider.rateLimitPerMinute,
+      minChargePerCall: provider.minChargePerCall,
+      features: provider.features,
+      receiptSigner: provider.receiptSigner,
+      payout: provider.payout,
+      models,
+    };
+  }
+
+  /** A provider's settlement totals as the registry records them. */
+  metrics(providerId: number) {
+    return this.publicClient.readContract({
+      address: this.registry,
+      abi: providerRegistryAbi,
+      functionName: "getMetrics",
+      args: [BigInt(providerId)],
+    });
+  }
+
+  /** Opens a session with the agent's signature; resolves once mined. Reverts surface as errors. */
+  async openSession(terms: SessionTerms, agentSignature: CompactSignature): Promise<Hex> {
+    const { request } = await this.publicClient.simulateContract({
+      account: this.account,
+      address: this.escrow,
+      abi: computeEscrowAbi,
+      functionName: "openSession",
+      args: [terms, agentSignature],
+    });
+    return this.sendAndConfirm(request);
+  }
+
+  /** Simulates, then sends `settle` or `closeCooperative` for `vouchers`; returns the hash at once. */
+  async sendSettlement(kind: "settle" | "close", vouchers: SignedVoucher[]): Promise<{ hash: Hex; nonce: number }> {
+    const { request } = await this.publicClient.simulateContract({
+      account: this.account,
+      address: this.escrow,
+      abi: computeEscrowAbi,
+      functionName: kind === "settle" ? "settle" : "closeCooperative",
+      args: [vouchers],
+    });
+    const hash = await this.walletClient.writeContract(request);
+    const { nonce } = await this.publicClient.getTransaction({ hash });
+    return { hash, nonce };
+  }
+
+  /** Waits for `hash`; true when it succeeded, false when it reverted. */
+  async waitFor(hash: Hex, timeoutMs = 60_000): Promise<boolean> {
+    const receipt = await this.publicClient.waitForTransactionReceipt({ hash, timeout: timeoutMs });
+    return receipt.status === "success";
+  }
+
+  /** The receipt status of `hash`, or "unknown" when the chain has no receipt for it (yet). */
+  async statusOf(hash: Hex): Promise<"success" | "reverted" | "unknown"> {
+    try {
+      return (await this.publicClient.getTransactionReceipt({ hash })).status;
+    } catch {
+      return "unknown";
+    }
+  }
+
+  private async sendAndConfirm(request: Parameters<WalletClient["writeContract"]>[0]): Promise<Hex> {
+    const hash = await this.walletClient.writeContract(request);
+    if (!(await this.waitFor(hash))) throw new Error(`transaction ${hash} reverted`);
+    return hash;
+  }
+}

@@ -1,0 +1,305 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Hex } from "viem";
+import { z } from "zod";
+import {
+  callCost,
+  checkReceipt,
+  formatUsdc,
+  hashCompletionOutput,
+  hashRequestMessages,
+  receiptHash,
+  signDigest,
+  voucherDigest,
+  type Receipt,
+} from "@agentmesh/sdk";
+import type { RegisteredModel, RegisteredProvider } from "./chain.ts";
+import type { RelayerContext } from "./context.ts";
+import { ApiError, bearerToken, readJsonBody, sendJson } from "@agentmesh/sdk/http";
+import { authenticate, parseBody, receiptView } from "./sessions.ts";
+import type { SessionRecord } from "./store/repository.ts";
+import { countChatPromptTokens, countCompletionTokens, type ChatMessage } from "./tokens.ts";
+import { UpstreamError, callUpstream, type UpstreamResult } from "./upstream.ts";
+
+const messageSchema = z
+  .object({
+    role: z.enum(["system", "developer", "user", "assistant", "tool"]),
+    content: z.union([z.string(), z.array(z.object({ type: z.string(), text: z.string().optional() }).passthrough()), z.null()]).optional(),
+    name: z.string().optional(),
+    tool_calls: z.array(z.object({ function: z.object({ name: z.string(), arguments: z.string() }).passthrough() }).passthrough()).optional(),
+  })
+  .passthrough();
+
+const chatSchema = z
+  .object({
+    model: z.string().min(1, "must name a model"),
+    messages: z.array(messageSchema).min(1, "must hold at least one message"),
+    max_tokens: z.number().int().positive().optional(),
+    max_completion_tokens: z.number().int().positive().optional(),
+    stream: z.boolean().optional(),
+    stream_options: z.object({ include_usage: z.boolean().optional() }).passthrough().optional(),
+    temperature: z.number().min(0).max(2).optional(),
+    tools: z.array(z.unknown()).optional(),
+    tool_choice: z.unknown().optional(),
+    /** AgentMesh: serve with this provider only. */
+    providerId: z.number().int().positive().optional(),
+    /** AgentMesh: serve from this session only (an SDK pins the session whose receipts it checks). */
+    sessionId: z.string().regex(/^0x[0-9a-fA-F]{64}$/, "must be a session id").transform((id) => id.toLowerCase()).optional(),
+    /** AgentMesh, OpenRouter-style routing preferences. */
+    provider: z
+      .object({
+        order: z.array(z.number().int().positive()).optional(),
+        allow_fallbacks: z.boolean().optional(),
+        /** Highest acceptable prices, in USDC per 1K tokens. */
+        max_price: z.object({ prompt: z.number().nonnegative().optional(), completion: z.number().nonnegative().optional() }).optional(),
+        sort: z.enum(["price", "latency"]).optional(),
+      })
+      .optional(),
+  })
+  .passthrough();
+
+type ChatRequest = z.infer<typeof chatSchema>;
+
+/** A session that may serve this request, with what serving it would take. */
+interface Candidate {
+  session: SessionRecord;
+  provider: RegisteredProvider;
+  model: RegisteredModel;
+  maxTokens: number;
+}
+
+/** Why a session could not serve; the most telling reason becomes the error. */
+type SkipReason = "voucher_required" | "session_exhausted" | "session_busy" | "context_length_exceeded" | "upstream_error";
+
+const SKIP_STATUS: Record<SkipReason, number> = {
+  voucher_required: 402,
+  session_exhausted: 402,
+  session_busy: 429,
+  context_length_exceeded: 400,
+  upstream_error: 502,
+};
+/** Earlier reasons win: they are what the caller can act on. */
+const SKIP_PRIORITY: SkipReason[] = ["voucher_required", "context_length_exceeded", "session_exhausted", "session_busy", "upstream_error"];
+
+/** `POST /v1/chat/completions`. */
+export async function chatCompletions(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const agent = authenticate(ctx, bearerToken(req));
+  const request = parseBody(chatSchema, await readJsonBody(req, ctx.limits.maxBodyBytes));
+  const requestedMax = request.max_tokens ?? request.max_completion_tokens;
+  if (requestedMax !== undefined && requestedMax > ctx.limits.maxTokensCap) {
+    throw new ApiError(400, "invalid_max_tokens", `max_tokens ${requestedMax} is above the cap of ${ctx.limits.maxTokensCap}`);
+  }
+  const offered = (await ctx.catalog.providers()).some(
+    (provider) => provider.active && ctx.served.has(provider.id) && provider.models.some((model) => model.active && model.name === request.model),
+  );
+  if (!offered) throw new ApiError(404, "model_not_found", `no provider of this relayer offers model "${request.model}" (see GET /v1/models)`);
+  const sessions = await rankSessions(ctx, agent, request);
+  if (sessions.length === 0) {
+    throw new ApiError(
+      402,
+      "session_required",
+      `no open session of ${agent} can serve model "${request.model}" with these routing preferences; open one with POST /v1/sessions`,
+    );
+  }
+  const promptTokens = countChatPromptTokens(request.messages as ChatMessage[]);
+  const allowFallbacks = request.provider?.allow_fallbacks ?? true;
+  const skipped: { reason: SkipReason; detail: string }[] = [];
+  for (const { session, provider } of sessions) {
+    const model = provider.models[session.modelId];
+    const skip = checkCredit(ctx, session, model, promptTokens, requestedMax);
+    if (typeof skip !== "number") {
+      skipped.push(skip);
+      continue;
+    }
+    const candidate: Candidate = { session, provider, model, maxTokens: skip };
+    ctx.busySessions.add(session.id);
+    try {
+      const served = await serve(ctx, req, res, request, candidate, promptTokens);
+      if (served) return;
+      skipped.push({ reason: "upstream_error", detail: `provider ${provider.id} failed` });
+    } catch (error) {
+      if (!(error instanceof UpstreamError)) throw error;
+      skipped.push({ reason: "upstream_error", detail: `provider ${provider.id}: ${error.message}` });
+    } finally {
+      ctx.busySessions.delete(session.id);
+    }
+    if (!allowFallbacks) break;
+  }
+  const reason = SKIP_PRIORITY.find((candidate) => skipped.some((skip) => skip.reason === candidate)) ?? "upstream_error";
+  const details = skipped.filter((skip) => skip.reason === reason).map((skip) => skip.detail);
+  throw new ApiError(SKIP_STATUS[reason], reason, details.join("; "), reason === "upstream_error" ? { type: "upstream_error" } : {});
+}
+
+/** The agent's open sessions that match the request's model and routing preferences, best first. */
+async function rankSessions(ctx: RelayerContext, agent: Hex, request: ChatRequest) {
+  const now = Math.floor(Date.now() / 1000);
+  const order = request.provider?.order;
+  const maxPrice = request.provider?.max_price;
+  const ranked: { session: SessionRecord; provider: RegisteredProvider }[] = [];
+  for (const session of ctx.repo.openSessionsFor(agent, request.model)) {
+    if (session.terms.deadline <= now) continue;
+    if (request.providerId !== undefined && session.providerId !== request.providerId) continue;
+    if (request.sessionId !== undefined && session.id !== request.sessionId) continue;
+    if (order !== undefined && !order.includes(session.providerId)) continue;
+    if (maxPrice?.prompt !== undefined && session.terms.inputPricePer1K > maxPrice.prompt * 1e6) continue;
+    if (maxPrice?.completion !== undefined && session.terms.outputPricePer1K > maxPrice.completion * 1e6) continue;
+    const provider = await ctx.catalog.provider(session.providerId);
+    if (provider === undefined || !provider.active) continue;
+    ranked.push({ session, provider });
+  }
+  const price = (session: SessionRecord) => session.terms.inputPricePer1K + session.terms.outputPricePer1K;
+  const latency = (session: SessionRecord) => ctx.stats.averageLatency(session.providerId);
+  ranked.sort((a, b) => {
+    if (order !== undefined) return order.indexOf(a.session.providerId) - order.indexOf(b.session.providerId);
+    if (request.provider?.sort === "latency") return latency(a.session) - latency(b.session);
+    return price(a.session) - price(b.session);
+  });
+  return ranked;
+}
+
+/**
+ * Whether `session` may serve a call now: not busy, its previous call's voucher signed (the credit
+ * limit is one call), the model's context respected, and its lock covering the call's worst case.
+ * Returns the max_tokens to use, or why not.
+ */
+function checkCredit(
+  ctx: RelayerContext,
+  session: SessionRecord,
+  model: RegisteredModel,
+  promptTokens: number,
+  requestedMax: number | undefined,
+): number | { reason: SkipReason; detail: string } {
+  if (ctx.busySessions.has(session.id)) return { reason: "session_busy", detail: `session ${session.id} has a call in flight` };
+  if (session.state.sequence > session.signedSequence) {
+    return {
+      reason: "voucher_required",
+      detail: `session ${session.id}: sign the voucher of call ${session.state.sequence} first (POST /v1/sessions/${session.id}/vouchers)`,
+    };
+  }
+  const remaining = session.terms.maxSpend - session.state.cumulativeCost;
+  const affordable = (maxTokens: number) => callCost(session.terms, promptTokens, maxTokens) <= remaining;
+  const contextLeft = model.maxContextTokens - promptTokens;
+  const maxTokens = requestedMax ?? Math.min(ctx.limits.defaultMaxTokens, contextLeft, largestAffordable(session, promptTokens, remaining));
+  if (maxTokens < 1 || promptTokens + maxTokens > model.maxContextTokens) {
+    return {
+      reason: "context_length_exceeded",
+      detail: `${promptTokens} prompt tokens + max_tokens ${maxTokens} exceed ${model.name}'s context of ${model.maxContextTokens} at provider ${session.providerId}`,
+    };
+  }
+  if (!affordable(maxTokens)) {
+    return {
+      reason: "session_exhausted",
+      detail: `session ${session.id} has ${formatUsdc(remaining)} USDC left, less than this call may cost (${formatUsdc(callCost(session.terms, promptTokens, maxTokens))})`,
+    };
+  }
+  return maxTokens;
+}
+
+/** The most output tokens `remaining` pays for after the prompt (0 when not even the prompt fits). */
+function largestAffordable(session: SessionRecord, promptTokens: number, remaining: bigint): number {
+  const { outputPricePer1K } = session.terms;
+  const afterPrompt = remaining * 1000n - BigInt(promptTokens) * BigInt(session.terms.inputPricePer1K);
+  if (afterPrompt <= 0n) return 0;
+  if (outputPricePer1K === 0) return Number.MAX_SAFE_INTEGER;
+  return Number(afterPrompt / BigInt(outputPricePer1K));
+}
+
+/**
+ * Calls the provider and answers the client. Returns false when the provider failed before
+ * anything reached the client (nothing is billed; the caller may fall back).
+ */
+async function serve(
+  ctx: RelayerContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  request: ChatRequest,
+  candidate: Candidate,
+  promptTokens: number,
+): Promise<boolean> {
+  // The OpenAI request minus AgentMesh's routing fields, with our max_tokens and usage always on.
+  const { providerId, provider, sessionId, max_completion_tokens, ...openAiRequest } = request;
+  const upstreamBody = {
+    ...openAiRequest,
+    max_tokens: candidate.maxTokens,
+    ...(request.stream ? { stream_options: { ...request.stream_options, include_usage: true } } : {}),
+  };
+  const clientGone = new AbortController();
+  res.on("close", () => {
+    if (!res.writableFinished) clientGone.abort();
+  });
+  const started = performance.now();
+  const result = await callUpstream(candidate.provider.endpoint, upstreamBody, {
+    timeoutMs: ctx.limits.upstreamTimeoutMs,
+    allowPrivateEndpoints: ctx.limits.allowPrivateEndpoints,
+    clientSignal: clientGone.signal,
+    onStreamStart: () => {
+      res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
+    },
+    onChunk: (line) => res.write(`data: ${line}\n\n`),
+  });
+  const latencyMs = Math.max(0, Math.round(performance.now() - started));
+  ctx.stats.recordUpstream(candidate.provider.id, latencyMs, result.kind === "failed");
+  if (result.kind === "failed") {
+    if (res.headersSent) {
+      // Output already reached the client: no fallback; tell it the stream broke. Not billed.
+      res.end(`data: ${JSON.stringify({ error: { message: result.message, type: "upstream_error", code: "upstream_error" } })}\n\n`);
+      return true;
+    }
+    throw new UpstreamError(result.message);
+  }
+  const record = await bill(ctx, request, candidate, promptTokens, latencyMs, result);
+  const cost = { amount: formatUsdc(record.receipt.cost), amountAtomic: record.receipt.cost.toString(), currency: "USDC", txHash: null };
+  const extension = { cost, latencyMs, receipt: receiptView(record) };
+  if (result.kind === "abandoned") return true;
+  if (request.stream) {
+    const usageChunk = { ...(result.usageChunk ?? { object: "chat.completion.chunk", choices: [] }), usage: result.usage, ...extension };
+    res.end(`data: ${JSON.stringify(usageChunk)}\n\ndata: [DONE]\n\n`);
+  } else {
+    sendJson(res, 200, { ...result.body, ...extension });
+  }
+  return true;
+}
+
+/** Meters a served call: receipt, next state, the provider's co-signature, all stored at once. */
+async function bill(
+  ctx: RelayerContext,
+  request: ChatRequest,
+  { session, provider, maxTokens }: Candidate,
+  promptTokens: number,
+  latencyMs: number,
+  result: Exclude<UpstreamResult, { kind: "failed" }>,
+) {
+  const ourCompletion = countCompletionTokens({ content: result.content, tool_calls: result.toolCalls.map((call) => ({ function: call })) });
+  // An abandoned stream has no usage from the provider: bill what reached the client, by our count.
+  const reported = result.kind === "abandoned" ? { prompt_tokens: promptTokens, completion_tokens: ourCompletion } : result.usage;
+  const tolerance = (ours: number, theirs: number) => Math.abs(ours - theirs) > ctx.limits.tokenMismatchTolerance * Math.max(ours, theirs) + 4;
+  const tokenMismatch =
+    tolerance(promptTokens, reported.prompt_tokens) || tolerance(ourCompletion, reported.completion_tokens) || reported.completion_tokens > maxTokens;
+  let inputTokens = reported.prompt_tokens;
+  let outputTokens = Math.min(reported.completion_tokens, maxTokens);
+  const remaining = session.terms.maxSpend - session.state.cumulativeCost;
+  if (callCost(session.terms, inputTokens, outputTokens) > remaining) {
+    // The provider reports more than the credit check allowed for: bill our own count, which fits.
+    inputTokens = promptTokens;
+    outputTokens = Math.min(ourCompletion, maxTokens);
+  }
+  const receipt: Receipt = {
+    sessionId: session.id,
+    sequence: session.state.sequence + 1,
+    providerId: provider.id,
+    model: request.model,
+    inputTokens,
+    outputTokens,
+    cost: callCost(session.terms, inputTokens, outputTokens),
+    latencyMs,
+    inputHash: hashRequestMessages(request.messages),
+    outputHash: hashCompletionOutput(result.content, result.toolCalls),
+    previousHash: session.state.receiptHead,
+  };
+  const state = checkReceipt(session.terms, session.id, session.state, receipt);
+  const signer = ctx.served.get(provider.id)!;
+  const providerSignature = await signDigest(signer.receiptSignerKey, voucherDigest(ctx.domainSeparator, session.id, state));
+  const record = { hash: receiptHash(receipt), receipt, state, providerSignature, tokenMismatch };
+  ctx.repo.recordCall(record);
+  ctx.stats.recordCall(provider.id, receipt, tokenMismatch);
+  return { ...record, agentSignature: null, settlementTx: null, createdAt: Date.now() };
+}

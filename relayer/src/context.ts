@@ -1,0 +1,74 @@
+import type { Address, Hex } from "viem";
+import type { ChainGateway, RegisteredProvider } from "./chain.ts";
+import type { ProviderStats } from "./stats.ts";
+import type { Repository } from "./store/repository.ts";
+
+/** A provider whose receipts this relayer co-signs, with the key of its registered receipt signer. */
+export interface ServedProvider {
+  providerId: number;
+  receiptSignerKey: Hex;
+  receiptSigner: Address;
+}
+
+/** Tunables, with the defaults the CLI uses. */
+export interface RelayerLimits {
+  /** Largest request body accepted. */
+  maxBodyBytes: number;
+  /** max_tokens used when a request sets none (lowered to what the session can still pay for). */
+  defaultMaxTokens: number;
+  /** Upper bound on any request's max_tokens. */
+  maxTokensCap: number;
+  /** Time allowed for an upstream call before it counts as failed. */
+  upstreamTimeoutMs: number;
+  /** Relative difference between provider usage and our count above which a receipt is flagged. */
+  tokenMismatchTolerance: number;
+  /** Whether provider endpoints on loopback or private networks may be called (local development). */
+  allowPrivateEndpoints: boolean;
+}
+
+export const DEFAULT_LIMITS: RelayerLimits = {
+  maxBodyBytes: 1024 * 1024,
+  defaultMaxTokens: 1024,
+  maxTokensCap: 65_536,
+  upstreamTimeoutMs: 60_000,
+  tokenMismatchTolerance: 0.02,
+  allowPrivateEndpoints: false,
+};
+
+/** The registry's providers, read at most once per `ttlMs`. */
+export class ProviderCatalog {
+  private readonly chain: ChainGateway;
+  private readonly ttlMs: number;
+  private cached: { at: number; providers: Promise<RegisteredProvider[]> } | undefined;
+
+  constructor(chain: ChainGateway, ttlMs = 5_000) {
+    this.chain = chain;
+    this.ttlMs = ttlMs;
+  }
+
+  providers(): Promise<RegisteredProvider[]> {
+    if (this.cached === undefined || Date.now() - this.cached.at > this.ttlMs) {
+      const providers = this.chain.providers();
+      this.cached = { at: Date.now(), providers };
+      providers.catch(() => (this.cached = undefined));
+    }
+    return this.cached.providers;
+  }
+
+  async provider(id: number): Promise<RegisteredProvider | undefined> {
+    return (await this.providers()).find((provider) => provider.id === id);
+  }
+}
+
+/** Everything request handlers share. */
+export interface RelayerContext {
+  repo: Repository;
+  chain: ChainGateway;
+  catalog: ProviderCatalog;
+  domainSeparator: Hex;
+  served: Map<number, ServedProvider>;
+  limits: RelayerLimits;
+  /** Sessions with a call in flight: a session serves one call at a time. */
+  busySessions: Set<Hex>;
+  stats: ProviderStats;
+}

@@ -1,0 +1,72 @@
+/**
+ * The relayer as a process, configured from the local stack file that `npm start` writes:
+ *
+ *   node relayer/src/main.ts --local-file .agentmesh/local.json --port 8787 --db .agentmesh/relayer.db
+ *
+ * The relayer's gas key is the stack's `relayer` account; it serves every seeded provider, whose
+ * receipt-signer keys the file holds (dev-only keys).
+ */
+import { parseArgs } from "node:util";
+import { loadLocalStack } from "@agentmesh/sdk";
+import { startRelayer } from "./server.ts";
+
+const { values } = parseArgs({
+  options: {
+    "local-file": { type: "string", default: ".agentmesh/local.json" },
+    host: { type: "string", default: "127.0.0.1" },
+    port: { type: "string", default: "8787" },
+    db: { type: "string", default: ".agentmesh/relayer.db" },
+    "settle-batch": { type: "string", default: "100" },
+    "settle-age-ms": { type: "string", default: "30000" },
+  },
+});
+
+function integerOption(name: string, value: string, min: number, max: number): number {
+  const parsed = Number(value);
+  if (!Number.isInteger(parsed) || parsed < min || parsed > max) {
+    console.error(`--${name} must be an integer from ${min} to ${max}, got "${value}"`);
+    process.exit(2);
+  }
+  return parsed;
+}
+
+const stack = await loadLocalStack(values["local-file"]);
+const signerKeys = stack.providers.map((provider) => {
+  const account = Object.values(stack.accounts).find((candidate) => candidate.address === provider.receiptSigner);
+  if (account === undefined) throw new Error(`${values["local-file"]} has no key for provider ${provider.id}'s receipt signer`);
+  return account.privateKey;
+});
+const relayerAccount = stack.accounts.relayer;
+if (relayerAccount === undefined) throw new Error(`${values["local-file"]} has no "relayer" account`);
+
+const relayer = await startRelayer({
+  host: values.host,
+  port: integerOption("port", values.port, 0, 65_535),
+  databasePath: values.db,
+  chain: {
+    rpcUrl: stack.rpcUrl,
+    chainId: stack.chainId,
+    escrow: stack.contracts.ComputeEscrow,
+    registry: stack.contracts.ProviderRegistry,
+    relayerPrivateKey: relayerAccount.privateKey,
+  },
+  receiptSignerKeys: signerKeys,
+  limits: { allowPrivateEndpoints: stack.chainId === 31337 },
+  settlement: {
+    maxBatch: integerOption("settle-batch", values["settle-batch"], 1, 200),
+    maxAgeMs: integerOption("settle-age-ms", values["settle-age-ms"], 0, 86_400_000),
+  },
+});
+console.log(`relayer listening on ${relayer.url}`);
+
+const stop = () => {
+  relayer.close().then(
+    () => process.exit(0),
+    (error: unknown) => {
+      console.error(error);
+      process.exit(1);
+    },
+  );
+};
+process.on("SIGINT", stop);
+process.on("SIGTERM", stop);

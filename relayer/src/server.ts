@@ -1,0 +1,183 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { Hex } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
+import { escrowDomainSeparator, formatUsdc } from "@agentmesh/sdk";
+import { ChainGateway, type ChainOptions, type RegisteredProvider } from "./chain.ts";
+import { chatCompletions } from "./chat.ts";
+import { DEFAULT_LIMITS, ProviderCatalog, type RelayerContext, type RelayerLimits, type ServedProvider } from "./context.ts";
+import { ApiError, sendError, sendJson } from "@agentmesh/sdk/http";
+import { closeSession, openSession, receiptStatus, sessionStatus, submitVoucher } from "./sessions.ts";
+import { DEFAULT_SETTLEMENT, SettlementWorker, type SettlementOptions } from "./settlement.ts";
+import { ProviderStats } from "./stats.ts";
+import { openDatabase } from "./store/database.ts";
+import { Repository } from "./store/repository.ts";
+
+export interface RelayerOptions {
+  host?: string;
+  /** 0 picks a free port. */
+  port?: number;
+  chain: ChainOptions;
+  /** Receipt-signer keys of the providers this relayer serves; each must be the registered signer. */
+  receiptSignerKeys: Hex[];
+  /** SQLite file (":memory:" for a throwaway store). */
+  databasePath: string;
+  limits?: Partial<RelayerLimits>;
+  settlement?: Partial<SettlementOptions>;
+}
+
+export interface Relayer {
+  url: string;
+  port: number;
+  context: RelayerContext;
+  settlement: SettlementWorker;
+  close(): Promise<void>;
+}
+
+type Handler = (ctx: RelayerContext, req: IncomingMessage, res: ServerResponse, param: string) => unknown;
+
+const ROUTES: { method: string; pattern: RegExp; handler: Handler }[] = [
+  { method: "GET", pattern: /^\/healthz$/, handler: (ctx, _req, res) => sendJson(res, 200, { status: "ok", chainId: ctx.chain.chainId }) },
+  {
+    method: "GET",
+    pattern: /^\/metrics$/,
+    handler: (ctx, _req, res) => {
+      res.writeHead(200, { "content-type": "text/plain; version=0.0.4" });
+      res.end(ctx.stats.prometheus());
+    },
+  },
+  { method: "GET", pattern: /^\/v1\/models$/, handler: (ctx, _req, res) => listModels(ctx, res) },
+  { method: "POST", pattern: /^\/v1\/chat\/completions$/, handler: chatCompletions },
+  { method: "POST", pattern: /^\/v1\/sessions$/, handler: openSession },
+  { method: "GET", pattern: /^\/v1\/sessions\/([^/]+)$/, handler: (ctx, _req, res, id) => sessionStatus(ctx, res, id) },
+  { method: "POST", pattern: /^\/v1\/sessions\/([^/]+)\/vouchers$/, handler: submitVoucher },
+  { method: "POST", pattern: /^\/v1\/sessions\/([^/]+)\/close$/, handler: closeSession },
+  { method: "GET", pattern: /^\/v1\/receipts\/([^/]+)$/, handler: (ctx, _req, res, hash) => receiptStatus(ctx, res, hash) },
+  { method: "GET", pattern: /^\/v1\/providers$/, handler: (ctx, _req, res) => listProviders(ctx, res) },
+  { method: "GET", pattern: /^\/v1\/providers\/([^/]+)$/, handler: (ctx, _req, res, id) => showProvider(ctx, res, id) },
+];
+
+/** Starts the relayer: HTTP API, settlement worker, store. */
+export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
+  const chain = new ChainGateway(options.chain);
+  const catalog = new ProviderCatalog(chain);
+  const served = new Map<number, ServedProvider>();
+  const providers = await chain.providers();
+  for (const key of options.receiptSignerKeys) {
+    const signer = privateKeyToAccount(key).address;
+    const provider = providers.find((candidate) => candidate.receiptSigner === signer);
+    if (provider === undefined) throw new Error(`no registered provider has receipt signer ${signer}`);
+    served.set(provider.id, { providerId: provider.id, receiptSignerKey: key, receiptSigner: signer });
+  }
+  const repo = new Repository(openDatabase(options.databasePath));
+  const context: RelayerContext = {
+    repo,
+    chain,
+    catalog,
+    domainSeparator: escrowDomainSeparator(chain.chainId, chain.escrow),
+    served,
+    limits: { ...DEFAULT_LIMITS, ...options.limits },
+    busySessions: new Set(),
+    stats: new ProviderStats(),
+  };
+  const settlement = new SettlementWorker(context, { ...DEFAULT_SETTLEMENT, ...options.settlement });
+  await settlement.start();
+
+  const server: Server = createServer((req, res) => {
+    void route(context, req, res);
+  });
+  server.keepAliveTimeout = 65_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port ?? 8787, options.host ?? "127.0.0.1", resolve);
+  });
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://${options.host ?? "127.0.0.1"}:${port}`,
+    port,
+    context,
+    settlement,
+    async close() {
+      await settlement.stop();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      repo.db.close();
+    },
+  };
+}
+
+async function route(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const path = (req.url ?? "/").split("?")[0];
+  try {
+    const matches = ROUTES.filter((candidate) => candidate.pattern.test(path));
+    if (matches.length === 0) throw new ApiError(404, "not_found", `no route ${path}`);
+    const routeEntry = matches.find((candidate) => candidate.method === req.method);
+    if (routeEntry === undefined) throw new ApiError(405, "method_not_allowed", `${req.method} is not allowed on ${path}`);
+    const param = decodeURIComponent(routeEntry.pattern.exec(path)?.[1] ?? "");
+    await routeEntry.handler(ctx, req, res, param);
+  } catch (error) {
+    if (error instanceof ApiError) {
+      sendError(res, error);
+      return;
+    }
+    console.error(`${req.method} ${path} failed:`, error);
+    sendError(res, new ApiError(500, "internal_error", "internal error"));
+  }
+}
+
+/** `GET /v1/models`: every model of every active served provider, grouped by name. */
+async function listModels(ctx: RelayerContext, res: ServerResponse): Promise<void> {
+  const byName = new Map<string, unknown[]>();
+  for (const provider of await servedProviders(ctx)) {
+    for (const model of provider.models.filter((candidate) => candidate.active)) {
+      const offers = byName.get(model.name) ?? [];
+      offers.push({
+        providerId: provider.id,
+        modelId: model.id,
+        inputPricePer1K: formatUsdc(BigInt(model.inputPricePer1K)),
+        outputPricePer1K: formatUsdc(BigInt(model.outputPricePer1K)),
+        minChargePerCall: formatUsdc(BigInt(provider.minChargePerCall)),
+        contextLength: model.maxContextTokens,
+        features: provider.features.toString(),
+      });
+      byName.set(model.name, offers);
+    }
+  }
+  sendJson(res, 200, {
+    object: "list",
+    data: [...byName].map(([id, providers]) => ({ id, object: "model", created: 0, owned_by: "agentmesh", providers })),
+  });
+}
+
+async function servedProviders(ctx: RelayerContext): Promise<RegisteredProvider[]> {
+  return (await ctx.catalog.providers()).filter((provider) => provider.active && ctx.served.has(provider.id));
+}
+
+async function providerView(ctx: RelayerContext, provider: RegisteredProvider) {
+  const metrics = await ctx.chain.metrics(provider.id);
+  return {
+    ...provider,
+    metrics: {
+      ...metrics,
+      earnings: formatUsdc(metrics.earnings),
+      averageLatencyMs: metrics.requests === 0n ? null : Number(metrics.latencyMs) / Number(metrics.requests),
+      p50LatencyMs: ctx.stats.latencyPercentile(provider.id, 50),
+      p95LatencyMs: ctx.stats.latencyPercentile(provider.id, 95),
+    },
+  };
+}
+
+async function listProviders(ctx: RelayerContext, res: ServerResponse): Promise<void> {
+  const providers = await ctx.catalog.providers();
+  sendJson(res, 200, { object: "list", data: await Promise.all(providers.map((provider) => providerView(ctx, provider))) });
+}
+
+async function showProvider(ctx: RelayerContext, res: ServerResponse, id: string): Promise<void> {
+  const providerId = Number(id);
+  if (!/^\d+$/.test(id) || providerId < 1) throw new ApiError(400, "invalid_provider_id", `"${id}" is not a provider id`);
+  const provider = await ctx.catalog.provider(providerId);
+  if (provider === undefined) throw new ApiError(404, "provider_not_found", `no provider ${providerId}`);
+  sendJson(res, 200, await providerView(ctx, provider));
+}

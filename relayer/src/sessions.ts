@@ -1,0 +1,255 @@
+import { randomBytes } from "node:crypto";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { BaseError, ContractFunctionRevertedError, getAddress, isAddress, type Address, type Hex } from "viem";
+import { z } from "zod";
+import {
+  INITIAL_STATE,
+  formatUsdc,
+  recoverDigestSigner,
+  sessionIdOf,
+  signDigest,
+  voucherDigest,
+  type CompactSignature,
+  type SignedVoucher,
+  type VoucherState,
+} from "@agentmesh/sdk";
+import type { RelayerContext } from "./context.ts";
+import { ApiError, badRequest, readJsonBody, sendJson } from "@agentmesh/sdk/http";
+import type { ReceiptRecord, SessionRecord } from "./store/repository.ts";
+
+const hex32 = z.string().regex(/^0x[0-9a-fA-F]{64}$/, "must be 0x-prefixed 32-byte hex").transform((value) => value.toLowerCase() as Hex);
+const uint = (bits: number) =>
+  z
+    .union([z.number().int().nonnegative(), z.string().regex(/^\d+$/, "must be a non-negative integer")])
+    .transform((value) => BigInt(value))
+    .refine((value) => value < 1n << BigInt(bits), `must fit in uint${bits}`);
+const uint32 = uint(32).transform(Number);
+const signatureSchema = z.object({ r: hex32, yParityAndS: hex32 });
+const termsSchema = z.object({
+  agent: z.string().refine(isAddress, "must be an address").transform((value) => getAddress(value)),
+  budgetId: uint(64),
+  providerId: uint32,
+  modelId: uint32,
+  inputPricePer1K: uint32,
+  outputPricePer1K: uint32,
+  minChargePerCall: uint32,
+  maxSpend: uint(64),
+  deadline: uint32,
+  salt: uint(64),
+});
+
+const openSchema = z.object({ terms: termsSchema, signature: signatureSchema });
+const voucherSchema = z.object({ sequence: z.number().int().positive(), signature: signatureSchema });
+const closeSchema = z.object({ signature: signatureSchema });
+
+/** Parses `value` with `schema`, or throws a 400 naming every bad field. */
+export function parseBody<T>(schema: z.ZodType<T>, value: unknown): T {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const fields = result.error.issues.map((issue) => `${issue.path.join(".") || "body"}: ${issue.message}`);
+  throw badRequest(`invalid request: ${fields.join("; ")}`);
+}
+
+/** The custom error name of a reverted contract call, for a useful 4xx message. */
+function revertReason(error: unknown): string {
+  if (error instanceof BaseError) {
+    const reverted = error.walk((cause) => cause instanceof ContractFunctionRevertedError);
+    if (reverted instanceof ContractFunctionRevertedError) return reverted.data?.errorName ?? reverted.shortMessage;
+    return error.shortMessage;
+  }
+  return String(error);
+}
+
+/** JSON view of a receipt as the API returns it. */
+export function receiptView(record: ReceiptRecord) {
+  const { receipt, state } = record;
+  return {
+    hash: record.hash,
+    ...receipt,
+    cost: receipt.cost.toString(),
+    providerSignature: record.providerSignature,
+    agentSigned: record.agentSignature !== null,
+    tokenMismatch: record.tokenMismatch,
+    settlementTxHash: record.settlementTx,
+    state: { ...state, cumulativeCost: state.cumulativeCost.toString() },
+  };
+}
+
+function sessionView(session: SessionRecord, receipts: ReceiptRecord[]) {
+  return {
+    sessionId: session.id,
+    status: session.status,
+    agent: session.agent,
+    providerId: session.providerId,
+    model: session.model,
+    terms: session.terms,
+    state: session.state,
+    spent: formatUsdc(session.state.cumulativeCost),
+    remaining: formatUsdc(session.terms.maxSpend - session.state.cumulativeCost),
+    signedSequence: session.signedSequence,
+    settledSequence: session.settledSequence,
+    openTxHash: session.openTx,
+    closeTxHash: session.closeTx,
+    receipts: receipts.map(receiptView),
+  };
+}
+
+/** `POST /v1/sessions`: opens a session on-chain with the agent's signature; returns its API key. */
+export async function openSession(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const { terms, signature } = parseBody(openSchema, await readJsonBody(req, ctx.limits.maxBodyBytes));
+  if (!ctx.served.has(terms.providerId)) throw badRequest(`provider ${terms.providerId} is not served by this relayer`, "unknown_provider");
+  const provider = await ctx.catalog.provider(terms.providerId);
+  const model = provider?.models[terms.modelId];
+  if (provider === undefined || model === undefined) {
+    throw badRequest(`provider ${terms.providerId} has no model ${terms.modelId}`, "model_not_found");
+  }
+  const sessionId = sessionIdOf(terms);
+  if (ctx.repo.getSession(sessionId) !== undefined) throw new ApiError(409, "session_exists", `session ${sessionId} is already open`);
+  let openTx: Hex;
+  try {
+    openTx = await ctx.chain.openSession(terms, signature);
+  } catch (error) {
+    throw badRequest(`the escrow refused to open the session: ${revertReason(error)}`, "open_rejected");
+  }
+  const apiKey = `am_${randomBytes(32).toString("base64url")}`;
+  ctx.repo.transaction(() => {
+    ctx.repo.insertSession({
+      id: sessionId,
+      agent: terms.agent,
+      providerId: terms.providerId,
+      modelId: terms.modelId,
+      model: model.name,
+      terms,
+      state: INITIAL_STATE,
+      openTx,
+    });
+    ctx.repo.addApiKey(apiKey, terms.agent);
+  });
+  sendJson(res, 201, { sessionId, apiKey, model: model.name, providerId: terms.providerId, openTxHash: openTx });
+}
+
+function requireSession(ctx: RelayerContext, id: string): SessionRecord {
+  const parsed = hex32.safeParse(id);
+  if (!parsed.success) throw badRequest(`"${id}" is not a session id (0x-prefixed 32-byte hex)`, "invalid_session_id");
+  const session = ctx.repo.getSession(parsed.data);
+  if (session === undefined) throw new ApiError(404, "session_not_found", `no session ${parsed.data}`);
+  return session;
+}
+
+/** `GET /v1/sessions/{id}`: cumulative totals and every receipt. */
+export function sessionStatus(ctx: RelayerContext, res: ServerResponse, id: string): void {
+  const session = requireSession(ctx, id);
+  sendJson(res, 200, sessionView(session, ctx.repo.receiptsOf(session.id)));
+}
+
+/** `GET /v1/receipts/{hash}`: the receipt, its verification and its settlement. */
+export async function receiptStatus(ctx: RelayerContext, res: ServerResponse, hash: string): Promise<void> {
+  const parsed = hex32.safeParse(hash);
+  if (!parsed.success) throw badRequest(`"${hash}" is not a receipt hash (0x-prefixed 32-byte hex)`, "invalid_receipt_hash");
+  const record = ctx.repo.getReceipt(parsed.data);
+  if (record === undefined) throw new ApiError(404, "receipt_not_found", `no receipt ${parsed.data}`);
+  const session = ctx.repo.getSession(record.receipt.sessionId)!;
+  const digest = voucherDigest(ctx.domainSeparator, session.id, record.state);
+  const providerSigner = await recoverDigestSigner(digest, record.providerSignature);
+  const served = ctx.served.get(session.providerId);
+  const agentSigner = record.agentSignature && (await recoverDigestSigner(digest, record.agentSignature));
+  sendJson(res, 200, {
+    receipt: receiptView(record),
+    verification: {
+      providerSignatureValid: providerSigner === served?.receiptSigner,
+      agentSignatureValid: agentSigner === null ? null : agentSigner === session.agent,
+      chainsTo: record.receipt.previousHash,
+    },
+    settlementTxHash: record.settlementTx,
+  });
+}
+
+/** `POST /v1/sessions/{id}/vouchers`: the agent's signature of the state after a served call. */
+export async function submitVoucher(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
+  const session = requireSession(ctx, id);
+  const { sequence, signature } = parseBody(voucherSchema, await readJsonBody(req, ctx.limits.maxBodyBytes));
+  if (sequence <= session.signedSequence) {
+    throw new ApiError(409, "stale_voucher", `voucher ${sequence} is stale: the agent already signed up to ${session.signedSequence}`);
+  }
+  const record = ctx.repo.receiptAt(session.id, sequence);
+  if (record === undefined) throw badRequest(`session ${session.id} has no call ${sequence} to sign for`, "unknown_sequence");
+  await requireAgentSignature(ctx, session, record.state, signature);
+  ctx.repo.recordAgentSignature(session.id, sequence, signature);
+  sendJson(res, 200, { sessionId: session.id, signedSequence: sequence });
+}
+
+async function requireAgentSignature(
+  ctx: RelayerContext,
+  session: SessionRecord,
+  state: VoucherState,
+  signature: CompactSignature,
+): Promise<void> {
+  const signer = await recoverDigestSigner(voucherDigest(ctx.domainSeparator, session.id, state), signature);
+  if (signer !== session.agent) {
+    throw new ApiError(401, "invalid_signature", `the voucher is signed by ${signer}, not by the session's agent ${session.agent}`, { type: "authentication_error" });
+  }
+}
+
+/**
+ * `POST /v1/sessions/{id}/close`: cooperative close. The agent signs the final state (the latest
+ * state with the next sequence and isFinal); the provider co-signs and the escrow finalizes at once.
+ */
+export async function closeSession(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
+  const session = requireSession(ctx, id);
+  const { signature } = parseBody(closeSchema, await readJsonBody(req, ctx.limits.maxBodyBytes));
+  if (session.status !== "open") throw new ApiError(409, "session_closed", `session ${session.id} is already closed`);
+  if (ctx.busySessions.has(session.id)) throw new ApiError(409, "session_busy", `session ${session.id} has a call in flight`);
+  const final: VoucherState = { ...session.state, sequence: session.state.sequence + 1, isFinal: true };
+  await requireAgentSignature(ctx, session, final, signature);
+  const served = ctx.served.get(session.providerId)!;
+  const voucher: SignedVoucher = {
+    voucher: { terms: session.terms, ...final },
+    agentSignature: signature,
+    providerSignature: await signDigest(served.receiptSignerKey, voucherDigest(ctx.domainSeparator, session.id, final)),
+  };
+  ctx.busySessions.add(session.id);
+  try {
+    const txHash = await settleNow(ctx, "close", [voucher], [{ sessionId: session.id, sequence: final.sequence }]);
+    sendJson(res, 200, { sessionId: session.id, status: "closed", closeTxHash: txHash, settled: formatUsdc(final.cumulativeCost) });
+  } finally {
+    ctx.busySessions.delete(session.id);
+  }
+}
+
+/**
+ * Sends a settlement or close and waits for it, recording it first so that a crash at any point
+ * leaves a row the settlement worker reconciles on restart.
+ */
+export async function settleNow(
+  ctx: RelayerContext,
+  kind: "settle" | "close",
+  vouchers: SignedVoucher[],
+  items: { sessionId: Hex; sequence: number }[],
+): Promise<Hex> {
+  const id = ctx.repo.insertSettlement(kind, items);
+  let hash: Hex;
+  try {
+    const sent = await ctx.chain.sendSettlement(kind, vouchers);
+    hash = sent.hash;
+    ctx.repo.setSettlementTx(id, sent.hash, sent.nonce);
+  } catch (error) {
+    ctx.repo.failSettlement(id, revertReason(error));
+    throw badRequest(`the escrow refused the ${kind}: ${revertReason(error)}`, `${kind}_rejected`);
+  }
+  if (!(await ctx.chain.waitFor(hash))) {
+    ctx.repo.failSettlement(id, "reverted");
+    throw new ApiError(502, `${kind}_reverted`, `transaction ${hash} reverted`);
+  }
+  ctx.repo.confirmSettlement(id);
+  return hash;
+}
+
+/** The agent address behind a request's API key, or a 401. */
+export function authenticate(ctx: RelayerContext, apiKey: string | undefined): Address {
+  if (apiKey === undefined) {
+    throw new ApiError(401, "missing_api_key", "missing API key: send `Authorization: Bearer <key>` (the key returned by POST /v1/sessions)", { type: "authentication_error" });
+  }
+  const agent = ctx.repo.agentOfApiKey(apiKey);
+  if (agent === undefined) throw new ApiError(401, "invalid_api_key", "invalid API key", { type: "authentication_error" });
+  return agent;
+}

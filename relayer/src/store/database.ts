@@ -1,0 +1,84 @@
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+import { DatabaseSync } from "node:sqlite";
+
+/**
+ * The relayer's SQLite database (node:sqlite, WAL). Migrations are an append-only list; the
+ * database's `user_version` records how many have run, so opening an older file upgrades it.
+ */
+const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE agents (
+     api_key_hash TEXT PRIMARY KEY,
+     agent TEXT NOT NULL,
+     created_at INTEGER NOT NULL
+   );
+   CREATE TABLE sessions (
+     id TEXT PRIMARY KEY,
+     agent TEXT NOT NULL,
+     provider_id INTEGER NOT NULL,
+     model_id INTEGER NOT NULL,
+     model TEXT NOT NULL,
+     terms TEXT NOT NULL,
+     status TEXT NOT NULL CHECK (status IN ('open', 'closed')),
+     sequence INTEGER NOT NULL DEFAULT 0,
+     cumulative_cost TEXT NOT NULL DEFAULT '0',
+     request_count INTEGER NOT NULL DEFAULT 0,
+     input_tokens INTEGER NOT NULL DEFAULT 0,
+     output_tokens INTEGER NOT NULL DEFAULT 0,
+     latency_ms INTEGER NOT NULL DEFAULT 0,
+     receipt_head TEXT NOT NULL,
+     signed_sequence INTEGER NOT NULL DEFAULT 0,
+     settled_sequence INTEGER NOT NULL DEFAULT 0,
+     open_tx TEXT NOT NULL,
+     close_tx TEXT,
+     created_at INTEGER NOT NULL
+   );
+   CREATE INDEX sessions_by_agent ON sessions (agent, model, status);
+   CREATE TABLE receipts (
+     hash TEXT PRIMARY KEY,
+     session_id TEXT NOT NULL REFERENCES sessions (id),
+     sequence INTEGER NOT NULL,
+     body TEXT NOT NULL,
+     provider_signature TEXT NOT NULL,
+     agent_signature TEXT,
+     signed_at INTEGER,
+     token_mismatch INTEGER NOT NULL DEFAULT 0,
+     settlement_tx TEXT,
+     created_at INTEGER NOT NULL,
+     UNIQUE (session_id, sequence)
+   );
+   CREATE TABLE settlements (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     kind TEXT NOT NULL CHECK (kind IN ('settle', 'close')),
+     tx_hash TEXT,
+     nonce INTEGER,
+     status TEXT NOT NULL CHECK (status IN ('pending', 'confirmed', 'failed')),
+     items TEXT NOT NULL,
+     error TEXT,
+     created_at INTEGER NOT NULL,
+     updated_at INTEGER NOT NULL
+   );`,
+];
+
+/** Opens (creating and migrating as needed) the database at `file`; ":memory:" for a throwaway one. */
+export function openDatabase(file: string): DatabaseSync {
+  if (file !== ":memory:") mkdirSync(path.dirname(file), { recursive: true });
+  const db = new DatabaseSync(file);
+  db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;");
+  const { user_version: version } = db.prepare("PRAGMA user_version").get() as { user_version: number };
+  if (version > MIGRATIONS.length) {
+    throw new Error(`${file} was written by a newer relayer (schema ${version}; this one knows ${MIGRATIONS.length})`);
+  }
+  for (let index = version; index < MIGRATIONS.length; index++) {
+    db.exec("BEGIN");
+    try {
+      db.exec(MIGRATIONS[index]);
+      db.exec(`PRAGMA user_version = ${index + 1}`);
+      db.exec("COMMIT");
+    } catch (error) {
+      db.exec("ROLLBACK");
+      throw error;
+    }
+  }
+  return db;
+}

@@ -1,0 +1,300 @@
+import { createHash } from "node:crypto";
+import type { DatabaseSync } from "node:sqlite";
+import type { Address, Hex } from "viem";
+import type { CompactSignature, Receipt, SessionTerms, VoucherState } from "@agentmesh/sdk";
+
+/**
+ * Typed access to the relayer's tables. Amounts are bigints in memory and decimal strings on disk.
+ * Every write that must be atomic with another goes through {@link Repository.transaction}.
+ */
+
+export interface SessionRecord {
+  id: Hex;
+  agent: Address;
+  providerId: number;
+  modelId: number;
+  model: string;
+  terms: SessionTerms;
+  status: "open" | "closed";
+  /** State after the latest call served. */
+  state: VoucherState;
+  /** Highest sequence whose voucher the agent has signed. */
+  signedSequence: number;
+  /** Highest sequence settled on-chain. */
+  settledSequence: number;
+  openTx: Hex;
+  closeTx: Hex | null;
+  createdAt: number;
+}
+
+export interface ReceiptRecord {
+  hash: Hex;
+  receipt: Receipt;
+  /** The session's state after this receipt: the voucher both parties sign. */
+  state: VoucherState;
+  providerSignature: CompactSignature;
+  agentSignature: CompactSignature | null;
+  tokenMismatch: boolean;
+  settlementTx: Hex | null;
+  createdAt: number;
+}
+
+export interface SettlementItem {
+  sessionId: Hex;
+  sequence: number;
+}
+
+export interface SettlementRecord {
+  id: number;
+  kind: "settle" | "close";
+  txHash: Hex | null;
+  nonce: number | null;
+  status: "pending" | "confirmed" | "failed";
+  items: SettlementItem[];
+  error: string | null;
+}
+
+type Row = Record<string, unknown>;
+
+const termsToJson = (terms: SessionTerms) =>
+  JSON.stringify({ ...terms, budgetId: terms.budgetId.toString(), maxSpend: terms.maxSpend.toString(), salt: terms.salt.toString() });
+const termsFromJson = (text: string): SessionTerms => {
+  const raw = JSON.parse(text);
+  return { ...raw, budgetId: BigInt(raw.budgetId), maxSpend: BigInt(raw.maxSpend), salt: BigInt(raw.salt) };
+};
+const stateToJson = (state: VoucherState) => ({ ...state, cumulativeCost: state.cumulativeCost.toString() });
+const stateFromJson = (raw: Record<string, unknown>): VoucherState =>
+  ({ ...raw, cumulativeCost: BigInt(raw.cumulativeCost as string) }) as VoucherState;
+
+/** sha256 of an API key: only hashes are stored. */
+export function hashApiKey(apiKey: string): string {
+  return createHash("sha256").update(apiKey).digest("hex");
+}
+
+export class Repository {
+  readonly db: DatabaseSync;
+
+  constructor(db: DatabaseSync) {
+    this.db = db;
+  }
+
+  /** Runs `work` in one transaction (nested calls join the outer one). */
+  transaction<T>(work: () => T): T {
+    if (this.db.isTransaction) return work();
+    this.db.exec("BEGIN IMMEDIATE");
+    try {
+      const result = work();
+      this.db.exec("COMMIT");
+      return result;
+    } catch (error) {
+      this.db.exec("ROLLBACK");
+      throw error;
+    }
+  }
+
+  // ---- agents ---------------------------------------------------------------------------------
+
+  addApiKey(apiKey: string, agent: Address): void {
+    this.db
+      .prepare("INSERT INTO agents (api_key_hash, agent, created_at) VALUES (?, ?, ?)")
+      .run(hashApiKey(apiKey), agent, Date.now());
+  }
+
+  agentOfApiKey(apiKey: string): Address | undefined {
+    const row = this.db.prepare("SELECT agent FROM agents WHERE api_key_hash = ?").get(hashApiKey(apiKey)) as Row | undefined;
+    return row?.agent as Address | undefined;
+  }
+
+  // ---- sessions -------------------------------------------------------------------------------
+
+  insertSession(session: Omit<SessionRecord, "status" | "signedSequence" | "settledSequence" | "closeTx" | "createdAt">): void {
+    this.db
+      .prepare(
+        `INSERT INTO sessions (id, agent, provider_id, model_id, model, terms, status, receipt_head, open_tx, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?, ?)`,
+      )
+      .run(session.id.toLowerCase(), session.agent, session.providerId, session.modelId, session.model, termsToJson(session.terms), session.state.receiptHead, session.openTx, Date.now());
+  }
+
+  getSession(id: Hex): SessionRecord | undefined {
+    const row = this.db.prepare("SELECT * FROM sessions WHERE id = ?").get(id.toLowerCase()) as Row | undefined;
+    return row && toSession(row);
+  }
+
+  /** The agent's open sessions for `model`, oldest first. */
+  openSessionsFor(agent: Address, model: string): SessionRecord[] {
+    const rows = this.db
+      .prepare("SELECT * FROM sessions WHERE agent = ? AND model = ? AND status = 'open' ORDER BY created_at")
+      .all(agent, model) as Row[];
+    return rows.map(toSession);
+  }
+
+  /** Records a served call: its receipt and the session's new state. */
+  recordCall(record: Omit<ReceiptRecord, "agentSignature" | "settlementTx" | "createdAt">): void {
+    const { receipt, state } = record;
+    this.transaction(() => {
+      this.db
+        .prepare(
+          `INSERT INTO receipts (hash, session_id, sequence, body, provider_signature, token_mismatch, created_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(
+          record.hash,
+          receipt.sessionId.toLowerCase(),
+          receipt.sequence,
+          JSON.stringify({ receipt: { ...receipt, cost: receipt.cost.toString() }, state: stateToJson(state) }),
+          JSON.stringify(record.providerSignature),
+          record.tokenMismatch ? 1 : 0,
+          Date.now(),
+        );
+      this.db
+        .prepare(
+          `UPDATE sessions SET sequence = ?, cumulative_cost = ?, request_count = ?, input_tokens = ?, output_tokens = ?,
+             latency_ms = ?, receipt_head = ? WHERE id = ?`,
+        )
+        .run(state.sequence, state.cumulativeCost.toString(), state.requestCount, state.inputTokens, state.outputTokens, state.latencyMs, state.receiptHead, receipt.sessionId.toLowerCase());
+    });
+  }
+
+  /** Stores the agent's signature of the voucher at `sequence` (already verified). */
+  recordAgentSignature(sessionId: Hex, sequence: number, signature: CompactSignature): void {
+    this.transaction(() => {
+      this.db
+        .prepare("UPDATE receipts SET agent_signature = ?, signed_at = ? WHERE session_id = ? AND sequence = ?")
+        .run(JSON.stringify(signature), Date.now(), sessionId.toLowerCase(), sequence);
+      this.db
+        .prepare("UPDATE sessions SET signed_sequence = MAX(signed_sequence, ?) WHERE id = ?")
+        .run(sequence, sessionId.toLowerCase());
+    });
+  }
+
+  getReceipt(hash: Hex): ReceiptRecord | undefined {
+    const row = this.db.prepare("SELECT * FROM receipts WHERE hash = ?").get(hash.toLowerCase()) as Row | undefined;
+    return row && toReceipt(row);
+  }
+
+  receiptAt(sessionId: Hex, sequence: number): ReceiptRecord | undefined {
+    const row = this.db
+      .prepare("SELECT * FROM receipts WHERE session_id = ? AND sequence = ?")
+      .get(sessionId.toLowerCase(), sequence) as Row | undefined;
+    return row && toReceipt(row);
+  }
+
+  receiptsOf(sessionId: Hex): ReceiptRecord[] {
+    const rows = this.db.prepare("SELECT * FROM receipts WHERE session_id = ? ORDER BY sequence").all(sessionId.toLowerCase()) as Row[];
+    return rows.map(toReceipt);
+  }
+
+  // ---- settlement -----------------------------------------------------------------------------
+
+  /** Open sessions with a signed voucher newer than what was settled, oldest signature first. */
+  sessionsToSettle(limit: number): { session: SessionRecord; signedAt: number }[] {
+    const rows = this.db
+      .prepare(
+        `SELECT s.*, r.signed_at AS voucher_signed_at FROM sessions s
+           JOIN receipts r ON r.session_id = s.id AND r.sequence = s.signed_sequence
+          WHERE s.status = 'open' AND s.signed_sequence > s.settled_sequence
+            AND NOT EXISTS (SELECT 1 FROM settlements t, json_each(t.items) i
+                             WHERE t.status = 'pending' AND json_extract(i.value, '$.sessionId') = s.id)
+          ORDER BY r.signed_at LIMIT ?`,
+      )
+      .all(limit) as Row[];
+    return rows.map((row) => ({ session: toSession(row), signedAt: Number(row.voucher_signed_at) }));
+  }
+
+  insertSettlement(kind: SettlementRecord["kind"], items: SettlementItem[]): number {
+    const now = Date.now();
+    const result = this.db
+      .prepare("INSERT INTO settlements (kind, status, items, created_at, updated_at) VALUES (?, 'pending', ?, ?, ?)")
+      .run(kind, JSON.stringify(items.map((item) => ({ ...item, sessionId: item.sessionId.toLowerCase() }))), now, now);
+    return Number(result.lastInsertRowid);
+  }
+
+  setSettlementTx(id: number, txHash: Hex, nonce: number): void {
+    this.db
+      .prepare("UPDATE settlements SET tx_hash = ?, nonce = ?, updated_at = ? WHERE id = ?")
+      .run(txHash, nonce, Date.now(), id);
+  }
+
+  pendingSettlements(): SettlementRecord[] {
+    return (this.db.prepare("SELECT * FROM settlements WHERE status = 'pending' ORDER BY id").all() as Row[]).map(toSettlement);
+  }
+
+  /** Marks a settlement confirmed and applies it to its sessions and their receipts. */
+  confirmSettlement(id: number): void {
+    this.transaction(() => {
+      const row = this.db.prepare("SELECT * FROM settlements WHERE id = ?").get(id) as Row;
+      const settlement = toSettlement(row);
+      for (const { sessionId, sequence } of settlement.items) {
+        this.db
+          .prepare(
+            `UPDATE sessions SET settled_sequence = MAX(settled_sequence, ?)${settlement.kind === "close" ? ", status = 'closed', close_tx = ?" : ""} WHERE id = ?`,
+          )
+          .run(...(settlement.kind === "close" ? [sequence, settlement.txHash, sessionId] : [sequence, sessionId]));
+        this.db
+          .prepare("UPDATE receipts SET settlement_tx = ? WHERE session_id = ? AND sequence <= ? AND settlement_tx IS NULL")
+          .run(settlement.txHash, sessionId, sequence);
+      }
+      this.db.prepare("UPDATE settlements SET status = 'confirmed', updated_at = ? WHERE id = ?").run(Date.now(), id);
+    });
+  }
+
+  failSettlement(id: number, error: string): void {
+    this.db
+      .prepare("UPDATE settlements SET status = 'failed', error = ?, updated_at = ? WHERE id = ?")
+      .run(error.slice(0, 2000), Date.now(), id);
+  }
+}
+
+function toSession(row: Row): SessionRecord {
+  return {
+    id: row.id as Hex,
+    agent: row.agent as Address,
+    providerId: Number(row.provider_id),
+    modelId: Number(row.model_id),
+    model: row.model as string,
+    terms: termsFromJson(row.terms as string),
+    status: row.status as SessionRecord["status"],
+    state: {
+      sequence: Number(row.sequence),
+      cumulativeCost: BigInt(row.cumulative_cost as string),
+      requestCount: Number(row.request_count),
+      inputTokens: Number(row.input_tokens),
+      outputTokens: Number(row.output_tokens),
+      latencyMs: Number(row.latency_ms),
+      receiptHead: row.receipt_head as Hex,
+      isFinal: false,
+    },
+    signedSequence: Number(row.signed_sequence),
+    settledSequence: Number(row.settled_sequence),
+    openTx: row.open_tx as Hex,
+    closeTx: (row.close_tx as Hex | null) ?? null,
+    createdAt: Number(row.created_at),
+  };
+}
+
+function toReceipt(row: Row): ReceiptRecord {
+  const body = JSON.parse(row.body as string);
+  return {
+    hash: row.hash as Hex,
+    receipt: { ...body.receipt, cost: BigInt(body.receipt.cost) },
+    state: stateFromJson(body.state),
+    providerSignature: JSON.parse(row.provider_signature as string),
+    agentSignature: row.agent_signature ? JSON.parse(row.agent_signature as string) : null,
+    tokenMismatch: Number(row.token_mismatch) === 1,
+    settlementTx: (row.settlement_tx as Hex | null) ?? null,
+    createdAt: Number(row.created_at),
+  };
+}
+
+function toSettlement(row: Row): SettlementRecord {
+  return {
+    id: Number(row.id),
+    kind: row.kind as SettlementRecord["kind"],
+    txHash: (row.tx_hash as Hex | null) ?? null,
+    nonce: row.nonce === null ? null : Number(row.nonce),
+    status: row.status as SettlementRecord["status"],
+    items: JSON.parse(row.items as string),
+    error: (row.error as string | null) ?? null,
+  };
+}

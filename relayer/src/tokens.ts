@@ -1,0 +1,122 @@
+/**
+ * The one place in AgentMesh that counts tokens.
+ *
+ * Both the reference provider (which reports `usage`) and the relayer (which
+ * cross-checks the usage a provider reports before billing for it) count with
+ * these functions, so the two always agree on the same input.
+ *
+ * Tokens are counted with the `o200k_base` encoding (GPT-4o, GPT-4.1, GPT-5,
+ * the o-series) from `gpt-tokenizer`. Text that looks like a special token
+ * (for example `<|endoftext|>`) is counted as ordinary text: a counter must
+ * never throw on what a buyer sends.
+ *
+ * @module
+ */
+import { countTokens, decodeGenerator, encode } from "gpt-tokenizer/encoding/o200k_base";
+
+/** Encode options that treat special-token markers in text as plain text. */
+const PLAIN_TEXT = { disallowedSpecial: new Set<string>() };
+
+/** `<|im_start|>`, `<|im_sep|>` and `<|im_end|>` around every message. */
+const MESSAGE_FRAME_TOKENS = 3;
+
+/** `<|im_start|>assistant<|im_sep|>`, which primes the reply. */
+const REPLY_PRIMER_TOKENS = 3;
+
+/** Separates text parts and tool calls when a message is rendered as text. */
+const PART_SEPARATOR = "\n";
+
+/** One part of a multi-part message content. Only `text` parts carry tokens. */
+export interface ContentPart {
+  readonly type: string;
+  readonly text?: string;
+}
+
+/** A function call the assistant made, as in the OpenAI chat format. */
+export interface ToolCall {
+  readonly function: {
+    readonly name: string;
+    readonly arguments: string;
+  };
+}
+
+/** The parts of an OpenAI chat message that carry tokens. */
+export interface ChatMessage {
+  readonly role: string;
+  readonly name?: string;
+  readonly content?: string | readonly ContentPart[] | null;
+  readonly tool_calls?: readonly ToolCall[];
+}
+
+/** What a completion produced: text, tool calls, or both. */
+export interface CompletionOutput {
+  readonly content?: string | null;
+  readonly tool_calls?: readonly ToolCall[];
+}
+
+/**
+ * Counts the `o200k_base` tokens of a plain text.
+ *
+ * @example countTextTokens("Hello, world!") // 4
+ */
+export function countTextTokens(text: string): number {
+  return text === "" ? 0 : countTokens(text, PLAIN_TEXT);
+}
+
+/**
+ * Splits a text into consecutive pieces, one per token, such that joining the
+ * pieces gives back the text exactly. A token that ends inside a multi-byte
+ * character is merged with the following ones, so every piece is valid text;
+ * for ASCII text there is exactly one piece per token.
+ */
+export function splitIntoTokenPieces(text: string): string[] {
+  return [...decodeGenerator(encode(text, PLAIN_TEXT))];
+}
+
+/**
+ * Counts the prompt tokens of a chat, the way `gpt-tokenizer`'s `encodeChat`
+ * lays out a GPT-4o chat (ChatML):
+ *
+ * - each message is `<|im_start|>{name ?? role}<|im_sep|>{text}<|im_end|>`,
+ *   that is 3 tokens plus the tokens of the header and of the text;
+ * - the chat ends with `<|im_start|>assistant<|im_sep|>` (3 tokens).
+ *
+ * A message's text is its string content, or the `text` of each of its text
+ * parts (other parts, such as images, carry no tokens here), followed by each
+ * of its tool calls as `{name} {arguments}`; the non-empty pieces are joined
+ * with newlines. Tool call ids are left out: they are handles, not model output.
+ *
+ * For messages with string content the count equals gpt-tokenizer's
+ * `encodeChat(messages, "gpt-4o").length`. Tool definitions sent alongside the
+ * messages are not counted.
+ */
+export function countChatPromptTokens(messages: readonly ChatMessage[]): number {
+  let total = REPLY_PRIMER_TOKENS;
+  for (const message of messages) {
+    total += MESSAGE_FRAME_TOKENS;
+    total += countTextTokens(message.name ?? message.role);
+    total += countTextTokens(renderMessageText(message));
+  }
+  return total;
+}
+
+/**
+ * Counts the completion tokens of what a model produced: the tokens of its
+ * text, rendered as a message's text is for {@link countChatPromptTokens}.
+ * For a text-only completion this is `countTextTokens(content)`.
+ */
+export function countCompletionTokens(output: CompletionOutput): number {
+  return countTextTokens(renderMessageText(output));
+}
+
+/** The token-carrying text of a message, as documented on {@link countChatPromptTokens}. */
+function renderMessageText(message: Pick<ChatMessage, "content" | "tool_calls">): string {
+  const { content, tool_calls: toolCalls = [] } = message;
+  const texts = typeof content === "string" ? [content] : (content ?? []).map(textOfPart);
+  const calls = toolCalls.map((call) => `${call.function.name} ${call.function.arguments}`);
+  return [...texts, ...calls].filter((piece) => piece !== "").join(PART_SEPARATOR);
+}
+
+function textOfPart(part: ContentPart): string {
+  return part.type === "text" ? (part.text ?? "") : "";
+}

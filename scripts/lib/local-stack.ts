@@ -1,0 +1,183 @@
+/**
+ * The local stack, started in one call: a Hardhat (EDR, OP-stack) JSON-RPC node, the contracts
+ * deployed and seeded, the two reference providers and the relayer. `npm start` and the end-to-end
+ * tests both use it; `stop()` stops everything it started.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { readFile, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import { createRequire } from "node:module";
+import path from "node:path";
+import { localStackSchema, startAgentProxy, type AgentProxy, type LocalStack } from "../../sdk/src/index.ts";
+import { startRelayer, type Relayer } from "../../relayer/src/server.ts";
+import {
+  startReferenceProvider,
+  type ReferenceProvider,
+  type ReferenceProviderOptions,
+} from "../../relayer/src/reference-provider/server.ts";
+import type { SettlementOptions } from "../../relayer/src/settlement.ts";
+
+const hardhatCli = path.join(path.dirname(createRequire(import.meta.url).resolve("hardhat/package.json")), "dist/src/cli.js");
+const ROOT = path.resolve(import.meta.dirname, "../..");
+
+export interface LocalStackOptions {
+  /** Ports; 0 (the default) picks free ones. */
+  chainPort?: number;
+  relayerPort?: number;
+  proxyPort?: number;
+  providerPorts?: [number, number];
+  /** Where the stack file goes (default `.agentmesh/local.json`). */
+  localFile?: string;
+  /** The relayer's SQLite file (default next to the stack file). */
+  databasePath?: string;
+  settlement?: Partial<SettlementOptions>;
+  /** Options of both reference providers (pacing, faults). */
+  providerOptions?: Omit<ReferenceProviderOptions, "port" | "host">;
+  /** Forward the chain's and the seed script's output. */
+  verbose?: boolean;
+}
+
+export interface RunningStack {
+  stack: LocalStack;
+  relayer: Relayer;
+  providers: ReferenceProvider[];
+  /** The demo agent's OpenAI-compatible proxy. */
+  proxy: AgentProxy;
+  localFile: string;
+  /** Restarts the relayer on the same port and database (as after a crash). */
+  restartRelayer(): Promise<Relayer>;
+  stop(): Promise<void>;
+}
+
+/** A free TCP port on 127.0.0.1. */
+export async function freePort(): Promise<number> {
+  const server = createServer().listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const { port } = server.address() as { port: number };
+  server.close();
+  await once(server, "close");
+  return port;
+}
+
+async function waitForRpc(rpcUrl: string, chain: ChildProcess, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (chain.exitCode !== null) throw new Error(`the local chain exited with code ${chain.exitCode}`);
+    try {
+      const response = await fetch(rpcUrl, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "eth_chainId", params: [] }),
+      });
+      if (response.ok) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  throw new Error(`the local chain did not answer on ${rpcUrl} within ${timeoutMs} ms`);
+}
+
+export async function startLocalStack(options: LocalStackOptions = {}): Promise<RunningStack> {
+  const chainPort = options.chainPort || (await freePort());
+  const providerPorts = options.providerPorts ?? [await freePort(), await freePort()];
+  const relayerPort = options.relayerPort || (await freePort());
+  const proxyPort = options.proxyPort || (await freePort());
+  const localFile = path.resolve(options.localFile ?? path.join(ROOT, ".agentmesh/local.json"));
+  const databasePath = options.databasePath ?? path.join(path.dirname(localFile), "relayer.db");
+  const rpcUrl = `http://127.0.0.1:${chainPort}`;
+  const stdio = options.verbose ? "inherit" : "ignore";
+  const children: ChildProcess[] = [];
+  const started: { close(): Promise<void> }[] = [];
+  let relayer: Relayer | undefined;
+  let proxy: AgentProxy | undefined;
+
+  const stop = async () => {
+    await proxy?.close();
+    await relayer?.close();
+    await Promise.all(started.map((service) => service.close()));
+    for (const child of children) {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill("SIGTERM");
+        await once(child, "exit");
+      }
+    }
+  };
+
+  try {
+    const chain = spawn(process.execPath, [hardhatCli, "node", "--hostname", "127.0.0.1", "--port", String(chainPort)], {
+      cwd: ROOT,
+      stdio: ["ignore", stdio, "inherit"],
+    });
+    children.push(chain);
+    await waitForRpc(rpcUrl, chain, 60_000);
+
+    const seed = spawn(process.execPath, [hardhatCli, "run", "scripts/seed-local.ts", "--network", "localhost"], {
+      cwd: ROOT,
+      stdio: ["ignore", stdio, "inherit"],
+      env: {
+        ...process.env,
+        AGENTMESH_LOCAL_FILE: localFile,
+        AGENTMESH_RPC_URL: rpcUrl,
+        AGENTMESH_PROVIDER_PORTS: providerPorts.join(","),
+      },
+    });
+    children.push(seed);
+    const [seedCode] = (await once(seed, "exit")) as [number | null];
+    if (seedCode !== 0) throw new Error(`deploying and seeding the local chain failed (exit code ${seedCode})`);
+
+    const providers = await Promise.all(
+      providerPorts.map((port) => startReferenceProvider({ ...options.providerOptions, port })),
+    );
+    started.push(...providers);
+
+    const seeded = localStackSchema.parse(JSON.parse(await readFile(localFile, "utf8")));
+    const launchRelayer = () =>
+      startRelayer({
+        port: relayerPort,
+        databasePath,
+        chain: {
+          rpcUrl,
+          chainId: seeded.chainId,
+          escrow: seeded.contracts.ComputeEscrow,
+          registry: seeded.contracts.ProviderRegistry,
+          relayerPrivateKey: seeded.accounts.relayer.privateKey,
+        },
+        receiptSignerKeys: [seeded.accounts.receiptSignerA.privateKey, seeded.accounts.receiptSignerB.privateKey],
+        limits: { allowPrivateEndpoints: true },
+        settlement: options.settlement,
+      });
+    relayer = await launchRelayer();
+    proxy = await startAgentProxy({
+      relayerUrl: relayer.url,
+      privateKey: seeded.accounts.agent.privateKey,
+      chainId: seeded.chainId,
+      escrow: seeded.contracts.ComputeEscrow,
+      budgetId: BigInt(seeded.budgetId),
+      sessionMaxSpend: 5_000_000n, // 5 USDC per session; the seeded budget allows 10
+      port: proxyPort,
+    });
+    const stack: LocalStack = { ...seeded, relayerUrl: relayer.url, agentProxyUrl: `${proxy.url}/v1` };
+    await writeFile(localFile, `${JSON.stringify(stack, null, 2)}\n`);
+
+    return {
+      stack,
+      get relayer() {
+        return relayer!;
+      },
+      providers,
+      proxy,
+      localFile,
+      async restartRelayer() {
+        await relayer?.close();
+        relayer = await launchRelayer();
+        return relayer;
+      },
+      stop,
+    };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}

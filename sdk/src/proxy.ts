@@ -1,0 +1,131 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { Readable } from "node:stream";
+import type { Address, Hex } from "viem";
+import { AgentSession, RelayerError } from "./agent.ts";
+import { ApiError, readJsonBody, sendError, sendJson } from "./http.ts";
+
+/**
+ * The agent proxy: an OpenAI-compatible endpoint on 127.0.0.1 for any OpenAI client. It holds the
+ * agent's key, opens (and reuses) a metered session per provider and model on demand, and sends
+ * each request through it, so every model the relayer lists works with no API key of its own.
+ */
+export interface AgentProxyOptions {
+  relayerUrl: string;
+  privateKey: Hex;
+  chainId: number;
+  escrow: Address;
+  budgetId: bigint;
+  /** Amount each session locks from the budget. */
+  sessionMaxSpend: bigint;
+  host?: string;
+  /** 0 picks a free port. */
+  port?: number;
+}
+
+export interface AgentProxy {
+  url: string;
+  port: number;
+  /** Closes every session it opened (paying providers, refunding the rest) and stops. */
+  close(): Promise<void>;
+}
+
+interface ModelListing {
+  id: string;
+  providers: { providerId: number; inputPricePer1K: string; outputPricePer1K: string }[];
+}
+
+/** Largest request body the proxy forwards. */
+const MAX_BODY_BYTES = 1024 * 1024;
+
+const fail = (status: number, code: string, message: string) => new ApiError(status, code, message);
+
+export async function startAgentProxy(options: AgentProxyOptions): Promise<AgentProxy> {
+  const relayerUrl = options.relayerUrl.replace(/\/$/, "");
+  /** Idle sessions per `providerId:model`; a session serves one call at a time. */
+  const idle = new Map<string, AgentSession[]>();
+  const all: AgentSession[] = [];
+
+  async function cheapestProvider(model: string): Promise<number | undefined> {
+    const listing = (await (await fetch(`${relayerUrl}/v1/models`)).json()) as { data: ModelListing[] };
+    const offers = listing.data.find((entry) => entry.id === model)?.providers ?? [];
+    const price = (offer: ModelListing["providers"][number]) => Number(offer.inputPricePer1K) + Number(offer.outputPricePer1K);
+    return [...offers].sort((a, b) => price(a) - price(b))[0]?.providerId;
+  }
+
+  async function checkout(providerId: number, model: string): Promise<AgentSession> {
+    const pool = idle.get(`${providerId}:${model}`) ?? [];
+    const session = pool.pop();
+    if (session !== undefined) return session;
+    const opened = await AgentSession.open({ ...options, relayerUrl, providerId, model, maxSpend: options.sessionMaxSpend });
+    all.push(opened);
+    return opened;
+  }
+
+  function checkin(session: AgentSession, providerId: number, model: string): void {
+    const key = `${providerId}:${model}`;
+    idle.set(key, [...(idle.get(key) ?? []), session]);
+  }
+
+  async function chat(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const request = (await readJsonBody(req, MAX_BODY_BYTES)) as { model?: unknown; providerId?: unknown };
+    if (typeof request !== "object" || request === null || typeof request.model !== "string") {
+      throw fail(400, "invalid_request", "model: must name a model");
+    }
+    const body = JSON.stringify(request);
+    const providerId = typeof request.providerId === "number" ? request.providerId : await cheapestProvider(request.model);
+    if (providerId === undefined) throw fail(404, "model_not_found", `no provider offers model "${request.model}"`);
+    let session = await checkout(providerId, request.model);
+    let response = await session.fetch(`${relayerUrl}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body });
+    if (response.status === 402 && (await response.clone().json()).error?.code === "session_exhausted") {
+      // This session's lock is spent: close it and carry on with a fresh one.
+      await session.close();
+      session = await checkout(providerId, request.model);
+      response = await session.fetch(`${relayerUrl}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body });
+    }
+    res.writeHead(response.status, { "content-type": response.headers.get("content-type") ?? "application/json" });
+    if (response.body !== null) {
+      const piped = Readable.fromWeb(response.body as never).pipe(res);
+      await new Promise((resolve) => piped.on("close", resolve));
+    } else {
+      res.end();
+    }
+    await session.state(); // the receipt is checked and signed before the session is reused
+    checkin(session, providerId, request.model);
+  }
+
+  const server: Server = createServer((req, res) => {
+    const path = (req.url ?? "/").split("?")[0];
+    const handle = async () => {
+      if (req.method === "GET" && path === "/healthz") return sendJson(res, 200, { status: "ok" });
+      if (req.method === "GET" && path === "/v1/models") {
+        const models = await fetch(`${relayerUrl}/v1/models`);
+        res.writeHead(models.status, { "content-type": "application/json" });
+        return res.end(await models.text());
+      }
+      if (req.method === "POST" && path === "/v1/chat/completions") return chat(req, res);
+      throw fail(404, "not_found", `no route ${req.method} ${path}`);
+    };
+    handle().catch((error: unknown) => {
+      if (error instanceof ApiError) sendError(res, error);
+      else if (error instanceof RelayerError) sendError(res, fail(error.status, error.code, error.message));
+      else sendError(res, fail(502, "proxy_error", (error as Error).message));
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port ?? 8788, options.host ?? "127.0.0.1", resolve);
+  });
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://${options.host ?? "127.0.0.1"}:${port}`,
+    port,
+    async close() {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      await Promise.allSettled(all.map((session) => session.close()));
+    },
+  };
+}

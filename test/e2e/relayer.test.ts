@@ -1,0 +1,275 @@
+/**
+ * End to end through the official `openai` client: the real local stack (Hardhat node, contracts,
+ * reference providers, relayer on SQLite) and the agent SDK.
+ */
+import assert from "node:assert/strict";
+import { mkdtemp } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import OpenAI from "openai";
+import { createPublicClient, http, type Hex } from "viem";
+import { AgentSession, computeEscrowAbi, splitsLedgerAbi } from "../../sdk/src/index.ts";
+import { startLocalStack, type RunningStack } from "../../scripts/lib/local-stack.ts";
+
+const USDC = 1_000_000n;
+
+describe("relayer end to end", { timeout: 180_000 }, () => {
+  let running: RunningStack;
+  let client: ReturnType<typeof createPublicClient>;
+
+  before(async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "agentmesh-e2e-"));
+    // Settlement only when a test asks for it (age threshold far away).
+    running = await startLocalStack({
+      localFile: path.join(dir, "local.json"),
+      settlement: { maxAgeMs: 3_600_000, pollMs: 60_000 },
+      // Paced like a real model, so a client can walk away in the middle of a stream.
+      providerOptions: { tokensPerSecond: 400 },
+    });
+    client = createPublicClient({ transport: http(running.stack.rpcUrl) });
+  });
+
+  after(async () => {
+    await running?.stop();
+  });
+
+  async function openSession(providerId: number, maxSpend = 2n * USDC) {
+    const { stack } = running;
+    return AgentSession.open({
+      relayerUrl: running.relayer.url,
+      privateKey: stack.accounts.agent.privateKey,
+      chainId: stack.chainId,
+      escrow: stack.contracts.ComputeEscrow,
+      budgetId: BigInt(stack.budgetId),
+      providerId,
+      model: "agentmesh-small",
+      maxSpend,
+    });
+  }
+
+  const escrowRead = <T>(functionName: "getSession" | "getBudget", args: readonly unknown[]) =>
+    client.readContract({ address: running.stack.contracts.ComputeEscrow, abi: computeEscrowAbi, functionName, args } as never) as Promise<T>;
+
+  it("meters plain and streamed calls, settles them on-chain and closes cooperatively", async () => {
+    const session = await openSession(1);
+    const openai = new OpenAI(session.openAIOptions());
+
+    const completion = await openai.chat.completions.create({
+      model: "agentmesh-small",
+      messages: [{ role: "user", content: "Say something deterministic." }],
+      max_tokens: 40,
+    });
+    const extended = completion as typeof completion & { cost: { amountAtomic: string; currency: string }; receipt: { sequence: number; cost: string } };
+    assert.ok((completion.choices[0].message.content ?? "").length > 0);
+    assert.equal(extended.cost.currency, "USDC");
+    assert.equal(extended.receipt.sequence, 1);
+    const usage = completion.usage!;
+    const expectedFirst = (BigInt(usage.prompt_tokens) * 150n + BigInt(usage.completion_tokens) * 600n + 999n) / 1000n;
+    assert.equal(BigInt(extended.cost.amountAtomic), expectedFirst > 10n ? expectedFirst : 10n);
+    assert.equal((await session.state()).cumulativeCost, BigInt(extended.cost.amountAtomic));
+
+    const stream = await openai.chat.completions.create({
+      model: "agentmesh-small",
+      messages: [{ role: "user", content: "Stream, please." }],
+      max_tokens: 30,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    let text = "";
+    let finalChunk: Record<string, unknown> | undefined;
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.delta?.content ?? "";
+      if (chunk.usage) finalChunk = chunk as unknown as Record<string, unknown>;
+    }
+    assert.ok(text.length > 0);
+    assert.ok(finalChunk?.receipt, "the final chunk carries the receipt");
+    const state = await session.state();
+    assert.equal(state.sequence, 2);
+    const receipts = [extended.receipt, finalChunk!.receipt as { cost: string }];
+    const total = receipts.reduce((sum, receipt) => sum + BigInt(receipt.cost), 0n);
+    assert.equal(state.cumulativeCost, total);
+
+    // Settle what is signed: the escrow records exactly the receipts' sum.
+    const txHash = await running.relayer.settlement.settleDue(true);
+    assert.match(txHash ?? "", /^0x[0-9a-f]{64}$/);
+    const onChain = await escrowRead<{ settled: bigint; sequence: number }>("getSession", [session.sessionId]);
+    assert.equal(onChain.settled, total);
+    assert.equal(onChain.sequence, 2);
+    const providerOwner = running.stack.providers[0].owner;
+    const earned = await client.readContract({
+      address: running.stack.contracts.SplitsLedger,
+      abi: splitsLedgerAbi,
+      functionName: "balanceOf",
+      args: [providerOwner],
+    });
+    assert.equal(earned, total - (total * 250n) / 10_000n);
+    const status = (await (await fetch(`${running.relayer.url}/v1/sessions/${session.sessionId}`)).json()) as {
+      receipts: { settlementTxHash: Hex | null }[];
+    };
+    assert.deepEqual(status.receipts.map((receipt) => receipt.settlementTxHash), [txHash, txHash]);
+
+    // Close: the unused lock returns to the budget at once.
+    const budgetBefore = await escrowRead<{ available: bigint }>("getBudget", [BigInt(running.stack.budgetId)]);
+    const closed = await session.close();
+    assert.match(closed.closeTxHash, /^0x[0-9a-f]{64}$/);
+    const budgetAfter = await escrowRead<{ available: bigint }>("getBudget", [BigInt(running.stack.budgetId)]);
+    assert.equal(budgetAfter.available - budgetBefore.available, 2n * USDC - total);
+    const finalized = await escrowRead<{ claimEnd: number }>("getSession", [session.sessionId]);
+    assert.equal(finalized.claimEnd, 1);
+  });
+
+  it("answers bad input with OpenAI-shaped 4xx errors and changes nothing", async () => {
+    const session = await openSession(2);
+    const url = `${running.relayer.url}/v1/chat/completions`;
+    const auth = { authorization: `Bearer ${session.apiKey}`, "content-type": "application/json" };
+    const valid = { model: "agentmesh-small", messages: [{ role: "user", content: "hi" }] };
+    const cases: [string, RequestInit, number, string][] = [
+      ["malformed JSON", { headers: auth, body: "{not json" }, 400, "invalid_json"],
+      ["empty body", { headers: auth, body: "" }, 400, "invalid_json"],
+      ["unknown model", { headers: auth, body: JSON.stringify({ ...valid, model: "gpt-nonexistent" }) }, 404, "model_not_found"],
+      ["no messages", { headers: auth, body: JSON.stringify({ ...valid, messages: [] }) }, 400, "invalid_request"],
+      ["zero max_tokens", { headers: auth, body: JSON.stringify({ ...valid, max_tokens: 0 }) }, 400, "invalid_request"],
+      ["negative max_tokens", { headers: auth, body: JSON.stringify({ ...valid, max_tokens: -5 }) }, 400, "invalid_request"],
+      ["fractional max_tokens", { headers: auth, body: JSON.stringify({ ...valid, max_tokens: 1.5 }) }, 400, "invalid_request"],
+      ["huge max_tokens", { headers: auth, body: JSON.stringify({ ...valid, max_tokens: 10_000_000 }) }, 400, "invalid_max_tokens"],
+      ["max_tokens beyond the context", { headers: auth, body: JSON.stringify({ ...valid, max_tokens: 60_000 }) }, 400, "context_length_exceeded"],
+      ["oversize body", { headers: auth, body: JSON.stringify({ ...valid, padding: "x".repeat(1_100_000) }) }, 413, "request_too_large"],
+      ["missing credentials", { headers: { "content-type": "application/json" }, body: JSON.stringify(valid) }, 401, "missing_api_key"],
+      ["forged credentials", { headers: { ...auth, authorization: "Bearer am_forged" }, body: JSON.stringify(valid) }, 401, "invalid_api_key"],
+    ];
+    const before = await (await fetch(`${running.relayer.url}/v1/sessions/${session.sessionId}`)).json();
+    for (const [name, init, status, code] of cases) {
+      const response = await fetch(url, { method: "POST", ...init });
+      const body = (await response.json()) as { error: { code: string; message: string; type: string } };
+      assert.equal(response.status, status, `${name}: ${body.error?.message}`);
+      assert.equal(body.error.code, code, name);
+      assert.ok(body.error.message.length > 0, name);
+    }
+    assert.deepEqual(await (await fetch(`${running.relayer.url}/v1/sessions/${session.sessionId}`)).json(), before);
+
+    // A stale voucher: sequence 1 signed twice.
+    const openai = new OpenAI(session.openAIOptions());
+    await openai.chat.completions.create({ ...valid, messages: [{ role: "user", content: "one" }] } as never);
+    const signed = await session.state();
+    assert.equal(signed.sequence, 1);
+    const stale = await fetch(`${running.relayer.url}/v1/sessions/${session.sessionId}/vouchers`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ sequence: 1, signature: { r: `0x${"11".repeat(32)}`, yParityAndS: `0x${"22".repeat(32)}` } }),
+    });
+    assert.equal(stale.status, 409);
+    assert.equal(((await stale.json()) as { error: { code: string } }).error.code, "stale_voucher");
+    await session.close();
+  });
+
+  it("loses no voucher and settles nothing twice across a relayer restart", async () => {
+    const session = await openSession(1);
+    const openai = new OpenAI(session.openAIOptions());
+    const ask = (content: string) => openai.chat.completions.create({ model: "agentmesh-small", messages: [{ role: "user", content }], max_tokens: 20 });
+    await ask("before the crash");
+    const afterFirst = await session.state();
+
+    // The relayer sends a settlement and dies before seeing it confirmed.
+    const { context } = running.relayer;
+    const record = context.repo.receiptAt(session.sessionId, 1)!;
+    const settlementId = context.repo.insertSettlement("settle", [{ sessionId: session.sessionId, sequence: 1 }]);
+    const sent = await context.chain.sendSettlement("settle", [
+      { voucher: { terms: session.terms, ...record.state }, agentSignature: record.agentSignature!, providerSignature: record.providerSignature },
+    ]);
+    context.repo.setSettlementTx(settlementId, sent.hash, sent.nonce);
+    const relayer = await running.restartRelayer();
+
+    // On restart it reconciles the pending settlement instead of posting the voucher again.
+    const reconciled = relayer.context.repo.getSession(session.sessionId)!;
+    assert.equal(reconciled.settledSequence, 1);
+    assert.equal(relayer.context.repo.receiptAt(session.sessionId, 1)!.settlementTx, sent.hash);
+    assert.equal(await relayer.settlement.settleDue(true), undefined, "nothing left to settle");
+
+    // The session carries on with the same key after the restart.
+    await ask("after the restart");
+    const afterSecond = await session.state();
+    assert.equal(afterSecond.sequence, 2);
+    await relayer.settlement.settleDue(true);
+    const onChain = await escrowRead<{ settled: bigint }>("getSession", [session.sessionId]);
+    assert.equal(onChain.settled, afterSecond.cumulativeCost);
+    assert.ok(afterSecond.cumulativeCost > afterFirst.cumulativeCost);
+    await session.close();
+  });
+
+  it("bills an abandoned stream for what it produced; the agent signs it before its next call", async () => {
+    const session = await openSession(2);
+    const openai = new OpenAI(session.openAIOptions());
+    const stream = await openai.chat.completions.create({
+      model: "agentmesh-small",
+      messages: [{ role: "user", content: "A long answer, please." }],
+      max_tokens: 400,
+      stream: true,
+    });
+    let received = "";
+    for await (const chunk of stream) {
+      received += chunk.choices[0]?.delta?.content ?? "";
+      if (received.length > 0) break; // walk away after the first words
+    }
+    // The next call finds the abandoned call's voucher unsigned; the SDK fetches, checks and signs it.
+    await openai.chat.completions.create({ model: "agentmesh-small", messages: [{ role: "user", content: "short" }], max_tokens: 5 });
+    const state = await session.state();
+    assert.equal(state.sequence, 2);
+    const status = (await (await fetch(`${running.relayer.url}/v1/sessions/${session.sessionId}`)).json()) as {
+      receipts: { outputTokens: number; cost: string }[];
+    };
+    const abandoned = status.receipts[0];
+    assert.ok(abandoned.outputTokens > 0 && abandoned.outputTokens < 400, `billed ${abandoned.outputTokens} of 400 tokens`);
+    assert.equal(state.cumulativeCost, BigInt(abandoned.cost) + BigInt(status.receipts[1].cost));
+    await session.close();
+  });
+
+  it("falls back to another provider when one fails, and charges nothing for the failure", async () => {
+    const first = await openSession(1);
+    const second = await openSession(2);
+    await running.providers[0].close(); // provider 1 goes down (for the rest of this suite)
+    const request = (allowFallbacks: boolean) =>
+      fetch(`${running.relayer.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${first.apiKey}`, "content-type": "application/json" },
+        body: JSON.stringify({
+          model: "agentmesh-small",
+          messages: [{ role: "user", content: "anyone there?" }],
+          max_tokens: 10,
+          provider: { order: [1, 2], allow_fallbacks: allowFallbacks },
+        }),
+      });
+    const refused = await request(false);
+    assert.equal(refused.status, 502);
+    assert.equal(((await refused.json()) as { error: { code: string } }).error.code, "upstream_error");
+    const served = await request(true);
+    assert.equal(served.status, 200);
+    const body = (await served.json()) as { receipt: { providerId: number; sessionId: Hex } };
+    assert.equal(body.receipt.providerId, 2);
+    assert.equal(body.receipt.sessionId, second.sessionId);
+    const untouched = (await (await fetch(`${running.relayer.url}/v1/sessions/${first.sessionId}`)).json()) as { state: { sequence: number } };
+    assert.equal(untouched.state.sequence, 0, "the failed provider billed nothing");
+    const closed = await second.close(); // signs the fallback call's voucher on the way
+    assert.notEqual(closed.settled, "0.000000");
+  });
+
+  it("the agent proxy serves every listed model to a plain OpenAI client, with any API key", async () => {
+    const openai = new OpenAI({ baseURL: running.stack.agentProxyUrl, apiKey: "sk-anything" });
+    const models = await openai.models.list();
+    const names = models.data.map((model) => model.id).sort();
+    assert.deepEqual(names, ["agentmesh-large", "agentmesh-small"]);
+    for (const model of names) {
+      const reply = await openai.chat.completions.create({ model, messages: [{ role: "user", content: `hello ${model}` }], max_tokens: 12 });
+      assert.ok((reply.choices[0].message.content ?? "").length > 0, model);
+      assert.equal((reply as unknown as { receipt: { model: string } }).receipt.model, model);
+      const stream = await openai.chat.completions.create({ model, messages: [{ role: "user", content: "stream" }], max_tokens: 12, stream: true });
+      let text = "";
+      for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? "";
+      assert.ok(text.length > 0, `${model} streamed`);
+    }
+    // Both calls of each model went through one session, whose vouchers the proxy signed.
+    const sessions = running.relayer.context.repo.openSessionsFor(running.stack.accounts.agent.address, "agentmesh-large");
+    assert.equal(sessions.length, 1);
+    assert.equal(sessions[0].signedSequence, 2);
+  });
+});
