@@ -265,6 +265,9 @@ describe("ComputeEscrow: security checklist (SECURITY.md 1–21)", () => {
     const state = await escrow.getSession(id);
     expect(state.sequence).to.equal(6n);
     expect(state.claimEnd).to.equal(end);
+    // Once the window is over, a request is refused: the session can only be finalized.
+    await m.time.increaseTo(end);
+    await expect(escrow.connect(agent).requestClose(t)).to.be.revertedWithCustomError(escrow, "EscrowClaimWindowOver").withArgs(id, end);
   });
 
   it("SECURITY 8: stale close — the provider's newer voucher wins at end−1; at end and end+1 settle reverts, finalize works", async () => {

@@ -22,6 +22,16 @@ import {
 import { signPermit } from "./helpers/usdc.ts";
 
 describe("ComputeEscrow: user flows", () => {
+  it("exposes its wiring: token, registry, ledger, challenge window, fee and treasury", async () => {
+    const { escrow, usdc, registry, ledger, treasury } = await setupMarket();
+    expect(await escrow.token()).to.equal(await usdc.getAddress());
+    expect(await escrow.registry()).to.equal(await registry.getAddress());
+    expect(await escrow.ledger()).to.equal(await ledger.getAddress());
+    expect(await escrow.challengeWindow()).to.equal(BigInt(DAY));
+    expect(await escrow.feeBps()).to.equal(250n);
+    expect(await escrow.treasury()).to.equal(treasury.address);
+  });
+
   describe("budgets", () => {
     it("createBudget pulls the approved deposit and whitelists the agents", async () => {
       const m = await setupMarket();
