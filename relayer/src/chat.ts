@@ -68,17 +68,31 @@ interface Candidate {
 }
 
 /** Why a session could not serve; the most telling reason becomes the error. */
-type SkipReason = "voucher_required" | "session_exhausted" | "session_busy" | "context_length_exceeded" | "upstream_error";
+type SkipReason =
+  | "voucher_required"
+  | "session_exhausted"
+  | "session_busy"
+  | "context_length_exceeded"
+  | "rate_limited"
+  | "upstream_error";
 
 const SKIP_STATUS: Record<SkipReason, number> = {
   voucher_required: 402,
   session_exhausted: 402,
   session_busy: 429,
+  rate_limited: 429,
   context_length_exceeded: 400,
   upstream_error: 502,
 };
 /** Earlier reasons win: they are what the caller can act on. */
-const SKIP_PRIORITY: SkipReason[] = ["voucher_required", "context_length_exceeded", "session_exhausted", "session_busy", "upstream_error"];
+const SKIP_PRIORITY: SkipReason[] = [
+  "voucher_required",
+  "context_length_exceeded",
+  "session_exhausted",
+  "session_busy",
+  "rate_limited",
+  "upstream_error",
+];
 
 /** `POST /v1/chat/completions`. */
 export async function chatCompletions(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -103,11 +117,18 @@ export async function chatCompletions(ctx: RelayerContext, req: IncomingMessage,
   const promptTokens = countChatPromptTokens(request.messages as ChatMessage[]);
   const allowFallbacks = request.provider?.allow_fallbacks ?? true;
   const skipped: { reason: SkipReason; detail: string }[] = [];
-  for (const { session, provider } of sessions) {
+  for (const ranked of sessions) {
+    // Re-read after the awaits above: another call may have moved this session on since.
+    const session = ctx.repo.getSession(ranked.session.id)!;
+    const provider = ranked.provider;
     const model = provider.models[session.modelId];
     const skip = checkCredit(ctx, session, model, promptTokens, requestedMax);
     if (typeof skip !== "number") {
       skipped.push(skip);
+      continue;
+    }
+    if (!ctx.rateLimiter.tryAcquire(provider.id, provider.rateLimitPerMinute)) {
+      skipped.push({ reason: "rate_limited", detail: `provider ${provider.id} allows ${provider.rateLimitPerMinute} requests per minute` });
       continue;
     }
     const candidate: Candidate = { session, provider, model, maxTokens: skip };

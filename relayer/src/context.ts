@@ -60,6 +60,21 @@ export class ProviderCatalog {
   }
 }
 
+/** Requests per provider per rolling minute, as each provider registered (0 = unlimited). */
+export class RateLimiter {
+  private readonly windows = new Map<number, number[]>();
+
+  /** Counts a request to `providerId` unless it already had `perMinute` in the last 60 s. */
+  tryAcquire(providerId: number, perMinute: number, now = Date.now()): boolean {
+    if (perMinute === 0) return true;
+    const recent = (this.windows.get(providerId) ?? []).filter((at) => now - at < 60_000);
+    const allowed = recent.length < perMinute;
+    if (allowed) recent.push(now);
+    this.windows.set(providerId, recent);
+    return allowed;
+  }
+}
+
 /** Everything request handlers share. */
 export interface RelayerContext {
   repo: Repository;
@@ -71,4 +86,5 @@ export interface RelayerContext {
   /** Sessions with a call in flight: a session serves one call at a time. */
   busySessions: Set<Hex>;
   stats: ProviderStats;
+  rateLimiter: RateLimiter;
 }

@@ -5,7 +5,14 @@ import { privateKeyToAccount } from "viem/accounts";
 import { escrowDomainSeparator, formatUsdc } from "@agentmesh/sdk";
 import { ChainGateway, type ChainOptions, type RegisteredProvider } from "./chain.ts";
 import { chatCompletions } from "./chat.ts";
-import { DEFAULT_LIMITS, ProviderCatalog, type RelayerContext, type RelayerLimits, type ServedProvider } from "./context.ts";
+import {
+  DEFAULT_LIMITS,
+  ProviderCatalog,
+  RateLimiter,
+  type RelayerContext,
+  type RelayerLimits,
+  type ServedProvider,
+} from "./context.ts";
 import { ApiError, sendError, sendJson } from "@agentmesh/sdk/http";
 import { closeSession, openSession, receiptStatus, sessionStatus, submitVoucher } from "./sessions.ts";
 import { DEFAULT_SETTLEMENT, SettlementWorker, type SettlementOptions } from "./settlement.ts";
@@ -79,6 +86,7 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
     limits: { ...DEFAULT_LIMITS, ...options.limits },
     busySessions: new Set(),
     stats: new ProviderStats(),
+    rateLimiter: new RateLimiter(),
   };
   const settlement = new SettlementWorker(context, { ...DEFAULT_SETTLEMENT, ...options.settlement });
   await settlement.start();
