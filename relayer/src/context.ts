@@ -60,13 +60,12 @@ export class ProviderCatalog {
   }
 }
 
-/** Requests per provider per rolling minute, as each provider registered (0 = unlimited). */
+/** Requests per provider per rolling minute, as each provider registered (the registry requires > 0). */
 export class RateLimiter {
   private readonly windows = new Map<number, number[]>();
 
   /** Counts a request to `providerId` unless it already had `perMinute` in the last 60 s. */
   tryAcquire(providerId: number, perMinute: number, now = Date.now()): boolean {
-    if (perMinute === 0) return true;
     const recent = (this.windows.get(providerId) ?? []).filter((at) => now - at < 60_000);
     const allowed = recent.length < perMinute;
     if (allowed) recent.push(now);

@@ -79,24 +79,27 @@ async function waitForRpc(rpcUrl: string, chain: ChildProcess, timeoutMs: number
   throw new Error(`the local chain did not answer on ${rpcUrl} within ${timeoutMs} ms`);
 }
 
-export async function startLocalStack(options: LocalStackOptions = {}): Promise<RunningStack> {
-  const chainPort = options.chainPort || (await freePort());
-  const providerPorts = options.providerPorts ?? [await freePort(), await freePort()];
-  const relayerPort = options.relayerPort || (await freePort());
-  const proxyPort = options.proxyPort || (await freePort());
-  const localFile = path.resolve(options.localFile ?? path.join(ROOT, ".agentmesh/local.json"));
-  const databasePath = options.databasePath ?? path.join(path.dirname(localFile), "relayer.db");
-  const rpcUrl = `http://127.0.0.1:${chainPort}`;
+export interface SeededChain {
+  /** The stack file as seeded (no service URLs yet). */
+  stack: LocalStack;
+  rpcUrl: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * A Hardhat JSON-RPC node on `chainPort`, with the contracts deployed and seeded for providers
+ * listening on `providerPorts`; the stack file is written to `localFile`.
+ */
+export async function startSeededChain(options: {
+  chainPort: number;
+  providerPorts: readonly number[];
+  localFile: string;
+  verbose?: boolean;
+}): Promise<SeededChain> {
+  const rpcUrl = `http://127.0.0.1:${options.chainPort}`;
   const stdio = options.verbose ? "inherit" : "ignore";
   const children: ChildProcess[] = [];
-  const started: { close(): Promise<void> }[] = [];
-  let relayer: Relayer | undefined;
-  let proxy: AgentProxy | undefined;
-
   const stop = async () => {
-    await proxy?.close();
-    await relayer?.close();
-    await Promise.all(started.map((service) => service.close()));
     for (const child of children) {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill("SIGTERM");
@@ -104,9 +107,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       }
     }
   };
-
   try {
-    const chain = spawn(process.execPath, [hardhatCli, "node", "--hostname", "127.0.0.1", "--port", String(chainPort)], {
+    const chain = spawn(process.execPath, [hardhatCli, "node", "--hostname", "127.0.0.1", "--port", String(options.chainPort)], {
       cwd: ROOT,
       stdio: ["ignore", stdio, "inherit"],
     });
@@ -118,21 +120,50 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       stdio: ["ignore", stdio, "inherit"],
       env: {
         ...process.env,
-        AGENTMESH_LOCAL_FILE: localFile,
+        AGENTMESH_LOCAL_FILE: options.localFile,
         AGENTMESH_RPC_URL: rpcUrl,
-        AGENTMESH_PROVIDER_PORTS: providerPorts.join(","),
+        AGENTMESH_PROVIDER_PORTS: options.providerPorts.join(","),
       },
     });
     children.push(seed);
     const [seedCode] = (await once(seed, "exit")) as [number | null];
     if (seedCode !== 0) throw new Error(`deploying and seeding the local chain failed (exit code ${seedCode})`);
+    const stack = localStackSchema.parse(JSON.parse(await readFile(options.localFile, "utf8")));
+    return { stack, rpcUrl, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+export async function startLocalStack(options: LocalStackOptions = {}): Promise<RunningStack> {
+  const chainPort = options.chainPort || (await freePort());
+  const providerPorts = options.providerPorts ?? [await freePort(), await freePort()];
+  const relayerPort = options.relayerPort || (await freePort());
+  const proxyPort = options.proxyPort || (await freePort());
+  const localFile = path.resolve(options.localFile ?? path.join(ROOT, ".agentmesh/local.json"));
+  const databasePath = options.databasePath ?? path.join(path.dirname(localFile), "relayer.db");
+  const started: { close(): Promise<void> }[] = [];
+  let chain: SeededChain | undefined;
+  let relayer: Relayer | undefined;
+  let proxy: AgentProxy | undefined;
+
+  const stop = async () => {
+    await proxy?.close();
+    await relayer?.close();
+    await Promise.all(started.map((service) => service.close()));
+    await chain?.stop();
+  };
+
+  try {
+    chain = await startSeededChain({ chainPort, providerPorts, localFile, verbose: options.verbose });
+    const { stack: seeded, rpcUrl } = chain;
 
     const providers = await Promise.all(
       providerPorts.map((port) => startReferenceProvider({ ...options.providerOptions, port })),
     );
     started.push(...providers);
 
-    const seeded = localStackSchema.parse(JSON.parse(await readFile(localFile, "utf8")));
     const launchRelayer = () =>
       startRelayer({
         port: relayerPort,

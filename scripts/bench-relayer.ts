@@ -1,0 +1,236 @@
+/**
+ * Relayer benchmark (a script, not a test): at fixed concurrency against the reference provider,
+ * measures the provider called directly, through a minimal Node passthrough proxy (the floor), and
+ * through the relayer with metering, receipts, signing and persistence on. Every server runs in its
+ * own process so its CPU time can be read from /proc. Prints a table, then one JSON object as the
+ * last line. Run with `npm run bench:relayer` (options: --concurrency, --requests, --streams).
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { mkdtemp, readFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { createPublicClient, createWalletClient, http, type Hex } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
+import { hardhat } from "viem/chains";
+import {
+  escrowDomain,
+  providerRegistryAbi,
+  escrowDomainSeparator,
+  sessionTermsTypes,
+  signDigest,
+  toCompactSignature,
+  voucherDigest,
+  type SessionTerms,
+  type VoucherState,
+} from "../sdk/src/index.ts";
+import { freePort, startSeededChain, type SeededChain } from "./lib/local-stack.ts";
+
+const { values } = parseArgs({
+  options: {
+    concurrency: { type: "string", default: "32" },
+    requests: { type: "string", default: "3000" },
+    streams: { type: "string", default: "64" },
+  },
+});
+const CONCURRENCY = Number(values.concurrency);
+const REQUESTS = Number(values.requests);
+const STREAMS = Number(values.streams);
+const WARMUP = Math.min(200, REQUESTS / 10);
+const CLOCK_TICKS_PER_SECOND = 100; // Linux USER_HZ
+const BODY = { model: "agentmesh-small", messages: [{ role: "user", content: "Benchmark me." }], max_tokens: 16 };
+
+const children: ChildProcess[] = [];
+function spawnNode(script: string, args: string[]): ChildProcess {
+  const child = spawn(process.execPath, ["--disable-warning=ExperimentalWarning", script, ...args], { stdio: ["ignore", "ignore", "inherit"] });
+  children.push(child);
+  return child;
+}
+
+async function waitFor(url: string): Promise<void> {
+  for (let attempt = 0; attempt < 300; attempt++) {
+    try {
+      if ((await fetch(url)).ok) return;
+    } catch {
+      // not up yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`${url} did not come up`);
+}
+
+/** CPU seconds (user + system) a process has used so far. */
+async function cpuSeconds(pid: number): Promise<number> {
+  const fields = (await readFile(`/proc/${pid}/stat`, "utf8")).split(") ")[1].split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+interface PhaseResult {
+  p50: number;
+  p99: number;
+  rps: number;
+  cpuPerRequestMs: number;
+}
+
+/** `requests` calls at `CONCURRENCY`, each worker running `call(worker)`; latencies of the timed part. */
+async function phase(server: ChildProcess | undefined, requests: number, call: (worker: number) => Promise<number>): Promise<PhaseResult> {
+  let next = 0;
+  const latencies: number[] = [];
+  const work = async (worker: number) => {
+    while (next < requests) {
+      next++;
+      latencies.push(await call(worker));
+    }
+  };
+  const cpuBefore = server ? await cpuSeconds(server.pid!) : 0;
+  const started = performance.now();
+  await Promise.all(Array.from({ length: CONCURRENCY }, (_, worker) => work(worker)));
+  const seconds = (performance.now() - started) / 1000;
+  const cpu = server ? (await cpuSeconds(server.pid!)) - cpuBefore : 0;
+  latencies.sort((a, b) => a - b);
+  return { p50: percentile(latencies, 50), p99: percentile(latencies, 99), rps: requests / seconds, cpuPerRequestMs: (cpu * 1000) / requests };
+}
+
+async function timedPost(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ ms: number; json: any }> {
+  const started = performance.now();
+  const response = await fetch(url, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) });
+  const json = await response.json();
+  const ms = performance.now() - started;
+  if (!response.ok) throw new Error(`${url}: ${response.status} ${JSON.stringify(json)}`);
+  return { ms, json };
+}
+
+/** The seeded provider 1 allows 600 requests a minute; its owner raises that for the benchmark. */
+async function liftRateLimit({ stack, rpcUrl }: SeededChain): Promise<void> {
+  const owner = privateKeyToAccount(stack.accounts.providerA.privateKey);
+  const transport = http(rpcUrl);
+  const publicClient = createPublicClient({ chain: hardhat, transport });
+  const wallet = createWalletClient({ chain: hardhat, transport, account: owner });
+  const registry = stack.contracts.ProviderRegistry;
+  const current = await publicClient.readContract({ address: registry, abi: providerRegistryAbi, functionName: "getProvider", args: [1n] });
+  const hash = await wallet.writeContract({
+    address: registry,
+    abi: providerRegistryAbi,
+    functionName: "updateProvider",
+    args: [
+      1n,
+      {
+        endpoint: current.endpoint,
+        providerType: current.providerType,
+        rateLimitPerMinute: 10_000_000,
+        minChargePerCall: current.minChargePerCall,
+        features: current.features,
+        receiptSigner: current.receiptSigner,
+        payout: current.payout,
+      },
+    ],
+  });
+  await publicClient.waitForTransactionReceipt({ hash });
+}
+
+let chain: SeededChain | undefined;
+try {
+  const dir = await mkdtemp(path.join(tmpdir(), "agentmesh-bench-"));
+  const localFile = path.join(dir, "local.json");
+  const [providerPort, idlePort, passthroughPort, relayerPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  chain = await startSeededChain({ chainPort: await freePort(), providerPorts: [providerPort, idlePort], localFile });
+  await liftRateLimit(chain);
+  const provider = spawnNode("relayer/src/reference-provider/main.ts", ["--port", String(providerPort)]);
+  const passthrough = spawnNode("scripts/lib/passthrough-proxy.ts", ["--port", String(passthroughPort), "--target", `http://127.0.0.1:${providerPort}`]);
+  const relayer = spawnNode("relayer/src/main.ts", ["--local-file", localFile, "--port", String(relayerPort), "--db", path.join(dir, "relayer.db"), "--settle-age-ms", "3600000"]);
+  const providerUrl = `http://127.0.0.1:${providerPort}/v1`;
+  const passthroughUrl = `http://127.0.0.1:${passthroughPort}/v1`;
+  const relayerUrl = `http://127.0.0.1:${relayerPort}`;
+  await Promise.all([waitFor(`http://127.0.0.1:${providerPort}/healthz`), waitFor(`${relayerUrl}/healthz`), waitFor(`${passthroughUrl}/models`)]);
+
+  // One session per worker and per concurrent stream: a session serves one call at a time.
+  const { stack } = chain;
+  const agentKey = stack.accounts.agent.privateKey;
+  const agent = privateKeyToAccount(agentKey);
+  const domain = escrowDomain(stack.chainId, stack.contracts.ComputeEscrow);
+  const separator = escrowDomainSeparator(stack.chainId, stack.contracts.ComputeEscrow);
+  const provider1 = stack.providers[0];
+  const prices = { input: 150, output: 600, minCharge: 10 }; // as seed-local registers provider 1's small model
+  const sessions: { id: Hex; apiKey: string }[] = [];
+  for (let i = 0; i < CONCURRENCY + STREAMS; i++) {
+    const terms: SessionTerms = {
+      agent: agent.address,
+      budgetId: BigInt(stack.budgetId),
+      providerId: provider1.id,
+      modelId: 0,
+      inputPricePer1K: prices.input,
+      outputPricePer1K: prices.output,
+      minChargePerCall: prices.minCharge,
+      maxSpend: 5_000_000n,
+      deadline: Math.floor(Date.now() / 1000) + 3600,
+      salt: BigInt(i + 1),
+    };
+    const signature = toCompactSignature(await agent.signTypedData({ domain, types: sessionTermsTypes, primaryType: "SessionTerms", message: terms }));
+    const { json } = await timedPost(`${relayerUrl}/v1/sessions`, JSON.parse(JSON.stringify({ terms, signature }, (_k, v) => (typeof v === "bigint" ? v.toString() : v))));
+    sessions.push({ id: json.sessionId, apiKey: json.apiKey });
+  }
+
+  const direct = () => timedPost(`${providerUrl}/chat/completions`, BODY).then((r) => r.ms);
+  const viaPassthrough = () => timedPost(`${passthroughUrl}/chat/completions`, BODY).then((r) => r.ms);
+  const viaRelayer = async (worker: number) => {
+    const session = sessions[worker];
+    const { ms, json } = await timedPost(`${relayerUrl}/v1/chat/completions`, { ...BODY, sessionId: session.id }, { authorization: `Bearer ${session.apiKey}` });
+    // The agent's side of the credit rule: sign this call's voucher before the session's next call.
+    const state: VoucherState = { ...json.receipt.state, cumulativeCost: BigInt(json.receipt.state.cumulativeCost) };
+    const signature = await signDigest(agentKey, voucherDigest(separator, session.id, state));
+    await timedPost(`${relayerUrl}/v1/sessions/${session.id}/vouchers`, { sequence: state.sequence, signature });
+    return ms;
+  };
+
+  await phase(undefined, WARMUP, direct);
+  await phase(undefined, WARMUP, viaPassthrough);
+  await phase(undefined, WARMUP, viaRelayer);
+  const directResult = await phase(provider, REQUESTS, direct);
+  const passthroughResult = await phase(passthrough, REQUESTS, viaPassthrough);
+  const relayerResult = await phase(relayer, REQUESTS, viaRelayer);
+
+  // Concurrent streams through the relayer: CPU per forwarded chunk.
+  const cpuBefore = await cpuSeconds(relayer.pid!);
+  let chunks = 0;
+  await Promise.all(
+    sessions.slice(CONCURRENCY).map(async (session) => {
+      const response = await fetch(`${relayerUrl}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${session.apiKey}` },
+        body: JSON.stringify({ ...BODY, max_tokens: 256, stream: true, sessionId: session.id }),
+      });
+      const text = await response.text();
+      chunks += text.split("\n").filter((line) => line.startsWith("data: {")).length;
+    }),
+  );
+  const cpuPerChunkUs = (((await cpuSeconds(relayer.pid!)) - cpuBefore) * 1e6) / chunks;
+
+  const round = (value: number, digits = 2) => Number(value.toFixed(digits));
+  const figures = {
+    directP50Ms: round(directResult.p50),
+    passthroughAddedP50Ms: round(passthroughResult.p50 - directResult.p50),
+    relayerAddedP50Ms: round(relayerResult.p50 - directResult.p50),
+    relayerAddedP99Ms: round(relayerResult.p99 - directResult.p99),
+    relayerRps: round(relayerResult.rps, 0),
+    passthroughRps: round(passthroughResult.rps, 0),
+    cpuPerRequestRatio: round(relayerResult.cpuPerRequestMs / passthroughResult.cpuPerRequestMs),
+    concurrentStreams: STREAMS,
+    cpuPerChunkUs: round(cpuPerChunkUs, 1),
+  };
+  console.table({ direct: directResult, passthrough: passthroughResult, relayer: relayerResult });
+  console.log(`concurrency ${CONCURRENCY}, ${REQUESTS} requests per phase, ${STREAMS} concurrent streams (${chunks} chunks)`);
+  console.log(JSON.stringify(figures));
+} finally {
+  for (const child of children) {
+    if (child.exitCode === null) {
+      child.kill("SIGTERM");
+      await once(child, "exit");
+    }
+  }
+  await chain?.stop();
+}
