@@ -156,10 +156,12 @@ async function rankSessions(ctx: RelayerContext, agent: Hex, request: ChatReques
   const order = request.provider?.order;
   const maxPrice = request.provider?.max_price;
   const ranked: { session: SessionRecord; provider: RegisteredProvider }[] = [];
-  for (const session of ctx.repo.openSessionsFor(agent, request.model)) {
+  const pinned = request.sessionId === undefined ? undefined : ctx.repo.getSession(request.sessionId as Hex);
+  const candidates = pinned === undefined ? ctx.repo.openSessionsFor(agent, request.model) : [pinned];
+  for (const session of candidates) {
+    if (session.agent !== agent || session.status !== "open" || session.model !== request.model) continue;
     if (session.terms.deadline <= now) continue;
     if (request.providerId !== undefined && session.providerId !== request.providerId) continue;
-    if (request.sessionId !== undefined && session.id !== request.sessionId) continue;
     if (order !== undefined && !order.includes(session.providerId)) continue;
     if (maxPrice?.prompt !== undefined && session.terms.inputPricePer1K > maxPrice.prompt * 1e6) continue;
     if (maxPrice?.completion !== undefined && session.terms.outputPricePer1K > maxPrice.completion * 1e6) continue;

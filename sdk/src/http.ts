@@ -43,7 +43,12 @@ export const badRequest = (message: string, code = "invalid_request") => new Api
 
 /** Sends a complete JSON response (bigints as decimal strings). */
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: OutgoingHttpHeaders = {}): void {
-  const payload = JSON.stringify(body, (_key, value) => (typeof value === "bigint" ? value.toString() : value));
+  let payload: string;
+  try {
+    payload = JSON.stringify(body); // the fast path: most bodies hold no bigint
+  } catch {
+    payload = JSON.stringify(body, (_key, value) => (typeof value === "bigint" ? value.toString() : value));
+  }
   res.writeHead(status, { ...headers, "content-type": "application/json", "content-length": Buffer.byteLength(payload) });
   res.end(payload);
 }
@@ -76,10 +81,11 @@ export async function readJsonBody(req: IncomingMessage, maxBytes: number): Prom
 }
 
 function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
-  const tooLarge = new ApiError(413, "request_too_large", `The request body exceeds ${maxBytes} bytes.`, {
-    headers: { connection: "close" },
-  });
-  if (Number(req.headers["content-length"]) > maxBytes) return Promise.reject(tooLarge);
+  const tooLarge = () =>
+    new ApiError(413, "request_too_large", `The request body exceeds ${maxBytes} bytes.`, {
+      headers: { connection: "close" },
+    });
+  if (Number(req.headers["content-length"]) > maxBytes) return Promise.reject(tooLarge());
 
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -93,7 +99,7 @@ function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
       size += chunk.length;
       if (size > maxBytes) {
         stopReading();
-        reject(tooLarge);
+        reject(tooLarge());
       } else {
         chunks.push(chunk);
       }

@@ -2,7 +2,13 @@ import { expect } from "chai";
 import { toBeHex, zeroPadValue, type TypedDataDomain } from "ethers";
 import { hashTypedData, type Address, type Hex } from "viem";
 import { escrowDomain, voucherTypes } from "../../sdk/src/typed-data.ts";
-import type { ComputeEscrow, SplitsLedger } from "../../types/ethers-contracts/index.ts";
+import type {
+  ComputeEscrow,
+  FeeOnTransferToken,
+  MockUSDC,
+  ProviderRegistry,
+  SplitsLedger,
+} from "../../types/ethers-contracts/index.ts";
 import {
   DAY,
   NO_SIGNATURE,
@@ -270,6 +276,31 @@ describe("ComputeEscrow: security checklist (SECURITY.md 1–21)", () => {
     await expect(escrow.connect(agent).requestClose(t)).to.be.revertedWithCustomError(escrow, "EscrowClaimWindowOver").withArgs(id, end);
   });
 
+  it("SECURITY 7: every usage counter only increases — lowering requestCount, inputTokens, outputTokens or latencyMs alone reverts", async () => {
+    const m = await setupMarket();
+    const { escrow, registry, agent, stranger, terms, sign, providerId } = m;
+    const t = await terms();
+    const id = await openByAgent(escrow, agent, t);
+    // Counters after sequence 2: requestCount 2, inputTokens 2000, outputTokens 1000, latencyMs 240.
+    await escrow.connect(stranger).settle([await sign(voucher(t, { sequence: 2, cumulativeCost: 2n * USDC }))]);
+    const next = voucher(t, { sequence: 3, cumulativeCost: 3n * USDC });
+    const lowered: [string, Voucher][] = [
+      ["requestCount", { ...next, requestCount: 1 }],
+      ["inputTokens", { ...next, inputTokens: 1999 }],
+      ["outputTokens", { ...next, outputTokens: 999 }],
+      ["latencyMs", { ...next, latencyMs: 239 }],
+    ];
+    for (const [field, v] of lowered) {
+      await expect(escrow.connect(stranger).settle([await sign(v)]), field)
+        .to.be.revertedWithCustomError(escrow, "EscrowVoucherNotMonotonic")
+        .withArgs(id);
+    }
+    const state = await escrow.getSession(id);
+    expect([state.sequence, state.settled, state.requestCount]).to.deep.equal([2n, 2n * USDC, 2n]);
+    const metrics = await registry.getMetrics(providerId);
+    expect([metrics.requests, metrics.inputTokens, metrics.outputTokens, metrics.latencyMs]).to.deep.equal([2n, 2000n, 1000n, 240n]);
+  });
+
   it("SECURITY 8: stale close — the provider's newer voucher wins at end−1; at end and end+1 settle reverts, finalize works", async () => {
     const m = await setupMarket();
     const { escrow, ledger, agent, stranger, providerOwner, budgetId, terms, sign, window } = m;
@@ -309,6 +340,25 @@ describe("ComputeEscrow: security checklist (SECURITY.md 1–21)", () => {
     await expect(escrow.connect(stranger).finalize(t2)).to.emit(escrow, "SessionFinalized").withArgs(id2, 1n * USDC, 9n * USDC);
     expect(await ledger.balanceOf(providerOwner.address)).to.equal(7n * USDC - feeOf(1n * USDC) * 2n - feeOf(5n * USDC));
     expect((await escrow.getBudget(budgetId)).available).to.equal(93n * USDC);
+  });
+
+  it("SECURITY 8: finalize reverts at end−1 (the provider's last second) and works at end", async () => {
+    const m = await setupMarket();
+    const { escrow, agent, stranger, terms, window } = m;
+    const t = await terms();
+    const id = await openByAgent(escrow, agent, t);
+    const requestedAt = (await m.time.latest()) + 5;
+    await m.time.setNextBlockTimestamp(requestedAt);
+    await escrow.connect(agent).requestClose(t);
+    const end = requestedAt + window;
+    // Really mined at end − 1 (an explicit gas limit skips estimation).
+    await m.time.setNextBlockTimestamp(end - 1);
+    await expect(escrow.connect(stranger).finalize(t, { gasLimit: 300_000 }))
+      .to.be.revertedWithCustomError(escrow, "EscrowClaimWindowOpen")
+      .withArgs(id, end);
+    expect(await m.time.latest()).to.equal(end - 1);
+    await m.time.setNextBlockTimestamp(end);
+    await expect(escrow.connect(stranger).finalize(t)).to.emit(escrow, "SessionFinalized").withArgs(id, 0n, t.maxSpend);
   });
 
   it("SECURITY 9: refund front-running — the creator cannot pull funds a signed voucher can still claim", async () => {
@@ -450,6 +500,19 @@ describe("ComputeEscrow: security checklist (SECURITY.md 1–21)", () => {
     await escrow.connect(stranger).settle([signed]);
   });
 
+  it("SECURITY 12: a relayer's settlement credits the registered payout and the treasury, never the relayer", async () => {
+    const m = await setupMarket();
+    const { escrow, ledger, usdc, registry, agent, stranger, others, providerOwner, treasury, terms, sign } = m;
+    // The relayer is also another provider's payout: it still must not receive this provider's earnings.
+    await registerProvider(usdc, registry, { owner: others[0], receiptSigner: others[1].address, payout: stranger.address });
+    const t = await terms();
+    await openByAgent(escrow, agent, t);
+    await escrow.connect(stranger).settle([await sign(voucher(t, { sequence: 2, cumulativeCost: 3n * USDC }))]);
+    expect(await ledger.balanceOf(stranger.address)).to.equal(0n);
+    expect(await ledger.balanceOf(providerOwner.address)).to.equal(3n * USDC - feeOf(3n * USDC));
+    expect(await ledger.balanceOf(treasury.address)).to.equal(feeOf(3n * USDC));
+  });
+
   it("SECURITY 13: no multicall / trusted forwarder; msg.sender-gated functions reject strangers", async () => {
     const m = await setupMarket();
     const { escrow, agent, stranger, creator, budgetId, terms } = m;
@@ -508,6 +571,33 @@ describe("ComputeEscrow: security checklist (SECURITY.md 1–21)", () => {
     for (const n of mutators) expect(n.toLowerCase()).to.not.match(/token|usdc|registry|ledger/);
   });
 
+  it("SECURITY 15: escrow and registry deposits revert TokenDepositMismatch when the token delivers less than sent", async () => {
+    const m = await setupMarket();
+    const { ethers, admin, treasury, creator, agent, providerOwner, receiptSigner, registry } = m;
+    const fot = (await ethers.deployContract("FeeOnTransferToken")) as unknown as FeeOnTransferToken;
+    const fotAddress = await fot.getAddress();
+    const fotLedger = (await ethers.deployContract("SplitsLedger", [fotAddress, admin.address])) as unknown as SplitsLedger;
+    const fotEscrow = (await ethers.deployContract("ComputeEscrow", [
+      fotAddress, await registry.getAddress(), await fotLedger.getAddress(), m.window, admin.address, treasury.address, 250,
+    ])) as unknown as ComputeEscrow;
+    const escrowAddress = await fotEscrow.getAddress();
+    await fot.mint(creator.address, 10_000n);
+    await fot.connect(creator).approve(escrowAddress, 10_000n);
+    await expect(fotEscrow.connect(creator).createBudget(10_000n, 10_000n, (await m.time.latest()) + DAY, [agent.address]))
+      .to.be.revertedWithCustomError(fotEscrow, "TokenDepositMismatch")
+      .withArgs(10_000n, 9_900n);
+    expect(await fotEscrow.budgetCount()).to.equal(0n);
+    expect(await fot.balanceOf(escrowAddress)).to.equal(0n);
+    // Stakes are checked the same way.
+    const fotRegistry = (await ethers.deployContract("ProviderRegistry", [fotAddress, 1_000n, 3600, admin.address])) as unknown as ProviderRegistry;
+    await expect(
+      registerProvider(fot as unknown as MockUSDC, fotRegistry, { owner: providerOwner, receiptSigner: receiptSigner.address, payout: providerOwner.address, stake: 1_000n }),
+    )
+      .to.be.revertedWithCustomError(fotRegistry, "TokenDepositMismatch")
+      .withArgs(1_000n, 990n);
+    expect(await fotRegistry.providerCount()).to.equal(0n);
+  });
+
   describe("SECURITY 16: reentrancy through a malicious token", () => {
     async function reentrantSuite() {
       const m = await setupMarket();
@@ -543,6 +633,19 @@ describe("ComputeEscrow: security checklist (SECURITY.md 1–21)", () => {
       expect(await token.balanceOf(escrowAddress)).to.equal(45n * USDC); // 35 available + 10 locked
     });
 
+    it("SECURITY 16: reentry into settle that pays nothing (so never reaches the ledger's guard) is blocked by the escrow's own guard", async () => {
+      const { m, token, escrow, t, sign } = await reentrantSuite();
+      const first = await sign(voucher(t, { sequence: 1, cumulativeCost: 2n * USDC }));
+      // Same cost, newer sequence: settles for zero, so the reentrant call never calls the ledger.
+      const paysNothing = await sign(voucher(t, { sequence: 2, cumulativeCost: 2n * USDC }));
+      await token.arm(await escrow.getAddress(), escrow.interface.encodeFunctionData("settle", [[paysNothing]]));
+      await escrow.connect(m.stranger).settle([first]);
+      expect(await token.attempted()).to.equal(true);
+      expect(await token.reentryReverted()).to.equal(true);
+      expect(await token.reentryRevertData()).to.equal(reentrancySelector(escrow));
+      expect((await escrow.getSession(sessionIdOf(t))).sequence).to.equal(1n);
+    });
+
     it("SECURITY 16: reentry into settle from the ledger's pull is blocked; state stays consistent", async () => {
       const { m, token, ledger, escrow, t, sign, providerOwner } = await reentrantSuite();
       const first = await sign(voucher(t, { sequence: 1, cumulativeCost: 2n * USDC }));
@@ -573,6 +676,7 @@ describe("ComputeEscrow: security checklist (SECURITY.md 1–21)", () => {
       expect((await escrow.getBudget(1n)).available).to.equal(42n * USDC);
     });
   });
+
 
   it("SECURITY 17: split rounding — not an escrow concern; covered in the ledger tests (escrow pays a split once per settlement)", () => {
     // Repeated small distributions and dust accounting are properties of SplitsLedger and are tested
