@@ -16,6 +16,7 @@ import {
 import { ApiError, sendError, sendJson } from "@agentmesh/sdk/http";
 import { closeSession, openSession, receiptStatus, sessionStatus, submitVoucher } from "./sessions.ts";
 import { DEFAULT_SETTLEMENT, SettlementWorker, type SettlementOptions } from "./settlement.ts";
+import { HealthProber } from "./health.ts";
 import { ProviderStats } from "./stats.ts";
 import { openDatabase } from "./store/database.ts";
 import { Repository } from "./store/repository.ts";
@@ -31,6 +32,8 @@ export interface RelayerOptions {
   databasePath: string;
   limits?: Partial<RelayerLimits>;
   settlement?: Partial<SettlementOptions>;
+  /** How often providers' endpoints are probed for the uptime score (default 15 s). */
+  healthProbeIntervalMs?: number;
 }
 
 export interface Relayer {
@@ -38,6 +41,7 @@ export interface Relayer {
   port: number;
   context: RelayerContext;
   settlement: SettlementWorker;
+  health: HealthProber;
   close(): Promise<void>;
 }
 
@@ -90,6 +94,8 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
   };
   const settlement = new SettlementWorker(context, { ...DEFAULT_SETTLEMENT, ...options.settlement });
   await settlement.start();
+  const health = new HealthProber(context, options.healthProbeIntervalMs ?? 15_000);
+  health.start();
 
   const server: Server = createServer((req, res) => {
     void route(context, req, res);
@@ -105,7 +111,9 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
     port,
     context,
     settlement,
+    health,
     async close() {
+      await health.stop();
       await settlement.stop();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
@@ -173,6 +181,8 @@ async function providerView(ctx: RelayerContext, provider: RegisteredProvider) {
       averageLatencyMs: metrics.requests === 0n ? null : Number(metrics.latencyMs) / Number(metrics.requests),
       p50LatencyMs: ctx.stats.latencyPercentile(provider.id, 50),
       p95LatencyMs: ctx.stats.latencyPercentile(provider.id, 95),
+      outputTokensPerSecond: ctx.stats.throughput(provider.id),
+      uptimeScore: ctx.stats.uptime(provider.id),
     },
   };
 }

@@ -11,6 +11,10 @@ interface ProviderCounters {
   outputTokens: number;
   billedAtomic: bigint;
   tokenMismatches: number;
+  /** Sum of billed calls' latencies, for throughput. */
+  billedLatencyMs: number;
+  probes: number;
+  probeSuccesses: number;
   latencies: number[];
   nextSlot: number;
 }
@@ -22,7 +26,20 @@ export class ProviderStats {
   private counters(providerId: number): ProviderCounters {
     let counters = this.byProvider.get(providerId);
     if (counters === undefined) {
-      counters = { upstreamCalls: 0, upstreamFailures: 0, billedCalls: 0, inputTokens: 0, outputTokens: 0, billedAtomic: 0n, tokenMismatches: 0, latencies: [], nextSlot: 0 };
+      counters = {
+        upstreamCalls: 0,
+        upstreamFailures: 0,
+        billedCalls: 0,
+        inputTokens: 0,
+        outputTokens: 0,
+        billedAtomic: 0n,
+        tokenMismatches: 0,
+        billedLatencyMs: 0,
+        probes: 0,
+        probeSuccesses: 0,
+        latencies: [],
+        nextSlot: 0,
+      };
       this.byProvider.set(providerId, counters);
     }
     return counters;
@@ -48,7 +65,27 @@ export class ProviderStats {
     counters.inputTokens += receipt.inputTokens;
     counters.outputTokens += receipt.outputTokens;
     counters.billedAtomic += receipt.cost;
+    counters.billedLatencyMs += receipt.latencyMs;
     if (tokenMismatch) counters.tokenMismatches++;
+  }
+
+  /** One health probe of a provider's endpoint. */
+  recordProbe(providerId: number, ok: boolean): void {
+    const counters = this.counters(providerId);
+    counters.probes++;
+    if (ok) counters.probeSuccesses++;
+  }
+
+  /** Share of health probes answered (0–1), or null before the first probe. */
+  uptime(providerId: number): number | null {
+    const counters = this.byProvider.get(providerId);
+    return counters === undefined || counters.probes === 0 ? null : counters.probeSuccesses / counters.probes;
+  }
+
+  /** Output tokens per second over billed calls, or null before the first. */
+  throughput(providerId: number): number | null {
+    const counters = this.byProvider.get(providerId);
+    return counters === undefined || counters.billedLatencyMs === 0 ? null : (counters.outputTokens * 1000) / counters.billedLatencyMs;
   }
 
   /** Mean latency of recent successful calls (0 when none: untried providers are tried first). */
@@ -78,6 +115,8 @@ export class ProviderStats {
     metric("output_tokens_total", "counter", "Output tokens billed.", (c) => c.outputTokens);
     metric("billed_usdc_atomic_total", "counter", "Atomic USDC billed.", (c) => c.billedAtomic);
     metric("token_mismatches_total", "counter", "Receipts whose provider usage disagreed with the relayer's tokenizer.", (c) => c.tokenMismatches);
+    metric("health_probes_total", "counter", "Health probes of provider endpoints.", (c) => c.probes);
+    metric("health_probe_successes_total", "counter", "Health probes answered with a 2xx.", (c) => c.probeSuccesses);
     return `${lines.join("\n")}\n`;
   }
 }

@@ -32,6 +32,8 @@ export interface LocalStackOptions {
   /** The relayer's SQLite file (default next to the stack file). */
   databasePath?: string;
   settlement?: Partial<SettlementOptions>;
+  /** How often the relayer probes providers (default 15 s). */
+  healthProbeIntervalMs?: number;
   /** Options of both reference providers (pacing, faults). */
   providerOptions?: Omit<ReferenceProviderOptions, "port" | "host">;
   /** Forward the chain's and the seed script's output. */
@@ -178,6 +180,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         receiptSignerKeys: [seeded.accounts.receiptSignerA.privateKey, seeded.accounts.receiptSignerB.privateKey],
         limits: { allowPrivateEndpoints: true },
         settlement: options.settlement,
+        healthProbeIntervalMs: options.healthProbeIntervalMs,
       });
     relayer = await launchRelayer();
     proxy = await startAgentProxy({

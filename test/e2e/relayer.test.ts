@@ -20,10 +20,11 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
 
   before(async () => {
     const dir = await mkdtemp(path.join(tmpdir(), "agentmesh-e2e-"));
-    // Settlement only when a test asks for it (age threshold far away).
+    // Settlement and health probes only when a test asks for them.
     running = await startLocalStack({
       localFile: path.join(dir, "local.json"),
       settlement: { maxAgeMs: 3_600_000, pollMs: 60_000 },
+      healthProbeIntervalMs: 3_600_000, // probes only when a test asks
       // Paced like a real model, so a client can walk away in the middle of a stream.
       providerOptions: { tokensPerSecond: 400 },
     });
@@ -227,7 +228,13 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
   it("falls back to another provider when one fails, and charges nothing for the failure", async () => {
     const first = await openSession(1);
     const second = await openSession(2);
+    const uptime = async (id: number) =>
+      ((await (await fetch(`${running.relayer.url}/v1/providers/${id}`)).json()) as { metrics: { uptimeScore: number | null } }).metrics.uptimeScore;
+    await running.relayer.health.probeAll();
     await running.providers[0].close(); // provider 1 goes down (for the rest of this suite)
+    await running.relayer.health.probeAll();
+    assert.equal(await uptime(1), 0.5, "one of two probes answered");
+    assert.equal(await uptime(2), 1);
     const request = (allowFallbacks: boolean) =>
       fetch(`${running.relayer.url}/v1/chat/completions`, {
         method: "POST",
@@ -267,6 +274,18 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
       for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? "";
       assert.ok(text.length > 0, `${model} streamed`);
     }
+    // Tools pass through to a provider that supports them.
+    const withTool = await openai.chat.completions.create({
+      model: "agentmesh-small",
+      messages: [{ role: "user", content: "What is the weather in Lisbon?" }],
+      tools: [{ type: "function", function: { name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } } } } }],
+      tool_choice: "required",
+      max_tokens: 64,
+    });
+    assert.equal(withTool.choices[0].finish_reason, "tool_calls");
+    const call = withTool.choices[0].message.tool_calls?.[0];
+    assert.equal(call?.type === "function" ? call.function.name : undefined, "get_weather");
+    assert.ok((withTool as unknown as { receipt: { outputTokens: number } }).receipt.outputTokens > 0);
     // Both calls of each model went through one session, whose vouchers the proxy signed.
     const sessions = running.relayer.context.repo.openSessionsFor(running.stack.accounts.agent.address, "agentmesh-large");
     assert.equal(sessions.length, 1);
