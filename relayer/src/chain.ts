@@ -3,6 +3,7 @@ import {
   createWalletClient,
   http,
   nonceManager,
+  parseEventLogs,
   type Address,
   type Chain,
   type Hex,
@@ -84,12 +85,14 @@ export class ChainGateway {
     return Promise.all(Array.from({ length: count }, (_, index) => this.provider(index + 1)));
   }
 
-  async provider(id: number): Promise<RegisteredProvider> {
+  /** Provider `id` with its models, as of `blockNumber` (default: latest). */
+  async provider(id: number, blockNumber?: bigint): Promise<RegisteredProvider> {
     const provider = await this.publicClient.readContract({
       address: this.registry,
       abi: providerRegistryAbi,
       functionName: "getProvider",
       args: [BigInt(id)],
+      blockNumber,
     });
     const models = await Promise.all(
       Array.from({ length: Number(provider.modelCount) }, async (_, modelId) => {
@@ -98,6 +101,7 @@ export class ChainGateway {
           abi: providerRegistryAbi,
           functionName: "getModel",
           args: [BigInt(id), BigInt(modelId)],
+          blockNumber,
         });
         return { id: modelId, ...model };
       }),
@@ -114,6 +118,22 @@ export class ChainGateway {
       payout: provider.payout,
       models,
     };
+  }
+
+  /** Budget `id` as of `blockNumber`. */
+  budget(id: number, blockNumber: bigint) {
+    return this.publicClient.readContract({ address: this.escrow, abi: computeEscrowAbi, functionName: "getBudget", args: [BigInt(id)], blockNumber });
+  }
+
+  /** Session `id`'s on-chain state as of `blockNumber`. */
+  session(id: Hex, blockNumber: bigint) {
+    return this.publicClient.readContract({ address: this.escrow, abi: computeEscrowAbi, functionName: "getSession", args: [id], blockNumber });
+  }
+
+  /** The registry's and the escrow's events in [fromBlock, toBlock], decoded. */
+  async events(fromBlock: bigint, toBlock: bigint) {
+    const logs = await this.publicClient.getLogs({ address: [this.registry, this.escrow], fromBlock, toBlock });
+    return parseEventLogs({ abi: [...providerRegistryAbi, ...computeEscrowAbi], logs });
   }
 
   /** A provider's settlement totals as the registry records them. */

@@ -1,6 +1,7 @@
 import type { Address, Hex } from "viem";
 import type { ChainGateway, RegisteredProvider } from "./chain.ts";
 import type { ProviderStats } from "./stats.ts";
+import type { ChainIndex } from "./store/chain-index.ts";
 import type { Repository } from "./store/repository.ts";
 
 /** A provider whose receipts this relayer co-signs, with the key of its registered receipt signer. */
@@ -86,4 +87,6 @@ export interface RelayerContext {
   busySessions: Set<Hex>;
   stats: ProviderStats;
   rateLimiter: RateLimiter;
+  /** What the chain indexer has seen: every provider, budget and session on-chain. */
+  chainIndex: ChainIndex;
 }

@@ -51,6 +51,7 @@ const relayer = await startRelayer({
     relayerPrivateKey: relayerAccount.privateKey,
   },
   receiptSignerKeys: signerKeys,
+  indexer: { startBlock: stack.startBlock },
   limits: { allowPrivateEndpoints: stack.chainId === 31337 },
   settlement: {
     maxBatch: integerOption("settle-batch", values["settle-batch"], 1, 200),

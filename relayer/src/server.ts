@@ -17,6 +17,8 @@ import { ApiError, sendError, sendJson } from "@agentmesh/sdk/http";
 import { closeSession, openSession, receiptStatus, sessionStatus, submitVoucher } from "./sessions.ts";
 import { DEFAULT_SETTLEMENT, SettlementWorker, type SettlementOptions } from "./settlement.ts";
 import { HealthProber } from "./health.ts";
+import { ChainIndexer, type IndexerOptions } from "./indexer.ts";
+import { ChainIndex } from "./store/chain-index.ts";
 import { ProviderStats } from "./stats.ts";
 import { openDatabase } from "./store/database.ts";
 import { Repository } from "./store/repository.ts";
@@ -34,6 +36,8 @@ export interface RelayerOptions {
   settlement?: Partial<SettlementOptions>;
   /** How often providers' endpoints are probed for the uptime score (default 15 s). */
   healthProbeIntervalMs?: number;
+  /** The chain indexer: where to start (the deployment's start block) and how closely to follow. */
+  indexer: { startBlock: number } & Partial<Omit<IndexerOptions, "startBlock">>;
 }
 
 export interface Relayer {
@@ -42,6 +46,7 @@ export interface Relayer {
   context: RelayerContext;
   settlement: SettlementWorker;
   health: HealthProber;
+  indexer: ChainIndexer;
   close(): Promise<void>;
 }
 
@@ -64,6 +69,7 @@ const ROUTES: { method: string; pattern: RegExp; handler: Handler }[] = [
   { method: "POST", pattern: /^\/v1\/sessions\/([^/]+)\/vouchers$/, handler: submitVoucher },
   { method: "POST", pattern: /^\/v1\/sessions\/([^/]+)\/close$/, handler: closeSession },
   { method: "GET", pattern: /^\/v1\/receipts\/([^/]+)$/, handler: (ctx, _req, res, hash) => receiptStatus(ctx, res, hash) },
+  { method: "GET", pattern: /^\/v1\/budgets\/([^/]+)$/, handler: (ctx, _req, res, id) => showBudget(ctx, res, id) },
   { method: "GET", pattern: /^\/v1\/providers$/, handler: (ctx, _req, res) => listProviders(ctx, res) },
   { method: "GET", pattern: /^\/v1\/providers\/([^/]+)$/, handler: (ctx, _req, res, id) => showProvider(ctx, res, id) },
 ];
@@ -80,7 +86,9 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
     if (provider === undefined) throw new Error(`no registered provider has receipt signer ${signer}`);
     served.set(provider.id, { providerId: provider.id, receiptSignerKey: key, receiptSigner: signer });
   }
-  const repo = new Repository(openDatabase(options.databasePath));
+  const db = openDatabase(options.databasePath);
+  const repo = new Repository(db);
+  const chainIndex = new ChainIndex(db);
   const context: RelayerContext = {
     repo,
     chain,
@@ -91,7 +99,16 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
     busySessions: new Set(),
     stats: new ProviderStats(),
     rateLimiter: new RateLimiter(),
+    chainIndex,
   };
+  const indexer = new ChainIndexer(chain, chainIndex, (work) => repo.transaction(work), {
+    confirmations: chain.chainId === 31337 ? 0 : 3,
+    pollMs: 2_000,
+    maxRange: 5_000,
+    ...options.indexer,
+  });
+  await indexer.catchUp();
+  indexer.start();
   const settlement = new SettlementWorker(context, { ...DEFAULT_SETTLEMENT, ...options.settlement });
   await settlement.start();
   const health = new HealthProber(context, options.healthProbeIntervalMs ?? 15_000);
@@ -112,7 +129,9 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
     context,
     settlement,
     health,
+    indexer,
     async close() {
+      await indexer.stop();
       await health.stop();
       await settlement.stop();
       await new Promise<void>((resolve) => {
@@ -198,4 +217,33 @@ async function showProvider(ctx: RelayerContext, res: ServerResponse, id: string
   const provider = await ctx.catalog.provider(providerId);
   if (provider === undefined) throw new ApiError(404, "provider_not_found", `no provider ${providerId}`);
   sendJson(res, 200, await providerView(ctx, provider));
+}
+
+/**
+ * `GET /v1/budgets/{id}`: the budget and its sessions as the indexer last saw them on-chain, each
+ * with its live spend when this relayer serves it (signed and served but not yet settled).
+ */
+function showBudget(ctx: RelayerContext, res: ServerResponse, id: string): void {
+  const budgetId = Number(id);
+  if (!/^\d+$/.test(id) || budgetId < 1) throw new ApiError(400, "invalid_budget_id", `"${id}" is not a budget id`);
+  const budget = ctx.chainIndex.budget(budgetId);
+  if (budget === undefined) throw new ApiError(404, "budget_not_found", `no budget ${budgetId} (as of block ${ctx.chainIndex.lastBlock()})`);
+  const sessions = ctx.chainIndex.sessionsOfBudget(budgetId).map((session) => {
+    const served = ctx.repo.getSession(session.id);
+    const spent = served?.state.cumulativeCost ?? session.settled;
+    return {
+      ...session,
+      maxSpend: formatUsdc(session.maxSpend),
+      settled: formatUsdc(session.settled),
+      spent: formatUsdc(spent > session.settled ? spent : session.settled),
+      requests: served?.state.requestCount ?? null,
+    };
+  });
+  sendJson(res, 200, {
+    ...budget,
+    available: formatUsdc(budget.available),
+    perSessionLimit: formatUsdc(budget.perSessionLimit),
+    indexedBlock: ctx.chainIndex.lastBlock(),
+    sessions,
+  });
 }

@@ -62,7 +62,7 @@ describe("relayer store", () => {
     repo.db.close();
     const reopened = new Repository(openDatabase(dbFile));
     const { user_version: version } = reopened.db.prepare("PRAGMA user_version").get() as { user_version: number };
-    assert.equal(version, 1);
+    assert.equal(version, 2);
     assert.deepEqual(reopened.getSession(sessionId)?.terms, terms);
     assert.equal(reopened.agentOfApiKey("am_key"), terms.agent);
     assert.equal(reopened.agentOfApiKey("am_other"), undefined);

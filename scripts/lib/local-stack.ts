@@ -181,6 +181,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         limits: { allowPrivateEndpoints: true },
         settlement: options.settlement,
         healthProbeIntervalMs: options.healthProbeIntervalMs,
+        indexer: { startBlock: seeded.startBlock },
       });
     relayer = await launchRelayer();
     proxy = await startAgentProxy({

@@ -9,7 +9,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import OpenAI from "openai";
 import { createPublicClient, http, type Hex } from "viem";
-import { AgentSession, computeEscrowAbi, splitsLedgerAbi } from "../../sdk/src/index.ts";
+import { AgentSession, computeEscrowAbi, formatUsdc, splitsLedgerAbi } from "../../sdk/src/index.ts";
 import { startLocalStack, type RunningStack } from "../../scripts/lib/local-stack.ts";
 
 const USDC = 1_000_000n;
@@ -110,14 +110,33 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
     };
     assert.deepEqual(status.receipts.map((receipt) => receipt.settlementTxHash), [txHash, txHash]);
 
-    // Close: the unused lock returns to the budget at once.
+    // The indexer sees the session on-chain; the budget view adds the relayer's live spend.
     const budgetBefore = await escrowRead<{ available: bigint }>("getBudget", [BigInt(running.stack.budgetId)]);
+    const budgetView = async () => {
+      await running.relayer.indexer.catchUp();
+      return (await (await fetch(`${running.relayer.url}/v1/budgets/${running.stack.budgetId}`)).json()) as {
+        available: string;
+        sessions: { id: Hex; settled: string; spent: string; sequence: number; finalized: boolean }[];
+      };
+    };
+    const indexed = await budgetView();
+    assert.equal(indexed.available, formatUsdc(budgetBefore.available));
+    const indexedSession = indexed.sessions.find((candidate) => candidate.id === session.sessionId);
+    assert.deepEqual(
+      [indexedSession?.settled, indexedSession?.spent, indexedSession?.sequence, indexedSession?.finalized],
+      [formatUsdc(total), formatUsdc(total), 2, false],
+    );
+
+    // Close: the unused lock returns to the budget at once.
     const closed = await session.close();
     assert.match(closed.closeTxHash, /^0x[0-9a-f]{64}$/);
     const budgetAfter = await escrowRead<{ available: bigint }>("getBudget", [BigInt(running.stack.budgetId)]);
     assert.equal(budgetAfter.available - budgetBefore.available, 2n * USDC - total);
     const finalized = await escrowRead<{ claimEnd: number }>("getSession", [session.sessionId]);
     assert.equal(finalized.claimEnd, 1);
+    const afterClose = await budgetView();
+    assert.equal(afterClose.sessions.find((candidate) => candidate.id === session.sessionId)?.finalized, true);
+    assert.equal(afterClose.available, formatUsdc(budgetAfter.available));
   });
 
   it("answers bad input with OpenAI-shaped 4xx errors and changes nothing", async () => {

@@ -58,6 +58,37 @@ const MIGRATIONS: readonly string[] = [
      created_at INTEGER NOT NULL,
      updated_at INTEGER NOT NULL
    );`,
+  // The chain indexer's view of every provider, budget and session, whoever opened them.
+  `CREATE TABLE indexer_state (
+     id INTEGER PRIMARY KEY CHECK (id = 1),
+     last_block INTEGER NOT NULL
+   );
+   CREATE TABLE chain_providers (
+     id INTEGER PRIMARY KEY,
+     data TEXT NOT NULL,
+     block INTEGER NOT NULL
+   );
+   CREATE TABLE chain_budgets (
+     id INTEGER PRIMARY KEY,
+     creator TEXT NOT NULL,
+     available TEXT NOT NULL,
+     per_session_limit TEXT NOT NULL,
+     expiry INTEGER NOT NULL,
+     block INTEGER NOT NULL
+   );
+   CREATE TABLE chain_sessions (
+     id TEXT PRIMARY KEY,
+     budget_id INTEGER NOT NULL,
+     agent TEXT NOT NULL,
+     provider_id INTEGER NOT NULL,
+     max_spend TEXT NOT NULL,
+     settled TEXT NOT NULL DEFAULT '0',
+     sequence INTEGER NOT NULL DEFAULT 0,
+     claim_end INTEGER NOT NULL,
+     finalized INTEGER NOT NULL DEFAULT 0,
+     block INTEGER NOT NULL
+   );
+   CREATE INDEX chain_sessions_by_budget ON chain_sessions (budget_id);`,
 ];
 
 /** Opens (creating and migrating as needed) the database at `file`; ":memory:" for a throwaway one. */

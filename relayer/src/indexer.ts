@@ -1,0 +1,110 @@
+import type { Hex } from "viem";
+import type { ChainGateway } from "./chain.ts";
+import type { ChainIndex } from "./store/chain-index.ts";
+
+export interface IndexerOptions {
+  /** First block to read (the deployment's start block). */
+  startBlock: number;
+  /** Blocks a log must be buried under before it is applied (reorg safety). */
+  confirmations: number;
+  pollMs: number;
+  /** Most blocks per getLogs request. */
+  maxRange: number;
+}
+
+/**
+ * Follows the registry's and the escrow's events, `confirmations` blocks behind the head, and keeps
+ * the chain index current: every provider (with its models), budget and session, whoever opened
+ * them. Each event names what changed; the indexer then reads that object's state at the block it
+ * indexed up to, so a missed or reordered detail cannot leave a stale row. A pass is applied in one
+ * transaction together with the block it reached, so a restart resumes exactly where it stopped.
+ */
+export class ChainIndexer {
+  private readonly chain: ChainGateway;
+  private readonly index: ChainIndex;
+  private readonly transaction: <T>(work: () => T) => T;
+  private readonly options: IndexerOptions;
+  private timer: NodeJS.Timeout | undefined;
+  /** Passes run one after another: two overlapping passes could write an older state last. */
+  private queue: Promise<void> = Promise.resolve();
+
+  constructor(chain: ChainGateway, index: ChainIndex, transaction: <T>(work: () => T) => T, options: IndexerOptions) {
+    this.chain = chain;
+    this.index = index;
+    this.transaction = transaction;
+    this.options = options;
+  }
+
+  start(): void {
+    this.timer = setInterval(() => {
+      this.catchUp().catch((error: unknown) => console.error(`indexer pass failed: ${(error as Error).message}`));
+    }, this.options.pollMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.queue.catch(() => undefined);
+  }
+
+  /** Indexes every confirmed block not indexed yet, after any pass under way (also used by tests). */
+  catchUp(): Promise<void> {
+    const pass = this.queue.catch(() => undefined).then(() => this.pass());
+    this.queue = pass;
+    return pass;
+  }
+
+  private async pass(): Promise<void> {
+    const head = Number(await this.chain.publicClient.getBlockNumber({ cacheTime: 0 })) - this.options.confirmations;
+    let from = (this.index.lastBlock() ?? this.options.startBlock - 1) + 1;
+    while (from <= head) {
+      const to = Math.min(head, from + this.options.maxRange - 1);
+      await this.indexRange(from, to);
+      from = to + 1;
+    }
+  }
+
+  private async indexRange(from: number, to: number): Promise<void> {
+    const at = BigInt(to);
+    const providers = new Set<number>();
+    const budgets = new Set<number>();
+    const sessions = new Set<Hex>();
+    const opened: { id: Hex; budgetId: number; agent: Hex; providerId: number; maxSpend: bigint }[] = [];
+    for (const event of await this.chain.events(BigInt(from), at)) {
+      const args = event.args as Record<string, unknown>;
+      if (typeof args.providerId === "bigint" && event.address.toLowerCase() === this.chain.registry.toLowerCase()) {
+        providers.add(Number(args.providerId));
+      }
+      if (typeof args.budgetId === "bigint") budgets.add(Number(args.budgetId));
+      if (typeof args.sessionId === "string") sessions.add(args.sessionId as Hex);
+      if (event.eventName === "SessionOpened") {
+        const { sessionId, budgetId, agent, terms } = event.args;
+        opened.push({ id: sessionId, budgetId: Number(budgetId), agent, providerId: terms.providerId, maxSpend: terms.maxSpend });
+      }
+      if (event.eventName === "SessionFinalized") {
+        // The unused lock went back to the session's budget.
+        const { sessionId } = event.args;
+        const budgetId = opened.find((session) => session.id === sessionId)?.budgetId ?? this.index.budgetOfSession(sessionId);
+        if (budgetId !== undefined) budgets.add(budgetId);
+      }
+    }
+    const [providerStates, budgetStates, sessionStates] = await Promise.all([
+      Promise.all([...providers].map((id) => this.chain.provider(id, at))),
+      Promise.all([...budgets].map(async (id) => ({ id, budget: await this.chain.budget(id, at) }))),
+      Promise.all([...sessions].map(async (id) => ({ id, state: await this.chain.session(id, at) }))),
+    ]);
+    this.transaction(() => {
+      for (const provider of providerStates) this.index.putProvider(provider, to);
+      for (const { id, budget } of budgetStates) {
+        this.index.putBudget({ id, creator: budget.creator, available: budget.available, perSessionLimit: budget.perSessionLimit, expiry: budget.expiry }, to);
+      }
+      for (const session of opened) this.index.openSession({ ...session, claimEnd: 0 }, to);
+      for (const { id, state } of sessionStates) {
+        this.index.settleSession(id, state.sequence, state.settled, to);
+        if (state.claimEnd === 1) this.index.finalizeSession(id, state.settled, to);
+        else this.index.setClaimEnd(id, state.claimEnd, to);
+      }
+      this.index.setLastBlock(to);
+    });
+  }
+}

@@ -1,0 +1,124 @@
+import type { DatabaseSync } from "node:sqlite";
+import type { Address, Hex } from "viem";
+import type { RegisteredProvider } from "../chain.ts";
+
+/** A budget as the indexer last saw it on-chain. */
+export interface IndexedBudget {
+  id: number;
+  creator: Address;
+  available: bigint;
+  perSessionLimit: bigint;
+  expiry: number;
+}
+
+/** A session as the indexer last saw it on-chain (opened through any relayer, or directly). */
+export interface IndexedSession {
+  id: Hex;
+  budgetId: number;
+  agent: Address;
+  providerId: number;
+  maxSpend: bigint;
+  settled: bigint;
+  sequence: number;
+  claimEnd: number;
+  finalized: boolean;
+}
+
+type Row = Record<string, unknown>;
+
+/** The chain indexer's tables: what the contracts' events say, as of the last indexed block. */
+export class ChainIndex {
+  private readonly db: DatabaseSync;
+
+  constructor(db: DatabaseSync) {
+    this.db = db;
+  }
+
+  /** Last block fully applied, or undefined before the first pass. */
+  lastBlock(): number | undefined {
+    const row = this.db.prepare("SELECT last_block FROM indexer_state WHERE id = 1").get() as Row | undefined;
+    return row === undefined ? undefined : Number(row.last_block);
+  }
+
+  setLastBlock(block: number): void {
+    this.db.prepare("INSERT INTO indexer_state (id, last_block) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET last_block = excluded.last_block").run(block);
+  }
+
+  putProvider(provider: RegisteredProvider, block: number): void {
+    const data = JSON.stringify(provider, (_key, value) => (typeof value === "bigint" ? value.toString() : value));
+    this.db.prepare("INSERT INTO chain_providers (id, data, block) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET data = excluded.data, block = excluded.block").run(provider.id, data, block);
+  }
+
+  providers(): RegisteredProvider[] {
+    return (this.db.prepare("SELECT data FROM chain_providers ORDER BY id").all() as Row[]).map((row) => {
+      const raw = JSON.parse(row.data as string);
+      return { ...raw, features: BigInt(raw.features) };
+    });
+  }
+
+  putBudget(budget: IndexedBudget, block: number): void {
+    this.db
+      .prepare(
+        `INSERT INTO chain_budgets (id, creator, available, per_session_limit, expiry, block) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET creator = excluded.creator, available = excluded.available,
+           per_session_limit = excluded.per_session_limit, expiry = excluded.expiry, block = excluded.block`,
+      )
+      .run(budget.id, budget.creator, budget.available.toString(), budget.perSessionLimit.toString(), budget.expiry, block);
+  }
+
+  budget(id: number): IndexedBudget | undefined {
+    const row = this.db.prepare("SELECT * FROM chain_budgets WHERE id = ?").get(id) as Row | undefined;
+    if (row === undefined) return undefined;
+    return {
+      id: Number(row.id),
+      creator: row.creator as Address,
+      available: BigInt(row.available as string),
+      perSessionLimit: BigInt(row.per_session_limit as string),
+      expiry: Number(row.expiry),
+    };
+  }
+
+  openSession(session: Omit<IndexedSession, "settled" | "sequence" | "finalized">, block: number): void {
+    this.db
+      .prepare(
+        `INSERT INTO chain_sessions (id, budget_id, agent, provider_id, max_spend, claim_end, block) VALUES (?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (id) DO NOTHING`,
+      )
+      .run(session.id.toLowerCase(), session.budgetId, session.agent, session.providerId, session.maxSpend.toString(), session.claimEnd, block);
+  }
+
+  settleSession(id: Hex, sequence: number, settled: bigint, block: number): void {
+    this.db
+      .prepare("UPDATE chain_sessions SET sequence = ?, settled = ?, block = ? WHERE id = ?")
+      .run(sequence, settled.toString(), block, id.toLowerCase());
+  }
+
+  setClaimEnd(id: Hex, claimEnd: number, block: number): void {
+    this.db.prepare("UPDATE chain_sessions SET claim_end = ?, block = ? WHERE id = ?").run(claimEnd, block, id.toLowerCase());
+  }
+
+  finalizeSession(id: Hex, settled: bigint, block: number): void {
+    this.db
+      .prepare("UPDATE chain_sessions SET finalized = 1, settled = ?, block = ? WHERE id = ?")
+      .run(settled.toString(), block, id.toLowerCase());
+  }
+
+  budgetOfSession(id: Hex): number | undefined {
+    const row = this.db.prepare("SELECT budget_id FROM chain_sessions WHERE id = ?").get(id.toLowerCase()) as Row | undefined;
+    return row === undefined ? undefined : Number(row.budget_id);
+  }
+
+  sessionsOfBudget(budgetId: number): IndexedSession[] {
+    return (this.db.prepare("SELECT * FROM chain_sessions WHERE budget_id = ? ORDER BY block, id").all(budgetId) as Row[]).map((row) => ({
+      id: row.id as Hex,
+      budgetId: Number(row.budget_id),
+      agent: row.agent as Address,
+      providerId: Number(row.provider_id),
+      maxSpend: BigInt(row.max_spend as string),
+      settled: BigInt(row.settled as string),
+      sequence: Number(row.sequence),
+      claimEnd: Number(row.claim_end),
+      finalized: Number(row.finalized) === 1,
+    }));
+  }
+}
