@@ -1,5 +1,4 @@
 import { expect } from "chai";
-import { Signature } from "ethers";
 import { hashStruct, hashTypedData, type Address } from "viem";
 import { escrowDomain, sessionTermsTypes, voucherTypes } from "../../sdk/src/typed-data.ts";
 import {
@@ -58,7 +57,7 @@ describe("ComputeEscrow: user flows", () => {
 
     it("createBudgetWithPermit funds a budget from an EIP-2612 permit (domain USD Coin / 2)", async () => {
       const m = await setupMarket();
-      const { escrow, usdc, creator, agent, stranger, chainId } = m;
+      const { escrow, usdc, creator, agent, stranger } = m;
       const amount = 7n * USDC;
       await usdc.mint(creator.address, amount);
       const escrowAddress = await escrow.getAddress();
@@ -80,7 +79,7 @@ describe("ComputeEscrow: user flows", () => {
 
     it("createBudgetWithPermit works without a front-runner", async () => {
       const m = await setupMarket();
-      const { escrow, usdc, creator, agent, chainId } = m;
+      const { escrow, usdc, creator, agent } = m;
       const amount = 3n * USDC;
       await usdc.mint(creator.address, amount);
       const deadline = (await latestTime(escrow)) + 3600;

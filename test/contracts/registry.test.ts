@@ -28,9 +28,8 @@ function modelTuple(m: ModelConfig) {
 
 async function setup() {
   const fx = await deployFixture();
-  const { ethers, usdc, registry, admin, others, connection } = fx;
+  const { usdc, registry, admin, others, connection } = fx;
   const registryAddress = await registry.getAddress();
-  const chainId = Number((await ethers.provider.getNetwork()).chainId);
 
   function config(signer: string, payout: string, overrides: Partial<ProviderConfig> = {}): ProviderConfig {
     return {
@@ -92,7 +91,6 @@ async function setup() {
   return {
     ...fx,
     registryAddress,
-    chainId,
     config,
     fund,
     register,
@@ -194,7 +192,7 @@ describe("ProviderRegistry", () => {
     });
 
     it("registerWithPermit approves the stake with a signed USDC permit in the same transaction", async () => {
-      const { registry, usdc, providerOwner, receiptSigner, registryAddress, chainId, config, ethers, time } = await setup();
+      const { registry, usdc, providerOwner, receiptSigner, registryAddress, config, ethers, time } = await setup();
       await usdc.mint(providerOwner.address, MIN_STAKE);
       const deadline = BigInt(await time.latest()) + 3600n;
       const { v, r, s } = await signPermit(usdc, providerOwner, registryAddress, MIN_STAKE, deadline);
@@ -209,8 +207,7 @@ describe("ProviderRegistry", () => {
     });
 
     it("registerWithPermit survives a front-run permit and fails cleanly on a bad one", async () => {
-      const { registry, usdc, providerOwner, receiptSigner, stranger, registryAddress, chainId, config, ethers, time } =
-        await setup();
+      const { registry, usdc, providerOwner, receiptSigner, stranger, registryAddress, config, time } = await setup();
       await usdc.mint(providerOwner.address, MIN_STAKE);
       const deadline = BigInt(await time.latest()) + 3600n;
       // A permit signed by someone else: ignored, and the pull then fails for lack of allowance.
