@@ -5,9 +5,7 @@ import { z } from "zod";
 import {
   INITIAL_STATE,
   formatUsdc,
-  recoverDigestSigner,
   sessionIdOf,
-  signDigest,
   voucherDigest,
   type CompactSignature,
   type SignedVoucher,
@@ -15,6 +13,7 @@ import {
 } from "@agentmesh/sdk";
 import type { RelayerContext } from "./context.ts";
 import { ApiError, badRequest, readJsonBody, sendJson } from "@agentmesh/sdk/http";
+import { recoverSignerFast, signDigestFast } from "./signing.ts";
 import type { ReceiptRecord, SessionRecord } from "./store/repository.ts";
 
 const hex32 = z.string().regex(/^0x[0-9a-fA-F]{64}$/, "must be 0x-prefixed 32-byte hex").transform((value) => value.toLowerCase() as Hex);
@@ -150,9 +149,9 @@ export async function receiptStatus(ctx: RelayerContext, res: ServerResponse, ha
   if (record === undefined) throw new ApiError(404, "receipt_not_found", `no receipt ${parsed.data}`);
   const session = ctx.repo.getSession(record.receipt.sessionId)!;
   const digest = voucherDigest(ctx.domainSeparator, session.id, record.state);
-  const providerSigner = await recoverDigestSigner(digest, record.providerSignature);
+  const providerSigner = recoverSignerFast(digest, record.providerSignature);
   const served = ctx.served.get(session.providerId);
-  const agentSigner = record.agentSignature && (await recoverDigestSigner(digest, record.agentSignature));
+  const agentSigner = record.agentSignature && recoverSignerFast(digest, record.agentSignature);
   sendJson(res, 200, {
     receipt: receiptView(record),
     verification: {
@@ -173,20 +172,20 @@ export async function submitVoucher(ctx: RelayerContext, req: IncomingMessage, r
   }
   const record = ctx.repo.receiptAt(session.id, sequence);
   if (record === undefined) throw badRequest(`session ${session.id} has no call ${sequence} to sign for`, "unknown_sequence");
-  await requireAgentSignature(ctx, session, record.state, signature);
+  requireAgentSignature(ctx, session, record.state, signature);
   ctx.repo.recordAgentSignature(session.id, sequence, signature);
   sendJson(res, 200, { sessionId: session.id, signedSequence: sequence });
 }
 
-async function requireAgentSignature(
-  ctx: RelayerContext,
-  session: SessionRecord,
-  state: VoucherState,
-  signature: CompactSignature,
-): Promise<void> {
-  const signer = await recoverDigestSigner(voucherDigest(ctx.domainSeparator, session.id, state), signature);
+function requireAgentSignature(ctx: RelayerContext, session: SessionRecord, state: VoucherState, signature: CompactSignature): void {
+  const signer = recoverSignerFast(voucherDigest(ctx.domainSeparator, session.id, state), signature);
   if (signer !== session.agent) {
-    throw new ApiError(401, "invalid_signature", `the voucher is signed by ${signer}, not by the session's agent ${session.agent}`, { type: "authentication_error" });
+    throw new ApiError(
+      401,
+      "invalid_signature",
+      `the voucher is signed by ${signer ?? "no valid key"}, not by the session's agent ${session.agent}`,
+      { type: "authentication_error" },
+    );
   }
 }
 
@@ -200,12 +199,12 @@ export async function closeSession(ctx: RelayerContext, req: IncomingMessage, re
   if (session.status !== "open") throw new ApiError(409, "session_closed", `session ${session.id} is already closed`);
   if (ctx.busySessions.has(session.id)) throw new ApiError(409, "session_busy", `session ${session.id} has a call in flight`);
   const final: VoucherState = { ...session.state, sequence: session.state.sequence + 1, isFinal: true };
-  await requireAgentSignature(ctx, session, final, signature);
+  requireAgentSignature(ctx, session, final, signature);
   const served = ctx.served.get(session.providerId)!;
   const voucher: SignedVoucher = {
     voucher: { terms: session.terms, ...final },
     agentSignature: signature,
-    providerSignature: await signDigest(served.receiptSignerKey, voucherDigest(ctx.domainSeparator, session.id, final)),
+    providerSignature: signDigestFast(served.receiptSignerKey, voucherDigest(ctx.domainSeparator, session.id, final)),
   };
   ctx.busySessions.add(session.id);
   try {
