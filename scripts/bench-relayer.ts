@@ -182,7 +182,7 @@ try {
     const { ms, json } = await timedPost(`${relayerUrl}/v1/chat/completions`, { ...BODY, sessionId: session.id }, { authorization: `Bearer ${session.apiKey}` });
     // The agent's side of the credit rule: sign this call's voucher before the session's next call.
     const state: VoucherState = { ...json.receipt.state, cumulativeCost: BigInt(json.receipt.state.cumulativeCost) };
-    const signature = await signDigest(agentKey, voucherDigest(separator, session.id, state));
+    const signature = signDigest(agentKey, voucherDigest(separator, session.id, state));
     await timedPost(`${relayerUrl}/v1/sessions/${session.id}/vouchers`, { sequence: state.sequence, signature });
     return ms;
   };

@@ -8,6 +8,7 @@ import {
   hashCompletionOutput,
   hashRequestMessages,
   receiptHash,
+  signDigest,
   voucherDigest,
   type Receipt,
 } from "@agentmesh/sdk";
@@ -15,7 +16,6 @@ import type { RegisteredModel, RegisteredProvider } from "./chain.ts";
 import type { RelayerContext } from "./context.ts";
 import { ApiError, bearerToken, readJsonBody, sendJson } from "@agentmesh/sdk/http";
 import { authenticate, parseBody, receiptView } from "./sessions.ts";
-import { signDigestFast } from "./signing.ts";
 import type { SessionRecord } from "./store/repository.ts";
 import { countChatPromptTokens, countCompletionTokens, type ChatMessage } from "./tokens.ts";
 import { UpstreamError, callUpstream, type UpstreamResult } from "./upstream.ts";
@@ -320,7 +320,7 @@ async function bill(
   };
   const state = checkReceipt(session.terms, session.id, session.state, receipt);
   const signer = ctx.served.get(provider.id)!;
-  const providerSignature = signDigestFast(signer.receiptSignerKey, voucherDigest(ctx.domainSeparator, session.id, state));
+  const providerSignature = signDigest(signer.receiptSignerKey, voucherDigest(ctx.domainSeparator, session.id, state));
   const record = { hash: receiptHash(receipt), receipt, state, providerSignature, tokenMismatch };
   ctx.repo.recordCall(record);
   ctx.stats.recordCall(provider.id, receipt, tokenMismatch);

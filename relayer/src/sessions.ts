@@ -5,7 +5,9 @@ import { z } from "zod";
 import {
   INITIAL_STATE,
   formatUsdc,
+  recoverDigestSigner,
   sessionIdOf,
+  signDigest,
   voucherDigest,
   type CompactSignature,
   type SignedVoucher,
@@ -13,7 +15,6 @@ import {
 } from "@agentmesh/sdk";
 import type { RelayerContext } from "./context.ts";
 import { ApiError, badRequest, readJsonBody, sendJson } from "@agentmesh/sdk/http";
-import { recoverSignerFast, signDigestFast } from "./signing.ts";
 import type { ReceiptRecord, SessionRecord } from "./store/repository.ts";
 
 const hex32 = z.string().regex(/^0x[0-9a-fA-F]{64}$/, "must be 0x-prefixed 32-byte hex").transform((value) => value.toLowerCase() as Hex);
@@ -149,9 +150,9 @@ export async function receiptStatus(ctx: RelayerContext, res: ServerResponse, ha
   if (record === undefined) throw new ApiError(404, "receipt_not_found", `no receipt ${parsed.data}`);
   const session = ctx.repo.getSession(record.receipt.sessionId)!;
   const digest = voucherDigest(ctx.domainSeparator, session.id, record.state);
-  const providerSigner = recoverSignerFast(digest, record.providerSignature);
+  const providerSigner = recoverDigestSigner(digest, record.providerSignature);
   const served = ctx.served.get(session.providerId);
-  const agentSigner = record.agentSignature && recoverSignerFast(digest, record.agentSignature);
+  const agentSigner = record.agentSignature && recoverDigestSigner(digest, record.agentSignature);
   sendJson(res, 200, {
     receipt: receiptView(record),
     verification: {
@@ -178,7 +179,7 @@ export async function submitVoucher(ctx: RelayerContext, req: IncomingMessage, r
 }
 
 function requireAgentSignature(ctx: RelayerContext, session: SessionRecord, state: VoucherState, signature: CompactSignature): void {
-  const signer = recoverSignerFast(voucherDigest(ctx.domainSeparator, session.id, state), signature);
+  const signer = recoverDigestSigner(voucherDigest(ctx.domainSeparator, session.id, state), signature);
   if (signer !== session.agent) {
     throw new ApiError(
       401,
@@ -204,7 +205,7 @@ export async function closeSession(ctx: RelayerContext, req: IncomingMessage, re
   const voucher: SignedVoucher = {
     voucher: { terms: session.terms, ...final },
     agentSignature: signature,
-    providerSignature: signDigestFast(served.receiptSignerKey, voucherDigest(ctx.domainSeparator, session.id, final)),
+    providerSignature: signDigest(served.receiptSignerKey, voucherDigest(ctx.domainSeparator, session.id, final)),
   };
   ctx.busySessions.add(session.id);
   try {

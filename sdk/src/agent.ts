@@ -210,7 +210,7 @@ export class AgentSession {
   /** Verifies a receipt against the signed state, signs the resulting voucher and hands it to the relayer. */
   private async accept(json: ReceiptJson): Promise<void> {
     const receipt: Receipt = { ...json, cost: BigInt(json.cost) };
-    const next = await verifySignedReceipt(
+    const next = verifySignedReceipt(
       this.domainSeparator,
       this.terms,
       this.sessionId,
@@ -219,7 +219,7 @@ export class AgentSession {
       json.providerSignature,
       this.receiptSigner,
     );
-    const signature = await signDigest(this.privateKey, voucherDigest(this.domainSeparator, this.sessionId, next));
+    const signature = signDigest(this.privateKey, voucherDigest(this.domainSeparator, this.sessionId, next));
     await relayerJson(`${this.relayerUrl}/v1/sessions/${this.sessionId}/vouchers`, {
       method: "POST",
       body: JSON.stringify({ sequence: next.sequence, signature }),
@@ -240,7 +240,7 @@ export class AgentSession {
     await this.pending;
     await this.catchUp();
     const final: VoucherState = { ...this.signed, sequence: this.signed.sequence + 1, isFinal: true };
-    const signature = await signDigest(this.privateKey, voucherDigest(this.domainSeparator, this.sessionId, final));
+    const signature = signDigest(this.privateKey, voucherDigest(this.domainSeparator, this.sessionId, final));
     return relayerJson(`${this.relayerUrl}/v1/sessions/${this.sessionId}/close`, { method: "POST", body: JSON.stringify({ signature }) });
   }
 }

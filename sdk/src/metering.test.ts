@@ -1,7 +1,15 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { hashTypedData, keccak256, toHex, type Hex } from "viem";
-import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
+import {
+  compactSignatureToSignature,
+  hashTypedData,
+  keccak256,
+  recoverAddress,
+  signatureToCompactSignature,
+  toHex,
+  type Hex,
+} from "viem";
+import { generatePrivateKey, privateKeyToAccount, sign } from "viem/accounts";
 import { INITIAL_STATE, ReceiptError, checkReceipt, verifySignedReceipt } from "./metering.ts";
 import { callCost, formatUsdc } from "./pricing.ts";
 import { GENESIS_RECEIPT_HASH, hashCompletionOutput, hashRequestMessages, receiptHash, type Receipt } from "./receipts.ts";
@@ -73,12 +81,27 @@ describe("voucher digests", () => {
     }
   });
 
-  it("sign and recover round-trip in the compact form", async () => {
+  it("signs byte for byte like viem (RFC 6979, low-s) and recovers the signer", async () => {
+    for (let i = 0; i < 25; i++) {
+      const key = generatePrivateKey();
+      const digest = voucherDigest(escrowDomainSeparator(1, ESCROW), sessionId, { ...INITIAL_STATE, sequence: i });
+      const signature = signDigest(key, digest);
+      assert.deepEqual(signature, signatureToCompactSignature(await sign({ hash: digest, privateKey: key })));
+      assert.equal(recoverDigestSigner(digest, signature), privateKeyToAccount(key).address);
+      assert.equal(recoverDigestSigner(digest, signature), await recoverAddress({ hash: digest, signature: compactSignatureToSignature(signature) }));
+    }
+  });
+
+  it("recovers another signer, or none, from tampered signatures", () => {
     const key = generatePrivateKey();
-    const digest = voucherDigest(escrowDomainSeparator(1, ESCROW), sessionId, INITIAL_STATE);
-    const signature = await signDigest(key, digest);
-    assert.match(signature.r, /^0x[0-9a-f]{64}$/);
-    assert.equal(await recoverDigestSigner(digest, signature), privateKeyToAccount(key).address);
+    const digest = keccak256(toHex("voucher"));
+    const signature = signDigest(key, digest);
+    const signer = privateKeyToAccount(key).address;
+    assert.notEqual(recoverDigestSigner(keccak256(toHex("other")), signature), signer);
+    const flipped = { ...signature, yParityAndS: toHex(BigInt(signature.yParityAndS) ^ (1n << 255n), { size: 32 }) };
+    assert.notEqual(recoverDigestSigner(digest, flipped), signer);
+    assert.equal(recoverDigestSigner(digest, { r: `0x${"00".repeat(32)}`, yParityAndS: `0x${"00".repeat(32)}` }), undefined);
+    assert.equal(recoverDigestSigner(digest, { r: `0x${"ff".repeat(32)}`, yParityAndS: signature.yParityAndS }), undefined);
   });
 });
 
@@ -116,17 +139,17 @@ describe("receipts and metering", () => {
     }
   });
 
-  it("verifies the provider's signature over the resulting state", async () => {
+  it("verifies the provider's signature over the resulting state", () => {
     const providerKey = generatePrivateKey();
     const signer = privateKeyToAccount(providerKey).address;
     const separator = escrowDomainSeparator(31337, ESCROW);
     const receipt = receiptAfter(INITIAL_STATE, 500, 200);
     const state = checkReceipt(terms, sessionId, INITIAL_STATE, receipt);
-    const signature = await signDigest(providerKey, voucherDigest(separator, sessionId, state));
-    assert.deepEqual(await verifySignedReceipt(separator, terms, sessionId, INITIAL_STATE, receipt, signature, signer), state);
-    const forged = await signDigest(generatePrivateKey(), voucherDigest(separator, sessionId, state));
-    await assert.rejects(
-      verifySignedReceipt(separator, terms, sessionId, INITIAL_STATE, receipt, forged, signer),
+    const signature = signDigest(providerKey, voucherDigest(separator, sessionId, state));
+    assert.deepEqual(verifySignedReceipt(separator, terms, sessionId, INITIAL_STATE, receipt, signature, signer), state);
+    const forged = signDigest(generatePrivateKey(), voucherDigest(separator, sessionId, state));
+    assert.throws(
+      () => verifySignedReceipt(separator, terms, sessionId, INITIAL_STATE, receipt, forged, signer),
       /signed by 0x[0-9a-fA-F]{40}, not/,
     );
   });

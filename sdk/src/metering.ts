@@ -75,7 +75,7 @@ export function checkReceipt(
  * {@link checkReceipt}, plus the provider's signature: the provider's receipt signer must have signed
  * the voucher of the resulting state. Returns the state, ready for the agent to sign.
  */
-export async function verifySignedReceipt(
+export function verifySignedReceipt(
   domainSeparator: Hex,
   terms: SessionTerms,
   sessionId: Hex,
@@ -83,11 +83,13 @@ export async function verifySignedReceipt(
   receipt: Receipt,
   providerSignature: CompactSignature,
   receiptSigner: Address,
-): Promise<VoucherState> {
+): VoucherState {
   const next = checkReceipt(terms, sessionId, previous, receipt);
-  const signer = await recoverDigestSigner(voucherDigest(domainSeparator, sessionId, next), providerSignature);
-  if (signer.toLowerCase() !== receiptSigner.toLowerCase()) {
-    throw new ReceiptError(`receipt ${receipt.sequence} of session ${sessionId}: signed by ${signer}, not ${receiptSigner}`);
+  const signer = recoverDigestSigner(voucherDigest(domainSeparator, sessionId, next), providerSignature);
+  if (signer?.toLowerCase() !== receiptSigner.toLowerCase()) {
+    throw new ReceiptError(
+      `receipt ${receipt.sequence} of session ${sessionId}: signed by ${signer ?? "no valid key"}, not ${receiptSigner}`,
+    );
   }
   return next;
 }
