@@ -77,14 +77,6 @@ export class ChainGateway {
     this.walletClient = createWalletClient({ chain, transport, account: this.account });
   }
 
-  /** Every registered provider with its models. */
-  async providers(): Promise<RegisteredProvider[]> {
-    const count = Number(
-      await this.publicClient.readContract({ address: this.registry, abi: providerRegistryAbi, functionName: "providerCount" }),
-    );
-    return Promise.all(Array.from({ length: count }, (_, index) => this.provider(index + 1)));
-  }
-
   /** Provider `id` with its models, as of `blockNumber` (default: latest). */
   async provider(id: number, blockNumber?: bigint): Promise<RegisteredProvider> {
     const provider = await this.publicClient.readContract({

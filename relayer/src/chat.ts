@@ -102,7 +102,7 @@ export async function chatCompletions(ctx: RelayerContext, req: IncomingMessage,
   if (requestedMax !== undefined && requestedMax > ctx.limits.maxTokensCap) {
     throw new ApiError(400, "invalid_max_tokens", `max_tokens ${requestedMax} is above the cap of ${ctx.limits.maxTokensCap}`);
   }
-  const offered = (await ctx.catalog.providers()).some(
+  const offered = ctx.chainIndex.providers().some(
     (provider) => provider.active && ctx.served.has(provider.id) && provider.models.some((model) => model.active && model.name === request.model),
   );
   if (!offered) throw new ApiError(404, "model_not_found", `no provider of this relayer offers model "${request.model}" (see GET /v1/models)`);
@@ -165,7 +165,7 @@ async function rankSessions(ctx: RelayerContext, agent: Hex, request: ChatReques
     if (order !== undefined && !order.includes(session.providerId)) continue;
     if (maxPrice?.prompt !== undefined && session.terms.inputPricePer1K > maxPrice.prompt * 1e6) continue;
     if (maxPrice?.completion !== undefined && session.terms.outputPricePer1K > maxPrice.completion * 1e6) continue;
-    const provider = await ctx.catalog.provider(session.providerId);
+    const provider = ctx.chainIndex.provider(session.providerId);
     if (provider === undefined || !provider.active) continue;
     ranked.push({ session, provider });
   }

@@ -1,5 +1,5 @@
 import type { Address, Hex } from "viem";
-import type { ChainGateway, RegisteredProvider } from "./chain.ts";
+import type { ChainGateway } from "./chain.ts";
 import type { ProviderStats } from "./stats.ts";
 import type { ChainIndex } from "./store/chain-index.ts";
 import type { Repository } from "./store/repository.ts";
@@ -36,31 +36,6 @@ export const DEFAULT_LIMITS: RelayerLimits = {
   allowPrivateEndpoints: false,
 };
 
-/** The registry's providers, read at most once per `ttlMs`. */
-export class ProviderCatalog {
-  private readonly chain: ChainGateway;
-  private readonly ttlMs: number;
-  private cached: { at: number; providers: Promise<RegisteredProvider[]> } | undefined;
-
-  constructor(chain: ChainGateway, ttlMs = 5_000) {
-    this.chain = chain;
-    this.ttlMs = ttlMs;
-  }
-
-  providers(): Promise<RegisteredProvider[]> {
-    if (this.cached === undefined || Date.now() - this.cached.at > this.ttlMs) {
-      const providers = this.chain.providers();
-      this.cached = { at: Date.now(), providers };
-      providers.catch(() => (this.cached = undefined));
-    }
-    return this.cached.providers;
-  }
-
-  async provider(id: number): Promise<RegisteredProvider | undefined> {
-    return (await this.providers()).find((provider) => provider.id === id);
-  }
-}
-
 /** Requests per provider per rolling minute, as each provider registered (the registry requires > 0). */
 export class RateLimiter {
   private readonly windows = new Map<number, number[]>();
@@ -79,7 +54,6 @@ export class RateLimiter {
 export interface RelayerContext {
   repo: Repository;
   chain: ChainGateway;
-  catalog: ProviderCatalog;
   domainSeparator: Hex;
   served: Map<number, ServedProvider>;
   limits: RelayerLimits;
@@ -87,6 +61,6 @@ export interface RelayerContext {
   busySessions: Set<Hex>;
   stats: ProviderStats;
   rateLimiter: RateLimiter;
-  /** What the chain indexer has seen: every provider, budget and session on-chain. */
+  /** What the chain indexer has seen: every provider (with models), budget and session on-chain. */
   chainIndex: ChainIndex;
 }

@@ -33,9 +33,9 @@ export class HealthProber {
 
   /** One round of probes (also used by tests). */
   async probeAll(): Promise<void> {
-    const providers = await this.ctx.catalog.providers().catch(() => []);
     await Promise.all(
-      providers
+      this.ctx.chainIndex
+        .providers()
         .filter((provider) => this.ctx.served.has(provider.id))
         .map(async (provider) => {
           let ok = false;

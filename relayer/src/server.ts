@@ -7,7 +7,6 @@ import { ChainGateway, type ChainOptions, type RegisteredProvider } from "./chai
 import { chatCompletions } from "./chat.ts";
 import {
   DEFAULT_LIMITS,
-  ProviderCatalog,
   RateLimiter,
   type RelayerContext,
   type RelayerLimits,
@@ -77,30 +76,9 @@ const ROUTES: { method: string; pattern: RegExp; handler: Handler }[] = [
 /** Starts the relayer: HTTP API, settlement worker, store. */
 export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
   const chain = new ChainGateway(options.chain);
-  const catalog = new ProviderCatalog(chain);
-  const served = new Map<number, ServedProvider>();
-  const providers = await chain.providers();
-  for (const key of options.receiptSignerKeys) {
-    const signer = privateKeyToAccount(key).address;
-    const provider = providers.find((candidate) => candidate.receiptSigner === signer);
-    if (provider === undefined) throw new Error(`no registered provider has receipt signer ${signer}`);
-    served.set(provider.id, { providerId: provider.id, receiptSignerKey: key, receiptSigner: signer });
-  }
   const db = openDatabase(options.databasePath);
   const repo = new Repository(db);
   const chainIndex = new ChainIndex(db);
-  const context: RelayerContext = {
-    repo,
-    chain,
-    catalog,
-    domainSeparator: escrowDomainSeparator(chain.chainId, chain.escrow),
-    served,
-    limits: { ...DEFAULT_LIMITS, ...options.limits },
-    busySessions: new Set(),
-    stats: new ProviderStats(),
-    rateLimiter: new RateLimiter(),
-    chainIndex,
-  };
   const indexer = new ChainIndexer(chain, chainIndex, (work) => repo.transaction(work), {
     confirmations: chain.chainId === 31337 ? 0 : 3,
     pollMs: 2_000,
@@ -109,6 +87,24 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
   });
   await indexer.catchUp();
   indexer.start();
+  const served = new Map<number, ServedProvider>();
+  for (const key of options.receiptSignerKeys) {
+    const signer = privateKeyToAccount(key).address;
+    const provider = chainIndex.providers().find((candidate) => candidate.receiptSigner === signer);
+    if (provider === undefined) throw new Error(`no registered provider has receipt signer ${signer}`);
+    served.set(provider.id, { providerId: provider.id, receiptSignerKey: key, receiptSigner: signer });
+  }
+  const context: RelayerContext = {
+    repo,
+    chain,
+    domainSeparator: escrowDomainSeparator(chain.chainId, chain.escrow),
+    served,
+    limits: { ...DEFAULT_LIMITS, ...options.limits },
+    busySessions: new Set(),
+    stats: new ProviderStats(),
+    rateLimiter: new RateLimiter(),
+    chainIndex,
+  };
   const settlement = new SettlementWorker(context, { ...DEFAULT_SETTLEMENT, ...options.settlement });
   await settlement.start();
   const health = new HealthProber(context, options.healthProbeIntervalMs ?? 15_000);
@@ -163,9 +159,9 @@ async function route(ctx: RelayerContext, req: IncomingMessage, res: ServerRespo
 }
 
 /** `GET /v1/models`: every model of every active served provider, grouped by name. */
-async function listModels(ctx: RelayerContext, res: ServerResponse): Promise<void> {
+function listModels(ctx: RelayerContext, res: ServerResponse): void {
   const byName = new Map<string, unknown[]>();
-  for (const provider of await servedProviders(ctx)) {
+  for (const provider of servedProviders(ctx)) {
     for (const model of provider.models.filter((candidate) => candidate.active)) {
       const offers = byName.get(model.name) ?? [];
       offers.push({
@@ -186,8 +182,8 @@ async function listModels(ctx: RelayerContext, res: ServerResponse): Promise<voi
   });
 }
 
-async function servedProviders(ctx: RelayerContext): Promise<RegisteredProvider[]> {
-  return (await ctx.catalog.providers()).filter((provider) => provider.active && ctx.served.has(provider.id));
+function servedProviders(ctx: RelayerContext): RegisteredProvider[] {
+  return ctx.chainIndex.providers().filter((provider) => provider.active && ctx.served.has(provider.id));
 }
 
 async function providerView(ctx: RelayerContext, provider: RegisteredProvider) {
@@ -207,14 +203,14 @@ async function providerView(ctx: RelayerContext, provider: RegisteredProvider) {
 }
 
 async function listProviders(ctx: RelayerContext, res: ServerResponse): Promise<void> {
-  const providers = await ctx.catalog.providers();
+  const providers = ctx.chainIndex.providers();
   sendJson(res, 200, { object: "list", data: await Promise.all(providers.map((provider) => providerView(ctx, provider))) });
 }
 
 async function showProvider(ctx: RelayerContext, res: ServerResponse, id: string): Promise<void> {
   const providerId = Number(id);
   if (!/^\d+$/.test(id) || providerId < 1) throw new ApiError(400, "invalid_provider_id", `"${id}" is not a provider id`);
-  const provider = await ctx.catalog.provider(providerId);
+  const provider = ctx.chainIndex.provider(providerId);
   if (provider === undefined) throw new ApiError(404, "provider_not_found", `no provider ${providerId}`);
   sendJson(res, 200, await providerView(ctx, provider));
 }

@@ -98,7 +98,7 @@ function sessionView(session: SessionRecord, receipts: ReceiptRecord[]) {
 export async function openSession(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const { terms, signature } = parseBody(openSchema, await readJsonBody(req, ctx.limits.maxBodyBytes));
   if (!ctx.served.has(terms.providerId)) throw badRequest(`provider ${terms.providerId} is not served by this relayer`, "unknown_provider");
-  const provider = await ctx.catalog.provider(terms.providerId);
+  const provider = ctx.chainIndex.provider(terms.providerId);
   const model = provider?.models[terms.modelId];
   if (provider === undefined || model === undefined) {
     throw badRequest(`provider ${terms.providerId} has no model ${terms.modelId}`, "model_not_found");

@@ -29,6 +29,8 @@ type Row = Record<string, unknown>;
 /** The chain indexer's tables: what the contracts' events say, as of the last indexed block. */
 export class ChainIndex {
   private readonly db: DatabaseSync;
+  /** Parsed providers, read on every chat request; dropped whenever the indexer writes one. */
+  private cachedProviders: RegisteredProvider[] | undefined;
 
   constructor(db: DatabaseSync) {
     this.db = db;
@@ -47,13 +49,20 @@ export class ChainIndex {
   putProvider(provider: RegisteredProvider, block: number): void {
     const data = JSON.stringify(provider, (_key, value) => (typeof value === "bigint" ? value.toString() : value));
     this.db.prepare("INSERT INTO chain_providers (id, data, block) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET data = excluded.data, block = excluded.block").run(provider.id, data, block);
+    this.cachedProviders = undefined;
   }
 
+  /** Every registered provider with its models, as of the last indexed block. */
   providers(): RegisteredProvider[] {
-    return (this.db.prepare("SELECT data FROM chain_providers ORDER BY id").all() as Row[]).map((row) => {
+    this.cachedProviders ??= (this.db.prepare("SELECT data FROM chain_providers ORDER BY id").all() as Row[]).map((row) => {
       const raw = JSON.parse(row.data as string);
       return { ...raw, features: BigInt(raw.features) };
     });
+    return this.cachedProviders;
+  }
+
+  provider(id: number): RegisteredProvider | undefined {
+    return this.providers().find((provider) => provider.id === id);
   }
 
   putBudget(budget: IndexedBudget, block: number): void {
