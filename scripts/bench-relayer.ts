@@ -11,18 +11,15 @@ import { mkdtemp, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { createPublicClient, createWalletClient, http, type Hex } from "viem";
+import { createPublicClient, createWalletClient, http } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { hardhat } from "viem/chains";
 import {
-  escrowDomain,
-  providerRegistryAbi,
+  AgentSession,
   escrowDomainSeparator,
-  sessionTermsTypes,
+  providerRegistryAbi,
   signDigest,
-  toCompactSignature,
   voucherDigest,
-  type SessionTerms,
   type VoucherState,
 } from "../sdk/src/index.ts";
 import { freePort, startSeededChain, type SeededChain } from "./lib/local-stack.ts";
@@ -148,42 +145,38 @@ try {
   const relayerUrl = `http://127.0.0.1:${relayerPort}`;
   await Promise.all([waitFor(`http://127.0.0.1:${providerPort}/healthz`), waitFor(`${relayerUrl}/healthz`), waitFor(`${passthroughUrl}/models`)]);
 
-  // One session per worker and per concurrent stream: a session serves one call at a time.
+  // One session per worker and per concurrent stream: a session serves one call at a time. The
+  // SDK opens them (at the provider's registered prices); calls then go out by hand, so the load
+  // generator does only the agent's share of the work: sign each call's voucher.
   const { stack } = chain;
   const agentKey = stack.accounts.agent.privateKey;
-  const agent = privateKeyToAccount(agentKey);
-  const domain = escrowDomain(stack.chainId, stack.contracts.ComputeEscrow);
   const separator = escrowDomainSeparator(stack.chainId, stack.contracts.ComputeEscrow);
-  const provider1 = stack.providers[0];
-  const prices = { input: 150, output: 600, minCharge: 10 }; // as seed-local registers provider 1's small model
-  const sessions: { id: Hex; apiKey: string }[] = [];
+  const sessions: AgentSession[] = [];
   for (let i = 0; i < CONCURRENCY + STREAMS; i++) {
-    const terms: SessionTerms = {
-      agent: agent.address,
-      budgetId: BigInt(stack.budgetId),
-      providerId: provider1.id,
-      modelId: 0,
-      inputPricePer1K: prices.input,
-      outputPricePer1K: prices.output,
-      minChargePerCall: prices.minCharge,
-      maxSpend: 5_000_000n,
-      deadline: Math.floor(Date.now() / 1000) + 3600,
-      salt: BigInt(i + 1),
-    };
-    const signature = toCompactSignature(await agent.signTypedData({ domain, types: sessionTermsTypes, primaryType: "SessionTerms", message: terms }));
-    const { json } = await timedPost(`${relayerUrl}/v1/sessions`, JSON.parse(JSON.stringify({ terms, signature }, (_k, v) => (typeof v === "bigint" ? v.toString() : v))));
-    sessions.push({ id: json.sessionId, apiKey: json.apiKey });
+    sessions.push(
+      await AgentSession.open({
+        relayerUrl,
+        privateKey: agentKey,
+        chainId: stack.chainId,
+        escrow: stack.contracts.ComputeEscrow,
+        budgetId: BigInt(stack.budgetId),
+        providerId: stack.providers[0].id,
+        model: BODY.model,
+        maxSpend: 5_000_000n,
+        durationSeconds: 3600,
+      }),
+    );
   }
 
   const direct = () => timedPost(`${providerUrl}/chat/completions`, BODY).then((r) => r.ms);
   const viaPassthrough = () => timedPost(`${passthroughUrl}/chat/completions`, BODY).then((r) => r.ms);
   const viaRelayer = async (worker: number) => {
     const session = sessions[worker];
-    const { ms, json } = await timedPost(`${relayerUrl}/v1/chat/completions`, { ...BODY, sessionId: session.id }, { authorization: `Bearer ${session.apiKey}` });
+    const { ms, json } = await timedPost(`${relayerUrl}/v1/chat/completions`, { ...BODY, sessionId: session.sessionId }, { authorization: `Bearer ${session.apiKey}` });
     // The agent's side of the credit rule: sign this call's voucher before the session's next call.
     const state: VoucherState = { ...json.receipt.state, cumulativeCost: BigInt(json.receipt.state.cumulativeCost) };
-    const signature = signDigest(agentKey, voucherDigest(separator, session.id, state));
-    await timedPost(`${relayerUrl}/v1/sessions/${session.id}/vouchers`, { sequence: state.sequence, signature });
+    const signature = signDigest(agentKey, voucherDigest(separator, session.sessionId, state));
+    await timedPost(`${relayerUrl}/v1/sessions/${session.sessionId}/vouchers`, { sequence: state.sequence, signature });
     return ms;
   };
 
@@ -202,7 +195,7 @@ try {
       const response = await fetch(`${relayerUrl}/v1/chat/completions`, {
         method: "POST",
         headers: { "content-type": "application/json", authorization: `Bearer ${session.apiKey}` },
-        body: JSON.stringify({ ...BODY, max_tokens: 256, stream: true, sessionId: session.id }),
+        body: JSON.stringify({ ...BODY, max_tokens: 256, stream: true, sessionId: session.sessionId }),
       });
       const text = await response.text();
       chunks += text.split("\n").filter((line) => line.startsWith("data: {")).length;
