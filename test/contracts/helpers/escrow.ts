@@ -1,5 +1,5 @@
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/types";
-import type { ContractRunner, TypedDataDomain, TypedDataField } from "ethers";
+import type { ContractRunner, TypedDataDomain } from "ethers";
 import type { Address, Hex } from "viem";
 import {
   escrowDomain,
@@ -17,6 +17,7 @@ import type {
   MockUSDC,
   ProviderRegistry,
 } from "../../../types/ethers-contracts/index.ts";
+import { ethersTypes } from "../../../scripts/lib/ethers-types.ts";
 import type { deployFixture } from "../fixture.ts";
 
 export { sessionIdOf, type CompactSignature, type SessionTerms, type SignedVoucher, type Voucher };
@@ -28,11 +29,8 @@ export const ZERO_HASH: Hex = `0x${"00".repeat(32)}`;
 export const NO_SIGNATURE: CompactSignature = { r: ZERO_HASH, yParityAndS: ZERO_HASH };
 export const DAY = 24 * 3600;
 
-/** ethers wants mutable field lists. */
-const mutable = (types: Record<string, readonly TypedDataField[]>) =>
-  Object.fromEntries(Object.entries(types).map(([name, fields]) => [name, [...fields]]));
-const termsTypes = mutable(sessionTermsTypes);
-const voucherTypesForEthers = mutable(voucherTypes);
+const termsTypes = ethersTypes(sessionTermsTypes);
+const voucherTypesForEthers = ethersTypes(voucherTypes);
 
 export interface ModelSpec {
   name?: string;
