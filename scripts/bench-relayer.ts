@@ -11,7 +11,7 @@ import { mkdtemp, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { createPublicClient, createWalletClient, http } from "viem";
+import { createPublicClient, createWalletClient, http, type Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { hardhat } from "viem/chains";
 import {
@@ -20,6 +20,7 @@ import {
   providerRegistryAbi,
   signDigest,
   voucherDigest,
+  type CompactSignature,
   type VoucherState,
 } from "../sdk/src/index.ts";
 import { freePort, startSeededChain, type SeededChain } from "./lib/local-stack.ts";
@@ -170,13 +171,19 @@ try {
 
   const direct = () => timedPost(`${providerUrl}/chat/completions`, BODY).then((r) => r.ms);
   const viaPassthrough = () => timedPost(`${passthroughUrl}/chat/completions`, BODY).then((r) => r.ms);
+  // Each session's signed voucher for its previous call rides on its next request (the credit rule).
+  const vouchers = new Map<Hex, { sequence: number; signature: CompactSignature }>();
   const viaRelayer = async (worker: number) => {
     const session = sessions[worker];
-    const { ms, json } = await timedPost(`${relayerUrl}/v1/chat/completions`, { ...BODY, sessionId: session.sessionId }, { authorization: `Bearer ${session.apiKey}` });
-    // The agent's side of the credit rule: sign this call's voucher before the session's next call.
+    const voucher = vouchers.get(session.sessionId);
+    const { ms, json } = await timedPost(
+      `${relayerUrl}/v1/chat/completions`,
+      { ...BODY, sessionId: session.sessionId, ...(voucher && { voucher }) },
+      { authorization: `Bearer ${session.apiKey}` },
+    );
+    // The agent's share of the work: sign this call's voucher.
     const state: VoucherState = { ...json.receipt.state, cumulativeCost: BigInt(json.receipt.state.cumulativeCost) };
-    const signature = signDigest(agentKey, voucherDigest(separator, session.sessionId, state));
-    await timedPost(`${relayerUrl}/v1/sessions/${session.sessionId}/vouchers`, { sequence: state.sequence, signature });
+    vouchers.set(session.sessionId, { sequence: state.sequence, signature: signDigest(agentKey, voucherDigest(separator, session.sessionId, state)) });
     return ms;
   };
 

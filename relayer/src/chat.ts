@@ -14,8 +14,8 @@ import {
 } from "@agentmesh/sdk";
 import type { RegisteredModel, RegisteredProvider } from "./chain.ts";
 import type { RelayerContext } from "./context.ts";
-import { ApiError, bearerToken, readJsonBody, sendJson } from "@agentmesh/sdk/http";
-import { authenticate, parseBody, receiptView } from "./sessions.ts";
+import { ApiError, badRequest, bearerToken, readJsonBody, sendJson } from "@agentmesh/sdk/http";
+import { authenticate, parseBody, receiptView, recordVoucher, requireSession, voucherSchema } from "./sessions.ts";
 import type { SessionRecord } from "./store/repository.ts";
 import { countChatPromptTokens, countCompletionTokens, type ChatMessage } from "./tokens.ts";
 import { UpstreamError, callUpstream, type UpstreamResult } from "./upstream.ts";
@@ -44,6 +44,11 @@ const chatSchema = z
     providerId: z.number().int().positive().optional(),
     /** AgentMesh: serve from this session only (an SDK pins the session whose receipts it checks). */
     sessionId: z.string().regex(/^0x[0-9a-fA-F]{64}$/, "must be a session id").transform((id) => id.toLowerCase()).optional(),
+    /**
+     * AgentMesh: the agent's voucher for the session's previous call, so that one request per call
+     * suffices (instead of also posting it to /v1/sessions/{id}/vouchers). Needs `sessionId`.
+     */
+    voucher: voucherSchema.optional(),
     /** AgentMesh, OpenRouter-style routing preferences. */
     provider: z
       .object({
@@ -106,6 +111,11 @@ export async function chatCompletions(ctx: RelayerContext, req: IncomingMessage,
     (provider) => provider.active && ctx.served.has(provider.id) && provider.models.some((model) => model.active && model.name === request.model),
   );
   if (!offered) throw new ApiError(404, "model_not_found", `no provider of this relayer offers model "${request.model}" (see GET /v1/models)`);
+  if (request.voucher !== undefined) {
+    if (request.sessionId === undefined) throw badRequest("voucher: needs the sessionId it signs for", "invalid_request");
+    // A retried request carries a voucher already stored: that is not an error.
+    recordVoucher(ctx, requireSession(ctx, request.sessionId), request.voucher);
+  }
   const sessions = await rankSessions(ctx, agent, request);
   if (sessions.length === 0) {
     throw new ApiError(
@@ -239,7 +249,7 @@ async function serve(
   promptTokens: number,
 ): Promise<boolean> {
   // The OpenAI request minus AgentMesh's routing fields, with our max_tokens and usage always on.
-  const { providerId, provider, sessionId, max_completion_tokens, ...openAiRequest } = request;
+  const { providerId, provider, sessionId, voucher, max_completion_tokens, ...openAiRequest } = request;
   const upstreamBody = {
     ...openAiRequest,
     max_tokens: candidate.maxTokens,

@@ -139,8 +139,24 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
   };
 }
 
+/**
+ * Browsers (the dApp) may call the API from any origin: nothing is authorized by cookies, only by the
+ * session's bearer key, so a permissive CORS policy exposes nothing.
+ */
+const CORS_HEADERS = {
+  "access-control-allow-origin": "*",
+  "access-control-allow-methods": "GET, POST, OPTIONS",
+  "access-control-allow-headers": "authorization, content-type",
+  "access-control-max-age": "86400",
+};
+
 async function route(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const path = (req.url ?? "/").split("?")[0];
+  for (const [name, value] of Object.entries(CORS_HEADERS)) res.setHeader(name, value);
+  if (req.method === "OPTIONS") {
+    res.writeHead(204).end();
+    return;
+  }
   try {
     const matches = ROUTES.filter((candidate) => candidate.pattern.test(path));
     if (matches.length === 0) throw new ApiError(404, "not_found", `no route ${path}`);

@@ -39,7 +39,8 @@ const termsSchema = z.object({
 });
 
 const openSchema = z.object({ terms: termsSchema, signature: signatureSchema });
-const voucherSchema = z.object({ sequence: z.number().int().positive(), signature: signatureSchema });
+/** The agent's signature of the state after call `sequence` (posted alone, or with the next chat request). */
+export const voucherSchema = z.object({ sequence: z.number().int().positive(), signature: signatureSchema });
 const closeSchema = z.object({ signature: signatureSchema });
 
 /** Parses `value` with `schema`, or throws a 400 naming every bad field. */
@@ -128,7 +129,7 @@ export async function openSession(ctx: RelayerContext, req: IncomingMessage, res
   sendJson(res, 201, { sessionId, apiKey, model: model.name, providerId: terms.providerId, openTxHash: openTx });
 }
 
-function requireSession(ctx: RelayerContext, id: string): SessionRecord {
+export function requireSession(ctx: RelayerContext, id: string): SessionRecord {
   const parsed = hex32.safeParse(id);
   if (!parsed.success) throw badRequest(`"${id}" is not a session id (0x-prefixed 32-byte hex)`, "invalid_session_id");
   const session = ctx.repo.getSession(parsed.data);
@@ -167,15 +168,26 @@ export async function receiptStatus(ctx: RelayerContext, res: ServerResponse, ha
 /** `POST /v1/sessions/{id}/vouchers`: the agent's signature of the state after a served call. */
 export async function submitVoucher(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
   const session = requireSession(ctx, id);
-  const { sequence, signature } = parseBody(voucherSchema, await readJsonBody(req, ctx.limits.maxBodyBytes));
-  if (sequence <= session.signedSequence) {
-    throw new ApiError(409, "stale_voucher", `voucher ${sequence} is stale: the agent already signed up to ${session.signedSequence}`);
+  const voucher = parseBody(voucherSchema, await readJsonBody(req, ctx.limits.maxBodyBytes));
+  if (!recordVoucher(ctx, session, voucher)) {
+    throw new ApiError(409, "stale_voucher", `voucher ${voucher.sequence} is stale: the agent already signed up to ${session.signedSequence}`);
   }
-  const record = ctx.repo.receiptAt(session.id, sequence);
-  if (record === undefined) throw badRequest(`session ${session.id} has no call ${sequence} to sign for`, "unknown_sequence");
-  requireAgentSignature(ctx, session, record.state, signature);
+  sendJson(res, 200, { sessionId: session.id, signedSequence: voucher.sequence });
+}
+
+/**
+ * Verifies and stores the agent's voucher for call `sequence` of `session`. Returns false, changing
+ * nothing, when a voucher at or after that sequence is already stored; throws when the sequence has
+ * no receipt or the signature is not the session agent's.
+ */
+export function recordVoucher(ctx: RelayerContext, session: SessionRecord, { sequence, signature }: z.infer<typeof voucherSchema>): boolean {
+  if (sequence <= session.signedSequence) return false;
+  // Usually the voucher is for the latest call, whose state is the session's: no receipt read.
+  const state = sequence === session.state.sequence ? session.state : ctx.repo.receiptAt(session.id, sequence)?.state;
+  if (state === undefined) throw badRequest(`session ${session.id} has no call ${sequence} to sign for`, "unknown_sequence");
+  requireAgentSignature(ctx, session, state, signature);
   ctx.repo.recordAgentSignature(session.id, sequence, signature);
-  sendJson(res, 200, { sessionId: session.id, signedSequence: sequence });
+  return true;
 }
 
 function requireAgentSignature(ctx: RelayerContext, session: SessionRecord, state: VoucherState, signature: CompactSignature): void {

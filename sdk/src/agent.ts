@@ -34,6 +34,11 @@ export interface OpenSessionOptions {
   durationSeconds?: number;
   /** Stop sending requests once this much is spent (default: maxSpend). */
   spendCap?: bigint;
+  /**
+   * A call's voucher rides on the session's next request; when none follows within this many
+   * milliseconds it is posted on its own (default 100).
+   */
+  voucherFlushMs?: number;
 }
 
 /** Thrown for anything the relayer answers with an error, with its OpenAI-shaped code. */
@@ -75,8 +80,13 @@ export class AgentSession {
   private readonly domainSeparator: Hex;
   private readonly receiptSigner: Address;
   private readonly spendCap: bigint;
+  private readonly voucherFlushMs: number;
   /** The latest state the agent has verified and signed. */
   private signed: VoucherState = INITIAL_STATE;
+  /** The voucher of `signed`, and whether it has gone out to the relayer. */
+  private voucher: { sequence: number; signature: CompactSignature } | undefined;
+  private voucherSent = true;
+  private flushTimer: ReturnType<typeof setTimeout> | undefined;
   /** Receipt handling of the previous response, awaited before the next request. */
   private pending: Promise<void> = Promise.resolve();
 
@@ -89,6 +99,7 @@ export class AgentSession {
     domainSeparator: Hex;
     receiptSigner: Address;
     spendCap: bigint;
+    voucherFlushMs: number;
   }) {
     this.sessionId = init.sessionId;
     this.terms = init.terms;
@@ -98,6 +109,7 @@ export class AgentSession {
     this.domainSeparator = init.domainSeparator;
     this.receiptSigner = init.receiptSigner;
     this.spendCap = init.spendCap;
+    this.voucherFlushMs = init.voucherFlushMs;
   }
 
   /** Signs session terms at the provider's current prices and has the relayer open the session on-chain. */
@@ -140,6 +152,7 @@ export class AgentSession {
       domainSeparator: escrowDomainSeparator(options.chainId, options.escrow),
       receiptSigner: provider.receiptSigner,
       spendCap: options.spendCap ?? options.maxSpend,
+      voucherFlushMs: options.voucherFlushMs ?? 100,
     });
   }
 
@@ -159,19 +172,27 @@ export class AgentSession {
     return { baseURL: `${this.relayerUrl}/v1`, apiKey: this.apiKey, fetch: this.fetch };
   }
 
-  /** A `fetch` that pins requests to this session and settles each receipt before the next call. */
+  /**
+   * A `fetch` that pins requests to this session, carries the previous call's voucher and verifies
+   * each receipt before the next call.
+   */
   readonly fetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
     await this.pending;
     if (this.signed.cumulativeCost >= this.spendCap) {
       throw new RelayerError(402, "spend_cap_reached", `session ${this.sessionId} reached its spend cap of ${formatUsdc(this.spendCap)} USDC`);
     }
-    const body = typeof init?.body === "string" ? JSON.stringify({ ...JSON.parse(init.body), sessionId: this.sessionId }) : init?.body;
     const headers = new Headers(init?.headers);
     headers.set("authorization", `Bearer ${this.apiKey}`);
-    let response = await fetch(input, { ...init, headers, body });
+    const send = () => {
+      const voucher = this.takeUnsent();
+      const body =
+        typeof init?.body === "string" ? JSON.stringify({ ...JSON.parse(init.body), sessionId: this.sessionId, ...(voucher && { voucher }) }) : init?.body;
+      return fetch(input, { ...init, headers, body });
+    };
+    let response = await send();
     if (response.status === 402 && (await response.clone().json()).error?.code === "voucher_required") {
       await this.catchUp();
-      response = await fetch(input, { ...init, headers, body });
+      response = await send();
     }
     if (!response.ok || response.body === null) return response;
     if (response.headers.get("content-type")?.includes("text/event-stream")) return this.meterStream(response);
@@ -207,7 +228,10 @@ export class AgentSession {
     return new Response(metered, { status: response.status, statusText: response.statusText, headers: response.headers });
   }
 
-  /** Verifies a receipt against the signed state, signs the resulting voucher and hands it to the relayer. */
+  /**
+   * Verifies a receipt against the signed state and signs the resulting voucher, which goes out
+   * with the next request or, after `voucherFlushMs` without one, on its own.
+   */
   private async accept(json: ReceiptJson): Promise<void> {
     const receipt: Receipt = { ...json, cost: BigInt(json.cost) };
     const next = verifySignedReceipt(
@@ -219,19 +243,58 @@ export class AgentSession {
       json.providerSignature,
       this.receiptSigner,
     );
-    const signature = signDigest(this.privateKey, voucherDigest(this.domainSeparator, this.sessionId, next));
-    await relayerJson(`${this.relayerUrl}/v1/sessions/${this.sessionId}/vouchers`, {
-      method: "POST",
-      body: JSON.stringify({ sequence: next.sequence, signature }),
-    });
     this.signed = next;
+    this.voucher = { sequence: next.sequence, signature: signDigest(this.privateKey, voucherDigest(this.domainSeparator, this.sessionId, next)) };
+    this.voucherSent = false;
+    clearTimeout(this.flushTimer);
+    this.flushTimer = setTimeout(() => void this.flush().catch(() => {}), this.voucherFlushMs);
   }
 
-  /** Signs receipts the agent has not seen (e.g. of a stream it abandoned), in order. */
+  /** The latest voucher if it has not gone out yet, now marked as sent by the caller. */
+  private takeUnsent() {
+    clearTimeout(this.flushTimer);
+    if (this.voucherSent) return undefined;
+    this.voucherSent = true;
+    return this.voucher;
+  }
+
+  /**
+   * Sends the latest voucher now instead of with the next request, e.g. before the relayer settles
+   * or before the agent goes idle. (Idle sessions flush on their own after `voucherFlushMs`.)
+   */
+  async flushVoucher(): Promise<void> {
+    await this.pending;
+    await this.flush();
+  }
+
+  /**
+   * Posts a voucher on its own. A stale answer means the relayer already has it; on any other
+   * failure it stays unsent, for the next request to carry.
+   */
+  private async flush(voucher = this.takeUnsent()): Promise<void> {
+    if (voucher === undefined) return;
+    try {
+      await relayerJson(`${this.relayerUrl}/v1/sessions/${this.sessionId}/vouchers`, { method: "POST", body: JSON.stringify(voucher) });
+    } catch (error) {
+      if (error instanceof RelayerError && error.code === "stale_voucher") return;
+      if (this.voucher === voucher) this.voucherSent = false;
+      throw error;
+    }
+  }
+
+  /**
+   * Brings the relayer and the agent level: signs receipts the agent has not seen (e.g. of a stream
+   * it abandoned), in order, and re-sends the latest voucher if the relayer lacks it (e.g. it rode
+   * on a request the relayer refused).
+   */
   private async catchUp(): Promise<void> {
-    const status = await relayerJson<{ receipts: ReceiptJson[] }>(`${this.relayerUrl}/v1/sessions/${this.sessionId}`);
+    const status = await relayerJson<{ receipts: ReceiptJson[]; signedSequence: number }>(`${this.relayerUrl}/v1/sessions/${this.sessionId}`);
     for (const receipt of status.receipts.filter((candidate) => candidate.sequence > this.signed.sequence)) {
       await (this.pending = this.accept(receipt));
+    }
+    if (status.signedSequence < this.signed.sequence) {
+      this.takeUnsent();
+      await this.flush(this.voucher);
     }
   }
 

@@ -2,7 +2,9 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import {
   compactSignatureToSignature,
+  concat,
   hashTypedData,
+  hexToBytes,
   keccak256,
   recoverAddress,
   signatureToCompactSignature,
@@ -13,6 +15,7 @@ import { generatePrivateKey, privateKeyToAccount, sign } from "viem/accounts";
 import { INITIAL_STATE, ReceiptError, checkReceipt, verifySignedReceipt } from "./metering.ts";
 import { callCost, formatUsdc } from "./pricing.ts";
 import { GENESIS_RECEIPT_HASH, hashCompletionOutput, hashRequestMessages, receiptHash, type Receipt } from "./receipts.ts";
+import { keccak256Bytes, secp256k1Backends } from "./native-crypto.ts";
 import { escrowDomain, sessionIdOf, voucherTypes, type SessionTerms } from "./typed-data.ts";
 import { escrowDomainSeparator, recoverDigestSigner, signDigest, voucherDigest, type VoucherState } from "./vouchers.ts";
 
@@ -90,6 +93,40 @@ describe("voucher digests", () => {
       assert.equal(recoverDigestSigner(digest, signature), privateKeyToAccount(key).address);
       assert.equal(recoverDigestSigner(digest, signature), await recoverAddress({ hash: digest, signature: compactSignatureToSignature(signature) }));
     }
+  });
+
+  it("has a native and a WebAssembly libsecp256k1 that agree with each other and with viem", async () => {
+    assert.deepEqual(
+      secp256k1Backends.map((backend) => backend.name),
+      ["native", "wasm"],
+    );
+    for (let i = 0; i < 10; i++) {
+      const key = generatePrivateKey();
+      const digest = keccak256(toHex(`digest ${i}`));
+      const viemSignature = await sign({ hash: digest, privateKey: key });
+      const publicKey = privateKeyToAccount(key).publicKey;
+      for (const backend of secp256k1Backends) {
+        const { signature, recoveryId } = backend.sign(hexToBytes(digest), hexToBytes(key));
+        assert.equal(toHex(signature), concat([viemSignature.r, viemSignature.s]), backend.name);
+        assert.equal(recoveryId, viemSignature.yParity, backend.name);
+        assert.equal(toHex(backend.recover(hexToBytes(digest), signature, recoveryId)!), publicKey, backend.name);
+      }
+    }
+  });
+
+  it("hashes with keccak256 exactly as viem does, at every length around the sponge's rate", () => {
+    for (const length of [0, 1, 31, 32, 64, 135, 136, 137, 272, 1000]) {
+      const data = Uint8Array.from({ length }, (_, i) => (i * 7 + length) & 0xff);
+      assert.equal(toHex(keccak256Bytes(data)), keccak256(data), `length ${length}`);
+    }
+  });
+
+  it("refuses a signature whose s is above half the curve order, as the contract does", () => {
+    const highS = toHex(0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a1n, { size: 32 });
+    const digest = keccak256(toHex("voucher"));
+    const signature = signDigest(generatePrivateKey(), digest);
+    assert.notEqual(recoverDigestSigner(digest, signature), undefined);
+    assert.equal(recoverDigestSigner(digest, { r: signature.r, yParityAndS: highS }), undefined);
   });
 
   it("recovers another signer, or none, from tampered signatures", () => {

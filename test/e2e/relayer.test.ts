@@ -35,6 +35,7 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
     await running?.stop();
   });
 
+  /** Vouchers go out with the next request or on `flushVoucher()`, never on a timer: tests see when. */
   async function openSession(providerId: number, maxSpend = 2n * USDC) {
     const { stack } = running;
     return AgentSession.open({
@@ -46,6 +47,7 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
       providerId,
       model: "agentmesh-small",
       maxSpend,
+      voucherFlushMs: 10 * 60_000,
     });
   }
 
@@ -87,11 +89,18 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
     assert.ok(finalChunk?.receipt, "the final chunk carries the receipt");
     const state = await session.state();
     assert.equal(state.sequence, 2);
+    // One request per call: the first call's voucher rode on the second request; the second's
+    // stays with the agent until it flushes (or makes another call).
+    const signedSequence = async () =>
+      ((await (await fetch(`${running.relayer.url}/v1/sessions/${session.sessionId}`)).json()) as { signedSequence: number }).signedSequence;
+    assert.equal(await signedSequence(), 1);
     const receipts = [extended.receipt, finalChunk!.receipt as { cost: string }];
     const total = receipts.reduce((sum, receipt) => sum + BigInt(receipt.cost), 0n);
     assert.equal(state.cumulativeCost, total);
 
     // Settle what is signed: the escrow records exactly the receipts' sum.
+    await session.flushVoucher();
+    assert.equal(await signedSequence(), 2);
     const txHash = await running.relayer.settlement.settleDue(true);
     assert.match(txHash ?? "", /^0x[0-9a-f]{64}$/);
     const onChain = await escrowRead<{ settled: bigint; sequence: number }>("getSession", [session.sessionId]);
@@ -144,6 +153,7 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
     const url = `${running.relayer.url}/v1/chat/completions`;
     const auth = { authorization: `Bearer ${session.apiKey}`, "content-type": "application/json" };
     const valid = { model: "agentmesh-small", messages: [{ role: "user", content: "hi" }] };
+    const forged = { r: `0x${"11".repeat(32)}`, yParityAndS: `0x${"22".repeat(32)}` };
     const cases: [string, RequestInit, number, string][] = [
       ["malformed JSON", { headers: auth, body: "{not json" }, 400, "invalid_json"],
       ["empty body", { headers: auth, body: "" }, 400, "invalid_json"],
@@ -157,6 +167,13 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
       ["oversize body", { headers: auth, body: JSON.stringify({ ...valid, padding: "x".repeat(1_100_000) }) }, 413, "request_too_large"],
       ["missing credentials", { headers: { "content-type": "application/json" }, body: JSON.stringify(valid) }, 401, "missing_api_key"],
       ["forged credentials", { headers: { ...auth, authorization: "Bearer am_forged" }, body: JSON.stringify(valid) }, 401, "invalid_api_key"],
+      ["voucher without its session", { headers: auth, body: JSON.stringify({ ...valid, voucher: { sequence: 1, signature: forged } }) }, 400, "invalid_request"],
+      [
+        "voucher for a call never made",
+        { headers: auth, body: JSON.stringify({ ...valid, sessionId: session.sessionId, voucher: { sequence: 1, signature: forged } }) },
+        400,
+        "unknown_sequence",
+      ],
     ];
     const before = await (await fetch(`${running.relayer.url}/v1/sessions/${session.sessionId}`)).json();
     for (const [name, init, status, code] of cases) {
@@ -173,10 +190,21 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
     await openai.chat.completions.create({ ...valid, messages: [{ role: "user", content: "one" }] } as never);
     const signed = await session.state();
     assert.equal(signed.sequence, 1);
+    // A forged voucher riding on the next request: refused, nothing served, nothing stored.
+    const afterOneCall = await (await fetch(`${running.relayer.url}/v1/sessions/${session.sessionId}`)).json();
+    const forgedRide = await fetch(url, {
+      method: "POST",
+      headers: auth,
+      body: JSON.stringify({ ...valid, sessionId: session.sessionId, voucher: { sequence: 1, signature: forged } }),
+    });
+    assert.equal(forgedRide.status, 401);
+    assert.equal(((await forgedRide.json()) as { error: { code: string } }).error.code, "invalid_signature");
+    assert.deepEqual(await (await fetch(`${running.relayer.url}/v1/sessions/${session.sessionId}`)).json(), afterOneCall);
+    await session.flushVoucher();
     const stale = await fetch(`${running.relayer.url}/v1/sessions/${session.sessionId}/vouchers`, {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ sequence: 1, signature: { r: `0x${"11".repeat(32)}`, yParityAndS: `0x${"22".repeat(32)}` } }),
+      body: JSON.stringify({ sequence: 1, signature: forged }),
     });
     assert.equal(stale.status, 409);
     assert.equal(((await stale.json()) as { error: { code: string } }).error.code, "stale_voucher");
@@ -189,6 +217,7 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
     const ask = (content: string) => openai.chat.completions.create({ model: "agentmesh-small", messages: [{ role: "user", content }], max_tokens: 20 });
     await ask("before the crash");
     const afterFirst = await session.state();
+    await session.flushVoucher();
 
     // The relayer sends a settlement and dies before seeing it confirmed.
     const { context } = running.relayer;
@@ -210,6 +239,7 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
     await ask("after the restart");
     const afterSecond = await session.state();
     assert.equal(afterSecond.sequence, 2);
+    await session.flushVoucher();
     await relayer.settlement.settleDue(true);
     const onChain = await escrowRead<{ settled: bigint }>("getSession", [session.sessionId]);
     assert.equal(onChain.settled, afterSecond.cumulativeCost);

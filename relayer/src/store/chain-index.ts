@@ -1,6 +1,7 @@
-import type { DatabaseSync } from "node:sqlite";
+import type { DatabaseSync, StatementSync } from "node:sqlite";
 import type { Address, Hex } from "viem";
 import type { RegisteredProvider } from "../chain.ts";
+import { statementCache } from "./database.ts";
 
 /** A budget as the indexer last saw it on-chain. */
 export interface IndexedBudget {
@@ -32,29 +33,32 @@ export class ChainIndex {
   /** Parsed providers, read on every chat request; dropped whenever the indexer writes one. */
   private cachedProviders: RegisteredProvider[] | undefined;
 
+  private readonly statement: (sql: string) => StatementSync;
+
   constructor(db: DatabaseSync) {
     this.db = db;
+    this.statement = statementCache(db);
   }
 
   /** Last block fully applied, or undefined before the first pass. */
   lastBlock(): number | undefined {
-    const row = this.db.prepare("SELECT last_block FROM indexer_state WHERE id = 1").get() as Row | undefined;
+    const row = this.statement("SELECT last_block FROM indexer_state WHERE id = 1").get() as Row | undefined;
     return row === undefined ? undefined : Number(row.last_block);
   }
 
   setLastBlock(block: number): void {
-    this.db.prepare("INSERT INTO indexer_state (id, last_block) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET last_block = excluded.last_block").run(block);
+    this.statement("INSERT INTO indexer_state (id, last_block) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET last_block = excluded.last_block").run(block);
   }
 
   putProvider(provider: RegisteredProvider, block: number): void {
     const data = JSON.stringify(provider, (_key, value) => (typeof value === "bigint" ? value.toString() : value));
-    this.db.prepare("INSERT INTO chain_providers (id, data, block) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET data = excluded.data, block = excluded.block").run(provider.id, data, block);
+    this.statement("INSERT INTO chain_providers (id, data, block) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET data = excluded.data, block = excluded.block").run(provider.id, data, block);
     this.cachedProviders = undefined;
   }
 
   /** Every registered provider with its models, as of the last indexed block. */
   providers(): RegisteredProvider[] {
-    this.cachedProviders ??= (this.db.prepare("SELECT data FROM chain_providers ORDER BY id").all() as Row[]).map((row) => {
+    this.cachedProviders ??= (this.statement("SELECT data FROM chain_providers ORDER BY id").all() as Row[]).map((row) => {
       const raw = JSON.parse(row.data as string);
       return { ...raw, features: BigInt(raw.features) };
     });
@@ -66,8 +70,7 @@ export class ChainIndex {
   }
 
   putBudget(budget: IndexedBudget, block: number): void {
-    this.db
-      .prepare(
+    this.statement(
         `INSERT INTO chain_budgets (id, creator, available, per_session_limit, expiry, block) VALUES (?, ?, ?, ?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET creator = excluded.creator, available = excluded.available,
            per_session_limit = excluded.per_session_limit, expiry = excluded.expiry, block = excluded.block`,
@@ -76,7 +79,7 @@ export class ChainIndex {
   }
 
   budget(id: number): IndexedBudget | undefined {
-    const row = this.db.prepare("SELECT * FROM chain_budgets WHERE id = ?").get(id) as Row | undefined;
+    const row = this.statement("SELECT * FROM chain_budgets WHERE id = ?").get(id) as Row | undefined;
     if (row === undefined) return undefined;
     return {
       id: Number(row.id),
@@ -88,8 +91,7 @@ export class ChainIndex {
   }
 
   openSession(session: Omit<IndexedSession, "settled" | "sequence" | "finalized">, block: number): void {
-    this.db
-      .prepare(
+    this.statement(
         `INSERT INTO chain_sessions (id, budget_id, agent, provider_id, max_spend, claim_end, block) VALUES (?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (id) DO NOTHING`,
       )
@@ -97,28 +99,26 @@ export class ChainIndex {
   }
 
   settleSession(id: Hex, sequence: number, settled: bigint, block: number): void {
-    this.db
-      .prepare("UPDATE chain_sessions SET sequence = ?, settled = ?, block = ? WHERE id = ?")
+    this.statement("UPDATE chain_sessions SET sequence = ?, settled = ?, block = ? WHERE id = ?")
       .run(sequence, settled.toString(), block, id.toLowerCase());
   }
 
   setClaimEnd(id: Hex, claimEnd: number, block: number): void {
-    this.db.prepare("UPDATE chain_sessions SET claim_end = ?, block = ? WHERE id = ?").run(claimEnd, block, id.toLowerCase());
+    this.statement("UPDATE chain_sessions SET claim_end = ?, block = ? WHERE id = ?").run(claimEnd, block, id.toLowerCase());
   }
 
   finalizeSession(id: Hex, settled: bigint, block: number): void {
-    this.db
-      .prepare("UPDATE chain_sessions SET finalized = 1, settled = ?, block = ? WHERE id = ?")
+    this.statement("UPDATE chain_sessions SET finalized = 1, settled = ?, block = ? WHERE id = ?")
       .run(settled.toString(), block, id.toLowerCase());
   }
 
   budgetOfSession(id: Hex): number | undefined {
-    const row = this.db.prepare("SELECT budget_id FROM chain_sessions WHERE id = ?").get(id.toLowerCase()) as Row | undefined;
+    const row = this.statement("SELECT budget_id FROM chain_sessions WHERE id = ?").get(id.toLowerCase()) as Row | undefined;
     return row === undefined ? undefined : Number(row.budget_id);
   }
 
   sessionsOfBudget(budgetId: number): IndexedSession[] {
-    return (this.db.prepare("SELECT * FROM chain_sessions WHERE budget_id = ? ORDER BY block, id").all(budgetId) as Row[]).map((row) => ({
+    return (this.statement("SELECT * FROM chain_sessions WHERE budget_id = ? ORDER BY block, id").all(budgetId) as Row[]).map((row) => ({
       id: row.id as Hex,
       budgetId: Number(row.budget_id),
       agent: row.agent as Address,

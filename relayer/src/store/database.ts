@@ -1,6 +1,6 @@
 import { mkdirSync } from "node:fs";
 import path from "node:path";
-import { DatabaseSync } from "node:sqlite";
+import { DatabaseSync, type StatementSync } from "node:sqlite";
 
 /**
  * The relayer's SQLite database (node:sqlite, WAL). Migrations are an append-only list; the
@@ -112,4 +112,17 @@ export function openDatabase(file: string): DatabaseSync {
     }
   }
   return db;
+}
+
+/**
+ * A statement cache for one connection: `statement(sql)` compiles each SQL text once. Compiling
+ * costs more than running the small statements the relayer issues on every call.
+ */
+export function statementCache(db: DatabaseSync): (sql: string) => StatementSync {
+  const statements = new Map<string, StatementSync>();
+  return (sql) => {
+    let statement = statements.get(sql);
+    if (statement === undefined) statements.set(sql, (statement = db.prepare(sql)));
+    return statement;
+  };
 }

@@ -1,7 +1,8 @@
 import { createHash } from "node:crypto";
-import type { DatabaseSync } from "node:sqlite";
+import type { DatabaseSync, StatementSync } from "node:sqlite";
 import type { Address, Hex } from "viem";
 import type { CompactSignature, Receipt, SessionTerms, VoucherState } from "@agentmesh/sdk";
+import { statementCache } from "./database.ts";
 
 /**
  * Typed access to the relayer's tables. Amounts are bigints in memory and decimal strings on disk.
@@ -74,8 +75,13 @@ export function hashApiKey(apiKey: string): string {
 export class Repository {
   readonly db: DatabaseSync;
 
+  private readonly statement: (sql: string) => StatementSync;
+  /** API keys are never reassigned, so their agents are cached once read. */
+  private readonly agentsByKeyHash = new Map<string, Address>();
+
   constructor(db: DatabaseSync) {
     this.db = db;
+    this.statement = statementCache(db);
   }
 
   /** Runs `work` in one transaction (nested calls join the outer one). */
@@ -95,21 +101,24 @@ export class Repository {
   // ---- agents ---------------------------------------------------------------------------------
 
   addApiKey(apiKey: string, agent: Address): void {
-    this.db
-      .prepare("INSERT INTO agents (api_key_hash, agent, created_at) VALUES (?, ?, ?)")
+    this.statement("INSERT INTO agents (api_key_hash, agent, created_at) VALUES (?, ?, ?)")
       .run(hashApiKey(apiKey), agent, Date.now());
   }
 
   agentOfApiKey(apiKey: string): Address | undefined {
-    const row = this.db.prepare("SELECT agent FROM agents WHERE api_key_hash = ?").get(hashApiKey(apiKey)) as Row | undefined;
-    return row?.agent as Address | undefined;
+    const keyHash = hashApiKey(apiKey);
+    let agent = this.agentsByKeyHash.get(keyHash);
+    if (agent === undefined) {
+      agent = (this.statement("SELECT agent FROM agents WHERE api_key_hash = ?").get(keyHash) as Row | undefined)?.agent as Address | undefined;
+      if (agent !== undefined) this.agentsByKeyHash.set(keyHash, agent);
+    }
+    return agent;
   }
 
   // ---- sessions -------------------------------------------------------------------------------
 
   insertSession(session: Omit<SessionRecord, "status" | "signedSequence" | "settledSequence" | "closeTx" | "createdAt">): void {
-    this.db
-      .prepare(
+    this.statement(
         `INSERT INTO sessions (id, agent, provider_id, model_id, model, terms, status, receipt_head, open_tx, created_at)
          VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?, ?)`,
       )
@@ -117,14 +126,13 @@ export class Repository {
   }
 
   getSession(id: Hex): SessionRecord | undefined {
-    const row = this.db.prepare("SELECT * FROM sessions WHERE id = ?").get(id.toLowerCase()) as Row | undefined;
+    const row = this.statement("SELECT * FROM sessions WHERE id = ?").get(id.toLowerCase()) as Row | undefined;
     return row && toSession(row);
   }
 
   /** The agent's open sessions for `model`, oldest first. */
   openSessionsFor(agent: Address, model: string): SessionRecord[] {
-    const rows = this.db
-      .prepare("SELECT * FROM sessions WHERE agent = ? AND model = ? AND status = 'open' ORDER BY created_at")
+    const rows = this.statement("SELECT * FROM sessions WHERE agent = ? AND model = ? AND status = 'open' ORDER BY created_at")
       .all(agent, model) as Row[];
     return rows.map(toSession);
   }
@@ -133,8 +141,7 @@ export class Repository {
   recordCall(record: Omit<ReceiptRecord, "agentSignature" | "settlementTx" | "createdAt">): void {
     const { receipt, state } = record;
     this.transaction(() => {
-      this.db
-        .prepare(
+      this.statement(
           `INSERT INTO receipts (hash, session_id, sequence, body, provider_signature, token_mismatch, created_at)
            VALUES (?, ?, ?, ?, ?, ?, ?)`,
         )
@@ -147,8 +154,7 @@ export class Repository {
           record.tokenMismatch ? 1 : 0,
           Date.now(),
         );
-      this.db
-        .prepare(
+      this.statement(
           `UPDATE sessions SET sequence = ?, cumulative_cost = ?, request_count = ?, input_tokens = ?, output_tokens = ?,
              latency_ms = ?, receipt_head = ? WHERE id = ?`,
         )
@@ -159,29 +165,26 @@ export class Repository {
   /** Stores the agent's signature of the voucher at `sequence` (already verified). */
   recordAgentSignature(sessionId: Hex, sequence: number, signature: CompactSignature): void {
     this.transaction(() => {
-      this.db
-        .prepare("UPDATE receipts SET agent_signature = ?, signed_at = ? WHERE session_id = ? AND sequence = ?")
+      this.statement("UPDATE receipts SET agent_signature = ?, signed_at = ? WHERE session_id = ? AND sequence = ?")
         .run(JSON.stringify(signature), Date.now(), sessionId.toLowerCase(), sequence);
-      this.db
-        .prepare("UPDATE sessions SET signed_sequence = MAX(signed_sequence, ?) WHERE id = ?")
+      this.statement("UPDATE sessions SET signed_sequence = MAX(signed_sequence, ?) WHERE id = ?")
         .run(sequence, sessionId.toLowerCase());
     });
   }
 
   getReceipt(hash: Hex): ReceiptRecord | undefined {
-    const row = this.db.prepare("SELECT * FROM receipts WHERE hash = ?").get(hash.toLowerCase()) as Row | undefined;
+    const row = this.statement("SELECT * FROM receipts WHERE hash = ?").get(hash.toLowerCase()) as Row | undefined;
     return row && toReceipt(row);
   }
 
   receiptAt(sessionId: Hex, sequence: number): ReceiptRecord | undefined {
-    const row = this.db
-      .prepare("SELECT * FROM receipts WHERE session_id = ? AND sequence = ?")
+    const row = this.statement("SELECT * FROM receipts WHERE session_id = ? AND sequence = ?")
       .get(sessionId.toLowerCase(), sequence) as Row | undefined;
     return row && toReceipt(row);
   }
 
   receiptsOf(sessionId: Hex): ReceiptRecord[] {
-    const rows = this.db.prepare("SELECT * FROM receipts WHERE session_id = ? ORDER BY sequence").all(sessionId.toLowerCase()) as Row[];
+    const rows = this.statement("SELECT * FROM receipts WHERE session_id = ? ORDER BY sequence").all(sessionId.toLowerCase()) as Row[];
     return rows.map(toReceipt);
   }
 
@@ -189,8 +192,7 @@ export class Repository {
 
   /** Open sessions with a signed voucher newer than what was settled, oldest signature first. */
   sessionsToSettle(limit: number): { session: SessionRecord; signedAt: number }[] {
-    const rows = this.db
-      .prepare(
+    const rows = this.statement(
         `SELECT s.*, r.signed_at AS voucher_signed_at FROM sessions s
            JOIN receipts r ON r.session_id = s.id AND r.sequence = s.signed_sequence
           WHERE s.status = 'open' AND s.signed_sequence > s.settled_sequence
@@ -204,44 +206,39 @@ export class Repository {
 
   insertSettlement(kind: SettlementRecord["kind"], items: SettlementItem[]): number {
     const now = Date.now();
-    const result = this.db
-      .prepare("INSERT INTO settlements (kind, status, items, created_at, updated_at) VALUES (?, 'pending', ?, ?, ?)")
+    const result = this.statement("INSERT INTO settlements (kind, status, items, created_at, updated_at) VALUES (?, 'pending', ?, ?, ?)")
       .run(kind, JSON.stringify(items.map((item) => ({ ...item, sessionId: item.sessionId.toLowerCase() }))), now, now);
     return Number(result.lastInsertRowid);
   }
 
   setSettlementTx(id: number, txHash: Hex, nonce: number): void {
-    this.db
-      .prepare("UPDATE settlements SET tx_hash = ?, nonce = ?, updated_at = ? WHERE id = ?")
+    this.statement("UPDATE settlements SET tx_hash = ?, nonce = ?, updated_at = ? WHERE id = ?")
       .run(txHash, nonce, Date.now(), id);
   }
 
   pendingSettlements(): SettlementRecord[] {
-    return (this.db.prepare("SELECT * FROM settlements WHERE status = 'pending' ORDER BY id").all() as Row[]).map(toSettlement);
+    return (this.statement("SELECT * FROM settlements WHERE status = 'pending' ORDER BY id").all() as Row[]).map(toSettlement);
   }
 
   /** Marks a settlement confirmed and applies it to its sessions and their receipts. */
   confirmSettlement(id: number): void {
     this.transaction(() => {
-      const row = this.db.prepare("SELECT * FROM settlements WHERE id = ?").get(id) as Row;
+      const row = this.statement("SELECT * FROM settlements WHERE id = ?").get(id) as Row;
       const settlement = toSettlement(row);
       for (const { sessionId, sequence } of settlement.items) {
-        this.db
-          .prepare(
+        this.statement(
             `UPDATE sessions SET settled_sequence = MAX(settled_sequence, ?)${settlement.kind === "close" ? ", status = 'closed', close_tx = ?" : ""} WHERE id = ?`,
           )
           .run(...(settlement.kind === "close" ? [sequence, settlement.txHash, sessionId] : [sequence, sessionId]));
-        this.db
-          .prepare("UPDATE receipts SET settlement_tx = ? WHERE session_id = ? AND sequence <= ? AND settlement_tx IS NULL")
+        this.statement("UPDATE receipts SET settlement_tx = ? WHERE session_id = ? AND sequence <= ? AND settlement_tx IS NULL")
           .run(settlement.txHash, sessionId, sequence);
       }
-      this.db.prepare("UPDATE settlements SET status = 'confirmed', updated_at = ? WHERE id = ?").run(Date.now(), id);
+      this.statement("UPDATE settlements SET status = 'confirmed', updated_at = ? WHERE id = ?").run(Date.now(), id);
     });
   }
 
   failSettlement(id: number, error: string): void {
-    this.db
-      .prepare("UPDATE settlements SET status = 'failed', error = ?, updated_at = ? WHERE id = ?")
+    this.statement("UPDATE settlements SET status = 'failed', error = ?, updated_at = ? WHERE id = ?")
       .run(error.slice(0, 2000), Date.now(), id);
   }
 }
