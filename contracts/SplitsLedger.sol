@@ -9,6 +9,7 @@ import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {Create2} from "@openzeppelin/contracts/utils/Create2.sol";
 import {Nonces} from "@openzeppelin/contracts/utils/Nonces.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+import {IERC3009} from "./interfaces/IERC3009.sol";
 import {ISplitsLedger} from "./interfaces/ISplitsLedger.sol";
 import {SplitLib} from "./libraries/SplitLib.sol";
 import {TokenPullLib} from "./libraries/TokenPullLib.sol";
@@ -58,6 +59,7 @@ contract SplitsLedger is ISplitsLedger, AccessControl, EIP712, Nonces, Reentranc
     IERC20 private immutable _TOKEN;
     mapping(address account => Account) private _accounts;
     mapping(address split => SplitState) private _splits;
+    mapping(address account => mapping(address spender => uint256)) private _allowances;
 
     /// @param token_ The USDC token (immutable).
     /// @param admin Holder of the admin role, which grants the compliance role.
@@ -125,6 +127,11 @@ contract SplitsLedger is ISplitsLedger, AccessControl, EIP712, Nonces, Reentranc
         return super.nonces(account);
     }
 
+    /// @inheritdoc ISplitsLedger
+    function allowance(address account, address spender) external view returns (uint256) {
+        return _allowances[account][spender];
+    }
+
     /*//////////////////////////////////////////////////////////////
                                 SPLITS
     //////////////////////////////////////////////////////////////*/
@@ -180,6 +187,38 @@ contract SplitsLedger is ISplitsLedger, AccessControl, EIP712, Nonces, Reentranc
         }
     }
 
+    /// @inheritdoc ISplitsLedger
+    function depositWithPermit(uint256 amount, uint256 deadline, uint8 v, bytes32 r, bytes32 s)
+        external
+        nonReentrant
+    {
+        if (amount == 0) revert LedgerZeroAmount();
+        _TOKEN.tryPermit(msg.sender, amount, deadline, v, r, s);
+        _TOKEN.pullExact(msg.sender, amount);
+        _credit(msg.sender, amount);
+        emit Paid(msg.sender, msg.sender, amount);
+    }
+
+    /// @inheritdoc ISplitsLedger
+    function depositWithAuthorization(
+        address from,
+        uint256 amount,
+        uint256 validAfter,
+        uint256 validBefore,
+        bytes32 nonce,
+        bytes calldata signature
+    ) external nonReentrant {
+        if (amount == 0) revert LedgerZeroAmount();
+        uint256 before = _TOKEN.balanceOf(address(this));
+        IERC3009(address(_TOKEN)).receiveWithAuthorization(
+            from, address(this), amount, validAfter, validBefore, nonce, signature
+        );
+        uint256 received = _TOKEN.balanceOf(address(this)) - before;
+        if (received != amount) revert TokenPullLib.TokenDepositMismatch(amount, received);
+        _credit(from, amount);
+        emit Paid(from, from, amount);
+    }
+
     /*//////////////////////////////////////////////////////////////
                               WITHDRAWALS
     //////////////////////////////////////////////////////////////*/
@@ -199,6 +238,26 @@ contract SplitsLedger is ISplitsLedger, AccessControl, EIP712, Nonces, Reentranc
             keccak256(abi.encode(WITHDRAWAL_TYPEHASH, account, to, amount, _useNonce(account), deadline))
         );
         if (!SignatureChecker.isValidSignatureNow(account, digest, signature)) revert LedgerInvalidSignature(account);
+        _withdraw(account, to, amount);
+    }
+
+    /// @inheritdoc ISplitsLedger
+    function approve(address spender, uint256 amount) external {
+        if (spender == address(0)) revert LedgerInvalidReceiver(spender);
+        _allowances[msg.sender][spender] = amount;
+        emit Approved(msg.sender, spender, amount);
+    }
+
+    /// @inheritdoc ISplitsLedger
+    function withdrawFrom(address account, address to, uint256 amount) external nonReentrant {
+        uint256 allowed = _allowances[account][msg.sender];
+        if (allowed != type(uint256).max) {
+            if (allowed < amount) revert LedgerInsufficientAllowance(account, msg.sender, allowed, amount);
+            // Unchecked: amount <= allowed was checked above.
+            unchecked {
+                _allowances[account][msg.sender] = allowed - amount;
+            }
+        }
         _withdraw(account, to, amount);
     }
 

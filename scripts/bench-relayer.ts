@@ -158,7 +158,7 @@ try {
   const dir = await mkdtemp(path.join(tmpdir(), "agentmesh-bench-"));
   const localFile = path.join(dir, "local.json");
   const [providerPort, idlePort, passthroughPort, relayerPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
-  chain = await startSeededChain({ chainPort: await freePort(), providerPorts: [providerPort, idlePort], localFile });
+  chain = await startSeededChain({ chainPort: await freePort(), providerPorts: [providerPort, idlePort], demoAgentPort: await freePort(), localFile });
   await liftRateLimit(chain);
   const provider = spawnNode("relayer/src/reference-provider/main.ts", ["--port", String(providerPort)]);
   const passthrough = spawnNode("scripts/lib/passthrough-proxy.ts", ["--port", String(passthroughPort), "--target", `http://127.0.0.1:${providerPort}`]);

@@ -3,7 +3,9 @@
  * (default `.agentmesh/local.json`, override with AGENTMESH_LOCAL_FILE) read by the relayer, SDK and UI:
  * - MockUSDC balances for every demo account;
  * - two providers staked and registered with different prices;
- * - a creator's funded budget that whitelists the demo agent.
+ * - a creator's funded budget that whitelists the demo agent;
+ * - the demo agent's listing on the agent marketplace, whose flow of funds pays its author a fixed
+ *   amount per call and tops up the demo budget with a share, so its revenue funds its compute.
  * Run by `npm start`; on its own: `npx hardhat run scripts/seed-local.ts --network localhost`.
  */
 import { network } from "hardhat";
@@ -14,11 +16,12 @@ import { describeDeployment, writeJson } from "./lib/deployment-file.ts";
 /** Hardhat's well-known development mnemonic: these keys are public, for the local chain only. */
 const DEV_MNEMONIC = "test test test test test test test test test test test junk";
 const USDC = 1_000_000n;
-const ROLES = ["admin", "treasury", "providerA", "providerB", "receiptSignerA", "receiptSignerB", "creator", "agent", "relayer"] as const;
+const ROLES = ["admin", "treasury", "providerA", "providerB", "receiptSignerA", "receiptSignerB", "creator", "agent", "relayer", "agentAuthor"] as const;
 
 const localFile = process.env.AGENTMESH_LOCAL_FILE ?? ".agentmesh/local.json";
 const rpcUrl = process.env.AGENTMESH_RPC_URL ?? "http://127.0.0.1:8545";
 const providerPorts = (process.env.AGENTMESH_PROVIDER_PORTS ?? "9001,9002").split(",").map(Number);
+const demoAgentPort = Number(process.env.AGENTMESH_DEMO_AGENT_PORT ?? "9003");
 
 const { ethers } = await network.create();
 const chainId = Number((await ethers.provider.getNetwork()).chainId);
@@ -39,7 +42,7 @@ const suite = await deploySuite(ethers, admin, {
   admin: admin.address,
   treasury: accounts.treasury.address,
 });
-const { usdc, registry, escrow } = suite;
+const { usdc, registry, escrow, marketplace } = suite;
 
 for (const role of ROLES) await (await usdc.mint(accounts[role].address, 10_000n * USDC)).wait();
 
@@ -82,12 +85,39 @@ await (
 ).wait();
 const budgetId = Number(await escrow.budgetCount());
 
+// The demo agent, 0.05 USDC a call: 0.01 to its author, 1% to each side's referrer (none yet, so
+// the platform's), 20% of the rest to the demo budget that pays its inference, the rest to the
+// platform (the zero remainder recipient).
+const RECIPIENT = { account: 0, split: 1, budget: 2 } as const;
+const demoAgent = { pricePerCall: 50_000n, endpoint: `http://127.0.0.1:${demoAgentPort}/` };
+await (
+  await marketplace.connect(await signer("agentAuthor")).list(
+    { name: "AutoDev (demo)", metadataURI: "", endpoint: demoAgent.endpoint },
+    demoAgent.pricePerCall,
+    {
+      fixedAmounts: [{ recipient: { kind: RECIPIENT.account, account: accounts.agentAuthor.address, budgetId: 0 }, amount: 10_000 }],
+      shares: [{ recipient: { kind: RECIPIENT.budget, account: ethers.ZeroAddress, budgetId }, share: 200_000 }],
+      payerReferrerShare: 10_000,
+      payeeReferrerShare: 10_000,
+      remainder: { kind: RECIPIENT.account, account: ethers.ZeroAddress, budgetId: 0 },
+    },
+    ethers.ZeroAddress,
+  )
+).wait();
+const demoAgentId = Number(await marketplace.agentCount());
+
 const local = {
   ...(await describeDeployment(chainId, suite, true)),
   rpcUrl,
   accounts,
   budgetId,
   providers,
+  demoAgent: {
+    id: demoAgentId,
+    endpoint: demoAgent.endpoint,
+    paymentAddress: await marketplace.paymentAddressOf(demoAgentId),
+    pricePerCall: demoAgent.pricePerCall.toString(),
+  },
 };
 await writeJson(localFile, local);
 console.log(`Seeded the local chain; wrote ${localFile}`);

@@ -1,10 +1,10 @@
 /**
  * `npm start`: the whole local stack on 127.0.0.1 — a Hardhat chain (EDR, OP-stack chain type) with
- * the contracts deployed and seeded, two reference providers, the relayer and the demo agent's
- * OpenAI-compatible proxy — until Ctrl-C, which stops everything it started. Writes
+ * the contracts deployed and seeded, two reference providers, the relayer, the demo agent's
+ * OpenAI-compatible proxy and the dApp — until Ctrl-C, which stops everything it started. Writes
  * `.agentmesh/local.json` for the SDK, the CLI and the UI.
  *
- *   npm start -- --chain-port 8545 --relayer-port 8787 --proxy-port 8788 --provider-ports 9001,9002 --out .agentmesh/local.json
+ *   npm start -- --chain-port 8545 --relayer-port 8787 --proxy-port 8788 --provider-ports 9001,9002 --ui-port 5173 --out .agentmesh/local.json
  */
 import path from "node:path";
 import { parseArgs } from "node:util";
@@ -16,6 +16,7 @@ const { values } = parseArgs({
     "relayer-port": { type: "string", default: "8787" },
     "proxy-port": { type: "string", default: "8788" },
     "provider-ports": { type: "string", default: "9001,9002" },
+    "ui-port": { type: "string", default: "5173" },
     out: { type: "string", default: ".agentmesh/local.json" },
     verbose: { type: "boolean", default: false },
   },
@@ -44,6 +45,7 @@ const running = await startLocalStack({
   providerPorts: [providerPorts[0], providerPorts[1]],
   localFile: path.resolve(values.out),
   verbose: values.verbose,
+  ui: { port: port("ui-port", values["ui-port"]), mode: "dev" },
 });
 const { stack, relayer, proxy } = running;
 
@@ -64,6 +66,7 @@ AgentMesh local stack is up.
   providers  ${stack.providers.map((provider) => `${provider.id}: ${provider.endpoint}`).join("   ")}
   relayer    ${relayer.url}  (GET /healthz, /v1/models, /v1/providers, /metrics)
   agent      ${proxy.url}/v1  (OpenAI-compatible proxy of the demo agent: any API key works)
+  dApp       ${running.uiUrl}  (open it in a browser; connect "Local dev account" to act as any demo account)
   stack file ${running.localFile}  (contracts, demo accounts with dev-only keys, budget ${stack.budgetId})
 
 Try it:

@@ -58,6 +58,8 @@ interface ISplitsLedger {
     error LedgerNotASplit(address split);
     /// @notice Thrown when an amount does not fit the ledger's 128-bit balances.
     error LedgerAmountOverflow(uint256 amount);
+    /// @notice Thrown when `spender` withdraws more of `account`'s balance than `account` allowed it.
+    error LedgerInsufficientAllowance(address account, address spender, uint256 allowance, uint256 needed);
 
     /*//////////////////////////////////////////////////////////////
                                 EVENTS
@@ -85,6 +87,11 @@ interface ISplitsLedger {
     /// @param account The account.
     /// @param frozen Whether its withdrawals are now refused.
     event FrozenSet(address indexed account, bool frozen);
+    /// @notice Emitted when `account` allows `spender` to withdraw up to `amount` of its balance.
+    /// @param account The balance owner.
+    /// @param spender Who may withdraw from it (e.g. the agent marketplace paying per call).
+    /// @param amount The new allowance (type(uint256).max: unlimited, never decreased).
+    event Approved(address indexed account, address indexed spender, uint256 amount);
 
     /*//////////////////////////////////////////////////////////////
                                 VIEWS
@@ -114,6 +121,9 @@ interface ISplitsLedger {
     /// @notice The next nonce of `account` for signed withdrawals.
     function nonces(address account) external view returns (uint256);
 
+    /// @notice How much of `account`'s balance `spender` may still withdraw.
+    function allowance(address account, address spender) external view returns (uint256);
+
     /*//////////////////////////////////////////////////////////////
                                 ACTIONS
     //////////////////////////////////////////////////////////////*/
@@ -130,6 +140,30 @@ interface ISplitsLedger {
 
     /// @notice Pays out whatever balance `split` itself holds (USDC credited to a split as an account).
     function distribute(address split) external;
+
+    /// @notice Tops up the caller's own balance with `amount` USDC, approved by the caller's EIP-2612
+    /// permit in the same transaction (a permit already used or front-run is ignored: the pull then
+    /// relies on the allowance). Emits `Paid(caller, caller, amount)`.
+    function depositWithPermit(uint256 amount, uint256 deadline, uint8 v, bytes32 r, bytes32 s) external;
+
+    /// @notice Tops up `from`'s balance with `amount` USDC moved by `from`'s EIP-3009
+    /// `ReceiveWithAuthorization` (to = this ledger). Anyone may submit it (gasless top-up): only the
+    /// ledger can execute such an authorization and it always credits its signer. Emits `Paid(from, from, amount)`.
+    function depositWithAuthorization(
+        address from,
+        uint256 amount,
+        uint256 validAfter,
+        uint256 validBefore,
+        bytes32 nonce,
+        bytes calldata signature
+    ) external;
+
+    /// @notice Allows `spender` to withdraw up to `amount` of the caller's balance (unlimited at type(uint256).max).
+    function approve(address spender, uint256 amount) external;
+
+    /// @notice Withdraws `amount` of `account`'s balance to `to`, spending the caller's allowance.
+    /// Refused like any withdrawal while `account` is frozen.
+    function withdrawFrom(address account, address to, uint256 amount) external;
 
     /// @notice Withdraws `amount` of the caller's balance to `to`.
     function withdraw(address to, uint256 amount) external;

@@ -29,6 +29,8 @@ export interface ChainOptions {
   chainId: number;
   escrow: Address;
   registry: Address;
+  /** The agent marketplace, when this relayer serves agents over x402. */
+  marketplace?: Address;
   /** Key of the account that pays gas for opens and settlements; it holds no one's funds. */
   relayerPrivateKey: Hex;
 }
@@ -179,7 +181,8 @@ export class ChainGateway {
     }
   }
 
-  private async sendAndConfirm(request: Parameters<WalletClient["writeContract"]>[0]): Promise<Hex> {
+  /** Sends a simulated request and waits for it; a revert surfaces as an error. */
+  async sendAndConfirm(request: Parameters<WalletClient["writeContract"]>[0]): Promise<Hex> {
     const hash = await this.walletClient.writeContract(request);
     if (!(await this.waitFor(hash))) throw new Error(`transaction ${hash} reverted`);
     return hash;

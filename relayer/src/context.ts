@@ -1,5 +1,7 @@
 import type { Address, Hex } from "viem";
 import type { ChainGateway } from "./chain.ts";
+import type { MarketplaceGateway } from "./marketplace.ts";
+import type { X402Gateway } from "./x402.ts";
 import type { ProviderStats } from "./stats.ts";
 import type { ChainIndex } from "./store/chain-index.ts";
 import type { Repository } from "./store/repository.ts";
@@ -63,4 +65,7 @@ export interface RelayerContext {
   rateLimiter: RateLimiter;
   /** What the chain indexer has seen: every provider (with models), budget and session on-chain. */
   chainIndex: ChainIndex;
+  /** The agent marketplace and its x402 gateway, when the relayer is configured with one. */
+  marketplace?: MarketplaceGateway;
+  x402?: X402Gateway;
 }

@@ -48,6 +48,7 @@ const relayer = await startRelayer({
     chainId: stack.chainId,
     escrow: stack.contracts.ComputeEscrow,
     registry: stack.contracts.ProviderRegistry,
+    marketplace: stack.contracts.AgentMarketplace,
     relayerPrivateKey: relayerAccount.privateKey,
   },
   receiptSignerKeys: signerKeys,

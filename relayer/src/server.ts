@@ -16,6 +16,8 @@ import { ApiError, sendError, sendJson } from "@agentmesh/sdk/http";
 import { closeSession, openSession, receiptStatus, sessionStatus, submitVoucher } from "./sessions.ts";
 import { DEFAULT_SETTLEMENT, SettlementWorker, type SettlementOptions } from "./settlement.ts";
 import { HealthProber } from "./health.ts";
+import { MarketplaceGateway, PayoutWorker } from "./marketplace.ts";
+import { callAgent, facilitatorSettle, facilitatorSupported, facilitatorVerify, listAgents, showAgent, X402Gateway } from "./x402.ts";
 import { ChainIndexer, type IndexerOptions } from "./indexer.ts";
 import { ChainIndex } from "./store/chain-index.ts";
 import { ProviderStats } from "./stats.ts";
@@ -37,6 +39,8 @@ export interface RelayerOptions {
   healthProbeIntervalMs?: number;
   /** The chain indexer: where to start (the deployment's start block) and how closely to follow. */
   indexer: { startBlock: number } & Partial<Omit<IndexerOptions, "startBlock">>;
+  /** How often agents' payments are distributed (default 60 s; needs `chain.marketplace`). */
+  payoutIntervalMs?: number;
 }
 
 export interface Relayer {
@@ -46,6 +50,8 @@ export interface Relayer {
   settlement: SettlementWorker;
   health: HealthProber;
   indexer: ChainIndexer;
+  /** Agent payouts, when the relayer serves a marketplace. */
+  payouts?: PayoutWorker;
   close(): Promise<void>;
 }
 
@@ -71,6 +77,12 @@ const ROUTES: { method: string; pattern: RegExp; handler: Handler }[] = [
   { method: "GET", pattern: /^\/v1\/budgets\/([^/]+)$/, handler: (ctx, _req, res, id) => showBudget(ctx, res, id) },
   { method: "GET", pattern: /^\/v1\/providers$/, handler: (ctx, _req, res) => listProviders(ctx, res) },
   { method: "GET", pattern: /^\/v1\/providers\/([^/]+)$/, handler: (ctx, _req, res, id) => showProvider(ctx, res, id) },
+  { method: "GET", pattern: /^\/v1\/agents$/, handler: listAgents },
+  { method: "GET", pattern: /^\/v1\/agents\/([^/]+)$/, handler: showAgent },
+  { method: "POST", pattern: /^\/agents\/([^/]+)$/, handler: callAgent },
+  { method: "GET", pattern: /^\/x402\/supported$/, handler: facilitatorSupported },
+  { method: "POST", pattern: /^\/x402\/verify$/, handler: facilitatorVerify },
+  { method: "POST", pattern: /^\/x402\/settle$/, handler: facilitatorSettle },
 ];
 
 /** Starts the relayer: HTTP API, settlement worker, store. */
@@ -105,6 +117,13 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
     rateLimiter: new RateLimiter(),
     chainIndex,
   };
+  let payouts: PayoutWorker | undefined;
+  if (options.chain.marketplace !== undefined) {
+    context.marketplace = new MarketplaceGateway(chain, options.chain.marketplace);
+    context.x402 = new X402Gateway(context, context.marketplace);
+    payouts = new PayoutWorker(context.marketplace, BigInt(options.indexer.startBlock), options.payoutIntervalMs ?? 60_000);
+    payouts.start();
+  }
   const settlement = new SettlementWorker(context, { ...DEFAULT_SETTLEMENT, ...options.settlement });
   await settlement.start();
   const health = new HealthProber(context, options.healthProbeIntervalMs ?? 15_000);
@@ -126,7 +145,9 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
     settlement,
     health,
     indexer,
+    payouts,
     async close() {
+      await payouts?.stop();
       await indexer.stop();
       await health.stop();
       await settlement.stop();
@@ -146,7 +167,9 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
 const CORS_HEADERS = {
   "access-control-allow-origin": "*",
   "access-control-allow-methods": "GET, POST, OPTIONS",
-  "access-control-allow-headers": "authorization, content-type",
+  // @x402/fetch also sends Access-Control-Expose-Headers on its paid retry.
+  "access-control-allow-headers": "authorization, content-type, payment-signature, access-control-expose-headers",
+  "access-control-expose-headers": "payment-required, payment-response",
   "access-control-max-age": "86400",
 };
 

@@ -1,5 +1,6 @@
 import type { HardhatEthers, HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/types";
 import type {
+  AgentMarketplace,
   ComputeEscrow,
   MockUSDC,
   ProviderRegistry,
@@ -41,13 +42,16 @@ export interface Suite {
   ledger: SplitsLedger;
   registry: ProviderRegistry;
   escrow: ComputeEscrow;
+  marketplace: AgentMarketplace;
   /** Block of the first deployment transaction: where indexers start. */
   startBlock: number;
 }
 
 /**
- * Deploys the ledger, registry and escrow (and MockUSDC on the local chain), and grants the escrow
- * its settlement and slasher roles on the registry.
+ * Deploys the ledger, registry, escrow and agent marketplace (and MockUSDC on the local chain), and
+ * grants the escrow its settlement and slasher roles on the registry. The marketplace needs no role:
+ * it pays the ledger with `payMany`, funds budgets with the escrow's public `topUp`, and moves a
+ * payer's ledger balance only with the payer's allowance or signature.
  */
 export async function deploySuite(
   ethers: HardhatEthers,
@@ -86,7 +90,17 @@ export async function deploySuite(
     ],
     deployer,
   );
-  await Promise.all([ledger.waitForDeployment(), registry.waitForDeployment(), escrow.waitForDeployment()]);
+  const marketplace = await ethers.deployContract(
+    "AgentMarketplace",
+    [usdcAddress, await ledger.getAddress(), await escrow.getAddress(), options.admin, options.treasury],
+    deployer,
+  );
+  await Promise.all([
+    ledger.waitForDeployment(),
+    registry.waitForDeployment(),
+    escrow.waitForDeployment(),
+    marketplace.waitForDeployment(),
+  ]);
 
   const admin = await ethers.getSigner(options.admin);
   const escrowAddress = await escrow.getAddress();
@@ -98,6 +112,7 @@ export async function deploySuite(
     ledger: ledger as unknown as SplitsLedger,
     registry: registry as unknown as ProviderRegistry,
     escrow: escrow as unknown as ComputeEscrow,
+    marketplace: marketplace as unknown as AgentMarketplace,
     startBlock,
   };
 }

@@ -15,6 +15,7 @@ export async function describeDeployment(chainId: number, suite: Suite, mockUsdc
       SplitsLedger: (await suite.ledger.getAddress()) as `0x${string}`,
       ProviderRegistry: (await suite.registry.getAddress()) as `0x${string}`,
       ComputeEscrow: (await suite.escrow.getAddress()) as `0x${string}`,
+      AgentMarketplace: (await suite.marketplace.getAddress()) as `0x${string}`,
     },
   };
 }

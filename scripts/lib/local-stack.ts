@@ -1,7 +1,7 @@
 /**
  * The local stack, started in one call: a Hardhat (EDR, OP-stack) JSON-RPC node, the contracts
- * deployed and seeded, the two reference providers and the relayer. `npm start` and the end-to-end
- * tests both use it; `stop()` stops everything it started.
+ * deployed and seeded, the two reference providers, the relayer and, when asked, the dApp. `npm
+ * start` and the end-to-end tests both use it; `stop()` stops everything it started.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
@@ -17,6 +17,7 @@ import {
   type ReferenceProviderOptions,
 } from "../../relayer/src/reference-provider/server.ts";
 import type { SettlementOptions } from "../../relayer/src/settlement.ts";
+import { startDemoAgent } from "../../relayer/src/demo-agent.ts";
 
 const hardhatCli = path.join(path.dirname(createRequire(import.meta.url).resolve("hardhat/package.json")), "dist/src/cli.js");
 const ROOT = path.resolve(import.meta.dirname, "../..");
@@ -27,17 +28,25 @@ export interface LocalStackOptions {
   relayerPort?: number;
   proxyPort?: number;
   providerPorts?: [number, number];
+  demoAgentPort?: number;
   /** Where the stack file goes (default `.agentmesh/local.json`). */
   localFile?: string;
   /** The relayer's SQLite file (default next to the stack file). */
   databasePath?: string;
   settlement?: Partial<SettlementOptions>;
+  /** How often the relayer distributes agents' payments (default 60 s). */
+  payoutIntervalMs?: number;
   /** How often the relayer probes providers (default 15 s). */
   healthProbeIntervalMs?: number;
   /** Options of both reference providers (pacing, faults). */
   providerOptions?: Omit<ReferenceProviderOptions, "port" | "host">;
   /** Forward the chain's and the seed script's output. */
   verbose?: boolean;
+  /**
+   * Also serve the dApp on 127.0.0.1:`port` (0 picks a free one): Vite's dev server, or a preview of
+   * `frontend/dist` (built beforehand). Not served when omitted.
+   */
+  ui?: { port: number; mode: "dev" | "preview" };
 }
 
 export interface RunningStack {
@@ -47,6 +56,8 @@ export interface RunningStack {
   /** The demo agent's OpenAI-compatible proxy. */
   proxy: AgentProxy;
   localFile: string;
+  /** The dApp's URL, when `ui` was asked for. */
+  uiUrl?: string;
   /** Restarts the relayer on the same port and database (as after a crash). */
   restartRelayer(): Promise<Relayer>;
   stop(): Promise<void>;
@@ -95,6 +106,8 @@ export interface SeededChain {
 export async function startSeededChain(options: {
   chainPort: number;
   providerPorts: readonly number[];
+  /** Where the seeded agent listing's endpoint (the demo agent) will listen. */
+  demoAgentPort: number;
   localFile: string;
   verbose?: boolean;
 }): Promise<SeededChain> {
@@ -125,6 +138,7 @@ export async function startSeededChain(options: {
         AGENTMESH_LOCAL_FILE: options.localFile,
         AGENTMESH_RPC_URL: rpcUrl,
         AGENTMESH_PROVIDER_PORTS: options.providerPorts.join(","),
+        AGENTMESH_DEMO_AGENT_PORT: String(options.demoAgentPort),
       },
     });
     children.push(seed);
@@ -143,6 +157,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   const providerPorts = options.providerPorts ?? [await freePort(), await freePort()];
   const relayerPort = options.relayerPort || (await freePort());
   const proxyPort = options.proxyPort || (await freePort());
+  const demoAgentPort = options.demoAgentPort || (await freePort());
   const localFile = path.resolve(options.localFile ?? path.join(ROOT, ".agentmesh/local.json"));
   const databasePath = options.databasePath ?? path.join(path.dirname(localFile), "relayer.db");
   const started: { close(): Promise<void> }[] = [];
@@ -158,7 +173,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   };
 
   try {
-    chain = await startSeededChain({ chainPort, providerPorts, localFile, verbose: options.verbose });
+    chain = await startSeededChain({ chainPort, providerPorts, demoAgentPort, localFile, verbose: options.verbose });
     const { stack: seeded, rpcUrl } = chain;
 
     const providers = await Promise.all(
@@ -175,12 +190,14 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
           chainId: seeded.chainId,
           escrow: seeded.contracts.ComputeEscrow,
           registry: seeded.contracts.ProviderRegistry,
+          marketplace: seeded.contracts.AgentMarketplace,
           relayerPrivateKey: seeded.accounts.relayer.privateKey,
         },
         receiptSignerKeys: [seeded.accounts.receiptSignerA.privateKey, seeded.accounts.receiptSignerB.privateKey],
         limits: { allowPrivateEndpoints: true },
         settlement: options.settlement,
         healthProbeIntervalMs: options.healthProbeIntervalMs,
+        payoutIntervalMs: options.payoutIntervalMs,
         indexer: { startBlock: seeded.startBlock },
       });
     relayer = await launchRelayer();
@@ -193,8 +210,24 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       sessionMaxSpend: 5_000_000n, // 5 USDC per session; the seeded budget allows 10
       port: proxyPort,
     });
-    const stack: LocalStack = { ...seeded, relayerUrl: relayer.url, agentProxyUrl: `${proxy.url}/v1` };
+    // The seeded listing's agent thinks through the demo agent's metered proxy; callers pay it per
+    // call at its x402 URL on the relayer.
+    started.push(await startDemoAgent({ port: demoAgentPort, inferenceUrl: `${proxy.url}/v1`, model: "agentmesh-small" }));
+    const stack: LocalStack = {
+      ...seeded,
+      demoAgent: { ...seeded.demoAgent, url: `${relayer.url}/agents/${seeded.demoAgent.id}` },
+      relayerUrl: relayer.url,
+      agentProxyUrl: `${proxy.url}/v1`,
+    };
     await writeFile(localFile, `${JSON.stringify(stack, null, 2)}\n`);
+    let uiUrl: string | undefined;
+    if (options.ui) {
+      // Loaded only when asked: Vite is the frontend's dependency, not the stack's.
+      const { serveFrontend } = await import("../../frontend/serve.ts");
+      const ui = await serveFrontend({ mode: options.ui.mode, port: options.ui.port || (await freePort()), localFile });
+      started.push(ui);
+      uiUrl = ui.url;
+    }
 
     return {
       stack,
@@ -204,6 +237,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       providers,
       proxy,
       localFile,
+      uiUrl,
       async restartRelayer() {
         await relayer?.close();
         relayer = await launchRelayer();

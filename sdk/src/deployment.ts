@@ -19,6 +19,8 @@ export const deploymentSchema = z.object({
     SplitsLedger: address,
     ProviderRegistry: address,
     ComputeEscrow: address,
+    /** Agent listings and their payment splits; absent from deployments made before it existed. */
+    AgentMarketplace: address.optional(),
   }),
 });
 
@@ -37,6 +39,14 @@ export const localStackSchema = deploymentSchema.extend({
   providers: z.array(
     z.object({ id: z.number().int().positive(), name: z.string(), endpoint: z.string().url(), owner: address, receiptSigner: address }),
   ),
+  /** The seeded agent listing; `url` is its paid (x402) URL on the relayer, once that is up. */
+  demoAgent: z.object({
+    id: z.number().int().positive(),
+    endpoint: z.string().url(),
+    paymentAddress: address,
+    pricePerCall: z.string().regex(/^\d+$/, "must be atomic USDC"),
+    url: z.string().url().optional(),
+  }),
   relayerUrl: z.string().url().optional(),
   agentProxyUrl: z.string().url().optional(),
 });

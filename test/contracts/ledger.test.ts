@@ -764,7 +764,10 @@ describe("SplitsLedger", () => {
       });
       expect(mutating.sort()).to.deep.equal(
         [
+          "approve",
           "createSplit",
+          "depositWithAuthorization",
+          "depositWithPermit",
           "distribute",
           "grantRole",
           "pay",
@@ -773,6 +776,7 @@ describe("SplitsLedger", () => {
           "revokeRole",
           "setFrozen",
           "withdraw",
+          "withdrawFrom",
           "withdrawWithSig",
         ].sort(),
       );

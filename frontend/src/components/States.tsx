@@ -1,0 +1,66 @@
+import type { ReactNode } from "react";
+import { ConnectButton } from "@rainbow-me/rainbowkit";
+import { useAccount } from "wagmi";
+import { useDeployment } from "../hooks/useAppConfig.ts";
+import type { ChainDeployment } from "../lib/config.ts";
+import { describeError } from "../lib/errors.ts";
+
+/** A placeholder while data loads. */
+export function Loading({ what }: { what: string }) {
+  return (
+    <p className="state state-loading" role="status" aria-live="polite">
+      Loading {what}…
+    </p>
+  );
+}
+
+/** Nothing to show yet, and what would make something appear. */
+export function EmptyState({ children }: { children: ReactNode }) {
+  return <p className="state state-empty">{children}</p>;
+}
+
+/** A failure to load, with a retry. */
+export function ErrorState({ error, retry }: { error: unknown; retry?: () => void }) {
+  return (
+    <div className="state state-error" role="alert">
+      <p>{describeError(error)}</p>
+      {retry && (
+        <button type="button" className="secondary" onClick={retry}>
+          Try again
+        </button>
+      )}
+    </div>
+  );
+}
+
+/** Renders `children` with the current chain's deployment, or a "not deployed" notice. */
+export function WithDeployment({ children, relayer = false }: { children: (deployment: ChainDeployment) => ReactNode; relayer?: boolean }) {
+  const { chainId, deployment } = useDeployment();
+  if (deployment === undefined) {
+    return (
+      <div className="state state-empty">
+        <p>
+          <strong>AgentMesh is not deployed on this network</strong> (chain {chainId}). Switch to a network with a deployment.
+        </p>
+      </div>
+    );
+  }
+  if (relayer && deployment.relayerUrl === undefined) {
+    return <p className="state state-empty">No relayer is configured for this network, so live marketplace data is unavailable.</p>;
+  }
+  return children(deployment);
+}
+
+/** Renders `children` with the connected account, or asks to connect. */
+export function WithAccount({ children, purpose }: { children: (account: `0x${string}`) => ReactNode; purpose: string }) {
+  const { address } = useAccount();
+  if (address === undefined) {
+    return (
+      <div className="state state-empty">
+        <p>Connect a wallet to {purpose}.</p>
+        <ConnectButton />
+      </div>
+    );
+  }
+  return children(address);
+}

@@ -1,0 +1,46 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { BaseError, ContractFunctionRevertedError, encodeErrorResult, UserRejectedRequestError, type Abi } from "viem";
+import { computeEscrowAbi, mockUSDCAbi, providerRegistryAbi, splitsLedgerAbi } from "@agentmesh/sdk/browser";
+import { CONTRACT_ERRORS_ABI, DESCRIBED_ERRORS, describeContractError, describeError } from "./errors.ts";
+
+/** A revert as viem reports it from a simulation of `abi`'s `functionName`. */
+function revert(abi: Abi, errorName: string, args: readonly unknown[], decodeWith: Abi = abi) {
+  const data = encodeErrorResult({ abi, errorName, args } as never);
+  return new BaseError("simulation failed", { cause: new ContractFunctionRevertedError({ abi: decodeWith, data, functionName: "f" }) });
+}
+
+describe("contract errors as sentences", () => {
+  it("has a sentence for every custom error of every contract", () => {
+    const names = CONTRACT_ERRORS_ABI.map((item) => (item.type === "error" ? item.name : ""));
+    assert.ok(names.length > 60);
+    assert.deepEqual(names.filter((name) => !DESCRIBED_ERRORS.includes(name)), []);
+  });
+
+  it("decodes a revert of the called contract, with USDC amounts at six decimals", () => {
+    const error = revert(computeEscrowAbi as Abi, "EscrowInsufficientBudget", [3n, 1_500_000n, 2_000_000n]);
+    assert.equal(describeError(error), "Budget #3 has 1.500000 USDC unallocated, but 2.000000 USDC is needed.");
+  });
+
+  it("decodes a revert bubbling up from a nested contract the caller's ABI does not know", () => {
+    const spender = "0x5FbDB2315678afecb367f032d93F642f64180aa3";
+    const error = revert(mockUSDCAbi as Abi, "ERC20InsufficientAllowance", [spender, 0n, 100_000_000n], computeEscrowAbi as Abi);
+    assert.equal(describeError(error), "The contract may spend only 0.000000 USDC of your USDC, but 100.000000 USDC is needed: approve it first.");
+  });
+
+  it("phrases registry and ledger errors with their values", () => {
+    assert.equal(describeError(revert(providerRegistryAbi as Abi, "RegistryStakeTooLow", [5_000_000n, 100_000_000n])), "A stake of 5.000000 USDC is below the minimum of 100.000000 USDC.");
+    assert.equal(describeContractError("RegistryUnstakeNotReady", [2n, 0n]), "Provider #2 has no pending unstake.");
+    assert.equal(describeContractError("RegistryUnstakeNotReady", [2n, 1_893_456_000n]), "The pending unstake of provider #2 can be withdrawn from 2030-01-01 00:00 UTC.");
+    assert.equal(
+      describeError(revert(splitsLedgerAbi as Abi, "LedgerSplitInvalidShares", [1_200_000n, 1_000_000n])),
+      "Every recipient needs a share above 0%, and the shares may add up to at most 100% (they add up to 120%).",
+    );
+  });
+
+  it("turns wallet rejections and other failures into sentences", () => {
+    assert.equal(describeError(new BaseError("x", { cause: new UserRejectedRequestError(new Error("no")) })), "You declined the request in your wallet.");
+    assert.equal(describeError(new Error("boom")), "boom");
+    assert.equal(describeContractError("NotAnError"), undefined);
+  });
+});

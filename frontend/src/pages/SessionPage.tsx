@@ -1,0 +1,125 @@
+import { useState } from "react";
+import { ChainLink } from "../components/ChainLink.tsx";
+import { Link } from "../components/Link.tsx";
+import { EmptyState, ErrorState, Loading, WithDeployment } from "../components/States.tsx";
+import { UsdcAmount } from "../components/UsdcAmount.tsx";
+import { useSession } from "../hooks/useRelayer.ts";
+import type { ChainDeployment } from "../lib/config.ts";
+import { shortHex } from "../lib/explorer.ts";
+import type { RelayerSession } from "../lib/relayer.ts";
+import { parseUsdcDecimal } from "../lib/usdc.ts";
+import { ReceiptVerification } from "./session/ReceiptVerification.tsx";
+
+function Receipts({ deployment, session }: { deployment: ChainDeployment; session: RelayerSession }) {
+  const [selected, setSelected] = useState<string | undefined>();
+  const receipt = session.receipts.find((candidate) => candidate.hash === selected);
+  if (session.receipts.length === 0) return <EmptyState>No call yet: receipts appear here as the agent's calls are served.</EmptyState>;
+  return (
+    <>
+      <div className="table-wrap">
+        <table className="responsive" data-testid="receipts">
+          <thead>
+            <tr>
+              <th scope="col">#</th>
+              <th scope="col">Tokens in / out</th>
+              <th scope="col">Cost</th>
+              <th scope="col">Latency</th>
+              <th scope="col">Receipt hash</th>
+              <th scope="col">Settlement</th>
+              <th scope="col">
+                <span className="visually-hidden">Verify</span>
+              </th>
+            </tr>
+          </thead>
+          <tbody>
+            {session.receipts.map((item) => (
+              <tr key={item.hash} data-testid={`receipt-${item.sequence}`}>
+                <td data-label="#">{item.sequence}</td>
+                <td data-label="Tokens in / out">
+                  {item.inputTokens} / {item.outputTokens}
+                </td>
+                <td data-label="Cost">
+                  <UsdcAmount value={BigInt(item.cost)} />
+                </td>
+                <td data-label="Latency">{item.latencyMs} ms</td>
+                <td data-label="Receipt hash" className="mono" title={item.hash}>
+                  {shortHex(item.hash)}
+                </td>
+                <td data-label="Settlement">{item.settlementTxHash ? <ChainLink kind="tx" value={item.settlementTxHash} /> : <span className="muted">pending</span>}</td>
+                <td>
+                  <button type="button" className="secondary" onClick={() => setSelected(item.hash)} aria-label={`Verify receipt ${item.sequence}`}>
+                    Verify
+                  </button>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+      {receipt && <ReceiptVerification key={receipt.hash + receipt.settlementTxHash} deployment={deployment} session={session} receipt={receipt} />}
+    </>
+  );
+}
+
+function Session({ deployment, sessionId }: { deployment: ChainDeployment; sessionId: string }) {
+  const session = useSession(sessionId);
+  if (session.isPending) return <Loading what="the session" />;
+  if (session.isError) return <ErrorState error={session.error} retry={() => void session.refetch()} />;
+  const data = session.data;
+  return (
+    <>
+      <dl className="facts card">
+        <dt>Status</dt>
+        <dd>{data.status}</dd>
+        <dt>Agent</dt>
+        <dd>
+          <ChainLink kind="address" value={data.agent} />
+        </dd>
+        <dt>Budget</dt>
+        <dd>
+          <Link to={`/budgets/${data.terms.budgetId}`}>#{String(data.terms.budgetId)}</Link>
+        </dd>
+        <dt>Provider · model</dt>
+        <dd>
+          <Link to={`/sessions?provider=${data.providerId}`}>#{data.providerId}</Link> · {data.model}
+        </dd>
+        <dt>Spent (live)</dt>
+        <dd>
+          <UsdcAmount value={parseUsdcDecimal(data.spent)} testId="session-spent" /> of <UsdcAmount value={BigInt(data.terms.maxSpend)} /> locked
+        </dd>
+        <dt>Calls</dt>
+        <dd data-testid="session-calls">{data.state.requestCount}</dd>
+        <dt>Signed · settled up to</dt>
+        <dd>
+          call {data.signedSequence} · call {data.settledSequence}
+        </dd>
+        <dt>Opened in</dt>
+        <dd>
+          <ChainLink kind="tx" value={data.openTxHash} />
+        </dd>
+        {data.closeTxHash && (
+          <>
+            <dt>Closed in</dt>
+            <dd>
+              <ChainLink kind="tx" value={data.closeTxHash} />
+            </dd>
+          </>
+        )}
+      </dl>
+      <h2>Receipts</h2>
+      <Receipts deployment={deployment} session={data} />
+    </>
+  );
+}
+
+/** One session with its receipts arriving live; any receipt can be verified in the browser. */
+export default function SessionPage({ sessionId }: { sessionId: string }) {
+  return (
+    <section>
+      <h1>
+        Session <span className="mono">{shortHex(sessionId)}</span>
+      </h1>
+      <WithDeployment relayer>{(deployment) => <Session deployment={deployment} sessionId={sessionId} />}</WithDeployment>
+    </section>
+  );
+}
