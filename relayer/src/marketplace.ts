@@ -49,10 +49,32 @@ export class MarketplaceGateway {
 
   /** Listing `id`, or undefined when there is none. */
   async agent(id: number): Promise<ListedAgent | undefined> {
+    const cached = this.cachedAgent(id);
+    if (cached !== undefined) return cached;
+    if (id < 1 || id > (await this.agentCount())) return undefined;
+    return this.readAgent(id);
+  }
+
+  /** Every listing, in id order. */
+  async agentList(): Promise<ListedAgent[]> {
+    const count = await this.agentCount();
+    return Promise.all(
+      Array.from({ length: count }, (_, index) => this.cachedAgent(index + 1) ?? this.readAgent(index + 1)),
+    );
+  }
+
+  /** Listing `id` as read less than `cacheMs` ago, if it was. */
+  private cachedAgent(id: number): ListedAgent | undefined {
     const cached = this.agents.get(id);
-    if (cached !== undefined && Date.now() - cached.at < this.cacheMs) return cached.agent;
-    const count = await this.chain.publicClient.readContract({ address: this.address, abi: agentMarketplaceAbi, functionName: "agentCount" });
-    if (id < 1 || id > count) return undefined;
+    return cached !== undefined && Date.now() - cached.at < this.cacheMs ? cached.agent : undefined;
+  }
+
+  private async agentCount(): Promise<number> {
+    return Number(await this.chain.publicClient.readContract({ address: this.address, abi: agentMarketplaceAbi, functionName: "agentCount" }));
+  }
+
+  /** Reads listing `id` (which exists) from the chain into the cache. */
+  private async readAgent(id: number): Promise<ListedAgent> {
     const raw = await this.chain.publicClient.readContract({ address: this.address, abi: agentMarketplaceAbi, functionName: "getAgent", args: [BigInt(id)] });
     const agent: ListedAgent = {
       id,
@@ -67,13 +89,6 @@ export class MarketplaceGateway {
     this.agents.set(id, { agent, at: Date.now() });
     this.agentIdsByPaymentAddress.set(agent.paymentAddress.toLowerCase(), id);
     return agent;
-  }
-
-  /** Every listing, in id order. */
-  async agentList(): Promise<ListedAgent[]> {
-    const count = await this.chain.publicClient.readContract({ address: this.address, abi: agentMarketplaceAbi, functionName: "agentCount" });
-    const agents = await Promise.all(Array.from({ length: Number(count) }, (_, index) => this.agent(index + 1)));
-    return agents.filter((agent): agent is ListedAgent => agent !== undefined);
   }
 
   /** The agent whose payment address is `address`, if any. */

@@ -78,25 +78,30 @@ export class X402Gateway {
 
   /** Verifies, then settles `payload` through the marketplace; payTo must be an agent's payment address. */
   async settle(payload: PaymentPayload, requirements: PaymentRequirements): Promise<SettleResponse> {
-    const failure = (errorReason: string, errorMessage: string, payer?: string): SettleResponse => ({
-      success: false,
-      errorReason,
-      errorMessage,
-      payer,
-      transaction: "",
-      network: this.network,
-    });
     const agent = await this.marketplace.agentPaidAt(requirements.payTo);
-    if (agent === undefined) return failure("invalid_payment_requirements", `${requirements.payTo} is not the payment address of an AgentMesh agent`);
+    if (agent === undefined) return this.failure("invalid_payment_requirements", `${requirements.payTo} is not the payment address of an AgentMesh agent`);
     const verified = await this.verify(payload, requirements);
-    if (!verified.isValid) return failure(verified.invalidReason ?? "invalid_payment", verified.invalidMessage ?? "payment is invalid", verified.payer);
+    if (!verified.isValid) return this.failure(verified.invalidReason ?? "invalid_payment", verified.invalidMessage ?? "payment is invalid", verified.payer);
+    return this.settleVerified(agent, payload);
+  }
+
+  /**
+   * Settles a payment to `agent` already verified against its requirements. The marketplace call is
+   * simulated first, so a payment that stopped being valid since (e.g. the payer spent the funds)
+   * fails here without a transaction.
+   */
+  async settleVerified(agent: ListedAgent, payload: PaymentPayload): Promise<SettleResponse> {
     const { authorization, signature } = exactPayload(payload);
     try {
       const transaction = await this.marketplace.payWithAuthorization(agent.id, authorization, signature);
       return { success: true, transaction, network: this.network, payer: authorization.from, amount: authorization.value.toString() };
     } catch (error) {
-      return failure("settlement_failed", (error as Error).message.split("\n")[0], authorization.from);
+      return this.failure("settlement_failed", (error as Error).message.split("\n")[0], authorization.from);
     }
+  }
+
+  private failure(errorReason: string, errorMessage: string, payer?: string): SettleResponse {
+    return { success: false, errorReason, errorMessage, payer, transaction: "", network: this.network };
   }
 }
 
@@ -178,7 +183,7 @@ export async function callAgent(ctx: RelayerContext, req: IncomingMessage, res: 
   if (!verified.isValid) throw paymentRequired(verified.invalidReason ?? "invalid_payment", verified.invalidMessage ?? "the payment is invalid");
 
   const answer = await forwardToAgent(ctx, agent, body);
-  const settled = await x402.settle(payload, requirements);
+  const settled = await x402.settleVerified(agent, payload);
   if (!settled.success) throw paymentRequired(settled.errorReason ?? "settlement_failed", settled.errorMessage ?? "the payment could not be settled");
   res.setHeader("payment-response", encodePaymentResponseHeader(settled));
   res.writeHead(200, { "content-type": "application/json" });
