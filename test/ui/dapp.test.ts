@@ -46,9 +46,16 @@ describe("dApp in Chromium", { timeout: 240_000 }, () => {
   }
   /** Waits until `locator` shows `text`. */
   const waitForText = (locator: Locator, text: string) => waitFor(locator.filter({ hasText: text }).first().waitFor(WAIT));
-  /** Waits for the transaction status inside `scope` to settle, and returns it. */
-  async function txResult(scope: Locator): Promise<string> {
-    const status = scope.locator('[data-status="confirmed"], [data-status="failed"]').first();
+  /**
+   * Clicks the button named `button` inside `scope` and returns the transaction status it leads to.
+   * A status already showing from an earlier attempt is not taken for this one's: the result must
+   * differ from it (a confirmed status carries its own transaction hash).
+   */
+  async function submit(scope: Locator, button: string): Promise<string> {
+    const settled = scope.locator('[data-status="confirmed"], [data-status="failed"]');
+    const before = (await settled.count()) > 0 ? ((await settled.first().textContent()) ?? "") : undefined;
+    await scope.getByRole("button", { name: button }).click();
+    const status = (before === undefined ? settled : settled.filter({ hasNotText: before })).first();
     await waitFor(status.waitFor(WAIT));
     return (await status.textContent()) ?? "";
   }
@@ -132,14 +139,12 @@ describe("dApp in Chromium", { timeout: 240_000 }, () => {
     assert.equal(await form.getByLabel("Stake").inputValue(), "100");
     // A receipt signer that provider #1 already uses: the registry's custom error, as a sentence.
     await form.getByLabel("Receipt signer").fill(account("receiptSignerA"));
-    await form.getByRole("button", { name: "Register and stake" }).click();
     const taken = shortHex(account("receiptSignerA"));
-    assert.match(await txResult(form), new RegExp(`Register and stake failed: Receipt signer ${taken} already belongs to provider #1; use another key\\.`));
+    assert.match(await submit(form, "Register and stake"), new RegExp(`Register and stake failed: Receipt signer ${taken} already belongs to provider #1; use another key\\.`));
 
     const signer = privateKeyToAccount(generatePrivateKey()).address;
     await form.getByLabel("Receipt signer").fill(signer);
-    await form.getByRole("button", { name: "Register and stake" }).click();
-    assert.match(await txResult(form), /Register and stake: confirmed/);
+    assert.match(await submit(form, "Register and stake"), /Register and stake: confirmed/);
     const card = page.getByTestId("provider-3");
     await waitForText(card.getByTestId("stake-3"), "100.000000 USDC");
     const provider = await read<{ owner: Address; stake: bigint; receiptSigner: Address; endpoint: string }>({
@@ -174,8 +179,7 @@ describe("dApp in Chromium", { timeout: 240_000 }, () => {
 
     const funds = page.getByRole("region", { name: "Funds" });
     await funds.getByLabel("Top up").fill("10.25");
-    await funds.getByRole("button", { name: "Approve and top up" }).click();
-    assert.match(await txResult(funds), /Top up: confirmed/);
+    assert.match(await submit(funds, "Approve and top up"), /Top up: confirmed/);
     await waitForText(page.getByTestId("budget-available"), "60.250000 USDC");
     const budget = await read<{ available: bigint; perSessionLimit: bigint; creator: Address }>({
       address: running.stack.contracts.ComputeEscrow,
@@ -258,8 +262,7 @@ describe("dApp in Chromium", { timeout: 240_000 }, () => {
     await go("/provider");
     const card = page.getByTestId("provider-1");
     await waitForText(card.getByTestId("ledger-balance"), usdcText(earned));
-    await card.getByRole("button", { name: "Withdraw to wallet" }).click();
-    assert.match(await txResult(card.getByRole("region", { name: "Earnings" })), /Withdraw: confirmed/);
+    assert.match(await submit(card.getByRole("region", { name: "Earnings" }), "Withdraw to wallet"), /Withdraw: confirmed/);
     await waitForText(card.getByTestId("ledger-balance"), usdcText(0n));
     await waitForText(card.getByTestId("wallet-balance"), usdcText(walletBefore + earned));
     const walletAfter = await read<bigint>({ address: running.stack.usdc, abi: erc20Abi, functionName: "balanceOf", args: [providerA] });
