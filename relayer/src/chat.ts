@@ -279,7 +279,8 @@ async function serve(
     }
     throw new UpstreamError(result.message);
   }
-  const record = await bill(ctx, request, candidate, promptTokens, latencyMs, result);
+  const record = bill(ctx, request, candidate, promptTokens, latencyMs, result);
+  await ctx.repo.committed(); // the receipt is on disk before anyone is told of it
   const cost = { amount: formatUsdc(record.receipt.cost), amountAtomic: record.receipt.cost.toString(), currency: "USDC", txHash: null };
   const extension = { cost, latencyMs, receipt: receiptView(record) };
   if (result.kind === "abandoned") return true;
@@ -293,7 +294,7 @@ async function serve(
 }
 
 /** Meters a served call: receipt, next state, the provider's co-signature, all stored at once. */
-async function bill(
+function bill(
   ctx: RelayerContext,
   request: ChatRequest,
   { session, provider, maxTokens }: Candidate,

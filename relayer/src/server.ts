@@ -21,7 +21,7 @@ import { callAgent, facilitatorSettle, facilitatorSupported, facilitatorVerify, 
 import { ChainIndexer, type IndexerOptions } from "./indexer.ts";
 import { ChainIndex } from "./store/chain-index.ts";
 import { ProviderStats } from "./stats.ts";
-import { openDatabase } from "./store/database.ts";
+import { openDatabase, startCheckpointer } from "./store/database.ts";
 import { Repository } from "./store/repository.ts";
 
 export interface RelayerOptions {
@@ -89,6 +89,7 @@ const ROUTES: { method: string; pattern: RegExp; handler: Handler }[] = [
 export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
   const chain = new ChainGateway(options.chain);
   const db = openDatabase(options.databasePath);
+  const checkpointer = startCheckpointer(options.databasePath);
   const repo = new Repository(db);
   const chainIndex = new ChainIndex(db);
   const indexer = new ChainIndexer(chain, chainIndex, (work) => repo.transaction(work), {
@@ -155,7 +156,8 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
         server.close(() => resolve());
         server.closeAllConnections();
       });
-      repo.db.close();
+      repo.close();
+      await checkpointer.stop();
     },
   };
 }

@@ -172,6 +172,7 @@ export async function submitVoucher(ctx: RelayerContext, req: IncomingMessage, r
   if (!recordVoucher(ctx, session, voucher)) {
     throw new ApiError(409, "stale_voucher", `voucher ${voucher.sequence} is stale: the agent already signed up to ${session.signedSequence}`);
   }
+  await ctx.repo.committed();
   sendJson(res, 200, { sessionId: session.id, signedSequence: voucher.sequence });
 }
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtemp } from "node:fs/promises";
+import { mkdtemp, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, it } from "node:test";
@@ -15,7 +15,7 @@ import {
   type SessionTerms,
 } from "@agentmesh/sdk";
 import { RateLimiter } from "../src/context.ts";
-import { openDatabase } from "../src/store/database.ts";
+import { openDatabase, startCheckpointer } from "../src/store/database.ts";
 import { Repository } from "../src/store/repository.ts";
 
 const terms: SessionTerms = {
@@ -59,7 +59,7 @@ describe("relayer store", () => {
     const { repo, dbFile } = await freshRepository();
     repo.insertSession({ id: sessionId, agent: terms.agent, providerId: 1, modelId: 0, model: "agentmesh-small", terms, state: INITIAL_STATE, openTx: `0x${"ab".repeat(32)}` });
     repo.addApiKey("am_key", terms.agent);
-    repo.db.close();
+    repo.close();
     const reopened = new Repository(openDatabase(dbFile));
     const { user_version: version } = reopened.db.prepare("PRAGMA user_version").get() as { user_version: number };
     assert.equal(version, 2);
@@ -94,6 +94,86 @@ describe("relayer store", () => {
     assert.equal(repo.getReceipt(hash)?.settlementTx, `0x${"cd".repeat(32)}`);
     assert.equal(repo.sessionsToSettle(10).length, 0, "settled");
     assert.deepEqual(repo.pendingSettlements(), []);
+  });
+});
+
+describe("relayer store group commit", () => {
+  const open = (repo: Repository) =>
+    repo.insertSession({ id: sessionId, agent: terms.agent, providerId: 1, modelId: 0, model: "agentmesh-small", terms, state: INITIAL_STATE, openTx: `0x${"ab".repeat(32)}` });
+  const record = (repo: Repository) => {
+    const receipt = firstReceipt();
+    const state = checkReceipt(terms, sessionId, INITIAL_STATE, receipt);
+    repo.recordCall({ hash: receiptHash(receipt), receipt, state, providerSignature: signature, tokenMismatch: false });
+    return receiptHash(receipt);
+  };
+
+  it("commits a turn's calls together at the end of the turn; until then only this connection sees them", async () => {
+    const { repo, dbFile } = await freshRepository();
+    const other = new Repository(openDatabase(dbFile));
+    open(repo);
+    const hash = record(repo);
+    repo.recordAgentSignature(sessionId, 1, signature);
+    assert.equal(repo.getSession(sessionId)?.signedSequence, 1, "the writing connection reads its own batch");
+    assert.equal(other.getReceipt(hash), undefined, "not committed yet");
+    await repo.committed();
+    assert.equal(other.getReceipt(hash)?.agentSignature?.r, signature.r);
+    assert.equal(other.getSession(sessionId)?.signedSequence, 1);
+    repo.close();
+    other.close();
+  });
+
+  it("rolls back a failing unit alone, and commits the rest of its batch", async () => {
+    const { repo, dbFile } = await freshRepository();
+    open(repo);
+    const hash = record(repo);
+    assert.throws(() => record(repo), /UNIQUE/);
+    assert.throws(() => repo.batch(() => {
+      repo.recordAgentSignature(sessionId, 1, signature);
+      throw new Error("the unit fails after writing");
+    }), /the unit fails/);
+    await repo.committed();
+    const other = new Repository(openDatabase(dbFile));
+    assert.equal(other.getSession(sessionId)?.state.sequence, 1);
+    assert.equal(other.getSession(sessionId)?.signedSequence, 0, "the failed unit's write is gone");
+    assert.equal(other.getReceipt(hash)?.agentSignature, null);
+    repo.close();
+    other.close();
+  });
+
+  it("commits an open batch before a committing transaction, and before closing", async () => {
+    const { repo, dbFile } = await freshRepository();
+    const other = new Repository(openDatabase(dbFile));
+    open(repo);
+    const hash = record(repo);
+    repo.insertSettlement("settle", [{ sessionId, sequence: 1 }]);
+    assert.equal(other.getReceipt(hash)?.hash, hash, "the batch went to disk with the settlement row");
+    repo.recordAgentSignature(sessionId, 1, signature);
+    repo.close();
+    assert.equal(other.getSession(sessionId)?.signedSequence, 1, "closing committed the last batch");
+    other.close();
+  });
+});
+
+describe("relayer store checkpointer", () => {
+  it("moves checkpoints off the writing connection into its own thread", async () => {
+    const { repo, dbFile } = await freshRepository();
+    const { wal_autocheckpoint: autocheckpoint } = repo.db.prepare("PRAGMA wal_autocheckpoint").get() as { wal_autocheckpoint: number };
+    assert.equal(autocheckpoint, 0, "the relayer's connection never checkpoints by itself");
+    const sizeBefore = (await stat(dbFile)).size;
+    for (let i = 0; i < 200; i++) repo.addApiKey(`am_key_${i}`, terms.agent);
+    assert.equal((await stat(dbFile)).size, sizeBefore, "committed pages wait in the log");
+    const checkpointer = startCheckpointer(dbFile, 20);
+    let sizeAfter = sizeBefore;
+    for (let attempt = 0; attempt < 100 && sizeAfter === sizeBefore; attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      sizeAfter = (await stat(dbFile)).size;
+    }
+    assert.ok(sizeAfter > sizeBefore, "the checkpointer copied the log into the database file");
+    repo.close();
+    await checkpointer.stop();
+    const reopened = new Repository(openDatabase(dbFile));
+    assert.equal(reopened.agentOfApiKey("am_key_199"), terms.agent);
+    reopened.close();
   });
 });
 

@@ -3,6 +3,7 @@ import { describe, it } from "node:test";
 import {
   compactSignatureToSignature,
   concat,
+  encodeAbiParameters,
   hashTypedData,
   hexToBytes,
   keccak256,
@@ -15,7 +16,8 @@ import { generatePrivateKey, privateKeyToAccount, sign } from "viem/accounts";
 import { INITIAL_STATE, ReceiptError, checkReceipt, verifySignedReceipt } from "./metering.ts";
 import { callCost, formatUsdc } from "./pricing.ts";
 import { GENESIS_RECEIPT_HASH, hashCompletionOutput, hashRequestMessages, receiptHash, type Receipt } from "./receipts.ts";
-import { keccak256Bytes, secp256k1Backends } from "./native-crypto.ts";
+import { keccak256Bytes, keccakBackend } from "./keccak.node.ts";
+import { secp256k1Backends } from "./native-crypto.ts";
 import { escrowDomain, sessionIdOf, voucherTypes, type SessionTerms } from "./typed-data.ts";
 import { escrowDomainSeparator, recoverDigestSigner, signDigest, voucherDigest, type VoucherState } from "./vouchers.ts";
 
@@ -114,11 +116,44 @@ describe("voucher digests", () => {
     }
   });
 
-  it("hashes with keccak256 exactly as viem does, at every length around the sponge's rate", () => {
+  it("hashes with a native keccak256 exactly as viem does, at every length around the sponge's rate", () => {
+    assert.equal(keccakBackend, "native");
     for (const length of [0, 1, 31, 32, 64, 135, 136, 137, 272, 1000]) {
       const data = Uint8Array.from({ length }, (_, i) => (i * 7 + length) & 0xff);
       assert.equal(toHex(keccak256Bytes(data)), keccak256(data), `length ${length}`);
     }
+  });
+
+  it("hashes a receipt as keccak256 of the ABI encoding of its fields, and refuses values its types cannot hold", () => {
+    const abiHash = (receipt: Receipt) =>
+      keccak256(
+        encodeAbiParameters(
+          ["bytes32", "bytes32", "uint32", "uint32", "string", "uint32", "uint32", "uint64", "uint32", "bytes32", "bytes32", "bytes32"].map((type) => ({ type })),
+          [keccak256(toHex("AgentMesh.Receipt.v1")), receipt.sessionId, receipt.sequence, receipt.providerId, receipt.model, receipt.inputTokens,
+            receipt.outputTokens, receipt.cost, receipt.latencyMs, receipt.inputHash, receipt.outputHash, receipt.previousHash],
+        ),
+      );
+    const base: Receipt = {
+      sessionId: sessionIdOf(terms),
+      sequence: 4_294_967_295,
+      providerId: 2,
+      model: "",
+      inputTokens: 123_456,
+      outputTokens: 0,
+      cost: 18_446_744_073_709_551_615n,
+      latencyMs: 17,
+      inputHash: hashRequestMessages([{ role: "user", content: "hé" }]),
+      outputHash: hashCompletionOutput("ok", [{ id: "call_1", name: "f", arguments: "{}" }]),
+      previousHash: GENESIS_RECEIPT_HASH,
+    };
+    for (const model of ["", "m", "x".repeat(31), "x".repeat(32), "x".repeat(33), "modèle-ü-模型", "y".repeat(100)]) {
+      assert.equal(receiptHash({ ...base, model }), abiHash({ ...base, model }), JSON.stringify(model));
+    }
+    assert.throws(() => receiptHash({ ...base, inputTokens: 2 ** 32 }), /not a uint32/);
+    assert.throws(() => receiptHash({ ...base, latencyMs: -1 }), /not a uint32/);
+    assert.throws(() => receiptHash({ ...base, cost: -1n }), /not a uint64/);
+    assert.throws(() => receiptHash({ ...base, previousHash: "0x1234" }), /not 32 bytes/);
+    assert.throws(() => voucherDigest(escrowDomainSeparator(31337, ESCROW), sessionIdOf(terms), { ...INITIAL_STATE, outputTokens: 2 ** 32 }), /not a uint32/);
   });
 
   it("refuses a signature whose s is above half the curve order, as the contract does", () => {

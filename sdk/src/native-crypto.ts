@@ -1,19 +1,17 @@
 import { createRequire } from "node:module";
-import path from "node:path";
 import * as wasm from "tiny-secp256k1";
-import { keccak256 as viemKeccak256 } from "viem";
 
 /**
- * The hot-path primitives behind vouchers: secp256k1 signing and recovery, and keccak256. Relayers
- * and agents sign, recover and hash on every call, so each comes from a prebuilt N-API addon when
- * this platform has one — no compiler, no download: the `secp256k1` and `keccak` packages ship
- * binaries for Linux x64 and others — and falls back to portable code otherwise:
+ * The hot-path signature primitives behind vouchers: secp256k1 signing and recovery. Relayers and
+ * agents sign and recover on every call, so both come from a prebuilt N-API addon when this
+ * platform has one — no compiler, no download: the `secp256k1` package ships binaries for Linux x64
+ * and others — and fall back to libsecp256k1 in WebAssembly otherwise (keccak256 works the same
+ * way: see `keccak.node.ts`):
  *
- * | primitive        | native  | fallback                        |
- * |------------------|---------|---------------------------------|
- * | sign             | ~40 µs  | ~120 µs (libsecp256k1 in WASM)  |
- * | recover          | ~60 µs  | ~290 µs (libsecp256k1 in WASM)  |
- * | keccak256, 320 B | ~2.6 µs | ~22 µs (@noble/hashes via viem) |
+ * | primitive | native | fallback |
+ * |-----------|--------|----------|
+ * | sign      | ~40 µs | ~120 µs  |
+ * | recover   | ~60 µs | ~290 µs  |
  */
 
 const require = createRequire(import.meta.url);
@@ -79,28 +77,3 @@ export const secp256k1Backends: readonly Secp256k1Backend[] = [nativeSecp256k1()
 
 /** The fastest secp256k1 backend this platform has. */
 export const secp256k1: Secp256k1Backend = secp256k1Backends[0];
-
-/** The `keccak` package's native sponge (its JS API wraps each hash in a stream; this skips that). */
-interface NativeKeccakState {
-  initialize(rate: number, capacity: number): void;
-  absorb(data: Uint8Array): void;
-  squeeze(length: number): Uint8Array;
-}
-
-function nativeKeccak256(): ((data: Uint8Array) => Uint8Array) | undefined {
-  let state: NativeKeccakState;
-  try {
-    const loadAddon = require("node-gyp-build") as (directory: string) => new () => NativeKeccakState;
-    state = new (loadAddon(path.dirname(require.resolve("keccak/package.json"))))();
-  } catch {
-    return undefined;
-  }
-  return (data) => {
-    state.initialize(1088, 512); // keccak256: rate 1088 bits, capacity 512
-    state.absorb(data);
-    return state.squeeze(32);
-  };
-}
-
-/** keccak256 of `data`: native when available, else @noble/hashes (through viem). */
-export const keccak256Bytes: (data: Uint8Array) => Uint8Array = nativeKeccak256() ?? ((data) => viemKeccak256(data, "bytes"));

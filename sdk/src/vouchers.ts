@@ -1,5 +1,7 @@
 import { bytesToHex, getAddress, hashDomain, hexToBytes, keccak256, toHex, type Address, type Hex } from "viem";
-import { keccak256Bytes, secp256k1 } from "./native-crypto.ts";
+import { keccak256Bytes } from "#keccak";
+import { writeBytes32, writeUint32, writeUint64 } from "./abi-words.ts";
+import { secp256k1 } from "./native-crypto.ts";
 import { escrowDomain, type CompactSignature, type Voucher } from "./typed-data.ts";
 
 /**
@@ -45,19 +47,18 @@ export function voucherDigest(domainSeparator: Hex, sessionId: Hex, state: Vouch
   const struct = new Uint8Array(32 * STRUCT_WORDS);
   const view = new DataView(struct.buffer);
   struct.set(VOUCHER_TYPEHASH_BYTES, 0);
-  struct.set(hexToBytes(sessionId), 32);
-  // Each value sits right-aligned in its zeroed 32-byte word; the types are uint32/uint64/bool.
-  view.setUint32(64 + 28, state.sequence);
-  view.setBigUint64(96 + 24, state.cumulativeCost);
-  view.setUint32(128 + 28, state.requestCount);
-  view.setUint32(160 + 28, state.inputTokens);
-  view.setUint32(192 + 28, state.outputTokens);
-  view.setUint32(224 + 28, state.latencyMs);
-  struct.set(hexToBytes(state.receiptHead), 256);
+  writeBytes32(struct, 32, sessionId);
+  writeUint32(view, 64, state.sequence);
+  writeUint64(view, 96, state.cumulativeCost);
+  writeUint32(view, 128, state.requestCount);
+  writeUint32(view, 160, state.inputTokens);
+  writeUint32(view, 192, state.outputTokens);
+  writeUint32(view, 224, state.latencyMs);
+  writeBytes32(struct, 256, state.receiptHead);
   struct[288 + 31] = state.isFinal ? 1 : 0;
   const envelope = new Uint8Array(66);
   envelope.set([0x19, 0x01], 0);
-  envelope.set(hexToBytes(domainSeparator), 2);
+  writeBytes32(envelope, 2, domainSeparator);
   envelope.set(keccak256Bytes(struct), 34);
   return bytesToHex(keccak256Bytes(envelope));
 }

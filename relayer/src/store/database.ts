@@ -1,6 +1,7 @@
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { Worker } from "node:worker_threads";
 
 /**
  * The relayer's SQLite database (node:sqlite, WAL). Migrations are an append-only list; the
@@ -91,11 +92,17 @@ const MIGRATIONS: readonly string[] = [
    CREATE INDEX chain_sessions_by_budget ON chain_sessions (budget_id);`,
 ];
 
-/** Opens (creating and migrating as needed) the database at `file`; ":memory:" for a throwaway one. */
+/**
+ * Opens (creating and migrating as needed) the database at `file`; ":memory:" for a throwaway one.
+ * The connection never checkpoints by itself: a checkpoint `fsync`s, which would stall the event
+ * loop for tens of milliseconds every few hundred calls. Run {@link startCheckpointer} beside it.
+ */
 export function openDatabase(file: string): DatabaseSync {
   if (file !== ":memory:") mkdirSync(path.dirname(file), { recursive: true });
   const db = new DatabaseSync(file);
-  db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;");
+  db.exec(
+    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+  );
   const { user_version: version } = db.prepare("PRAGMA user_version").get() as { user_version: number };
   if (version > MIGRATIONS.length) {
     throw new Error(`${file} was written by a newer relayer (schema ${version}; this one knows ${MIGRATIONS.length})`);
@@ -112,6 +119,33 @@ export function openDatabase(file: string): DatabaseSync {
     }
   }
   return db;
+}
+
+/** A running checkpointer; `stop` runs a last checkpoint and ends its thread. */
+export interface Checkpointer {
+  stop(): Promise<void>;
+}
+
+/**
+ * Checkpoints the write-ahead log of the database at `file` from a worker thread every
+ * `intervalMs`, so the `fsync` that makes committed pages part of the database file never blocks
+ * the relayer's event loop. (Commits themselves stay durable against a process crash: with
+ * `synchronous = NORMAL` a committed transaction is in the log before `COMMIT` returns.) A
+ * ":memory:" database has no log: nothing is started.
+ */
+export function startCheckpointer(file: string, intervalMs = 250): Checkpointer {
+  if (file === ":memory:") return { stop: async () => {} };
+  const worker = new Worker(new URL("./checkpoint-worker.ts", import.meta.url), { workerData: { file, intervalMs } });
+  worker.unref(); // never what keeps the process alive
+  const exited = new Promise<void>((resolve) => worker.once("exit", () => resolve()));
+  worker.on("error", (error) => console.error(`checkpointer of ${file} failed:`, error));
+  return {
+    async stop() {
+      worker.ref(); // wait for its last checkpoint
+      worker.postMessage("stop");
+      await exited;
+    },
+  };
 }
 
 /**
