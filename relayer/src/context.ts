@@ -38,17 +38,26 @@ export const DEFAULT_LIMITS: RelayerLimits = {
   allowPrivateEndpoints: false,
 };
 
-/** Requests per provider per rolling minute, as each provider registered (the registry requires > 0). */
+/**
+ * Requests per provider per rolling minute, as each provider registered (the registry requires > 0).
+ * Each provider's window is a queue of the last minute's request times: expired ones leave from the
+ * front, so a request costs O(1) amortized whatever the rate.
+ */
 export class RateLimiter {
-  private readonly windows = new Map<number, number[]>();
+  private readonly windows = new Map<number, { times: number[]; head: number }>();
 
   /** Counts a request to `providerId` unless it already had `perMinute` in the last 60 s. */
   tryAcquire(providerId: number, perMinute: number, now = Date.now()): boolean {
-    const recent = (this.windows.get(providerId) ?? []).filter((at) => now - at < 60_000);
-    const allowed = recent.length < perMinute;
-    if (allowed) recent.push(now);
-    this.windows.set(providerId, recent);
-    return allowed;
+    let window = this.windows.get(providerId);
+    if (window === undefined) this.windows.set(providerId, (window = { times: [], head: 0 }));
+    while (window.head < window.times.length && now - window.times[window.head] >= 60_000) window.head++;
+    if (window.head > 1024 && window.head * 2 > window.times.length) {
+      window.times = window.times.slice(window.head); // drop the expired half at once
+      window.head = 0;
+    }
+    if (window.times.length - window.head >= perMinute) return false;
+    window.times.push(now);
+    return true;
   }
 }
 

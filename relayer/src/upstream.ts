@@ -68,60 +68,87 @@ const AGENTS = {
   "https:": new https.Agent({ keepAlive: true, maxSockets: 256 }),
 };
 
-/** Calls `POST {endpoint}/chat/completions`, streaming or not as `body.stream` says. */
-export async function callUpstream(endpoint: string, body: Record<string, unknown>, options: UpstreamOptions): Promise<UpstreamResult> {
-  const url = checkEndpoint(endpoint, options.allowPrivateEndpoints);
-  const signal = AbortSignal.any([AbortSignal.timeout(options.timeoutMs), options.clientSignal]);
-  const payload = JSON.stringify(body);
-  let response: IncomingMessage;
-  try {
-    response = await new Promise<IncomingMessage>((resolve, reject) => {
-      const protocol = url.protocol as keyof typeof AGENTS;
-      const request = (protocol === "https:" ? https : http).request(
-        `${url.href.replace(/\/$/, "")}/chat/completions`,
-        {
-          method: "POST",
-          agent: AGENTS[protocol],
-          headers: {
-            "content-type": "application/json",
-            "content-length": Buffer.byteLength(payload),
-            accept: body.stream ? "text/event-stream" : "application/json",
-          },
-          signal,
-        },
-        resolve,
-      );
-      request.on("error", reject);
-      request.end(payload);
-    });
-  } catch (error) {
-    return { kind: "failed", message: `request failed: ${(error as Error).message}` };
+/** Each endpoint's chat completions URL, checked once (endpoints change only by a registry update). */
+const completionUrls = new Map<string, URL>();
+
+function completionUrlOf(endpoint: string, allowPrivate: boolean): URL {
+  const key = `${allowPrivate}:${endpoint}`;
+  let url = completionUrls.get(key);
+  if (url === undefined) {
+    url = new URL(`${checkEndpoint(endpoint, allowPrivate).href.replace(/\/$/, "")}/chat/completions`);
+    if (completionUrls.size >= 10_000) completionUrls.clear();
+    completionUrls.set(key, url);
   }
-  response.setEncoding("utf8");
+  return url;
+}
+
+/**
+ * Calls `POST {endpoint}/chat/completions`, streaming or not as `body.stream` says. The call is cut
+ * (and fails, or counts as abandoned) after `timeoutMs` or as soon as the client goes away.
+ */
+export async function callUpstream(endpoint: string, body: Record<string, unknown>, options: UpstreamOptions): Promise<UpstreamResult> {
+  const url = completionUrlOf(endpoint, options.allowPrivateEndpoints);
+  const payload = JSON.stringify(body);
+  const protocol = url.protocol as keyof typeof AGENTS;
+  const request = (protocol === "https:" ? https : http).request(url, {
+    method: "POST",
+    agent: AGENTS[protocol],
+    headers: {
+      "content-type": "application/json",
+      "content-length": Buffer.byteLength(payload),
+      accept: body.stream ? "text/event-stream" : "application/json",
+    },
+  });
+  const timer = setTimeout(() => request.destroy(new Error(`no complete response within ${options.timeoutMs} ms`)), options.timeoutMs);
+  const cut = () => request.destroy(new Error("the client went away"));
+  options.clientSignal.addEventListener("abort", cut);
   try {
-    const status = response.statusCode ?? 0;
-    if (status < 200 || status > 299) {
-      const text = await readText(response, 300).catch(() => "");
-      return { kind: "failed", message: `HTTP ${status}: ${text}` };
+    let response: IncomingMessage;
+    try {
+      response = await new Promise<IncomingMessage>((resolve, reject) => {
+        request.once("response", resolve);
+        request.on("error", reject);
+        request.end(payload);
+      });
+    } catch (error) {
+      return { kind: "failed", message: `request failed: ${(error as Error).message}` };
     }
-    return body.stream ? await readStream(response, options) : await readJson(response);
-  } catch (error) {
-    if (options.clientSignal.aborted) return { kind: "failed", message: "client went away before the response" };
-    return { kind: "failed", message: `bad response: ${(error as Error).message}` };
+    response.setEncoding("utf8");
+    try {
+      const status = response.statusCode ?? 0;
+      if (status < 200 || status > 299) {
+        const text = await readText(response, 300).catch(() => "");
+        return { kind: "failed", message: `HTTP ${status}: ${text}` };
+      }
+      return body.stream ? await readStream(response, options) : await readJson(response);
+    } catch (error) {
+      if (options.clientSignal.aborted) return { kind: "failed", message: "client went away before the response" };
+      return { kind: "failed", message: `bad response: ${(error as Error).message}` };
+    }
+  } finally {
+    clearTimeout(timer);
+    options.clientSignal.removeEventListener("abort", cut);
   }
 }
 
 /** The response body as text, at most `limit` characters (the rest is dropped unread). */
-async function readText(response: IncomingMessage, limit: number): Promise<string> {
-  let text = "";
-  for await (const chunk of response as AsyncIterable<string>) {
-    text += chunk;
-    if (text.length > limit) {
-      response.destroy();
-      return text.slice(0, limit);
-    }
-  }
-  return text;
+function readText(response: IncomingMessage, limit: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = "";
+    response.on("data", (chunk: string) => {
+      text += chunk;
+      if (text.length > limit) {
+        response.destroy();
+        resolve(text.slice(0, limit));
+      }
+    });
+    response.on("end", () => resolve(text));
+    response.on("error", reject);
+    // A response cut short (timeout, client gone) closes without "end".
+    response.on("close", () => {
+      if (!response.complete) reject(new Error("the response was cut short"));
+    });
+  });
 }
 
 async function readJson(response: IncomingMessage): Promise<UpstreamResult> {

@@ -73,6 +73,7 @@ describe("relayer store", () => {
   it("records a call, the agent's signature and a confirmed settlement, once each", async () => {
     const { repo } = await freshRepository();
     repo.insertSession({ id: sessionId, agent: terms.agent, providerId: 1, modelId: 0, model: "agentmesh-small", terms, state: INITIAL_STATE, openTx: `0x${"ab".repeat(32)}` });
+    assert.equal(repo.getSession(sessionId)?.state.sequence, 0, "read (and cached) before the call");
     const receipt = firstReceipt();
     const state = checkReceipt(terms, sessionId, INITIAL_STATE, receipt);
     const hash = receiptHash(receipt);
@@ -125,12 +126,15 @@ describe("relayer store group commit", () => {
   it("rolls back a failing unit alone, and commits the rest of its batch", async () => {
     const { repo, dbFile } = await freshRepository();
     open(repo);
+    assert.equal(repo.getSession(sessionId)?.signedSequence, 0); // cached from here on
     const hash = record(repo);
     assert.throws(() => record(repo), /UNIQUE/);
     assert.throws(() => repo.batch(() => {
       repo.recordAgentSignature(sessionId, 1, signature);
       throw new Error("the unit fails after writing");
     }), /the unit fails/);
+    assert.equal(repo.getSession(sessionId)?.signedSequence, 0, "nothing of the failed unit stays, in the store or in memory");
+    assert.equal(repo.getSession(sessionId)?.state.sequence, 1);
     await repo.committed();
     const other = new Repository(openDatabase(dbFile));
     assert.equal(other.getSession(sessionId)?.state.sequence, 1);
@@ -169,6 +173,10 @@ describe("relayer store checkpointer", () => {
       sizeAfter = (await stat(dbFile)).size;
     }
     assert.ok(sizeAfter > sizeBefore, "the checkpointer copied the log into the database file");
+    await new Promise((resolve) => setTimeout(resolve, 100)); // its checkpoint has caught up
+    repo.addApiKey("am_key_after", terms.agent);
+    const { log } = repo.db.prepare("PRAGMA wal_checkpoint(PASSIVE)").get() as { log: number };
+    assert.ok(log < 10, `the next commit started the log over (${log} frames, not 200+)`);
     repo.close();
     await checkpointer.stop();
     const reopened = new Repository(openDatabase(dbFile));
@@ -185,5 +193,14 @@ describe("rate limiter", () => {
     assert.equal(limiter.tryAcquire(2, 2, t), true, "another provider has its own budget");
     assert.equal(limiter.tryAcquire(1, 2, t + 59_999), false);
     assert.equal(limiter.tryAcquire(1, 2, t + 60_000), true, "a minute later the window has moved");
+  });
+
+  it("counts exactly at high rates while expired requests leave the window", () => {
+    const limiter = new RateLimiter();
+    for (let i = 0; i < 6000; i++) assert.equal(limiter.tryAcquire(1, 6000, i * 10), true); // 6,000 in 60 s
+    assert.equal(limiter.tryAcquire(1, 6000, 59_999), false);
+    // From then on, each request 10 ms later finds exactly one request a minute older gone.
+    for (let i = 0; i < 9000; i++) assert.equal(limiter.tryAcquire(1, 6000, 60_000 + i * 10), true, `request ${i}`);
+    assert.equal(limiter.tryAcquire(1, 6000, 60_000 + 8999 * 10), false);
   });
 });

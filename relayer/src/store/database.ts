@@ -101,7 +101,8 @@ export function openDatabase(file: string): DatabaseSync {
   if (file !== ":memory:") mkdirSync(path.dirname(file), { recursive: true });
   const db = new DatabaseSync(file);
   db.exec(
-    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864;" +
+      " PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
   );
   const { user_version: version } = db.prepare("PRAGMA user_version").get() as { user_version: number };
   if (version > MIGRATIONS.length) {
@@ -128,12 +129,14 @@ export interface Checkpointer {
 
 /**
  * Checkpoints the write-ahead log of the database at `file` from a worker thread every
- * `intervalMs`, so the `fsync` that makes committed pages part of the database file never blocks
- * the relayer's event loop. (Commits themselves stay durable against a process crash: with
- * `synchronous = NORMAL` a committed transaction is in the log before `COMMIT` returns.) A
- * ":memory:" database has no log: nothing is started.
+ * `intervalMs`, so the copying and `fsync`s that move committed pages into the database file never
+ * block the relayer's event loop. (Commits stay durable against a process crash: with
+ * `synchronous = NORMAL` a committed transaction is in the log before `COMMIT` returns.) Short
+ * intervals keep each checkpoint small, so that one often finishes between two commits: the next
+ * commit then starts the log over instead of growing it. A ":memory:" database has no log:
+ * nothing is started.
  */
-export function startCheckpointer(file: string, intervalMs = 250): Checkpointer {
+export function startCheckpointer(file: string, intervalMs = 20): Checkpointer {
   if (file === ":memory:") return { stop: async () => {} };
   const worker = new Worker(new URL("./checkpoint-worker.ts", import.meta.url), { workerData: { file, intervalMs } });
   worker.unref(); // never what keeps the process alive

@@ -52,6 +52,9 @@ export interface SettlementRecord {
 
 type Row = Record<string, unknown>;
 
+/** Sessions kept in memory at most; past that the cache starts over. */
+const SESSION_CACHE_SIZE = 10_000;
+
 const termsToJson = (terms: SessionTerms) =>
   JSON.stringify({ ...terms, budgetId: terms.budgetId.toString(), maxSpend: terms.maxSpend.toString(), salt: terms.salt.toString() });
 const termsFromJson = (text: string): SessionTerms => {
@@ -82,8 +85,16 @@ export class Repository {
   readonly db: DatabaseSync;
 
   private readonly statement: (sql: string) => StatementSync;
-  /** API keys are never reassigned, so their agents are cached once read. */
-  private readonly agentsByKeyHash = new Map<string, Address>();
+  /**
+   * API keys are never reassigned, so their agents are cached once read (in memory only: the
+   * database holds nothing but hashes of the keys).
+   */
+  private readonly agentsByApiKey = new Map<string, Address>();
+  /**
+   * Sessions by id, as last read or written here: a call reads its session several times, and only
+   * this connection writes them. Records are shared: treat them as read-only. Any rollback empties it.
+   */
+  private readonly sessionCache = new Map<Hex, SessionRecord>();
   /** How many units of work are running (nested calls join the outermost). */
   private depth = 0;
   /** This turn's open group-commit transaction, if any. */
@@ -104,6 +115,7 @@ export class Repository {
       result = this.nested(work);
     } catch (error) {
       this.statement("ROLLBACK").run();
+      this.sessionCache.clear();
       throw error;
     }
     this.statement("COMMIT").run();
@@ -133,6 +145,7 @@ export class Repository {
     } catch (error) {
       this.statement("ROLLBACK TO unit").run();
       this.statement("RELEASE unit").run();
+      this.sessionCache.clear();
       throw error;
     }
   }
@@ -172,6 +185,7 @@ export class Repository {
     } catch (error) {
       console.error("group commit failed:", error);
       if (this.db.isTransaction) this.statement("ROLLBACK").run();
+      this.sessionCache.clear();
       batch.reject(error);
     }
   }
@@ -185,11 +199,10 @@ export class Repository {
   }
 
   agentOfApiKey(apiKey: string): Address | undefined {
-    const keyHash = hashApiKey(apiKey);
-    let agent = this.agentsByKeyHash.get(keyHash);
+    let agent = this.agentsByApiKey.get(apiKey);
     if (agent === undefined) {
-      agent = (this.statement("SELECT agent FROM agents WHERE api_key_hash = ?").get(keyHash) as Row | undefined)?.agent as Address | undefined;
-      if (agent !== undefined) this.agentsByKeyHash.set(keyHash, agent);
+      agent = (this.statement("SELECT agent FROM agents WHERE api_key_hash = ?").get(hashApiKey(apiKey)) as Row | undefined)?.agent as Address | undefined;
+      if (agent !== undefined) this.agentsByApiKey.set(apiKey, agent);
     }
     return agent;
   }
@@ -207,8 +220,22 @@ export class Repository {
   }
 
   getSession(id: Hex): SessionRecord | undefined {
-    const row = this.statement("SELECT * FROM sessions WHERE id = ?").get(id.toLowerCase()) as Row | undefined;
-    return row && toSession(row);
+    const key = id.toLowerCase() as Hex;
+    let session = this.sessionCache.get(key);
+    if (session === undefined) {
+      const row = this.statement("SELECT * FROM sessions WHERE id = ?").get(key) as Row | undefined;
+      if (row === undefined) return undefined;
+      if (this.sessionCache.size >= SESSION_CACHE_SIZE) this.sessionCache.clear();
+      this.sessionCache.set(key, (session = toSession(row)));
+    }
+    return session;
+  }
+
+  /** Replaces the cached record of session `id`, if cached, by `update` of it. */
+  private updateCachedSession(id: Hex, update: (session: SessionRecord) => SessionRecord): void {
+    const key = id.toLowerCase() as Hex;
+    const cached = this.sessionCache.get(key);
+    if (cached !== undefined) this.sessionCache.set(key, update(cached));
   }
 
   /** The agent's open sessions for `model`, oldest first. */
@@ -240,6 +267,7 @@ export class Repository {
              latency_ms = ?, receipt_head = ? WHERE id = ?`,
         )
         .run(state.sequence, state.cumulativeCost.toString(), state.requestCount, state.inputTokens, state.outputTokens, state.latencyMs, state.receiptHead, receipt.sessionId.toLowerCase());
+      this.updateCachedSession(receipt.sessionId, (session) => ({ ...session, state }));
     });
   }
 
@@ -250,6 +278,7 @@ export class Repository {
         .run(JSON.stringify(signature), Date.now(), sessionId.toLowerCase(), sequence);
       this.statement("UPDATE sessions SET signed_sequence = MAX(signed_sequence, ?) WHERE id = ?")
         .run(sequence, sessionId.toLowerCase());
+      this.updateCachedSession(sessionId, (session) => ({ ...session, signedSequence: Math.max(session.signedSequence, sequence) }));
     });
   }
 
@@ -316,6 +345,7 @@ export class Repository {
           .run(...(settlement.kind === "close" ? [sequence, settlement.txHash, sessionId] : [sequence, sessionId]));
         this.statement("UPDATE receipts SET settlement_tx = ? WHERE session_id = ? AND sequence <= ? AND settlement_tx IS NULL")
           .run(settlement.txHash, sessionId, sequence);
+        this.sessionCache.delete(sessionId.toLowerCase() as Hex);
       }
       this.statement("UPDATE settlements SET status = 'confirmed', updated_at = ? WHERE id = ?").run(Date.now(), id);
     });
