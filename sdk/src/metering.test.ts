@@ -162,6 +162,8 @@ describe("voucher digests", () => {
     const signature = signDigest(generatePrivateKey(), digest);
     assert.notEqual(recoverDigestSigner(digest, signature), undefined);
     assert.equal(recoverDigestSigner(digest, { r: signature.r, yParityAndS: highS }), undefined);
+    assert.equal(recoverDigestSigner(digest, { r: signature.r, yParityAndS: "0x1234" }), undefined, "malformed");
+    assert.equal(recoverDigestSigner(digest, { r: "0xzz", yParityAndS: signature.yParityAndS }), undefined, "malformed");
   });
 
   it("recovers another signer, or none, from tampered signatures", () => {

@@ -63,33 +63,43 @@ export function voucherDigest(domainSeparator: Hex, sessionId: Hex, state: Vouch
   return bytesToHex(keccak256Bytes(envelope));
 }
 
-const PARITY_BIT = 1n << 255n;
 /** Half the curve order: the contract (OpenZeppelin ECDSA) accepts only s at or below it. */
-const HALF_CURVE_ORDER = 0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0n;
+const HALF_CURVE_ORDER = hexToBytes("0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0");
+
+/** Whether the 32-byte big-endian `a` is greater than `b`. */
+function greaterThan(a: Uint8Array, b: Uint8Array): boolean {
+  for (let i = 0; i < 32; i++) if (a[i] !== b[i]) return a[i] > b[i];
+  return false;
+}
 
 /**
  * Signs a 32-byte digest, in the compact form the escrow takes, with the fastest libsecp256k1 build
  * available (see `native-crypto.ts`). Signatures are RFC 6979 and low-s, byte for byte what viem's
- * `sign` gives (tested).
+ * `sign` gives (tested). A low s leaves its top bit free: EIP-2098 puts y parity there.
  */
 export function signDigest(privateKey: Hex, digest: Hex): CompactSignature {
   const { signature, recoveryId } = secp256k1.sign(hexToBytes(digest), hexToBytes(privateKey));
-  const s = BigInt(toHex(signature.subarray(32, 64)));
-  return { r: toHex(signature.subarray(0, 32)), yParityAndS: toHex((BigInt(recoveryId & 1) << 255n) | s, { size: 32 }) };
+  const yParityAndS = signature.slice(32, 64);
+  yParityAndS[0] |= (recoveryId & 1) << 7;
+  return { r: bytesToHex(signature.subarray(0, 32)), yParityAndS: bytesToHex(yParityAndS) };
 }
 
 /**
- * The address that produced `signature` over `digest`, or undefined when it recovers to none or
- * the contract would refuse it (s above half the curve order).
+ * The address that produced `signature` over `digest`, or undefined when it is malformed, recovers
+ * to none, or the contract would refuse it (s above half the curve order).
  */
 export function recoverDigestSigner(digest: Hex, signature: CompactSignature): Address | undefined {
-  const word = BigInt(signature.yParityAndS);
-  const s = word & (PARITY_BIT - 1n);
-  if (s > HALF_CURVE_ORDER) return undefined;
   const compact = new Uint8Array(64);
-  compact.set(hexToBytes(signature.r), 0);
-  compact.set(hexToBytes(toHex(s, { size: 32 })), 32);
-  const publicKey = secp256k1.recover(hexToBytes(digest), compact, word & PARITY_BIT ? 1 : 0);
+  try {
+    writeBytes32(compact, 0, signature.r);
+    writeBytes32(compact, 32, signature.yParityAndS);
+  } catch {
+    return undefined; // not two 32-byte words
+  }
+  const recoveryId = compact[32] >> 7;
+  compact[32] &= 0x7f;
+  if (greaterThan(compact.subarray(32), HALF_CURVE_ORDER)) return undefined;
+  const publicKey = secp256k1.recover(hexToBytes(digest), compact, recoveryId);
   return publicKey === undefined ? undefined : addressOf(publicKey);
 }
 
