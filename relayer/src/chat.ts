@@ -267,7 +267,14 @@ async function serve(
     onStreamStart: () => {
       res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
     },
-    onChunk: (line) => res.write(`data: ${line}\n\n`),
+    onChunk: (line) => {
+      // Chunks forwarded in the same tick leave in one write.
+      if (res.writableCorked === 0) {
+        res.cork();
+        process.nextTick(() => res.uncork());
+      }
+      res.write(`data: ${line}\n\n`);
+    },
   });
   const latencyMs = Math.max(0, Math.round(performance.now() - started));
   ctx.stats.recordUpstream(candidate.provider.id, latencyMs, result.kind === "failed");
