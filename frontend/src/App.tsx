@@ -8,6 +8,7 @@ import MarketplacePage from "./pages/MarketplacePage.tsx";
 // The landing page ships with the app; every other page loads when first visited.
 const ProviderConsolePage = lazy(() => import("./pages/ProviderConsolePage.tsx"));
 const AgentsPage = lazy(() => import("./pages/AgentsPage.tsx"));
+const AgentPage = lazy(() => import("./pages/AgentPage.tsx"));
 const BudgetsPage = lazy(() => import("./pages/BudgetsPage.tsx"));
 const BudgetPage = lazy(() => import("./pages/BudgetPage.tsx"));
 const SessionsPage = lazy(() => import("./pages/SessionsPage.tsx"));
@@ -29,6 +30,7 @@ export function App() {
           {route.page === "marketplace" && <MarketplacePage />}
           {route.page === "provider" && <ProviderConsolePage />}
           {route.page === "agents" && <AgentsPage />}
+          {route.page === "agent" && <AgentPage agentId={route.agentId} />}
           {route.page === "budgets" && <BudgetsPage />}
           {route.page === "budget" && <BudgetPage budgetId={route.budgetId} />}
           {route.page === "sessions" && <SessionsPage />}

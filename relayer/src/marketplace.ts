@@ -1,5 +1,5 @@
-import { parseEventLogs, parseSignature, serializeSignature, type Address, type Hex } from "viem";
-import { agentMarketplaceAbi, mockUSDCAbi } from "@agentmesh/sdk";
+import { parseSignature, serializeSignature, type Address, type Hex } from "viem";
+import { agentMarketplaceAbi, mockUSDCAbi, pendingDistribution } from "@agentmesh/sdk";
 import type { ChainGateway } from "./chain.ts";
 
 /** An agent listing as the marketplace stores it. */
@@ -141,35 +141,38 @@ export class MarketplaceGateway {
 
   /**
    * Distributes what agent `agentId`'s payment address holds: the payments pending on its chain
-   * (rebuilt from the marketplace's `AgentPaid` events) with their payers' referrers, and any other
-   * USDC sent to it as one payment. Resolves to the transaction, or undefined when there is nothing.
+   * (rebuilt from the marketplace's events since `fromBlock` by the SDK's `pendingDistribution`) with
+   * their payers' referrers, and any other USDC sent to it as one payment. Resolves to the
+   * transaction, or undefined when there is nothing.
    */
   async distribute(agentId: number, fromBlock: bigint): Promise<Hex | undefined> {
     const read = this.chain.publicClient;
-    const [, , pending] = await read.readContract({ address: this.address, abi: agentMarketplaceAbi, functionName: "paymentChain", args: [BigInt(agentId)] });
     const agent = await this.agent(agentId);
     if (agent === undefined) return undefined;
     const { address: token } = await this.paymentToken();
     const held = await read.readContract({ address: token, abi: mockUSDCAbi, functionName: "balanceOf", args: [agent.paymentAddress] });
     if (held === 0n) return undefined;
-    const logs = parseEventLogs({
-      abi: agentMarketplaceAbi,
-      logs: await read.getLogs({ address: this.address, fromBlock, toBlock: "latest" }),
-    });
-    const forAgent = logs.filter((log) => "agentId" in log.args && log.args.agentId === BigInt(agentId));
-    const terms = forAgent.filter((log) => log.eventName === "AgentTermsSet").at(-1);
-    if (terms === undefined || terms.eventName !== "AgentTermsSet") throw new Error(`no AgentTermsSet event for agent ${agentId} since block ${fromBlock}`);
-    const paid = forAgent.filter((log) => log.eventName === "AgentPaid");
-    const payments = paid.slice(paid.length - Number(pending)).map((log) => {
-      if (log.eventName !== "AgentPaid") throw new Error("unreachable");
-      return { payer: log.args.payer, referrer: log.args.referrer, amount: log.args.amount };
+    // The chain's pending count and the events, as of one block.
+    const toBlock = await read.getBlockNumber({ cacheTime: 0 });
+    const id = BigInt(agentId);
+    const events = { address: this.address, abi: agentMarketplaceAbi, args: { agentId: id }, fromBlock, toBlock, strict: true } as const;
+    const [[, , pending], termsSet, paid] = await Promise.all([
+      read.readContract({ address: this.address, abi: agentMarketplaceAbi, functionName: "paymentChain", args: [id], blockNumber: toBlock }),
+      read.getContractEvents({ ...events, eventName: "AgentTermsSet" }),
+      read.getContractEvents({ ...events, eventName: "AgentPaid" }),
+    ]);
+    const { flow, payments } = pendingDistribution({
+      agentId: id,
+      termsSet: termsSet.map((log) => log.args),
+      paid: paid.map((log) => log.args),
+      pending,
     });
     const { request } = await read.simulateContract({
       account: this.chain.account,
       address: this.address,
       abi: agentMarketplaceAbi,
       functionName: "distribute",
-      args: [BigInt(agentId), terms.args.flow, payments],
+      args: [id, flow, payments],
     });
     return this.chain.sendAndConfirm(request);
   }

@@ -1,10 +1,12 @@
 /**
  * The SDK modules that run in a browser as they are (`@agentmesh/sdk/browser`): typed ABIs, EIP-712
- * definitions, USDC messages, pricing and receipt hashing. Nothing here touches Node built-ins or
- * WebAssembly; signature recovery in a browser uses viem over these typed-data definitions.
+ * definitions, USDC messages, pricing, receipt hashing and agents' pending payouts. Nothing here
+ * touches Node built-ins or WebAssembly; signature recovery in a browser uses viem over these
+ * typed-data definitions.
  */
 export * from "./abi/contracts.ts";
 export * from "./typed-data.ts";
 export * from "./usdc.ts";
 export * from "./pricing.ts";
 export * from "./receipts.ts";
+export * from "./agent-payouts.ts";

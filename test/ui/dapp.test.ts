@@ -4,101 +4,36 @@
  * calls through the SDK. Screenshots of every page go to `.agentmesh/screenshots/`.
  */
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import OpenAI from "openai";
-import { chromium, type Browser, type Locator, type Page } from "playwright-core";
-import { createPublicClient, erc20Abi, http, type Address } from "viem";
+import type { Page } from "playwright-core";
+import { erc20Abi, type Address } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { AgentSession, computeEscrowAbi, providerRegistryAbi, splitsLedgerAbi } from "../../sdk/src/index.ts";
-import { buildFrontend } from "../../frontend/serve.ts";
 import { shortHex } from "../../frontend/src/lib/explorer.ts";
-import { formatUsdcAmount } from "../../frontend/src/lib/usdc.ts";
-import { startLocalStack, type RunningStack } from "../../scripts/lib/local-stack.ts";
-
-const SCREENSHOTS = path.resolve(import.meta.dirname, "../../.agentmesh/screenshots");
-const WAIT = { timeout: 20_000 };
-const USDC = 1_000_000n;
+import { startBrowserStack, usdcText, USDC, WAIT, type BrowserStack } from "./helpers.ts";
 
 describe("dApp in Chromium", { timeout: 240_000 }, () => {
-  let running: RunningStack;
-  let browser: Browser;
+  let ui: BrowserStack;
   let page: Page;
-  let client: ReturnType<typeof createPublicClient>;
   let budgetId: bigint;
   let session: AgentSession;
   let settledTotal = 0n;
 
-  const account = (role: string) => running.stack.accounts[role].address as Address;
-  const read = <T>(parameters: Parameters<typeof client.readContract>[0]) => client.readContract(parameters) as Promise<T>;
-  const shot = (name: string) => page.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`), fullPage: true });
-  const usdcText = (atomic: bigint) => `${formatUsdcAmount(atomic)} USDC`;
-  /** Waits for `condition`; on a timeout, saves what the page showed as `failed-….png`. */
-  async function waitFor<T>(condition: Promise<T>): Promise<T> {
-    try {
-      return await condition;
-    } catch (error) {
-      await page.screenshot({ path: path.join(SCREENSHOTS, `failed-${Date.now()}.png`), fullPage: true });
-      throw error;
-    }
-  }
-  /** Waits until `locator` shows `text`. */
-  const waitForText = (locator: Locator, text: string) => waitFor(locator.filter({ hasText: text }).first().waitFor(WAIT));
-  /**
-   * Clicks the button named `button` inside `scope` and returns the transaction status it leads to.
-   * A status already showing from an earlier attempt is not taken for this one's: the result must
-   * differ from it (a confirmed status carries its own transaction hash).
-   */
-  async function submit(scope: Locator, button: string): Promise<string> {
-    const settled = scope.locator('[data-status="confirmed"], [data-status="failed"]');
-    const before = (await settled.count()) > 0 ? ((await settled.first().textContent()) ?? "") : undefined;
-    await scope.getByRole("button", { name: button }).click();
-    const status = (before === undefined ? settled : settled.filter({ hasNotText: before })).first();
-    await waitFor(status.waitFor(WAIT));
-    return (await status.textContent()) ?? "";
-  }
-  async function go(pathname: string) {
-    await page.evaluate((to) => {
-      window.history.pushState(null, "", to);
-      window.dispatchEvent(new PopStateEvent("popstate"));
-    }, pathname);
-  }
-  /** Waits until the page's path (with its query) matches `pattern`, after in-app navigation. */
-  async function waitForPath(pattern: RegExp): Promise<string> {
-    await waitFor(page.waitForFunction((source) => new RegExp(source).test(location.pathname + location.search), pattern.source, WAIT));
-    return new URL(page.url()).pathname + new URL(page.url()).search;
-  }
-  async function actAs(role: string) {
-    await page.getByLabel("Dev account").selectOption(account(role));
-  }
-
   before(async () => {
-    const dir = await mkdtemp(path.join(tmpdir(), "agentmesh-ui-"));
-    await Promise.all([buildFrontend(), mkdir(SCREENSHOTS, { recursive: true })]);
-    running = await startLocalStack({
-      localFile: path.join(dir, "local.json"),
-      ui: { port: 0, mode: "preview" },
+    ui = await startBrowserStack({
       settlement: { maxAgeMs: 3_600_000, pollMs: 60_000 }, // settles only when a test asks
       healthProbeIntervalMs: 3_600_000,
     });
-    client = createPublicClient({ transport: http(running.stack.rpcUrl) });
-    browser = await chromium.launch({
-      executablePath: "/usr/bin/chromium",
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-    });
-    page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-    page.on("pageerror", (error) => console.error("page error:", error.message));
+    page = ui.page;
   });
 
   after(async () => {
-    await browser?.close();
-    await running?.stop();
+    await ui?.stop();
   });
 
   it("lists every provider and model with its prices on the marketplace, without a wallet", async () => {
-    await page.goto(running.uiUrl!);
+    await page.goto(ui.running.uiUrl!);
     const small = page.getByTestId("offer-1-agentmesh-small");
     await small.waitFor(WAIT);
     assert.equal(await page.getByTestId("offers").locator("tbody tr").count(), 4);
@@ -113,91 +48,89 @@ describe("dApp in Chromium", { timeout: 240_000 }, () => {
     assert.equal(await page.getByTestId("offers").locator("tbody tr").count(), 2);
     await page.getByLabel("Model").fill("");
     await page.locator(".chart svg").first().waitFor(WAIT); // the lazily loaded charts
-    await shot("marketplace");
+    await ui.shot("marketplace");
     await page.setViewportSize({ width: 390, height: 844 });
-    await shot("marketplace-narrow");
+    await ui.shot("marketplace-narrow");
     await page.setViewportSize({ width: 1280, height: 900 });
   });
 
   it("connects the local dev account through RainbowKit", async () => {
-    await page.getByRole("button", { name: "Connect Wallet" }).click();
-    await page.getByText("Local dev account").first().click();
-    await page.getByLabel("Dev account").waitFor(WAIT);
-    await actAs("admin");
-    assert.equal(await page.getByLabel("Dev account").inputValue(), account("admin"));
+    await ui.connect();
+    await ui.actAs("admin");
+    assert.equal(await page.getByLabel("Dev account").inputValue(), ui.account("admin"));
   });
 
   it("registers and stakes a provider with a permit, decoding the contract's refusal first", async () => {
-    await go("/provider");
+    await ui.go("/provider");
     const form = page.locator('form[aria-labelledby="register-heading"]');
     await form.waitFor(WAIT);
     await form.getByLabel("Endpoint (OpenAI-compatible base URL)").fill("https://inference.example.com/v1");
     await form.getByLabel("Model name").fill("ui-model");
     await form.getByLabel("Input price per 1K tokens").fill("0.0002");
     await form.getByLabel("Output price per 1K tokens").fill("0.0008");
-    await waitForText(form.getByLabel("Stake"), "");
+    await ui.waitForText(form.getByLabel("Stake"), "");
     assert.equal(await form.getByLabel("Stake").inputValue(), "100");
     // A receipt signer that provider #1 already uses: the registry's custom error, as a sentence.
-    await form.getByLabel("Receipt signer").fill(account("receiptSignerA"));
-    const taken = shortHex(account("receiptSignerA"));
-    assert.match(await submit(form, "Register and stake"), new RegExp(`Register and stake failed: Receipt signer ${taken} already belongs to provider #1; use another key\\.`));
+    await form.getByLabel("Receipt signer").fill(ui.account("receiptSignerA"));
+    const taken = shortHex(ui.account("receiptSignerA"));
+    assert.match(await ui.submit(form, "Register and stake"), new RegExp(`Register and stake failed: Receipt signer ${taken} already belongs to provider #1; use another key\\.`));
 
     const signer = privateKeyToAccount(generatePrivateKey()).address;
     await form.getByLabel("Receipt signer").fill(signer);
-    assert.match(await submit(form, "Register and stake"), /Register and stake: confirmed/);
+    assert.match(await ui.submit(form, "Register and stake"), /Register and stake: confirmed/);
     const card = page.getByTestId("provider-3");
-    await waitForText(card.getByTestId("stake-3"), "100.000000 USDC");
-    const provider = await read<{ owner: Address; stake: bigint; receiptSigner: Address; endpoint: string }>({
-      address: running.stack.contracts.ProviderRegistry,
+    await ui.waitForText(card.getByTestId("stake-3"), "100.000000 USDC");
+    const provider = await ui.read<{ owner: Address; stake: bigint; receiptSigner: Address; endpoint: string }>({
+      address: ui.running.stack.contracts.ProviderRegistry,
       abi: providerRegistryAbi,
       functionName: "getProvider",
       args: [3n],
     });
-    assert.deepEqual([provider.owner, provider.stake, provider.receiptSigner, provider.endpoint], [account("admin"), 100n * USDC, signer, "https://inference.example.com/v1"]);
-    const model = await read<{ name: string; inputPricePer1K: number; outputPricePer1K: number }>({
-      address: running.stack.contracts.ProviderRegistry,
+    assert.deepEqual([provider.owner, provider.stake, provider.receiptSigner, provider.endpoint], [ui.account("admin"), 100n * USDC, signer, "https://inference.example.com/v1"]);
+    const model = await ui.read<{ name: string; inputPricePer1K: number; outputPricePer1K: number }>({
+      address: ui.running.stack.contracts.ProviderRegistry,
       abi: providerRegistryAbi,
       functionName: "getModel",
       args: [3n, 0n],
     });
     assert.deepEqual([model.name, model.inputPricePer1K, model.outputPricePer1K], ["ui-model", 200, 800]);
-    await shot("provider-console");
+    await ui.shot("provider-console");
   });
 
   it("creates a budget with a permit, whitelists the agent and tops it up", async () => {
-    await actAs("creator");
-    await go("/budgets");
+    await ui.actAs("creator");
+    await ui.go("/budgets");
     const form = page.locator('form[aria-labelledby="create-budget-heading"]');
     await form.waitFor(WAIT);
     await form.getByLabel("Deposit").fill("50");
     await form.getByLabel("Per-session limit").fill("5");
-    await form.getByLabel("Whitelisted agents").fill(account("agent"));
+    await form.getByLabel("Whitelisted agents").fill(ui.account("agent"));
     await form.getByRole("button", { name: "Sign permit and create" }).click();
-    budgetId = BigInt((await waitForPath(/^\/budgets\/\d+$/)).split("/").pop()!);
-    await waitForText(page.getByTestId("budget-available"), "50.000000 USDC");
-    await waitForText(page.getByTestId("agents"), account("agent"));
+    budgetId = BigInt((await ui.waitForPath(/^\/budgets\/\d+$/)).split("/").pop()!);
+    await ui.waitForText(page.getByTestId("budget-available"), "50.000000 USDC");
+    await ui.waitForText(page.getByTestId("agents"), ui.account("agent"));
 
     const funds = page.getByRole("region", { name: "Funds" });
     await funds.getByLabel("Top up").fill("10.25");
-    assert.match(await submit(funds, "Approve and top up"), /Top up: confirmed/);
-    await waitForText(page.getByTestId("budget-available"), "60.250000 USDC");
-    const budget = await read<{ available: bigint; perSessionLimit: bigint; creator: Address }>({
-      address: running.stack.contracts.ComputeEscrow,
+    assert.match(await ui.submit(funds, "Approve and top up"), /Top up: confirmed/);
+    await ui.waitForText(page.getByTestId("budget-available"), "60.250000 USDC");
+    const budget = await ui.read<{ available: bigint; perSessionLimit: bigint; creator: Address }>({
+      address: ui.running.stack.contracts.ComputeEscrow,
       abi: computeEscrowAbi,
       functionName: "getBudget",
       args: [budgetId],
     });
-    assert.deepEqual([budget.available, budget.perSessionLimit, budget.creator], [60_250_000n, 5n * USDC, account("creator")]);
-    await shot("budget");
-    await go("/budgets");
-    await waitForText(page.getByTestId("budgets"), `Budget #${budgetId}`);
-    await shot("budgets");
+    assert.deepEqual([budget.available, budget.perSessionLimit, budget.creator], [60_250_000n, 5n * USDC, ui.account("creator")]);
+    await ui.shot("budget");
+    await ui.go("/budgets");
+    await ui.waitForText(page.getByTestId("budgets"), `Budget #${budgetId}`);
+    await ui.shot("budgets");
   });
 
   it("shows an agent's session on its budget and its receipts arriving live", async () => {
-    const { stack } = running;
+    const { stack } = ui.running;
     session = await AgentSession.open({
-      relayerUrl: running.relayer.url,
+      relayerUrl: ui.running.relayer.url,
       privateKey: stack.accounts.agent.privateKey,
       chainId: stack.chainId,
       escrow: stack.contracts.ComputeEscrow,
@@ -206,10 +139,10 @@ describe("dApp in Chromium", { timeout: 240_000 }, () => {
       model: "agentmesh-small",
       maxSpend: 2n * USDC,
     });
-    await go(`/budgets/${budgetId}`);
+    await ui.go(`/budgets/${budgetId}`);
     await page.getByTestId(`budget-session-${session.sessionId}`).waitFor(WAIT);
     await page.getByTestId(`budget-session-${session.sessionId}`).getByRole("link").click();
-    await waitForPath(new RegExp(`^/sessions/${session.sessionId}$`));
+    await ui.waitForPath(new RegExp(`^/sessions/${session.sessionId}$`));
     await page.getByText("No call yet").waitFor(WAIT);
 
     const openai = new OpenAI(session.openAIOptions());
@@ -226,19 +159,19 @@ describe("dApp in Chromium", { timeout: 240_000 }, () => {
       await row.waitFor(WAIT);
       assert.match((await row.textContent())!, new RegExp(usdcText(cost).replace(/[.]/g, "\\.")));
     }
-    await waitForText(page.getByTestId("session-calls"), "3");
-    await waitForText(page.getByTestId("session-spent"), usdcText(settledTotal));
-    await shot("session");
+    await ui.waitForText(page.getByTestId("session-calls"), "3");
+    await ui.waitForText(page.getByTestId("session-spent"), usdcText(settledTotal));
+    await ui.shot("session");
   });
 
   it("verifies a receipt in the browser and links its settlement transaction", async () => {
     await session.flushVoucher();
-    const txHash = await running.relayer.settlement.settleDue(true);
+    const txHash = await ui.running.relayer.settlement.settleDue(true);
     assert.match(txHash ?? "", /^0x[0-9a-f]{64}$/);
-    await waitForText(page.getByTestId("receipt-2"), txHash!.slice(0, 6));
+    await ui.waitForText(page.getByTestId("receipt-2"), txHash!.slice(0, 6));
     await page.getByRole("button", { name: "Verify receipt 2" }).click();
     const verification = page.getByTestId("verification");
-    await waitForText(verification.getByTestId("verification-result"), "valid");
+    await ui.waitForText(verification.getByTestId("verification-result"), "valid");
     const checks = verification.locator("li");
     assert.deepEqual(await checks.evaluateAll((items) => items.map((item) => [item.querySelector("strong")?.textContent, item.getAttribute("data-ok")])), [
       ["Receipt hash", "true"],
@@ -249,52 +182,52 @@ describe("dApp in Chromium", { timeout: 240_000 }, () => {
       ["Settlement", "true"],
     ]);
     assert.match((await verification.textContent())!, new RegExp(txHash!));
-    await shot("receipt-verification");
+    await ui.shot("receipt-verification");
   });
 
   it("withdraws a provider's earnings to the exact amount", async () => {
-    const providerA = account("providerA");
-    const earned = await read<bigint>({ address: running.stack.contracts.SplitsLedger, abi: splitsLedgerAbi, functionName: "balanceOf", args: [providerA] });
+    const providerA = ui.account("providerA");
+    const earned = await ui.read<bigint>({ address: ui.running.stack.contracts.SplitsLedger, abi: splitsLedgerAbi, functionName: "balanceOf", args: [providerA] });
     assert.equal(earned, settledTotal - (settledTotal * 250n) / 10_000n);
-    const walletBefore = await read<bigint>({ address: running.stack.usdc, abi: erc20Abi, functionName: "balanceOf", args: [providerA] });
+    const walletBefore = await ui.read<bigint>({ address: ui.running.stack.usdc, abi: erc20Abi, functionName: "balanceOf", args: [providerA] });
 
-    await actAs("providerA");
-    await go("/provider");
+    await ui.actAs("providerA");
+    await ui.go("/provider");
     const card = page.getByTestId("provider-1");
-    await waitForText(card.getByTestId("ledger-balance"), usdcText(earned));
-    assert.match(await submit(card.getByRole("region", { name: "Earnings" }), "Withdraw to wallet"), /Withdraw: confirmed/);
-    await waitForText(card.getByTestId("ledger-balance"), usdcText(0n));
-    await waitForText(card.getByTestId("wallet-balance"), usdcText(walletBefore + earned));
-    const walletAfter = await read<bigint>({ address: running.stack.usdc, abi: erc20Abi, functionName: "balanceOf", args: [providerA] });
+    await ui.waitForText(card.getByTestId("ledger-balance"), usdcText(earned));
+    assert.match(await ui.submit(card.getByRole("region", { name: "Earnings" }), "Withdraw to wallet"), /Withdraw: confirmed/);
+    await ui.waitForText(card.getByTestId("ledger-balance"), usdcText(0n));
+    await ui.waitForText(card.getByTestId("wallet-balance"), usdcText(walletBefore + earned));
+    const walletAfter = await ui.read<bigint>({ address: ui.running.stack.usdc, abi: erc20Abi, functionName: "balanceOf", args: [providerA] });
     assert.equal(walletAfter - walletBefore, earned);
-    await shot("provider-earnings");
+    await ui.shot("provider-earnings");
   });
 
   it("shows the public accounting of the settled flows", async () => {
-    await go("/accounting");
+    await ui.go("/accounting");
     const fee = (settledTotal * 250n) / 10_000n;
-    await waitForText(page.getByTestId("volume"), usdcText(settledTotal));
+    await ui.waitForText(page.getByTestId("volume"), usdcText(settledTotal));
     assert.equal(await page.getByTestId("protocol-fees").textContent(), usdcText(fee));
     assert.equal(await page.getByTestId("provider-earnings").textContent(), usdcText(settledTotal - fee));
     assert.equal(await page.getByTestId("settlements").textContent(), "1");
     await page.locator(".chart svg").nth(1).waitFor(WAIT);
-    await shot("accounting");
+    await ui.shot("accounting");
   });
 
   it("composes a payout split with a picture of who gets what", async () => {
-    await go("/splits");
+    await ui.go("/splits");
     const editor = page.locator('form[aria-labelledby="split-editor-heading"]');
     await editor.waitFor(WAIT);
     await editor.getByLabel("Share").fill("70");
     await editor.getByRole("button", { name: "Add recipient" }).click();
-    await editor.getByRole("textbox", { name: "Recipient 2" }).fill(account("treasury"));
+    await editor.getByRole("textbox", { name: "Recipient 2" }).fill(ui.account("treasury"));
     await editor.getByLabel("Share").nth(1).fill("20");
-    await waitForText(editor.locator(".legend"), "(remainder)");
+    await ui.waitForText(editor.locator(".legend"), "(remainder)");
     assert.match((await editor.locator(".legend").textContent())!, /70%.*20%.*10% \(remainder\)/);
     await editor.getByRole("button", { name: "Create split" }).click();
-    const split = (await waitForPath(/^\/splits\?split=0x[0-9a-fA-F]{40}$/)).split("=")[1] as Address;
-    assert.equal(await read<boolean>({ address: running.stack.contracts.SplitsLedger, abi: splitsLedgerAbi, functionName: "isSplit", args: [split] }), true);
+    const split = (await ui.waitForPath(/^\/splits\?split=0x[0-9a-fA-F]{40}$/)).split("=")[1] as Address;
+    assert.equal(await ui.read<boolean>({ address: ui.running.stack.contracts.SplitsLedger, abi: splitsLedgerAbi, functionName: "isSplit", args: [split] }), true);
     await page.getByRole("region", { name: "Split", exact: true }).waitFor(WAIT);
-    await shot("splits");
+    await ui.shot("splits");
   });
 });

@@ -28,3 +28,6 @@ export const useBudgetSessions = (budgetId: bigint | undefined) =>
 
 /** Every agent listing with its paid URL, polled so new listings appear. */
 export const useAgents = () => useRelayerQuery<{ data: RelayerAgent[] }>("/v1/agents", true);
+
+/** One agent listing with its paid URL, polled so a status change shows. */
+export const useAgent = (agentId: bigint) => useRelayerQuery<RelayerAgent>(`/v1/agents/${agentId}`, true);

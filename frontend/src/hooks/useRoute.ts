@@ -2,7 +2,7 @@ import { useSyncExternalStore } from "react";
 
 /**
  * The app's routing: the browser's path and query, changed with the History API (no router
- * dependency for six pages).
+ * dependency for a handful of pages).
  */
 
 const subscribe = (onChange: () => void) => {

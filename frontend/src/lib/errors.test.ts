@@ -38,6 +38,11 @@ describe("contract errors as sentences", () => {
     );
   });
 
+  it("names an agent's status when it does not allow an action", () => {
+    assert.equal(describeContractError("MarketplaceInvalidStatus", [4n, 3]), "Agent #4 is retired, which does not allow this.");
+    assert.equal(describeContractError("MarketplaceNotAgentOwner", [4n, "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"]), "Only the owner of agent #4 can do this, and 0x7099…79C8 is not.");
+  });
+
   it("turns wallet rejections and other failures into sentences", () => {
     assert.equal(describeError(new BaseError("x", { cause: new UserRejectedRequestError(new Error("no")) })), "You declined the request in your wallet.");
     assert.equal(describeError(new Error("boom")), "boom");

@@ -9,6 +9,7 @@ import {
 } from "viem";
 import { agentMarketplaceAbi, computeEscrowAbi, mockUSDCAbi, providerRegistryAbi, splitsLedgerAbi } from "@agentmesh/sdk/browser";
 import { shortHex } from "./explorer.ts";
+import { AGENT_STATUS_NAMES } from "./agentStatus.ts";
 import { formatUsdcAmount } from "./usdc.ts";
 import { formatTimestamp } from "./validation.ts";
 
@@ -30,8 +31,6 @@ const usdc = (value: unknown) => `${formatUsdcAmount(BigInt(value as bigint))} U
 const date = (value: unknown) => formatTimestamp(BigInt(value as bigint));
 const short = (value: unknown) => shortHex(String(value));
 const percent = (bps: unknown) => `${Number(bps) / 100}%`;
-
-const AGENT_STATUS = ["not listed", "active", "paused", "retired"];
 
 /** One sentence per custom error, built from its arguments. */
 const SENTENCES: Record<string, (args: Args) => string> = {
@@ -107,7 +106,7 @@ const SENTENCES: Record<string, (args: Args) => string> = {
   // AgentMarketplace
   MarketplaceUnknownAgent: ([id]) => `Agent #${id} does not exist.`,
   MarketplaceNotAgentOwner: ([id, caller]) => `Only the owner of agent #${id} can do this, and ${short(caller)} is not.`,
-  MarketplaceInvalidStatus: ([id, status]) => `Agent #${id} is ${AGENT_STATUS[Number(status)] ?? "in another state"}, which does not allow this.`,
+  MarketplaceInvalidStatus: ([id, status]) => `Agent #${id} is ${AGENT_STATUS_NAMES[Number(status)] ?? "in another state"}, which does not allow this.`,
   MarketplaceZeroAddress: () => "An address is missing: the zero address cannot be used.",
   MarketplaceInvalidPrice: ([price]) => `A price per call of ${usdc(price)} is zero or too large.`,
   MarketplaceInvalidName: ([length, max]) => `The name must be 1 to ${max} bytes long; it is ${length}.`,

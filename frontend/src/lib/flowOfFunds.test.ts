@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { zeroAddress } from "viem";
-import { buildFlow, describeRecipient, paymentParts, parseAgentMetadata, parseAgentPrice, parseBudgetId, PLATFORM, RecipientKind, splitPayment, totalsByAgent, type FlowInput } from "./flowOfFunds.ts";
+import { buildFlow, describeRecipient, flowInputOf, flowRecipients, paymentParts, parseAgentMetadata, parseAgentPrice, parseAgentTerms, parseBudgetId, PLATFORM, RecipientKind, splitPayment, totalsByAgent, type FlowInput } from "./flowOfFunds.ts";
 
 const ALICE = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
 const CAROL = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC";
@@ -47,6 +47,33 @@ describe("flow of funds", () => {
       payeeReferrerShare: 5_000,
       remainder: { kind: RecipientKind.Account, account: ALICE, budgetId: 0n },
     });
+  });
+
+  it("turns a stored flow back into the editor's rows, which build the same flow", () => {
+    const stored = buildFlow(
+      {
+        fixedAmounts: [{ ...account(ALICE), amount: "0.01" }, { kind: "budget", target: "3", amount: "1.5" }],
+        shares: [{ kind: "split", target: SPLIT, percent: "12.3456" }],
+        payerReferralPercent: "",
+        payeeReferralPercent: "2.5",
+        remainder: { kind: "platform", target: "" },
+      },
+      5_000_000n,
+    );
+    assert.ok(stored.ok);
+    const input = flowInputOf(stored.value);
+    assert.deepEqual(input, {
+      fixedAmounts: [
+        { kind: "account", target: ALICE, amount: "0.01" },
+        { kind: "budget", target: "3", amount: "1.5" },
+      ],
+      shares: [{ kind: "split", target: SPLIT, percent: "12.3456" }],
+      payerReferralPercent: "0",
+      payeeReferralPercent: "2.5",
+      remainder: { kind: "platform", target: "" },
+    });
+    assert.deepEqual(buildFlow(input, 5_000_000n), stored);
+    assert.deepEqual(flowInputOf({ ...stored.value, remainder: { kind: RecipientKind.Account, account: CAROL, budgetId: 0n } }).remainder, account(CAROL));
   });
 
   it("splits the OpenAgents example to the unit", () => {
@@ -136,6 +163,19 @@ describe("flow of funds", () => {
     assert.equal(parseAgentMetadata({ name: "A", metadataURI: "", endpoint: "ftp://a.example" }).ok, false);
     assert.deepEqual(parseAgentPrice("0.012"), { ok: true, value: 12_000n });
     assert.deepEqual(parseAgentPrice("0"), { ok: false, error: "Price per call: Enter an amount above 0." });
+  });
+
+  it("checks a form's price and flow together, reporting the first error", () => {
+    const ok = parseAgentTerms("0.012", AUTODEV);
+    assert.ok(ok.terms.ok && ok.flow?.ok);
+    assert.equal(ok.terms.value.pricePerCall, 12_000n);
+    assert.deepEqual(ok.terms.value.flow, ok.flow.value);
+    assert.deepEqual(flowRecipients(ok.flow.value).map(describeRecipient), [ALICE, CAROL, DAVE, GRACE, HEIDI, "the platform"]);
+    const badPrice = parseAgentTerms("abc", AUTODEV);
+    assert.deepEqual([badPrice.flow, badPrice.terms], [undefined, { ok: false, error: "Price per call: Enter a number of USDC, such as 12.5." }]);
+    const tooCheap = parseAgentTerms("0.001", AUTODEV);
+    assert.equal(tooCheap.price.ok, true);
+    assert.match((tooCheap.terms as { error: string }).error, /^The fixed amounts \(0\.004100 USDC\)/);
   });
 
   it("sums AgentPaid amounts per agent", () => {

@@ -1,7 +1,7 @@
 import { zeroAddress, type Address } from "viem";
 import { invalid, valid, type Parsed } from "./parse.ts";
 import { formatShare, parsePercent, SHARE_SCALE } from "./splits.ts";
-import { formatUsdcAmount, parseUsdcInput } from "./usdc.ts";
+import { formatUsdcAmount, parseUsdcInput, usdcInputValue } from "./usdc.ts";
 import { parseAddress } from "./validation.ts";
 
 /**
@@ -31,8 +31,8 @@ export interface Recipient {
 
 /** `IAgentMarketplace.FlowOfFunds`. */
 export interface FlowOfFunds {
-  fixedAmounts: { recipient: Recipient; amount: bigint }[];
-  shares: { recipient: Recipient; share: number }[];
+  fixedAmounts: readonly { recipient: Recipient; amount: bigint }[];
+  shares: readonly { recipient: Recipient; share: number }[];
   payerReferrerShare: number;
   payeeReferrerShare: number;
   remainder: Recipient;
@@ -113,34 +113,33 @@ export function referralRewards(flow: Pick<FlowOfFunds, "payerReferrerShare" | "
 export function buildFlow(input: FlowInput, price: bigint): Parsed<FlowOfFunds> {
   if (input.fixedAmounts.length > MAX_COMPONENTS) return invalid(`A flow has at most ${MAX_COMPONENTS} fixed amounts.`);
   if (input.shares.length > MAX_COMPONENTS) return invalid(`A flow has at most ${MAX_COMPONENTS} shares.`);
-  const flow: FlowOfFunds = { fixedAmounts: [], shares: [], payerReferrerShare: 0, payeeReferrerShare: 0, remainder: PLATFORM };
+  const fixedAmounts: FlowOfFunds["fixedAmounts"][number][] = [];
   for (const [index, row] of input.fixedAmounts.entries()) {
     const recipient = parseRecipient(row);
     if (!recipient.ok) return invalid(`Fixed amount ${index + 1}: ${recipient.error}`);
     const amount = parseUsdcInput(row.amount, { max: UINT64_MAX });
     if (!amount.ok) return invalid(`Fixed amount ${index + 1}: ${amount.error}`);
-    flow.fixedAmounts.push({ recipient: recipient.value, amount: amount.value });
+    fixedAmounts.push({ recipient: recipient.value, amount: amount.value });
   }
+  const shares: FlowOfFunds["shares"][number][] = [];
   for (const [index, row] of input.shares.entries()) {
     const recipient = parseRecipient(row);
     if (!recipient.ok) return invalid(`Share ${index + 1}: ${recipient.error}`);
     const share = parsePercent(row.percent);
     if (!share.ok) return invalid(`Share ${index + 1}: ${share.error}`);
-    flow.shares.push({ recipient: recipient.value, share: share.value });
+    shares.push({ recipient: recipient.value, share: share.value });
   }
-  const shareTotal = flow.shares.reduce((sum, share) => sum + share.share, 0);
+  const shareTotal = shares.reduce((sum, share) => sum + share.share, 0);
   if (shareTotal > SHARE_SCALE) return invalid(`The shares add up to ${formatShare(shareTotal)}, above 100%.`);
   const payer = parseReferral(input.payerReferralPercent);
   if (!payer.ok) return invalid(`Payer referral: ${payer.error}`);
   const payee = parseReferral(input.payeeReferralPercent);
   if (!payee.ok) return invalid(`Owner referral: ${payee.error}`);
   if (payer.value + payee.value > SHARE_SCALE) return invalid(`The two referral shares add up to ${formatShare(payer.value + payee.value)}, above 100%.`);
-  flow.payerReferrerShare = payer.value;
-  flow.payeeReferrerShare = payee.value;
   const remainder = parseRecipient(input.remainder, true);
   if (!remainder.ok) return invalid(`Remainder: ${remainder.error}`);
-  flow.remainder = remainder.value;
-  const fixedTotal = flow.fixedAmounts.reduce((sum, part) => sum + part.amount, 0n);
+  const flow: FlowOfFunds = { fixedAmounts, shares, payerReferrerShare: payer.value, payeeReferrerShare: payee.value, remainder: remainder.value };
+  const fixedTotal = fixedAmounts.reduce((sum, part) => sum + part.amount, 0n);
   const committed = fixedTotal + referralRewards(flow, price);
   if (committed > price) {
     return invalid(
@@ -148,6 +147,35 @@ export function buildFlow(input: FlowInput, price: bigint): Parsed<FlowOfFunds> 
     );
   }
   return valid(flow);
+}
+
+/** A stored recipient as the editor's row: the inverse of {@link parseRecipient}. */
+export function recipientInputOf(recipient: Recipient): RecipientInput {
+  if (recipient.kind === RecipientKind.Budget) return { kind: "budget", target: recipient.budgetId.toString() };
+  if (recipient.account === zeroAddress) return { kind: "platform", target: "" };
+  return { kind: recipient.kind === RecipientKind.Split ? "split" : "account", target: recipient.account };
+}
+
+/** A share (parts per million) as the editor's percent ("12.5"). */
+const percentInput = (share: number) => formatShare(share).replace(/%$/, "");
+
+/**
+ * A stored flow as the editor's rows, to change an agent's terms starting from its current ones:
+ * `buildFlow(flowInputOf(flow), price)` gives `flow` back.
+ */
+export function flowInputOf(flow: FlowOfFunds): FlowInput {
+  return {
+    fixedAmounts: flow.fixedAmounts.map((part) => ({ ...recipientInputOf(part.recipient), amount: usdcInputValue(part.amount) })),
+    shares: flow.shares.map((part) => ({ ...recipientInputOf(part.recipient), percent: percentInput(part.share) })),
+    payerReferralPercent: percentInput(flow.payerReferrerShare),
+    payeeReferralPercent: percentInput(flow.payeeReferrerShare),
+    remainder: recipientInputOf(flow.remainder),
+  };
+}
+
+/** Every recipient of a flow in output order: fixed amounts, shares, the remainder (`FlowOfFundsLib.recipientAt`). */
+export function flowRecipients(flow: FlowOfFunds): Recipient[] {
+  return [...flow.fixedAmounts.map((part) => part.recipient), ...flow.shares.map((part) => part.recipient), flow.remainder];
 }
 
 /** `IAgentMarketplace.PaymentSplit`: outputs in the flow's order (fixed, shares, remainder). */
@@ -259,6 +287,22 @@ export function parseAgentMetadata(input: { name: string; metadataURI: string; e
 export function parseAgentPrice(text: string): Parsed<bigint> {
   const price = parseUsdcInput(text, { max: UINT64_MAX });
   return price.ok ? price : invalid(`Price per call: ${price.error}`);
+}
+
+/** An agent's terms as a form describes them: each part parsed, and the whole with the first error. */
+export interface AgentTermsCheck {
+  price: Parsed<bigint>;
+  /** The flow checked against the price; undefined while the price is invalid. */
+  flow: Parsed<FlowOfFunds> | undefined;
+  terms: Parsed<{ pricePerCall: bigint; flow: FlowOfFunds }>;
+}
+
+/** The price per call typed as `price` and the flow of funds `flow` describes, checked against it. */
+export function parseAgentTerms(price: string, flow: FlowInput): AgentTermsCheck {
+  const parsedPrice = parseAgentPrice(price);
+  if (!parsedPrice.ok) return { price: parsedPrice, flow: undefined, terms: parsedPrice };
+  const parsedFlow = buildFlow(flow, parsedPrice.value);
+  return { price: parsedPrice, flow: parsedFlow, terms: parsedFlow.ok ? valid({ pricePerCall: parsedPrice.value, flow: parsedFlow.value }) : parsedFlow };
 }
 
 /** Total paid to each agent: the sum of its `AgentPaid` amounts, by agent id. */

@@ -9,6 +9,8 @@ describe("routes", () => {
   it("maps paths to pages with their parameters", () => {
     assert.deepEqual(matchRoute("/"), { page: "marketplace" });
     assert.deepEqual(matchRoute("/agents/"), { page: "agents" });
+    assert.deepEqual(matchRoute("/agents/7"), { page: "agent", agentId: 7n });
+    assert.deepEqual(matchRoute("/agents/x"), { page: "not-found" });
     assert.deepEqual(matchRoute("/budgets/12/"), { page: "budget", budgetId: 12n });
     assert.deepEqual(matchRoute(`/sessions/0x${"AB".repeat(32)}`), { page: "session", sessionId: `0x${"ab".repeat(32)}` });
     assert.deepEqual(matchRoute("/sessions/0x12"), { page: "not-found" });

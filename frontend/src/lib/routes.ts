@@ -3,6 +3,7 @@ export type Route =
   | { page: "marketplace" }
   | { page: "provider" }
   | { page: "agents" }
+  | { page: "agent"; agentId: bigint }
   | { page: "budgets" }
   | { page: "budget"; budgetId: bigint }
   | { page: "sessions" }
@@ -15,7 +16,7 @@ export type Route =
 export const NAV: readonly { path: string; label: string; pages: readonly Route["page"][] }[] = [
   { path: "/", label: "Marketplace", pages: ["marketplace"] },
   { path: "/provider", label: "Provider console", pages: ["provider"] },
-  { path: "/agents", label: "Agents", pages: ["agents"] },
+  { path: "/agents", label: "Agents", pages: ["agents", "agent"] },
   { path: "/budgets", label: "Budgets", pages: ["budgets", "budget"] },
   { path: "/sessions", label: "Sessions", pages: ["sessions", "session"] },
   { path: "/splits", label: "Splits", pages: ["splits"] },
@@ -40,6 +41,8 @@ export function matchRoute(path: string): Route {
     "/accounting": { page: "accounting" },
   };
   if (fixed[trimmed]) return fixed[trimmed];
+  const agent = /^\/agents\/(\d{1,19})$/.exec(trimmed);
+  if (agent) return { page: "agent", agentId: BigInt(agent[1]) };
   const budget = /^\/budgets\/(\d{1,19})$/.exec(trimmed);
   if (budget) return { page: "budget", budgetId: BigInt(budget[1]) };
   const session = /^\/sessions\/(0x[0-9a-fA-F]{64})$/.exec(trimmed);

@@ -1,14 +1,59 @@
+import { isAddressEqual } from "viem";
 import { BarChart, ColumnChart } from "../components/Charts.tsx";
 import { Link } from "../components/Link.tsx";
+import { PayeeName } from "../components/PayeeName.tsx";
 import { EmptyState, ErrorState, Loading, WithDeployment } from "../components/States.tsx";
 import { UsdcAmount } from "../components/UsdcAmount.tsx";
 import { useAccounting } from "../hooks/useAccounting.ts";
+import { payeeKey } from "../lib/contributors.ts";
 import { formatUsdcAmount, usdcToNumber } from "../lib/usdc.ts";
 
 /** A period's end as an axis label: the time of day within two days of the first, else the date. */
 function periodLabel(seconds: number, spanSeconds: number): string {
   const iso = new Date(seconds * 1000).toISOString();
   return spanSeconds < 2 * 86_400 ? iso.slice(11, 16) : iso.slice(5, 10);
+}
+
+type AgentFlows = NonNullable<NonNullable<ReturnType<typeof useAccounting>["data"]>["agents"]>;
+
+/** What agents' distributions credited their contributors: the total, and the top contributors. */
+function ContributorPayouts({ agents }: { agents: AgentFlows }) {
+  return (
+    <section aria-labelledby="contributor-payouts-heading">
+      <h2 id="contributor-payouts-heading">Contributor payouts</h2>
+      <p className="muted">
+        Credited to agents' contributors by the marketplace's distributions: <UsdcAmount value={agents.paidOut} testId="contributor-paid-out" /> to{" "}
+        {agents.contributors.toLocaleString("en-US")} contributors.
+      </p>
+      {agents.topContributors.length === 0 ? (
+        <EmptyState>No agent payment has been distributed on this network yet.</EmptyState>
+      ) : (
+        <div className="table-wrap">
+          <table className="responsive" data-testid="top-contributors">
+            <thead>
+              <tr>
+                <th scope="col">Contributor</th>
+                <th scope="col">Credited</th>
+              </tr>
+            </thead>
+            <tbody>
+              {agents.topContributors.map((total) => (
+                <tr key={payeeKey(total.payee)} data-testid={`contributor-${payeeKey(total.payee)}`}>
+                  <td data-label="Contributor">
+                    <PayeeName payee={total.payee} />
+                    {total.payee.kind === "account" && isAddressEqual(total.payee.account, agents.treasury) && <span className="muted"> (platform treasury)</span>}
+                  </td>
+                  <td data-label="Credited">
+                    <UsdcAmount value={total.amount} />
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </section>
+  );
 }
 
 function Dashboard() {
@@ -96,6 +141,7 @@ function Dashboard() {
           </table>
         </div>
       )}
+      {agents && <ContributorPayouts agents={agents} />}
     </>
   );
 }
@@ -105,7 +151,7 @@ export default function AccountingPage() {
   return (
     <section>
       <h1>Accounting</h1>
-      <p className="lead">Every settlement since deployment, read from the contracts' events: what sessions paid, what providers earned, what the protocol kept, and what agents were paid.</p>
+      <p className="lead">Every settlement since deployment, read from the contracts' events: what sessions paid, what providers earned, what the protocol kept, what agents were paid and what their contributors were credited.</p>
       <WithDeployment>{() => <Dashboard />}</WithDeployment>
     </section>
   );

@@ -2,17 +2,18 @@ import { useMemo } from "react";
 import type { Address } from "viem";
 import { useAccount } from "wagmi";
 import { ChainLink } from "../components/ChainLink.tsx";
+import { Link } from "../components/Link.tsx";
 import { EmptyState, ErrorState, Loading, WithDeployment } from "../components/States.tsx";
 import { UsdcAmount } from "../components/UsdcAmount.tsx";
-import { agentPaidEvent } from "../hooks/useAccounting.ts";
 import { useEventLogs } from "../hooks/useEventLogs.ts";
 import { useAgents } from "../hooks/useRelayer.ts";
+import { agentPaidEvent } from "../lib/agentChain.ts";
 import type { ChainDeployment } from "../lib/config.ts";
 import { totalsByAgent } from "../lib/flowOfFunds.ts";
-import { AgentCall } from "./agents/AgentCall.tsx";
+import { AgentCall, callableAgent } from "./agents/AgentCall.tsx";
 import { PublishAgentForm } from "./agents/PublishAgentForm.tsx";
 
-/** Every listing: name, price, status, owner, payment address, total paid; each can be called. */
+/** Every listing: name (linking to its page), price, status, owner, payment address, total paid; each can be called. */
 function AgentList({ deployment, marketplace }: { deployment: ChainDeployment; marketplace: Address }) {
   const agents = useAgents();
   const paid = useEventLogs({ address: marketplace, event: agentPaidEvent }, 5_000);
@@ -27,7 +28,8 @@ function AgentList({ deployment, marketplace }: { deployment: ChainDeployment; m
         return (
           <li key={agent.id} className="card" data-testid={`agent-${agent.id}`}>
             <h3>
-              {agent.name} <span className="muted">#{agent.id}</span> <span className={agent.status === "active" ? "badge badge-ok" : "badge"}>{agent.status}</span>
+              <Link to={`/agents/${agent.id}`}>{agent.name}</Link> <span className="muted">#{agent.id}</span>{" "}
+              <span className={agent.status === "active" ? "badge badge-ok" : "badge"}>{agent.status}</span>
             </h3>
             <dl className="facts">
               <dt>Price per call</dt>
@@ -65,7 +67,7 @@ function AgentList({ deployment, marketplace }: { deployment: ChainDeployment; m
                 </>
               )}
             </dl>
-            <AgentCall agent={agent} deployment={deployment} />
+            <AgentCall agent={callableAgent(agent)} deployment={deployment} />
           </li>
         );
       })}

@@ -8,16 +8,37 @@ import type { RelayerAgent } from "../../lib/relayer.ts";
 import { formatUsdcAmount } from "../../lib/usdc.ts";
 import type { AgentCallResult } from "../../lib/x402Call.ts";
 
+/** What calling an agent needs: its paid URL on the relayer, its name, status and price. */
+export interface CallableAgent {
+  id: string;
+  name: string;
+  /** "active", "paused", "retired". */
+  status: string;
+  /** Atomic USDC. */
+  pricePerCall: bigint;
+  /** The paid URL (`RelayerAgent.url`). */
+  url: string;
+}
+
+/** A relayer listing as a {@link CallableAgent}. */
+export const callableAgent = (agent: RelayerAgent): CallableAgent => ({
+  id: String(agent.id),
+  name: agent.name,
+  status: agent.status,
+  pricePerCall: BigInt(agent.pricePerCallAtomic),
+  url: agent.url,
+});
+
 /**
  * Calls an agent from the browser, the connected wallet paying its price over x402: an input, a
  * "Call (price USDC)" button, then the agent's JSON answer and the settlement transaction. The x402
  * client is imported on the first call.
  */
-export function AgentCall({ agent, deployment }: { agent: RelayerAgent; deployment: ChainDeployment }) {
+export function AgentCall({ agent, deployment }: { agent: CallableAgent; deployment: ChainDeployment }) {
   const [input, setInput] = useState("");
   const [result, setResult] = useState<AgentCallResult>();
   const { state, run, busy } = useTransaction();
-  const price = BigInt(agent.pricePerCallAtomic);
+  const price = agent.pricePerCall;
   const active = agent.status === "active";
   return (
     <form

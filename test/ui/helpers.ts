@@ -1,0 +1,129 @@
+/**
+ * What the browser tests share: the real local stack serving the dApp's production build
+ * (`vite preview`), Debian's Chromium through playwright-core, and helpers that act and wait on the
+ * page as a user would. Screenshots go to `.agentmesh/screenshots/`.
+ */
+import { mkdir, mkdtemp } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { chromium, type Browser, type Locator, type Page } from "playwright-core";
+import { createPublicClient, http, type Address, type PublicClient } from "viem";
+import { buildFrontend } from "../../frontend/serve.ts";
+import { formatUsdcAmount } from "../../frontend/src/lib/usdc.ts";
+import { startLocalStack, type LocalStackOptions, type RunningStack } from "../../scripts/lib/local-stack.ts";
+
+export const SCREENSHOTS = path.resolve(import.meta.dirname, "../../.agentmesh/screenshots");
+export const WAIT = { timeout: 20_000 };
+export const USDC = 1_000_000n;
+
+/** Atomic USDC as the dApp shows it: "0.050000 USDC". */
+export const usdcText = (atomic: bigint) => `${formatUsdcAmount(atomic)} USDC`;
+
+export interface BrowserStack {
+  running: RunningStack;
+  browser: Browser;
+  page: Page;
+  client: PublicClient;
+  /** The address of a seeded demo account ("admin", "creator", "agentAuthor", …). */
+  account(role: string): Address;
+  /** A contract read on the local chain. */
+  read<T>(parameters: Parameters<PublicClient["readContract"]>[0]): Promise<T>;
+  /** Saves the whole page as `<name>.png`. */
+  shot(name: string): Promise<void>;
+  /** Waits for `condition`; on a timeout, saves what the page showed as `failed-….png`. */
+  waitFor<T>(condition: Promise<T>): Promise<T>;
+  /** Waits until `locator` shows `text`. */
+  waitForText(locator: Locator, text: string): Promise<void>;
+  /**
+   * Clicks the button named `button` inside `scope` and returns the transaction status it leads to.
+   * A status already showing from an earlier attempt is not taken for this one's: the result must
+   * differ from it (a confirmed status carries its own transaction hash).
+   */
+  submit(scope: Locator, button: string): Promise<string>;
+  /** Goes to `pathname` in the app, without reloading. */
+  go(pathname: string): Promise<void>;
+  /** Waits until the page's path (with its query) matches `pattern`, after in-app navigation. */
+  waitForPath(pattern: RegExp): Promise<string>;
+  /** Connects the local dev account through RainbowKit. */
+  connect(): Promise<void>;
+  /** Makes the local dev wallet sign as the demo account `role`. */
+  actAs(role: string): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Builds the dApp, starts the local stack serving it (with `options`, e.g. workers that act only when
+ * a test asks) and opens a 1280×900 page in headless Chromium.
+ */
+export async function startBrowserStack(options: Omit<LocalStackOptions, "localFile" | "ui"> = {}): Promise<BrowserStack> {
+  const dir = await mkdtemp(path.join(tmpdir(), "agentmesh-ui-"));
+  await Promise.all([buildFrontend(), mkdir(SCREENSHOTS, { recursive: true })]);
+  const running = await startLocalStack({ ...options, localFile: path.join(dir, "local.json"), ui: { port: 0, mode: "preview" } });
+  const client = createPublicClient({ transport: http(running.stack.rpcUrl) });
+  let browser: Browser;
+  let page: Page;
+  try {
+    browser = await chromium.launch({
+      executablePath: "/usr/bin/chromium",
+      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+    });
+    page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  } catch (error) {
+    await running.stop();
+    throw error;
+  }
+  page.on("pageerror", (error) => console.error("page error:", error.message));
+
+  const account = (role: string) => running.stack.accounts[role].address as Address;
+  async function waitFor<T>(condition: Promise<T>): Promise<T> {
+    try {
+      return await condition;
+    } catch (error) {
+      await page.screenshot({ path: path.join(SCREENSHOTS, `failed-${Date.now()}.png`), fullPage: true });
+      throw error;
+    }
+  }
+  return {
+    running,
+    browser,
+    page,
+    client,
+    account,
+    read: <T>(parameters: Parameters<PublicClient["readContract"]>[0]) => client.readContract(parameters) as Promise<T>,
+    shot: async (name) => {
+      await page.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`), fullPage: true });
+    },
+    waitFor,
+    waitForText: (locator, text) => waitFor(locator.filter({ hasText: text }).first().waitFor(WAIT)),
+    async submit(scope, button) {
+      const settled = scope.locator('[data-status="confirmed"], [data-status="failed"]');
+      const before = (await settled.count()) > 0 ? ((await settled.first().textContent()) ?? "") : undefined;
+      await scope.getByRole("button", { name: button }).click();
+      const status = (before === undefined ? settled : settled.filter({ hasNotText: before })).first();
+      await waitFor(status.waitFor(WAIT));
+      return (await status.textContent()) ?? "";
+    },
+    async go(pathname) {
+      await page.evaluate((to) => {
+        window.history.pushState(null, "", to);
+        window.dispatchEvent(new PopStateEvent("popstate"));
+      }, pathname);
+    },
+    async waitForPath(pattern) {
+      await waitFor(page.waitForFunction((source) => new RegExp(source).test(location.pathname + location.search), pattern.source, WAIT));
+      return new URL(page.url()).pathname + new URL(page.url()).search;
+    },
+    async connect() {
+      await page.getByRole("button", { name: "Connect Wallet" }).click();
+      await page.getByText("Local dev account").first().click();
+      await page.getByLabel("Dev account").waitFor(WAIT);
+    },
+    async actAs(role) {
+      await page.getByLabel("Dev account").selectOption(account(role));
+    },
+    async stop() {
+      await browser.close();
+      await running.stop();
+    },
+  };
+}
