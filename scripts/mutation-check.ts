@@ -46,7 +46,10 @@ export interface TestSelection {
 
 /** One deliberate bug. */
 export interface Mutant {
-  /** Short unique name, `s<n>-…` for SECURITY.md attack n, `inv-…` for an invariant. */
+  /**
+   * Short unique name, `s<n>-…` for SECURITY.md attack n, `inv-…` for an invariant, `mkt-…` for an
+   * agent marketplace property SECURITY.md does not list.
+   */
   readonly id: string;
   /** The bug, in words. */
   readonly description: string;
@@ -81,6 +84,8 @@ export interface MutantResult {
 }
 
 const ESCROW = "contracts/ComputeEscrow.sol";
+const MARKETPLACE = "contracts/AgentMarketplace.sol";
+const FLOW_LIB = "contracts/libraries/FlowOfFundsLib.sol";
 const LEDGER = "contracts/SplitsLedger.sol";
 const REGISTRY = "contracts/ProviderRegistry.sol";
 const SESSION_LIB = "contracts/libraries/SessionLib.sol";
@@ -412,6 +417,114 @@ export const MUTANTS: readonly Mutant[] = [
     find: "if (amount == 0 || block.timestamp < availableAt) revert",
     replace: "if (amount == 0) revert",
     tests: { solidity: true },
+  },
+  // Agent marketplace, and the ledger's allowance path it pays through (payFromBalance → withdrawFrom).
+  {
+    id: "mkt-referrer-overwritten",
+    description: "an account's referrer is not recorded once: a later setReferrer, listing or payment replaces it",
+    file: MARKETPLACE,
+    find: "if (referrer == address(0) || referrer == account || current != address(0)) {",
+    replace: "if (referrer == address(0) || referrer == account) {",
+    tests: { grep: "referrers: recorded once, never changed" },
+  },
+  {
+    id: "mkt-referral-of-rest",
+    description: "the payer's referral ppm is taken of what the fixed amounts leave, not of the whole call",
+    file: FLOW_LIB,
+    find: "payerReward = _min(amount * terms.payerReferrerShare / SHARE_SCALE, left);",
+    replace: "payerReward = _min(left * terms.payerReferrerShare / SHARE_SCALE, left);",
+    tests: { grep: "the OpenAgents example|splitPayment and hashFlow are pure previews" },
+  },
+  {
+    id: "mkt-shares-of-whole-payment",
+    description: "shares are taken of the whole call instead of what fixed amounts and referral rewards leave",
+    file: FLOW_LIB,
+    find: "uint256 base = left;",
+    replace: "uint256 base = amount;",
+    tests: { grep: "credits each recipient to the unit|a Split recipient passes its part through the split" },
+  },
+  {
+    id: "s12-payee-reward-to-caller-referrer",
+    description: "the agent owner's referral reward goes to the referrer of whoever calls distribute",
+    file: MARKETPLACE,
+    find: "_finishTally(batch, perCall, _referrers[owner]);",
+    replace: "_finishTally(batch, perCall, _referrers[msg.sender]);",
+    tests: { grep: "the OpenAgents example" },
+  },
+  {
+    id: "mkt-chain-count-only",
+    description: "distribute checks only the pending count of the re-hashed list: altered or reordered payments pass",
+    file: MARKETPLACE,
+    find: "if (head != chain.head) revert MarketplaceChainMismatch(agentId, chain.head, head);",
+    replace:
+      "if (PaymentChainLib.pending(head) != PaymentChainLib.pending(chain.head)) {\n" +
+      "            revert MarketplaceChainMismatch(agentId, chain.head, head);\n        }",
+    tests: { grep: "the chain admits exactly the pending payments" },
+  },
+  {
+    id: "mkt-payment-address-not-create2",
+    description: "the payment address clone is deployed with CREATE, not CREATE2 salted by the agent id",
+    file: MARKETPLACE,
+    find: "Clones.cloneDeterministic(_PAYMENT_ADDRESS_IMPLEMENTATION, bytes32(agentId));",
+    replace: "Clones.clone(_PAYMENT_ADDRESS_IMPLEMENTATION);",
+    tests: { grep: "lists at the predicted payment address|CREATE2 clones salted by the agent id" },
+  },
+  {
+    id: "mkt-paused-agent-paid",
+    description: "payments to a paused or retired agent are accepted (only unknown agents are refused)",
+    file: MARKETPLACE,
+    find: "if (status != AgentStatus.Active) {",
+    replace: "if (status == AgentStatus.None) {",
+    tests: { grep: "refuses payments below the price, to paused, retired or unknown agents" },
+  },
+  {
+    id: "s20-update-terms-by-non-owner",
+    description: "updateTerms checks only that the agent exists: anyone can reprice it and redirect its flow",
+    file: MARKETPLACE,
+    find: "Listing storage listing = _ownedListing(agentId);\n        bytes32 flowHash = _checkTerms(pricePerCall, flow);",
+    replace: "Listing storage listing = _listing(agentId);\n        bytes32 flowHash = _checkTerms(pricePerCall, flow);",
+    tests: { grep: "every owner action reverts for anyone else" },
+  },
+  {
+    id: "s20-withdraw-from-without-allowance",
+    description: "withdrawFrom does not check the spender's allowance (it wraps below zero instead)",
+    file: LEDGER,
+    find: "if (allowed < amount) revert LedgerInsufficientAllowance(account, msg.sender, allowed, amount);",
+    replace: "",
+    tests: { grep: "needs the ledger allowance and balance" },
+  },
+  {
+    id: "s14-frozen-withdraws-via-allowance",
+    description: "withdrawFrom has its own copy of the withdrawal without the frozen check: a frozen payer still pays",
+    file: LEDGER,
+    find: "        _withdraw(account, to, amount);\n    }\n\n    /// @inheritdoc ISplitsLedger\n    function setFrozen",
+    replace:
+      "        if (amount == 0) revert LedgerZeroAmount();\n" +
+      "        if (to == address(0)) revert LedgerInvalidReceiver(to);\n" +
+      "        Account storage held = _accounts[account];\n" +
+      "        uint256 balance = held.balance;\n" +
+      "        if (balance < amount) revert LedgerInsufficientBalance(account, balance, amount);\n" +
+      "        held.balance = uint128(balance - amount);\n" +
+      "        emit Withdrawn(account, to, amount);\n" +
+      "        _TOKEN.safeTransfer(to, amount);\n" +
+      "    }\n\n    /// @inheritdoc ISplitsLedger\n    function setFrozen",
+    tests: { grep: "a frozen payer cannot pay" },
+  },
+  {
+    id: "mkt-budget-not-topped-up",
+    description: "a Budget recipient's part is credited to the budget creator's ledger balance instead of topping up the budget",
+    file: MARKETPLACE,
+    find: "if (block.timestamp < budget.expiry) _ESCROW.topUp(recipient.budgetId, amount);\n            else credits.add(budget.creator, amount);",
+    replace: "credits.add(budget.creator, amount);",
+    tests: { grep: "escrow budget recipient funds the agent's compute|a flow paying only budgets" },
+  },
+  {
+    id: "s21-budget-topup-at-expiry",
+    description: "a Budget recipient is still topped up at its expiry second, where topUp reverts and blocks the distribution",
+    file: MARKETPLACE,
+    find: "if (block.timestamp < budget.expiry) _ESCROW.topUp",
+    replace: "if (block.timestamp <= budget.expiry) _ESCROW.topUp",
+    tests: { grep: "topped up until its expiry" },
   },
 ];
 

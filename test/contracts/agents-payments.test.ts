@@ -483,6 +483,33 @@ describe("AgentMarketplace: payments and distribution", () => {
       expect((await escrow.getBudget(budgetId)).available).to.equal(available + 9_000n);
     });
 
+    it("a budget recipient is topped up until its expiry (end - 1); from end on, its part goes to the creator", async () => {
+      const a = await setupAgents();
+      const { marketplace, ledger, escrow, usdc, creator, alice } = a;
+      const budgetId = await createBudget(usdc, escrow, { creator, amount: 10n * USDC, agents: [a.agent.address] });
+      const flow = flowOf({ shares: [{ recipient: budget(budgetId), share: 500_000n }], remainder: account(alice.address) });
+      const { agentId, paymentAddress } = await a.list(alice, flow, 1_000n);
+      const { expiry, available } = await escrow.getBudget(budgetId);
+      await (await usdc.mint(paymentAddress, 1_000n)).wait();
+      // The same distribution at end - 1, end and end + 1.
+      const snapshot = await a.connection.networkHelpers.takeSnapshot();
+      const distributeAt = async (timestamp: bigint) => {
+        await snapshot.restore();
+        await a.connection.networkHelpers.time.setNextBlockTimestamp(timestamp);
+        return marketplace.distribute(agentId, flow, []);
+      };
+      await expect(distributeAt(expiry - 1n)).to.emit(escrow, "BudgetToppedUp").withArgs(budgetId, a.marketplaceAddress, 500n);
+      expect((await escrow.getBudget(budgetId)).available).to.equal(available + 500n);
+      expect(await ledger.balanceOf(creator.address)).to.equal(0n);
+      // From the expiry second on topUp would revert: the part goes to the creator instead of blocking the payout.
+      for (const timestamp of [expiry, expiry + 1n]) {
+        await expect(distributeAt(timestamp)).not.to.emit(escrow, "BudgetToppedUp");
+        expect((await escrow.getBudget(budgetId)).available).to.equal(available);
+        expect(await ledger.balanceOf(creator.address)).to.equal(500n);
+        expect(await ledger.balanceOf(alice.address)).to.equal(500n);
+      }
+    });
+
     it("a flow paying only budgets makes no ledger call; a part that rounds to zero is skipped", async () => {
       const a = await setupAgents();
       const { marketplace, ledger, escrow, usdc, creator, carol, alice } = a;

@@ -332,7 +332,8 @@ describe("AgentMarketplace: listings", () => {
       const { agentId } = await a.list(alice, flow, AUTODEV_PRICE);
       const calls = (id: bigint, as = stranger) => [
         () => marketplace.connect(as).updateAgent(id, metadataOf("X")),
-        () => marketplace.connect(as).updateTerms(id, 1_000n, flow, flow, []),
+        // Valid terms: the owner check is the only reason this reverts.
+        () => marketplace.connect(as).updateTerms(id, AUTODEV_PRICE, flow, flow, []),
         () => marketplace.connect(as).pause(id),
         () => marketplace.connect(as).unpause(id),
         () => marketplace.connect(as).retire(id),
