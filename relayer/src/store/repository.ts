@@ -110,16 +110,15 @@ export class Repository {
     if (this.depth > 0) return this.nested(work);
     this.commitBatch();
     this.statement("BEGIN IMMEDIATE").run();
-    let result: T;
     try {
-      result = this.nested(work);
+      const result = this.nested(work);
+      this.statement("COMMIT").run();
+      return result;
     } catch (error) {
-      this.statement("ROLLBACK").run();
+      if (this.db.isTransaction) this.statement("ROLLBACK").run();
       this.sessionCache.clear();
       throw error;
     }
-    this.statement("COMMIT").run();
-    return result;
   }
 
   /**
