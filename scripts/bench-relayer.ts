@@ -73,7 +73,10 @@ interface PhaseResult {
   p50: number;
   p99: number;
   rps: number;
+  /** CPU time of the server measured, per request. */
   cpuPerRequestMs: number;
+  /** CPU time of this load generator (HTTP client, JSON, the agent's voucher signing), per request. */
+  loadGeneratorCpuPerRequestMs: number;
 }
 
 /** `requests` calls at `CONCURRENCY`, each worker running `call(worker)`; latencies of the timed part. */
@@ -87,12 +90,20 @@ async function phase(server: ChildProcess | undefined, requests: number, call: (
     }
   };
   const cpuBefore = server ? await cpuSeconds(server.pid!) : 0;
+  const ownCpuBefore = process.cpuUsage();
   const started = performance.now();
   await Promise.all(Array.from({ length: CONCURRENCY }, (_, worker) => work(worker)));
   const seconds = (performance.now() - started) / 1000;
   const cpu = server ? (await cpuSeconds(server.pid!)) - cpuBefore : 0;
+  const ownCpu = process.cpuUsage(ownCpuBefore);
   latencies.sort((a, b) => a - b);
-  return { p50: percentile(latencies, 50), p99: percentile(latencies, 99), rps: requests / seconds, cpuPerRequestMs: (cpu * 1000) / requests };
+  return {
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+    rps: requests / seconds,
+    cpuPerRequestMs: (cpu * 1000) / requests,
+    loadGeneratorCpuPerRequestMs: (ownCpu.user + ownCpu.system) / 1000 / requests,
+  };
 }
 
 /**

@@ -54,8 +54,12 @@ describe("dApp in Chromium", { timeout: 240_000 }, () => {
     await page.setViewportSize({ width: 1280, height: 900 });
   });
 
-  it("connects the local dev account through RainbowKit", async () => {
+  it("connects the local dev account through RainbowKit, and stays connected as the same account after a reload", async () => {
     await ui.connect();
+    await ui.actAs("creator");
+    await page.reload();
+    await ui.waitFor(page.getByLabel("Dev account").waitFor(WAIT));
+    assert.equal(await page.getByLabel("Dev account").inputValue(), ui.account("creator"));
     await ui.actAs("admin");
     assert.equal(await page.getByLabel("Dev account").inputValue(), ui.account("admin"));
   });

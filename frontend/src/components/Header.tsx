@@ -10,7 +10,8 @@ function LocalAccountPicker() {
   const { connector, address } = useAccount();
   if (connector?.id !== LOCAL_DEV_CONNECTOR_ID || address === undefined) return null;
   const controls = connector as unknown as Partial<LocalDevControls>;
-  // After a page reload wagmi reconnects with a connector rebuilt without these controls: no picker then.
+  // Right after a page reload, until wagmi has reconnected, the connection holds the connector as
+  // it was stored (its id and name only): the picker appears once the real connector is back.
   if (controls.accounts === undefined || controls.selectAccount === undefined) return null;
   const { accounts, selectAccount } = controls;
   return (
