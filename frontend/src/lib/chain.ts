@@ -29,7 +29,29 @@ export interface EventLogsParameters<event extends AbiEvent> {
 }
 
 /**
+ * Blocks an event scan reads again on every call, in case the chain reorganized them since: on Base
+ * far beyond any reorganization seen in practice.
+ */
+export const REORG_DEPTH = 64n;
+
+/**
+ * Where a scan from `fromBlock` to `toBlock` resumes when an earlier scan of the same logs reached
+ * `scannedTo` (undefined: none did): logs cached below the returned block stay, and the chain is
+ * read from it on. An earlier scan past `toBlock` does not help (the scan starts over).
+ */
+export function resumeBlock(scannedTo: bigint | undefined, fromBlock: bigint, toBlock: bigint): bigint {
+  if (scannedTo === undefined || scannedTo > toBlock) return fromBlock;
+  const resume = scannedTo + 1n - REORG_DEPTH;
+  return resume > fromBlock ? resume : fromBlock;
+}
+
+/** The logs each scan found so far, by chain, contract, event, filter and start block. */
+const scans = new Map<string, { logs: readonly { blockNumber: bigint }[]; scannedTo: bigint }>();
+
+/**
  * Every `event` log of `address` from `fromBlock`, fetched in ranges of {@link LOG_RANGE} blocks.
+ * Repeated scans (the pages poll) read only the blocks added since the last one, plus the last
+ * {@link REORG_DEPTH}.
  *
  * @example
  * const logs = await getEventLogs(client, { address: escrow, event: budgetCreatedEvent, args: { creator }, fromBlock });
@@ -38,9 +60,15 @@ export async function getEventLogs<const event extends AbiEvent>(
   client: PublicClient,
   parameters: EventLogsParameters<event>,
 ): Promise<GetLogsReturnType<event, [event], true, bigint, bigint>> {
+  type Logs = GetLogsReturnType<event, [event], true, bigint, bigint>;
   const toBlock = parameters.toBlock ?? (await client.getBlockNumber({ cacheTime: 0 }));
+  const key = JSON.stringify([client.chain?.id, parameters.address, parameters.event, parameters.args ?? {}, parameters.fromBlock], (_key, value) =>
+    typeof value === "bigint" ? value.toString() : value,
+  );
+  const cached = scans.get(key);
+  const resume = resumeBlock(cached?.scannedTo, parameters.fromBlock, toBlock);
   const ranges: [bigint, bigint][] = [];
-  for (let from = parameters.fromBlock; from <= toBlock; from += LOG_RANGE) {
+  for (let from = resume; from <= toBlock; from += LOG_RANGE) {
     ranges.push([from, from + LOG_RANGE - 1n < toBlock ? from + LOG_RANGE - 1n : toBlock]);
   }
   const chunks = await Promise.all(
@@ -51,10 +79,13 @@ export async function getEventLogs<const event extends AbiEvent>(
         true,
         bigint,
         bigint
-      >) as Promise<GetLogsReturnType<event, [event], true, bigint, bigint>>,
+      >) as Promise<Logs>,
     ),
   );
-  return chunks.flat();
+  const kept = resume > parameters.fromBlock ? (cached!.logs as Logs).filter((log) => log.blockNumber < resume) : [];
+  const logs = [...kept, ...chunks.flat()] as Logs;
+  scans.set(key, { logs, scannedTo: toBlock });
+  return logs;
 }
 
 export interface PermitParameters {
