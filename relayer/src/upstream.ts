@@ -1,5 +1,5 @@
-import http, { type IncomingMessage } from "node:http";
-import https from "node:https";
+import type { Readable } from "node:stream";
+import { Pool, type Dispatcher } from "undici";
 import type { HashedToolCall } from "@agentmesh/sdk";
 
 /** Usage as an OpenAI-compatible provider reports it. */
@@ -62,11 +62,14 @@ export function checkEndpoint(endpoint: string, allowPrivate: boolean): URL {
   return url;
 }
 
-/** Keep-alive connection pools to providers (node:http is several times cheaper per call than fetch). */
-const AGENTS = {
-  "http:": new http.Agent({ keepAlive: true, maxSockets: 256 }),
-  "https:": new https.Agent({ keepAlive: true, maxSockets: 256 }),
-};
+/** Keep-alive connection pools to providers, by origin (undici: the lightest HTTP client for Node). */
+const pools = new Map<string, Pool>();
+
+function poolOf(url: URL): Pool {
+  let pool = pools.get(url.origin);
+  if (pool === undefined) pools.set(url.origin, (pool = new Pool(url.origin, { connections: 256 })));
+  return pool;
+}
 
 /** Each endpoint's chat completions URL, checked once (endpoints change only by a registry update). */
 const completionUrls = new Map<string, URL>();
@@ -88,39 +91,31 @@ function completionUrlOf(endpoint: string, allowPrivate: boolean): URL {
  */
 export async function callUpstream(endpoint: string, body: Record<string, unknown>, options: UpstreamOptions): Promise<UpstreamResult> {
   const url = completionUrlOf(endpoint, options.allowPrivateEndpoints);
-  const payload = JSON.stringify(body);
-  const protocol = url.protocol as keyof typeof AGENTS;
-  const request = (protocol === "https:" ? https : http).request(url, {
-    method: "POST",
-    agent: AGENTS[protocol],
-    headers: {
-      "content-type": "application/json",
-      "content-length": Buffer.byteLength(payload),
-      accept: body.stream ? "text/event-stream" : "application/json",
-    },
-  });
-  const timer = setTimeout(() => request.destroy(new Error(`no complete response within ${options.timeoutMs} ms`)), options.timeoutMs);
-  const cut = () => request.destroy(new Error("the client went away"));
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(new Error(`no complete response within ${options.timeoutMs} ms`)), options.timeoutMs);
+  const cut = () => abort.abort(new Error("the client went away"));
   options.clientSignal.addEventListener("abort", cut);
   try {
-    let response: IncomingMessage;
+    let response: Dispatcher.ResponseData;
     try {
-      response = await new Promise<IncomingMessage>((resolve, reject) => {
-        request.once("response", resolve);
-        request.on("error", reject);
-        request.end(payload);
+      response = await poolOf(url).request({
+        path: url.pathname + url.search,
+        method: "POST",
+        headers: { "content-type": "application/json", accept: body.stream ? "text/event-stream" : "application/json" },
+        body: JSON.stringify(body),
+        signal: abort.signal,
       });
     } catch (error) {
       return { kind: "failed", message: `request failed: ${(error as Error).message}` };
     }
-    response.setEncoding("utf8");
+    response.body.setEncoding("utf8");
     try {
-      const status = response.statusCode ?? 0;
+      const status = response.statusCode;
       if (status < 200 || status > 299) {
-        const text = await readText(response, 300).catch(() => "");
+        const text = await readText(response.body, 300).catch(() => "");
         return { kind: "failed", message: `HTTP ${status}: ${text}` };
       }
-      return body.stream ? await readStream(response, options) : await readJson(response);
+      return body.stream ? await readStream(response.body, options) : await readJson(response.body);
     } catch (error) {
       if (options.clientSignal.aborted) return { kind: "failed", message: "client went away before the response" };
       return { kind: "failed", message: `bad response: ${(error as Error).message}` };
@@ -132,7 +127,7 @@ export async function callUpstream(endpoint: string, body: Record<string, unknow
 }
 
 /** The response body as text, at most `limit` characters (the rest is dropped unread). */
-function readText(response: IncomingMessage, limit: number): Promise<string> {
+function readText(response: Readable, limit: number): Promise<string> {
   return new Promise((resolve, reject) => {
     let text = "";
     response.on("data", (chunk: string) => {
@@ -146,12 +141,12 @@ function readText(response: IncomingMessage, limit: number): Promise<string> {
     response.on("error", reject);
     // A response cut short (timeout, client gone) closes without "end".
     response.on("close", () => {
-      if (!response.complete) reject(new Error("the response was cut short"));
+      if (!response.readableEnded) reject(new Error("the response was cut short"));
     });
   });
 }
 
-async function readJson(response: IncomingMessage): Promise<UpstreamResult> {
+async function readJson(response: Readable): Promise<UpstreamResult> {
   const text = await readText(response, MAX_RESPONSE_BYTES + 1);
   if (text.length > MAX_RESPONSE_BYTES) return { kind: "failed", message: "response too large" };
   const body = JSON.parse(text) as Record<string, unknown>;
@@ -185,7 +180,7 @@ function parseUsage(value: unknown): Usage | undefined {
 }
 
 /** Reads an SSE stream, forwarding every chunk but the usage chunk, and assembling the output. */
-async function readStream(response: IncomingMessage, options: UpstreamOptions): Promise<UpstreamResult> {
+async function readStream(response: Readable, options: UpstreamOptions): Promise<UpstreamResult> {
   let content = "";
   let sawContent = false;
   const toolCalls: HashedToolCall[] = [];
