@@ -7,11 +7,11 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { Agent, request as httpRequest } from "node:http";
 import { mkdtemp, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { Pool } from "undici";
 import { createPublicClient, createWalletClient, http, type Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { hardhat } from "viem/chains";
@@ -107,32 +107,22 @@ async function phase(server: ChildProcess | undefined, requests: number, call: (
 }
 
 /**
- * The load generator's client: node:http over keep-alive connections, the lightest Node client, so
- * that on a 2-core machine it leaves as much CPU as possible to the servers being measured.
+ * The load generator's client: undici pools over keep-alive connections, the lightest Node client,
+ * so that on a 2-core machine it leaves as much CPU as possible to the servers being measured.
  */
-const clientAgent = new Agent({ keepAlive: true, maxSockets: 1024 });
+const pools = new Map<string, Pool>();
 
 async function timedPost(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ ms: number; json: any }> {
+  const { origin, pathname } = new URL(url);
+  let pool = pools.get(origin);
+  if (pool === undefined) pools.set(origin, (pool = new Pool(origin, { connections: 1024 })));
   const payload = JSON.stringify(body);
   const started = performance.now();
-  const { status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {
-    const request = httpRequest(
-      url,
-      { method: "POST", agent: clientAgent, headers: { "content-type": "application/json", "content-length": Buffer.byteLength(payload), ...headers } },
-      (response) => {
-        let text = "";
-        response.setEncoding("utf8");
-        response.on("data", (chunk: string) => (text += chunk));
-        response.on("end", () => resolve({ status: response.statusCode ?? 0, text }));
-        response.on("error", reject);
-      },
-    );
-    request.on("error", reject);
-    request.end(payload);
-  });
+  const response = await pool.request({ path: pathname, method: "POST", headers: { "content-type": "application/json", ...headers }, body: payload });
+  const text = await response.body.text();
   const json = JSON.parse(text);
   const ms = performance.now() - started;
-  if (status !== 200) throw new Error(`${url}: ${status} ${text}`);
+  if (response.statusCode !== 200) throw new Error(`${url}: ${response.statusCode} ${text}`);
   return { ms, json };
 }
 
@@ -259,6 +249,7 @@ try {
   console.log(`concurrency ${CONCURRENCY}, ${REQUESTS} requests per phase, ${STREAMS} concurrent streams (${chunks} chunks)`);
   console.log(JSON.stringify(figures));
 } finally {
+  await Promise.all([...pools.values()].map((pool) => pool.close()));
   for (const child of children) {
     if (child.exitCode === null) {
       child.kill("SIGTERM");
