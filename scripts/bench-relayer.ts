@@ -111,11 +111,22 @@ async function phase(server: ChildProcess | undefined, requests: number, call: (
  * so that on a 2-core machine it leaves as much CPU as possible to the servers being measured.
  */
 const pools = new Map<string, Pool>();
+/** Each URL posted to, parsed once: its origin's pool and its path. */
+const targets = new Map<string, { pool: Pool; path: string }>();
+
+function targetOf(url: string): { pool: Pool; path: string } {
+  let target = targets.get(url);
+  if (target === undefined) {
+    const { origin, pathname } = new URL(url);
+    let pool = pools.get(origin);
+    if (pool === undefined) pools.set(origin, (pool = new Pool(origin, { connections: 1024 })));
+    targets.set(url, (target = { pool, path: pathname }));
+  }
+  return target;
+}
 
 async function timedPost(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ ms: number; json: any }> {
-  const { origin, pathname } = new URL(url);
-  let pool = pools.get(origin);
-  if (pool === undefined) pools.set(origin, (pool = new Pool(origin, { connections: 1024 })));
+  const { pool, path: pathname } = targetOf(url);
   const payload = JSON.stringify(body);
   const started = performance.now();
   const response = await pool.request({ path: pathname, method: "POST", headers: { "content-type": "application/json", ...headers }, body: payload });

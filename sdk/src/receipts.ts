@@ -1,4 +1,4 @@
-import { bytesToHex, hexToBytes, type Hex } from "viem";
+import { bytesToHex, type Hex } from "viem";
 import { keccak256Bytes } from "#keccak";
 import { writeBytes32, writeUint32, writeUint64 } from "./abi-words.ts";
 
@@ -34,8 +34,7 @@ const utf8 = new TextEncoder();
 const keccakHex = (bytes: Uint8Array): Hex => bytesToHex(keccak256Bytes(bytes));
 
 /** Domain tag hashed into every receipt, so a receipt hash cannot be mistaken for any other hash. */
-const RECEIPT_TAG = keccakHex(utf8.encode("AgentMesh.Receipt.v1"));
-const RECEIPT_TAG_BYTES = hexToBytes(RECEIPT_TAG);
+const RECEIPT_TAG = keccak256Bytes(utf8.encode("AgentMesh.Receipt.v1"));
 
 /**
  * The receipt's hash: keccak256 of the ABI encoding of (bytes32 tag, bytes32 sessionId, uint32
@@ -48,7 +47,7 @@ export function receiptHash(receipt: Receipt): Hex {
   const model = utf8.encode(receipt.model);
   const encoded = new Uint8Array(32 * 13 + Math.ceil(model.length / 32) * 32);
   const view = new DataView(encoded.buffer);
-  encoded.set(RECEIPT_TAG_BYTES, 0);
+  encoded.set(RECEIPT_TAG, 0);
   writeBytes32(encoded, 32, receipt.sessionId);
   writeUint32(view, 64, receipt.sequence);
   writeUint32(view, 96, receipt.providerId);
