@@ -5,7 +5,7 @@
  * in headless Chromium (median of three cold loads). The last line is one JSON object:
  * `{"firstLoadJsGzKb": …, "lcpMs": …}`.
  */
-import { readFile, mkdtemp } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { gzipSync } from "node:zlib";
@@ -42,8 +42,9 @@ const firstLoad = await firstLoadJsGzKb();
 console.log(`first load: ${firstLoad.files.length} JS files, ${firstLoad.kb} KB gzipped`);
 
 console.log("Starting the local stack…");
+const dir = await mkdtemp(path.join(tmpdir(), "agentmesh-bench-ui-"));
 const running = await startLocalStack({
-  localFile: path.join(await mkdtemp(path.join(tmpdir(), "agentmesh-bench-ui-")), "local.json"),
+  localFile: path.join(dir, "local.json"),
   ui: { port: 0, mode: "preview" },
   healthProbeIntervalMs: 3_600_000,
 });
@@ -72,6 +73,7 @@ try {
 } finally {
   await browser.close();
   await running.stop();
+  await rm(dir, { recursive: true, force: true });
 }
 const lcpMs = Math.round([...samples].sort((a, b) => a - b)[Math.floor(samples.length / 2)]);
 console.log(`marketplace LCP per load: ${samples.map((sample) => `${Math.round(sample)} ms`).join(", ")}`);

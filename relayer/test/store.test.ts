@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { mkdtemp, stat } from "node:fs/promises";
+import { mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { describe, it } from "node:test";
+import { after, describe, it } from "node:test";
 import {
   INITIAL_STATE,
   callCost,
@@ -49,8 +49,17 @@ function firstReceipt(): Receipt {
   };
 }
 
+/** Directories made for fresh databases, removed after the tests. */
+const directories: string[] = [];
+after(() => Promise.all(directories.map((directory) => rm(directory, { recursive: true, force: true }))));
+
 async function freshRepository(file?: string) {
-  const dbFile = file ?? path.join(await mkdtemp(path.join(tmpdir(), "agentmesh-store-")), "relayer.db");
+  let dbFile = file;
+  if (dbFile === undefined) {
+    const directory = await mkdtemp(path.join(tmpdir(), "agentmesh-store-"));
+    directories.push(directory);
+    dbFile = path.join(directory, "relayer.db");
+  }
   return { repo: new Repository(openDatabase(dbFile)), dbFile };
 }
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtemp, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, it } from "node:test";
@@ -33,8 +33,9 @@ describe("deployment files", () => {
     );
   });
 
-  it("reads a file and reports unreadable or non-JSON files", async () => {
+  it("reads a file and reports unreadable or non-JSON files", async (t) => {
     const dir = await mkdtemp(path.join(tmpdir(), "agentmesh-deployment-"));
+    t.after(() => rm(dir, { recursive: true, force: true }));
     const good = path.join(dir, "good.json");
     const bad = path.join(dir, "bad.json");
     await writeFile(good, JSON.stringify(valid));

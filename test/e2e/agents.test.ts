@@ -4,7 +4,7 @@
  * through the marketplace only when the agent answers, and split by the listing's flow of funds.
  */
 import assert from "node:assert/strict";
-import { mkdtemp } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -28,8 +28,10 @@ describe("agents over x402 end to end", { timeout: 180_000 }, () => {
   const ledgerBalance = (account: Address) =>
     client.readContract({ address: running.stack.contracts.SplitsLedger, abi: splitsLedgerAbi, functionName: "balanceOf", args: [account] });
 
+  let dir: string;
+
   before(async () => {
-    const dir = await mkdtemp(path.join(tmpdir(), "agentmesh-agents-"));
+    dir = await mkdtemp(path.join(tmpdir(), "agentmesh-agents-"));
     running = await startLocalStack({
       localFile: path.join(dir, "local.json"),
       settlement: { maxAgeMs: 3_600_000, pollMs: 60_000 },
@@ -47,6 +49,7 @@ describe("agents over x402 end to end", { timeout: 180_000 }, () => {
 
   after(async () => {
     await running?.stop();
+    await rm(dir, { recursive: true, force: true });
   });
 
   it("answers an unpaid call with 402 and the payment requirements", async () => {

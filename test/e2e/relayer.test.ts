@@ -3,7 +3,7 @@
  * reference providers, relayer on SQLite) and the agent SDK.
  */
 import assert from "node:assert/strict";
-import { mkdtemp } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -18,8 +18,10 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
   let running: RunningStack;
   let client: ReturnType<typeof createPublicClient>;
 
+  let dir: string;
+
   before(async () => {
-    const dir = await mkdtemp(path.join(tmpdir(), "agentmesh-e2e-"));
+    dir = await mkdtemp(path.join(tmpdir(), "agentmesh-e2e-"));
     // Settlement and health probes only when a test asks for them.
     running = await startLocalStack({
       localFile: path.join(dir, "local.json"),
@@ -33,6 +35,7 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
 
   after(async () => {
     await running?.stop();
+    await rm(dir, { recursive: true, force: true });
   });
 
   /** Vouchers go out with the next request or on `flushVoucher()`, never on a timer: tests see when. */

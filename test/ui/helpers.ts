@@ -3,7 +3,7 @@
  * (`vite preview`), Debian's Chromium through playwright-core, and helpers that act and wait on the
  * page as a user would. Screenshots go to `.agentmesh/screenshots/`.
  */
-import { mkdir, mkdtemp } from "node:fs/promises";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { chromium, type Browser, type Locator, type Page } from "playwright-core";
@@ -59,6 +59,10 @@ export async function startBrowserStack(options: Omit<LocalStackOptions, "localF
   const dir = await mkdtemp(path.join(tmpdir(), "agentmesh-ui-"));
   await Promise.all([buildFrontend(), mkdir(SCREENSHOTS, { recursive: true })]);
   const running = await startLocalStack({ ...options, localFile: path.join(dir, "local.json"), ui: { port: 0, mode: "preview" } });
+  const stopStack = async () => {
+    await running.stop();
+    await rm(dir, { recursive: true, force: true });
+  };
   const client = createPublicClient({ transport: http(running.stack.rpcUrl) });
   let browser: Browser;
   let page: Page;
@@ -69,7 +73,7 @@ export async function startBrowserStack(options: Omit<LocalStackOptions, "localF
     });
     page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   } catch (error) {
-    await running.stop();
+    await stopStack();
     throw error;
   }
   page.on("pageerror", (error) => console.error("page error:", error.message));
@@ -123,7 +127,7 @@ export async function startBrowserStack(options: Omit<LocalStackOptions, "localF
     },
     async stop() {
       await browser.close();
-      await running.stop();
+      await stopStack();
     },
   };
 }
