@@ -4,11 +4,16 @@
  * through the relayer with metering, receipts, signing and persistence on. Every server runs in its
  * own process so its CPU time can be read from /proc. Prints a table, then one JSON object as the
  * last line. Run with `npm run bench:relayer` (options: --concurrency, --requests, --streams).
+ *
+ * At the fixed concurrency every process shares the machine's cores, so the figures are those of a
+ * saturated machine; the table adds what each call costs the whole machine (servers and load
+ * generator) and the throughput that cost allows at most, and the JSON line adds the latency
+ * overhead of a single client (concurrency 1), where nothing queues.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { mkdtemp, readFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { availableParallelism, tmpdir } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { Pool } from "undici";
@@ -37,7 +42,10 @@ const CONCURRENCY = Number(values.concurrency);
 const REQUESTS = Number(values.requests);
 const STREAMS = Number(values.streams);
 const WARMUP = Math.min(200, REQUESTS / 10);
+/** Requests per phase of the single-client (concurrency 1) measurement. */
+const SINGLE_CLIENT_REQUESTS = Math.min(1000, REQUESTS);
 const CLOCK_TICKS_PER_SECOND = 100; // Linux USER_HZ
+const CORES = availableParallelism();
 const BODY = { model: "agentmesh-small", messages: [{ role: "user", content: "Benchmark me." }], max_tokens: 16 };
 
 const children: ChildProcess[] = [];
@@ -77,10 +85,15 @@ interface PhaseResult {
   cpuPerRequestMs: number;
   /** CPU time of this load generator (HTTP client, JSON, the agent's voucher signing), per request. */
   loadGeneratorCpuPerRequestMs: number;
+  /** CPU time of every process a request goes through (servers and load generator), per request. */
+  machineCpuPerRequestMs: number;
 }
 
-/** `requests` calls at `CONCURRENCY`, each worker running `call(worker)`; latencies of the timed part. */
-async function phase(server: ChildProcess | undefined, requests: number, call: (worker: number) => Promise<number>): Promise<PhaseResult> {
+/**
+ * `requests` calls at `concurrency`, each worker running `call(worker)`; latencies of the timed
+ * part. `servers` are the processes a call goes through, the one measured first.
+ */
+async function phase(servers: ChildProcess[], concurrency: number, requests: number, call: (worker: number) => Promise<number>): Promise<PhaseResult> {
   let next = 0;
   const latencies: number[] = [];
   const work = async (worker: number) => {
@@ -89,20 +102,24 @@ async function phase(server: ChildProcess | undefined, requests: number, call: (
       latencies.push(await call(worker));
     }
   };
-  const cpuBefore = server ? await cpuSeconds(server.pid!) : 0;
+  const serversCpu = () => Promise.all(servers.map((server) => cpuSeconds(server.pid!)));
+  const cpuBefore = await serversCpu();
   const ownCpuBefore = process.cpuUsage();
   const started = performance.now();
-  await Promise.all(Array.from({ length: CONCURRENCY }, (_, worker) => work(worker)));
+  await Promise.all(Array.from({ length: concurrency }, (_, worker) => work(worker)));
   const seconds = (performance.now() - started) / 1000;
-  const cpu = server ? (await cpuSeconds(server.pid!)) - cpuBefore : 0;
+  const cpu = (await serversCpu()).map((after, index) => after - cpuBefore[index]);
   const ownCpu = process.cpuUsage(ownCpuBefore);
+  const perRequestMs = (cpuTimeSeconds: number) => (cpuTimeSeconds * 1000) / requests;
+  const loadGeneratorCpuPerRequestMs = perRequestMs((ownCpu.user + ownCpu.system) / 1e6);
   latencies.sort((a, b) => a - b);
   return {
     p50: percentile(latencies, 50),
     p99: percentile(latencies, 99),
     rps: requests / seconds,
-    cpuPerRequestMs: (cpu * 1000) / requests,
-    loadGeneratorCpuPerRequestMs: (ownCpu.user + ownCpu.system) / 1000 / requests,
+    cpuPerRequestMs: perRequestMs(cpu[0]),
+    loadGeneratorCpuPerRequestMs,
+    machineCpuPerRequestMs: perRequestMs(cpu.reduce((sum, cpuTime) => sum + cpuTime, 0)) + loadGeneratorCpuPerRequestMs,
   };
 }
 
@@ -166,8 +183,8 @@ async function liftRateLimit({ stack, rpcUrl }: SeededChain): Promise<void> {
 }
 
 let chain: SeededChain | undefined;
+const dir = await mkdtemp(path.join(tmpdir(), "agentmesh-bench-"));
 try {
-  const dir = await mkdtemp(path.join(tmpdir(), "agentmesh-bench-"));
   const localFile = path.join(dir, "local.json");
   const [providerPort, idlePort, passthroughPort, relayerPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
   chain = await startSeededChain({ chainPort: await freePort(), providerPorts: [providerPort, idlePort], demoAgentPort: await freePort(), localFile });
@@ -221,12 +238,14 @@ try {
     return ms;
   };
 
-  await phase(undefined, WARMUP, direct);
-  await phase(undefined, WARMUP, viaPassthrough);
-  await phase(undefined, WARMUP, viaRelayer);
-  const directResult = await phase(provider, REQUESTS, direct);
-  const passthroughResult = await phase(passthrough, REQUESTS, viaPassthrough);
-  const relayerResult = await phase(relayer, REQUESTS, viaRelayer);
+  await phase([], CONCURRENCY, WARMUP, direct);
+  await phase([], CONCURRENCY, WARMUP, viaPassthrough);
+  await phase([], CONCURRENCY, WARMUP, viaRelayer);
+  const directResult = await phase([provider], CONCURRENCY, REQUESTS, direct);
+  const passthroughResult = await phase([passthrough, provider], CONCURRENCY, REQUESTS, viaPassthrough);
+  const relayerResult = await phase([relayer, provider], CONCURRENCY, REQUESTS, viaRelayer);
+  const singleClientDirect = await phase([provider], 1, SINGLE_CLIENT_REQUESTS, direct);
+  const singleClientRelayer = await phase([relayer, provider], 1, SINGLE_CLIENT_REQUESTS, viaRelayer);
 
   // Concurrent streams through the relayer: CPU per forwarded chunk.
   const cpuBefore = await cpuSeconds(relayer.pid!);
@@ -245,6 +264,8 @@ try {
   const cpuPerChunkUs = (((await cpuSeconds(relayer.pid!)) - cpuBefore) * 1e6) / chunks;
 
   const round = (value: number, digits = 2) => Number(value.toFixed(digits));
+  /** The most requests per second the machine could serve if every core did nothing but this. */
+  const rpsCeiling = (result: PhaseResult) => (CORES * 1000) / result.machineCpuPerRequestMs;
   const figures = {
     directP50Ms: round(directResult.p50),
     passthroughAddedP50Ms: round(passthroughResult.p50 - directResult.p50),
@@ -255,9 +276,24 @@ try {
     cpuPerRequestRatio: round(relayerResult.cpuPerRequestMs / passthroughResult.cpuPerRequestMs),
     concurrentStreams: STREAMS,
     cpuPerChunkUs: round(cpuPerChunkUs, 1),
+    relayerMachineCpuPerRequestMs: round(relayerResult.machineCpuPerRequestMs, 3),
+    relayerCpuBoundRpsCeiling: round(rpsCeiling(relayerResult), 0),
+    singleClientRelayerAddedP50Ms: round(singleClientRelayer.p50 - singleClientDirect.p50),
+    singleClientRelayerAddedP99Ms: round(singleClientRelayer.p99 - singleClientDirect.p99),
   };
-  console.table({ direct: directResult, passthrough: passthroughResult, relayer: relayerResult });
-  console.log(`concurrency ${CONCURRENCY}, ${REQUESTS} requests per phase, ${STREAMS} concurrent streams (${chunks} chunks)`);
+  const row = (result: PhaseResult) =>
+    Object.fromEntries(Object.entries({ ...result, cpuBoundRpsCeiling: rpsCeiling(result) }).map(([name, value]) => [name, round(value, 3)]));
+  console.table({
+    direct: row(directResult),
+    passthrough: row(passthroughResult),
+    relayer: row(relayerResult),
+    "direct, 1 client": row(singleClientDirect),
+    "relayer, 1 client": row(singleClientRelayer),
+  });
+  console.log(
+    `concurrency ${CONCURRENCY}, ${REQUESTS} requests per phase (${SINGLE_CLIENT_REQUESTS} with 1 client), ${STREAMS} concurrent streams (${chunks} chunks);` +
+      ` cpuBoundRpsCeiling = ${CORES} cores / machineCpuPerRequestMs`,
+  );
   console.log(JSON.stringify(figures));
 } finally {
   await Promise.all([...pools.values()].map((pool) => pool.close()));
@@ -268,4 +304,5 @@ try {
     }
   }
   await chain?.stop();
+  await rm(dir, { recursive: true, force: true });
 }
