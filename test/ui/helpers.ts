@@ -3,7 +3,7 @@
  * (`vite preview`), Debian's Chromium through playwright-core, and helpers that act and wait on the
  * page as a user would. Screenshots go to `.agentmesh/screenshots/`.
  */
-import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { chromium, type Browser, type Locator, type Page } from "playwright-core";
@@ -18,6 +18,33 @@ export const USDC = 1_000_000n;
 
 /** Atomic USDC as the dApp shows it: "0.050000 USDC". */
 export const usdcText = (atomic: bigint) => `${formatUsdcAmount(atomic)} USDC`;
+
+const REPOSITORY = path.resolve(import.meta.dirname, "../..");
+/** What the dApp's build is made from: a change to any of these makes `frontend/dist` stale. */
+const BUILD_INPUTS = ["frontend/src", "frontend/index.html", "frontend/vite.config.ts", "frontend/package.json", "sdk/src", "deployments", "package-lock.json"];
+
+/** The latest modification time (ms) of `paths` and of everything under them. */
+async function latestModification(paths: string[]): Promise<number> {
+  let latest = 0;
+  for (const entry of paths) {
+    const info = await stat(entry).catch(() => undefined);
+    if (info === undefined) continue;
+    latest = Math.max(latest, info.mtimeMs);
+    if (info.isDirectory()) {
+      for (const child of await readdir(entry, { recursive: true })) latest = Math.max(latest, (await stat(path.join(entry, child))).mtimeMs);
+    }
+  }
+  return latest;
+}
+
+/**
+ * Builds the dApp unless `frontend/dist` is newer than everything it is made from: each browser test
+ * file runs in its own process, and the later ones reuse the first one's build.
+ */
+async function buildFrontendIfStale(): Promise<void> {
+  const builtAt = await stat(path.join(REPOSITORY, "frontend/dist/index.html")).then((info) => info.mtimeMs, () => 0);
+  if ((await latestModification(BUILD_INPUTS.map((input) => path.join(REPOSITORY, input)))) >= builtAt) await buildFrontend();
+}
 
 export interface BrowserStack {
   running: RunningStack;
@@ -57,7 +84,7 @@ export interface BrowserStack {
  */
 export async function startBrowserStack(options: Omit<LocalStackOptions, "localFile" | "ui"> = {}): Promise<BrowserStack> {
   const dir = await mkdtemp(path.join(tmpdir(), "agentmesh-ui-"));
-  await Promise.all([buildFrontend(), mkdir(SCREENSHOTS, { recursive: true })]);
+  await Promise.all([buildFrontendIfStale(), mkdir(SCREENSHOTS, { recursive: true })]);
   const running = await startLocalStack({ ...options, localFile: path.join(dir, "local.json"), ui: { port: 0, mode: "preview" } });
   const stopStack = async () => {
     await running.stop();
