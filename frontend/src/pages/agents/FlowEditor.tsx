@@ -1,4 +1,4 @@
-import { useState } from "react";
+import { useState, type ReactNode } from "react";
 import type { Address } from "viem";
 import { SplitBar } from "../../components/Charts.tsx";
 import { Field, SelectField, UsdcField } from "../../components/Field.tsx";
@@ -34,31 +34,62 @@ function RecipientFields({ label, value, onChange, remainder = false }: { label:
   );
 }
 
-/** Edits an agent's flow of funds: fixed amounts, shares, referral rewards and the remainder. */
-export function FlowEditor({ value, onChange }: { value: FlowInput; onChange: (value: FlowInput) => void }) {
-  const setFixed = (index: number, row: FixedAmountInput) => onChange({ ...value, fixedAmounts: value.fixedAmounts.map((item, at) => (at === index ? row : item)) });
-  const setShare = (index: number, row: ShareInput) => onChange({ ...value, shares: value.shares.map((item, at) => (at === index ? row : item)) });
+/**
+ * A list of recipient rows (at most {@link MAX_COMPONENTS}), each with its own value field, a Remove
+ * button per row and an Add button: the fixed amounts and the shares of a flow.
+ */
+function RecipientRows<Row extends RecipientInput>({
+  label,
+  noun,
+  rows,
+  blank,
+  onChange,
+  valueField,
+}: {
+  /** Row label prefix: "Fixed" gives "Fixed 1: kind", "Fixed 1: amount"… */
+  label: string;
+  /** What one row is, for its buttons: "fixed amount" gives "Add fixed amount". */
+  noun: string;
+  rows: Row[];
+  /** A new row. */
+  blank: Row;
+  onChange: (rows: Row[]) => void;
+  /** The row's value field, labelled from `rowLabel`, calling `set` with the updated row. */
+  valueField: (row: Row, rowLabel: string, set: (row: Row) => void) => ReactNode;
+}) {
+  const set = (index: number, row: Row) => onChange(rows.map((item, at) => (at === index ? row : item)));
   return (
-    <fieldset className="flow-editor">
-      <legend>Flow of funds (per call)</legend>
-      <h4>1. Fixed amounts, paid first, in order</h4>
-      {value.fixedAmounts.map((row, index) => (
+    <>
+      {rows.map((row, index) => (
         <div className="inline-form" key={index}>
-          <RecipientFields label={`Fixed ${index + 1}`} value={row} onChange={(recipient) => setFixed(index, { ...row, ...recipient })} />
-          <UsdcField label={`Fixed ${index + 1}: amount`} value={row.amount} onChange={(event) => setFixed(index, { ...row, amount: event.target.value })} />
-          <button type="button" className="secondary" onClick={() => onChange({ ...value, fixedAmounts: value.fixedAmounts.filter((_, at) => at !== index) })} aria-label={`Remove fixed amount ${index + 1}`}>
+          <RecipientFields label={`${label} ${index + 1}`} value={row} onChange={(recipient) => set(index, { ...row, ...recipient })} />
+          {valueField(row, `${label} ${index + 1}`, (updated) => set(index, updated))}
+          <button type="button" className="secondary" onClick={() => onChange(rows.filter((_, at) => at !== index))} aria-label={`Remove ${noun} ${index + 1}`}>
             Remove
           </button>
         </div>
       ))}
-      <button
-        type="button"
-        className="secondary"
-        disabled={value.fixedAmounts.length >= MAX_COMPONENTS}
-        onClick={() => onChange({ ...value, fixedAmounts: [...value.fixedAmounts, { kind: "account", target: "", amount: "" }] })}
-      >
-        Add fixed amount
+      <button type="button" className="secondary" disabled={rows.length >= MAX_COMPONENTS} onClick={() => onChange([...rows, blank])}>
+        Add {noun}
       </button>
+    </>
+  );
+}
+
+/** Edits an agent's flow of funds: fixed amounts, shares, referral rewards and the remainder. */
+export function FlowEditor({ value, onChange }: { value: FlowInput; onChange: (value: FlowInput) => void }) {
+  return (
+    <fieldset className="flow-editor">
+      <legend>Flow of funds (per call)</legend>
+      <h4>1. Fixed amounts, paid first, in order</h4>
+      <RecipientRows<FixedAmountInput>
+        label="Fixed"
+        noun="fixed amount"
+        rows={value.fixedAmounts}
+        blank={{ kind: "account", target: "", amount: "" }}
+        onChange={(fixedAmounts) => onChange({ ...value, fixedAmounts })}
+        valueField={(row, rowLabel, set) => <UsdcField label={`${rowLabel}: amount`} value={row.amount} onChange={(event) => set({ ...row, amount: event.target.value })} />}
+      />
       <h4>2. Referral rewards, as a share of each payment</h4>
       <div className="inline-form">
         <Field label="Payer's referrer" suffix="%" inputMode="decimal" value={value.payerReferralPercent} onChange={(event) => onChange({ ...value, payerReferralPercent: event.target.value })} placeholder="0" />
@@ -66,23 +97,16 @@ export function FlowEditor({ value, onChange }: { value: FlowInput; onChange: (v
       </div>
       <p className="hint">A referral reward whose referrer is not set goes to the remainder.</p>
       <h4>3. Shares of what is then left</h4>
-      {value.shares.map((row, index) => (
-        <div className="inline-form" key={index}>
-          <RecipientFields label={`Share ${index + 1}`} value={row} onChange={(recipient) => setShare(index, { ...row, ...recipient })} />
-          <Field label={`Share ${index + 1}: percent`} suffix="%" inputMode="decimal" value={row.percent} onChange={(event) => setShare(index, { ...row, percent: event.target.value })} />
-          <button type="button" className="secondary" onClick={() => onChange({ ...value, shares: value.shares.filter((_, at) => at !== index) })} aria-label={`Remove share ${index + 1}`}>
-            Remove
-          </button>
-        </div>
-      ))}
-      <button
-        type="button"
-        className="secondary"
-        disabled={value.shares.length >= MAX_COMPONENTS}
-        onClick={() => onChange({ ...value, shares: [...value.shares, { kind: "account", target: "", percent: "" }] })}
-      >
-        Add share
-      </button>
+      <RecipientRows<ShareInput>
+        label="Share"
+        noun="share"
+        rows={value.shares}
+        blank={{ kind: "account", target: "", percent: "" }}
+        onChange={(shares) => onChange({ ...value, shares })}
+        valueField={(row, rowLabel, set) => (
+          <Field label={`${rowLabel}: percent`} suffix="%" inputMode="decimal" value={row.percent} onChange={(event) => set({ ...row, percent: event.target.value })} />
+        )}
+      />
       <h4>4. The remainder gets the rest</h4>
       <div className="inline-form">
         <RecipientFields label="Remainder" value={value.remainder} onChange={(remainder) => onChange({ ...value, remainder })} remainder />
