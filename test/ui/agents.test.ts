@@ -199,6 +199,33 @@ describe("agents in Chromium", { timeout: 300_000 }, () => {
     await ui.shot("agent-owner");
   });
 
+  it("transfers the new agent to another account and back, refusing its own owner first", async () => {
+    const transfer = page.locator('form[aria-labelledby="agent-transfer-heading"]');
+    const owner = page.getByTestId("agent-owner");
+    const manage = page.getByRole("heading", { name: "Manage this agent" });
+    await transfer.getByLabel("New owner", { exact: true }).fill(ui.account("creator"));
+    await transfer.getByLabel("The new owner gets every right over this agent, and this account keeps none.").check();
+    await transfer.getByRole("button", { name: "Transfer agent" }).click();
+    await ui.waitForText(transfer.getByRole("alert"), "This account already owns the agent.");
+
+    // Confirmed, the page shows the new owner, and the management leaves the former owner's view.
+    await transfer.getByLabel("New owner", { exact: true }).fill(ui.account("agentAuthor"));
+    await transfer.getByRole("button", { name: "Transfer agent" }).click();
+    await ui.waitForText(owner, shortHex(ui.account("agentAuthor")));
+    assert.equal((await getAgent(publishedId)).owner, ui.account("agentAuthor"));
+    await ui.waitFor(manage.waitFor({ state: "detached", ...WAIT }));
+
+    await ui.actAs("agentAuthor");
+    await ui.waitForText(owner, `${shortHex(ui.account("agentAuthor"))} (you)`);
+    await transfer.getByLabel("New owner", { exact: true }).fill(ui.account("creator"));
+    await transfer.getByLabel("The new owner gets every right over this agent, and this account keeps none.").check();
+    await transfer.getByRole("button", { name: "Transfer agent" }).click();
+    await ui.waitFor(manage.waitFor({ state: "detached", ...WAIT }));
+    assert.equal((await getAgent(publishedId)).owner, ui.account("creator"));
+    await ui.actAs("creator");
+    await ui.waitForText(owner, `${shortHex(ui.account("creator"))} (you)`);
+  });
+
   it("pauses, then retires the new agent, as the chain records", async () => {
     assert.match(await ui.submit(statusRegion(), "Pause"), /Pause: confirmed/);
     assert.equal((await getAgent(publishedId)).status, STATUS.paused);

@@ -2,7 +2,7 @@ import { useQuery } from "@tanstack/react-query";
 import { erc20Abi, type Address } from "viem";
 import { usePublicClient } from "wagmi";
 import { agentMarketplaceAbi, computeEscrowAbi, pendingDistribution } from "@agentmesh/sdk/browser";
-import { readAgentCredits, readAgentPayments, readDistributions } from "../lib/agentChain.ts";
+import { readAgentCredits, readAgentOwners, readAgentPayments, readDistributions } from "../lib/agentChain.ts";
 import { contributorEarnings, creditsOfAgent, payeeRoles } from "../lib/contributors.ts";
 import { flowRecipients, RecipientKind } from "../lib/flowOfFunds.ts";
 import { useDeployment } from "./useAppConfig.ts";
@@ -25,23 +25,26 @@ export function useAgentPayouts(agent: { id: bigint; owner: Address; paymentAddr
       const read = client!;
       const range = { fromBlock: startBlock, toBlock: await read.getBlockNumber({ cacheTime: 0 }) };
       const payoutContracts = { ...contracts, AgentMarketplace: marketplace! };
-      const [payments, distributions, credits, held, treasury, ownerReferrer] = await Promise.all([
+      const [payments, distributions, credits, held, treasury, owners] = await Promise.all([
         readAgentPayments(read, marketplace!, agent.id, range),
         readDistributions(read, marketplace!, range),
         readAgentCredits(read, payoutContracts, range),
         read.readContract({ address: usdc, abi: erc20Abi, functionName: "balanceOf", args: [agent.paymentAddress], blockNumber: range.toBlock }),
         read.readContract({ address: marketplace!, abi: agentMarketplaceAbi, functionName: "treasury", blockNumber: range.toBlock }),
-        read.readContract({ address: marketplace!, abi: agentMarketplaceAbi, functionName: "referrerOf", args: [agent.owner], blockNumber: range.toBlock }),
+        readAgentOwners(read, marketplace!, agent.id, agent.owner, range),
       ]);
       const flows = payments.termsSet.map((terms) => terms.flow);
       const budgetIds = [...new Set(flows.flatMap(flowRecipients).filter((recipient) => recipient.kind === RecipientKind.Budget).map((recipient) => recipient.budgetId))];
-      const budgets = await Promise.all(
-        budgetIds.map((budgetId) => read.readContract({ address: contracts.ComputeEscrow, abi: computeEscrowAbi, functionName: "getBudget", args: [budgetId], blockNumber: range.toBlock })),
-      );
+      const [budgets, ownerReferrers] = await Promise.all([
+        Promise.all(
+          budgetIds.map((budgetId) => read.readContract({ address: contracts.ComputeEscrow, abi: computeEscrowAbi, functionName: "getBudget", args: [budgetId], blockNumber: range.toBlock })),
+        ),
+        Promise.all(owners.map((owner) => read.readContract({ address: marketplace!, abi: agentMarketplaceAbi, functionName: "referrerOf", args: [owner], blockNumber: range.toBlock }))),
+      ]);
       const roles = payeeRoles({
         flows,
         payerReferrers: payments.paid.map((payment) => payment.referrer),
-        ownerReferrer,
+        ownerReferrers,
         treasury,
         budgetCreators: new Map(budgetIds.map((budgetId, index) => [budgetId, budgets[index].creator])),
       });

@@ -22,6 +22,7 @@ const agentTermsSetEvent = getAbiItem({ abi: agentMarketplaceAbi, name: "AgentTe
 const paymentsDistributedEvent = getAbiItem({ abi: agentMarketplaceAbi, name: "PaymentsDistributed" });
 const ledgerPaidEvent = getAbiItem({ abi: splitsLedgerAbi, name: "Paid" });
 const budgetToppedUpEvent = getAbiItem({ abi: computeEscrowAbi, name: "BudgetToppedUp" });
+const ownershipTransferredEvent = getAbiItem({ abi: agentMarketplaceAbi, name: "AgentOwnershipTransferred" });
 
 /** Blocks [fromBlock, toBlock]: the deployment's start block and the block read as of. */
 interface BlockRange {
@@ -57,6 +58,12 @@ export async function readAgentPayments(client: PublicClient, marketplace: Addre
     getEventLogs(client, { address: marketplace, event: agentPaidEvent, args: { agentId }, fromBlock, toBlock }),
   ]);
   return { pending, termsSet: termsSet.map((log) => log.args), paid: paid.map((log) => log.args) };
+}
+
+/** Every owner agent `agentId` has had up to `toBlock`, oldest first (`owner` is the one at `toBlock`). */
+export async function readAgentOwners(client: PublicClient, marketplace: Address, agentId: bigint, owner: Address, range: BlockRange): Promise<Address[]> {
+  const transfers = await getEventLogs(client, { address: marketplace, event: ownershipTransferredEvent, args: { agentId }, ...range });
+  return [...transfers.map((log) => log.args.previousOwner), owner];
 }
 
 /**

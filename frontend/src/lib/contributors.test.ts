@@ -7,6 +7,7 @@ import { buildFlow } from "./flowOfFunds.ts";
 const AUTHOR = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
 const TREASURY = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC";
 const REFERRER = "0x90F79bf6EB2c4f870365E785982E1f101E93b906";
+const FORMER_REFERRER = "0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc";
 const CREATOR = "0x15d34AAf54267DB7D7c367839AAf71A00a2C6A65";
 const TX1: Hex = `0x${"1".repeat(64)}`;
 const TX2: Hex = `0x${"2".repeat(64)}`;
@@ -68,7 +69,7 @@ describe("contributor payouts", () => {
     const roles = payeeRoles({
       flows: [demoFlow.value, later],
       payerReferrers: [zeroAddress, REFERRER],
-      ownerReferrer: zeroAddress,
+      ownerReferrers: [FORMER_REFERRER, zeroAddress],
       treasury: TREASURY,
       budgetCreators: new Map([[1n, CREATOR]]),
     });
@@ -78,12 +79,13 @@ describe("contributor payouts", () => {
       { payee: account(CREATOR), roles: ["Share 1 (creator of expired budget #1)"], named: false },
       { payee: account(TREASURY), roles: ["Remainder (platform)"], named: true },
       { payee: account(REFERRER), roles: ["Payer's referrer"], named: true },
+      { payee: account(FORMER_REFERRER), roles: ["Former owner's referrer"], named: true },
     ]);
   });
 
   it("lists an agent's contributors with what they were credited, zero for those not paid yet", () => {
     assert.ok(demoFlow.ok);
-    const roles = payeeRoles({ flows: [demoFlow.value], payerReferrers: [zeroAddress], ownerReferrer: REFERRER, treasury: TREASURY, budgetCreators: new Map([[1n, CREATOR]]) });
+    const roles = payeeRoles({ flows: [demoFlow.value], payerReferrers: [zeroAddress], ownerReferrers: [REFERRER], treasury: TREASURY, budgetCreators: new Map([[1n, CREATOR]]) });
     const earnings = contributorEarnings(
       [credit(TX1, 1, budget(1n), 7_800n), credit(TX1, 2, account(AUTHOR), 10_000n), credit(TX1, 3, account(TREASURY), 32_200n), credit(TX2, 1, account(CREATOR), 3_900n)],
       roles,

@@ -46,8 +46,8 @@ export interface RoleSources {
   flows: readonly FlowOfFunds[];
   /** The payers' referrers its `AgentPaid` events name (zero for none). */
   payerReferrers: readonly Address[];
-  /** Its owner's referrer (zero for none). */
-  ownerReferrer: Address;
+  /** The referrers of its owners (zero for none), the current owner's last: earlier owners' are credited for distributions made before a transfer. */
+  ownerReferrers: readonly Address[];
   /** The platform treasury, which a zero remainder pays. */
   treasury: Address;
   /** The creators of the budgets its flows name: an expired budget's part is credited to its creator. */
@@ -138,7 +138,10 @@ export function payeeRoles(sources: RoleSources): Map<string, PayeeRoles> {
     addRecipient(flow.remainder, "Remainder");
   }
   for (const referrer of sources.payerReferrers) if (referrer !== zeroAddress) add({ kind: "account", account: referrer }, "Payer's referrer");
-  if (sources.ownerReferrer !== zeroAddress) add({ kind: "account", account: sources.ownerReferrer }, "Owner's referrer");
+  sources.ownerReferrers.forEach((referrer, index) => {
+    const current = index === sources.ownerReferrers.length - 1;
+    if (referrer !== zeroAddress) add({ kind: "account", account: referrer }, current ? "Owner's referrer" : "Former owner's referrer");
+  });
   return roles;
 }
 

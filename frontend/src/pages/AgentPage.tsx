@@ -38,7 +38,7 @@ function ListedAgent({ deployment, marketplace, agentId, listing }: { deployment
           <UsdcAmount value={listing.pricePerCall} testId="agent-price" />
         </dd>
         <dt>Owner</dt>
-        <dd>
+        <dd data-testid="agent-owner">
           <ChainLink kind="address" value={listing.owner} />
           {isOwner && <span className="muted"> (you)</span>}
         </dd>
@@ -75,7 +75,7 @@ function ListedAgent({ deployment, marketplace, agentId, listing }: { deployment
           key={address}
           deployment={deployment}
           marketplace={marketplace}
-          agent={{ id: agentId, status: listing.status, pricePerCall: listing.pricePerCall, metadata: listing.metadata }}
+          agent={{ id: agentId, owner: listing.owner, status: listing.status, pricePerCall: listing.pricePerCall, metadata: listing.metadata }}
           flow={payouts.data?.distribution.flow}
         />
       )}

@@ -1,6 +1,7 @@
 import { useState } from "react";
-import type { Address } from "viem";
+import { isAddressEqual, type Address } from "viem";
 import { agentMarketplaceAbi } from "@agentmesh/sdk/browser";
+import { Field } from "../../components/Field.tsx";
 import { TransactionStatus } from "../../components/TransactionStatus.tsx";
 import { useTransaction } from "../../hooks/useTransaction.ts";
 import { readPendingDistribution } from "../../lib/agentChain.ts";
@@ -8,10 +9,12 @@ import type { ChainDeployment } from "../../lib/config.ts";
 import { AgentStatus } from "../../lib/agentStatus.ts";
 import { flowInputOf, parseAgentMetadata, parseAgentTerms, type FlowInput, type FlowOfFunds } from "../../lib/flowOfFunds.ts";
 import { usdcInputValue } from "../../lib/usdc.ts";
+import { parseAddress } from "../../lib/validation.ts";
 import { AgentDetailsFields, AgentTermsFields, type AgentDetailsInput } from "./AgentFields.tsx";
 
 interface OwnedAgent {
   id: bigint;
+  owner: Address;
   status: number;
   pricePerCall: bigint;
   metadata: AgentDetailsInput;
@@ -145,7 +148,46 @@ function AgentStatusActions({ marketplace, agent }: Omit<OwnerActionProps, "depl
 }
 
 /**
- * What the owner of a listing can change: its details, its terms, its status (nothing once retired).
+ * Hands the listing to another account (`transferAgent`), after ticking a confirmation. What the agent
+ * has received and not yet distributed goes, at distribution, to the new owner's referrer.
+ */
+function AgentTransferForm({ marketplace, agent }: Omit<OwnerActionProps, "deployment">) {
+  const [newOwner, setNewOwner] = useState("");
+  const [confirmed, setConfirmed] = useState(false);
+  const [attempted, setAttempted] = useState(false);
+  const { state, run, busy } = useTransaction();
+  const parsed = parseAddress(newOwner);
+  const error = !parsed.ok ? parsed.error : isAddressEqual(parsed.value, agent.owner) ? "This account already owns the agent." : undefined;
+  return (
+    <form
+      aria-labelledby="agent-transfer-heading"
+      onSubmit={(event) => {
+        event.preventDefault();
+        setAttempted(true);
+        if (error !== undefined || !parsed.ok) return;
+        void run((tx) => tx.write("Transfer", { address: marketplace, abi: agentMarketplaceAbi, functionName: "transferAgent", args: [agent.id, parsed.value] }));
+      }}
+    >
+      <h3 id="agent-transfer-heading">Transfer</h3>
+      <p className="hint">Once the transfer is confirmed, only the new owner can manage the agent; this section then leaves your view.</p>
+      <Field label="New owner" className="mono" placeholder="0x…" value={newOwner} onChange={(event) => setNewOwner(event.target.value)} error={attempted ? error : undefined} />
+      <label className="confirm">
+        <input type="checkbox" checked={confirmed} onChange={(event) => setConfirmed(event.target.checked)} />
+        The new owner gets every right over this agent, and this account keeps none.
+      </label>
+      <div className="actions">
+        <button type="submit" className="danger" disabled={busy || !confirmed}>
+          Transfer agent
+        </button>
+      </div>
+      <TransactionStatus state={state} />
+    </form>
+  );
+}
+
+/**
+ * What the owner of a listing can change: its details, its terms, its status and its owner (nothing
+ * once retired).
  * The forms start from the values at mount (`flow` is the agent's current flow of funds, undefined
  * until read) and keep what was typed after a change, so their confirmations stay on screen.
  */
@@ -162,6 +204,7 @@ export function OwnerActions({ deployment, marketplace, agent, flow }: OwnerActi
           <AgentTermsForm deployment={deployment} marketplace={marketplace} agent={agent} flow={flow} />
         ))}
       <AgentStatusActions marketplace={marketplace} agent={agent} />
+      {!retired && <AgentTransferForm marketplace={marketplace} agent={agent} />}
     </section>
   );
 }
