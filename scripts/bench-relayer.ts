@@ -3,7 +3,8 @@
  * measures the provider called directly, through a minimal Node passthrough proxy (the floor), and
  * through the relayer with metering, receipts, signing and persistence on. Every server runs in its
  * own process so its CPU time can be read from /proc. Prints a table, then one JSON object as the
- * last line. Run with `npm run bench:relayer` (options: --concurrency, --requests, --streams).
+ * last line. Run with `npm run bench:relayer` (options: --concurrency, --requests, --streams, and
+ * --system-prompt-words N to send every call a system prompt of N words, as agents resend one).
  *
  * At the fixed concurrency every process shares the machine's cores, so the figures are those of a
  * saturated machine; the table adds what each call costs the whole machine (servers and load
@@ -36,6 +37,7 @@ const { values } = parseArgs({
     concurrency: { type: "string", default: "32" },
     requests: { type: "string", default: "3000" },
     streams: { type: "string", default: "64" },
+    "system-prompt-words": { type: "string", default: "0" },
   },
 });
 const CONCURRENCY = Number(values.concurrency);
@@ -46,7 +48,19 @@ const WARMUP = Math.min(200, REQUESTS / 10);
 const SINGLE_CLIENT_REQUESTS = Math.min(1000, REQUESTS);
 const CLOCK_TICKS_PER_SECOND = 100; // Linux USER_HZ
 const CORES = availableParallelism();
-const BODY = { model: "agentmesh-small", messages: [{ role: "user", content: "Benchmark me." }], max_tokens: 16 };
+/** `count` pseudo-random lowercase words, the same for the same count. */
+function words(count: number): string {
+  let state = 1;
+  const next = (below: number) => ((state = (state * 1_103_515_245 + 12_345) % 2_147_483_648) * below) / 2_147_483_648;
+  const word = () => Array.from({ length: 2 + Math.floor(next(8)) }, () => String.fromCharCode(97 + Math.floor(next(26)))).join("");
+  return Array.from({ length: count }, word).join(" ");
+}
+const SYSTEM_PROMPT_WORDS = Number(values["system-prompt-words"]);
+const BODY = {
+  model: "agentmesh-small",
+  messages: [...(SYSTEM_PROMPT_WORDS > 0 ? [{ role: "system", content: words(SYSTEM_PROMPT_WORDS) }] : []), { role: "user", content: "Benchmark me." }],
+  max_tokens: 16,
+};
 
 const children: ChildProcess[] = [];
 function spawnNode(script: string, args: string[]): ChildProcess {
@@ -291,7 +305,8 @@ try {
     "relayer, 1 client": row(singleClientRelayer),
   });
   console.log(
-    `concurrency ${CONCURRENCY}, ${REQUESTS} requests per phase (${SINGLE_CLIENT_REQUESTS} with 1 client), ${STREAMS} concurrent streams (${chunks} chunks);` +
+    `concurrency ${CONCURRENCY}, ${REQUESTS} requests per phase (${SINGLE_CLIENT_REQUESTS} with 1 client), ${STREAMS} concurrent streams (${chunks} chunks),` +
+      ` system prompt of ${SYSTEM_PROMPT_WORDS} words;` +
       ` cpuBoundRpsCeiling = ${CORES} cores / machineCpuPerRequestMs`,
   );
   console.log(JSON.stringify(figures));

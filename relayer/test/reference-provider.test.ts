@@ -20,6 +20,7 @@ import {
   countCompletionTokens,
   countTextTokens,
   splitIntoTokenPieces,
+  TextTokenCounter,
   type ChatMessage,
 } from "../src/tokens.ts";
 
@@ -125,6 +126,37 @@ describe("tokens", () => {
       assert.equal(countChatPromptTokens(chat), encodeChat(plain, "gpt-4o").length);
     }
     assert.equal(countChatPromptTokens([]), 3);
+  });
+
+  test("a long conversation counts the same when its messages' counts are remembered", () => {
+    const long = (seed: number) => Array.from({ length: 120 }, (_, index) => `word${(index * seed) % 97} costs ${index} units`).join(" ");
+    const chat: ChatMessage[] = [
+      { role: "system", content: long(3) },
+      { role: "user", content: long(5) },
+      { role: "assistant", content: long(7) },
+    ];
+    const expected = encodeChat(chat.map(({ role, content }) => ({ role, content: String(content) })), "gpt-4o").length;
+    assert.equal(countChatPromptTokens(chat), expected);
+    assert.equal(countChatPromptTokens(chat), expected, "counted again from what was remembered");
+    const next = [...chat, { role: "user", content: long(11) }];
+    assert.equal(countChatPromptTokens(next), encodeChat(next.map(({ role, content }) => ({ role, content: String(content) })), "gpt-4o").length);
+  });
+
+  test("TextTokenCounter keeps long texts' counts up to its size, the least recently used leaving first", () => {
+    const counter = new TextTokenCounter(10, 100);
+    const [a, b, c] = ["a", "b", "c"].map((letter) => `${letter} `.repeat(20)); // 40 code units each
+    assert.equal(counter.count("short"), countTextTokens("short"));
+    assert.equal(counter.remembers("short"), false, "short texts are not kept");
+    for (const text of [a, b]) assert.equal(counter.count(text), countTextTokens(text));
+    assert.equal(counter.size, 80);
+    assert.equal(counter.count(a), countTextTokens(a)); // now used more recently than b
+    assert.equal(counter.count(c), countTextTokens(c));
+    assert.deepEqual([a, b, c].map((text) => counter.remembers(text)), [true, false, true], "b left to make room");
+    assert.equal(counter.size, 80);
+    const huge = "x".repeat(101);
+    assert.equal(counter.count(huge), countTextTokens(huge));
+    assert.equal(counter.remembers(huge), false, "a text larger than the whole store is not kept");
+    assert.equal(counter.size, 80);
   });
 
   test("text parts and tool calls are counted as their documented text rendering", () => {
