@@ -86,7 +86,7 @@ export class TextTokenCounter {
     if (text.length < this.minLength) return countTextTokens(text);
     const known = this.counts.get(text);
     if (known !== undefined) {
-      this.counts.delete(text); // and set again below: the most recently used come last
+      this.counts.delete(text); // set again, it moves to the end: the most recently used come last
       this.counts.set(text, known);
       return known;
     }
