@@ -21,7 +21,7 @@ export const usdcText = (atomic: bigint) => `${formatUsdcAmount(atomic)} USDC`;
 
 const REPOSITORY = path.resolve(import.meta.dirname, "../..");
 /** What the dApp's build is made from: a change to any of these makes `frontend/dist` stale. */
-const BUILD_INPUTS = ["frontend/src", "frontend/index.html", "frontend/vite.config.ts", "frontend/package.json", "sdk/src", "deployments", "package-lock.json"];
+const BUILD_INPUTS = ["frontend/src", "frontend/index.html", "frontend/vite.config.ts", "frontend/tsconfig.json", "frontend/package.json", "sdk/src", "deployments", "package-lock.json"];
 
 /** The latest modification time (ms) of `paths` and of everything under them. */
 async function latestModification(paths: string[]): Promise<number> {
