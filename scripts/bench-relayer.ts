@@ -3,8 +3,9 @@
  * measures the provider called directly, through a minimal Node passthrough proxy (the floor), and
  * through the relayer with metering, receipts, signing and persistence on. Every server runs in its
  * own process so its CPU time can be read from /proc. Prints a table, then one JSON object as the
- * last line. Run with `npm run bench:relayer` (options: --concurrency, --requests, --streams, and
- * --system-prompt-words N to send every call a system prompt of N words, as agents resend one).
+ * last line. Run with `npm run bench:relayer` (options: --concurrency, --requests, --streams;
+ * --system-prompt-words N sends every call a system prompt of N words, as agents resend one;
+ * --provider-latency-ms N has the provider wait N ms before its first token, as a model does).
  *
  * At the fixed concurrency every process shares the machine's cores, so the figures are those of a
  * saturated machine; the table adds what each call costs the whole machine (servers and load
@@ -38,6 +39,7 @@ const { values } = parseArgs({
     requests: { type: "string", default: "3000" },
     streams: { type: "string", default: "64" },
     "system-prompt-words": { type: "string", default: "0" },
+    "provider-latency-ms": { type: "string", default: "0" },
   },
 });
 const CONCURRENCY = Number(values.concurrency);
@@ -203,7 +205,7 @@ try {
   const [providerPort, idlePort, passthroughPort, relayerPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
   chain = await startSeededChain({ chainPort: await freePort(), providerPorts: [providerPort, idlePort], demoAgentPort: await freePort(), localFile });
   await liftRateLimit(chain);
-  const provider = spawnNode("relayer/src/reference-provider/main.ts", ["--port", String(providerPort)]);
+  const provider = spawnNode("relayer/src/reference-provider/main.ts", ["--port", String(providerPort), "--first-token-latency-ms", values["provider-latency-ms"]]);
   const passthrough = spawnNode("scripts/lib/passthrough-proxy.ts", ["--port", String(passthroughPort), "--target", `http://127.0.0.1:${providerPort}`]);
   const relayer = spawnNode("relayer/src/main.ts", ["--local-file", localFile, "--port", String(relayerPort), "--db", path.join(dir, "relayer.db"), "--settle-age-ms", "3600000"]);
   const providerUrl = `http://127.0.0.1:${providerPort}/v1`;
@@ -306,7 +308,7 @@ try {
   });
   console.log(
     `concurrency ${CONCURRENCY}, ${REQUESTS} requests per phase (${SINGLE_CLIENT_REQUESTS} with 1 client), ${STREAMS} concurrent streams (${chunks} chunks),` +
-      ` system prompt of ${SYSTEM_PROMPT_WORDS} words;` +
+      ` system prompt of ${SYSTEM_PROMPT_WORDS} words, provider latency ${values["provider-latency-ms"]} ms;` +
       ` cpuBoundRpsCeiling = ${CORES} cores / machineCpuPerRequestMs`,
   );
   console.log(JSON.stringify(figures));
