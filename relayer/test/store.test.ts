@@ -15,7 +15,7 @@ import {
   type SessionTerms,
 } from "@agentmesh/sdk";
 import { RateLimiter } from "../src/context.ts";
-import { openDatabase, startCheckpointer } from "../src/store/database.ts";
+import { DEFAULT_CHECKPOINT_PACING, nextCheckpointDelay, openDatabase, startCheckpointer } from "../src/store/database.ts";
 import { Repository } from "../src/store/repository.ts";
 
 const terms: SessionTerms = {
@@ -175,7 +175,7 @@ describe("relayer store checkpointer", () => {
     const sizeBefore = (await stat(dbFile)).size;
     for (let i = 0; i < 200; i++) repo.addApiKey(`am_key_${i}`, terms.agent);
     assert.equal((await stat(dbFile)).size, sizeBefore, "committed pages wait in the log");
-    const checkpointer = startCheckpointer(dbFile, 20);
+    const checkpointer = startCheckpointer(dbFile);
     let sizeAfter = sizeBefore;
     for (let attempt = 0; attempt < 100 && sizeAfter === sizeBefore; attempt++) {
       await new Promise((resolve) => setTimeout(resolve, 20));
@@ -191,6 +191,47 @@ describe("relayer store checkpointer", () => {
     const reopened = new Repository(openDatabase(dbFile));
     assert.equal(reopened.agentOfApiKey("am_key_199"), terms.agent);
     reopened.close();
+  });
+});
+
+describe("checkpoint pacing", () => {
+  it("starts the log over under steady writes, so it stays bounded", async () => {
+    const { repo, dbFile } = await freshRepository();
+    const pacing = { minIntervalMs: 5, maxIntervalMs: 50, targetFrames: 8, maxLogFrames: 64 };
+    const checkpointer = startCheckpointer(dbFile, pacing);
+    // Once the thread has checkpointed a first commit, it is running.
+    const sizeBefore = (await stat(dbFile)).size;
+    repo.addApiKey("am_first", terms.agent);
+    for (let attempt = 0; attempt < 200 && (await stat(dbFile)).size === sizeBefore; attempt++) await new Promise((resolve) => setTimeout(resolve, 10));
+    let commits = 0;
+    let largestLog = 0;
+    const started = performance.now();
+    while (performance.now() - started < 1500) {
+      // Ten calls' writes committed together every millisecond or so, as a loaded relayer's group
+      // commits come: PASSIVE checkpoints alone rarely catch up with them, and the log grows.
+      repo.transaction(() => {
+        for (let call = 0; call < 10; call++) repo.addApiKey(`am_steady_${commits}_${call}`, terms.agent);
+      });
+      commits++;
+      if (commits % 20 === 0) largestLog = Math.max(largestLog, (await stat(`${dbFile}-wal`)).size);
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    await checkpointer.stop();
+    const pageSize = (repo.db.prepare("PRAGMA page_size").get() as { page_size: number }).page_size;
+    assert.ok(commits > 300, `${commits} commits`);
+    assert.ok(largestLog < 2048 * pageSize, `the log grew to ${largestLog} bytes, past 2,048 pages (tens of MB without restarts)`);
+    assert.equal(repo.agentOfApiKey(`am_steady_${commits - 1}_9`), terms.agent);
+    repo.close();
+  });
+
+  it("checkpoints about every 128 new frames, every 20 ms under load and once a second when idle", () => {
+    const { minIntervalMs, maxIntervalMs, targetFrames } = DEFAULT_CHECKPOINT_PACING;
+    assert.deepEqual([minIntervalMs, maxIntervalMs, targetFrames], [20, 1000, 128]);
+    assert.equal(nextCheckpointDelay(0, 1000), 1000, "nothing written: the longest wait");
+    assert.equal(nextCheckpointDelay(800, 20), 20, "40 frames a millisecond: the shortest wait");
+    assert.equal(nextCheckpointDelay(256, 100), 50, "2.56 frames a millisecond: 128 more in 50 ms");
+    assert.equal(nextCheckpointDelay(72, 1000), 1000, "72 frames a second: once a second");
+    assert.equal(nextCheckpointDelay(5, 0), 25.6, "a zero interval counts as 1 ms");
   });
 });
 

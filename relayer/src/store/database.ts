@@ -127,18 +127,47 @@ export interface Checkpointer {
   stop(): Promise<void>;
 }
 
+/** How often the checkpointer runs: about every `targetFrames` new log frames, within the bounds. */
+export interface CheckpointPacing {
+  /** The shortest wait between two checkpoints (default 20 ms). */
+  minIntervalMs: number;
+  /** The longest wait, when little or nothing is written (default 1 s). */
+  maxIntervalMs: number;
+  /** How many new log frames (pages) one checkpoint should find (default 128, 512 KiB). */
+  targetFrames: number;
+  /**
+   * The most frames the log may hold before the checkpointer starts it over (default 4096, 16 MiB):
+   * under steady writes a PASSIVE checkpoint never catches up with the last commit, so the log would
+   * only grow. That checkpoint (RESTART) makes the next commit wait while it finishes.
+   */
+  maxLogFrames: number;
+}
+
+export const DEFAULT_CHECKPOINT_PACING: CheckpointPacing = { minIntervalMs: 20, maxIntervalMs: 1000, targetFrames: 128, maxLogFrames: 4096 };
+
 /**
- * Checkpoints the write-ahead log of the database at `file` from a worker thread every
- * `intervalMs`, so the copying and `fsync`s that move committed pages into the database file never
- * block the relayer's event loop. (Commits stay durable against a process crash: with
- * `synchronous = NORMAL` a committed transaction is in the log before `COMMIT` returns.) Short
- * intervals keep each checkpoint small, so that one often finishes between two commits: the next
- * commit then starts the log over instead of growing it. A ":memory:" database has no log:
- * nothing is started.
+ * How long to wait before the next checkpoint, when the last one found `newFrames` frames written
+ * in the `elapsedMs` since the one before: long enough for about `targetFrames` more at that rate.
  */
-export function startCheckpointer(file: string, intervalMs = 20): Checkpointer {
+export function nextCheckpointDelay(newFrames: number, elapsedMs: number, pacing: CheckpointPacing = DEFAULT_CHECKPOINT_PACING): number {
+  if (newFrames <= 0) return pacing.maxIntervalMs;
+  const delay = (pacing.targetFrames * Math.max(elapsedMs, 1)) / newFrames;
+  return Math.min(pacing.maxIntervalMs, Math.max(pacing.minIntervalMs, delay));
+}
+
+/**
+ * Checkpoints the write-ahead log of the database at `file` from a worker thread, so the copying
+ * and `fsync`s that move committed pages into the database file never block the relayer's event
+ * loop. (Commits stay durable against a process crash: with `synchronous = NORMAL` a committed
+ * transaction is in the log before `COMMIT` returns.) Under load, checkpoints come every
+ * `minIntervalMs`: each stays small, so that one often finishes between two commits, and the next
+ * commit then starts the log over instead of growing it. With fewer writes they come less often
+ * (see {@link nextCheckpointDelay}), down to one per `maxIntervalMs`, since each one `fsync`s
+ * however little it copies. A ":memory:" database has no log: nothing is started.
+ */
+export function startCheckpointer(file: string, pacing: CheckpointPacing = DEFAULT_CHECKPOINT_PACING): Checkpointer {
   if (file === ":memory:") return { stop: async () => {} };
-  const worker = new Worker(new URL("./checkpoint-worker.ts", import.meta.url), { workerData: { file, intervalMs } });
+  const worker = new Worker(new URL("./checkpoint-worker.ts", import.meta.url), { workerData: { file, pacing } });
   worker.unref(); // never what keeps the process alive
   const exited = new Promise<void>((resolve) => worker.once("exit", () => resolve()));
   worker.on("error", (error) => console.error(`checkpointer of ${file} failed:`, error));
