@@ -160,10 +160,11 @@ export function nextCheckpointDelay(newFrames: number, elapsedMs: number, pacing
  * and `fsync`s that move committed pages into the database file never block the relayer's event
  * loop. (Commits stay durable against a process crash: with `synchronous = NORMAL` a committed
  * transaction is in the log before `COMMIT` returns.) Under load, checkpoints come every
- * `minIntervalMs`: each stays small, so that one often finishes between two commits, and the next
- * commit then starts the log over instead of growing it. With fewer writes they come less often
- * (see {@link nextCheckpointDelay}), down to one per `maxIntervalMs`, since each one `fsync`s
- * however little it copies. A ":memory:" database has no log: nothing is started.
+ * `minIntervalMs`: each stays small, so that one may finish between two commits, and the next
+ * commit then starts the log over; under steady writes none does, and a RESTART checkpoint starts
+ * it over once it passes `maxLogFrames`. With fewer writes checkpoints come less often (see
+ * {@link nextCheckpointDelay}), down to one per `maxIntervalMs`, since each one `fsync`s however
+ * little it copies. A ":memory:" database has no log: nothing is started.
  */
 export function startCheckpointer(file: string, pacing: CheckpointPacing = DEFAULT_CHECKPOINT_PACING): Checkpointer {
   if (file === ":memory:") return { stop: async () => {} };
