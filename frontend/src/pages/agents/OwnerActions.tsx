@@ -9,6 +9,7 @@ import type { ChainDeployment } from "../../lib/config.ts";
 import { AgentStatus } from "../../lib/agentStatus.ts";
 import { flowInputOf, parseAgentMetadata, parseAgentTerms, type FlowInput, type FlowOfFunds } from "../../lib/flowOfFunds.ts";
 import { usdcInputValue } from "../../lib/usdc.ts";
+import { invalid } from "../../lib/parse.ts";
 import { parseAddress } from "../../lib/validation.ts";
 import { AgentDetailsFields, AgentTermsFields, type AgentDetailsInput } from "./AgentFields.tsx";
 
@@ -156,21 +157,21 @@ function AgentTransferForm({ marketplace, agent }: Omit<OwnerActionProps, "deplo
   const [confirmed, setConfirmed] = useState(false);
   const [attempted, setAttempted] = useState(false);
   const { state, run, busy } = useTransaction();
-  const parsed = parseAddress(newOwner);
-  const error = !parsed.ok ? parsed.error : isAddressEqual(parsed.value, agent.owner) ? "This account already owns the agent." : undefined;
+  const address = parseAddress(newOwner);
+  const parsed = address.ok && isAddressEqual(address.value, agent.owner) ? invalid<Address>("This account already owns the agent.") : address;
   return (
     <form
       aria-labelledby="agent-transfer-heading"
       onSubmit={(event) => {
         event.preventDefault();
         setAttempted(true);
-        if (error !== undefined || !parsed.ok) return;
+        if (!parsed.ok) return;
         void run((tx) => tx.write("Transfer", { address: marketplace, abi: agentMarketplaceAbi, functionName: "transferAgent", args: [agent.id, parsed.value] }));
       }}
     >
       <h3 id="agent-transfer-heading">Transfer</h3>
       <p className="hint">Once the transfer is confirmed, only the new owner can manage the agent; this section then leaves your view.</p>
-      <Field label="New owner" className="mono" placeholder="0x…" value={newOwner} onChange={(event) => setNewOwner(event.target.value)} error={attempted ? error : undefined} />
+      <Field label="New owner" className="mono" placeholder="0x…" value={newOwner} onChange={(event) => setNewOwner(event.target.value)} error={attempted && !parsed.ok ? parsed.error : undefined} />
       <label className="confirm">
         <input type="checkbox" checked={confirmed} onChange={(event) => setConfirmed(event.target.checked)} />
         The new owner gets every right over this agent, and this account keeps none.
