@@ -1,4 +1,5 @@
 import type { RelayerContext } from "./context.ts";
+import { PeriodicPass } from "./periodic.ts";
 import { checkEndpoint } from "./upstream.ts";
 
 /** Time a provider has to answer a probe. */
@@ -10,29 +11,27 @@ const PROBE_TIMEOUT_MS = 5_000;
  */
 export class HealthProber {
   private readonly ctx: RelayerContext;
-  private readonly intervalMs: number;
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
+  private readonly passes: PeriodicPass<void>;
 
   constructor(ctx: RelayerContext, intervalMs: number) {
     this.ctx = ctx;
-    this.intervalMs = intervalMs;
+    this.passes = new PeriodicPass("health probes", intervalMs, () => this.probeRound());
   }
 
   start(): void {
-    this.timer = setInterval(() => {
-      this.running ??= this.probeAll().finally(() => (this.running = undefined));
-    }, this.intervalMs);
-    this.timer.unref();
+    this.passes.start();
   }
 
-  async stop(): Promise<void> {
-    clearInterval(this.timer);
-    await this.running;
+  stop(): Promise<void> {
+    return this.passes.stop();
   }
 
-  /** One round of probes (also used by tests). */
-  async probeAll(): Promise<void> {
+  /** One round of probes, after any under way (also used by tests). */
+  probeAll(): Promise<void> {
+    return this.passes.run();
+  }
+
+  private async probeRound(): Promise<void> {
     await Promise.all(
       this.ctx.chainIndex
         .providers()

@@ -1,5 +1,6 @@
 import type { Hex } from "viem";
 import type { ChainGateway } from "./chain.ts";
+import { PeriodicPass } from "./periodic.ts";
 import type { ChainIndex } from "./store/chain-index.ts";
 
 export interface IndexerOptions {
@@ -24,34 +25,27 @@ export class ChainIndexer {
   private readonly index: ChainIndex;
   private readonly transaction: <T>(work: () => T) => T;
   private readonly options: IndexerOptions;
-  private timer: NodeJS.Timeout | undefined;
-  /** Passes run one after another: two overlapping passes could write an older state last. */
-  private queue: Promise<void> = Promise.resolve();
+  private readonly passes: PeriodicPass<void>;
 
   constructor(chain: ChainGateway, index: ChainIndex, transaction: <T>(work: () => T) => T, options: IndexerOptions) {
     this.chain = chain;
     this.index = index;
     this.transaction = transaction;
     this.options = options;
+    this.passes = new PeriodicPass("indexer pass", options.pollMs, () => this.pass());
   }
 
   start(): void {
-    this.timer = setInterval(() => {
-      this.catchUp().catch((error: unknown) => console.error(`indexer pass failed: ${(error as Error).message}`));
-    }, this.options.pollMs);
-    this.timer.unref();
+    this.passes.start();
   }
 
-  async stop(): Promise<void> {
-    clearInterval(this.timer);
-    await this.queue.catch(() => undefined);
+  stop(): Promise<void> {
+    return this.passes.stop();
   }
 
   /** Indexes every confirmed block not indexed yet, after any pass under way (also used by tests). */
   catchUp(): Promise<void> {
-    const pass = this.queue.catch(() => undefined).then(() => this.pass());
-    this.queue = pass;
-    return pass;
+    return this.passes.run();
   }
 
   private async pass(): Promise<void> {

@@ -1,6 +1,7 @@
 import { parseSignature, serializeSignature, type Address, type Hex } from "viem";
 import { agentMarketplaceAbi, mockUSDCAbi, pendingDistribution } from "@agentmesh/sdk";
 import type { ChainGateway } from "./chain.ts";
+import { PeriodicPass } from "./periodic.ts";
 
 /** An agent listing as the marketplace stores it. */
 export interface ListedAgent {
@@ -186,36 +187,33 @@ export class MarketplaceGateway {
 export class PayoutWorker {
   private readonly marketplace: MarketplaceGateway;
   private readonly fromBlock: bigint;
-  private readonly intervalMs: number;
-  private timer: ReturnType<typeof setInterval> | undefined;
-  private running: Promise<unknown> = Promise.resolve();
+  private readonly passes: PeriodicPass<Map<number, Hex>>;
 
   constructor(marketplace: MarketplaceGateway, fromBlock: bigint, intervalMs: number) {
     this.marketplace = marketplace;
     this.fromBlock = fromBlock;
-    this.intervalMs = intervalMs;
+    this.passes = new PeriodicPass("agent payouts", intervalMs, () => this.pass());
   }
 
   start(): void {
-    this.timer = setInterval(() => void this.distributeAll().catch((error: unknown) => console.error("agent payouts failed:", error)), this.intervalMs);
+    this.passes.start();
   }
 
-  async stop(): Promise<void> {
-    clearInterval(this.timer);
-    await this.running.catch(() => {});
+  stop(): Promise<void> {
+    return this.passes.stop();
   }
 
-  /** One pass (passes never overlap): the transactions sent, by agent id. */
+  /** One pass, after any under way: the transactions sent, by agent id. */
   distributeAll(): Promise<Map<number, Hex>> {
-    const pass = this.running.catch(() => {}).then(async () => {
-      const sent = new Map<number, Hex>();
-      for (const agent of await this.marketplace.agentList()) {
-        const hash = await this.marketplace.distribute(agent.id, this.fromBlock);
-        if (hash !== undefined) sent.set(agent.id, hash);
-      }
-      return sent;
-    });
-    this.running = pass;
-    return pass;
+    return this.passes.run();
+  }
+
+  private async pass(): Promise<Map<number, Hex>> {
+    const sent = new Map<number, Hex>();
+    for (const agent of await this.marketplace.agentList()) {
+      const hash = await this.marketplace.distribute(agent.id, this.fromBlock);
+      if (hash !== undefined) sent.set(agent.id, hash);
+    }
+    return sent;
   }
 }

@@ -1,0 +1,45 @@
+/**
+ * A background job's passes: one every `intervalMs` once started, and one whenever `run()` is
+ * called. Passes never overlap: `run()` starts one after any under way (two overlapping passes could
+ * write an older state last). A tick that finds a pass under way or queued is skipped, so slow passes
+ * never pile up. A tick's failure is logged, and the next tick runs as planned.
+ */
+export class PeriodicPass<T> {
+  private readonly name: string;
+  private readonly intervalMs: number;
+  private readonly pass: () => Promise<T>;
+  private timer: NodeJS.Timeout | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+  /** Passes under way or queued. */
+  private pending = 0;
+
+  constructor(name: string, intervalMs: number, pass: () => Promise<T>) {
+    this.name = name;
+    this.intervalMs = intervalMs;
+    this.pass = pass;
+  }
+
+  start(): void {
+    this.timer = setInterval(() => {
+      if (this.pending === 0) this.run().catch((error: unknown) => console.error(`${this.name} failed:`, error));
+    }, this.intervalMs);
+    this.timer.unref(); // never what keeps the process alive
+  }
+
+  /** Runs a pass after any under way; resolves with its result. */
+  run(): Promise<T> {
+    this.pending++;
+    const pass = this.queue
+      .catch(() => undefined)
+      .then(() => this.pass())
+      .finally(() => this.pending--);
+    this.queue = pass;
+    return pass;
+  }
+
+  /** Stops the ticks and waits for the passes under way. */
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.queue.catch(() => undefined);
+  }
+}
