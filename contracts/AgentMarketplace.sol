@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.37;
 
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {AccessControlDefaultAdminRules} from
+    "@openzeppelin/contracts/access/extensions/AccessControlDefaultAdminRules.sol";
 import {Clones} from "@openzeppelin/contracts/proxy/Clones.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
-import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
@@ -22,11 +22,10 @@ import {TokenPullLib} from "./libraries/TokenPullLib.sol";
 /// @title AgentMarketplace
 /// @notice Agent listings with a price per call and a flow of funds; payments to an agent's payment
 /// address are split by that flow into SplitsLedger balances and ComputeEscrow budgets, in batches.
-/// @dev The marketplace holds no balances of its own: USDC waits on the agents' payment addresses
-/// until `distribute` sweeps it and pays it on in the same transaction. Referral attribution needs
-/// no storage per payment (see `PaymentChainLib`).
-contract AgentMarketplace is IAgentMarketplace, AccessControl, EIP712, ReentrancyGuardTransient {
-    using SafeERC20 for IERC20;
+/// @dev Payments through the marketplace wait as its ledger balance (the sum of every agent's pending
+/// payments) until `distribute` credits them on. Referral attribution needs no storage per payment (see
+/// `PaymentChainLib`). The admin can only set the treasury and hand its role over (two steps, with a delay).
+contract AgentMarketplace is IAgentMarketplace, AccessControlDefaultAdminRules, EIP712, ReentrancyGuardTransient {
     using FlowOfFundsLib for FlowOfFunds;
     using TallyLib for TallyLib.Tally;
 
@@ -40,7 +39,7 @@ contract AgentMarketplace is IAgentMarketplace, AccessControl, EIP712, Reentranc
     uint256 public constant MAX_COMPONENTS = 16;
     /// @notice Most payments an agent may have pending; then payments through the marketplace wait
     /// for a distribution (which a full chain cannot race). A full batch of them with every flow
-    /// component used and every referrer distinct stays far below a block's gas.
+    /// component used and every referrer distinct stays far below Base's per-transaction gas cap.
     uint256 public constant MAX_PENDING = 256;
     /// @notice Longest agent name, in bytes.
     uint256 public constant MAX_NAME_LENGTH = 64;
@@ -65,6 +64,7 @@ contract AgentMarketplace is IAgentMarketplace, AccessControl, EIP712, Reentranc
     struct PaymentChain {
         bytes32 head;
         bytes32 base;
+        address paymentAddress;
     }
 
     /// @dev What a batch owes, before it is paid: per flow output, the payee referral rewards, the
@@ -88,25 +88,30 @@ contract AgentMarketplace is IAgentMarketplace, AccessControl, EIP712, Reentranc
     mapping(uint256 agentId => PaymentChain) private _chains;
     mapping(uint256 agentId => AgentMetadata) private _metadata;
     mapping(address account => address referrer) private _referrers;
+    mapping(address owner => uint256 listings) private _listingCounts;
 
     /// @param token_ The USDC token (immutable); the ledger and the escrow must hold the same.
     /// @param ledger_ The ledger every split credits.
     /// @param escrow_ The escrow whose budgets can be recipients.
+    /// @param adminDelay Seconds a new admin must wait to accept the role (two-step transfer).
     /// @param admin Holder of the admin role (sets the treasury).
     /// @param treasury_ Ledger account (or split) receiving a flow's remainder when none is named.
-    constructor(IERC20 token_, ISplitsLedger ledger_, IComputeEscrow escrow_, address admin, address treasury_)
-        EIP712("AgentMesh Marketplace", "1")
-    {
+    constructor(
+        IERC20 token_,
+        ISplitsLedger ledger_,
+        IComputeEscrow escrow_,
+        uint48 adminDelay,
+        address admin,
+        address treasury_
+    ) AccessControlDefaultAdminRules(adminDelay, admin) EIP712("AgentMesh Marketplace", "1") {
         _checkToken(address(token_), address(ledger_.token()));
         _checkToken(address(token_), address(escrow_.token()));
         _TOKEN = token_;
         _LEDGER = ledger_;
         _ESCROW = escrow_;
-        _PAYMENT_ADDRESS_IMPLEMENTATION = address(new AgentPaymentAddress(token_));
-        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+        _PAYMENT_ADDRESS_IMPLEMENTATION = address(new AgentPaymentAddress(token_, ledger_));
         _setTreasury(treasury_);
-        token_.forceApprove(address(ledger_), type(uint256).max);
-        token_.forceApprove(address(escrow_), type(uint256).max);
+        ledger_.approve(address(escrow_), type(uint256).max);
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -146,14 +151,20 @@ contract AgentMarketplace is IAgentMarketplace, AccessControl, EIP712, Reentranc
             status: listing.status,
             pricePerCall: listing.pricePerCall,
             flowHash: listing.flowHash,
-            paymentAddress: _paymentAddress(agentId),
+            paymentAddress: _chains[agentId].paymentAddress,
             metadata: _metadata[agentId]
         });
     }
 
     /// @inheritdoc IAgentMarketplace
     function paymentAddressOf(uint256 agentId) external view returns (address) {
-        return _paymentAddress(agentId);
+        _listing(agentId);
+        return _chains[agentId].paymentAddress;
+    }
+
+    /// @inheritdoc IAgentMarketplace
+    function nextPaymentAddress(address owner) external view returns (address) {
+        return Clones.predictDeterministicAddress(_PAYMENT_ADDRESS_IMPLEMENTATION, _paymentSalt(owner));
     }
 
     /// @inheritdoc IAgentMarketplace
@@ -210,9 +221,11 @@ contract AgentMarketplace is IAgentMarketplace, AccessControl, EIP712, Reentranc
             owner: msg.sender, status: AgentStatus.Active, pricePerCall: uint64(pricePerCall), flowHash: flowHash
         });
         _metadata[agentId] = metadata;
+        bytes32 salt = _paymentSalt(msg.sender);
+        ++_listingCounts[msg.sender];
+        address paymentAddress = Clones.cloneDeterministic(_PAYMENT_ADDRESS_IMPLEMENTATION, salt);
         bytes32 genesis = PaymentChainLib.genesis(agentId);
-        _chains[agentId] = PaymentChain({head: genesis, base: genesis});
-        address paymentAddress = Clones.cloneDeterministic(_PAYMENT_ADDRESS_IMPLEMENTATION, bytes32(agentId));
+        _chains[agentId] = PaymentChain({head: genesis, base: genesis, paymentAddress: paymentAddress});
         emit AgentListed(agentId, msg.sender, paymentAddress, metadata);
         emit AgentTermsSet(agentId, pricePerCall, flowHash, flow);
         _recordReferrer(msg.sender, referrer, false);
@@ -303,16 +316,16 @@ contract AgentMarketplace is IAgentMarketplace, AccessControl, EIP712, Reentranc
         IERC3009(address(_TOKEN)).transferWithAuthorization(
             from, paymentAddress, value, validAfter, validBefore, nonce, signature
         );
-        _checkReceived(paymentAddress, before, value);
+        uint256 received = _TOKEN.balanceOf(paymentAddress) - before;
+        if (received != value) revert TokenPullLib.TokenDepositMismatch(value, received);
+        IAgentPaymentAddress(paymentAddress).deposit(value);
     }
 
     /// @inheritdoc IAgentMarketplace
     function payFromBalance(uint256 agentId, uint256 amount, address referrer) external nonReentrant {
         _recordReferrer(msg.sender, referrer, false);
-        address paymentAddress = _acceptPayment(agentId, msg.sender, amount);
-        uint256 before = _TOKEN.balanceOf(paymentAddress);
-        _LEDGER.withdrawFrom(msg.sender, paymentAddress, amount);
-        _checkReceived(paymentAddress, before, amount);
+        _acceptPayment(agentId, msg.sender, amount);
+        _LEDGER.transferFrom(msg.sender, address(this), amount);
     }
 
     /// @inheritdoc IAgentMarketplace
@@ -323,10 +336,8 @@ contract AgentMarketplace is IAgentMarketplace, AccessControl, EIP712, Reentranc
         uint256 deadline,
         bytes calldata signature
     ) external nonReentrant {
-        address paymentAddress = _acceptPayment(agentId, payer, amount);
-        uint256 before = _TOKEN.balanceOf(paymentAddress);
-        _LEDGER.withdrawWithSig(payer, paymentAddress, amount, deadline, signature);
-        _checkReceived(paymentAddress, before, amount);
+        _acceptPayment(agentId, payer, amount);
+        _LEDGER.transferWithSig(payer, address(this), amount, bytes32(agentId), deadline, signature);
     }
 
     /// @inheritdoc IAgentMarketplace
@@ -399,8 +410,9 @@ contract AgentMarketplace is IAgentMarketplace, AccessControl, EIP712, Reentranc
         return flow.hash();
     }
 
-    function _paymentAddress(uint256 agentId) private view returns (address) {
-        return Clones.predictDeterministicAddress(_PAYMENT_ADDRESS_IMPLEMENTATION, bytes32(agentId));
+    /// @dev The CREATE2 salt of `owner`'s next payment address: its owner and its listing count.
+    function _paymentSalt(address owner) private view returns (bytes32) {
+        return keccak256(abi.encode(owner, _listingCounts[owner]));
     }
 
     function _checkToken(address expected, address actual) private pure {
@@ -432,7 +444,7 @@ contract AgentMarketplace is IAgentMarketplace, AccessControl, EIP712, Reentranc
     }
 
     /// @dev Checks agent `agentId` takes a payment of `amount` now, appends it to the agent's chain
-    /// with `payer`'s current referrer, and returns the payment address the USDC must reach.
+    /// with `payer`'s current referrer, and returns the agent's payment address.
     function _acceptPayment(uint256 agentId, address payer, uint256 amount) private returns (address) {
         Listing storage listing = _listings[agentId];
         AgentStatus status = listing.status;
@@ -449,13 +461,7 @@ contract AgentMarketplace is IAgentMarketplace, AccessControl, EIP712, Reentranc
         head = PaymentChainLib.link(head, payer, referrer, amount);
         chain.head = head;
         emit AgentPaid(agentId, payer, referrer, amount, head);
-        return _paymentAddress(agentId);
-    }
-
-    /// @dev Checks the payment address received exactly `amount` (SECURITY.md 15).
-    function _checkReceived(address paymentAddress, uint256 before, uint256 amount) private view {
-        uint256 received = _TOKEN.balanceOf(paymentAddress) - before;
-        if (received != amount) revert TokenPullLib.TokenDepositMismatch(amount, received);
+        return chain.paymentAddress;
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -463,8 +469,8 @@ contract AgentMarketplace is IAgentMarketplace, AccessControl, EIP712, Reentranc
     //////////////////////////////////////////////////////////////*/
 
     /// @dev Verifies `flow` against `flowHash` and `payments` against the chain, then splits them and
-    /// the unattributed rest of the payment address's USDC by `flow` at `price`. Returns false, having
-    /// checked and changed nothing, when the payment address holds nothing (then nothing is pending).
+    /// the USDC the payment address holds (unattributed) by `flow` at `price`. Returns false, having
+    /// changed nothing, when nothing is pending and the payment address holds nothing it can move.
     function _distribute(
         uint256 agentId,
         address owner,
@@ -473,9 +479,9 @@ contract AgentMarketplace is IAgentMarketplace, AccessControl, EIP712, Reentranc
         FlowOfFunds calldata flow,
         PendingPayment[] calldata payments
     ) private returns (bool) {
-        address paymentAddress = _paymentAddress(agentId);
-        uint256 balance = _TOKEN.balanceOf(paymentAddress);
-        if (balance == 0) return false;
+        PaymentChain storage chain = _chains[agentId];
+        uint256 unattributed = _depositUnattributed(chain.paymentAddress);
+        if (unattributed == 0 && PaymentChainLib.pending(chain.head) == 0) return false;
         bytes32 actualHash = flow.hash();
         if (actualHash != flowHash) revert MarketplaceFlowMismatch(agentId, flowHash, actualHash);
 
@@ -488,21 +494,29 @@ contract AgentMarketplace is IAgentMarketplace, AccessControl, EIP712, Reentranc
             unreferredCalls: 0,
             credits: TallyLib.create(2 * perCall.outputs.length + payments.length + 2)
         });
-        PaymentChain storage chain = _chains[agentId];
         (bytes32 head, uint256 attributed) = _tallyPayments(batch, terms, price, perCall, chain.base, payments);
         if (head != chain.head) revert MarketplaceChainMismatch(agentId, chain.head, head);
-        if (balance < attributed) revert MarketplaceBalanceShortfall(agentId, balance, attributed);
 
         head = PaymentChainLib.settled(head);
         (chain.head, chain.base) = (head, head);
-        uint256 unattributed = balance - attributed;
         emit PaymentsDistributed(agentId, payments.length, attributed, unattributed, head);
 
         _addPayment(batch, terms, price, unattributed);
         _finishTally(batch, perCall, _referrers[owner]);
-        IAgentPaymentAddress(paymentAddress).sweep(address(this), balance);
         _payOut(batch, flow);
         return true;
+    }
+
+    /// @dev Moves the USDC `paymentAddress` holds into the marketplace's ledger balance and returns how
+    /// much; zero when it holds none or the token refuses the move (paused, or the address blacklisted),
+    /// so such funds wait for a later distribution and block nothing else.
+    function _depositUnattributed(address paymentAddress) private returns (uint256 amount) {
+        amount = _TOKEN.balanceOf(paymentAddress);
+        if (amount == 0) return 0;
+        try IAgentPaymentAddress(paymentAddress).deposit(amount) {}
+        catch {
+            return 0;
+        }
     }
 
     /// @dev Re-hashes `payments` from `base` and adds each to the batch; returns the head reached and
@@ -579,9 +593,9 @@ contract AgentMarketplace is IAgentMarketplace, AccessControl, EIP712, Reentranc
         else batch.credits.add(payeeReferrer, payeeRewards);
     }
 
-    /// @dev Pays every output: budgets through the escrow's topUp (an expired budget's share goes to
-    /// its creator's ledger balance, so no budget can block a distribution), everything else into the
-    /// ledger with one payMany of the per-account totals.
+    /// @dev Pays every output from the marketplace's ledger balance: budgets through the escrow's
+    /// topUpFromBalance (an expired budget's share goes to its creator's ledger balance, so no budget can
+    /// block a distribution), everything else with one ledger transferMany of the per-account totals.
     function _payOut(Distribution memory batch, FlowOfFunds calldata flow) private {
         uint256[] memory outputs = batch.outputs;
         TallyLib.Tally memory credits = batch.credits;
@@ -594,11 +608,11 @@ contract AgentMarketplace is IAgentMarketplace, AccessControl, EIP712, Reentranc
                 continue;
             }
             IComputeEscrow.Budget memory budget = _ESCROW.getBudget(recipient.budgetId);
-            if (block.timestamp < budget.expiry) _ESCROW.topUp(recipient.budgetId, amount);
+            if (block.timestamp < budget.expiry) _ESCROW.topUpFromBalance(recipient.budgetId, amount);
             else credits.add(budget.creator, amount);
         }
         if (credits.count == 0) return;
         (address[] memory payees, uint256[] memory amounts) = credits.entries();
-        _LEDGER.payMany(payees, amounts);
+        _LEDGER.transferMany(payees, amounts);
     }
 }

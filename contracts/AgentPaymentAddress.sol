@@ -4,22 +4,26 @@ pragma solidity 0.8.37;
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {IAgentPaymentAddress} from "./interfaces/IAgentPaymentAddress.sol";
+import {ISplitsLedger} from "./interfaces/ISplitsLedger.sol";
 
 /// @title AgentPaymentAddress
 /// @notice The implementation behind every agent's payment address. The marketplace deploys it once
 /// and each listing gets an EIP-1167 clone of it (45 bytes of code) at a CREATE2 address; the clone
-/// delegates here, so `_MARKETPLACE` and `_TOKEN` (immutables, in this code) hold for every clone.
+/// delegates here, so `_MARKETPLACE`, `_TOKEN` and `_LEDGER` (immutables, in this code) hold for every clone.
 /// @dev No receive or fallback: ETH sent to a payment address is refused.
 contract AgentPaymentAddress is IAgentPaymentAddress {
     using SafeERC20 for IERC20;
 
     address private immutable _MARKETPLACE;
     IERC20 private immutable _TOKEN;
+    ISplitsLedger private immutable _LEDGER;
 
     /// @param token_ The token payment addresses hold (USDC). The deployer is the marketplace.
-    constructor(IERC20 token_) {
+    /// @param ledger_ The ledger their USDC is paid into.
+    constructor(IERC20 token_, ISplitsLedger ledger_) {
         _MARKETPLACE = msg.sender;
         _TOKEN = token_;
+        _LEDGER = ledger_;
     }
 
     /// @inheritdoc IAgentPaymentAddress
@@ -33,8 +37,14 @@ contract AgentPaymentAddress is IAgentPaymentAddress {
     }
 
     /// @inheritdoc IAgentPaymentAddress
-    function sweep(address to, uint256 amount) external {
+    function ledger() external view returns (ISplitsLedger) {
+        return _LEDGER;
+    }
+
+    /// @inheritdoc IAgentPaymentAddress
+    function deposit(uint256 amount) external {
         if (msg.sender != _MARKETPLACE) revert PaymentAddressUnauthorized(msg.sender);
-        _TOKEN.safeTransfer(to, amount);
+        _TOKEN.forceApprove(address(_LEDGER), amount);
+        _LEDGER.pay(_MARKETPLACE, amount);
     }
 }

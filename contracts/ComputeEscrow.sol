@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.37;
 
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {AccessControlDefaultAdminRules} from
+    "@openzeppelin/contracts/access/extensions/AccessControlDefaultAdminRules.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
@@ -17,8 +18,10 @@ import {TokenPullLib} from "./libraries/TokenPullLib.sol";
 /// @notice Compute budgets and metered sessions paid by agents' signed cumulative vouchers.
 /// @dev Money only moves on signed data: a provider is paid at most what the agent signed, an agent
 /// spends at most its session's lock, which is at most its budget's per-session limit and balance.
-/// Settlement aggregates payouts per provider and pays them into the ledger in one transfer.
-contract ComputeEscrow is IComputeEscrow, AccessControl, EIP712, ReentrancyGuardTransient {
+/// Settlement aggregates payouts per provider and credits them in the ledger with one internal transfer.
+/// The admin can only set the fee for future sessions and the treasury, and hand its role over (two
+/// steps, with a delay); it has no path to budgets, locks or stakes.
+contract ComputeEscrow is IComputeEscrow, AccessControlDefaultAdminRules, EIP712, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
     using TokenPullLib for IERC20;
 
@@ -30,8 +33,11 @@ contract ComputeEscrow is IComputeEscrow, AccessControl, EIP712, ReentrancyGuard
     uint256 public constant MAX_FEE_BPS = 1_000;
     /// @notice Part of a slashed stake paid to whoever proved the double sign, in basis points.
     uint256 public constant SLASH_REWARD_BPS = 1_000;
-    /// @notice Most sessions one batch may touch (fits a 30M-gas block with room to spare).
-    uint256 public constant MAX_BATCH = 200;
+    /// @notice Most sessions one batch may touch. The worst batch (every voucher for a different
+    /// provider) stays below Base's per-transaction gas cap of 2^24 with room to spare.
+    uint256 public constant MAX_BATCH = 100;
+    /// @notice Shortest challenge window the constructor accepts.
+    uint256 public constant MIN_CHALLENGE_WINDOW = 1 hours;
     /// @notice `claimEnd` of a finalized session.
     uint32 public constant FINALIZED = 1;
 
@@ -41,12 +47,12 @@ contract ComputeEscrow is IComputeEscrow, AccessControl, EIP712, ReentrancyGuard
                                 STORAGE
     //////////////////////////////////////////////////////////////*/
 
-    /// @dev What one settlement transaction owes one provider.
+    /// @dev What one settlement transaction owes one provider, and the fees its sessions pay.
     struct ProviderTally {
         uint256 providerId;
-        address receiptSigner;
         address payout;
         uint256 amount;
+        uint256 fees;
         IProviderRegistry.Metrics metrics;
     }
 
@@ -65,7 +71,9 @@ contract ComputeEscrow is IComputeEscrow, AccessControl, EIP712, ReentrancyGuard
     /// @param token_ The USDC token (immutable).
     /// @param registry_ The provider registry.
     /// @param ledger_ The ledger that receives payouts (pulls them from this contract).
-    /// @param challengeWindow_ Seconds a provider has to post a newer voucher after a close request.
+    /// @param challengeWindow_ Seconds a provider has to post a newer voucher after a close request
+    /// (at least MIN_CHALLENGE_WINDOW).
+    /// @param adminDelay Seconds a new admin must wait to accept the role (two-step transfer).
     /// @param admin Holder of the admin role.
     /// @param treasury_ Account or split credited with fees.
     /// @param feeBps_ Initial protocol fee in basis points.
@@ -74,15 +82,20 @@ contract ComputeEscrow is IComputeEscrow, AccessControl, EIP712, ReentrancyGuard
         IProviderRegistry registry_,
         ISplitsLedger ledger_,
         uint32 challengeWindow_,
+        uint48 adminDelay,
         address admin,
         address treasury_,
         uint256 feeBps_
-    ) EIP712("AgentMesh Escrow", "1") {
+    ) AccessControlDefaultAdminRules(adminDelay, admin) EIP712("AgentMesh Escrow", "1") {
+        if (challengeWindow_ < MIN_CHALLENGE_WINDOW) {
+            revert EscrowChallengeWindowTooShort(challengeWindow_, MIN_CHALLENGE_WINDOW);
+        }
+        _checkWiring(address(token_), address(ledger_.token()));
+        _checkWiring(address(ledger_), address(registry_.ledger()));
         _TOKEN = token_;
         _REGISTRY = registry_;
         _LEDGER = ledger_;
         _CHALLENGE_WINDOW = challengeWindow_;
-        _grantRole(DEFAULT_ADMIN_ROLE, admin);
         _setTreasury(treasury_);
         _setFee(feeBps_);
         token_.forceApprove(address(ledger_), type(uint256).max);
@@ -187,6 +200,17 @@ contract ComputeEscrow is IComputeEscrow, AccessControl, EIP712, ReentrancyGuard
 
     /// @inheritdoc IComputeEscrow
     function topUp(uint256 budgetId, uint256 amount) external nonReentrant {
+        _addToBudget(budgetId, amount);
+        _deposit(amount);
+    }
+
+    /// @inheritdoc IComputeEscrow
+    function topUpFromBalance(uint256 budgetId, uint256 amount) external nonReentrant {
+        _addToBudget(budgetId, amount);
+        _LEDGER.transferFrom(msg.sender, address(this), amount);
+    }
+
+    function _addToBudget(uint256 budgetId, uint256 amount) private {
         Budget storage budget = _budget(budgetId);
         if (block.timestamp >= budget.expiry) revert EscrowBudgetExpired(budgetId, budget.expiry);
         uint256 available = budget.available + amount;
@@ -194,7 +218,6 @@ contract ComputeEscrow is IComputeEscrow, AccessControl, EIP712, ReentrancyGuard
         // Safe cast: checked against uint128 above.
         budget.available = uint128(available);
         emit BudgetToppedUp(budgetId, msg.sender, amount);
-        _TOKEN.pullExact(msg.sender, amount);
     }
 
     /// @inheritdoc IComputeEscrow
@@ -219,10 +242,11 @@ contract ComputeEscrow is IComputeEscrow, AccessControl, EIP712, ReentrancyGuard
         uint256 available = budget.available;
         if (amount == 0) revert EscrowInvalidAmount(amount);
         if (amount > available) revert EscrowInsufficientBudget(budgetId, available, amount);
+        if (!_LEDGER.canMove(msg.sender)) revert EscrowCreatorRestricted(budgetId, msg.sender);
         // Safe: amount <= available < 2^128.
         budget.available = uint128(available - amount);
         emit BudgetRefunded(budgetId, msg.sender, amount, false);
-        _TOKEN.safeTransfer(msg.sender, amount);
+        _LEDGER.withdraw(msg.sender, amount);
     }
 
     /// @inheritdoc IComputeEscrow
@@ -234,7 +258,7 @@ contract ComputeEscrow is IComputeEscrow, AccessControl, EIP712, ReentrancyGuard
         budget.available = 0;
         address creator = budget.creator;
         emit BudgetRefunded(budgetId, creator, amount, true);
-        _TOKEN.safeTransfer(creator, amount);
+        _LEDGER.transfer(creator, amount);
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -247,7 +271,7 @@ contract ComputeEscrow is IComputeEscrow, AccessControl, EIP712, ReentrancyGuard
         nonReentrant
         returns (bytes32 sessionId)
     {
-        return _open(terms, agentSignature);
+        (sessionId,) = _open(terms, agentSignature, 0);
     }
 
     /// @inheritdoc IComputeEscrow
@@ -258,8 +282,9 @@ contract ComputeEscrow is IComputeEscrow, AccessControl, EIP712, ReentrancyGuard
     {
         uint256 count = _checkBatch(requests.length);
         sessionIds = new bytes32[](count);
+        uint256 checkedBudget;
         for (uint256 i; i < count; ++i) {
-            sessionIds[i] = _open(requests[i].terms, requests[i].agentSignature);
+            (sessionIds[i], checkedBudget) = _open(requests[i].terms, requests[i].agentSignature, checkedBudget);
         }
     }
 
@@ -304,8 +329,10 @@ contract ComputeEscrow is IComputeEscrow, AccessControl, EIP712, ReentrancyGuard
     function closeByProvider(SessionTerms calldata terms) external {
         bytes32 sessionId = SessionLib.id(terms);
         SessionState storage state = _openState(sessionId);
-        (address owner, address receiptSigner,) = _REGISTRY.settlementParties(terms.providerId);
-        if (msg.sender != owner && msg.sender != receiptSigner) revert EscrowNotAuthorized(sessionId, msg.sender);
+        if (msg.sender != terms.receiptSigner) {
+            (address owner,,) = _REGISTRY.settlementParties(terms.providerId);
+            if (msg.sender != owner) revert EscrowNotAuthorized(sessionId, msg.sender);
+        }
         _finalize(terms, sessionId, state);
     }
 
@@ -324,29 +351,32 @@ contract ComputeEscrow is IComputeEscrow, AccessControl, EIP712, ReentrancyGuard
         Voucher calldata second,
         CompactSignature calldata secondSignature
     ) external nonReentrant {
-        bytes32 sessionId = SessionLib.id(first.terms);
-        bytes32 secondSessionId = SessionLib.id(second.terms);
+        SessionTerms calldata terms = first.terms;
+        bytes32 sessionId = SessionLib.id(terms);
+        if (SessionLib.id(second.terms) != sessionId || first.sequence != second.sequence) {
+            revert EscrowInvalidSlashProof();
+        }
+        // Opened here (finalized sessions included): its terms passed the registry's checks at open,
+        // so its provider and receipt signer are the ones the proof binds.
+        if (_sessions[sessionId].claimEnd == 0) revert EscrowUnknownSession(sessionId);
         bytes32 firstDigest = _hashTypedDataV4(SessionLib.hash(first, sessionId));
-        bytes32 secondDigest = _hashTypedDataV4(SessionLib.hash(second, secondSessionId));
-        if (sessionId != secondSessionId || first.sequence != second.sequence || firstDigest == secondDigest) {
-            revert EscrowInvalidSlashProof();
-        }
-        address signer = _recover(firstDigest, firstSignature);
-        if (signer == address(0) || signer != _recover(secondDigest, secondSignature)) {
-            revert EscrowInvalidSlashProof();
-        }
-        uint256 providerId = _REGISTRY.providerOfSigner(signer);
-        if (providerId == 0) revert EscrowInvalidSlashProof();
+        bytes32 secondDigest = _hashTypedDataV4(SessionLib.hash(second, sessionId));
+        address signer = terms.receiptSigner;
+        if (
+            firstDigest == secondDigest || _recover(firstDigest, firstSignature) != signer
+                || _recover(secondDigest, secondSignature) != signer
+        ) revert EscrowInvalidSlashProof();
 
+        uint256 providerId = terms.providerId;
         uint256 amount = _REGISTRY.slash(providerId);
         uint256 reward = amount * SLASH_REWARD_BPS / _BPS;
         emit DoubleSignSlashed(providerId, signer, msg.sender, amount, reward);
-        if (amount == 0) return;
         address[] memory payees = new address[](2);
         uint256[] memory amounts = new uint256[](2);
-        (payees[0], amounts[0]) = (msg.sender, reward);
-        (payees[1], amounts[1]) = (_treasury, amount - reward);
-        _payLedger(payees, amounts, 2);
+        uint256 count;
+        if (reward != 0) (payees[count], amounts[count++]) = (msg.sender, reward);
+        if (amount != reward) (payees[count], amounts[count++]) = (_treasury, amount - reward);
+        _payLedger(payees, amounts, count);
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -383,7 +413,13 @@ contract ComputeEscrow is IComputeEscrow, AccessControl, EIP712, ReentrancyGuard
         });
         emit BudgetCreated(budgetId, msg.sender, amount, perSessionLimit, expiry);
         _setAgentsAllowed(budgetId, agents, true);
+        _deposit(amount);
+    }
+
+    /// @dev Pulls `amount` USDC from the caller and keeps it as the escrow's ledger balance.
+    function _deposit(uint256 amount) private {
         _TOKEN.pullExact(msg.sender, amount);
+        _LEDGER.pay(address(this), amount);
     }
 
     function _checkBudgetTerms(uint256 perSessionLimit, uint256 expiry) private view {
@@ -416,9 +452,11 @@ contract ComputeEscrow is IComputeEscrow, AccessControl, EIP712, ReentrancyGuard
                           INTERNALS: SESSIONS
     //////////////////////////////////////////////////////////////*/
 
-    function _open(SessionTerms calldata terms, CompactSignature calldata agentSignature)
+    /// @dev Opens one session. `checkedBudget` is a budget whose creator this transaction has already
+    /// found free to move funds (0: none); returns the session id and the budget checked now.
+    function _open(SessionTerms calldata terms, CompactSignature calldata agentSignature, uint256 checkedBudget)
         private
-        returns (bytes32 sessionId)
+        returns (bytes32 sessionId, uint256 budgetId)
     {
         if (terms.agent == address(0)) revert EscrowZeroAddress();
         sessionId = SessionLib.id(terms);
@@ -428,7 +466,7 @@ contract ComputeEscrow is IComputeEscrow, AccessControl, EIP712, ReentrancyGuard
             revert EscrowInvalidSignature(sessionId, terms.agent);
         }
 
-        uint256 budgetId = terms.budgetId;
+        budgetId = terms.budgetId;
         Budget storage budget = _budget(budgetId);
         uint256 expiry = budget.expiry;
         if (block.timestamp >= expiry) revert EscrowBudgetExpired(budgetId, expiry);
@@ -436,6 +474,12 @@ contract ComputeEscrow is IComputeEscrow, AccessControl, EIP712, ReentrancyGuard
             revert EscrowInvalidDeadline(terms.deadline, expiry);
         }
         if (!_allowedAgents[budgetId][terms.agent]) revert EscrowAgentNotAllowed(budgetId, terms.agent);
+        // A creator who may not move funds (frozen, or blacklisted by the token) cannot spend a budget
+        // through new sessions either; sessions already open still settle what their agents signed.
+        // A batch checks each budget's creator once.
+        if (budgetId != checkedBudget && !_LEDGER.canMove(budget.creator)) {
+            revert EscrowCreatorRestricted(budgetId, budget.creator);
+        }
         uint256 maxSpend = terms.maxSpend;
         if (maxSpend > budget.perSessionLimit) {
             revert EscrowSessionLimitExceeded(budgetId, budget.perSessionLimit, maxSpend);
@@ -448,6 +492,10 @@ contract ComputeEscrow is IComputeEscrow, AccessControl, EIP712, ReentrancyGuard
             quote.inputPricePer1K != terms.inputPricePer1K || quote.outputPricePer1K != terms.outputPricePer1K
                 || quote.minChargePerCall != terms.minChargePerCall
         ) revert EscrowPriceMismatch(terms.providerId, terms.modelId);
+        if (quote.receiptSigner != terms.receiptSigner) {
+            revert EscrowReceiptSignerMismatch(terms.providerId, quote.receiptSigner, terms.receiptSigner);
+        }
+        if (terms.feeBps != _feeBps) revert EscrowFeeMismatch(_feeBps, terms.feeBps);
         if (maxSpend == 0 || maxSpend < quote.minChargePerCall) {
             revert EscrowSessionTooSmall(maxSpend, quote.minChargePerCall);
         }
@@ -494,25 +542,28 @@ contract ComputeEscrow is IComputeEscrow, AccessControl, EIP712, ReentrancyGuard
             if (next.settled < minimum) revert EscrowVoucherBelowMinCharge(sessionId, minimum, next.settled);
         }
 
-        ProviderTally memory tally = _tallyFor(tallies, terms.providerId);
         bytes32 digest = _hashTypedDataV4(SessionLib.hash(voucher, sessionId));
         address agent = terms.agent;
         if (_recover(digest, signed.agentSignature) != agent) revert EscrowInvalidSignature(sessionId, agent);
-        if (_recover(digest, signed.providerSignature) != tally.receiptSigner) {
-            revert EscrowInvalidSignature(sessionId, tally.receiptSigner);
+        address receiptSigner = terms.receiptSigner;
+        if (_recover(digest, signed.providerSignature) != receiptSigner) {
+            revert EscrowInvalidSignature(sessionId, receiptSigner);
         }
 
         SessionLib.store(state, next);
+        ProviderTally memory tally = _tallyFor(tallies, terms.providerId);
         // Unchecked: every delta is non-negative (monotonicity checked above), each is below 2^64,
-        // and at most MAX_BATCH of them are summed into 64-bit (or 256-bit) totals.
+        // and at most MAX_BATCH of them are summed into 64-bit (or 256-bit) totals; a fee is at most
+        // MAX_FEE_BPS of its payment.
         unchecked {
             uint256 paid = next.settled - previous.settled;
             tally.amount += paid;
+            tally.fees += paid * terms.feeBps / _BPS;
             tally.metrics.requests += next.requestCount - previous.requestCount;
             tally.metrics.inputTokens += next.inputTokens - previous.inputTokens;
             tally.metrics.outputTokens += next.outputTokens - previous.outputTokens;
             tally.metrics.latencyMs += next.latencyMs - previous.latencyMs;
-            emit VoucherSettled(sessionId, next.sequence, next.settled, paid);
+            emit VoucherSettled(sessionId, next.sequence, paid);
         }
     }
 
@@ -547,10 +598,9 @@ contract ComputeEscrow is IComputeEscrow, AccessControl, EIP712, ReentrancyGuard
             if (tally.providerId == providerId) return tally;
             if (tally.providerId == 0) break;
         }
-        (, address receiptSigner, address payout) = _REGISTRY.settlementParties(providerId);
+        (,, address payout) = _REGISTRY.settlementParties(providerId);
         tally = tallies[i];
         tally.providerId = providerId;
-        tally.receiptSigner = receiptSigner;
         tally.payout = payout;
     }
 
@@ -561,13 +611,11 @@ contract ComputeEscrow is IComputeEscrow, AccessControl, EIP712, ReentrancyGuard
         uint256[] memory amounts = new uint256[](count + 1);
         uint256 payeeCount;
         uint256 fees;
-        uint256 feeBps_ = _feeBps;
         for (uint256 i; i < count; ++i) {
             ProviderTally memory tally = tallies[i];
             if (tally.providerId == 0) break;
-            uint256 fee = tally.amount * feeBps_ / _BPS;
-            uint256 earnings = tally.amount - fee;
-            fees += fee;
+            uint256 earnings = tally.amount - tally.fees;
+            fees += tally.fees;
             tally.metrics.earnings = earnings;
             if (earnings != 0) (payees[payeeCount], amounts[payeeCount++]) = (tally.payout, earnings);
             _REGISTRY.recordSettlement(tally.providerId, tally.metrics);
@@ -576,14 +624,14 @@ contract ComputeEscrow is IComputeEscrow, AccessControl, EIP712, ReentrancyGuard
         _payLedger(payees, amounts, payeeCount);
     }
 
-    /// @dev Pays the first `count` entries into the ledger, which pulls their sum from this contract.
+    /// @dev Credits the first `count` entries from this contract's ledger balance (no token moves).
     function _payLedger(address[] memory payees, uint256[] memory amounts, uint256 count) private {
         if (count == 0) return;
         assembly ("memory-safe") {
             mstore(payees, count)
             mstore(amounts, count)
         }
-        _LEDGER.payMany(payees, amounts);
+        _LEDGER.transferMany(payees, amounts);
     }
 
     function _checkBatch(uint256 size) private pure returns (uint256) {
@@ -602,6 +650,10 @@ contract ComputeEscrow is IComputeEscrow, AccessControl, EIP712, ReentrancyGuard
         // Safe cast: at most MAX_FEE_BPS.
         _feeBps = uint16(feeBps_);
         emit FeeSet(feeBps_);
+    }
+
+    function _checkWiring(address expected, address actual) private pure {
+        if (actual != expected) revert EscrowWiringMismatch(expected, actual);
     }
 
     function _setTreasury(address treasury_) private {

@@ -1,27 +1,25 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.37;
 
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {AccessControlDefaultAdminRules} from
+    "@openzeppelin/contracts/access/extensions/AccessControlDefaultAdminRules.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {IProviderRegistry} from "./interfaces/IProviderRegistry.sol";
+import {ISplitsLedger} from "./interfaces/ISplitsLedger.sol";
 import {TokenPullLib} from "./libraries/TokenPullLib.sol";
 
 /// @title ProviderRegistry
 /// @notice Staked registry of inference providers, their models, prices and settlement metrics.
-contract ProviderRegistry is IProviderRegistry, AccessControl, ReentrancyGuardTransient {
+/// @dev The admin can only set the minimum stake and hand its role over (two steps, with a delay).
+contract ProviderRegistry is IProviderRegistry, AccessControlDefaultAdminRules, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
     using TokenPullLib for IERC20;
 
     /*//////////////////////////////////////////////////////////////
                                CONSTANTS
     //////////////////////////////////////////////////////////////*/
-
-    /// @notice The role that records settlement metrics (the escrow).
-    bytes32 public constant SETTLEMENT_ROLE = keccak256("SETTLEMENT_ROLE");
-    /// @notice The role that executes proven slashing (the escrow).
-    bytes32 public constant SLASHER_ROLE = keccak256("SLASHER_ROLE");
     /// @notice Longest endpoint URL, in bytes.
     uint256 public constant MAX_ENDPOINT_LENGTH = 512;
     /// @notice Longest model name, in bytes.
@@ -32,23 +30,41 @@ contract ProviderRegistry is IProviderRegistry, AccessControl, ReentrancyGuardTr
     //////////////////////////////////////////////////////////////*/
 
     IERC20 private immutable _TOKEN;
+    ISplitsLedger private immutable _LEDGER;
     uint256 private immutable _UNSTAKE_DELAY;
+    address private immutable _DEPLOYER;
+    address private _escrow;
     uint256 private _minStake;
     uint256 private _providerCount;
     mapping(uint256 providerId => Provider) private _providers;
     mapping(uint256 providerId => mapping(uint256 modelId => Model)) private _models;
     mapping(uint256 providerId => Metrics) private _metrics;
-    mapping(address signer => uint256 providerId) private _signerProvider;
 
-    /// @param token_ The USDC token (immutable).
+    /// @param token_ The USDC token (immutable); the ledger must hold the same.
+    /// @param ledger_ The ledger that holds the stakes (the registry must be one of its custodians).
     /// @param minStake_ Minimum stake (atomic USDC).
     /// @param unstakeDelay_ Seconds between an unstake request and its withdrawal.
+    /// @param adminDelay Seconds a new admin must wait to accept the role (two-step transfer).
     /// @param admin Holder of the admin role.
-    constructor(IERC20 token_, uint256 minStake_, uint256 unstakeDelay_, address admin) {
+    constructor(
+        IERC20 token_,
+        ISplitsLedger ledger_,
+        uint256 minStake_,
+        uint256 unstakeDelay_,
+        uint48 adminDelay,
+        address admin
+    ) AccessControlDefaultAdminRules(adminDelay, admin) {
         _TOKEN = token_;
+        _LEDGER = ledger_;
         _UNSTAKE_DELAY = unstakeDelay_;
-        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+        _DEPLOYER = msg.sender;
         _setMinStake(minStake_);
+        token_.forceApprove(address(ledger_), type(uint256).max);
+    }
+
+    modifier onlyEscrow() {
+        if (msg.sender != _escrow) revert RegistryNotEscrow(msg.sender);
+        _;
     }
 
     modifier onlyProviderOwner(uint256 providerId) {
@@ -65,6 +81,16 @@ contract ProviderRegistry is IProviderRegistry, AccessControl, ReentrancyGuardTr
     /// @inheritdoc IProviderRegistry
     function token() external view returns (IERC20) {
         return _TOKEN;
+    }
+
+    /// @inheritdoc IProviderRegistry
+    function ledger() external view returns (ISplitsLedger) {
+        return _LEDGER;
+    }
+
+    /// @inheritdoc IProviderRegistry
+    function escrow() external view returns (address) {
+        return _escrow;
     }
 
     /// @inheritdoc IProviderRegistry
@@ -96,11 +122,6 @@ contract ProviderRegistry is IProviderRegistry, AccessControl, ReentrancyGuardTr
     function getMetrics(uint256 providerId) external view returns (Metrics memory) {
         _provider(providerId);
         return _metrics[providerId];
-    }
-
-    /// @inheritdoc IProviderRegistry
-    function providerOfSigner(address signer) external view returns (uint256) {
-        return _signerProvider[signer];
     }
 
     /// @inheritdoc IProviderRegistry
@@ -218,8 +239,8 @@ contract ProviderRegistry is IProviderRegistry, AccessControl, ReentrancyGuardTr
         if (amount == 0 || stake > type(uint96).max) revert RegistryInvalidAmount(amount);
         // Safe cast: checked against uint96 above.
         provider.stake = uint96(stake);
-        _TOKEN.pullExact(msg.sender, amount);
         emit StakeAdded(providerId, msg.sender, amount, stake);
+        _depositStake(amount);
     }
 
     /// @inheritdoc IProviderRegistry
@@ -246,11 +267,11 @@ contract ProviderRegistry is IProviderRegistry, AccessControl, ReentrancyGuardTr
         provider.pendingUnstake = 0;
         provider.unstakeAvailableAt = 0;
         emit UnstakeWithdrawn(providerId, msg.sender, amount);
-        _TOKEN.safeTransfer(msg.sender, amount);
+        _LEDGER.withdraw(msg.sender, amount);
     }
 
     /// @inheritdoc IProviderRegistry
-    function slash(uint256 providerId) external nonReentrant onlyRole(SLASHER_ROLE) returns (uint256 amount) {
+    function slash(uint256 providerId) external nonReentrant onlyEscrow returns (uint256 amount) {
         Provider storage provider = _provider(providerId);
         amount = uint256(provider.stake) + provider.pendingUnstake;
         provider.stake = 0;
@@ -258,8 +279,8 @@ contract ProviderRegistry is IProviderRegistry, AccessControl, ReentrancyGuardTr
         provider.unstakeAvailableAt = 0;
         provider.slashed = true;
         if (provider.active) _setActive(providerId, false);
-        emit ProviderSlashed(providerId, amount, msg.sender);
-        if (amount != 0) _TOKEN.safeTransfer(msg.sender, amount);
+        emit ProviderSlashed(providerId, amount);
+        if (amount != 0) _LEDGER.transfer(msg.sender, amount);
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -267,7 +288,15 @@ contract ProviderRegistry is IProviderRegistry, AccessControl, ReentrancyGuardTr
     //////////////////////////////////////////////////////////////*/
 
     /// @inheritdoc IProviderRegistry
-    function recordSettlement(uint256 providerId, Metrics calldata delta) external onlyRole(SETTLEMENT_ROLE) {
+    function bindEscrow(address escrow_) external {
+        if (msg.sender != _DEPLOYER || _escrow != address(0)) revert RegistryEscrowLocked();
+        if (escrow_ == address(0)) revert RegistryZeroAddress();
+        _escrow = escrow_;
+        emit EscrowBound(escrow_);
+    }
+
+    /// @inheritdoc IProviderRegistry
+    function recordSettlement(uint256 providerId, Metrics calldata delta) external onlyEscrow {
         _provider(providerId);
         Metrics storage metrics = _metrics[providerId];
         metrics.requests += delta.requests;
@@ -307,7 +336,13 @@ contract ProviderRegistry is IProviderRegistry, AccessControl, ReentrancyGuardTr
         for (uint256 i; i < models.length; ++i) {
             _addModel(providerId, models[i]);
         }
-        _TOKEN.pullExact(msg.sender, stake);
+        _depositStake(stake);
+    }
+
+    /// @dev Pulls `amount` USDC from the caller and keeps it as the registry's ledger balance.
+    function _depositStake(uint256 amount) private {
+        _TOKEN.pullExact(msg.sender, amount);
+        _LEDGER.pay(address(this), amount);
     }
 
     function _writeConfig(uint256 providerId, ProviderConfig calldata config) private {
@@ -317,9 +352,6 @@ contract ProviderRegistry is IProviderRegistry, AccessControl, ReentrancyGuardTr
         }
         if (config.rateLimitPerMinute == 0) revert RegistryInvalidLimit();
         if (config.payout == address(0) || config.receiptSigner == address(0)) revert RegistryZeroAddress();
-        uint256 signerOwner = _signerProvider[config.receiptSigner];
-        if (signerOwner == 0) _signerProvider[config.receiptSigner] = providerId;
-        else if (signerOwner != providerId) revert RegistrySignerTaken(config.receiptSigner, signerOwner);
 
         Provider storage provider = _providers[providerId];
         provider.endpoint = config.endpoint;

@@ -115,9 +115,11 @@ function termsFor(agent: BaseWallet): SessionTerms {
     budgetId,
     providerId,
     modelId: 0,
+    receiptSigner: receiptSigner.address as `0x${string}`,
     inputPricePer1K: 150,
     outputPricePer1K: 600,
     minChargePerCall: 10,
+    feeBps: DEFAULT_SUITE_OPTIONS.feeBps,
     maxSpend: 20n * USDC,
     deadline: expiry - 3600,
     salt: ++salt,
@@ -198,7 +200,7 @@ const settleBatch100PerSessionGas = settleBatchGas / BigInt(BATCH);
 const sessionLifecycleGas = (openBatchGas + settleBatchGas + closeBatchGas) / BigInt(BATCH);
 const perInferenceGasAt100 = sessionLifecycleGas / BigInt(INFERENCES_PER_SESSION);
 
-// --- Splits: marginal cost of one more recipient, and a withdrawal -------------------------------
+// --- Splits: marginal cost of one more recipient of a distribution, and a withdrawal --------------
 async function splitPayGas(recipientCount: number): Promise<bigint> {
   const accounts = recipients
     .slice(3, 3 + recipientCount)
@@ -211,8 +213,10 @@ async function splitPayGas(recipientCount: number): Promise<bigint> {
   await (await ledger.createSplit(definition)).wait();
   const split = await ledger.predictSplitAddress(definition);
   await fund(payer, 2_000n * USDC, await ledger.getAddress());
-  await (await ledger.connect(payer).pay(split, 1_000n * USDC)).wait(); // every recipient now holds a balance
-  return gasOf(ledger.connect(payer).pay(split, 1_000n * USDC));
+  await (await ledger.connect(payer).pay(split, 1_000n * USDC)).wait();
+  await (await ledger.distribute(split)).wait(); // every recipient now holds a balance
+  await (await ledger.connect(payer).pay(split, 1_000n * USDC)).wait();
+  return gasOf(ledger.distribute(split));
 }
 const fewRecipients = 2;
 const manyRecipients = 10;

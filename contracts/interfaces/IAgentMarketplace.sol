@@ -9,18 +9,27 @@ import {ISplitsLedger} from "./ISplitsLedger.sol";
 /// @notice Agent listings paid per call in USDC, each payment split by the agent's flow of funds into
 /// SplitsLedger balances (withdrawals and compliance freezes are the ledger's) or ComputeEscrow budgets.
 /// @dev How money moves:
-/// - Every agent has a payment address (`paymentAddressOf`): a minimal clone at a CREATE2 address
-///   (salt = agent id), known before the agent is listed. Anyone may send USDC to it.
+/// - Every agent has a payment address (`paymentAddressOf`): a minimal clone at a CREATE2 address whose
+///   salt is its owner and the owner's listing count, so it is known before listing
+///   (`nextPaymentAddress(owner)`) and only that owner's next listing gets it: USDC sent there ahead of
+///   time is the owner's agent's, whoever lists first. Anyone may send USDC to it.
 /// - Payments made through the marketplace (`payWithAuthorization`, `payFromBalance`,
-///   `payFromBalanceWithSig`) also land on the payment address, and each is appended to the agent's
-///   payment chain: `head = link(head, payer, payer's referrer, amount)` with the pending count in the
-///   head's low 32 bits (one storage word per agent, no new slot per payment).
+///   `payFromBalanceWithSig`) end, in the same transaction, as the marketplace's balance in the ledger
+///   (a custodian there), and each is appended to the agent's payment chain:
+///   `head = link(head, payer, payer's referrer, amount)` with the pending count in the head's low 32
+///   bits (one storage word per agent, no new slot per payment).
 /// - `distribute` (anyone) takes the agent's flow (checked against its stored hash) and the payments
 ///   pending since the last distribution. They must re-hash from the chain's base to its head, so a
 ///   payment can be distributed exactly once and none can be left out, altered or invented. Whatever
-///   the payment address holds beyond them (plain transfers, x402 settlements by anyone else) is
-///   distributed as one payment without a payer referrer. Credits are aggregated per recipient, so
-///   each recipient is written once per batch.
+///   USDC the payment address itself holds (plain transfers, x402 settlements by anyone else) is moved
+///   into the ledger and distributed as one payment without a payer referrer; when the token refuses
+///   that move (paused, or the address blacklisted), the distribution goes on without it.
+/// - Every credit is an internal ledger transfer (a split recipient is credited as one account and
+///   distributes on its own), so a distribution writes one balance per distinct recipient and never
+///   moves tokens. The largest one (MAX_PENDING payments, each with a different referrer, and every flow
+///   component a different recipient or budget) stays far below Base's per-transaction gas cap of 2^24;
+///   no one can make an agent's payments undistributable, and `updateTerms` and `retire` never strand
+///   them (what a retired agent received is still distributed).
 /// - A payment of `amount` counts as ⌊amount / price⌋ calls at the listed price plus, if anything is
 ///   left, one partial call of that rest; each call is split by `FlowOfFundsLib.split`.
 interface IAgentMarketplace {
@@ -158,10 +167,8 @@ interface IAgentMarketplace {
     error MarketplacePendingFull(uint256 agentId, uint256 max);
     /// @notice Thrown when the payments passed for agent `agentId` do not re-hash to its chain head.
     error MarketplaceChainMismatch(uint256 agentId, bytes32 head, bytes32 computed);
-    /// @notice Thrown when agent `agentId`'s payment address holds nothing to distribute.
+    /// @notice Thrown when agent `agentId` has no pending payment and its payment address no USDC.
     error MarketplaceNothingToDistribute(uint256 agentId);
-    /// @notice Thrown when agent `agentId`'s payment address holds less than its pending payments.
-    error MarketplaceBalanceShortfall(uint256 agentId, uint256 balance, uint256 pending);
     /// @notice Thrown when `account` names itself as its referrer.
     error MarketplaceSelfReferral(address account);
     /// @notice Thrown when `account` already has a referrer (`referrer`): it is recorded once, never changed.
@@ -176,42 +183,57 @@ interface IAgentMarketplace {
     //////////////////////////////////////////////////////////////*/
 
     /// @notice Emitted when an agent is listed (followed by `AgentTermsSet`).
-    /// @param agentId Its id. @param owner Its owner. @param paymentAddress Where it is paid.
+    /// @param agentId Its id.
+    /// @param owner Its owner.
+    /// @param paymentAddress Where it is paid.
     /// @param metadata Its name, metadata URI and endpoint.
     event AgentListed(uint256 indexed agentId, address indexed owner, address paymentAddress, AgentMetadata metadata);
     /// @notice Emitted when an agent's descriptive fields change.
-    /// @param agentId The agent. @param metadata Its new name, metadata URI and endpoint.
+    /// @param agentId The agent.
+    /// @param metadata Its new name, metadata URI and endpoint.
     event AgentUpdated(uint256 indexed agentId, AgentMetadata metadata);
     /// @notice Emitted when an agent's price and flow of funds are set (at listing and on update).
-    /// @param agentId The agent. @param pricePerCall Atomic USDC per call.
-    /// @param flowHash The stored hash of `flow`. @param flow The full flow, as `distribute` takes it.
+    /// @param agentId The agent.
+    /// @param pricePerCall Atomic USDC per call.
+    /// @param flowHash The stored hash of `flow`.
+    /// @param flow The full flow, as `distribute` takes it.
     event AgentTermsSet(uint256 indexed agentId, uint256 pricePerCall, bytes32 flowHash, FlowOfFunds flow);
     /// @notice Emitted when an agent is paused, unpaused or retired.
-    /// @param agentId The agent. @param status Its new status.
+    /// @param agentId The agent.
+    /// @param status Its new status.
     event AgentStatusChanged(uint256 indexed agentId, AgentStatus status);
     /// @notice Emitted when an agent changes owner.
-    /// @param agentId The agent. @param previousOwner The old owner. @param newOwner The new owner.
+    /// @param agentId The agent.
+    /// @param previousOwner The old owner.
+    /// @param newOwner The new owner.
     event AgentOwnershipTransferred(uint256 indexed agentId, address indexed previousOwner, address indexed newOwner);
     /// @notice Emitted when `account`'s referrer is recorded (once, for good).
-    /// @param account The referred account. @param referrer Its referrer.
+    /// @param account The referred account.
+    /// @param referrer Its referrer.
     event ReferrerRecorded(address indexed account, address indexed referrer);
     /// @notice Emitted when a payment through the marketplace is appended to an agent's payment chain.
     /// The fields rebuild the `PendingPayment` that `distribute` takes back.
-    /// @param agentId The agent. @param payer Who paid. @param referrer The payer's referrer (zero if none).
-    /// @param amount Atomic USDC. @param chainHead The chain head after this payment.
+    /// @param agentId The agent.
+    /// @param payer Who paid.
+    /// @param referrer The payer's referrer (zero if none).
+    /// @param amount Atomic USDC.
+    /// @param chainHead The chain head after this payment.
     event AgentPaid(
         uint256 indexed agentId, address indexed payer, address indexed referrer, uint256 amount, bytes32 chainHead
     );
     /// @notice Emitted when an agent's pending payments and unattributed funds are distributed.
-    /// Per-recipient credits are the ledger's `Paid` and the escrow's `BudgetToppedUp` events of the
-    /// same transaction.
-    /// @param agentId The agent. @param count Payments distributed from the chain.
-    /// @param attributed Their sum. @param unattributed Other USDC the payment address held.
+    /// Per-recipient credits are the ledger's `Transferred` and the escrow's `BudgetToppedUp` events of
+    /// the same transaction.
+    /// @param agentId The agent.
+    /// @param count Payments distributed from the chain.
+    /// @param attributed Their sum.
+    /// @param unattributed Other USDC the payment address held.
     /// @param chainHead The chain head, now also its base (no payment pending).
     event PaymentsDistributed(
         uint256 indexed agentId, uint256 count, uint256 attributed, uint256 unattributed, bytes32 chainHead
     );
-    /// @notice Emitted when the treasury changes. @param treasury The new treasury (a ledger account or split).
+    /// @notice Emitted when the treasury changes.
+    /// @param treasury The new treasury (a ledger account or split).
     event TreasurySet(address treasury);
 
     /*//////////////////////////////////////////////////////////////
@@ -230,8 +252,10 @@ interface IAgentMarketplace {
     function agentCount() external view returns (uint256);
     /// @notice Agent `agentId`.
     function getAgent(uint256 agentId) external view returns (Agent memory);
-    /// @notice The payment address of agent `agentId` (deterministic, also before it is listed).
+    /// @notice The payment address of agent `agentId`.
     function paymentAddressOf(uint256 agentId) external view returns (address);
+    /// @notice The payment address `owner`'s next listing will get.
+    function nextPaymentAddress(address owner) external view returns (address);
     /// @notice The implementation every payment address is a clone of.
     function paymentAddressImplementation() external view returns (address);
     /// @notice The referrer of `account` (zero if none).
@@ -298,6 +322,11 @@ interface IAgentMarketplace {
     /// @notice Settles `from`'s EIP-3009 `TransferWithAuthorization` of `value` USDC to agent
     /// `agentId`'s payment address (an x402 'exact' payment whose payTo is that address) and appends it
     /// to the agent's chain. Anyone may submit; the token checks signature, validity window and nonce.
+    /// @dev x402's 'exact' scheme signs `TransferWithAuthorization`, which EIP-3009 lets anyone submit
+    /// to the token: no signature field can bind it to this contract. Submitted elsewhere first, it is a
+    /// plain transfer to the payment address: the agent's flow still gets all of it (as an unattributed
+    /// payment), only the payer's referral reward goes to the flow's remainder, and this call reverts
+    /// with the token's `AuthorizationAlreadyUsed` (the relayer reads `authorizationState`).
     function payWithAuthorization(
         uint256 agentId,
         address from,
@@ -312,8 +341,9 @@ interface IAgentMarketplace {
     /// none yet (otherwise it is ignored); the payment then already rewards it.
     function payFromBalance(uint256 agentId, uint256 amount, address referrer) external;
     /// @notice Pays `amount` from `payer`'s ledger balance to agent `agentId` with `payer`'s ledger
-    /// withdrawal signature (`Withdrawal(payer, paymentAddressOf(agentId), amount, nonce, deadline)`),
-    /// so a relayer can submit it.
+    /// signature `TransferAuthorization(payer, this marketplace, amount, caller: this marketplace,
+    /// memo: bytes32(agentId), nonce, deadline)`, so a relayer can submit it. The signature is bound to
+    /// this contract and this agent: it cannot be used on the ledger directly or for another agent.
     function payFromBalanceWithSig(
         uint256 agentId,
         address payer,

@@ -13,9 +13,13 @@ interface IERC3009 {
     /// @notice Thrown when receiveWithAuthorization is called by someone other than the payee.
     error AuthorizationCallerMustBePayee(address caller, address payee);
 
-    /// @notice Emitted when an authorization is used. @param authorizer Its signer. @param nonce Its nonce.
+    /// @notice Emitted when an authorization is used.
+    /// @param authorizer Its signer.
+    /// @param nonce Its nonce.
     event AuthorizationUsed(address indexed authorizer, bytes32 indexed nonce);
-    /// @notice Emitted when an authorization is canceled. @param authorizer Its signer. @param nonce Its nonce.
+    /// @notice Emitted when an authorization is canceled.
+    /// @param authorizer Its signer.
+    /// @param nonce Its nonce.
     event AuthorizationCanceled(address indexed authorizer, bytes32 indexed nonce);
 
     /// @notice Whether `nonce` of `authorizer` has been used or canceled.

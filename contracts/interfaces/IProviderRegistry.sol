@@ -2,12 +2,15 @@
 pragma solidity 0.8.37;
 
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {ISplitsLedger} from "./ISplitsLedger.sol";
 
 /// @title IProviderRegistry
 /// @notice Providers stake USDC and register their endpoint, terms and models with per-token prices.
-/// @dev Amounts are atomic USDC (6 decimals). Prices are per 1,000 tokens. A stake stays slashable
-/// while an unstake is pending; slashing is executed by the slasher role (the escrow, which checks
-/// an on-chain proof that the provider's receipt signer signed two states for one session sequence).
+/// @dev Amounts are atomic USDC (6 decimals). Prices are per 1,000 tokens. Stakes are the registry's
+/// balance in the SplitsLedger (a custodian there), so slashing is an internal credit that no token pause
+/// or blacklist can stop. A stake stays slashable while an unstake is pending. Only the escrow bound at
+/// deployment can slash, and only after it has checked an on-chain double-sign proof: no role, admin
+/// included, can take a stake any other way.
 interface IProviderRegistry {
     /// @notice How the provider runs its models.
     enum ProviderType {
@@ -22,7 +25,8 @@ interface IProviderRegistry {
     /// @param rateLimitPerMinute Requests per minute it accepts.
     /// @param minChargePerCall Minimum charge per inference (atomic USDC).
     /// @param features Bitmask of supported features (FEATURE_* constants of the SDK).
-    /// @param receiptSigner Key that co-signs session states; unique across providers, forever.
+    /// @param receiptSigner Key that co-signs session states. Sessions snapshot it at open; changing it
+    /// binds only sessions opened afterwards. Several providers may name one signer (a shared relayer).
     /// @param payout Account or ledger split that receives its earnings.
     struct ProviderConfig {
         string endpoint;
@@ -114,8 +118,10 @@ interface IProviderRegistry {
     error RegistryInvalidLimit();
     /// @notice Thrown when an address field is zero.
     error RegistryZeroAddress();
-    /// @notice Thrown when `signer` is already the receipt signer of another provider.
-    error RegistrySignerTaken(address signer, uint256 providerId);
+    /// @notice Thrown when anyone but the deployer binds the escrow, or it is bound a second time.
+    error RegistryEscrowLocked();
+    /// @notice Thrown when anyone but the bound escrow slashes or records a settlement.
+    error RegistryNotEscrow(address caller);
     /// @notice Thrown when provider `providerId` is not active (deactivated or slashed).
     error RegistryProviderInactive(uint256 providerId);
     /// @notice Thrown when reactivating a slashed provider.
@@ -128,41 +134,65 @@ interface IProviderRegistry {
     //////////////////////////////////////////////////////////////*/
 
     /// @notice Emitted when a provider registers.
-    /// @param providerId Its id. @param owner Who controls it. @param config Its terms.
+    /// @param providerId Its id.
+    /// @param owner Who controls it.
+    /// @param config Its terms.
     event ProviderRegistered(uint256 indexed providerId, address indexed owner, ProviderConfig config);
     /// @notice Emitted when a provider's terms change.
-    /// @param providerId The provider. @param config Its new terms.
+    /// @param providerId The provider.
+    /// @param config Its new terms.
     event ProviderUpdated(uint256 indexed providerId, ProviderConfig config);
     /// @notice Emitted when a provider is deactivated (`active` false) or reactivated.
-    /// @param providerId The provider. @param active Its new state.
+    /// @param providerId The provider.
+    /// @param active Its new state.
     event ProviderActiveSet(uint256 indexed providerId, bool active);
     /// @notice Emitted when a model is added.
-    /// @param providerId The provider. @param modelId The model's id within it. @param model Its terms.
+    /// @param providerId The provider.
+    /// @param modelId The model's id within it.
+    /// @param model Its terms.
     event ModelAdded(uint256 indexed providerId, uint256 indexed modelId, ModelConfig model);
     /// @notice Emitted when a model's prices change (open sessions keep their snapshot).
-    /// @param providerId The provider. @param modelId The model.
-    /// @param inputPricePer1K New input price. @param outputPricePer1K New output price.
+    /// @param providerId The provider.
+    /// @param modelId The model.
+    /// @param inputPricePer1K New input price.
+    /// @param outputPricePer1K New output price.
     event ModelRepriced(
         uint256 indexed providerId, uint256 indexed modelId, uint32 inputPricePer1K, uint32 outputPricePer1K
     );
     /// @notice Emitted when a model is retired.
-    /// @param providerId The provider. @param modelId The model.
+    /// @param providerId The provider.
+    /// @param modelId The model.
     event ModelRetired(uint256 indexed providerId, uint256 indexed modelId);
     /// @notice Emitted when stake is added.
-    /// @param providerId The provider. @param from Who paid. @param amount Added. @param stake New stake.
+    /// @param providerId The provider.
+    /// @param from Who paid.
+    /// @param amount Added.
+    /// @param stake New stake.
     event StakeAdded(uint256 indexed providerId, address indexed from, uint256 amount, uint256 stake);
     /// @notice Emitted when an unstake is requested.
-    /// @param providerId The provider. @param amount Moved to pending. @param availableAt When withdrawable.
+    /// @param providerId The provider.
+    /// @param amount Moved to pending.
+    /// @param availableAt When withdrawable.
     event UnstakeRequested(uint256 indexed providerId, uint256 amount, uint256 availableAt);
     /// @notice Emitted when a pending unstake is withdrawn.
-    /// @param providerId The provider. @param to Receiver. @param amount Withdrawn.
+    /// @param providerId The provider.
+    /// @param to Receiver.
+    /// @param amount Withdrawn.
     event UnstakeWithdrawn(uint256 indexed providerId, address indexed to, uint256 amount);
     /// @notice Emitted when a provider is slashed.
-    /// @param providerId The provider. @param amount Stake and pending unstake taken. @param slasher Receiver.
-    event ProviderSlashed(uint256 indexed providerId, uint256 amount, address indexed slasher);
-    /// @notice Emitted when the settlement role records a settlement's totals.
-    /// @param providerId The provider. @param requests Requests added. @param inputTokens Input tokens added.
-    /// @param outputTokens Output tokens added. @param latencyMs Latency added. @param earnings Earnings added.
+    /// @param providerId The provider.
+    /// @param amount Stake and pending unstake taken (credited to the escrow's ledger balance).
+    event ProviderSlashed(uint256 indexed providerId, uint256 amount);
+    /// @notice Emitted once, when the deployer binds the escrow.
+    /// @param escrow The only contract that may slash and record settlements.
+    event EscrowBound(address escrow);
+    /// @notice Emitted when the escrow records a settlement's totals.
+    /// @param providerId The provider.
+    /// @param requests Requests added.
+    /// @param inputTokens Input tokens added.
+    /// @param outputTokens Output tokens added.
+    /// @param latencyMs Latency added.
+    /// @param earnings Earnings added.
     event SettlementRecorded(
         uint256 indexed providerId,
         uint256 requests,
@@ -181,6 +211,10 @@ interface IProviderRegistry {
 
     /// @notice The USDC token staked (immutable).
     function token() external view returns (IERC20);
+    /// @notice The ledger that holds the stakes (immutable).
+    function ledger() external view returns (ISplitsLedger);
+    /// @notice The escrow that slashes and records settlements (zero until bound).
+    function escrow() external view returns (address);
     /// @notice Minimum stake to register or reactivate.
     function minStake() external view returns (uint256);
     /// @notice Seconds between an unstake request and its withdrawal.
@@ -193,8 +227,6 @@ interface IProviderRegistry {
     function getModel(uint256 providerId, uint256 modelId) external view returns (Model memory);
     /// @notice Settlement totals of provider `providerId`.
     function getMetrics(uint256 providerId) external view returns (Metrics memory);
-    /// @notice The provider that ever registered `signer` as receipt signer (0 if none).
-    function providerOfSigner(address signer) external view returns (uint256);
     /// @notice Current prices of an active model of an active provider; reverts otherwise.
     function quote(uint256 providerId, uint256 modelId) external view returns (SessionQuote memory);
     /// @notice Current owner, receipt signer and payout of provider `providerId` (whatever its state).
@@ -239,11 +271,15 @@ interface IProviderRegistry {
     /// @notice Moves `amount` of stake to pending; withdrawable after the delay, slashable until then.
     /// A provider left below the minimum stake is deactivated. Owner only.
     function requestUnstake(uint256 providerId, uint256 amount) external;
-    /// @notice Sends the pending unstake to the owner once its delay has passed. Owner only.
+    /// @notice Sends the pending unstake to the owner's wallet once its delay has passed. Owner only.
     function withdrawUnstaked(uint256 providerId) external;
-    /// @notice Takes the whole stake and pending unstake and sends it to the caller. Slasher role only.
+    /// @notice Binds the escrow. Deployer only, once (the deployment script does it).
+    function bindEscrow(address escrow) external;
+    /// @notice Takes the whole stake and pending unstake into the escrow's ledger balance, marks the
+    /// provider slashed and deactivates it for good (also when nothing is left to take). Escrow only,
+    /// after it has verified a double-sign proof.
     function slash(uint256 providerId) external returns (uint256 amount);
-    /// @notice Adds a settlement's totals to the provider's metrics. Settlement role only.
+    /// @notice Adds a settlement's totals to the provider's metrics. Escrow only.
     function recordSettlement(uint256 providerId, Metrics calldata delta) external;
     /// @notice Sets the minimum stake. Admin only.
     function setMinStake(uint256 minStake) external;

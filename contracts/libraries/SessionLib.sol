@@ -9,16 +9,18 @@ import {IComputeEscrow} from "../interfaces/IComputeEscrow.sol";
 library SessionLib {
     /// @notice EIP-712 typehash of SessionTerms; a session's id is the struct hash of its terms.
     bytes32 internal constant SESSION_TERMS_TYPEHASH = keccak256(
-        "SessionTerms(address agent,uint64 budgetId,uint32 providerId,uint32 modelId,uint32 inputPricePer1K,"
-        "uint32 outputPricePer1K,uint32 minChargePerCall,uint64 maxSpend,uint32 deadline,uint64 salt)"
+        "SessionTerms(address agent,uint64 budgetId,uint32 providerId,uint32 modelId,address receiptSigner,"
+        "uint32 inputPricePer1K,uint32 outputPricePer1K,uint32 minChargePerCall,uint16 feeBps,uint64 maxSpend,"
+        "uint32 deadline,uint64 salt)"
     );
 
     /// @notice EIP-712 typehash of Voucher (its `terms` member is a nested SessionTerms).
     bytes32 internal constant VOUCHER_TYPEHASH = keccak256(
         "Voucher(SessionTerms terms,uint32 sequence,uint64 cumulativeCost,uint32 requestCount,uint32 inputTokens,"
         "uint32 outputTokens,uint32 latencyMs,bytes32 receiptHead,bool isFinal)"
-        "SessionTerms(address agent,uint64 budgetId,uint32 providerId,uint32 modelId,uint32 inputPricePer1K,"
-        "uint32 outputPricePer1K,uint32 minChargePerCall,uint64 maxSpend,uint32 deadline,uint64 salt)"
+        "SessionTerms(address agent,uint64 budgetId,uint32 providerId,uint32 modelId,address receiptSigner,"
+        "uint32 inputPricePer1K,uint32 outputPricePer1K,uint32 minChargePerCall,uint16 feeBps,uint64 maxSpend,"
+        "uint32 deadline,uint64 salt)"
     );
 
     /// @notice The session id: EIP-712 struct hash of `terms`.
@@ -30,8 +32,8 @@ library SessionLib {
         assembly ("memory-safe") {
             let ptr := mload(0x40)
             mstore(ptr, typehash)
-            calldatacopy(add(ptr, 0x20), terms, 0x140) // the 10 static fields
-            result := keccak256(ptr, 0x160)
+            calldatacopy(add(ptr, 0x20), terms, 0x180) // the 12 static fields
+            result := keccak256(ptr, 0x1a0)
         }
     }
 
@@ -43,7 +45,7 @@ library SessionLib {
             let ptr := mload(0x40)
             mstore(ptr, typehash)
             mstore(add(ptr, 0x20), sessionId)
-            calldatacopy(add(ptr, 0x40), add(voucher, 0x140), 0x100) // the 8 static fields after `terms`
+            calldatacopy(add(ptr, 0x40), add(voucher, 0x180), 0x100) // the 8 static fields after `terms`
             result := keccak256(ptr, 0x140)
         }
     }

@@ -9,11 +9,16 @@ import {Nonces} from "@openzeppelin/contracts/utils/Nonces.sol";
 import {IERC3009} from "../interfaces/IERC3009.sol";
 
 /// @title MockUSDC
-/// @notice Development and test stand-in for USDC: 6 decimals, EIP-2612 permit and EIP-3009 with
-/// USDC's exact typehashes and EIP-712 domain (name "USD Coin", version "2"), plus a mint that only
-/// works on the local chain. Never deployed outside it: real USDC is used on Base.
+/// @notice Development and test stand-in for USDC that behaves like FiatToken v2.2 where AgentMesh can
+/// tell: 6 decimals, EIP-2612 permit and EIP-3009 with USDC's exact typehashes and EIP-712 domain (name
+/// "USD Coin", version "2") and `bytes` signatures, a pause that stops every transfer, approval and
+/// authorization, a blacklist (`isBlacklisted`) that stops blacklisted senders, receivers, spenders and
+/// callers, and transfers to the zero address refused. Its deployer acts as pauser and blacklister; its
+/// mint only works on the local chain. Never deployed outside it: real USDC is used on Base.
 /// @dev OpenZeppelin's ERC20Permit hard-codes domain version "1", so permit is implemented here on
-/// the token's own EIP712 domain.
+/// the token's own EIP712 domain. Storage follows FiatToken v2.2 so that gas figures measured against
+/// this mock stay close to USDC's: an account's blacklist flag is the top bit of its balance word (a
+/// transfer's blacklist checks read no extra slot) and the pause flag shares its slot with the pauser.
 contract MockUSDC is ERC20, EIP712, Nonces, IERC20Permit, IERC3009 {
     /// @notice EIP-2612 typehash.
     bytes32 public constant PERMIT_TYPEHASH =
@@ -40,15 +45,95 @@ contract MockUSDC is ERC20, EIP712, Nonces, IERC20Permit, IERC3009 {
     error PermitInvalidSignature(address owner);
     /// @notice Thrown when minting anywhere but the local chain.
     error MintOnlyOnLocalChain(uint256 chainId);
+    /// @notice Thrown when anything but a balance read happens while the token is paused.
+    error TokenPaused();
+    /// @notice Thrown when a blacklisted account sends, receives, spends, approves or calls.
+    error AccountBlacklisted(address account);
+    /// @notice Thrown when anyone but the deployer pauses or blacklists.
+    error NotTokenAdmin(address caller);
 
+    /// @notice Emitted when the token is paused.
+    event Pause();
+    /// @notice Emitted when the token is unpaused.
+    event Unpause();
+    /// @notice Emitted when `account` is blacklisted.
+    /// @param account The account.
+    event Blacklisted(address indexed account);
+    /// @notice Emitted when `account` leaves the blacklist.
+    /// @param account The account.
+    event UnBlacklisted(address indexed account);
+
+    uint256 private constant _BLACKLISTED = 1 << 255;
+
+    address private _pauser;
+    bool private _paused;
+    uint256 private _supply;
+    mapping(address account => uint256) private _balanceAndBlacklistStates;
     mapping(address authorizer => mapping(bytes32 nonce => bool used)) private _authorizationStates;
 
-    constructor() ERC20("USD Coin", "USDC") EIP712("USD Coin", "2") {}
+    constructor() ERC20("USD Coin", "USDC") EIP712("USD Coin", "2") {
+        _pauser = msg.sender;
+    }
+
+    modifier onlyTokenAdmin() {
+        if (msg.sender != _pauser) revert NotTokenAdmin(msg.sender);
+        _;
+    }
 
     /// @notice Mints `amount` to `to`; local chain only.
     function mint(address to, uint256 amount) external {
         if (block.chainid != LOCAL_CHAIN_ID) revert MintOnlyOnLocalChain(block.chainid);
         _mint(to, amount);
+    }
+
+    /// @notice Whether transfers, approvals and authorizations are stopped.
+    function paused() external view returns (bool) {
+        return _paused;
+    }
+
+    /// @notice Stops every transfer, approval and authorization. Deployer only.
+    function pause() external onlyTokenAdmin {
+        _paused = true;
+        emit Pause();
+    }
+
+    /// @notice Lifts the pause. Deployer only.
+    function unpause() external onlyTokenAdmin {
+        _paused = false;
+        emit Unpause();
+    }
+
+    /// @notice Whether `account` is blacklisted (USDC's name and signature).
+    function isBlacklisted(address account) public view returns (bool) {
+        return _balanceAndBlacklistStates[account] & _BLACKLISTED != 0;
+    }
+
+    /// @notice Blacklists `account`. Deployer only.
+    function blacklist(address account) external onlyTokenAdmin {
+        _balanceAndBlacklistStates[account] |= _BLACKLISTED;
+        emit Blacklisted(account);
+    }
+
+    /// @notice Takes `account` off the blacklist. Deployer only.
+    function unBlacklist(address account) external onlyTokenAdmin {
+        _balanceAndBlacklistStates[account] &= ~_BLACKLISTED;
+        emit UnBlacklisted(account);
+    }
+
+    /// @notice USDC's transferFrom also refuses a paused token or a blacklisted caller.
+    function transferFrom(address from, address to, uint256 value) public override returns (bool) {
+        _checkAllowed(msg.sender);
+        return super.transferFrom(from, to, value);
+    }
+
+    /// @inheritdoc ERC20
+    function balanceOf(address account) public view override returns (uint256) {
+        return _balanceAndBlacklistStates[account] & ~_BLACKLISTED;
+    }
+
+    /// @inheritdoc ERC20
+    function totalSupply() public view override returns (uint256) {
+        return _supply;
     }
 
     /// @notice USDC has 6 decimals.
@@ -166,6 +251,7 @@ contract MockUSDC is ERC20, EIP712, Nonces, IERC20Permit, IERC3009 {
 
     /// @inheritdoc IERC3009
     function cancelAuthorization(address authorizer, bytes32 nonce, bytes memory signature) public {
+        _checkAllowed(address(0));
         _requireUnused(authorizer, nonce);
         bytes32 digest = _hashTypedDataV4(keccak256(abi.encode(CANCEL_AUTHORIZATION_TYPEHASH, authorizer, nonce)));
         if (!SignatureChecker.isValidSignatureNow(authorizer, digest, signature)) {
@@ -200,5 +286,49 @@ contract MockUSDC is ERC20, EIP712, Nonces, IERC20Permit, IERC3009 {
 
     function _requireUnused(address authorizer, bytes32 nonce) private view {
         if (_authorizationStates[authorizer][nonce]) revert AuthorizationAlreadyUsed(authorizer, nonce);
+    }
+
+    /// @dev Every balance change (transfers, authorizations, mint) checks the pause and both parties'
+    /// blacklist flags, read with their balances.
+    function _update(address from, address to, uint256 value) internal override {
+        if (_paused) revert TokenPaused();
+        if (from == address(0)) {
+            _supply += value;
+        } else {
+            uint256 state = _balanceAndBlacklistStates[from];
+            if (state & _BLACKLISTED != 0) revert AccountBlacklisted(from);
+            if (state < value) revert ERC20InsufficientBalance(from, state, value);
+            // Unchecked: value <= state, whose top bit is clear.
+            unchecked {
+                _balanceAndBlacklistStates[from] = state - value;
+            }
+        }
+        if (to == address(0)) {
+            // Unchecked: value was debited from a balance, which is part of the supply.
+            unchecked {
+                _supply -= value;
+            }
+        } else {
+            uint256 state = _balanceAndBlacklistStates[to];
+            if (state & _BLACKLISTED != 0) revert AccountBlacklisted(to);
+            // Unchecked: every balance is part of the supply, which is checked against overflow on mint.
+            unchecked {
+                _balanceAndBlacklistStates[to] = state + value;
+            }
+        }
+        emit Transfer(from, to, value);
+    }
+
+    /// @dev Every approval (approve, permit, allowance spending) checks the pause and both parties.
+    function _approve(address owner, address spender, uint256 value, bool emitEvent) internal override {
+        _checkAllowed(owner);
+        _checkAllowed(spender);
+        super._approve(owner, spender, value, emitEvent);
+    }
+
+    /// @dev Reverts while paused, or when `account` (zero: none) is blacklisted.
+    function _checkAllowed(address account) private view {
+        if (_paused) revert TokenPaused();
+        if (isBlacklisted(account)) revert AccountBlacklisted(account);
     }
 }

@@ -16,8 +16,10 @@ export const USDC_BY_CHAIN_ID: Readonly<Record<number, `0x${string}`>> = {
 export const LOCAL_CHAIN_ID = 31337;
 
 export interface SuiteOptions {
-  /** Receives the admin roles of every contract. */
+  /** Receives the admin role of every contract (a multisig on public networks); the deployer keeps none. */
   admin: string;
+  /** Seconds a new admin must wait before accepting the role (two-step transfer). */
+  adminDelay: number;
   /** Ledger account credited with protocol fees and slashing proceeds. */
   treasury: string;
   /** Minimum provider stake, atomic USDC. */
@@ -31,6 +33,7 @@ export interface SuiteOptions {
 }
 
 export const DEFAULT_SUITE_OPTIONS: Omit<SuiteOptions, "admin" | "treasury"> = {
+  adminDelay: 2 * 24 * 3600,
   minStake: 100_000_000n, // 100 USDC
   unstakeDelay: 7 * 24 * 3600,
   challengeWindow: 24 * 3600,
@@ -48,10 +51,10 @@ export interface Suite {
 }
 
 /**
- * Deploys the ledger, registry, escrow and agent marketplace (and MockUSDC on the local chain), and
- * grants the escrow its settlement and slasher roles on the registry. The marketplace needs no role:
- * it pays the ledger with `payMany`, funds budgets with the escrow's public `topUp`, and moves a
- * payer's ledger balance only with the payer's allowance or signature.
+ * Deploys the ledger, registry, escrow and agent marketplace (and MockUSDC on the local chain), then,
+ * as the deployer, makes the one-time bindings: the registry's escrow (the only contract that slashes and
+ * records settlements) and the ledger's custodians (escrow, registry, marketplace: the contracts whose
+ * ledger balances hold other people's funds). The admin role goes straight to `options.admin`.
  */
 export async function deploySuite(
   ethers: HardhatEthers,
@@ -71,10 +74,12 @@ export async function deploySuite(
   ) as unknown as MockUSDC;
   const usdcAddress = await usdc.getAddress();
 
-  const ledger = await ethers.deployContract("SplitsLedger", [usdcAddress, options.admin], deployer);
+  const { admin, adminDelay } = options;
+  const ledger = await ethers.deployContract("SplitsLedger", [usdcAddress, adminDelay, admin], deployer);
+  const ledgerAddress = await ledger.getAddress();
   const registry = await ethers.deployContract(
     "ProviderRegistry",
-    [usdcAddress, options.minStake, options.unstakeDelay, options.admin],
+    [usdcAddress, ledgerAddress, options.minStake, options.unstakeDelay, adminDelay, admin],
     deployer,
   );
   const escrow = await ethers.deployContract(
@@ -82,9 +87,10 @@ export async function deploySuite(
     [
       usdcAddress,
       await registry.getAddress(),
-      await ledger.getAddress(),
+      ledgerAddress,
       options.challengeWindow,
-      options.admin,
+      adminDelay,
+      admin,
       options.treasury,
       options.feeBps,
     ],
@@ -92,7 +98,7 @@ export async function deploySuite(
   );
   const marketplace = await ethers.deployContract(
     "AgentMarketplace",
-    [usdcAddress, await ledger.getAddress(), await escrow.getAddress(), options.admin, options.treasury],
+    [usdcAddress, ledgerAddress, await escrow.getAddress(), adminDelay, admin, options.treasury],
     deployer,
   );
   await Promise.all([
@@ -102,11 +108,11 @@ export async function deploySuite(
     marketplace.waitForDeployment(),
   ]);
 
-  const admin = await ethers.getSigner(options.admin);
   const escrowAddress = await escrow.getAddress();
-  for (const role of [await registry.SETTLEMENT_ROLE(), await registry.SLASHER_ROLE()]) {
-    await (await registry.connect(admin).grantRole(role, escrowAddress)).wait();
-  }
+  await (await registry.bindEscrow(escrowAddress)).wait();
+  await (
+    await ledger.setCustodians([escrowAddress, await registry.getAddress(), await marketplace.getAddress()])
+  ).wait();
   return {
     usdc,
     ledger: ledger as unknown as SplitsLedger,

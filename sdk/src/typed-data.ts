@@ -17,9 +17,11 @@ export const sessionTermsTypes = {
     { name: "budgetId", type: "uint64" },
     { name: "providerId", type: "uint32" },
     { name: "modelId", type: "uint32" },
+    { name: "receiptSigner", type: "address" },
     { name: "inputPricePer1K", type: "uint32" },
     { name: "outputPricePer1K", type: "uint32" },
     { name: "minChargePerCall", type: "uint32" },
+    { name: "feeBps", type: "uint16" },
     { name: "maxSpend", type: "uint64" },
     { name: "deadline", type: "uint32" },
     { name: "salt", type: "uint64" },
@@ -52,15 +54,22 @@ export const withdrawalTypes = {
   ],
 } as const;
 
-/** A session's terms, fixed at open; the session id is their EIP-712 struct hash. */
+/**
+ * A session's terms, fixed at open; the session id is their EIP-712 struct hash. The prices, the
+ * receipt signer and the fee must equal the registry's and the escrow's when the session opens.
+ */
 export interface SessionTerms {
   agent: Address;
   budgetId: bigint;
   providerId: number;
   modelId: number;
+  /** The provider's receipt signer: the only key that co-signs this session's states. */
+  receiptSigner: Address;
   inputPricePer1K: number;
   outputPricePer1K: number;
   minChargePerCall: number;
+  /** The protocol fee (basis points) this session's settlements pay. */
+  feeBps: number;
   maxSpend: bigint;
   deadline: number;
   salt: bigint;

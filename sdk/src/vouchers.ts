@@ -2,7 +2,7 @@ import { bytesToHex, getAddress, hashDomain, hexToBytes, keccak256, toHex, type 
 import { keccak256Bytes } from "#keccak";
 import { writeBytes32, writeUint32, writeUint64 } from "./abi-words.ts";
 import { secp256k1 } from "./native-crypto.ts";
-import { escrowDomain, type CompactSignature, type Voucher } from "./typed-data.ts";
+import { escrowDomain, voucherTypes, type CompactSignature, type Voucher } from "./typed-data.ts";
 
 /**
  * Voucher digests built by hand, for the hot path: the relayer and the agent each hash and sign a
@@ -14,14 +14,14 @@ import { escrowDomain, type CompactSignature, type Voucher } from "./typed-data.
 /** A voucher without its terms: the cumulative state of a session after some calls. */
 export type VoucherState = Omit<Voucher, "terms">;
 
-const VOUCHER_TYPEHASH = keccak256(
-  toHex(
-    "Voucher(SessionTerms terms,uint32 sequence,uint64 cumulativeCost,uint32 requestCount,uint32 inputTokens," +
-      "uint32 outputTokens,uint32 latencyMs,bytes32 receiptHead,bool isFinal)" +
-      "SessionTerms(address agent,uint64 budgetId,uint32 providerId,uint32 modelId,uint32 inputPricePer1K," +
-      "uint32 outputPricePer1K,uint32 minChargePerCall,uint64 maxSpend,uint32 deadline,uint64 salt)",
-  ),
-);
+/** `Voucher`'s EIP-712 type string (its own fields, then the nested SessionTerms'), from the type definitions. */
+function voucherTypeString(): string {
+  const encode = (name: keyof typeof voucherTypes) =>
+    `${name}(${voucherTypes[name].map((field) => `${field.type} ${field.name}`).join(",")})`;
+  return encode("Voucher") + encode("SessionTerms");
+}
+
+const VOUCHER_TYPEHASH = keccak256(toHex(voucherTypeString()));
 
 /** The EIP-712 domain separator of the escrow at `escrow` on `chainId` (compute once, reuse). */
 export function escrowDomainSeparator(chainId: number, escrow: Address): Hex {

@@ -17,16 +17,11 @@ contract AgentMarketplaceFuzzTest is Suite {
     uint256 internal constant SCALE = 1_000_000;
     uint256 internal constant BLOCK_GAS_LIMIT = 30_000_000;
 
-    AgentMarketplace internal marketplace;
     address internal owner = address(0xA11CE);
     address internal ownerReferrer = address(0xE7E);
 
     function setUp() public {
         _deploySuite();
-        marketplace = new AgentMarketplace(
-            IERC20(address(usdc)), ISplitsLedger(address(ledger)), IComputeEscrow(address(escrow)), admin, treasury
-        );
-        vm.label(address(marketplace), "AgentMarketplace");
     }
 
     function _rand(uint256 seed, string memory tag, uint256 i) internal pure returns (uint256) {

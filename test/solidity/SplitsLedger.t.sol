@@ -18,7 +18,7 @@ contract SplitsLedgerFuzzTest is TestBase {
 
     function setUp() public {
         usdc = new MockUSDC();
-        ledger = new SplitsLedger(IERC20(address(usdc)), address(this));
+        ledger = new SplitsLedger(IERC20(address(usdc)), 2 days, address(this));
         usdc.mint(payer, type(uint128).max);
         vm.prank(payer);
         usdc.approve(address(ledger), type(uint256).max);

@@ -1,5 +1,5 @@
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/types";
-import type { ContractRunner, TypedDataDomain } from "ethers";
+import { Contract, type ContractRunner, type TypedDataDomain } from "ethers";
 import type { Address, Hex } from "viem";
 import {
   escrowDomain,
@@ -117,7 +117,13 @@ export interface TermsSpec {
 
 let saltCounter = 1n;
 
-/** Session terms priced from the registry's current quote. */
+/** The protocol fee of the escrow bound to `registry`, which new sessions carry in their terms. */
+async function escrowFee(registry: ProviderRegistry): Promise<bigint> {
+  const escrow = new Contract(await registry.escrow(), ["function feeBps() view returns (uint256)"], registry.runner);
+  return escrow.feeBps();
+}
+
+/** Session terms priced from the registry's current quote, with the escrow's current fee. */
 export async function buildTerms(registry: ProviderRegistry, spec: TermsSpec): Promise<SessionTerms> {
   const modelId = spec.modelId ?? 0;
   const quote = await registry.quote(spec.providerId, modelId);
@@ -127,9 +133,11 @@ export async function buildTerms(registry: ProviderRegistry, spec: TermsSpec): P
     budgetId: spec.budgetId,
     providerId: Number(spec.providerId),
     modelId,
+    receiptSigner: quote.receiptSigner as Address,
     inputPricePer1K: Number(quote.inputPricePer1K),
     outputPricePer1K: Number(quote.outputPricePer1K),
     minChargePerCall: Number(quote.minChargePerCall),
+    feeBps: Number(await escrowFee(registry)),
     maxSpend: spec.maxSpend,
     deadline,
     salt: spec.salt ?? saltCounter++,

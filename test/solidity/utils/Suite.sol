@@ -2,6 +2,7 @@
 pragma solidity 0.8.37;
 
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {AgentMarketplace} from "../../../contracts/AgentMarketplace.sol";
 import {ComputeEscrow} from "../../../contracts/ComputeEscrow.sol";
 import {ProviderRegistry} from "../../../contracts/ProviderRegistry.sol";
 import {SplitsLedger} from "../../../contracts/SplitsLedger.sol";
@@ -21,11 +22,13 @@ abstract contract Suite is TestBase {
     uint32 internal constant INPUT_PRICE = 50;
     uint32 internal constant OUTPUT_PRICE = 150;
     uint256 internal constant START_TIME = 1_700_000_000;
+    uint48 internal constant ADMIN_DELAY = 2 days;
 
     MockUSDC internal usdc;
     SplitsLedger internal ledger;
     ProviderRegistry internal registry;
     ComputeEscrow internal escrow;
+    AgentMarketplace internal marketplace;
 
     address internal admin;
     address internal treasury = address(0x7EA5);
@@ -34,23 +37,32 @@ abstract contract Suite is TestBase {
         vm.warp(START_TIME);
         admin = address(this);
         usdc = new MockUSDC();
-        ledger = new SplitsLedger(IERC20(address(usdc)), admin);
-        registry = new ProviderRegistry(IERC20(address(usdc)), MIN_STAKE, UNSTAKE_DELAY, admin);
+        ledger = new SplitsLedger(IERC20(address(usdc)), ADMIN_DELAY, admin);
+        registry = new ProviderRegistry(
+            IERC20(address(usdc)), ISplitsLedger(address(ledger)), MIN_STAKE, UNSTAKE_DELAY, ADMIN_DELAY, admin
+        );
         escrow = new ComputeEscrow(
             IERC20(address(usdc)),
             registry,
             ISplitsLedger(address(ledger)),
             CHALLENGE_WINDOW,
+            ADMIN_DELAY,
             admin,
             treasury,
             FEE_BPS
         );
-        registry.grantRole(registry.SETTLEMENT_ROLE(), address(escrow));
-        registry.grantRole(registry.SLASHER_ROLE(), address(escrow));
+        marketplace = new AgentMarketplace(
+            IERC20(address(usdc)), ISplitsLedger(address(ledger)), escrow, ADMIN_DELAY, admin, treasury
+        );
+        registry.bindEscrow(address(escrow));
+        address[] memory custodians = new address[](3);
+        (custodians[0], custodians[1], custodians[2]) = (address(escrow), address(registry), address(marketplace));
+        ledger.setCustodians(custodians);
         vm.label(address(usdc), "USDC");
         vm.label(address(ledger), "SplitsLedger");
         vm.label(address(registry), "ProviderRegistry");
         vm.label(address(escrow), "ComputeEscrow");
+        vm.label(address(marketplace), "AgentMarketplace");
         vm.label(treasury, "treasury");
     }
 
@@ -113,9 +125,12 @@ abstract contract Suite is TestBase {
             budgetId: uint64(budgetId),
             providerId: uint32(providerId),
             modelId: 0,
+            receiptSigner: q.receiptSigner,
             inputPricePer1K: q.inputPricePer1K,
             outputPricePer1K: q.outputPricePer1K,
             minChargePerCall: q.minChargePerCall,
+            // Safe cast: the fee is at most MAX_FEE_BPS.
+            feeBps: uint16(escrow.feeBps()),
             maxSpend: uint64(maxSpend),
             deadline: uint32(deadline),
             salt: uint64(salt)
