@@ -39,7 +39,7 @@ export default defineConfig({
   networks: {
     // The in-process chain used by tests, benchmarks and `npm start`. Its blocks hold no more gas than
     // Base lets one transaction use, so no test, benchmark or demo passes with a transaction Base refuses.
-    hardhat: { type: "edr-simulated", chainType: "op", blockGasLimit: BASE_TRANSACTION_GAS_CAP },
+    default: { type: "edr-simulated", chainType: "op", blockGasLimit: BASE_TRANSACTION_GAS_CAP },
     localhost: { type: "http", chainType: "op", url: process.env.AGENTMESH_RPC_URL ?? "http://127.0.0.1:8545" },
     baseSepolia: {
       type: "http",

@@ -55,11 +55,13 @@ export interface Suite {
  * as the deployer, makes the one-time bindings: the registry's escrow (the only contract that slashes and
  * records settlements) and the ledger's custodians (escrow, registry, marketplace: the contracts whose
  * ledger balances hold other people's funds). The admin role goes straight to `options.admin`.
+ * `token` replaces USDC on the local chain (tests with misbehaving tokens).
  */
 export async function deploySuite(
   ethers: HardhatEthers,
   deployer: HardhatEthersSigner,
   options: SuiteOptions,
+  token?: string,
 ): Promise<Suite> {
   const chainId = Number((await ethers.provider.getNetwork()).chainId);
   const startBlock = await ethers.provider.getBlockNumber();
@@ -67,10 +69,11 @@ export async function deploySuite(
   if (knownUsdc === undefined && chainId !== LOCAL_CHAIN_ID) {
     throw new Error(`No USDC address is known for chain ${chainId}`);
   }
+  if (token !== undefined && chainId !== LOCAL_CHAIN_ID) throw new Error("Only the local chain takes another token");
   const usdc = (
-    knownUsdc === undefined
+    knownUsdc === undefined && token === undefined
       ? await ethers.deployContract("MockUSDC", [], deployer)
-      : await ethers.getContractAt("MockUSDC", knownUsdc, deployer)
+      : await ethers.getContractAt("MockUSDC", token ?? knownUsdc!, deployer)
   ) as unknown as MockUSDC;
   const usdcAddress = await usdc.getAddress();
 

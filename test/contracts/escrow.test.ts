@@ -51,7 +51,10 @@ describe("ComputeEscrow: user flows", () => {
       expect(await escrow.isAgentAllowed(2n, agent.address)).to.equal(true);
       expect(await escrow.isAgentAllowed(2n, others[0].address)).to.equal(true);
       expect(await escrow.isAgentAllowed(2n, others[1].address)).to.equal(false);
-      expect(await usdc.balanceOf(await escrow.getAddress())).to.equal(150n * USDC);
+      // The deposit sits in the ledger as the escrow's balance (the escrow holds no USDC itself).
+      expect(await m.ledger.balanceOf(await escrow.getAddress())).to.equal(150n * USDC);
+      expect(await usdc.balanceOf(await m.ledger.getAddress())).to.equal(150n * USDC + (await m.registry.minStake()));
+      expect(await usdc.balanceOf(await escrow.getAddress())).to.equal(0n);
       expect(await usdc.balanceOf(creator.address)).to.equal(0n);
     });
 
@@ -133,8 +136,8 @@ describe("ComputeEscrow: user flows", () => {
         .to.be.revertedWithCustomError(escrow, "EscrowInvalidAmount");
     });
 
-    it("refund returns unallocated funds at any time, never locked ones", async () => {
-      const { escrow, usdc, creator, agent, budgetId, terms } = await setupMarket();
+    it("refund sends unallocated funds to the creator's wallet at any time, never locked ones", async () => {
+      const { escrow, ledger, usdc, creator, agent, budgetId, terms } = await setupMarket();
       await openByAgent(escrow, agent, await terms({ maxSpend: 10n * USDC }));
       await expect(escrow.connect(creator).refund(budgetId, 30n * USDC))
         .to.emit(escrow, "BudgetRefunded")
@@ -145,11 +148,12 @@ describe("ComputeEscrow: user flows", () => {
         .withArgs(budgetId, 60n * USDC, 60n * USDC + 1n);
       await escrow.connect(creator).refund(budgetId, 60n * USDC);
       expect((await escrow.getBudget(budgetId)).available).to.equal(0n);
-      expect(await usdc.balanceOf(await escrow.getAddress())).to.equal(10n * USDC);
+      expect(await ledger.balanceOf(await escrow.getAddress())).to.equal(10n * USDC);
+      expect(await usdc.balanceOf(creator.address)).to.equal(90n * USDC);
     });
 
-    it("returnExpired: anyone after expiry, never before", async () => {
-      const { escrow, usdc, creator, stranger, budgetId, time } = await setupMarket();
+    it("returnExpired: anyone after expiry, never before; credits the creator's ledger balance", async () => {
+      const { escrow, ledger, usdc, creator, stranger, budgetId, time } = await setupMarket();
       const { expiry } = await escrow.getBudget(budgetId);
       await time.setNextBlockTimestamp(expiry - 1n);
       await expect(escrow.connect(stranger).returnExpired(budgetId))
@@ -158,7 +162,12 @@ describe("ComputeEscrow: user flows", () => {
       await time.setNextBlockTimestamp(expiry);
       await expect(escrow.connect(stranger).returnExpired(budgetId))
         .to.emit(escrow, "BudgetRefunded")
-        .withArgs(budgetId, creator.address, 100n * USDC, true);
+        .withArgs(budgetId, creator.address, 100n * USDC, true)
+        .and.to.emit(ledger, "Transferred")
+        .withArgs(await escrow.getAddress(), creator.address, 100n * USDC);
+      expect(await ledger.balanceOf(creator.address)).to.equal(100n * USDC);
+      expect(await ledger.balanceOf(await escrow.getAddress())).to.equal(0n);
+      await ledger.connect(creator).withdraw(creator.address, 100n * USDC);
       expect(await usdc.balanceOf(creator.address)).to.equal(100n * USDC);
       await expect(escrow.connect(stranger).returnExpired(budgetId))
         .to.be.revertedWithCustomError(escrow, "EscrowInvalidAmount")
@@ -214,11 +223,11 @@ describe("ComputeEscrow: user flows", () => {
       const v1 = voucher(t, { sequence: 1, cumulativeCost: 1n * USDC });
       await expect(escrow.connect(stranger).settle([await sign(v1)]))
         .to.emit(escrow, "VoucherSettled")
-        .withArgs(id, 1n, 1n * USDC, 1n * USDC);
+        .withArgs(id, 1n, 1n * USDC);
       const v2 = voucher(t, { sequence: 4, cumulativeCost: 3n * USDC + 7n });
       await expect(escrow.connect(stranger).settle([await sign(v2)]))
         .to.emit(escrow, "VoucherSettled")
-        .withArgs(id, 4n, 3n * USDC + 7n, 2n * USDC + 7n);
+        .withArgs(id, 4n, 2n * USDC + 7n);
       const fees = feeOf(1n * USDC) + feeOf(2n * USDC + 7n);
       expect(await ledger.balanceOf(treasury.address)).to.equal(fees);
       expect(await ledger.balanceOf(providerOwner.address)).to.equal(3n * USDC + 7n - fees);
@@ -260,18 +269,20 @@ describe("ComputeEscrow: user flows", () => {
         const s = sessions[i];
         batch.push(await signBoth(domain, voucher(s.terms, { sequence: s.seq, cumulativeCost: s.cost }), agent, s.signer));
       }
+      const ledgerUsdc = await usdc.balanceOf(await ledger.getAddress());
       const tx = await escrow.connect(stranger).settle(batch);
       const receipt = (await tx.wait())!;
       const sum1 = costs1.reduce((a, b) => a + b);
       const sum2 = costs2.reduce((a, b) => a + b);
-      const fee1 = feeOf(sum1);
-      const fee2 = feeOf(sum2);
+      // Each session pays the fee its terms fixed, rounded down per settlement.
+      const fee1 = costs1.map((c) => feeOf(c)).reduce((a, b) => a + b);
+      const fee2 = costs2.map((c) => feeOf(c)).reduce((a, b) => a + b);
       expect(await ledger.balanceOf(providerOwner.address)).to.equal(sum1 - fee1);
       expect(await ledger.balanceOf(payout2.address)).to.equal(sum2 - fee2);
       expect(await ledger.balanceOf(treasury.address)).to.equal(fee1 + fee2);
-      // One payment into the ledger: three Paid events (two payouts and the fee).
-      const paid = receipt.logs.filter((l) => l.address === (ledger.target as string) && ledger.interface.parseLog(l)?.name === "Paid");
-      expect(paid.length).to.equal(3);
+      // One internal ledger transfer: three Transferred events (two payouts and the fee), no token moved.
+      const moved = receipt.logs.filter((l) => l.address === (ledger.target as string) && ledger.interface.parseLog(l)?.name === "Transferred");
+      expect(moved.length).to.equal(3);
       const expectMetrics = async (id: bigint, seqs: number[], sum: bigint, fee: bigint) => {
         const metrics = await registry.getMetrics(id);
         const total = (f: (n: number) => number) => BigInt(seqs.reduce((a, n) => a + f(n), 0));
@@ -283,7 +294,7 @@ describe("ComputeEscrow: user flows", () => {
       };
       await expectMetrics(providerId, [1, 2, 3], sum1, fee1);
       await expectMetrics(provider2, [2, 3], sum2, fee2);
-      expect(await usdc.balanceOf(await ledger.getAddress())).to.equal(sum1 + sum2);
+      expect(await usdc.balanceOf(await ledger.getAddress())).to.equal(ledgerUsdc);
     });
 
     it("closeCooperative settles a final voucher and returns the rest to the budget", async () => {
@@ -376,7 +387,7 @@ describe("ComputeEscrow: user flows", () => {
       expect((await escrow.getBudget(budgetId)).available).to.equal(95n * USDC);
     });
 
-    it("a payout that is a 3-recipient ledger split credits each recipient exactly", async () => {
+    it("a payout that is a 3-recipient ledger split holds the earnings until distributed, then credits each recipient exactly", async () => {
       const m = await setupMarket();
       const { escrow, ledger, registry, usdc, agent, stranger, others, treasury, domain } = m;
       const accounts = [others[3], others[4], others[5]].map((s) => s.address).sort((a, b) =>
@@ -400,9 +411,14 @@ describe("ComputeEscrow: user flows", () => {
       const fee = feeOf(cost); // 25_000
       const earnings = cost - fee; // 975_003
       expect(await ledger.balanceOf(treasury.address)).to.equal(fee);
-      expect(await ledger.balanceOf(accounts[0])).to.equal((earnings * 500_000n) / 1_000_000n);
-      expect(await ledger.balanceOf(accounts[1])).to.equal((earnings * 300_000n) / 1_000_000n);
-      expect(await ledger.balanceOf(accounts[2])).to.equal((earnings * 200_000n) / 1_000_000n);
+      // Settlement credits the split as one account: its cost does not grow with the split's size.
+      expect(await ledger.balanceOf(split)).to.equal(earnings);
+      expect(await ledger.balanceOf(accounts[0])).to.equal(0n);
+      const credits = [(earnings * 500_000n) / 1_000_000n, (earnings * 300_000n) / 1_000_000n, (earnings * 200_000n) / 1_000_000n];
+      await expect(ledger.connect(stranger).distribute(split))
+        .to.emit(ledger, "SplitDistributed")
+        .withArgs(split, earnings, credits);
+      for (const [i, account] of accounts.entries()) expect(await ledger.balanceOf(account)).to.equal(credits[i]);
       expect(await ledger.balanceOf(split)).to.equal(0n);
       const [received, dust] = await ledger.splitTotals(split);
       expect(received).to.equal(earnings);

@@ -161,7 +161,7 @@ export async function signOpen(
 
 /** A signature over a voucher (agent or receipt signer). */
 export async function signVoucher(
-  signer: HardhatEthersSigner,
+  signer: Pick<HardhatEthersSigner, "signTypedData">,
   domain: TypedDataDomain,
   v: Voucher,
 ): Promise<CompactSignature> {
