@@ -330,6 +330,122 @@ async function batchRound(): Promise<bigint> {
 await batchRound(); // warm-up round
 const agentPaymentBatch100Gas = await batchRound();
 
+// --- Worst cases against Base's per-transaction cap of 2^24 gas ----------------------------------
+const GAS_CAP = 16_777_216;
+const MAX_BATCH = Number(await escrow.MAX_BATCH());
+const MAX_PENDING = Number(await marketplace.MAX_PENDING());
+const MAX_COMPONENTS = Number(await marketplace.MAX_COMPONENTS());
+
+// Settlement: MAX_BATCH vouchers, each for a different provider (fresh metrics, its own signer, a payout
+// that never held a balance) on a different budget.
+const worstSessions: { terms: SessionTerms; agent: BaseWallet; signer: BaseWallet }[] = [];
+for (let i = 0; i < MAX_BATCH; i++) {
+  const signer = Wallet.createRandom();
+  await fund(providerOwner, DEFAULT_SUITE_OPTIONS.minStake, await registry.getAddress());
+  await (
+    await registry.connect(providerOwner).register(
+      { endpoint: "https://provider.example/v1", providerType: 1, rateLimitPerMinute: 60, minChargePerCall: 10, features: 0n, receiptSigner: signer.address, payout: randomAddress() },
+      [{ name: "m", inputPricePer1K: 150, outputPricePer1K: 600, maxContextTokens: 8_000 }],
+      DEFAULT_SUITE_OPTIONS.minStake,
+    )
+  ).wait();
+  const agent = Wallet.createRandom();
+  await fund(creator, 2n * USDC, await escrow.getAddress());
+  await (await escrow.connect(creator).createBudget(2n * USDC, 2n * USDC, expiry, [agent.address])).wait();
+  const terms = {
+    ...termsFor(agent),
+    budgetId: await escrow.budgetCount(),
+    providerId: Number(await registry.providerCount()),
+    receiptSigner: signer.address as `0x${string}`,
+    maxSpend: 2n * USDC,
+  };
+  worstSessions.push({ terms, agent, signer });
+}
+await (await escrow.connect(relayer).openSessions(await Promise.all(worstSessions.map((s) => openRequest(s.agent, s.terms))))).wait();
+const worstCaseSettleBatchGas = await gasOf(
+  escrow.connect(relayer).settle(
+    await Promise.all(
+      worstSessions.map(async ({ terms, agent, signer }) => {
+        const v = voucherAfter(terms, 10, 1, false);
+        const types = ethersTypes(voucherTypes);
+        const [a, p] = await Promise.all([agent.signTypedData(domain, types, v), signer.signTypedData(domain, types, v)]);
+        return { voucher: v, agentSignature: toCompactSignature(a as Hex), providerSignature: toCompactSignature(p as Hex) };
+      }),
+    ),
+  ),
+);
+
+// Marketplace distribution: MAX_PENDING payments by different payers, each referred by a different
+// 64-leaf, depth-3 split, to an agent whose flow uses every component with a different recipient
+// (fixed amounts to budgets, shares to splits, the remainder to a fresh account).
+const account2 = (address: string, kind = 0) => ({ kind, account: address, budgetId: 0n });
+const twoLeafSplits: string[] = [];
+for (let i = 0; i < 31; i++) {
+  const [a, b] = [randomAddress(), randomAddress()].sort((x, y) => (BigInt(x) < BigInt(y) ? -1 : 1));
+  const definition = { recipients: [{ account: a, share: 500_000 }], remainderRecipient: b };
+  await (await ledger.createSplit(definition)).wait();
+  twoLeafSplits.push(await ledger.predictSplitAddress(definition));
+}
+const base63 = {
+  recipients: twoLeafSplits.sort((x, y) => (BigInt(x) < BigInt(y) ? -1 : 1)).map((account) => ({ account, share: 30_000 })),
+  remainderRecipient: randomAddress(),
+};
+await (await ledger.createSplit(base63)).wait();
+const base63Address = await ledger.predictSplitAddress(base63);
+async function referrerSplit(): Promise<string> {
+  const definition = { recipients: [{ account: base63Address, share: 900_000 }], remainderRecipient: randomAddress() };
+  await (await ledger.createSplit(definition)).wait();
+  return ledger.predictSplitAddress(definition);
+}
+const WORST_PRICE = 1_000_000n;
+const budgetRecipients: { kind: number; account: string; budgetId: bigint }[] = [];
+for (let i = 0; i < MAX_COMPONENTS; i++) {
+  await fund(creator, 1n, await escrow.getAddress());
+  await (await escrow.connect(creator).createBudget(1n, 1n, expiry, [])).wait();
+  budgetRecipients.push({ kind: 2, account: "0x0000000000000000000000000000000000000000", budgetId: await escrow.budgetCount() });
+}
+const shareSplits: string[] = [];
+for (let i = 0; i < MAX_COMPONENTS; i++) shareSplits.push(await referrerSplit());
+const worstFlow = {
+  fixedAmounts: budgetRecipients.map((recipient) => ({ recipient, amount: 10_000n })),
+  shares: shareSplits.map((split) => ({ recipient: account2(split, 1), share: 50_000n })),
+  payerReferrerShare: 100_000n,
+  payeeReferrerShare: 100_000n,
+  remainder: account2(randomAddress()),
+};
+const worstOwner = Wallet.createRandom().connect(ethers.provider);
+await ethers.provider.send("hardhat_setBalance", [worstOwner.address, "0x56BC75E2D63100000"]);
+await (
+  await marketplace.connect(worstOwner).list({ name: "Worst", metadataURI: "", endpoint: "https://agents.example/worst" }, WORST_PRICE, worstFlow, await referrerSplit())
+).wait();
+const worstAgentId = await marketplace.agentCount();
+const worstAgentStart = await ethers.provider.getBlockNumber();
+const worstPayers = Array.from({ length: MAX_PENDING }, () => Wallet.createRandom());
+for (const wallet of worstPayers) {
+  await refer(wallet, await referrerSplit());
+  await (await usdc.mint(wallet.address, WORST_PRICE)).wait();
+  const authorization = {
+    from: wallet.address,
+    to: await marketplace.paymentAddressOf(worstAgentId),
+    value: WORST_PRICE,
+    validAfter: 0n,
+    validBefore: BigInt(Math.floor(Date.now() / 1000) + 3600),
+    nonce: ethers.hexlify(ethers.randomBytes(32)),
+  };
+  const signature = await wallet.signTypedData(usdcTypedDomain, ethersTypes(transferWithAuthorizationTypes), authorization);
+  const a = authorization;
+  await (await marketplace.connect(relayer).payWithAuthorization(worstAgentId, a.from, a.value, a.validAfter, a.validBefore, a.nonce, signature)).wait();
+}
+const worstPending = (await marketplace.queryFilter(marketplace.filters.AgentPaid(worstAgentId), worstAgentStart)).map((e) => ({
+  payer: e.args.payer,
+  referrer: e.args.referrer,
+  amount: e.args.amount,
+}));
+const worstCaseDistributeGas = await gasOf(marketplace.connect(relayer).distribute(worstAgentId, worstFlow, worstPending));
+for (const [name, gas] of [["worstCaseSettleBatchGas", worstCaseSettleBatchGas], ["worstCaseDistributeGas", worstCaseDistributeGas]] as const) {
+  if (gas >= BigInt(GAS_CAP)) throw new Error(`${name} ${gas} is not below Base's cap of ${GAS_CAP}`);
+}
+
 const figures = {
   x402ExactSettleGas: Number(x402ExactSettleGas),
   sessionOpenGas: Number(sessionOpenGas),
@@ -344,6 +460,8 @@ const figures = {
   agentPaymentSplitGas: Number(agentPaymentSplitGas),
   agentPaymentBatch100PerPaymentGas: Number(agentPaymentBatch100Gas / BigInt(BATCH)),
   perInferenceGasAt100: Number(perInferenceGasAt100),
+  worstCaseSettleBatchGas: Number(worstCaseSettleBatchGas),
+  worstCaseDistributeGas: Number(worstCaseDistributeGas),
   x402Ratio: Number((Number(x402ExactSettleGas) / Number(perInferenceGasAt100)).toFixed(1)),
 };
 console.table(figures);
