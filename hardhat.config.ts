@@ -1,6 +1,7 @@
 import { createRequire } from "node:module";
 import hardhatToolboxMochaEthers from "@nomicfoundation/hardhat-toolbox-mocha-ethers";
-import { configVariable, defineConfig } from "hardhat/config";
+import { configVariable, defineConfig, task } from "hardhat/config";
+import { ArgumentType } from "hardhat/types/arguments";
 
 const require = createRequire(import.meta.url);
 
@@ -21,8 +22,22 @@ function compiler(runs: number) {
 /** Base caps one transaction at 2^24 gas (EIP-7825); every bounded loop is sized for it. */
 const BASE_TRANSACTION_GAS_CAP = 16_777_216;
 
+/** `hardhat deploy --network <name> --admin <address> --treasury <address>`: see scripts/deploy.ts. */
+const deployTask = task("deploy", "Deploy AgentMesh, hand its admin roles over and write deployments/<chainId>.json")
+  .addOption({ name: "admin", description: "Receives every admin role (e.g. a multisig)", type: ArgumentType.STRING, defaultValue: "" })
+  .addOption({ name: "treasury", description: "Ledger account credited with fees and slashing proceeds", type: ArgumentType.STRING, defaultValue: "" })
+  .addOption({
+    name: "adminDelay",
+    description: "Seconds a new admin waits before accepting the role",
+    type: ArgumentType.STRING,
+    defaultValue: String(3 * 24 * 3600),
+  })
+  .setAction(async () => import("./scripts/deploy.ts"))
+  .build();
+
 export default defineConfig({
   plugins: [hardhatToolboxMochaEthers],
+  tasks: [deployTask],
   solidity: {
     compilers: [compiler(10_000)],
     overrides: {
