@@ -130,6 +130,16 @@ export class ChainGateway {
     return parseEventLogs({ abi: [...providerRegistryAbi, ...computeEscrowAbi], logs });
   }
 
+  /** The protocol fee (basis points) that sessions opened now must carry in their terms. */
+  async feeBps(): Promise<number> {
+    return Number(await this.publicClient.readContract({ address: this.escrow, abi: computeEscrowAbi, functionName: "feeBps" }));
+  }
+
+  /** The most vouchers one `settle` or `closeCooperative` takes (the escrow's MAX_BATCH). */
+  async maxBatch(): Promise<number> {
+    return Number(await this.publicClient.readContract({ address: this.escrow, abi: computeEscrowAbi, functionName: "MAX_BATCH" }));
+  }
+
   /** A provider's settlement totals as the registry records them. */
   metrics(providerId: number) {
     return this.publicClient.readContract({

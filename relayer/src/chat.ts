@@ -15,7 +15,7 @@ import {
 import type { RegisteredModel, RegisteredProvider } from "./chain.ts";
 import type { RelayerContext } from "./context.ts";
 import { ApiError, badRequest, bearerToken, readJsonBody, sendJson } from "@agentmesh/sdk/http";
-import { authenticate, parseBody, receiptView, recordVoucher, requireSession, voucherSchema } from "./sessions.ts";
+import { authenticate, parseBody, receiptView, recordVoucher, requireSession, sessionSignerKey, voucherSchema } from "./sessions.ts";
 import type { SessionRecord } from "./store/repository.ts";
 import { countChatPromptTokens, countCompletionTokens, type ChatMessage } from "./tokens.ts";
 import { UpstreamError, callUpstream, type UpstreamResult } from "./upstream.ts";
@@ -108,7 +108,7 @@ export async function chatCompletions(ctx: RelayerContext, req: IncomingMessage,
     throw new ApiError(400, "invalid_max_tokens", `max_tokens ${requestedMax} is above the cap of ${ctx.limits.maxTokensCap}`);
   }
   const offered = ctx.chainIndex.providers().some(
-    (provider) => provider.active && ctx.served.has(provider.id) && provider.models.some((model) => model.active && model.name === request.model),
+    (provider) => ctx.receiptSigners.serves(provider) && provider.models.some((model) => model.active && model.name === request.model),
   );
   if (!offered) throw new ApiError(404, "model_not_found", `no provider of this relayer offers model "${request.model}" (see GET /v1/models)`);
   if (request.voucher !== undefined) {
@@ -177,6 +177,8 @@ async function rankSessions(ctx: RelayerContext, agent: Hex, request: ChatReques
     if (maxPrice?.completion !== undefined && session.terms.outputPricePer1K > maxPrice.completion * 1e6) continue;
     const provider = ctx.chainIndex.provider(session.providerId);
     if (provider === undefined || !provider.active) continue;
+    // The session's own signer co-signs it, even after its provider has rotated to another.
+    if (ctx.receiptSigners.keyOf(session.terms.receiptSigner) === undefined) continue;
     ranked.push({ session, provider });
   }
   const price = (session: SessionRecord) => session.terms.inputPricePer1K + session.terms.outputPricePer1K;
@@ -337,8 +339,7 @@ function bill(
     previousHash: session.state.receiptHead,
   };
   const state = checkReceipt(session.terms, session.id, session.state, receipt);
-  const signer = ctx.served.get(provider.id)!;
-  const providerSignature = signDigest(signer.receiptSignerKey, voucherDigest(ctx.domainSeparator, session.id, state));
+  const providerSignature = signDigest(sessionSignerKey(ctx, session), voucherDigest(ctx.domainSeparator, session.id, state));
   const record = { hash: receiptHash(receipt), receipt, state, providerSignature, tokenMismatch };
   ctx.repo.recordCall(record);
   ctx.stats.recordCall(provider.id, receipt, tokenMismatch);

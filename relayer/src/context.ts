@@ -1,16 +1,33 @@
 import type { Address, Hex } from "viem";
-import type { ChainGateway } from "./chain.ts";
+import { privateKeyToAccount } from "viem/accounts";
+import type { ChainGateway, RegisteredProvider } from "./chain.ts";
 import type { MarketplaceGateway } from "./marketplace.ts";
 import type { X402Gateway } from "./x402.ts";
 import type { ProviderStats } from "./stats.ts";
 import type { ChainIndex } from "./store/chain-index.ts";
 import type { Repository } from "./store/repository.ts";
 
-/** A provider whose receipts this relayer co-signs, with the key of its registered receipt signer. */
-export interface ServedProvider {
-  providerId: number;
-  receiptSignerKey: Hex;
-  receiptSigner: Address;
+/**
+ * The receipt-signer keys this relayer holds. It serves every provider whose registered receipt
+ * signer is one of them (several providers may delegate to one signer), and co-signs a session's
+ * states only with the key its terms name: a session keeps its signer when the provider rotates.
+ */
+export class ReceiptSigners {
+  private readonly keys = new Map<Address, Hex>();
+
+  constructor(keys: readonly Hex[]) {
+    for (const key of keys) this.keys.set(privateKeyToAccount(key).address, key);
+  }
+
+  /** The key of `signer` (a checksummed address), if this relayer holds it. */
+  keyOf(signer: Address): Hex | undefined {
+    return this.keys.get(signer);
+  }
+
+  /** Whether new sessions with `provider` can be opened here: it is active and its current signer is ours. */
+  serves(provider: RegisteredProvider): boolean {
+    return provider.active && this.keys.has(provider.receiptSigner);
+  }
 }
 
 /** Tunables, with the defaults the CLI uses. */
@@ -66,7 +83,7 @@ export interface RelayerContext {
   repo: Repository;
   chain: ChainGateway;
   domainSeparator: Hex;
-  served: Map<number, ServedProvider>;
+  receiptSigners: ReceiptSigners;
   limits: RelayerLimits;
   /** Sessions with a call in flight: a session serves one call at a time. */
   busySessions: Set<Hex>;

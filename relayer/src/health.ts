@@ -6,8 +6,9 @@ import { checkEndpoint } from "./upstream.ts";
 const PROBE_TIMEOUT_MS = 5_000;
 
 /**
- * Probes every served provider's endpoint (`GET {endpoint}/models`, which every OpenAI-compatible
- * server answers) on an interval; the answered share is the provider's uptime score.
+ * Probes every provider this relayer serves (active, with one of its receipt signers) at its endpoint
+ * (`GET {endpoint}/models`, which every OpenAI-compatible server answers) on an interval; the
+ * answered share is the provider's uptime score.
  */
 export class HealthProber {
   private readonly ctx: RelayerContext;
@@ -35,7 +36,7 @@ export class HealthProber {
     await Promise.all(
       this.ctx.chainIndex
         .providers()
-        .filter((provider) => this.ctx.served.has(provider.id))
+        .filter((provider) => this.ctx.receiptSigners.serves(provider))
         .map(async (provider) => {
           let ok = false;
           try {

@@ -9,6 +9,7 @@
 import { parseArgs } from "node:util";
 import { loadLocalStack } from "@agentmesh/sdk";
 import { startRelayer } from "./server.ts";
+import { SettlementOptionsError } from "./settlement.ts";
 
 const { values } = parseArgs({
   options: {
@@ -55,9 +56,13 @@ const relayer = await startRelayer({
   indexer: { startBlock: stack.startBlock },
   limits: { allowPrivateEndpoints: stack.chainId === 31337 },
   settlement: {
-    maxBatch: integerOption("settle-batch", values["settle-batch"], 1, 200),
+    maxBatch: Number(values["settle-batch"]), // checked against the escrow's MAX_BATCH
     maxAgeMs: integerOption("settle-age-ms", values["settle-age-ms"], 0, 86_400_000),
   },
+}).catch((error: unknown) => {
+  if (!(error instanceof SettlementOptionsError)) throw error;
+  console.error(error.message);
+  process.exit(2);
 });
 console.log(`relayer listening on ${relayer.url}`);
 

@@ -1,5 +1,5 @@
-import { parseSignature, serializeSignature, type Address, type Hex } from "viem";
-import { agentMarketplaceAbi, mockUSDCAbi, pendingDistribution } from "@agentmesh/sdk";
+import { isAddressEqual, parseEventLogs, parseSignature, serializeSignature, type Address, type Hex } from "viem";
+import { agentMarketplaceAbi, mockUSDCAbi, pendingDistribution, splitsLedgerAbi } from "@agentmesh/sdk";
 import type { ChainGateway } from "./chain.ts";
 import { PeriodicPass } from "./periodic.ts";
 
@@ -10,6 +10,7 @@ export interface ListedAgent {
   status: "active" | "paused" | "retired";
   /** Atomic USDC per call. */
   pricePerCall: bigint;
+  /** Where x402 payments to it go (a clone salted by its owner: read, never derived from the id). */
   paymentAddress: Address;
   name: string;
   metadataURI: string;
@@ -30,9 +31,10 @@ const STATUS = ["none", "active", "paused", "retired"] as const;
 
 /**
  * The relayer's view of the agent marketplace: listings (read through a short cache, so a paid call
- * costs no extra RPC round trip), the payment token's EIP-712 domain, and the two transactions the
- * relayer pays gas for — settling an x402 payment through the marketplace, and distributing an
- * agent's pending payments. Both are permissionless on the contract; the relayer only relays.
+ * costs no extra RPC round trip), the payment token's EIP-712 domain, and the transactions the
+ * relayer pays gas for — settling an x402 payment through the marketplace, distributing an agent's
+ * pending payments, and distributing the ledger splits such a distribution credited. All are
+ * permissionless on the contracts; the relayer only relays.
  */
 export class MarketplaceGateway {
   readonly address: Address;
@@ -41,6 +43,7 @@ export class MarketplaceGateway {
   private readonly agents = new Map<number, { agent: ListedAgent; at: number }>();
   private readonly agentIdsByPaymentAddress = new Map<string, number>();
   private token?: Promise<{ address: Address; name: string; version: string }>;
+  private ledgerAddress?: Promise<Address>;
 
   constructor(chain: ChainGateway, address: Address, cacheMs = 2_000) {
     this.chain = chain;
@@ -116,10 +119,17 @@ export class MarketplaceGateway {
     return this.token;
   }
 
+  /** The ledger that holds the marketplace's pending payments and credits every distribution. */
+  private ledger(): Promise<Address> {
+    this.ledgerAddress ??= this.chain.publicClient.readContract({ address: this.address, abi: agentMarketplaceAbi, functionName: "ledger" });
+    return this.ledgerAddress;
+  }
+
   /**
-   * Executes `authorization` (signed by its `from`) through the marketplace, which moves the USDC to
-   * agent `agentId`'s payment address and records the payer for its referral reward. Simulates
-   * first, so a refused payment costs no gas; resolves once mined.
+   * Executes `authorization` (signed by its `from`) through the marketplace, which moves the USDC
+   * through agent `agentId`'s payment address into the marketplace's ledger balance and records the
+   * payment, with the payer's referrer, on the agent's payment chain. Simulates first, so a refused
+   * payment costs no gas; resolves once mined.
    */
   async payWithAuthorization(agentId: number, authorization: TransferAuthorization, signature: Hex): Promise<Hex> {
     const { request } = await this.chain.publicClient.simulateContract({
@@ -141,24 +151,26 @@ export class MarketplaceGateway {
   }
 
   /**
-   * Distributes what agent `agentId`'s payment address holds: the payments pending on its chain
-   * (rebuilt from the marketplace's events since `fromBlock` by the SDK's `pendingDistribution`) with
-   * their payers' referrers, and any other USDC sent to it as one payment. Resolves to the
-   * transaction, or undefined when there is nothing.
+   * Distributes agent `agentId`'s payments: those pending on its chain (rebuilt from the marketplace's
+   * events since `fromBlock` by the SDK's `pendingDistribution`) with their payers' referrers, and any
+   * USDC sent straight to its payment address as one payment. Resolves to the transaction, or
+   * undefined when there is nothing.
    */
   async distribute(agentId: number, fromBlock: bigint): Promise<Hex | undefined> {
     const read = this.chain.publicClient;
     const agent = await this.agent(agentId);
     if (agent === undefined) return undefined;
     const { address: token } = await this.paymentToken();
-    const held = await read.readContract({ address: token, abi: mockUSDCAbi, functionName: "balanceOf", args: [agent.paymentAddress] });
-    if (held === 0n) return undefined;
-    // The chain's pending count and the events, as of one block.
+    // The chain's pending count, the payment address's USDC and the events, as of one block.
     const toBlock = await read.getBlockNumber({ cacheTime: 0 });
     const id = BigInt(agentId);
-    const events = { address: this.address, abi: agentMarketplaceAbi, args: { agentId: id }, fromBlock, toBlock, strict: true } as const;
-    const [[, , pending], termsSet, paid] = await Promise.all([
+    const [[, , pending], held] = await Promise.all([
       read.readContract({ address: this.address, abi: agentMarketplaceAbi, functionName: "paymentChain", args: [id], blockNumber: toBlock }),
+      read.readContract({ address: token, abi: mockUSDCAbi, functionName: "balanceOf", args: [agent.paymentAddress], blockNumber: toBlock }),
+    ]);
+    if (pending === 0n && held === 0n) return undefined;
+    const events = { address: this.address, abi: agentMarketplaceAbi, args: { agentId: id }, fromBlock, toBlock, strict: true } as const;
+    const [termsSet, paid] = await Promise.all([
       read.getContractEvents({ ...events, eventName: "AgentTermsSet" }),
       read.getContractEvents({ ...events, eventName: "AgentPaid" }),
     ]);
@@ -177,17 +189,65 @@ export class MarketplaceGateway {
     });
     return this.chain.sendAndConfirm(request);
   }
+
+  /**
+   * The ledger splits that transaction `hash` (a distribution) credited: the payees of the ledger's
+   * `Transferred` from the marketplace that are splits. Their recipients see nothing until each is
+   * distributed in turn.
+   */
+  async creditedSplits(hash: Hex): Promise<Address[]> {
+    const read = this.chain.publicClient;
+    const ledger = await this.ledger();
+    const { logs } = await read.getTransactionReceipt({ hash });
+    const credited = parseEventLogs({
+      abi: splitsLedgerAbi,
+      eventName: "Transferred",
+      logs: logs.filter((log) => isAddressEqual(log.address, ledger)),
+      args: { from: this.address },
+    });
+    const payees = [...new Set(credited.map((log) => log.args.to))];
+    const isSplit = await Promise.all(payees.map((payee) => read.readContract({ address: ledger, abi: splitsLedgerAbi, functionName: "isSplit", args: [payee] })));
+    return payees.filter((_, index) => isSplit[index]);
+  }
+
+  /**
+   * Distributes what ledger split `split` holds through all its recipients (`SplitsLedger.distribute`,
+   * bounded by the ledger's limits on a split's size). Resolves to the transaction, or undefined when
+   * it holds nothing.
+   */
+  async distributeSplit(split: Address): Promise<Hex | undefined> {
+    const read = this.chain.publicClient;
+    const ledger = await this.ledger();
+    const held = await read.readContract({ address: ledger, abi: splitsLedgerAbi, functionName: "balanceOf", args: [split] });
+    if (held === 0n) return undefined;
+    const { request } = await read.simulateContract({ account: this.chain.account, address: ledger, abi: splitsLedgerAbi, functionName: "distribute", args: [split] });
+    return this.chain.sendAndConfirm(request);
+  }
 }
 
+/** What a payout pass sent: the distribution of each agent and of each split they credited. */
+export interface PayoutPass {
+  agents: Map<number, Hex>;
+  splits: Map<Address, Hex>;
+}
+
+/** Splits a pass distributes at most (one transaction each); the rest wait for the next pass. */
+const SPLITS_PER_PASS = 64;
+
 /**
- * Distributes agents' payments in batches: every `intervalMs`, each agent whose payment address
- * holds USDC gets one `distribute` covering everything pending. Failures are logged and retried on
- * the next pass.
+ * Distributes agents' payments in batches: every `intervalMs`, each agent with payments pending (or
+ * USDC at its payment address) gets one `distribute` covering all of it. Recipients and referrers
+ * that are ledger splits are only credited by it, so the worker then distributes each split it paid
+ * into, at most SPLITS_PER_PASS per pass, each once. A failure (say a frozen split) is logged and
+ * stops nothing else: an agent is retried on the next pass, a split whenever a distribution credits
+ * it again (or anyone distributes it).
  */
 export class PayoutWorker {
   private readonly marketplace: MarketplaceGateway;
   private readonly fromBlock: bigint;
-  private readonly passes: PeriodicPass<Map<number, Hex>>;
+  private readonly passes: PeriodicPass<PayoutPass>;
+  /** Splits credited and not distributed yet, oldest first. */
+  private readonly splits = new Set<Address>();
 
   constructor(marketplace: MarketplaceGateway, fromBlock: bigint, intervalMs: number) {
     this.marketplace = marketplace;
@@ -203,16 +263,31 @@ export class PayoutWorker {
     return this.passes.stop();
   }
 
-  /** One pass, after any under way: the transactions sent, by agent id. */
-  distributeAll(): Promise<Map<number, Hex>> {
+  /** One pass, after any under way: the transactions it sent. */
+  distributeAll(): Promise<PayoutPass> {
     return this.passes.run();
   }
 
-  private async pass(): Promise<Map<number, Hex>> {
-    const sent = new Map<number, Hex>();
+  private async pass(): Promise<PayoutPass> {
+    const sent: PayoutPass = { agents: new Map(), splits: new Map() };
     for (const agent of await this.marketplace.agentList()) {
-      const hash = await this.marketplace.distribute(agent.id, this.fromBlock);
-      if (hash !== undefined) sent.set(agent.id, hash);
+      try {
+        const hash = await this.marketplace.distribute(agent.id, this.fromBlock);
+        if (hash === undefined) continue;
+        sent.agents.set(agent.id, hash);
+        for (const split of await this.marketplace.creditedSplits(hash)) this.splits.add(split);
+      } catch (error) {
+        console.error(`paying out agent ${agent.id} failed: ${(error as Error).message}`);
+      }
+    }
+    for (const split of [...this.splits].slice(0, SPLITS_PER_PASS)) {
+      this.splits.delete(split);
+      try {
+        const hash = await this.marketplace.distributeSplit(split);
+        if (hash !== undefined) sent.splits.set(split, hash);
+      } catch (error) {
+        console.error(`distributing split ${split} failed: ${(error as Error).message}`);
+      }
     }
     return sent;
   }

@@ -1,20 +1,13 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Hex } from "viem";
-import { privateKeyToAccount } from "viem/accounts";
 import { escrowDomainSeparator, formatUsdc } from "@agentmesh/sdk";
 import { ChainGateway, type ChainOptions, type RegisteredProvider } from "./chain.ts";
 import { chatCompletions } from "./chat.ts";
-import {
-  DEFAULT_LIMITS,
-  RateLimiter,
-  type RelayerContext,
-  type RelayerLimits,
-  type ServedProvider,
-} from "./context.ts";
+import { DEFAULT_LIMITS, RateLimiter, ReceiptSigners, type RelayerContext, type RelayerLimits } from "./context.ts";
 import { ApiError, sendError, sendJson } from "@agentmesh/sdk/http";
 import { closeSession, openSession, receiptStatus, sessionStatus, submitVoucher } from "./sessions.ts";
-import { DEFAULT_SETTLEMENT, SettlementWorker, type SettlementOptions } from "./settlement.ts";
+import { SettlementWorker, settlementOptions, type SettlementOptions } from "./settlement.ts";
 import { HealthProber } from "./health.ts";
 import { MarketplaceGateway, PayoutWorker } from "./marketplace.ts";
 import { callAgent, facilitatorSettle, facilitatorSupported, facilitatorVerify, listAgents, showAgent, X402Gateway } from "./x402.ts";
@@ -29,11 +22,15 @@ export interface RelayerOptions {
   /** 0 picks a free port. */
   port?: number;
   chain: ChainOptions;
-  /** Receipt-signer keys of the providers this relayer serves; each must be the registered signer. */
+  /**
+   * The receipt-signer keys this relayer co-signs with: it serves every provider whose registered
+   * receipt signer is one of them, and opens only sessions whose terms name one of them.
+   */
   receiptSignerKeys: Hex[];
   /** SQLite file (":memory:" for a throwaway store). */
   databasePath: string;
   limits?: Partial<RelayerLimits>;
+  /** Checked against the escrow at start-up (see `settlementOptions`). */
   settlement?: Partial<SettlementOptions>;
   /** How often providers' endpoints are probed for the uptime score (default 15 s). */
   healthProbeIntervalMs?: number;
@@ -85,9 +82,15 @@ const ROUTES: { method: string; pattern: RegExp; handler: Handler }[] = [
   { method: "POST", pattern: /^\/x402\/settle$/, handler: facilitatorSettle },
 ];
 
-/** Starts the relayer: HTTP API, settlement worker, store. */
+/**
+ * Starts the relayer: HTTP API, settlement worker, store.
+ *
+ * @throws {SettlementOptionsError} before starting anything, when the settlement options cannot work
+ * with the escrow.
+ */
 export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
   const chain = new ChainGateway(options.chain);
+  const settlementConfig = settlementOptions(options.settlement ?? {}, await chain.maxBatch());
   const db = openDatabase(options.databasePath);
   const checkpointer = startCheckpointer(options.databasePath);
   const repo = new Repository(db);
@@ -100,18 +103,11 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
   });
   await indexer.catchUp();
   indexer.start();
-  const served = new Map<number, ServedProvider>();
-  for (const key of options.receiptSignerKeys) {
-    const signer = privateKeyToAccount(key).address;
-    const provider = chainIndex.providers().find((candidate) => candidate.receiptSigner === signer);
-    if (provider === undefined) throw new Error(`no registered provider has receipt signer ${signer}`);
-    served.set(provider.id, { providerId: provider.id, receiptSignerKey: key, receiptSigner: signer });
-  }
   const context: RelayerContext = {
     repo,
     chain,
     domainSeparator: escrowDomainSeparator(chain.chainId, chain.escrow),
-    served,
+    receiptSigners: new ReceiptSigners(options.receiptSignerKeys),
     limits: { ...DEFAULT_LIMITS, ...options.limits },
     busySessions: new Set(),
     stats: new ProviderStats(),
@@ -125,7 +121,7 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
     payouts = new PayoutWorker(context.marketplace, BigInt(options.indexer.startBlock), options.payoutIntervalMs ?? 60_000);
     payouts.start();
   }
-  const settlement = new SettlementWorker(context, { ...DEFAULT_SETTLEMENT, ...options.settlement });
+  const settlement = new SettlementWorker(context, settlementConfig);
   await settlement.start();
   const health = new HealthProber(context, options.healthProbeIntervalMs ?? 15_000);
   health.start();
@@ -224,13 +220,18 @@ function listModels(ctx: RelayerContext, res: ServerResponse): void {
 }
 
 function servedProviders(ctx: RelayerContext): RegisteredProvider[] {
-  return ctx.chainIndex.providers().filter((provider) => provider.active && ctx.served.has(provider.id));
+  return ctx.chainIndex.providers().filter((provider) => ctx.receiptSigners.serves(provider));
 }
 
-async function providerView(ctx: RelayerContext, provider: RegisteredProvider) {
+/**
+ * A provider with its metrics, and `feeBps`, the escrow's current protocol fee: with the provider's
+ * prices, minimum charge and receipt signer, what the terms of a session opened now must carry.
+ */
+async function providerView(ctx: RelayerContext, provider: RegisteredProvider, feeBps: number) {
   const metrics = await ctx.chain.metrics(provider.id);
   return {
     ...provider,
+    feeBps,
     metrics: {
       ...metrics,
       earnings: formatUsdc(metrics.earnings),
@@ -245,7 +246,8 @@ async function providerView(ctx: RelayerContext, provider: RegisteredProvider) {
 
 async function listProviders(ctx: RelayerContext, res: ServerResponse): Promise<void> {
   const providers = ctx.chainIndex.providers();
-  sendJson(res, 200, { object: "list", data: await Promise.all(providers.map((provider) => providerView(ctx, provider))) });
+  const feeBps = await ctx.chain.feeBps();
+  sendJson(res, 200, { object: "list", data: await Promise.all(providers.map((provider) => providerView(ctx, provider, feeBps))) });
 }
 
 async function showProvider(ctx: RelayerContext, res: ServerResponse, id: string): Promise<void> {
@@ -253,7 +255,7 @@ async function showProvider(ctx: RelayerContext, res: ServerResponse, id: string
   if (!/^\d+$/.test(id) || providerId < 1) throw new ApiError(400, "invalid_provider_id", `"${id}" is not a provider id`);
   const provider = ctx.chainIndex.provider(providerId);
   if (provider === undefined) throw new ApiError(404, "provider_not_found", `no provider ${providerId}`);
-  sendJson(res, 200, await providerView(ctx, provider));
+  sendJson(res, 200, await providerView(ctx, provider, await ctx.chain.feeBps()));
 }
 
 /**

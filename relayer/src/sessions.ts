@@ -24,15 +24,18 @@ const uint = (bits: number) =>
     .transform((value) => BigInt(value))
     .refine((value) => value < 1n << BigInt(bits), `must fit in uint${bits}`);
 const uint32 = uint(32).transform(Number);
+const address = z.string().refine(isAddress, "must be an address").transform((value) => getAddress(value));
 const signatureSchema = z.object({ r: hex32, yParityAndS: hex32 });
 const termsSchema = z.object({
-  agent: z.string().refine(isAddress, "must be an address").transform((value) => getAddress(value)),
+  agent: address,
   budgetId: uint(64),
   providerId: uint32,
   modelId: uint32,
+  receiptSigner: address,
   inputPricePer1K: uint32,
   outputPricePer1K: uint32,
   minChargePerCall: uint32,
+  feeBps: uint(16).transform(Number),
   maxSpend: uint(64),
   deadline: uint32,
   salt: uint(64),
@@ -95,10 +98,16 @@ function sessionView(session: SessionRecord, receipts: ReceiptRecord[]) {
   };
 }
 
-/** `POST /v1/sessions`: opens a session on-chain with the agent's signature; returns its API key. */
+/**
+ * `POST /v1/sessions`: opens a session on-chain with the agent's signature; returns its API key. The
+ * terms must name a receipt signer this relayer holds; the escrow checks the rest (prices, signer and
+ * fee as the chain has them now).
+ */
 export async function openSession(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const { terms, signature } = parseBody(openSchema, await readJsonBody(req, ctx.limits.maxBodyBytes));
-  if (!ctx.served.has(terms.providerId)) throw badRequest(`provider ${terms.providerId} is not served by this relayer`, "unknown_provider");
+  if (ctx.receiptSigners.keyOf(terms.receiptSigner) === undefined) {
+    throw badRequest(`receipt signer ${terms.receiptSigner} is not one of this relayer's: it cannot co-sign the session`, "unknown_receipt_signer");
+  }
   const provider = ctx.chainIndex.provider(terms.providerId);
   const model = provider?.models[terms.modelId];
   if (provider === undefined || model === undefined) {
@@ -129,6 +138,18 @@ export async function openSession(ctx: RelayerContext, req: IncomingMessage, res
   sendJson(res, 201, { sessionId, apiKey, model: model.name, providerId: terms.providerId, openTxHash: openTx });
 }
 
+/**
+ * The key that co-signs `session`'s states: that of the receipt signer its terms name, which the
+ * escrow alone accepts for it. A 409 when this relayer no longer holds it (restarted without it).
+ */
+export function sessionSignerKey(ctx: RelayerContext, session: SessionRecord): Hex {
+  const key = ctx.receiptSigners.keyOf(session.terms.receiptSigner);
+  if (key === undefined) {
+    throw new ApiError(409, "receipt_signer_unavailable", `this relayer does not hold session ${session.id}'s receipt signer ${session.terms.receiptSigner}`);
+  }
+  return key;
+}
+
 export function requireSession(ctx: RelayerContext, id: string): SessionRecord {
   const parsed = hex32.safeParse(id);
   if (!parsed.success) throw badRequest(`"${id}" is not a session id (0x-prefixed 32-byte hex)`, "invalid_session_id");
@@ -152,12 +173,11 @@ export async function receiptStatus(ctx: RelayerContext, res: ServerResponse, ha
   const session = ctx.repo.getSession(record.receipt.sessionId)!;
   const digest = voucherDigest(ctx.domainSeparator, session.id, record.state);
   const providerSigner = recoverDigestSigner(digest, record.providerSignature);
-  const served = ctx.served.get(session.providerId);
   const agentSigner = record.agentSignature && recoverDigestSigner(digest, record.agentSignature);
   sendJson(res, 200, {
     receipt: receiptView(record),
     verification: {
-      providerSignatureValid: providerSigner === served?.receiptSigner,
+      providerSignatureValid: providerSigner === session.terms.receiptSigner,
       agentSignatureValid: agentSigner === null ? null : agentSigner === session.agent,
       chainsTo: record.receipt.previousHash,
     },
@@ -214,11 +234,10 @@ export async function closeSession(ctx: RelayerContext, req: IncomingMessage, re
   if (ctx.busySessions.has(session.id)) throw new ApiError(409, "session_busy", `session ${session.id} has a call in flight`);
   const final: VoucherState = { ...session.state, sequence: session.state.sequence + 1, isFinal: true };
   requireAgentSignature(ctx, session, final, signature);
-  const served = ctx.served.get(session.providerId)!;
   const voucher: SignedVoucher = {
     voucher: { terms: session.terms, ...final },
     agentSignature: signature,
-    providerSignature: signDigest(served.receiptSignerKey, voucherDigest(ctx.domainSeparator, session.id, final)),
+    providerSignature: signDigest(sessionSignerKey(ctx, session), voucherDigest(ctx.domainSeparator, session.id, final)),
   };
   ctx.busySessions.add(session.id);
   try {

@@ -5,7 +5,7 @@ import { settleNow } from "./sessions.ts";
 import type { SessionRecord } from "./store/repository.ts";
 
 export interface SettlementOptions {
-  /** Settle as soon as this many sessions have newer signed vouchers (at most the escrow's MAX_BATCH). */
+  /** Settle as soon as this many sessions have newer signed vouchers (1 to the escrow's MAX_BATCH). */
   maxBatch: number;
   /** ...or when the oldest unsettled signed voucher is this old. */
   maxAgeMs: number;
@@ -16,6 +16,33 @@ export interface SettlementOptions {
 }
 
 export const DEFAULT_SETTLEMENT: SettlementOptions = { maxBatch: 100, maxAgeMs: 30_000, pollMs: 1_000, retryBaseMs: 2_000 };
+
+/** Thrown when settlement options cannot work with the escrow. */
+export class SettlementOptionsError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "SettlementOptionsError";
+  }
+}
+
+/**
+ * `options` over the defaults, with the batch size checked against the escrow's `MAX_BATCH`: the
+ * escrow refuses any larger batch, so every settlement of a bigger one would revert.
+ *
+ * @example
+ * const options = settlementOptions({ maxBatch: 50 }, await chain.maxBatch());
+ *
+ * @throws {SettlementOptionsError} naming the bad value and the bound.
+ */
+export function settlementOptions(options: Partial<SettlementOptions>, escrowMaxBatch: number): SettlementOptions {
+  const resolved = { ...DEFAULT_SETTLEMENT, ...options };
+  if (!Number.isInteger(resolved.maxBatch) || resolved.maxBatch < 1 || resolved.maxBatch > escrowMaxBatch) {
+    throw new SettlementOptionsError(
+      `the settlement batch size (--settle-batch) must be an integer from 1 to ${escrowMaxBatch}, the escrow's MAX_BATCH, got ${resolved.maxBatch}`,
+    );
+  }
+  return resolved;
+}
 
 /**
  * Posts agents' signed vouchers to the escrow in batches, by size or age. Every batch is recorded
@@ -31,9 +58,10 @@ export class SettlementWorker {
   /** Sessions whose last settlement failed: not retried before the time given. */
   private readonly backoff = new Map<Hex, { failures: number; retryAt: number }>();
 
+  /** `options` as {@link settlementOptions} checks them. */
   constructor(ctx: RelayerContext, options: SettlementOptions) {
     this.ctx = ctx;
-    this.options = { ...options, maxBatch: Math.min(options.maxBatch, 200) };
+    this.options = options;
   }
 
   /** Reconciles what a previous run left pending, then polls. */

@@ -20,9 +20,9 @@ import { checkEndpoint } from "./upstream.ts";
  * payment address. With one, the payment is verified (the official EVM `exact` facilitator checks:
  * signature, amount, recipient, validity window, balance, unused nonce), the request is forwarded to
  * the agent's endpoint, and only if the agent answers 2xx is the payment settled — through the
- * marketplace, which moves the USDC to the payment address and records the payer for its referral
- * reward — and the agent's answer returned with `PAYMENT-RESPONSE`. A failed or refused agent call
- * settles nothing.
+ * marketplace, which moves the USDC through the payment address into its ledger balance and records
+ * the payer for its referral reward — and the agent's answer returned with `PAYMENT-RESPONSE`. A
+ * failed or refused agent call settles nothing.
  *
  * The facilitator API is served as well: `GET /x402/supported`, `POST /x402/verify`, and
  * `POST /x402/settle` (settling only payments to AgentMesh agents, since the relayer pays the gas).

@@ -23,9 +23,11 @@ const terms: SessionTerms = {
   budgetId: 1n,
   providerId: 1,
   modelId: 0,
+  receiptSigner: "0x90F79bf6EB2c4f870365E785982E1f101E93b906",
   inputPricePer1K: 150,
   outputPricePer1K: 600,
   minChargePerCall: 10,
+  feeBps: 250,
   maxSpend: 5_000_000n,
   deadline: 2_000_000_000,
   salt: 7n,
@@ -64,7 +66,7 @@ async function freshRepository(file?: string) {
 }
 
 describe("relayer store", () => {
-  it("migrates a new file, and reopening it keeps every row", async () => {
+  it("migrates a new file, and reopening it keeps every row (the session's terms whole: signer and fee included)", async () => {
     const { repo, dbFile } = await freshRepository();
     repo.insertSession({ id: sessionId, agent: terms.agent, providerId: 1, modelId: 0, model: "agentmesh-small", terms, state: INITIAL_STATE, openTx: `0x${"ab".repeat(32)}` });
     repo.addApiKey("am_key", terms.agent);

@@ -101,7 +101,8 @@ export interface SeededChain {
 
 /**
  * A Hardhat JSON-RPC node on `chainPort`, with the contracts deployed and seeded for providers
- * listening on `providerPorts`; the stack file is written to `localFile`.
+ * listening on `providerPorts`; the stack file is written to `localFile`. Only the contracts are
+ * compiled (while the node starts), not the Solidity tests, which the stack does not need.
  */
 export async function startSeededChain(options: {
   chainPort: number;
@@ -122,27 +123,30 @@ export async function startSeededChain(options: {
       }
     }
   };
+  /** Runs `hardhat <args>` to its end; its exit code. */
+  const hardhat = async (args: string[], env?: NodeJS.ProcessEnv) => {
+    const child = spawn(process.execPath, [hardhatCli, ...args], { cwd: ROOT, stdio: ["ignore", stdio, "inherit"], env });
+    children.push(child);
+    const [code] = (await once(child, "exit")) as [number | null];
+    return code;
+  };
   try {
     const chain = spawn(process.execPath, [hardhatCli, "node", "--hostname", "127.0.0.1", "--port", String(options.chainPort)], {
       cwd: ROOT,
       stdio: ["ignore", stdio, "inherit"],
     });
     children.push(chain);
+    const buildCode = await hardhat(["build", "--no-tests", "--quiet"]);
+    if (buildCode !== 0) throw new Error(`compiling the contracts failed (exit code ${buildCode})`);
     await waitForRpc(rpcUrl, chain, 60_000);
 
-    const seed = spawn(process.execPath, [hardhatCli, "run", "scripts/seed-local.ts", "--network", "localhost"], {
-      cwd: ROOT,
-      stdio: ["ignore", stdio, "inherit"],
-      env: {
-        ...process.env,
-        AGENTMESH_LOCAL_FILE: options.localFile,
-        AGENTMESH_RPC_URL: rpcUrl,
-        AGENTMESH_PROVIDER_PORTS: options.providerPorts.join(","),
-        AGENTMESH_DEMO_AGENT_PORT: String(options.demoAgentPort),
-      },
+    const seedCode = await hardhat(["run", "--no-compile", "scripts/seed-local.ts", "--network", "localhost"], {
+      ...process.env,
+      AGENTMESH_LOCAL_FILE: options.localFile,
+      AGENTMESH_RPC_URL: rpcUrl,
+      AGENTMESH_PROVIDER_PORTS: options.providerPorts.join(","),
+      AGENTMESH_DEMO_AGENT_PORT: String(options.demoAgentPort),
     });
-    children.push(seed);
-    const [seedCode] = (await once(seed, "exit")) as [number | null];
     if (seedCode !== 0) throw new Error(`deploying and seeding the local chain failed (exit code ${seedCode})`);
     const stack = localStackSchema.parse(JSON.parse(await readFile(options.localFile, "utf8")));
     return { stack, rpcUrl, stop };

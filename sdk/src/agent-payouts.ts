@@ -5,6 +5,10 @@ import type { Address } from "viem";
  * marketplace's events: its current flow of funds (the last `AgentTermsSet`) and the payments pending
  * on its payment chain (the last `pending` `AgentPaid`, oldest first). The contract re-hashes them
  * against the chain, so anything else reverts. Shared by the relayer's payout worker and the dApp.
+ *
+ * `distribute` credits ledger balances (`Transferred` from the marketplace) and funds budgets. A
+ * recipient or referrer that is a ledger split is credited as one account: the split's own recipients
+ * see their share once `SplitsLedger.distribute(split)` runs (anyone may call it).
  */
 
 /** `IAgentMarketplace.PendingPayment`: one payment appended to an agent's payment chain. */

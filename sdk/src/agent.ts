@@ -58,9 +58,12 @@ interface ReceiptJson extends Omit<Receipt, "cost"> {
   providerSignature: CompactSignature;
 }
 
+/** What `GET /v1/providers/{id}` tells an agent about the terms a session opened now must carry. */
 interface ProviderJson {
   receiptSigner: Address;
   minChargePerCall: number;
+  /** The escrow's current protocol fee. */
+  feeBps: number;
   models: { id: number; name: string; inputPricePer1K: number; outputPricePer1K: number }[];
 }
 
@@ -78,7 +81,6 @@ export class AgentSession {
   private readonly relayerUrl: string;
   private readonly privateKey: Hex;
   private readonly domainSeparator: Hex;
-  private readonly receiptSigner: Address;
   private readonly spendCap: bigint;
   private readonly voucherFlushMs: number;
   /** The latest state the agent has verified and signed. */
@@ -97,7 +99,6 @@ export class AgentSession {
     relayerUrl: string;
     privateKey: Hex;
     domainSeparator: Hex;
-    receiptSigner: Address;
     spendCap: bigint;
     voucherFlushMs: number;
   }) {
@@ -107,12 +108,16 @@ export class AgentSession {
     this.relayerUrl = init.relayerUrl;
     this.privateKey = init.privateKey;
     this.domainSeparator = init.domainSeparator;
-    this.receiptSigner = init.receiptSigner;
     this.spendCap = init.spendCap;
     this.voucherFlushMs = init.voucherFlushMs;
   }
 
-  /** Signs session terms at the provider's current prices and has the relayer open the session on-chain. */
+  /**
+   * Signs session terms at the provider's current prices and receipt signer and the escrow's current
+   * fee, as the relayer publishes them (the escrow opens a session only when all of them match the
+   * chain), and has the relayer open the session on-chain. Every receipt must then be signed by that
+   * receipt signer.
+   */
   static async open(options: OpenSessionOptions): Promise<AgentSession> {
     const relayerUrl = options.relayerUrl.replace(/\/$/, "");
     const provider = await relayerJson<ProviderJson>(`${relayerUrl}/v1/providers/${options.providerId}`);
@@ -124,9 +129,11 @@ export class AgentSession {
       budgetId: options.budgetId,
       providerId: options.providerId,
       modelId: model.id,
+      receiptSigner: provider.receiptSigner,
       inputPricePer1K: model.inputPricePer1K,
       outputPricePer1K: model.outputPricePer1K,
       minChargePerCall: provider.minChargePerCall,
+      feeBps: provider.feeBps,
       maxSpend: options.maxSpend,
       deadline: Math.floor(Date.now() / 1000) + (options.durationSeconds ?? 86_400),
       salt: BigInt(Date.now()) * 1_000_000n + BigInt(Math.floor(Math.random() * 1_000_000)),
@@ -150,7 +157,6 @@ export class AgentSession {
       relayerUrl,
       privateKey: options.privateKey,
       domainSeparator: escrowDomainSeparator(options.chainId, options.escrow),
-      receiptSigner: provider.receiptSigner,
       spendCap: options.spendCap ?? options.maxSpend,
       voucherFlushMs: options.voucherFlushMs ?? 100,
     });
@@ -234,15 +240,7 @@ export class AgentSession {
    */
   private async accept(json: ReceiptJson): Promise<void> {
     const receipt: Receipt = { ...json, cost: BigInt(json.cost) };
-    const next = verifySignedReceipt(
-      this.domainSeparator,
-      this.terms,
-      this.sessionId,
-      this.signed,
-      receipt,
-      json.providerSignature,
-      this.receiptSigner,
-    );
+    const next = verifySignedReceipt(this.domainSeparator, this.terms, this.sessionId, this.signed, receipt, json.providerSignature);
     this.signed = next;
     this.voucher = { sequence: next.sequence, signature: signDigest(this.privateKey, voucherDigest(this.domainSeparator, this.sessionId, next)) };
     this.voucherSent = false;

@@ -22,14 +22,18 @@ import { escrowDomain, sessionIdOf, voucherTypes, type SessionTerms } from "./ty
 import { escrowDomainSeparator, recoverDigestSigner, signDigest, voucherDigest, type VoucherState } from "./vouchers.ts";
 
 const ESCROW = "0x5FbDB2315678afecb367f032d93F642f64180aa3";
+/** The provider's receipt signer when the session opened (a public Hardhat development key). */
+const PROVIDER_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
 const terms: SessionTerms = {
   agent: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
   budgetId: 1n,
   providerId: 2,
   modelId: 0,
+  receiptSigner: privateKeyToAccount(PROVIDER_KEY).address,
   inputPricePer1K: 150,
   outputPricePer1K: 600,
   minChargePerCall: 10,
+  feeBps: 250,
   maxSpend: 5_000_000n,
   deadline: 2_000_000_000,
   salt: 42n,
@@ -213,18 +217,32 @@ describe("receipts and metering", () => {
     }
   });
 
-  it("verifies the provider's signature over the resulting state", () => {
-    const providerKey = generatePrivateKey();
-    const signer = privateKeyToAccount(providerKey).address;
+  it("verifies the signature of the session's receipt signer over the resulting state", () => {
     const separator = escrowDomainSeparator(31337, ESCROW);
     const receipt = receiptAfter(INITIAL_STATE, 500, 200);
     const state = checkReceipt(terms, sessionId, INITIAL_STATE, receipt);
-    const signature = signDigest(providerKey, voucherDigest(separator, sessionId, state));
-    assert.deepEqual(verifySignedReceipt(separator, terms, sessionId, INITIAL_STATE, receipt, signature, signer), state);
+    const signature = signDigest(PROVIDER_KEY, voucherDigest(separator, sessionId, state));
+    assert.deepEqual(verifySignedReceipt(separator, terms, sessionId, INITIAL_STATE, receipt, signature), state);
     const forged = signDigest(generatePrivateKey(), voucherDigest(separator, sessionId, state));
     assert.throws(
-      () => verifySignedReceipt(separator, terms, sessionId, INITIAL_STATE, receipt, forged, signer),
+      () => verifySignedReceipt(separator, terms, sessionId, INITIAL_STATE, receipt, forged),
       /signed by 0x[0-9a-fA-F]{40}, not/,
     );
+  });
+
+  it("keeps a session's receipt signer and fee: the provider's next signer cannot sign for it, and the id commits to both", () => {
+    const separator = escrowDomainSeparator(31337, ESCROW);
+    const receipt = receiptAfter(INITIAL_STATE, 500, 200);
+    const state = checkReceipt(terms, sessionId, INITIAL_STATE, receipt);
+    // The provider rotates its receipt signer in the registry: sessions opened before keep the old one.
+    const rotatedKey = generatePrivateKey();
+    const byRotated = signDigest(rotatedKey, voucherDigest(separator, sessionId, state));
+    assert.throws(
+      () => verifySignedReceipt(separator, terms, sessionId, INITIAL_STATE, receipt, byRotated),
+      new RegExp(`signed by ${privateKeyToAccount(rotatedKey).address}, not ${terms.receiptSigner}`),
+    );
+    // Terms with the new signer, or another fee, are another session.
+    assert.notEqual(sessionIdOf({ ...terms, receiptSigner: privateKeyToAccount(rotatedKey).address }), sessionId);
+    assert.notEqual(sessionIdOf({ ...terms, feeBps: 500 }), sessionId);
   });
 });

@@ -1,4 +1,4 @@
-import type { Address, Hex } from "viem";
+import type { Hex } from "viem";
 import { callCost } from "./pricing.ts";
 import { GENESIS_RECEIPT_HASH, receiptHash, type Receipt } from "./receipts.ts";
 import type { CompactSignature, SessionTerms } from "./typed-data.ts";
@@ -72,8 +72,9 @@ export function checkReceipt(
 }
 
 /**
- * {@link checkReceipt}, plus the provider's signature: the provider's receipt signer must have signed
- * the voucher of the resulting state. Returns the state, ready for the agent to sign.
+ * {@link checkReceipt}, plus the provider's signature: the receipt signer the session's terms name
+ * (the only key the escrow accepts for it, whatever the registry says now) must have signed the
+ * voucher of the resulting state. Returns the state, ready for the agent to sign.
  */
 export function verifySignedReceipt(
   domainSeparator: Hex,
@@ -82,13 +83,12 @@ export function verifySignedReceipt(
   previous: VoucherState,
   receipt: Receipt,
   providerSignature: CompactSignature,
-  receiptSigner: Address,
 ): VoucherState {
   const next = checkReceipt(terms, sessionId, previous, receipt);
   const signer = recoverDigestSigner(voucherDigest(domainSeparator, sessionId, next), providerSignature);
-  if (signer?.toLowerCase() !== receiptSigner.toLowerCase()) {
+  if (signer?.toLowerCase() !== terms.receiptSigner.toLowerCase()) {
     throw new ReceiptError(
-      `receipt ${receipt.sequence} of session ${sessionId}: signed by ${signer ?? "no valid key"}, not ${receiptSigner}`,
+      `receipt ${receipt.sequence} of session ${sessionId}: signed by ${signer ?? "no valid key"}, not ${terms.receiptSigner}`,
     );
   }
   return next;

@@ -55,6 +55,23 @@ export const withdrawalTypes = {
 } as const;
 
 /**
+ * A ledger transfer by signature (`SplitsLedger.transferWithSig`), which only `caller` may submit.
+ * The marketplace's `payFromBalanceWithSig` takes one with `to` and `caller` both the marketplace and
+ * `memo` the agent id as a bytes32, so it pays that agent and nothing else.
+ */
+export const transferAuthorizationTypes = {
+  TransferAuthorization: [
+    { name: "account", type: "address" },
+    { name: "to", type: "address" },
+    { name: "amount", type: "uint256" },
+    { name: "caller", type: "address" },
+    { name: "memo", type: "bytes32" },
+    { name: "nonce", type: "uint256" },
+    { name: "deadline", type: "uint256" },
+  ],
+} as const;
+
+/**
  * A session's terms, fixed at open; the session id is their EIP-712 struct hash. The prices, the
  * receipt signer and the fee must equal the registry's and the escrow's when the session opens.
  */

@@ -1,9 +1,12 @@
 import { expect } from "chai";
-import { ZeroAddress, getCreate2Address, keccak256, toBeHex, zeroPadValue } from "ethers";
+import { ZeroAddress, keccak256 } from "ethers";
 import { hashTypedData, type Address, type Hex } from "viem";
 import {
   AUTODEV_PRICE,
   COUNT_MASK,
+  cloneInitCode,
+  ethersMaxUint,
+  predictPaymentAddress,
   Kind,
   SCALE,
   Status,
@@ -12,6 +15,7 @@ import {
   autoDevFlow,
   budget,
   flowOf,
+  latestAgents,
   flowTuple,
   marketplaceDomain,
   metadataOf,
@@ -28,22 +32,25 @@ import { createBudget, USDC } from "./helpers/escrow.ts";
 const FLOW_TYPE =
   "tuple(tuple(tuple(uint8,address,uint64),uint64)[],tuple(tuple(uint8,address,uint64),uint32)[],uint32,uint32,tuple(uint8,address,uint64))";
 
-/** EIP-1167 creation code of a clone of `implementation` (what OpenZeppelin's Clones deploys). */
-function cloneInitCode(implementation: string): string {
-  return `0x3d602d80600a3d3981f3363d3d373d3d3d363d73${implementation.slice(2).toLowerCase()}5af43d82803e903d91602b57fd5bf3`;
-}
+/** The admin delay of contracts deployed by hand in these tests (two-step admin transfer). */
+const DELAY = 2 * 24 * 3600;
 
 function cast(a: Agents) {
   return { alice: a.alice.address, carol: a.carol.address, dave: a.dave.address, grace: a.grace.address, heidi: a.heidi.address };
 }
 
 describe("AgentMarketplace: listings", () => {
+  // Conservation after every scenario (besides the checks inside them): see `expectConservation`.
+  afterEach(async function () {
+    if (this.currentTest?.state === "passed") await latestAgents()?.conservation();
+  });
+
   describe("list", () => {
     it("lists at the predicted payment address, deploys its clone and stores hash-only terms", async () => {
       const a = await setupAgents();
       const { marketplace, alice, eve, ethers } = a;
       const flow = autoDevFlow(cast(a));
-      const predicted = await marketplace.paymentAddressOf(1);
+      const predicted = await marketplace.nextPaymentAddress(alice.address);
       expect(await ethers.provider.getCode(predicted)).to.equal("0x");
       const flowHash = await marketplace.hashFlow(flow);
       expect(flowHash).to.equal(keccak256(ethers.AbiCoder.defaultAbiCoder().encode([FLOW_TYPE], [flowTuple(flow)])));
@@ -63,7 +70,10 @@ describe("AgentMarketplace: listings", () => {
       expect(agent.pricePerCall).to.equal(AUTODEV_PRICE);
       expect(agent.flowHash).to.equal(flowHash);
       expect(agent.paymentAddress).to.equal(predicted);
+      expect(await marketplace.paymentAddressOf(1)).to.equal(predicted);
       expect([...agent.metadata]).to.deep.equal([metadata.name, metadata.metadataURI, metadata.endpoint]);
+      // Alice's next listing gets another address.
+      expect(await marketplace.nextPaymentAddress(alice.address)).to.not.equal(predicted);
 
       const implementation = await marketplace.paymentAddressImplementation();
       expect(await ethers.provider.getCode(predicted)).to.equal(
@@ -74,46 +84,76 @@ describe("AgentMarketplace: listings", () => {
       expect(BigInt(head)).to.not.equal(0n);
       expect(BigInt(head) & COUNT_MASK).to.equal(0n);
       expect(pending).to.equal(0n);
+      await a.conservation();
     });
 
-    it("payment addresses are CREATE2 clones salted by the agent id, known before listing", async () => {
+    it("issue 11 §5: payment addresses are CREATE2 clones salted by (owner, owner's listing count), known before listing", async () => {
       const a = await setupAgents();
-      const { marketplace, marketplaceAddress, alice, ethers } = a;
+      const { marketplace, marketplaceAddress, alice, bob, ethers } = a;
       const implementation = await marketplace.paymentAddressImplementation();
-      for (const id of [1n, 2n, 7n, 2n ** 64n]) {
-        const expected = getCreate2Address(marketplaceAddress, zeroPadValue(toBeHex(id), 32), keccak256(cloneInitCode(implementation)));
-        expect(await marketplace.paymentAddressOf(id)).to.equal(expected);
-      }
-      const first = await marketplace.paymentAddressOf(1);
-      const second = await marketplace.paymentAddressOf(2);
+      const predict = (owner: string, count: bigint) => predictPaymentAddress(marketplaceAddress, implementation, owner, count);
+      // The salt is keccak256(abi.encode(owner, count)): the init code is EIP-1167's.
+      expect(cloneInitCode(implementation)).to.equal(
+        `0x3d602d80600a3d3981f3363d3d373d3d3d363d73${implementation.slice(2).toLowerCase()}5af43d82803e903d91602b57fd5bf3`,
+      );
+      expect(await marketplace.nextPaymentAddress(alice.address)).to.equal(predict(alice.address, 0n));
+      expect(await marketplace.nextPaymentAddress(bob.address)).to.equal(predict(bob.address, 0n));
+      expect(predict(alice.address, 0n)).to.not.equal(predict(bob.address, 0n));
+
+      // Agent ids are interleaved between owners; each owner's addresses follow its own count.
       await a.list(alice, autoDevFlow(cast(a)), AUTODEV_PRICE);
+      expect(await marketplace.nextPaymentAddress(alice.address)).to.equal(predict(alice.address, 1n));
+      await a.list(bob, autoDevFlow(cast(a)), AUTODEV_PRICE, { name: "Bob's" });
       await a.list(alice, autoDevFlow(cast(a)), AUTODEV_PRICE, { name: "Other" });
-      expect((await marketplace.getAgent(1)).paymentAddress).to.equal(first);
-      expect((await marketplace.getAgent(2)).paymentAddress).to.equal(second);
-      expect(await ethers.provider.getCode(second)).to.not.equal("0x");
+      expect((await marketplace.getAgent(1)).paymentAddress).to.equal(predict(alice.address, 0n));
+      expect((await marketplace.getAgent(2)).paymentAddress).to.equal(predict(bob.address, 0n));
+      expect((await marketplace.getAgent(3)).paymentAddress).to.equal(predict(alice.address, 1n));
+      expect(await marketplace.paymentAddressOf(3)).to.equal(predict(alice.address, 1n));
+      expect(await marketplace.nextPaymentAddress(alice.address)).to.equal(predict(alice.address, 2n));
+      expect(await marketplace.nextPaymentAddress(bob.address)).to.equal(predict(bob.address, 1n));
+      for (const id of [1n, 2n, 3n]) expect(await ethers.provider.getCode(await marketplace.paymentAddressOf(id))).to.not.equal("0x");
+      // Handing an agent over keeps its address; the new owner's next address is its own.
+      await (await marketplace.connect(alice).transferAgent(1n, bob.address)).wait();
+      expect(await marketplace.paymentAddressOf(1)).to.equal(predict(alice.address, 0n));
+      expect(await marketplace.nextPaymentAddress(bob.address)).to.equal(predict(bob.address, 1n));
     });
 
-    it("a payment address moves USDC only for the marketplace and refuses ETH", async () => {
+    it("issue 11 §5: paymentAddressOf of an unknown agent reverts (no address is promised to an id)", async () => {
       const a = await setupAgents();
-      const { marketplace, marketplaceAddress, alice, stranger, usdc, ethers } = a;
+      const { marketplace, alice } = a;
+      for (const id of [0n, 1n, 2n, 2n ** 64n]) {
+        await expect(marketplace.paymentAddressOf(id)).to.be.revertedWithCustomError(marketplace, "MarketplaceUnknownAgent").withArgs(id);
+      }
+      const { paymentAddress } = await a.list(alice, autoDevFlow(cast(a)), AUTODEV_PRICE);
+      expect(await marketplace.paymentAddressOf(1n)).to.equal(paymentAddress);
+      await expect(marketplace.paymentAddressOf(2n)).to.be.revertedWithCustomError(marketplace, "MarketplaceUnknownAgent").withArgs(2n);
+    });
+
+    it("a payment address moves USDC only for the marketplace, into the ledger, and refuses ETH", async () => {
+      const a = await setupAgents();
+      const { marketplace, marketplaceAddress, ledgerAddress, alice, stranger, usdc, ethers } = a;
       const { paymentAddress } = await a.list(alice, autoDevFlow(cast(a)), AUTODEV_PRICE);
       const clone = await ethers.getContractAt("AgentPaymentAddress", paymentAddress);
       expect(await clone.marketplace()).to.equal(marketplaceAddress);
       expect(await clone.token()).to.equal(await usdc.getAddress());
+      expect(await clone.ledger()).to.equal(ledgerAddress);
       await (await usdc.mint(paymentAddress, 1_000n)).wait();
-      await expect(clone.connect(stranger).sweep(stranger.address, 1_000n))
+      await expect(clone.connect(stranger).deposit(1_000n))
         .to.be.revertedWithCustomError(clone, "PaymentAddressUnauthorized")
         .withArgs(stranger.address);
-      await expect(clone.connect(alice).sweep(alice.address, 1n))
+      await expect(clone.connect(alice).deposit(1n))
         .to.be.revertedWithCustomError(clone, "PaymentAddressUnauthorized")
         .withArgs(alice.address);
       await expect(stranger.sendTransaction({ to: paymentAddress, value: 1n })).to.be.revert(ethers);
       expect(await usdc.balanceOf(paymentAddress)).to.equal(1_000n);
+      expect(await usdc.allowance(paymentAddress, ledgerAddress)).to.equal(0n);
       // The implementation itself is no one's payment address and is guarded the same way.
       const implementation = await ethers.getContractAt("AgentPaymentAddress", await marketplace.paymentAddressImplementation());
-      await expect(implementation.connect(stranger).sweep(stranger.address, 0n))
+      expect(await implementation.marketplace()).to.equal(marketplaceAddress);
+      await expect(implementation.connect(stranger).deposit(0n))
         .to.be.revertedWithCustomError(implementation, "PaymentAddressUnauthorized")
         .withArgs(stranger.address);
+      await a.conservation();
     });
 
     it("accepts Split and Budget recipients that exist, and the zero remainder as the treasury", async () => {
@@ -342,7 +382,12 @@ describe("AgentMarketplace: listings", () => {
       for (const call of calls(agentId)) {
         await expect(call()).to.be.revertedWithCustomError(marketplace, "MarketplaceNotAgentOwner").withArgs(agentId, stranger.address);
       }
-      for (const call of [...calls(99n, alice), () => marketplace.getAgent(99n), () => marketplace.distribute(99n, flow, [])]) {
+      for (const call of [
+        ...calls(99n, alice),
+        () => marketplace.getAgent(99n),
+        () => marketplace.paymentAddressOf(99n),
+        () => marketplace.distribute(99n, flow, []),
+      ]) {
         await expect(call()).to.be.revertedWithCustomError(marketplace, "MarketplaceUnknownAgent").withArgs(99n);
       }
       await expect(marketplace.getAgent(0n)).to.be.revertedWithCustomError(marketplace, "MarketplaceUnknownAgent").withArgs(0n);
@@ -375,6 +420,39 @@ describe("AgentMarketplace: listings", () => {
       expect(await marketplace.treasury()).to.equal(stranger.address);
     });
 
+    it("issue 11 §3: the marketplace admin changes only in two steps after the delay, and can only set the treasury", async () => {
+      const a = await setupAgents();
+      const { marketplace, admin, stranger, alice, connection } = a;
+      const ADMIN = await marketplace.DEFAULT_ADMIN_ROLE();
+      expect(await marketplace.defaultAdmin()).to.equal(admin.address);
+      const delay = await marketplace.defaultAdminDelay();
+      expect(delay).to.equal(2n * 24n * 3600n);
+      await expect(marketplace.connect(stranger).beginDefaultAdminTransfer(stranger.address))
+        .to.be.revertedWithCustomError(marketplace, "AccessControlUnauthorizedAccount")
+        .withArgs(stranger.address, ADMIN);
+      // No shortcut: the admin role cannot be granted directly.
+      await expect(marketplace.connect(admin).grantRole(ADMIN, alice.address)).to.be.revertedWithCustomError(
+        marketplace,
+        "AccessControlEnforcedDefaultAdminRules",
+      );
+      await (await marketplace.connect(admin).beginDefaultAdminTransfer(alice.address)).wait();
+      const [pending, schedule] = await marketplace.pendingDefaultAdmin();
+      expect(pending).to.equal(alice.address);
+      await expect(marketplace.connect(alice).acceptDefaultAdminTransfer())
+        .to.be.revertedWithCustomError(marketplace, "AccessControlEnforcedDefaultAdminDelay")
+        .withArgs(schedule);
+      await expect(marketplace.connect(stranger).acceptDefaultAdminTransfer())
+        .to.be.revertedWithCustomError(marketplace, "AccessControlInvalidDefaultAdmin")
+        .withArgs(stranger.address);
+      await connection.networkHelpers.time.increaseTo(schedule + 1n);
+      await (await marketplace.connect(alice).acceptDefaultAdminTransfer()).wait();
+      expect(await marketplace.defaultAdmin()).to.equal(alice.address);
+      await expect(marketplace.connect(admin).setTreasury(admin.address))
+        .to.be.revertedWithCustomError(marketplace, "AccessControlUnauthorizedAccount")
+        .withArgs(admin.address, ADMIN);
+      await expect(marketplace.connect(alice).setTreasury(alice.address)).to.emit(marketplace, "TreasurySet").withArgs(alice.address);
+    });
+
     it("views name the suite's token, ledger and escrow; the constructor refuses a ledger or escrow on another token", async () => {
       const a = await setupAgents();
       const { marketplace, ledger, escrow, usdc, ethers, admin, treasury } = a;
@@ -382,21 +460,24 @@ describe("AgentMarketplace: listings", () => {
       expect(await marketplace.ledger()).to.equal(await ledger.getAddress());
       expect(await marketplace.escrow()).to.equal(await escrow.getAddress());
       const other = await ethers.deployContract("MockUSDC");
-      const otherLedger = await ethers.deployContract("SplitsLedger", [await other.getAddress(), admin.address]);
+      const otherLedger = await ethers.deployContract("SplitsLedger", [await other.getAddress(), DELAY, admin.address]);
       const factory = await ethers.getContractFactory("AgentMarketplace");
       await expect(
-        factory.deploy(await usdc.getAddress(), await otherLedger.getAddress(), await escrow.getAddress(), admin.address, treasury.address),
+        factory.deploy(await usdc.getAddress(), await otherLedger.getAddress(), await escrow.getAddress(), DELAY, admin.address, treasury.address),
       )
         .to.be.revertedWithCustomError(marketplace, "MarketplaceTokenMismatch")
         .withArgs(await usdc.getAddress(), await other.getAddress());
       await expect(
-        factory.deploy(await other.getAddress(), await otherLedger.getAddress(), await escrow.getAddress(), admin.address, treasury.address),
+        factory.deploy(await other.getAddress(), await otherLedger.getAddress(), await escrow.getAddress(), DELAY, admin.address, treasury.address),
       )
         .to.be.revertedWithCustomError(marketplace, "MarketplaceTokenMismatch")
         .withArgs(await other.getAddress(), await usdc.getAddress());
       await expect(
-        factory.deploy(await usdc.getAddress(), await ledger.getAddress(), await escrow.getAddress(), admin.address, ZeroAddress),
+        factory.deploy(await usdc.getAddress(), await ledger.getAddress(), await escrow.getAddress(), DELAY, admin.address, ZeroAddress),
       ).to.be.revertedWithCustomError(marketplace, "MarketplaceZeroAddress");
+      // The deployed marketplace is one of the ledger's custodians and lets the escrow spend its balance (budget top-ups).
+      expect(await ledger.isCustodian(a.marketplaceAddress)).to.equal(true);
+      expect(await ledger.allowance(a.marketplaceAddress, await escrow.getAddress())).to.equal(ethersMaxUint);
     });
   });
 
@@ -485,6 +566,17 @@ describe("AgentMarketplace: listings", () => {
       await expect(tx).to.emit(marketplace, "AgentPaid").withArgs(agentId, bob.address, frank.address, AUTODEV_PRICE, head);
       await expect(marketplace.connect(bob).payFromBalance(agentId, AUTODEV_PRICE, eve.address)).not.to.emit(marketplace, "ReferrerRecorded");
       expect(await marketplace.referrerOf(bob.address)).to.equal(frank.address);
+      await a.conservation();
+      // The first payment had no referrer (its 1% goes to the treasury); the second already rewards Frank, as does the
+      // third. Alice has no referrer here: the payee rewards (3 × 120) go to the treasury too.
+      const payments = [
+        { payer: bob.address, referrer: ZeroAddress, amount: AUTODEV_PRICE },
+        { payer: bob.address, referrer: frank.address, amount: AUTODEV_PRICE },
+        { payer: bob.address, referrer: frank.address, amount: AUTODEV_PRICE },
+      ];
+      await (await marketplace.distribute(agentId, flow, payments)).wait();
+      expect(await a.balances([frank.address, eve.address, a.treasury.address])).to.deep.equal([240n, 0n, 3n * 7_660n + 120n + 360n]);
+      await a.conservation();
     });
   });
 

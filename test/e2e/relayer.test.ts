@@ -3,16 +3,34 @@
  * reference providers, relayer on SQLite) and the agent SDK.
  */
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import OpenAI from "openai";
-import { createPublicClient, http, type Hex } from "viem";
-import { AgentSession, computeEscrowAbi, formatUsdc, splitsLedgerAbi } from "../../sdk/src/index.ts";
+import { createPublicClient, createWalletClient, http, type Address, type Hex } from "viem";
+import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
+import { hardhat } from "viem/chains";
+import {
+  AgentSession,
+  computeEscrowAbi,
+  escrowDomain,
+  formatUsdc,
+  providerRegistryAbi,
+  sessionTermsTypes,
+  splitsLedgerAbi,
+  toCompactSignature,
+  type SessionTerms,
+} from "../../sdk/src/index.ts";
 import { startLocalStack, type RunningStack } from "../../scripts/lib/local-stack.ts";
 
 const USDC = 1_000_000n;
+const ROOT = path.resolve(import.meta.dirname, "../..");
+/** JSON with bigints as decimal strings, as the SDK sends session terms. */
+const toJson = (value: unknown) => JSON.stringify(value, (_key, field) => (typeof field === "bigint" ? field.toString() : field));
 
 describe("relayer end to end", { timeout: 180_000 }, () => {
   let running: RunningStack;
@@ -56,9 +74,31 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
 
   const escrowRead = <T>(functionName: "getSession" | "getBudget", args: readonly unknown[]) =>
     client.readContract({ address: running.stack.contracts.ComputeEscrow, abi: computeEscrowAbi, functionName, args } as never) as Promise<T>;
+  const ledgerBalance = (account: Address) =>
+    client.readContract({ address: running.stack.contracts.SplitsLedger, abi: splitsLedgerAbi, functionName: "balanceOf", args: [account] });
+
+  /** `POST /v1/sessions` with `terms` signed by the stack's agent, as the SDK sends it. */
+  async function postSession(terms: SessionTerms) {
+    const agent = privateKeyToAccount(running.stack.accounts.agent.privateKey);
+    const signature = await agent.signTypedData({
+      domain: escrowDomain(running.stack.chainId, running.stack.contracts.ComputeEscrow),
+      types: sessionTermsTypes,
+      primaryType: "SessionTerms",
+      message: terms,
+    });
+    const response = await fetch(`${running.relayer.url}/v1/sessions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: toJson({ terms, signature: toCompactSignature(signature) }),
+    });
+    return { status: response.status, error: ((await response.json()) as { error?: { code: string; message: string } }).error };
+  }
 
   it("meters plain and streamed calls, settles them on-chain and closes cooperatively", async () => {
     const session = await openSession(1);
+    // The terms carry the provider's receipt signer and the escrow's fee, as the chain has them.
+    assert.equal(session.terms.receiptSigner, running.stack.providers[0].receiptSigner);
+    assert.equal(session.terms.feeBps, 250);
     const openai = new OpenAI(session.openAIOptions());
 
     const completion = await openai.chat.completions.create({
@@ -109,13 +149,7 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
     const onChain = await escrowRead<{ settled: bigint; sequence: number }>("getSession", [session.sessionId]);
     assert.equal(onChain.settled, total);
     assert.equal(onChain.sequence, 2);
-    const providerOwner = running.stack.providers[0].owner;
-    const earned = await client.readContract({
-      address: running.stack.contracts.SplitsLedger,
-      abi: splitsLedgerAbi,
-      functionName: "balanceOf",
-      args: [providerOwner],
-    });
+    const earned = await ledgerBalance(running.stack.providers[0].owner);
     assert.equal(earned, total - (total * 250n) / 10_000n);
     const status = (await (await fetch(`${running.relayer.url}/v1/sessions/${session.sessionId}`)).json()) as {
       receipts: { settlementTxHash: Hex | null }[];
@@ -212,6 +246,90 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
     assert.equal(stale.status, 409);
     assert.equal(((await stale.json()) as { error: { code: string } }).error.code, "stale_voucher");
     await session.close();
+
+    // Terms naming a receipt signer this relayer holds no key for: refused before they reach the chain.
+    const foreign = await postSession({ ...session.terms, receiptSigner: privateKeyToAccount(generatePrivateKey()).address, salt: session.terms.salt + 1n });
+    assert.equal(foreign.status, 400);
+    assert.equal(foreign.error?.code, "unknown_receipt_signer");
+  });
+
+  it("fixes each session's fee and receipt signer when it opens: changes apply to sessions opened afterwards", async () => {
+    const { stack } = running;
+    const wallet = (role: "admin" | "providerB") =>
+      createWalletClient({ chain: hardhat, transport: http(stack.rpcUrl), account: privateKeyToAccount(stack.accounts[role].privateKey) });
+    const confirm = async (hash: Hex) => assert.equal((await client.waitForTransactionReceipt({ hash })).status, "success");
+    const setFee = async (feeBps: bigint) =>
+      confirm(await wallet("admin").writeContract({ address: stack.contracts.ComputeEscrow, abi: computeEscrowAbi, functionName: "setFee", args: [feeBps] }));
+    /** Points provider 2's receipt signer at `signer`; the relayer's index follows. */
+    const setSigner = async (signer: Address) => {
+      const registry = stack.contracts.ProviderRegistry;
+      const current = await client.readContract({ address: registry, abi: providerRegistryAbi, functionName: "getProvider", args: [2n] });
+      const { endpoint, providerType, rateLimitPerMinute, minChargePerCall, features, payout } = current;
+      const config = { endpoint, providerType, rateLimitPerMinute, minChargePerCall, features, receiptSigner: signer, payout };
+      await confirm(await wallet("providerB").writeContract({ address: registry, abi: providerRegistryAbi, functionName: "updateProvider", args: [2n, config] }));
+      await running.relayer.indexer.catchUp();
+    };
+    const ask = (session: AgentSession) =>
+      new OpenAI(session.openAIOptions()).chat.completions.create({ model: "agentmesh-small", messages: [{ role: "user", content: "What do I pay?" }], max_tokens: 10 });
+    const [signerA, signerB] = [stack.accounts.receiptSignerA.address, stack.accounts.receiptSignerB.address];
+
+    const earlier = await openSession(2);
+    assert.deepEqual([earlier.terms.feeBps, earlier.terms.receiptSigner], [250, signerB]);
+    // The admin raises the fee; provider 2 delegates to the relayer's other signer (a signer may serve several providers).
+    await setFee(500n);
+    await setSigner(signerA);
+    try {
+      const later = await openSession(2);
+      assert.deepEqual([later.terms.feeBps, later.terms.receiptSigner], [500, signerA]);
+      // Terms with the old fee or the old signer no longer open: the escrow checks both against the chain.
+      const staleFee = await postSession({ ...later.terms, feeBps: 250, salt: later.terms.salt + 1n });
+      assert.deepEqual([staleFee.status, staleFee.error?.code], [400, "open_rejected"]);
+      assert.match(staleFee.error!.message, /EscrowFeeMismatch/);
+      const staleSigner = await postSession({ ...later.terms, receiptSigner: signerB, salt: later.terms.salt + 2n });
+      assert.deepEqual([staleSigner.status, staleSigner.error?.code], [400, "open_rejected"]);
+      assert.match(staleSigner.error!.message, /EscrowReceiptSignerMismatch/);
+
+      // Both sessions are served; the SDK checks each receipt against its own session's signer.
+      await ask(earlier);
+      await ask(later);
+      const receiptSigners = await Promise.all(
+        [earlier, later].map(async (session) => {
+          const { receipts } = (await (await fetch(`${running.relayer.url}/v1/sessions/${session.sessionId}`)).json()) as { receipts: { hash: Hex }[] };
+          const status = (await (await fetch(`${running.relayer.url}/v1/receipts/${receipts[0].hash}`)).json()) as { verification: { providerSignatureValid: boolean } };
+          return status.verification.providerSignatureValid;
+        }),
+      );
+      assert.deepEqual(receiptSigners, [true, true]);
+
+      // Each pays its own fee: 2.5% for the session opened before the change, 5% after.
+      const [payoutBefore, treasuryBefore] = [await ledgerBalance(stack.providers[1].owner), await ledgerBalance(stack.accounts.treasury.address)];
+      const costs = [(await earlier.state()).cumulativeCost, (await later.state()).cumulativeCost];
+      await earlier.close();
+      await later.close();
+      const fees = [(costs[0] * 250n) / 10_000n, (costs[1] * 500n) / 10_000n];
+      assert.equal((await ledgerBalance(stack.providers[1].owner)) - payoutBefore, costs[0] + costs[1] - fees[0] - fees[1]);
+      assert.equal((await ledgerBalance(stack.accounts.treasury.address)) - treasuryBefore, fees[0] + fees[1]);
+    } finally {
+      await setFee(250n);
+      await setSigner(signerB);
+    }
+  });
+
+  it("refuses a settlement batch larger than the escrow's MAX_BATCH at start-up, saying so", async () => {
+    const maxBatch = await client.readContract({ address: running.stack.contracts.ComputeEscrow, abi: computeEscrowAbi, functionName: "MAX_BATCH" });
+    assert.equal(maxBatch, 100n);
+    const database = path.join(dir, "refused.db");
+    const relayer = spawn(
+      process.execPath,
+      ["--disable-warning=ExperimentalWarning", "relayer/src/main.ts", "--local-file", running.localFile, "--port", "0", "--db", database, "--settle-batch", "101"],
+      { cwd: ROOT, stdio: ["ignore", "ignore", "pipe"] },
+    );
+    let stderr = "";
+    relayer.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    const [code] = (await once(relayer, "exit")) as [number | null];
+    assert.equal(code, 2, stderr);
+    assert.equal(stderr.trim(), "the settlement batch size (--settle-batch) must be an integer from 1 to 100, the escrow's MAX_BATCH, got 101");
+    assert.equal(existsSync(database), false, "nothing was started");
   });
 
   it("loses no voucher and settles nothing twice across a relayer restart", async () => {
