@@ -1,8 +1,10 @@
 /**
  * The agent marketplace in Debian's Chromium against the real local stack: the seeded demo agent
- * listed without a wallet, a call paid from the browser over x402, a distribution that credits each
- * contributor the exact amount (checked on-chain and in the earnings shown), and an agent published,
- * changed, paused and retired through the forms. Screenshots go to `.agentmesh/screenshots/`.
+ * listed without a wallet, a call paid from the browser over x402 (the payment lands in the
+ * marketplace's ledger balance), a distribution that credits each contributor the exact amount
+ * (checked on-chain and in the earnings shown), and an agent published at the payment address shown
+ * before listing, then changed, paused and retired through the forms. Screenshots go to
+ * `.agentmesh/screenshots/`.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -20,6 +22,7 @@ interface Listing {
   status: number;
   pricePerCall: bigint;
   flowHash: Hex;
+  paymentAddress: Address;
   metadata: { name: string; metadataURI: string; endpoint: string };
 }
 
@@ -67,6 +70,7 @@ describe("agents in Chromium", { timeout: 300_000 }, () => {
     await ui.actAs("creator");
     const payer = ui.account("creator");
     const before = await usdcBalance(payer);
+    const marketplaceBefore = await ledgerBalance(marketplace());
     const call = page.getByRole("form", { name: "Call AutoDev (demo)" });
     await call.getByLabel("Input").fill("Write a haiku about payment channels.");
     assert.match(await ui.submit(call, "Call (0.050000 USDC)"), /Pay 0\.050000 USDC and call AutoDev \(demo\): confirmed/);
@@ -77,7 +81,9 @@ describe("agents in Chromium", { timeout: 300_000 }, () => {
     assert.ok(shown.output.length > 0);
     assert.match((await answer.textContent())!, /Paid in 0x[0-9a-f]{4}…[0-9a-f]{4}/);
     assert.equal(before - (await usdcBalance(payer)), 50_000n);
-    assert.equal(await usdcBalance(demo().paymentAddress as Address), 50_000n);
+    // The payment passes through the agent's payment address into the marketplace's ledger balance.
+    assert.equal(await usdcBalance(demo().paymentAddress as Address), 0n);
+    assert.equal((await ledgerBalance(marketplace())) - marketplaceBefore, 50_000n);
     await ui.waitForText(page.getByTestId(`agent-paid-${demo().id}`), "0.050000 USDC (1 payments)");
     await ui.shot("agent-call");
   });
@@ -86,11 +92,16 @@ describe("agents in Chromium", { timeout: 300_000 }, () => {
     await page.getByTestId(`agent-${demo().id}`).getByRole("link", { name: "AutoDev (demo)" }).click();
     await ui.waitForPath(new RegExp(`^/agents/${demo().id}$`));
     await ui.waitForText(page.getByTestId("pending-payments"), `1 payments, ${usdcText(50_000n)}`);
-    assert.equal(await page.getByTestId("payment-address-balance").textContent(), usdcText(50_000n));
+    assert.equal(await page.getByTestId("payment-address-balance").textContent(), usdcText(0n));
 
     const author = ui.account("agentAuthor");
     const treasury = ui.account("treasury");
-    const [authorBefore, treasuryBefore, budgetBefore] = [await ledgerBalance(author), await ledgerBalance(treasury), await budgetAvailable()];
+    const [authorBefore, treasuryBefore, budgetBefore, marketplaceBefore] = [
+      await ledgerBalance(author),
+      await ledgerBalance(treasury),
+      await budgetAvailable(),
+      await ledgerBalance(marketplace()),
+    ];
     const payouts = page.getByRole("region", { name: "Payouts" });
     assert.match(await ui.submit(payouts, "Distribute now"), /Distribute: confirmed/);
 
@@ -102,6 +113,7 @@ describe("agents in Chromium", { timeout: 300_000 }, () => {
       treasury: (await ledgerBalance(treasury)) - treasuryBefore,
     };
     assert.deepEqual(credited, { author: 10_000n, budget: 7_800n, treasury: 32_200n });
+    assert.equal(marketplaceBefore - (await ledgerBalance(marketplace())), 50_000n);
     assert.equal(await usdcBalance(demo().paymentAddress as Address), 0n);
 
     // The earnings shown are the credits read back from the chain's events.
@@ -147,15 +159,19 @@ describe("agents in Chromium", { timeout: 300_000 }, () => {
     await ui.waitForText(form.getByRole("alert"), "Price per call: Enter an amount above 0.");
     assert.equal(await agentCount(), 1n);
 
+    // The payment address is known before listing: the next one of the connected account.
+    const next = await ui.read<Address>({ address: marketplace(), abi: agentMarketplaceAbi, functionName: "nextPaymentAddress", args: [ui.account("creator")] });
+    await ui.waitForText(form.getByTestId("next-payment-address"), next);
+
     await form.getByLabel("Price per call").fill("0.02");
     assert.match(await ui.submit(form, "Publish agent"), /List agent: confirmed/);
-    await ui.waitForText(form.getByTestId("listed-agent"), "Listed as agent #2");
+    await ui.waitForText(form.getByTestId("listed-agent"), `Listed as agent #2, paid at ${next}`);
     publishedId = await agentCount();
     assert.equal(publishedId, 2n);
     const listing = await getAgent(publishedId);
     assert.deepEqual(
-      [listing.owner, listing.status, listing.pricePerCall, listing.metadata],
-      [ui.account("creator"), STATUS.active, 20_000n, { name: "UI agent", metadataURI: "", endpoint: "https://agent.example/run" }],
+      [listing.owner, listing.status, listing.pricePerCall, listing.paymentAddress, listing.metadata],
+      [ui.account("creator"), STATUS.active, 20_000n, next, { name: "UI agent", metadataURI: "", endpoint: "https://agent.example/run" }],
     );
   });
 

@@ -7,18 +7,31 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import OpenAI from "openai";
 import type { Page } from "playwright-core";
-import { erc20Abi, type Address } from "viem";
-import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
-import { AgentSession, computeEscrowAbi, providerRegistryAbi, splitsLedgerAbi } from "../../sdk/src/index.ts";
+import { createTestClient, erc20Abi, http, type Address, type Hex } from "viem";
+import { AgentSession, computeEscrowAbi, mockUSDCAbi, providerRegistryAbi, splitsLedgerAbi } from "../../sdk/src/index.ts";
 import { shortHex } from "../../frontend/src/lib/explorer.ts";
+import { usdcInputValue } from "../../frontend/src/lib/usdc.ts";
+import { formatTimestamp } from "../../frontend/src/lib/validation.ts";
 import { startBrowserStack, usdcText, USDC, WAIT, type BrowserStack } from "./helpers.ts";
 
-describe("dApp in Chromium", { timeout: 240_000 }, () => {
+describe("dApp in Chromium", { timeout: 300_000 }, () => {
   let ui: BrowserStack;
   let page: Page;
   let budgetId: bigint;
   let session: AgentSession;
   let settledTotal = 0n;
+  let split: Address;
+
+  const ledger = () => ui.running.stack.contracts.SplitsLedger;
+  const ledgerBalance = (account: Address) => ui.read<bigint>({ address: ledger(), abi: splitsLedgerAbi, functionName: "balanceOf", args: [account] });
+  const usdcBalance = (account: Address) => ui.read<bigint>({ address: ui.running.stack.usdc, abi: erc20Abi, functionName: "balanceOf", args: [account] });
+  const budgetAvailable = async (id: bigint) =>
+    (await ui.read<{ available: bigint }>({ address: ui.running.stack.contracts.ComputeEscrow, abi: computeEscrowAbi, functionName: "getBudget", args: [id] })).available;
+  /** Pays `amount` of the admin's USDC into `payee`'s ledger balance (an account's, or a split's), outside the page. */
+  const payIntoLedger = async (payee: Address, amount: bigint) => {
+    await ui.writeAs("admin", { address: ui.running.stack.usdc, abi: erc20Abi, functionName: "approve", args: [ledger(), amount] });
+    await ui.writeAs("admin", { address: ledger(), abi: splitsLedgerAbi, functionName: "pay", args: [payee, amount] });
+  };
 
   before(async () => {
     ui = await startBrowserStack({
@@ -64,7 +77,7 @@ describe("dApp in Chromium", { timeout: 240_000 }, () => {
     assert.equal(await page.getByLabel("Dev account").inputValue(), ui.account("admin"));
   });
 
-  it("registers and stakes a provider with a permit, decoding the contract's refusal first", async () => {
+  it("registers and stakes a provider with a permit and a shared receipt signer, decoding a refusal first", async () => {
     await ui.go("/provider");
     const form = page.locator('form[aria-labelledby="register-heading"]');
     await form.waitFor(WAIT);
@@ -74,13 +87,18 @@ describe("dApp in Chromium", { timeout: 240_000 }, () => {
     await form.getByLabel("Output price per 1K tokens").fill("0.0008");
     await ui.waitForText(form.getByLabel("Stake"), "");
     assert.equal(await form.getByLabel("Stake").inputValue(), "100");
-    // A receipt signer that provider #1 already uses: the registry's custom error, as a sentence.
-    await form.getByLabel("Receipt signer").fill(ui.account("receiptSignerA"));
-    const taken = shortHex(ui.account("receiptSignerA"));
-    assert.match(await ui.submit(form, "Register and stake"), new RegExp(`Register and stake failed: Receipt signer ${taken} already belongs to provider #1; use another key\\.`));
-
-    const signer = privateKeyToAccount(generatePrivateKey()).address;
+    // The receipt signer provider #1 uses: several providers may share one (a relayer's).
+    const signer = ui.account("receiptSignerA");
     await form.getByLabel("Receipt signer").fill(signer);
+    // A stake above the wallet's USDC: USDC's custom error, bubbling up through the registry, as a sentence.
+    const wallet = await ui.read<bigint>({ address: ui.running.stack.usdc, abi: erc20Abi, functionName: "balanceOf", args: [ui.account("admin")] });
+    await form.getByLabel("Stake").fill("20000");
+    assert.match(
+      await ui.submit(form, "Register and stake"),
+      new RegExp(`Register and stake failed: ${shortHex(ui.account("admin"))} holds ${usdcText(wallet).replace(/[.]/g, "\\.")}, but 20,000\\.000000 USDC is needed\\.`),
+    );
+
+    await form.getByLabel("Stake").fill("100");
     assert.match(await ui.submit(form, "Register and stake"), /Register and stake: confirmed/);
     const card = page.getByTestId("provider-3");
     await ui.waitForText(card.getByTestId("stake-3"), "100.000000 USDC");
@@ -165,6 +183,9 @@ describe("dApp in Chromium", { timeout: 240_000 }, () => {
     }
     await ui.waitForText(page.getByTestId("session-calls"), "3");
     await ui.waitForText(page.getByTestId("session-spent"), usdcText(settledTotal));
+    // The terms fix the provider's receipt signer and the protocol fee when the session opens.
+    assert.match((await page.getByTestId("session-receipt-signer").textContent())!, new RegExp(`^${shortHex(ui.account("receiptSignerA"))}`));
+    assert.match((await page.getByTestId("session-fee").textContent())!, /^2\.5% of each settlement/);
     await ui.shot("session");
   });
 
@@ -178,6 +199,7 @@ describe("dApp in Chromium", { timeout: 240_000 }, () => {
     await ui.waitForText(verification.getByTestId("verification-result"), "valid");
     const checks = verification.locator("li");
     assert.deepEqual(await checks.evaluateAll((items) => items.map((item) => [item.querySelector("strong")?.textContent, item.getAttribute("data-ok")])), [
+      ["Session terms", "true"],
       ["Receipt hash", "true"],
       ["Hash chain", "true"],
       ["Price", "true"],
@@ -229,9 +251,137 @@ describe("dApp in Chromium", { timeout: 240_000 }, () => {
     await ui.waitForText(editor.locator(".legend"), "(remainder)");
     assert.match((await editor.locator(".legend").textContent())!, /70%.*20%.*10% \(remainder\)/);
     await editor.getByRole("button", { name: "Create split" }).click();
-    const split = (await ui.waitForPath(/^\/splits\?split=0x[0-9a-fA-F]{40}$/)).split("=")[1] as Address;
-    assert.equal(await ui.read<boolean>({ address: ui.running.stack.contracts.SplitsLedger, abi: splitsLedgerAbi, functionName: "isSplit", args: [split] }), true);
+    split = (await ui.waitForPath(/^\/splits\?split=0x[0-9a-fA-F]{40}$/)).split("=")[1] as Address;
+    assert.equal(await ui.read<boolean>({ address: ledger(), abi: splitsLedgerAbi, functionName: "isSplit", args: [split] }), true);
     await page.getByRole("region", { name: "Split", exact: true }).waitFor(WAIT);
     await ui.shot("splits");
+  });
+
+  it("shows what a split holds undistributed, and distributes it in one click from a recipient's balance", async () => {
+    // Paying a split credits the split itself; its recipients are paid when someone distributes it.
+    await payIntoLedger(split, USDC);
+    await page.reload();
+    const view = page.getByRole("region", { name: "Split", exact: true });
+    await ui.waitForText(view.getByTestId("split-undistributed"), usdcText(USDC));
+    assert.equal(await view.getByTestId("split-distributed").textContent(), usdcText(0n));
+
+    // The treasury, one of its recipients, sees the split waiting to pay it, one click away.
+    const treasury = ui.account("treasury");
+    const treasuryBefore = await ledgerBalance(treasury);
+    await ui.go(`/splits?split=${treasury}`);
+    const waiting = page.getByTestId("paying-splits").getByTestId(`undistributed-${split.toLowerCase()}`);
+    await ui.waitForText(waiting, usdcText(USDC));
+    await ui.shot("splits-paying");
+    assert.match(await ui.submit(waiting, "Distribute"), /Distribute: confirmed/);
+    assert.equal((await ledgerBalance(treasury)) - treasuryBefore, 200_000n);
+    assert.equal(await ledgerBalance(split), 0n);
+    await ui.waitForText(page.getByTestId("ledger-balance"), usdcText(treasuryBefore + 200_000n));
+
+    // The split's page: what it distributed, and each recipient's credit as the ledger's event records it.
+    await ui.go(`/splits?split=${split}`);
+    await ui.waitForText(view.getByTestId("split-distributed"), usdcText(USDC));
+    const rows = view.getByTestId("split-credits").locator("tbody tr");
+    await ui.waitForText(rows.first(), usdcText(700_000n));
+    const providerA = shortHex(ui.account("providerA"));
+    assert.deepEqual(await rows.allTextContents(), [
+      `${providerA}70%${usdcText(700_000n)}`,
+      `${shortHex(treasury)}20%${usdcText(200_000n)}`,
+      `${providerA} (remainder)10%${usdcText(100_000n)}`,
+    ]);
+    assert.equal(await view.getByTestId("split-undistributed").textContent(), usdcText(0n));
+    await ui.shot("split-distributed");
+  });
+
+  it("returns an expired budget's funds to its creator's ledger balance, which tops up a budget and is withdrawn", async () => {
+    const escrow = ui.running.stack.contracts.ComputeEscrow;
+    const creator = ui.account("creator");
+    // A 3 USDC budget that expires in a minute, created outside the page; then the chain's clock
+    // moves past its expiry.
+    const expiry = (await ui.client.getBlock()).timestamp + 60n;
+    await ui.writeAs("creator", { address: ui.running.stack.usdc, abi: erc20Abi, functionName: "approve", args: [escrow, 3n * USDC] });
+    await ui.writeAs("creator", { address: escrow, abi: computeEscrowAbi, functionName: "createBudget", args: [3n * USDC, USDC, expiry, []] });
+    const expiring = await ui.read<bigint>({ address: escrow, abi: computeEscrowAbi, functionName: "budgetCount" });
+    const chain = createTestClient({ mode: "hardhat", transport: http(ui.running.stack.rpcUrl) });
+    await chain.increaseTime({ seconds: 61 });
+    await chain.mine({ blocks: 1 });
+
+    await ui.actAs("creator");
+    await ui.go(`/budgets/${expiring}`);
+    await ui.waitForText(page.getByTestId("budget-available"), usdcText(3n * USDC));
+    const before = await ledgerBalance(creator);
+    const funds = page.getByRole("region", { name: "Funds" });
+    assert.match(await ui.submit(funds, "Return funds after expiry"), /Return expired funds: confirmed/);
+    await ui.waitForText(page.getByTestId("budget-available"), usdcText(0n));
+    assert.equal((await ledgerBalance(creator)) - before, 3n * USDC);
+    const balance = page.getByRole("region", { name: "Your ledger balance" });
+    await ui.waitForText(balance.getByTestId("ledger-balance"), usdcText(before + 3n * USDC));
+    await ui.shot("budget-returned");
+
+    // 1 USDC of it tops up the first budget, straight from the ledger balance…
+    await ui.go(`/budgets/${budgetId}`);
+    const topUp = page.getByRole("form", { name: "Fund from your ledger balance" });
+    await topUp.waitFor(WAIT);
+    const availableBefore = await budgetAvailable(budgetId);
+    await topUp.getByLabel("Amount from your ledger balance").fill("1");
+    assert.match(await ui.submit(topUp, "Fund from balance"), /Top up from balance: confirmed/);
+    assert.equal((await budgetAvailable(budgetId)) - availableBefore, USDC);
+    assert.equal((await ledgerBalance(creator)) - before, 2n * USDC);
+
+    // …and the rest goes to the creator's wallet.
+    const walletBefore = await usdcBalance(creator);
+    await ui.waitForText(balance.getByTestId("ledger-balance"), usdcText(before + 2n * USDC));
+    await balance.getByLabel("Amount to withdraw").fill(usdcInputValue(before + 2n * USDC));
+    assert.match(await ui.submit(balance, "Withdraw to wallet"), /Withdraw: confirmed/);
+    assert.equal((await usdcBalance(creator)) - walletBefore, before + 2n * USDC);
+    await ui.waitForText(balance.getByTestId("ledger-balance"), usdcText(0n));
+  });
+
+  it("shows a frozen or USDC-blacklisted account's state where its balance shows, and withdraws once the freeze is lifted", async () => {
+    const { usdc } = ui.running.stack;
+    const [frozen, blacklisted] = [ui.account("providerB"), ui.account("receiptSignerB")];
+    await payIntoLedger(frozen, USDC);
+    // The admin names a compliance officer (itself), who freezes provider B's owner for a day;
+    // USDC's issuer (the local MockUSDC's deployer, also the admin) blacklists receipt signer B.
+    const compliance = await ui.read<Hex>({ address: ledger(), abi: splitsLedgerAbi, functionName: "COMPLIANCE_ROLE" });
+    await ui.writeAs("admin", { address: ledger(), abi: splitsLedgerAbi, functionName: "grantRole", args: [compliance, ui.account("admin")] });
+    const until = (await ui.client.getBlock()).timestamp + 86_400n;
+    await ui.writeAs("admin", { address: ledger(), abi: splitsLedgerAbi, functionName: "freeze", args: [frozen, until, 1] });
+    await ui.writeAs("admin", { address: usdc, abi: mockUSDCAbi, functionName: "blacklist", args: [blacklisted] });
+
+    await ui.actAs("providerB");
+    await ui.go("/provider");
+    await page.reload();
+    const earnings = page.getByTestId("provider-2").getByRole("region", { name: "Earnings" });
+    await ui.waitForText(earnings.getByTestId("ledger-balance"), usdcText(USDC));
+    await ui.waitForText(
+      earnings.getByTestId("account-restriction"),
+      `Frozen until ${formatTimestamp(until)} by the compliance role: withdrawals and transfers of this balance are refused until then; payments to it still arrive.`,
+    );
+    assert.equal(await earnings.getByRole("button", { name: "Withdraw to wallet" }).isDisabled(), true);
+    await ui.shot("account-frozen");
+
+    await ui.go(`/splits?split=${blacklisted}`);
+    await ui.waitForText(
+      page.getByTestId("account-restriction"),
+      "Blacklisted by USDC: withdrawals and transfers of this balance are refused for as long as USDC blacklists it; payments to it still arrive.",
+    );
+
+    // A frozen budget creator: its budget says what that stops.
+    await ui.writeAs("admin", { address: ledger(), abi: splitsLedgerAbi, functionName: "freeze", args: [ui.account("creator"), until, 2] });
+    await ui.go(`/budgets/${budgetId}`);
+    await ui.waitForText(
+      page.getByTestId("account-restriction"),
+      `Frozen until ${formatTimestamp(until)} by the compliance role: withdrawals and transfers of this balance are refused until then; payments to it still arrive. While it lasts, no session opens on this budget and refunds are refused`,
+    );
+
+    // Lifted, the withdrawal goes through.
+    await ui.writeAs("admin", { address: ledger(), abi: splitsLedgerAbi, functionName: "unfreeze", args: [frozen, 1] });
+    await ui.go("/provider");
+    await page.reload();
+    await ui.waitForText(earnings.getByTestId("ledger-balance"), usdcText(USDC));
+    const walletBefore = await usdcBalance(frozen);
+    assert.match(await ui.submit(earnings, "Withdraw to wallet"), /Withdraw: confirmed/);
+    assert.equal((await usdcBalance(frozen)) - walletBefore, USDC);
+    assert.equal(await earnings.getByTestId("account-restriction").count(), 0);
   });
 });

@@ -7,7 +7,8 @@ import { mkdir, mkdtemp, readdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { chromium, type Browser, type Locator, type Page } from "playwright-core";
-import { createPublicClient, http, type Address, type PublicClient } from "viem";
+import { createPublicClient, createWalletClient, http, type Abi, type Address, type ContractFunctionArgs, type ContractFunctionName, type Hex, type PublicClient } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
 import { buildFrontend } from "../../frontend/serve.ts";
 import { formatUsdcAmount } from "../../frontend/src/lib/usdc.ts";
 import { startLocalStack, type LocalStackOptions, type RunningStack } from "../../scripts/lib/local-stack.ts";
@@ -55,6 +56,14 @@ export interface BrowserStack {
   account(role: string): Address;
   /** A contract read on the local chain. */
   read<T>(parameters: Parameters<PublicClient["readContract"]>[0]): Promise<T>;
+  /**
+   * A transaction sent as the demo account `role` outside the page (what an admin, a token issuer or
+   * another user does meanwhile), waited for; throws if it reverts.
+   */
+  writeAs<const abi extends Abi, functionName extends ContractFunctionName<abi, "nonpayable">>(
+    role: string,
+    call: { address: Address; abi: abi; functionName: functionName; args: ContractFunctionArgs<abi, "nonpayable", functionName> },
+  ): Promise<void>;
   /** Saves the whole page as `<name>.png`. */
   shot(name: string): Promise<void>;
   /** Waits for `condition`; on a timeout, saves what the page showed as `failed-….png`. */
@@ -121,6 +130,12 @@ export async function startBrowserStack(options: Omit<LocalStackOptions, "localF
     client,
     account,
     read: <T>(parameters: Parameters<PublicClient["readContract"]>[0]) => client.readContract(parameters) as Promise<T>,
+    async writeAs(role, call) {
+      const wallet = createWalletClient({ account: privateKeyToAccount(running.stack.accounts[role].privateKey as Hex), transport: http(running.stack.rpcUrl) });
+      const hash = await wallet.writeContract({ ...call, chain: null } as Parameters<typeof wallet.writeContract>[0]);
+      const receipt = await client.waitForTransactionReceipt({ hash });
+      if (receipt.status !== "success") throw new Error(`${call.functionName} as ${role} reverted in ${hash}`);
+    },
     shot: async (name) => {
       await page.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`), fullPage: true });
     },

@@ -2,18 +2,19 @@ import { useState } from "react";
 import { isAddressEqual, type Address } from "viem";
 import { useAccount } from "wagmi";
 import { splitsLedgerAbi } from "@agentmesh/sdk/browser";
-import { useLedgerBalance, useUsdcBalance } from "../hooks/useBalances.ts";
+import { useAccountRestriction, useLedgerBalance, useUsdcBalance } from "../hooks/useBalances.ts";
 import { useTransaction } from "../hooks/useTransaction.ts";
 import type { ChainDeployment } from "../lib/config.ts";
 import { parseUsdcInput, usdcInputValue } from "../lib/usdc.ts";
 import { ChainLink } from "./ChainLink.tsx";
 import { UsdcField } from "./Field.tsx";
+import { RestrictionNotice } from "./RestrictionNotice.tsx";
 import { ErrorState, Loading } from "./States.tsx";
 import { TransactionStatus } from "./TransactionStatus.tsx";
 import { UsdcAmount } from "./UsdcAmount.tsx";
 
-/** Withdraws part or all of the connected account's ledger balance to its wallet. */
-function WithdrawForm({ deployment, account, balance }: { deployment: ChainDeployment; account: Address; balance: bigint }) {
+/** Withdraws part or all of the connected account's ledger balance to its wallet (refused while `restricted`). */
+function WithdrawForm({ deployment, account, balance, restricted }: { deployment: ChainDeployment; account: Address; balance: bigint; restricted: boolean }) {
   const [amount, setAmount] = useState(usdcInputValue(balance));
   const [attempted, setAttempted] = useState(false);
   const { state, run, busy } = useTransaction();
@@ -39,7 +40,7 @@ function WithdrawForm({ deployment, account, balance }: { deployment: ChainDeplo
       }}
     >
       <UsdcField label="Amount to withdraw" value={amount} onChange={(event) => setAmount(event.target.value)} error={attempted && !parsed.ok ? parsed.error : undefined} />
-      <button type="submit" disabled={busy || balance === 0n}>
+      <button type="submit" disabled={busy || balance === 0n || restricted}>
         Withdraw to wallet
       </button>
       <TransactionStatus state={state} />
@@ -47,10 +48,14 @@ function WithdrawForm({ deployment, account, balance }: { deployment: ChainDeplo
   );
 }
 
-/** An account's earnings in the ledger; its owner can withdraw them. */
+/**
+ * An account's earnings in the ledger, and why it cannot move them when it is frozen or blacklisted by
+ * USDC; its owner can withdraw them.
+ */
 export function LedgerBalance({ deployment, account }: { deployment: ChainDeployment; account: Address }) {
   const { address } = useAccount();
   const balance = useLedgerBalance(account);
+  const restriction = useAccountRestriction(account);
   const wallet = useUsdcBalance(address);
   const own = address !== undefined && isAddressEqual(address, account);
   if (balance.isPending) return <Loading what="the balance" />;
@@ -71,8 +76,9 @@ export function LedgerBalance({ deployment, account }: { deployment: ChainDeploy
           </>
         )}
       </dl>
+      {restriction.data && <RestrictionNotice restriction={restriction.data} />}
       {own ? (
-        <WithdrawForm deployment={deployment} account={account} balance={balance.data} />
+        <WithdrawForm deployment={deployment} account={account} balance={balance.data} restricted={restriction.data !== null} />
       ) : (
         <p className="muted">Only {account} can withdraw this balance.</p>
       )}

@@ -9,8 +9,9 @@ import { useDeployment } from "./useAppConfig.ts";
 
 /**
  * An agent's money, from the chain as of one block and polled every 5 s: what it was paid through
- * the marketplace, what `distribute` would take now (its flow and pending payments), what its payment
- * address holds, and each contributor's earnings from its distributions.
+ * the marketplace, what `distribute` would take now (its flow and pending payments, which the
+ * marketplace holds in the ledger), the USDC sent straight to its payment address (`unattributed`,
+ * which `distribute` moves into the ledger too), and each contributor's earnings from its distributions.
  */
 export function useAgentPayouts(agent: { id: bigint; owner: Address; paymentAddress: Address }) {
   const client = usePublicClient();
@@ -25,7 +26,7 @@ export function useAgentPayouts(agent: { id: bigint; owner: Address; paymentAddr
       const read = client!;
       const range = { fromBlock: startBlock, toBlock: await read.getBlockNumber({ cacheTime: 0 }) };
       const payoutContracts = { ...contracts, AgentMarketplace: marketplace! };
-      const [payments, distributions, credits, held, treasury, owners] = await Promise.all([
+      const [payments, distributions, credits, unattributed, treasury, owners] = await Promise.all([
         readAgentPayments(read, marketplace!, agent.id, range),
         readDistributions(read, marketplace!, range),
         readAgentCredits(read, payoutContracts, range),
@@ -51,7 +52,7 @@ export function useAgentPayouts(agent: { id: bigint; owner: Address; paymentAddr
       return {
         paid: { amount: payments.paid.reduce((sum, payment) => sum + payment.amount, 0n), payments: payments.paid.length },
         distribution: pendingDistribution({ agentId: agent.id, ...payments }),
-        held,
+        unattributed,
         distributions: distributions.filter((distribution) => distribution.agentId === agent.id).length,
         earnings: contributorEarnings(creditsOfAgent(agent.id, distributions, credits), roles),
       };

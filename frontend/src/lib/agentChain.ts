@@ -8,7 +8,7 @@ import {
   type PendingPayment,
 } from "@agentmesh/sdk/browser";
 import { getEventLogs } from "./chain.ts";
-import type { Credit, DistributionEvent } from "./contributors.ts";
+import { creditsFromLogs, type Credit, type DistributionEvent } from "./contributors.ts";
 import type { FlowOfFunds } from "./flowOfFunds.ts";
 
 /**
@@ -20,7 +20,7 @@ import type { FlowOfFunds } from "./flowOfFunds.ts";
 export const agentPaidEvent = getAbiItem({ abi: agentMarketplaceAbi, name: "AgentPaid" });
 const agentTermsSetEvent = getAbiItem({ abi: agentMarketplaceAbi, name: "AgentTermsSet" });
 const paymentsDistributedEvent = getAbiItem({ abi: agentMarketplaceAbi, name: "PaymentsDistributed" });
-const ledgerPaidEvent = getAbiItem({ abi: splitsLedgerAbi, name: "Paid" });
+const ledgerTransferredEvent = getAbiItem({ abi: splitsLedgerAbi, name: "Transferred" });
 const budgetToppedUpEvent = getAbiItem({ abi: computeEscrowAbi, name: "BudgetToppedUp" });
 const ownershipTransferredEvent = getAbiItem({ abi: agentMarketplaceAbi, name: "AgentOwnershipTransferred" });
 
@@ -76,19 +76,16 @@ export async function readPendingDistribution(client: PublicClient, marketplace:
 }
 
 /**
- * Everything agents' distributions credited: the ledger's `Paid` from the marketplace (accounts and
- * splits) and the escrow's `BudgetToppedUp` from it (budgets).
+ * Everything agents' distributions credited (see {@link creditsFromLogs}): the ledger's `Transferred`
+ * from the marketplace (accounts and splits) and the escrow's `BudgetToppedUp` from it (budgets).
  */
 export async function readAgentCredits(client: PublicClient, contracts: PayoutContracts, range: BlockRange): Promise<Credit[]> {
   const marketplace = contracts.AgentMarketplace;
-  const [paid, toppedUp] = await Promise.all([
-    getEventLogs(client, { address: contracts.SplitsLedger, event: ledgerPaidEvent, args: { payer: marketplace }, ...range }),
+  const [transferred, toppedUp] = await Promise.all([
+    getEventLogs(client, { address: contracts.SplitsLedger, event: ledgerTransferredEvent, args: { from: marketplace }, ...range }),
     getEventLogs(client, { address: contracts.ComputeEscrow, event: budgetToppedUpEvent, args: { from: marketplace }, ...range }),
   ]);
-  return [
-    ...paid.map((log) => ({ transactionHash: log.transactionHash, logIndex: log.logIndex, payee: { kind: "account" as const, account: log.args.payee }, amount: log.args.amount })),
-    ...toppedUp.map((log) => ({ transactionHash: log.transactionHash, logIndex: log.logIndex, payee: { kind: "budget" as const, budgetId: log.args.budgetId }, amount: log.args.amount })),
-  ];
+  return creditsFromLogs({ transferred, toppedUp, escrow: contracts.ComputeEscrow });
 }
 
 /** Every agent's distributions (`PaymentsDistributed`), which {@link readAgentCredits}' credits follow. */

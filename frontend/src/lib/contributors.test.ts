@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { zeroAddress, type Hex } from "viem";
-import { contributorEarnings, creditsOfAgent, payeeKey, payeeRoles, totalsByPayee, type Credit, type Payee } from "./contributors.ts";
+import { contributorEarnings, creditsFromLogs, creditsOfAgent, payeeKey, payeeRoles, totalsByPayee, type Credit, type Payee } from "./contributors.ts";
 import { buildFlow } from "./flowOfFunds.ts";
 
 const AUTHOR = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
@@ -9,6 +9,8 @@ const TREASURY = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC";
 const REFERRER = "0x90F79bf6EB2c4f870365E785982E1f101E93b906";
 const FORMER_REFERRER = "0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc";
 const CREATOR = "0x15d34AAf54267DB7D7c367839AAf71A00a2C6A65";
+const ESCROW = "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0";
+const SPLIT = "0xa16E02E87b7454126E5E10d957A927A7F5B5d2be";
 const TX1: Hex = `0x${"1".repeat(64)}`;
 const TX2: Hex = `0x${"2".repeat(64)}`;
 
@@ -29,6 +31,27 @@ const demoFlow = buildFlow(
 );
 
 describe("contributor payouts", () => {
+  it("reads a distribution's credits from the ledger's transfers and the escrow's top-ups, each budget top-up once", () => {
+    // The demo agent's distribution: the budget's top-up (BudgetToppedUp, and the Transferred that
+    // funds it from the marketplace's balance), then one transferMany to the author, a split and the treasury.
+    const credits = creditsFromLogs({
+      transferred: [
+        { transactionHash: TX1, logIndex: 2, args: { to: ESCROW, amount: 7_800n } },
+        { transactionHash: TX1, logIndex: 3, args: { to: AUTHOR, amount: 10_000n } },
+        { transactionHash: TX1, logIndex: 4, args: { to: SPLIT, amount: 500n } },
+        { transactionHash: TX1, logIndex: 5, args: { to: TREASURY, amount: 31_700n } },
+      ],
+      toppedUp: [{ transactionHash: TX1, logIndex: 1, args: { budgetId: 1n, amount: 7_800n } }],
+      escrow: ESCROW.toLowerCase() as `0x${string}`,
+    });
+    assert.deepEqual(credits, [
+      credit(TX1, 3, account(AUTHOR), 10_000n),
+      credit(TX1, 4, account(SPLIT), 500n),
+      credit(TX1, 5, account(TREASURY), 31_700n),
+      credit(TX1, 1, budget(1n), 7_800n),
+    ]);
+  });
+
   it("gives each credit to the last distribution logged before it in its transaction", () => {
     const distributions = [
       { transactionHash: TX1, logIndex: 2, agentId: 1n },

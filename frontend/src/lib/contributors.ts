@@ -1,11 +1,12 @@
-import { zeroAddress, type Address, type Hex } from "viem";
+import { isAddressEqual, zeroAddress, type Address, type Hex } from "viem";
 import { RecipientKind, type FlowOfFunds, type Recipient } from "./flowOfFunds.ts";
 
 /**
  * What agents' contributors were credited, from the contracts' events. A distribution logs
- * `PaymentsDistributed` first, then one credit per recipient: the ledger's `Paid` (payer: the
- * marketplace) for accounts and splits, the escrow's `BudgetToppedUp` (from: the marketplace) for
- * budgets. A credit therefore belongs to the last distribution logged before it in its transaction.
+ * `PaymentsDistributed` first, then one credit per recipient: the ledger's `Transferred` (from: the
+ * marketplace) for accounts and splits (a split is credited as one balance, which its own
+ * `distribute` later pays out), the escrow's `BudgetToppedUp` (from: the marketplace) for budgets. A
+ * credit therefore belongs to the last distribution logged before it in its transaction.
  */
 
 /** Who a distribution credits: a ledger account (or split), or a ComputeEscrow budget. */
@@ -54,6 +55,35 @@ export interface RoleSources {
   budgetCreators: ReadonlyMap<bigint, Address>;
 }
 
+/** Where a log is: its transaction and its index in the block. */
+interface LogPosition {
+  transactionHash: Hex;
+  logIndex: number;
+}
+
+/** The marketplace's credits among its ledger `Transferred` and escrow `BudgetToppedUp` logs. */
+export interface CreditLogs {
+  /** `Transferred` logs from the marketplace. */
+  transferred: readonly (LogPosition & { args: { to: Address; amount: bigint } })[];
+  /** `BudgetToppedUp` logs from the marketplace. */
+  toppedUp: readonly (LogPosition & { args: { budgetId: bigint; amount: bigint } })[];
+  /** The escrow: a top-up also moves the marketplace's balance to it, which the `BudgetToppedUp` stands for. */
+  escrow: Address;
+}
+
+/**
+ * The credits of {@link CreditLogs}: each `Transferred` to an account or split, and each budget
+ * top-up once (its `BudgetToppedUp`, not also the `Transferred` to the escrow that funds it).
+ */
+export function creditsFromLogs({ transferred, toppedUp, escrow }: CreditLogs): Credit[] {
+  return [
+    ...transferred
+      .filter((log) => !isAddressEqual(log.args.to, escrow))
+      .map((log) => ({ transactionHash: log.transactionHash, logIndex: log.logIndex, payee: { kind: "account" as const, account: log.args.to }, amount: log.args.amount })),
+    ...toppedUp.map((log) => ({ transactionHash: log.transactionHash, logIndex: log.logIndex, payee: { kind: "budget" as const, budgetId: log.args.budgetId }, amount: log.args.amount })),
+  ];
+}
+
 /** A payee as a map key ("account:0xabc…", "budget:3"). */
 export function payeeKey(payee: Payee): string {
   return payee.kind === "budget" ? `budget:${payee.budgetId}` : `account:${payee.account.toLowerCase()}`;
@@ -64,7 +94,7 @@ export function payeeKey(payee: Payee): string {
  * distribution logged before it in the same transaction; credits without one are left out.
  *
  * @example
- * creditsOfAgent(1n, distributions, credits); // the Paid / BudgetToppedUp entries of agent #1's payouts
+ * creditsOfAgent(1n, distributions, credits); // the Transferred / BudgetToppedUp entries of agent #1's payouts
  */
 export function creditsOfAgent(agentId: bigint, distributions: readonly DistributionEvent[], credits: readonly Credit[]): Credit[] {
   const byTransaction = new Map<Hex, DistributionEvent[]>();

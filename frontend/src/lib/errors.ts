@@ -10,6 +10,7 @@ import {
 import { agentMarketplaceAbi, computeEscrowAbi, mockUSDCAbi, providerRegistryAbi, splitsLedgerAbi } from "@agentmesh/sdk/browser";
 import { shortHex } from "./explorer.ts";
 import { AGENT_STATUS_NAMES } from "./agentStatus.ts";
+import { formatBps } from "./splits.ts";
 import { formatUsdcAmount } from "./usdc.ts";
 import { formatTimestamp } from "./validation.ts";
 
@@ -30,7 +31,7 @@ type Args = readonly unknown[];
 const usdc = (value: unknown) => `${formatUsdcAmount(BigInt(value as bigint))} USDC`;
 const date = (value: unknown) => formatTimestamp(BigInt(value as bigint));
 const short = (value: unknown) => shortHex(String(value));
-const percent = (bps: unknown) => `${Number(bps) / 100}%`;
+const percent = (bps: unknown) => formatBps(bps as bigint);
 
 /** One sentence per custom error, built from its arguments. */
 const SENTENCES: Record<string, (args: Args) => string> = {
@@ -65,7 +66,15 @@ const SENTENCES: Record<string, (args: Args) => string> = {
   EscrowNotAuthorized: ([id, caller]) => `${short(caller)} may not close session ${short(id)} this way.`,
   EscrowInvalidBatchSize: ([size, max]) => `A batch holds 1 to ${max} vouchers; this one holds ${size}.`,
   EscrowFeeTooHigh: ([fee, max]) => `A fee of ${percent(fee)} is above the maximum of ${percent(max)}.`,
-  EscrowInvalidSlashProof: () => "The double-sign proof is not two different signed states of one sequence.",
+  EscrowInvalidSlashProof: () => "The double-sign proof is not two different states of one session and sequence, both signed by that session's receipt signer.",
+  EscrowReceiptSignerMismatch: ([providerId, current, inTerms]) =>
+    `Provider #${providerId}'s receipt signer is now ${short(current)}, not ${short(inTerms)}; open the session again with the current signer.`,
+  EscrowFeeMismatch: ([current, inTerms]) => `The protocol fee is now ${percent(current)}, not ${percent(inTerms)}; open the session again with the current fee.`,
+  EscrowCreatorRestricted: ([id, creator]) =>
+    `The creator of budget #${id} (${short(creator)}) may not move funds now (frozen, or blacklisted by USDC), so refunds and new sessions are refused.`,
+  EscrowUnknownSession: ([id]) => `Session ${short(id)} was never opened on this escrow.`,
+  EscrowChallengeWindowTooShort: ([window, min]) => `A challenge window of ${window} seconds is shorter than the minimum of ${min} seconds.`,
+  EscrowWiringMismatch: ([expected, actual]) => `The contracts are wired wrongly: ${short(expected)} was expected, but ${short(actual)} was given.`,
   // ProviderRegistry
   RegistryUnknownProvider: ([id]) => `Provider #${id} does not exist.`,
   RegistryUnknownModel: ([providerId, modelId]) => `Provider #${providerId} has no model #${modelId}.`,
@@ -80,7 +89,8 @@ const SENTENCES: Record<string, (args: Args) => string> = {
   RegistryInvalidString: ([length, max]) => `A name or endpoint is empty or too long (${length} characters; at most ${max}).`,
   RegistryInvalidLimit: () => "The rate limit and every model's context length must be above zero.",
   RegistryZeroAddress: () => "An address is missing: the zero address cannot be used.",
-  RegistrySignerTaken: ([signer, id]) => `Receipt signer ${short(signer)} already belongs to provider #${id}; use another key.`,
+  RegistryEscrowLocked: () => "The registry's escrow is already bound: the deployer binds it once.",
+  RegistryNotEscrow: ([caller]) => `Only the escrow may do this, and ${short(caller)} is not it.`,
   RegistryProviderInactive: ([id]) => `Provider #${id} is not active.`,
   RegistryProviderSlashed: ([id]) => `Provider #${id} was slashed and cannot be reactivated.`,
   RegistryModelRetired: ([providerId, modelId]) => `Model #${modelId} of provider #${providerId} is retired.`,
@@ -89,12 +99,13 @@ const SENTENCES: Record<string, (args: Args) => string> = {
   LedgerLengthMismatch: ([payees, amounts]) => `${payees} payees were given but ${amounts} amounts.`,
   LedgerInvalidReceiver: () => "Funds cannot be sent to the zero address.",
   LedgerInsufficientBalance: ([account, balance, needed]) =>
-    `${short(account)} holds ${usdc(balance)} in the ledger, so ${usdc(needed)} cannot be withdrawn.`,
+    `${short(account)} holds ${usdc(balance)} in the ledger, so ${usdc(needed)} cannot be moved.`,
   LedgerInsufficientAllowance: ([account, spender, allowance, needed]) =>
     `${short(account)} lets ${short(spender)} spend ${usdc(allowance)} of its ledger balance, but ${usdc(needed)} is needed.`,
-  LedgerAccountFrozen: ([account]) => `Withdrawals of ${short(account)} are frozen.`,
-  LedgerSignatureExpired: ([deadline]) => `The signed withdrawal expired on ${date(deadline)}.`,
-  LedgerInvalidSignature: ([account]) => `The withdrawal is not signed by ${short(account)}.`,
+  LedgerAccountFrozen: ([account, until]) => `${short(account)} is frozen until ${date(until)}: it cannot move its ledger balance until then (it still receives payments).`,
+  LedgerAccountBlacklisted: ([account]) => `USDC blacklists ${short(account)}, so the ledger refuses to move its balance (it still receives payments).`,
+  LedgerSignatureExpired: ([deadline]) => `The signature expired on ${date(deadline)}.`,
+  LedgerInvalidSignature: ([account]) => `The withdrawal or transfer is not signed by ${short(account)}.`,
   LedgerSplitRecipientCount: ([count, max]) => `A split has 1 to ${max} recipients; this one has ${count}.`,
   LedgerSplitRecipientsUnsorted: ([index]) => `Recipient ${Number(index) + 1} of the split repeats an address.`,
   LedgerSplitInvalidShares: ([total, scale]) =>
@@ -103,6 +114,11 @@ const SENTENCES: Record<string, (args: Args) => string> = {
   LedgerSplitTooManyLeaves: ([leaves, max]) => `The split would reach ${leaves} accounts through nested splits; at most ${max} are allowed.`,
   LedgerNotASplit: ([split]) => `${short(split)} is not a split.`,
   LedgerAmountOverflow: ([amount]) => `The amount ${usdc(amount)} is too large for the ledger.`,
+  LedgerCustodiansLocked: () => "The ledger's custodians are already set: the deployer sets them once.",
+  LedgerCustodianNotFreezable: ([custodian]) => `${short(custodian)} holds other people's funds (a custodian) and cannot be frozen.`,
+  LedgerInvalidFreeze: ([until, latest]) => `A freeze must end after now and by ${date(latest)}, not on ${date(until)}.`,
+  LedgerInvalidReason: () => "A freeze or unfreeze needs a reason code above 0.",
+  LedgerNotFrozen: ([account]) => `${short(account)} is not frozen.`,
   // AgentMarketplace
   MarketplaceUnknownAgent: ([id]) => `Agent #${id} does not exist.`,
   MarketplaceNotAgentOwner: ([id, caller]) => `Only the owner of agent #${id} can do this, and ${short(caller)} is not.`,
@@ -124,8 +140,7 @@ const SENTENCES: Record<string, (args: Args) => string> = {
   MarketplacePaymentBelowPrice: ([id, price, amount]) => `A payment of ${usdc(amount)} to agent #${id} is below its price of ${usdc(price)}.`,
   MarketplacePendingFull: ([id, max]) => `Agent #${id} has ${max} undistributed payments: distribute them first.`,
   MarketplaceChainMismatch: ([id]) => `The pending payments given do not match agent #${id}'s payment chain.`,
-  MarketplaceNothingToDistribute: ([id]) => `Agent #${id} has nothing to distribute.`,
-  MarketplaceBalanceShortfall: ([id, balance, pending]) => `Agent #${id}'s payment address holds ${usdc(balance)}, less than its pending ${usdc(pending)}.`,
+  MarketplaceNothingToDistribute: ([id]) => `Agent #${id} has nothing to distribute: no payment is pending and its payment address is empty.`,
   MarketplaceSelfReferral: ([account]) => `${short(account)} cannot be its own referrer.`,
   MarketplaceReferrerAlreadySet: ([account, referrer]) => `${short(account)} already has a referrer (${short(referrer)}); it cannot change.`,
   MarketplaceInvalidSignature: ([account]) => `The referral is not signed by ${short(account)}.`,
@@ -146,8 +161,14 @@ const SENTENCES: Record<string, (args: Args) => string> = {
   AuthorizationInvalidSignature: ([authorizer]) => `The authorization is not signed by ${short(authorizer)}.`,
   AuthorizationNotValidNow: ([after, before]) => `The authorization is valid only between ${date(after)} and ${date(before)}.`,
   MintOnlyOnLocalChain: ([chainId]) => `Test USDC can be minted only on the local chain, not on chain ${chainId}.`,
+  TokenPaused: () => "USDC is paused by its issuer: no USDC moves until it resumes (balances inside the ledger still do).",
+  AccountBlacklisted: ([account]) => `USDC blacklists ${short(account)}: it cannot send, receive or approve USDC.`,
+  NotTokenAdmin: ([caller]) => `Only the USDC admin may do this, and ${short(caller)} is not.`,
   AccessControlUnauthorizedAccount: ([account]) => `${short(account)} lacks the role this action needs.`,
   AccessControlBadConfirmation: () => "Only the account itself can renounce its role.",
+  AccessControlEnforcedDefaultAdminRules: () => "The admin role changes hands only by the two-step transfer (begin, wait out the delay, accept).",
+  AccessControlEnforcedDefaultAdminDelay: ([schedule]) => `The admin transfer can be accepted only from ${date(schedule)}.`,
+  AccessControlInvalidDefaultAdmin: ([admin]) => `${short(admin)} cannot take the admin role: it is the zero address or not the pending admin.`,
   ReentrancyGuardReentrantCall: () => "The contract refused a re-entrant call.",
   SafeERC20FailedOperation: () => "The USDC transfer failed.",
   TokenDepositMismatch: ([expected, received]) => `The contract expected to receive ${usdc(expected)} but received ${usdc(received)}.`,
@@ -155,6 +176,7 @@ const SENTENCES: Record<string, (args: Args) => string> = {
   InsufficientBalance: ([balance, needed]) => `The contract holds ${balance} wei of ETH, but ${needed} wei is needed.`,
   InvalidShortString: () => "A contract name is malformed.",
   StringTooLong: () => "A contract name is too long.",
+  SafeCastOverflowedUintDowncast: ([bits, value]) => `The value ${value} does not fit in ${bits} bits.`,
 };
 
 /** The sentence for custom error `name` with `args`, or undefined for an error no contract defines. */

@@ -49,9 +49,11 @@ export interface RelayerSessionTerms {
   budgetId: JsonInt;
   providerId: number;
   modelId: number;
+  receiptSigner: Address;
   inputPricePer1K: number;
   outputPricePer1K: number;
   minChargePerCall: number;
+  feeBps: number;
   maxSpend: JsonInt;
   deadline: number;
   salt: JsonInt;

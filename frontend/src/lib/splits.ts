@@ -43,6 +43,11 @@ export function formatShare(share: number): string {
   return `${Number(((share / SHARE_SCALE) * 100).toFixed(4))}%`;
 }
 
+/** Basis points (a fee) as a percentage ("2.5%"). */
+export function formatBps(bps: number | bigint): string {
+  return `${Number(bps) / 100}%`;
+}
+
 /**
  * The split the editor's rows describe: recipients sorted by address as the ledger requires, shares
  * above zero adding up to at most 100%, the rest going to `remainder`.
@@ -72,4 +77,49 @@ export function splitSlices(split: SplitDefinition): SplitSlice[] {
   const slices: SplitSlice[] = split.recipients.map((recipient) => ({ account: getAddress(recipient.account), share: recipient.share, remainder: false }));
   const rest = SHARE_SCALE - slices.reduce((sum, slice) => sum + slice.share, 0);
   return rest > 0 ? [...slices, { account: getAddress(split.remainderRecipient), share: rest, remainder: true }] : slices;
+}
+
+/** A split as its `SplitCreated` event defines it. */
+export interface CreatedSplit {
+  split: Address;
+  definition: SplitDefinition;
+}
+
+/**
+ * The splits that pay `account`, directly or through the splits nested in them, in `splits`' order
+ * (the ledger's `SplitCreated` order: a split nests only splits created before it, so one pass finds
+ * them all). A remainder recipient left no share is not paid.
+ *
+ * @example
+ * splitsPaying(contributor, created); // the splits whose `distribute` credits `contributor`
+ */
+export function splitsPaying(account: Address, splits: readonly CreatedSplit[]): Address[] {
+  const paid = new Set([account.toLowerCase()]);
+  const paying: Address[] = [];
+  for (const { split, definition } of splits) {
+    if (splitSlices(definition).some((slice) => paid.has(slice.account.toLowerCase()))) {
+      paid.add(split.toLowerCase());
+      paying.push(split);
+    }
+  }
+  return paying;
+}
+
+/** A slice of a split with what its distributions credited it. */
+export interface CreditedSlice extends SplitSlice {
+  /** Atomic USDC. */
+  credited: bigint;
+}
+
+/**
+ * What the split's distributions credited each of its slices: the sums of the `credits` of its
+ * `SplitDistributed` events, whose entries follow the split's order (its recipients, then its
+ * remainder recipient), as the ledger computed them.
+ */
+export function creditedSlices(split: SplitDefinition, distributions: readonly (readonly bigint[])[]): CreditedSlice[] {
+  const remainderEntry = split.recipients.length;
+  return splitSlices(split).map((slice, index) => {
+    const entry = slice.remainder ? remainderEntry : index;
+    return { ...slice, credited: distributions.reduce((sum, credits) => sum + (credits[entry] ?? 0n), 0n) };
+  });
 }

@@ -4,12 +4,14 @@ import {
   callCost,
   escrowDomain,
   receiptHash,
+  sessionIdOf,
   voucherTypes,
   type Receipt,
   type SessionTerms,
 } from "@agentmesh/sdk/browser";
 import type { RelayerReceipt, RelayerSessionTerms, RelayerState } from "./relayer.ts";
 import { shortHex } from "./explorer.ts";
+import { formatBps } from "./splits.ts";
 import { formatUsdcAmount } from "./usdc.ts";
 
 /** One check of a receipt, with what was compared. */
@@ -23,11 +25,10 @@ export interface VerifyReceiptParameters {
   receipt: RelayerReceipt;
   /** The session's previous receipt (undefined for its first). */
   previous: RelayerReceipt | undefined;
+  /** The session's terms: they fix its prices and the receipt signer whose signature counts. */
   terms: RelayerSessionTerms;
   chainId: number;
   escrow: Address;
-  /** The provider's receipt signer as registered on-chain. */
-  receiptSigner: Address;
 }
 
 /** A receipt as the relayer sends it, in the SDK's types. */
@@ -64,17 +65,21 @@ function stateCheck(receipt: RelayerReceipt, previous: RelayerState | undefined)
 }
 
 /**
- * Verifies a receipt in the browser: its hash, its link to the previous receipt, its price at the
- * session's locked prices, the cumulative state it leads to, and the provider's EIP-712 signature of
- * that state (recovered with viem and compared with the registered receipt signer).
+ * Verifies a receipt in the browser: that the session's terms hash to its session id (so the prices
+ * and receipt signer checked are the ones the escrow holds the session to), its hash, its link to the
+ * previous receipt, its price at the session's locked prices, the cumulative state it leads to, and
+ * the provider's EIP-712 signature of that state (recovered with viem and compared with the receipt
+ * signer fixed in the terms, which is the only key the escrow accepts for the session, even after
+ * the provider rotates its signer).
  *
  * @example
- * const checks = await verifyReceipt({ receipt, previous, terms, chainId, escrow, receiptSigner });
+ * const checks = await verifyReceipt({ receipt, previous, terms, chainId, escrow });
  * const valid = checks.every((check) => check.ok);
  */
 export async function verifyReceipt(parameters: VerifyReceiptParameters): Promise<ReceiptCheck[]> {
-  const { receipt, previous, chainId, escrow, receiptSigner } = parameters;
+  const { receipt, previous, chainId, escrow } = parameters;
   const terms = toTerms(parameters.terms);
+  const sessionId = sessionIdOf(terms);
   const computed = receiptHash(toReceipt(receipt));
   const expectedPrevious = previous?.hash ?? GENESIS_RECEIPT_HASH;
   const chained = sameHex(receipt.previousHash, expectedPrevious) && receipt.sequence === (previous?.sequence ?? 0) + 1;
@@ -87,6 +92,13 @@ export async function verifyReceipt(parameters: VerifyReceiptParameters): Promis
     signature: serializeSignature(compactSignatureToSignature(receipt.providerSignature)),
   }).catch(() => undefined);
   return [
+    {
+      label: "Session terms",
+      ok: sameHex(sessionId, receipt.sessionId),
+      detail: sameHex(sessionId, receipt.sessionId)
+        ? `hash to session ${shortHex(sessionId)}: receipt signer ${shortHex(terms.receiptSigner)}, protocol fee ${formatBps(terms.feeBps)}`
+        : `hash to session ${shortHex(sessionId)}, but the receipt is of session ${shortHex(receipt.sessionId)}`,
+    },
     {
       label: "Receipt hash",
       ok: sameHex(computed, receipt.hash),
@@ -109,8 +121,8 @@ export async function verifyReceipt(parameters: VerifyReceiptParameters): Promis
     stateCheck(receipt, previous?.state),
     {
       label: "Provider signature",
-      ok: signer !== undefined && isAddressEqual(signer, receiptSigner),
-      detail: signer === undefined ? "the signature recovers to no key" : `signed by ${shortHex(signer)}; registered signer ${shortHex(receiptSigner)}`,
+      ok: signer !== undefined && isAddressEqual(signer, terms.receiptSigner),
+      detail: signer === undefined ? "the signature recovers to no key" : `signed by ${shortHex(signer)}; the session's receipt signer is ${shortHex(terms.receiptSigner)}`,
     },
   ];
 }

@@ -6,6 +6,7 @@ import { EmptyState, ErrorState, Loading, WithDeployment } from "../components/S
 import { UsdcAmount } from "../components/UsdcAmount.tsx";
 import { useAccounting } from "../hooks/useAccounting.ts";
 import { payeeKey } from "../lib/contributors.ts";
+import { formatBps } from "../lib/splits.ts";
 import { formatUsdcAmount, usdcToNumber } from "../lib/usdc.ts";
 
 /** A period's end as an axis label: the time of day within two days of the first, else the date. */
@@ -78,7 +79,7 @@ function Dashboard() {
           </dd>
         </div>
         <div>
-          <dt>Protocol fees ({Number(feeBps) / 100}%)</dt>
+          <dt>Protocol fees ({formatBps(feeBps)} for new sessions)</dt>
           <dd>
             <UsdcAmount value={summary.protocolFees} testId="protocol-fees" />
           </dd>

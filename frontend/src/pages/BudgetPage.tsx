@@ -2,8 +2,11 @@ import { isAddressEqual } from "viem";
 import { useAccount, useReadContract } from "wagmi";
 import { computeEscrowAbi } from "@agentmesh/sdk/browser";
 import { ChainLink } from "../components/ChainLink.tsx";
+import { LedgerBalance } from "../components/LedgerBalance.tsx";
+import { RestrictionNotice } from "../components/RestrictionNotice.tsx";
 import { ErrorState, Loading, WithDeployment } from "../components/States.tsx";
 import { UsdcAmount } from "../components/UsdcAmount.tsx";
+import { useAccountRestriction } from "../hooks/useBalances.ts";
 import type { ChainDeployment } from "../lib/config.ts";
 import { formatTimestamp } from "../lib/validation.ts";
 import { AgentWhitelist, BudgetFunds, BudgetTermsForm } from "./budget/BudgetActions.tsx";
@@ -12,6 +15,7 @@ import { BudgetSessions } from "./budget/BudgetSessions.tsx";
 function Budget({ deployment, budgetId }: { deployment: ChainDeployment; budgetId: bigint }) {
   const { address } = useAccount();
   const budget = useReadContract({ address: deployment.contracts.ComputeEscrow, abi: computeEscrowAbi, functionName: "getBudget", args: [budgetId] });
+  const creatorRestriction = useAccountRestriction(budget.data?.creator);
   if (budget.isPending) return <Loading what={`budget #${budgetId}`} />;
   if (budget.isError) return <ErrorState error={budget.error} retry={() => void budget.refetch()} />;
   const data = budget.data;
@@ -22,6 +26,11 @@ function Budget({ deployment, budgetId }: { deployment: ChainDeployment; budgetI
         <dt>Creator</dt>
         <dd>
           <ChainLink kind="address" value={data.creator} />
+          {creatorRestriction.data && (
+            <RestrictionNotice restriction={creatorRestriction.data}>
+              While it lasts, no session opens on this budget and refunds are refused; after expiry its funds can still be returned to the creator's ledger balance.
+            </RestrictionNotice>
+          )}
         </dd>
         <dt>Unallocated</dt>
         <dd>
@@ -44,11 +53,18 @@ function Budget({ deployment, budgetId }: { deployment: ChainDeployment; budgetI
         </section>
       )}
       {address !== undefined && <BudgetFunds deployment={deployment} budgetId={budgetId} budget={data} account={address} />}
+      {isCreator && (
+        <section aria-labelledby="creator-balance-heading">
+          <h2 id="creator-balance-heading">Your ledger balance</h2>
+          <p className="muted">Where funds returned after expiry arrive; withdraw them to your wallet.</p>
+          <LedgerBalance deployment={deployment} account={data.creator} />
+        </section>
+      )}
     </>
   );
 }
 
-/** One budget: funds, terms, whitelist, and its sessions with live spend. */
+/** One budget: funds, terms, whitelist, its sessions with live spend, and for its creator, the ledger balance returned funds go to. */
 export default function BudgetPage({ budgetId }: { budgetId: bigint }) {
   return (
     <section>

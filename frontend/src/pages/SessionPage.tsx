@@ -7,6 +7,7 @@ import { useSession } from "../hooks/useRelayer.ts";
 import type { ChainDeployment } from "../lib/config.ts";
 import { shortHex } from "../lib/explorer.ts";
 import type { RelayerSession } from "../lib/relayer.ts";
+import { formatBps } from "../lib/splits.ts";
 import { parseUsdcDecimal } from "../lib/usdc.ts";
 import { ReceiptVerification } from "./session/ReceiptVerification.tsx";
 
@@ -82,6 +83,15 @@ function Session({ deployment, sessionId }: { deployment: ChainDeployment; sessi
         <dt>Provider · model</dt>
         <dd>
           <Link to={`/sessions?provider=${data.providerId}`}>#{data.providerId}</Link> · {data.model}
+        </dd>
+        <dt>Receipt signer</dt>
+        <dd data-testid="session-receipt-signer">
+          <ChainLink kind="address" value={data.terms.receiptSigner} />{" "}
+          <span className="muted">(fixed at open: only this key co-signs the session's states)</span>
+        </dd>
+        <dt>Protocol fee</dt>
+        <dd data-testid="session-fee">
+          {formatBps(data.terms.feeBps)} <span className="muted">of each settlement (fixed at open)</span>
         </dd>
         <dt>Spent (live)</dt>
         <dd>

@@ -1,18 +1,20 @@
-import { useState } from "react";
-import { parseEventLogs, type Address } from "viem";
+import { useMemo, useState } from "react";
+import { getAbiItem, parseEventLogs, type Address } from "viem";
 import { useAccount, useReadContract, useReadContracts } from "wagmi";
 import { splitsLedgerAbi } from "@agentmesh/sdk/browser";
 import { SplitBar } from "../components/Charts.tsx";
 import { ChainLink } from "../components/ChainLink.tsx";
+import { DistributeSplit } from "../components/DistributeSplit.tsx";
 import { Field } from "../components/Field.tsx";
 import { LedgerBalance } from "../components/LedgerBalance.tsx";
 import { EmptyState, ErrorState, Loading, WithDeployment } from "../components/States.tsx";
 import { TransactionStatus } from "../components/TransactionStatus.tsx";
 import { UsdcAmount } from "../components/UsdcAmount.tsx";
+import { useEventLogs } from "../hooks/useEventLogs.ts";
 import { navigate, useRoute } from "../hooks/useRoute.ts";
 import { useTransaction } from "../hooks/useTransaction.ts";
 import type { ChainDeployment } from "../lib/config.ts";
-import { buildSplit, splitSlices, type RecipientInput } from "../lib/splits.ts";
+import { buildSplit, creditedSlices, formatShare, splitSlices, splitsPaying, type RecipientInput } from "../lib/splits.ts";
 import { parseAddress } from "../lib/validation.ts";
 
 /** Composes a split with a live picture of who gets what, and creates it. */
@@ -71,49 +73,104 @@ function SplitEditor({ deployment, account }: { deployment: ChainDeployment; acc
   );
 }
 
-/** A split's recipients and balances; anyone can distribute what it holds. */
+const splitCreated = getAbiItem({ abi: splitsLedgerAbi, name: "SplitCreated" });
+const splitDistributed = getAbiItem({ abi: splitsLedgerAbi, name: "SplitDistributed" });
+
+/** A recipient's ledger balance, or for a nested split, what it holds undistributed. */
+function RecipientBalance({ deployment, account }: { deployment: ChainDeployment; account: Address }) {
+  const isSplit = useReadContract({ address: deployment.contracts.SplitsLedger, abi: splitsLedgerAbi, functionName: "isSplit", args: [account] });
+  if (isSplit.isPending) return <Loading what="the balance" />;
+  return isSplit.data ? <DistributeSplit deployment={deployment} split={account} linked /> : <LedgerBalance deployment={deployment} account={account} />;
+}
+
+/**
+ * A split: who gets what, what it holds undistributed (one click distributes it), what it has
+ * distributed, what its distributions credited each recipient (the ledger's `SplitDistributed`
+ * credits), and each recipient's balance.
+ */
 function SplitView({ deployment, split }: { deployment: ChainDeployment; split: Address }) {
   const ledger = deployment.contracts.SplitsLedger;
   const reads = useReadContracts({
     contracts: [
       { address: ledger, abi: splitsLedgerAbi, functionName: "getSplit", args: [split] },
       { address: ledger, abi: splitsLedgerAbi, functionName: "splitTotals", args: [split] },
-      { address: ledger, abi: splitsLedgerAbi, functionName: "balanceOf", args: [split] },
     ],
     allowFailure: false,
   });
-  const { state, run, busy } = useTransaction();
+  const distributions = useEventLogs({ address: ledger, event: splitDistributed, args: { split } });
   if (reads.isPending) return <Loading what="the split" />;
   if (reads.isError) return <ErrorState error={reads.error} retry={() => void reads.refetch()} />;
-  const [definition, [received], held] = reads.data;
-  const slices = splitSlices({ recipients: [...definition.recipients], remainderRecipient: definition.remainderRecipient });
+  const [definition, [distributed, dust]] = reads.data;
+  const slices = creditedSlices(
+    { recipients: [...definition.recipients], remainderRecipient: definition.remainderRecipient },
+    (distributions.data ?? []).map((log) => log.args.credits),
+  );
   return (
     <section className="card" aria-label="Split">
       <h2>
         Split <ChainLink kind="address" value={split} />
       </h2>
       <SplitBar slices={slices} />
+      <DistributeSplit deployment={deployment} split={split} />
       <dl className="facts">
-        <dt>Received in its lifetime</dt>
+        <dt>Distributed in its lifetime</dt>
         <dd>
-          <UsdcAmount value={received} />
-        </dd>
-        <dt>Held, to distribute</dt>
-        <dd>
-          <UsdcAmount value={held} />
+          <UsdcAmount value={distributed} testId="split-distributed" />
+          {distributions.data && <span className="muted"> in {distributions.data.length.toLocaleString("en-US")} distributions</span>}
+          {dust > 0n && <span className="muted"> ({dust.toLocaleString("en-US")} units of rounding dust wait for the next distribution)</span>}
         </dd>
       </dl>
-      <button
-        type="button"
-        disabled={busy || held === 0n}
-        onClick={() => void run((tx) => tx.write("Distribute", { address: ledger, abi: splitsLedgerAbi, functionName: "distribute", args: [split] }))}
-      >
-        Distribute
-      </button>
-      <TransactionStatus state={state} />
-      <h3>Contributors' balances</h3>
-      {slices.map((slice) => (
-        <LedgerBalance key={slice.account + slice.remainder} deployment={deployment} account={slice.account} />
+      <div className="table-wrap">
+        <table className="responsive" data-testid="split-credits">
+          <thead>
+            <tr>
+              <th scope="col">Recipient</th>
+              <th scope="col">Share</th>
+              <th scope="col">Credited by its distributions</th>
+            </tr>
+          </thead>
+          <tbody>
+            {slices.map((slice) => (
+              <tr key={slice.account + slice.remainder}>
+                <td data-label="Recipient">
+                  <ChainLink kind="address" value={slice.account} />
+                  {slice.remainder && <span className="muted"> (remainder)</span>}
+                </td>
+                <td data-label="Share">{formatShare(slice.share)}</td>
+                <td data-label="Credited by its distributions">{distributions.data ? <UsdcAmount value={slice.credited} /> : "…"}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+      <h3>Recipients' balances</h3>
+      {[...new Set(slices.map((slice) => slice.account))].map((account) => (
+        <RecipientBalance key={account} deployment={deployment} account={account} />
+      ))}
+    </section>
+  );
+}
+
+/** The splits that pay `account` (directly or through nested splits), each with what it holds undistributed. */
+function PayingSplits({ deployment, account }: { deployment: ChainDeployment; account: Address }) {
+  const created = useEventLogs({ address: deployment.contracts.SplitsLedger, event: splitCreated });
+  const paying = useMemo(
+    () =>
+      splitsPaying(
+        account,
+        (created.data ?? []).map((log) => ({ split: log.args.split, definition: { recipients: [...log.args.definition.recipients], remainderRecipient: log.args.definition.remainderRecipient } })),
+      ),
+    [account, created.data],
+  );
+  if (created.isPending) return <Loading what="the splits that pay this account" />;
+  if (created.isError) return <ErrorState error={created.error} retry={() => void created.refetch()} />;
+  if (paying.length === 0) return null;
+  return (
+    <section aria-labelledby="paying-splits-heading" data-testid="paying-splits">
+      <h3 id="paying-splits-heading">Splits that pay this account</h3>
+      <p className="muted">What a split is paid waits in it until someone distributes it; anyone may.</p>
+      {paying.map((split) => (
+        <DistributeSplit key={split} deployment={deployment} split={split} linked />
       ))}
     </section>
   );
@@ -139,13 +196,19 @@ function Lookup({ deployment, initial }: { deployment: ChainDeployment; initial:
       ) : isSplit.data ? (
         <SplitView deployment={deployment} split={parsed.value} />
       ) : (
-        <LedgerBalance deployment={deployment} account={parsed.value} />
+        <>
+          <LedgerBalance deployment={deployment} account={parsed.value} />
+          <PayingSplits deployment={deployment} account={parsed.value} />
+        </>
       )}
     </section>
   );
 }
 
-/** Payout splits: compose one, see who gets what, and each contributor's balance and withdrawals. */
+/**
+ * Payout splits: compose one; see who gets what, what a split holds undistributed and distribute it;
+ * each contributor's balance and withdrawals, with the splits that pay it.
+ */
 export default function SplitsPage() {
   const { query } = useRoute();
   const { address } = useAccount();

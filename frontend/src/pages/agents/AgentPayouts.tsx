@@ -53,16 +53,17 @@ interface AgentPayoutsProps {
 }
 
 /**
- * An agent's payouts: what it was paid, what awaits distribution, a "Distribute now" button (anyone
- * may distribute; the payments are read afresh when it is pressed), its flow of funds, and each
+ * An agent's payouts: what it was paid, what awaits distribution (payments the marketplace holds in
+ * the ledger, and USDC sent straight to the payment address), a "Distribute now" button (anyone may
+ * distribute; the payments are read afresh when it is pressed), its flow of funds, and each
  * contributor's earnings.
  */
 export function AgentPayouts({ deployment, marketplace, agentId, pricePerCall, payouts }: AgentPayoutsProps) {
   const { state, run, busy } = useTransaction();
   if (payouts.isPending) return <Loading what="the agent's payouts" />;
   if (payouts.isError) return <ErrorState error={payouts.error} retry={() => void payouts.refetch()} />;
-  const { paid, distribution, held, distributions, earnings } = payouts.data;
-  const unattributed = held - distribution.amount;
+  const { paid, distribution, unattributed, distributions, earnings } = payouts.data;
+  const nothing = distribution.payments.length === 0 && unattributed === 0n;
   return (
     <section aria-labelledby="payouts-heading">
       <h2 id="payouts-heading">Payouts</h2>
@@ -75,15 +76,9 @@ export function AgentPayouts({ deployment, marketplace, agentId, pricePerCall, p
         <dd data-testid="pending-payments">
           {distribution.payments.length.toLocaleString("en-US")} payments, <UsdcAmount value={distribution.amount} />
         </dd>
-        <dt>Payment address holds</dt>
+        <dt>Sent straight to its payment address</dt>
         <dd>
-          <UsdcAmount value={held} testId="payment-address-balance" />
-          {unattributed > 0n && (
-            <span className="muted">
-              {" "}
-              (<UsdcAmount value={unattributed} /> sent to it directly, distributed without a referrer)
-            </span>
-          )}
+          <UsdcAmount value={unattributed} testId="payment-address-balance" /> <span className="muted">(distributed as one payment without a payer's referrer)</span>
         </dd>
         <dt>Distributions so far</dt>
         <dd data-testid="distribution-count">{distributions.toLocaleString("en-US")}</dd>
@@ -91,7 +86,7 @@ export function AgentPayouts({ deployment, marketplace, agentId, pricePerCall, p
       <div className="actions">
         <button
           type="button"
-          disabled={busy || held === 0n}
+          disabled={busy || nothing}
           onClick={() =>
             void run(async (tx) => {
               const { flow, payments } = await readPendingDistribution(tx.publicClient, marketplace, agentId, deployment.startBlock);
@@ -102,13 +97,18 @@ export function AgentPayouts({ deployment, marketplace, agentId, pricePerCall, p
           Distribute now
         </button>
       </div>
-      <p className="hint">{held === 0n ? "Nothing to distribute: the payment address is empty." : "Anyone may distribute: it splits everything the payment address holds among the contributors below."}</p>
+      <p className="hint">
+        {nothing
+          ? "Nothing to distribute: no payment is pending and the payment address is empty."
+          : "Anyone may distribute: the pending payments, which the marketplace holds for the agent in the ledger, and whatever its payment address holds are split among the contributors below."}
+      </p>
       <TransactionStatus state={state} />
       <h3>Flow of funds</h3>
       <FlowPreview flow={distribution.flow} price={pricePerCall} />
       <h3>Contributor earnings</h3>
       <p className="muted">
-        What this agent's distributions credited each contributor: ledger balances, withdrawn on the <Link to="/splits">Splits page</Link>, or budget top-ups.
+        What this agent's distributions credited each contributor: ledger balances, withdrawn on the <Link to="/splits">Splits page</Link> (a split holds
+        its credit until someone distributes it there), or budget top-ups.
       </p>
       <ContributorEarnings earnings={earnings} />
     </section>

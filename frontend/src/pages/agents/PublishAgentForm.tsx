@@ -1,6 +1,8 @@
 import { useState } from "react";
 import { parseEventLogs, zeroAddress, type Address } from "viem";
+import { useReadContract } from "wagmi";
 import { agentMarketplaceAbi } from "@agentmesh/sdk/browser";
+import { ChainLink } from "../../components/ChainLink.tsx";
 import { Field } from "../../components/Field.tsx";
 import { Link } from "../../components/Link.tsx";
 import { TransactionStatus } from "../../components/TransactionStatus.tsx";
@@ -11,15 +13,26 @@ import { AgentDetailsFields, AgentTermsFields, type AgentDetailsInput } from "./
 
 const INITIAL_FLOW: FlowInput = { fixedAmounts: [], shares: [], payerReferralPercent: "1", payeeReferralPercent: "1", remainder: { kind: "platform", target: "" } };
 
-/** Lists an agent: name, endpoint, price per call, and a flow of funds previewed to the unit. */
+/**
+ * Lists an agent: name, endpoint, price per call, and a flow of funds previewed to the unit. The
+ * payment address the listing will get (`nextPaymentAddress` of the connected account) shows before
+ * listing; once listed, the one its `AgentListed` event names.
+ */
 export function PublishAgentForm({ marketplace, account }: { marketplace: Address; account: Address | undefined }) {
   const [details, setDetails] = useState<AgentDetailsInput>({ name: "", endpoint: "", metadataURI: "" });
   const [price, setPrice] = useState("0.01");
   const [referrer, setReferrer] = useState("");
   const [flowInput, setFlowInput] = useState<FlowInput>({ ...INITIAL_FLOW, shares: account ? [{ kind: "account", target: account, percent: "90" }] : [] });
   const [attempted, setAttempted] = useState(false);
-  const [listedId, setListedId] = useState<bigint>();
+  const [listed, setListed] = useState<{ agentId: bigint; paymentAddress: Address }>();
   const { state, run, busy } = useTransaction();
+  const nextPaymentAddress = useReadContract({
+    address: marketplace,
+    abi: agentMarketplaceAbi,
+    functionName: "nextPaymentAddress",
+    args: account && [account],
+    query: { enabled: account !== undefined },
+  });
   const metadata = parseAgentMetadata(details);
   const check = parseAgentTerms(price, flowInput);
   const parsedReferrer = referrer.trim() === "" ? undefined : parseAddress(referrer);
@@ -34,7 +47,7 @@ export function PublishAgentForm({ marketplace, account }: { marketplace: Addres
         setAttempted(true);
         if (!metadata.ok || !check.terms.ok || parsedReferrer?.ok === false) return;
         const { pricePerCall, flow } = check.terms.value;
-        setListedId(undefined);
+        setListed(undefined);
         void run(async (tx) => {
           const receipt = await tx.write("List agent", {
             address: marketplace,
@@ -42,8 +55,8 @@ export function PublishAgentForm({ marketplace, account }: { marketplace: Addres
             functionName: "list",
             args: [metadata.value, pricePerCall, flow, parsedReferrer?.value ?? zeroAddress],
           });
-          const [listed] = parseEventLogs({ abi: agentMarketplaceAbi, eventName: "AgentListed", logs: receipt.logs });
-          setListedId(listed?.args.agentId);
+          const [event] = parseEventLogs({ abi: agentMarketplaceAbi, eventName: "AgentListed", logs: receipt.logs });
+          if (event) setListed({ agentId: event.args.agentId, paymentAddress: event.args.paymentAddress });
         });
       }}
     >
@@ -53,6 +66,12 @@ export function PublishAgentForm({ marketplace, account }: { marketplace: Addres
         <AgentDetailsFields value={details} onChange={setDetails} />
         <Field label="Your referrer" hint="Optional: recorded once; it then earns the owner's referral rewards." value={referrer} onChange={(event) => setReferrer(event.target.value)} className="mono" placeholder="0x…" />
       </div>
+      {nextPaymentAddress.data && (
+        <p className="hint" data-testid="next-payment-address">
+          Its payment address will be <ChainLink kind="address" value={nextPaymentAddress.data} label={nextPaymentAddress.data} />: only your next listing gets it,
+          so USDC sent there before you list is this agent's.
+        </p>
+      )}
       <AgentTermsFields price={price} onPriceChange={setPrice} flow={flowInput} onFlowChange={setFlowInput} check={check} attempted={attempted} />
       {attempted && error !== undefined && (
         <p className="field-error" role="alert">
@@ -63,9 +82,10 @@ export function PublishAgentForm({ marketplace, account }: { marketplace: Addres
         Publish agent
       </button>
       <TransactionStatus state={state} />
-      {listedId !== undefined && (
+      {listed !== undefined && (
         <p data-testid="listed-agent">
-          Listed as <Link to={`/agents/${listedId}`}>agent #{listedId.toString()}</Link>: manage it and see its payouts on its page.
+          Listed as <Link to={`/agents/${listed.agentId}`}>agent #{listed.agentId.toString()}</Link>, paid at{" "}
+          <ChainLink kind="address" value={listed.paymentAddress} label={listed.paymentAddress} />: manage it and see its payouts on its page.
         </p>
       )}
     </form>

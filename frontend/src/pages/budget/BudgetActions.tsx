@@ -1,14 +1,16 @@
 import { useState } from "react";
 import { erc20Abi, getAbiItem, isAddressEqual, type Address } from "viem";
-import { computeEscrowAbi } from "@agentmesh/sdk/browser";
+import { useBlock } from "wagmi";
+import { computeEscrowAbi, splitsLedgerAbi } from "@agentmesh/sdk/browser";
 import { ChainLink } from "../../components/ChainLink.tsx";
 import { Field, UsdcField } from "../../components/Field.tsx";
 import { EmptyState } from "../../components/States.tsx";
 import { TransactionStatus } from "../../components/TransactionStatus.tsx";
+import { useLedgerBalance } from "../../hooks/useBalances.ts";
 import { useEventLogs } from "../../hooks/useEventLogs.ts";
 import { useTransaction } from "../../hooks/useTransaction.ts";
 import type { ChainDeployment } from "../../lib/config.ts";
-import { parseUsdcInput, usdcInputValue } from "../../lib/usdc.ts";
+import { formatUsdcAmount, parseUsdcInput, usdcInputValue } from "../../lib/usdc.ts";
 import { parseAddressList, parseExpiry, toDateTimeLocal } from "../../lib/validation.ts";
 
 export interface BudgetState {
@@ -110,7 +112,45 @@ export function BudgetTermsForm({ deployment, budgetId, budget }: ActionProps) {
   );
 }
 
-/** Top up (anyone), refund unallocated funds (creator), return funds after expiry (anyone). */
+/** Tops the budget up from the connected account's ledger balance: approves the escrow on the ledger, then `topUpFromBalance`. */
+function TopUpFromBalanceForm({ deployment, budgetId, account }: { deployment: ChainDeployment; budgetId: bigint; account: Address }) {
+  const escrow = deployment.contracts.ComputeEscrow;
+  const balance = useLedgerBalance(account);
+  const [amount, setAmount] = useState("");
+  const { state, run, busy } = useTransaction();
+  const parsed = parseUsdcInput(amount, { max: balance.data ?? 0n });
+  return (
+    <form
+      className="inline-form"
+      aria-label="Fund from your ledger balance"
+      onSubmit={(event) => {
+        event.preventDefault();
+        if (!parsed.ok) return;
+        void run(async (tx) => {
+          await tx.write("Approve the escrow", { address: deployment.contracts.SplitsLedger, abi: splitsLedgerAbi, functionName: "approve", args: [escrow, parsed.value] });
+          await tx.write("Top up from balance", { address: escrow, abi: computeEscrowAbi, functionName: "topUpFromBalance", args: [budgetId, parsed.value] });
+        }).then((done) => done && setAmount(""));
+      }}
+    >
+      <UsdcField
+        label="Amount from your ledger balance"
+        hint={balance.data === undefined ? undefined : `You hold ${formatUsdcAmount(balance.data)} USDC in the ledger.`}
+        value={amount}
+        onChange={(event) => setAmount(event.target.value)}
+        error={amount && !parsed.ok ? parsed.error : undefined}
+      />
+      <button type="submit" disabled={busy || !parsed.ok}>
+        Fund from balance
+      </button>
+      <TransactionStatus state={state} />
+    </form>
+  );
+}
+
+/**
+ * Top up from the wallet or from the ledger balance (anyone), refund unallocated funds to the
+ * creator's wallet (creator), return them after expiry to the creator's ledger balance (anyone).
+ */
 export function BudgetFunds({ deployment, budgetId, budget, account }: ActionProps & { account: Address }) {
   const escrow = deployment.contracts.ComputeEscrow;
   const [topUp, setTopUp] = useState("");
@@ -119,7 +159,9 @@ export function BudgetFunds({ deployment, budgetId, budget, account }: ActionPro
   const parsedTopUp = parseUsdcInput(topUp);
   const parsedRefund = parseUsdcInput(refund, { max: budget.available });
   const isCreator = isAddressEqual(account, budget.creator);
-  const expired = budget.expiry <= Date.now() / 1000;
+  // Expired as the escrow sees it: by the latest block's time, which is what `returnExpired` checks.
+  const latest = useBlock();
+  const expired = latest.data !== undefined && BigInt(budget.expiry) <= latest.data.timestamp;
   return (
     <section aria-label="Funds">
       <h2>Funds</h2>
@@ -139,6 +181,7 @@ export function BudgetFunds({ deployment, budgetId, budget, account }: ActionPro
           Approve and top up
         </button>
       </form>
+      <TopUpFromBalanceForm deployment={deployment} budgetId={budgetId} account={account} />
       {isCreator && (
         <form
           className="inline-form"
@@ -152,7 +195,7 @@ export function BudgetFunds({ deployment, budgetId, budget, account }: ActionPro
         >
           <UsdcField label="Refund unallocated funds" value={refund} onChange={(event) => setRefund(event.target.value)} error={refund && !parsedRefund.ok ? parsedRefund.error : undefined} />
           <button type="submit" disabled={busy || !parsedRefund.ok}>
-            Refund to me
+            Refund to my wallet
           </button>
         </form>
       )}
@@ -166,6 +209,10 @@ export function BudgetFunds({ deployment, budgetId, budget, account }: ActionPro
           Return funds after expiry
         </button>
       </div>
+      <p className="hint">
+        After expiry anyone may return the unallocated funds: they are credited to the creator's ledger balance (no USDC moves, so it always succeeds), which the
+        creator withdraws {isCreator ? "below" : "on the Splits page"}.
+      </p>
       <TransactionStatus state={state} />
     </section>
   );

@@ -59,7 +59,7 @@ export function CreateBudgetForm({ deployment }: { deployment: ChainDeployment }
       <div className="form-grid">
         <UsdcField label="Deposit" value={amount} onChange={(event) => setAmount(event.target.value)} error={error("amount")} />
         <UsdcField label="Per-session limit" hint="The most one agent session may lock." value={limit} onChange={(event) => setLimit(event.target.value)} error={error("limit")} />
-        <Field label="Expiry" type="datetime-local" value={expiry} onChange={(event) => setExpiry(event.target.value)} error={error("expiry")} hint="After it, unallocated funds can be returned to you." />
+        <Field label="Expiry" type="datetime-local" value={expiry} onChange={(event) => setExpiry(event.target.value)} error={error("expiry")} hint="After it, anyone may return the unallocated funds to your ledger balance." />
         <Field label="Whitelisted agents" hint="Agent addresses, separated by commas or spaces." value={agents} onChange={(event) => setAgents(event.target.value)} error={error("agents")} className="mono" />
       </div>
       <button type="submit" disabled={busy}>

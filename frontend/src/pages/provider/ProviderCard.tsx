@@ -1,7 +1,7 @@
 import { useState } from "react";
 import { useReadContract } from "wagmi";
 import { providerRegistryAbi, splitsLedgerAbi } from "@agentmesh/sdk/browser";
-import { ChainLink } from "../../components/ChainLink.tsx";
+import { DistributeSplit } from "../../components/DistributeSplit.tsx";
 import { LedgerBalance } from "../../components/LedgerBalance.tsx";
 import { Link } from "../../components/Link.tsx";
 import { ErrorState, Loading } from "../../components/States.tsx";
@@ -44,17 +44,20 @@ function EditTermsForm({ deployment, providerId, provider }: { deployment: Chain
   );
 }
 
-/** Earnings: the payout's ledger balance, or where a payout split sends them. */
+/** Earnings: the payout's ledger balance, or what a payout split holds undistributed (one click distributes it). */
 function EarningsPanel({ deployment, payout }: { deployment: ChainDeployment; payout: `0x${string}` }) {
   const isSplit = useReadContract({ address: deployment.contracts.SplitsLedger, abi: splitsLedgerAbi, functionName: "isSplit", args: [payout] });
   return (
     <section aria-label="Earnings">
       <h3>Earnings</h3>
       {isSplit.data ? (
-        <p>
-          Earnings are paid to the split <ChainLink kind="address" value={payout} />: see who gets what, and withdraw, on the{" "}
-          <Link to={`/splits?split=${payout}`}>Splits page</Link>.
-        </p>
+        <>
+          <p>
+            Earnings are paid to a split, where they wait until someone distributes them to its recipients. See who gets what, and withdraw, on the{" "}
+            <Link to={`/splits?split=${payout}`}>Splits page</Link>.
+          </p>
+          <DistributeSplit deployment={deployment} split={payout} linked />
+        </>
       ) : (
         <LedgerBalance deployment={deployment} account={payout} />
       )}

@@ -26,7 +26,7 @@ export function ProviderTermsFields({
       </SelectField>
       <Field label="Rate limit" suffix="requests / min" inputMode="numeric" value={input.rateLimit} onChange={(event) => set({ rateLimit: event.target.value })} error={errors.rateLimit} />
       <UsdcField label="Minimum charge per call" value={input.minCharge} onChange={(event) => set({ minCharge: event.target.value })} error={errors.minCharge} />
-      <Field label="Receipt signer" hint="The key that co-signs session states; unique to this provider, forever." value={input.receiptSigner} onChange={(event) => set({ receiptSigner: event.target.value })} error={errors.receiptSigner} className="mono" />
+      <Field label="Receipt signer" hint="The key that co-signs session states (several providers may share one, such as their relayer's). A session keeps the signer it opened with." value={input.receiptSigner} onChange={(event) => set({ receiptSigner: event.target.value })} error={errors.receiptSigner} className="mono" />
       <Field label="Payout" hint="An account, or a split from the Splits page." value={input.payout} onChange={(event) => set({ payout: event.target.value })} error={errors.payout} className="mono" />
       <fieldset className="checks">
         <legend>Features</legend>

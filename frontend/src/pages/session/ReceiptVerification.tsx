@@ -1,7 +1,7 @@
 import { useQuery } from "@tanstack/react-query";
 import { parseEventLogs } from "viem";
 import { usePublicClient } from "wagmi";
-import { computeEscrowAbi, providerRegistryAbi } from "@agentmesh/sdk/browser";
+import { computeEscrowAbi } from "@agentmesh/sdk/browser";
 import { ChainLink } from "../../components/ChainLink.tsx";
 import { ErrorState, Loading } from "../../components/States.tsx";
 import type { ChainDeployment } from "../../lib/config.ts";
@@ -9,8 +9,9 @@ import type { RelayerReceipt, RelayerSession } from "../../lib/relayer.ts";
 import { settlesReceipt, verifyReceipt, type ReceiptCheck } from "../../lib/verify.ts";
 
 /**
- * Verifies one receipt in the browser — hashes, hash chain, price, cumulative state, the provider's
- * signature against its registered signer — and checks its settlement transaction on-chain.
+ * Verifies one receipt in the browser — the session's terms against its id, hashes, hash chain, price,
+ * cumulative state, the provider's signature against the receipt signer fixed in the terms — and
+ * checks its settlement transaction on-chain.
  */
 export function ReceiptVerification({ deployment, session, receipt }: { deployment: ChainDeployment; session: RelayerSession; receipt: RelayerReceipt }) {
   const client = usePublicClient();
@@ -18,9 +19,8 @@ export function ReceiptVerification({ deployment, session, receipt }: { deployme
     queryKey: ["verify", deployment.chainId, receipt.hash, receipt.settlementTxHash],
     enabled: client !== undefined,
     queryFn: async (): Promise<ReceiptCheck[]> => {
-      const provider = await client!.readContract({ address: deployment.contracts.ProviderRegistry, abi: providerRegistryAbi, functionName: "getProvider", args: [BigInt(session.providerId)] });
       const previous = session.receipts.find((candidate) => candidate.sequence === receipt.sequence - 1);
-      const checks = await verifyReceipt({ receipt, previous, terms: session.terms, chainId: deployment.chainId, escrow: deployment.contracts.ComputeEscrow, receiptSigner: provider.receiptSigner });
+      const checks = await verifyReceipt({ receipt, previous, terms: session.terms, chainId: deployment.chainId, escrow: deployment.contracts.ComputeEscrow });
       if (receipt.settlementTxHash === null) return [...checks, { label: "Settlement", ok: true, detail: "not settled yet (the relayer settles in batches)" }];
       const mined = await client!.getTransactionReceipt({ hash: receipt.settlementTxHash });
       const settled = parseEventLogs({ abi: computeEscrowAbi, eventName: "VoucherSettled", logs: mined.logs }).map((log) => log.args);
