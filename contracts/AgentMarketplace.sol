@@ -403,6 +403,9 @@ contract AgentMarketplace is IAgentMarketplace, AccessControlDefaultAdminRules, 
             if (recipient.kind == RecipientKind.Split && !_LEDGER.isSplit(recipient.account)) {
                 revert MarketplaceFlowUnknownSplit(recipient.account);
             }
+            if (recipient.kind == RecipientKind.Account && _LEDGER.isCustodian(recipient.account)) {
+                revert MarketplaceFlowInvalidRecipient(k);
+            }
             if (recipient.kind == RecipientKind.Budget && recipient.budgetId > _ESCROW.budgetCount()) {
                 revert MarketplaceFlowUnknownBudget(recipient.budgetId);
             }
@@ -430,14 +433,16 @@ contract AgentMarketplace is IAgentMarketplace, AccessControlDefaultAdminRules, 
     //////////////////////////////////////////////////////////////*/
 
     /// @dev Records `referrer` as `account`'s referrer. Strict (explicit) calls revert on a zero
-    /// referrer, a self-referral or an existing referrer; implicit ones (listing, payment) ignore them.
+    /// referrer, a self-referral, an existing referrer or a custodian referrer; implicit ones (listing,
+    /// payment) ignore them.
     function _recordReferrer(address account, address referrer, bool strict) private {
         address current = _referrers[account];
-        if (referrer == address(0) || referrer == account || current != address(0)) {
+        if (referrer == address(0) || referrer == account || current != address(0) || _LEDGER.isCustodian(referrer)) {
             if (!strict) return;
             if (referrer == address(0)) revert MarketplaceZeroAddress();
             if (referrer == account) revert MarketplaceSelfReferral(account);
-            revert MarketplaceReferrerAlreadySet(account, current);
+            if (current != address(0)) revert MarketplaceReferrerAlreadySet(account, current);
+            revert MarketplaceCustodianReferrer(referrer);
         }
         _referrers[account] = referrer;
         emit ReferrerRecorded(account, referrer);

@@ -264,6 +264,7 @@ contract ProviderRegistry is IProviderRegistry, AccessControlDefaultAdminRules, 
         uint256 amount = provider.pendingUnstake;
         uint256 availableAt = provider.unstakeAvailableAt;
         if (amount == 0 || block.timestamp < availableAt) revert RegistryUnstakeNotReady(providerId, availableAt);
+        if (!_LEDGER.canMove(msg.sender)) revert RegistryOwnerRestricted(providerId, msg.sender);
         provider.pendingUnstake = 0;
         provider.unstakeAvailableAt = 0;
         emit UnstakeWithdrawn(providerId, msg.sender, amount);

@@ -219,6 +219,7 @@ contract SplitsLedger is ISplitsLedger, AccessControlDefaultAdminRules, EIP712, 
         Account storage held = _accounts[split];
         Account memory current = held;
         if (current.frozenUntil > block.timestamp) revert LedgerAccountFrozen(split, current.frozenUntil);
+        if (_TOKEN.isBlacklisted(split)) revert LedgerAccountBlacklisted(split);
         if (current.balance == 0) revert LedgerZeroAmount();
         held.balance = 0;
         _distributeSplit(split, current.balance);
@@ -445,10 +446,17 @@ contract SplitsLedger is ISplitsLedger, AccessControlDefaultAdminRules, EIP712, 
             }
             entries[i] = part;
             if (part == 0) continue;
-            if (nested) _distributeSplit(account, part);
+            // A nested split that may not move its funds (frozen, or blacklisted by the token) keeps its
+            // part as its own balance, distributed when it may again.
+            if (nested && _mayDistribute(account)) _distributeSplit(account, part);
             else _addToBalance(account, part);
         }
         emit SplitDistributed(split, amount, entries);
+    }
+
+    /// @dev Whether nested split `split` is neither frozen nor blacklisted by the token.
+    function _mayDistribute(address split) private view returns (bool) {
+        return _accounts[split].frozenUntil <= block.timestamp && !_TOKEN.isBlacklisted(split);
     }
 
     /// @dev Adds `part` (at most a distributed amount, so below 2^128) to `account`'s balance.
@@ -482,6 +490,8 @@ contract SplitsLedger is ISplitsLedger, AccessControlDefaultAdminRules, EIP712, 
             (address account, uint256 share) = i < count
                 ? (definition.recipients[i].account, uint256(definition.recipients[i].share))
                 : (definition.remainderRecipient, uint256(remainderShare));
+            // A custodian's balance is other people's money it accounts for: a credit to it would be lost.
+            if (_accounts[account].custodian) revert LedgerInvalidReceiver(account);
             SplitState storage child = _splits[account];
             bool nested = child.depth != 0;
             if (nested && child.depth > childDepth) childDepth = child.depth;

@@ -147,7 +147,8 @@ interface IAgentMarketplace {
     /// @notice Thrown when a flow lists more than `max` fixed amounts or more than `max` shares.
     error MarketplaceFlowTooManyComponents(uint256 count, uint256 max);
     /// @notice Thrown when the recipient at `index` (fixed amounts, then shares, then the remainder) is
-    /// malformed: a zero account, a zero budget id, or a field its kind does not use set.
+    /// malformed: a zero account, a zero budget id, a field its kind does not use set, or an account that
+    /// is a ledger custodian (a credit to it would be lost).
     error MarketplaceFlowInvalidRecipient(uint256 index);
     /// @notice Thrown when the fixed amount or share at `index` (fixed amounts, then shares) is zero.
     error MarketplaceFlowZeroComponent(uint256 index);
@@ -171,6 +172,9 @@ interface IAgentMarketplace {
     error MarketplaceNothingToDistribute(uint256 agentId);
     /// @notice Thrown when `account` names itself as its referrer.
     error MarketplaceSelfReferral(address account);
+    /// @notice Thrown when a referrer is a ledger custodian (the escrow, registry or marketplace), whose
+    /// own balance only accounts for other people's funds: a reward credited there would be lost.
+    error MarketplaceCustodianReferrer(address referrer);
     /// @notice Thrown when `account` already has a referrer (`referrer`): it is recorded once, never changed.
     error MarketplaceReferrerAlreadySet(address account, address referrer);
     /// @notice Thrown when a signed referral is not signed by `account`.
@@ -287,7 +291,9 @@ interface IAgentMarketplace {
     /// @notice Sets an agent's price and flow. Everything received under the current terms is first
     /// distributed with them (`currentFlow`, `pending` as for `distribute`; skipped when there is
     /// nothing), so a change never applies to money already paid. Owner only, not once retired.
-    /// Pausing first keeps new payments from invalidating `pending`.
+    /// Pausing first keeps new payments from invalidating `pending`. USDC sitting on the payment
+    /// address that the token will not let the marketplace move (paused, or the address blacklisted)
+    /// has not reached the agent yet: it is distributed with the terms in force when it can be moved.
     function updateTerms(
         uint256 agentId,
         uint256 pricePerCall,

@@ -122,6 +122,9 @@ interface IProviderRegistry {
     error RegistryEscrowLocked();
     /// @notice Thrown when anyone but the bound escrow slashes or records a settlement.
     error RegistryNotEscrow(address caller);
+    /// @notice Thrown when a provider's owner may not move funds (frozen in the ledger, or blacklisted
+    /// by the token) and so may not withdraw its unstake either.
+    error RegistryOwnerRestricted(uint256 providerId, address owner);
     /// @notice Thrown when provider `providerId` is not active (deactivated or slashed).
     error RegistryProviderInactive(uint256 providerId);
     /// @notice Thrown when reactivating a slashed provider.
@@ -271,7 +274,8 @@ interface IProviderRegistry {
     /// @notice Moves `amount` of stake to pending; withdrawable after the delay, slashable until then.
     /// A provider left below the minimum stake is deactivated. Owner only.
     function requestUnstake(uint256 providerId, uint256 amount) external;
-    /// @notice Sends the pending unstake to the owner's wallet once its delay has passed. Owner only.
+    /// @notice Sends the pending unstake to the owner's wallet once its delay has passed. Owner only;
+    /// refused while the owner may not move funds (frozen or blacklisted), which stays slashable meanwhile.
     function withdrawUnstaked(uint256 providerId) external;
     /// @notice Binds the escrow. Deployer only, once (the deployment script does it).
     function bindEscrow(address escrow) external;

@@ -31,8 +31,9 @@ import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 ///   long as the token says so: the ledger does not let it move its balance out by any path.
 /// - A frozen or blacklisted account keeps accruing: payments, settlements, distributions and refunds
 ///   still credit it, and nothing anyone else does is refused because of it. It cannot withdraw (to any
-///   address, by signature or through an allowance), transfer its balance, pay agents, or have its split
-///   distributed (a frozen split).
+///   address, by signature or through an allowance), transfer its balance or pay agents; a frozen or
+///   blacklisted split is not distributed (nested in another split, it keeps its part until it may).
+/// - Custodians cannot be split recipients: a credit to a custodian's own balance would be lost.
 interface ISplitsLedger {
     /// @notice One recipient of a split.
     /// @param account An account, or the address of another split (paid through that split).
@@ -194,7 +195,7 @@ interface ISplitsLedger {
     function createSplit(Split calldata definition) external returns (address split);
 
     /// @notice Pays out the balance `split` holds through all its recipients (nested splits included).
-    /// Anyone may; refused while the split is frozen.
+    /// Anyone may; refused while the split is frozen or blacklisted by the token.
     function distribute(address split) external;
 
     /// @notice Pulls `amount` USDC from the caller and credits it to `payee` (an account or a split).

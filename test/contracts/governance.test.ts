@@ -1,5 +1,7 @@
 import { expect } from "chai";
+import { ZeroAddress } from "ethers";
 import { DEFAULT_SUITE_OPTIONS, deploySuite } from "../../scripts/lib/deploy-suite.ts";
+import { account, flowOf, flowTuple, metadataOf } from "./helpers/agents.ts";
 import {
   DAY,
   NO_SIGNATURE,
@@ -140,6 +142,28 @@ describe("Governance (SECURITY 23, issue 11 §3)", () => {
         .to.be.revertedWithCustomError(ledger, "LedgerCustodianNotFreezable")
         .withArgs(address);
       expect(await ledger.canMove(address)).to.equal(true);
+    }
+  });
+
+  it("issue 11 §3: no split, flow or referral can credit a custodian, whose balance only accounts for others' funds", async () => {
+    const m = await setupMarket();
+    const { ledger, marketplace, stranger, others } = m;
+    for (const custodian of [m.escrow, m.registry, marketplace]) {
+      const address = await custodian.getAddress();
+      const [low, high] = [address, others[0].address].sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : 1));
+      await expect(ledger.createSplit({ recipients: [{ account: low, share: 500_000 }], remainderRecipient: high }))
+        .to.be.revertedWithCustomError(ledger, "LedgerInvalidReceiver")
+        .withArgs(address);
+      const flow = flowOf({ fixedAmounts: [{ recipient: account(address), amount: 1n }] });
+      await expect(marketplace.connect(stranger).list(metadataOf(), 100n, flowTuple(flow), ZeroAddress))
+        .to.be.revertedWithCustomError(marketplace, "MarketplaceFlowInvalidRecipient")
+        .withArgs(0n);
+      await expect(marketplace.connect(stranger).setReferrer(address))
+        .to.be.revertedWithCustomError(marketplace, "MarketplaceCustodianReferrer")
+        .withArgs(address);
+      // Named implicitly (at a listing), a custodian referrer is ignored, as a self-referral is.
+      await marketplace.connect(others[1]).list(metadataOf(), 100n, flowTuple(flowOf()), address);
+      expect(await marketplace.referrerOf(others[1].address)).to.equal(ZeroAddress);
     }
   });
 });

@@ -17,6 +17,7 @@ import {
   usdcDomain,
 } from "../../sdk/src/usdc.ts";
 import { deployFixture } from "./fixture.ts";
+import { approveDigest, installWallet } from "./helpers/ledger.ts";
 
 /** USDC's exact EIP-712 type strings (FiatTokenV2_2). */
 const PERMIT_TYPE = "Permit(address owner,address spender,uint256 value,uint256 nonce,uint256 deadline)";
@@ -546,6 +547,398 @@ describe("MockUSDC", () => {
       await fx.usdc[TRANSFER_BYTES](auth.from, auth.to, auth.value, auth.validAfter, auth.validBefore, auth.nonce, await signTransfer(fx, other, auth));
       expect(await fx.usdc.balanceOf(fx.agent.address)).to.equal(10n);
       expect(await fx.usdc.authorizationState(other.address, nonce)).to.equal(true);
+    });
+  });
+
+  describe("issue 11: USDC's pause (FiatToken v2.2)", () => {
+    it("only the deployer pauses and unpauses (NotTokenAdmin otherwise); Pause/Unpause events and paused()", async () => {
+      const { usdc, admin, stranger, agent } = await setup();
+      expect(await usdc.paused()).to.equal(false);
+      for (const who of [stranger, agent]) {
+        await expect(usdc.connect(who).pause()).to.be.revertedWithCustomError(usdc, "NotTokenAdmin").withArgs(who.address);
+      }
+      await expect(usdc.connect(admin).pause()).to.emit(usdc, "Pause");
+      expect(await usdc.paused()).to.equal(true);
+      await expect(usdc.connect(stranger).unpause()).to.be.revertedWithCustomError(usdc, "NotTokenAdmin").withArgs(stranger.address);
+      expect(await usdc.paused()).to.equal(true);
+      await expect(usdc.connect(admin).unpause()).to.emit(usdc, "Unpause");
+      expect(await usdc.paused()).to.equal(false);
+    });
+
+    it("a pause stops transfer, transferFrom, approve and mint; balances, allowances and totalSupply stay as they were", async () => {
+      const fx = await setup();
+      const { usdc, admin, creator, stranger, agent } = fx;
+      await usdc.mint(creator.address, 100n);
+      await usdc.connect(creator).approve(stranger.address, 60n);
+      const supply = await usdc.totalSupply();
+      await usdc.connect(admin).pause();
+
+      await expect(usdc.connect(creator).transfer(agent.address, 1n)).to.be.revertedWithCustomError(usdc, "TokenPaused");
+      await expect(usdc.connect(stranger).transferFrom(creator.address, agent.address, 1n)).to.be.revertedWithCustomError(
+        usdc,
+        "TokenPaused",
+      );
+      await expect(usdc.connect(creator).approve(agent.address, 5n)).to.be.revertedWithCustomError(usdc, "TokenPaused");
+      await expect(usdc.mint(agent.address, 5n)).to.be.revertedWithCustomError(usdc, "TokenPaused");
+
+      // Reads still work and nothing moved.
+      expect(await usdc.balanceOf(creator.address)).to.equal(100n);
+      expect(await usdc.balanceOf(agent.address)).to.equal(0n);
+      expect(await usdc.allowance(creator.address, stranger.address)).to.equal(60n);
+      expect(await usdc.allowance(creator.address, agent.address)).to.equal(0n);
+      expect(await usdc.totalSupply()).to.equal(supply);
+
+      // After unpause every path works again.
+      await usdc.connect(admin).unpause();
+      await expect(usdc.connect(creator).transfer(agent.address, 1n)).to.changeTokenBalances(
+        fx.ethers,
+        usdc,
+        [creator.address, agent.address],
+        [-1n, 1n],
+      );
+      await usdc.connect(stranger).transferFrom(creator.address, agent.address, 9n);
+      expect(await usdc.allowance(creator.address, stranger.address)).to.equal(51n);
+      await usdc.connect(creator).approve(agent.address, 5n);
+      expect(await usdc.allowance(creator.address, agent.address)).to.equal(5n);
+      await usdc.mint(agent.address, 5n);
+      expect(await usdc.balanceOf(agent.address)).to.equal(15n);
+      expect(await usdc.totalSupply()).to.equal(supply + 5n);
+    });
+
+    it("a pause stops permit (v,r,s and bytes) without consuming the nonce", async () => {
+      const fx = await setup();
+      const { usdc, payer, stranger, admin } = fx;
+      const deadline = (await fx.now()) + 3600n;
+      const sig = await signPermit(fx, payer, { owner: payer.address, spender: stranger.address as Address, value: 5n, nonce: 0n, deadline });
+      const { v, r, s } = splitSig(sig);
+      await usdc.connect(admin).pause();
+      await expect(usdc[PERMIT_VRS](payer.address, stranger.address, 5n, deadline, v, r, s)).to.be.revertedWithCustomError(
+        usdc,
+        "TokenPaused",
+      );
+      await expect(usdc[PERMIT_BYTES](payer.address, stranger.address, 5n, deadline, sig)).to.be.revertedWithCustomError(
+        usdc,
+        "TokenPaused",
+      );
+      expect(await usdc.nonces(payer.address)).to.equal(0n);
+      expect(await usdc.allowance(payer.address, stranger.address)).to.equal(0n);
+      await usdc.connect(admin).unpause();
+      await usdc[PERMIT_BYTES](payer.address, stranger.address, 5n, deadline, sig);
+      expect(await usdc.allowance(payer.address, stranger.address)).to.equal(5n);
+      expect(await usdc.nonces(payer.address)).to.equal(1n);
+    });
+
+    it("a pause stops transferWithAuthorization, receiveWithAuthorization and cancelAuthorization (both overloads), leaving the nonce unused", async () => {
+      const fx = await setup();
+      const { usdc, payer, agent, admin } = fx;
+      const validBefore = (await fx.now()) + 3600n;
+      const auth: Authorization = { from: payer.address, to: agent.address as Address, value: 3n, validAfter: 0n, validBefore, nonce: randomNonce() };
+      const transferSig = await signTransfer(fx, payer, auth);
+      const receiveSig = await signReceive(fx, payer, auth);
+      const cancelSig = await signCancel(fx, payer, payer.address, auth.nonce);
+      const t = splitSig(transferSig);
+      const rc = splitSig(receiveSig);
+      const c = splitSig(cancelSig);
+      const args = [auth.from, auth.to, auth.value, auth.validAfter, auth.validBefore, auth.nonce] as const;
+      await usdc.connect(admin).pause();
+      const attempts = [
+        () => usdc[TRANSFER_VRS](...args, t.v, t.r, t.s),
+        () => usdc[TRANSFER_BYTES](...args, transferSig),
+        () => usdc.connect(agent)[RECEIVE_VRS](...args, rc.v, rc.r, rc.s),
+        () => usdc.connect(agent)[RECEIVE_BYTES](...args, receiveSig),
+        () => usdc[CANCEL_VRS](payer.address, auth.nonce, c.v, c.r, c.s),
+        () => usdc[CANCEL_BYTES](payer.address, auth.nonce, cancelSig),
+      ];
+      for (const attempt of attempts) {
+        await expect(attempt()).to.be.revertedWithCustomError(usdc, "TokenPaused");
+      }
+      expect(await usdc.authorizationState(payer.address, auth.nonce)).to.equal(false);
+      expect(await usdc.balanceOf(agent.address)).to.equal(0n);
+
+      await usdc.connect(admin).unpause();
+      await expect(usdc.connect(agent)[RECEIVE_BYTES](...args, receiveSig))
+        .to.emit(usdc, "AuthorizationUsed")
+        .withArgs(payer.address, auth.nonce);
+      expect(await usdc.balanceOf(agent.address)).to.equal(3n);
+    });
+  });
+
+  describe("issue 11: USDC's blacklist (FiatToken v2.2)", () => {
+    it("only the deployer blacklists and unblacklists (NotTokenAdmin otherwise); events and isBlacklisted", async () => {
+      const { usdc, admin, stranger, creator } = await setup();
+      expect(await usdc.isBlacklisted(creator.address)).to.equal(false);
+      await expect(usdc.connect(stranger).blacklist(creator.address))
+        .to.be.revertedWithCustomError(usdc, "NotTokenAdmin")
+        .withArgs(stranger.address);
+      await expect(usdc.connect(admin).blacklist(creator.address)).to.emit(usdc, "Blacklisted").withArgs(creator.address);
+      expect(await usdc.isBlacklisted(creator.address)).to.equal(true);
+      expect(await usdc.isBlacklisted(stranger.address)).to.equal(false);
+      await expect(usdc.connect(creator).unBlacklist(creator.address))
+        .to.be.revertedWithCustomError(usdc, "NotTokenAdmin")
+        .withArgs(creator.address);
+      await expect(usdc.connect(admin).unBlacklist(creator.address)).to.emit(usdc, "UnBlacklisted").withArgs(creator.address);
+      expect(await usdc.isBlacklisted(creator.address)).to.equal(false);
+    });
+
+    it("a blacklisted sender cannot transfer; a blacklisted receiver cannot be paid or minted to", async () => {
+      const { usdc, admin, creator, stranger, agent } = await setup();
+      await usdc.mint(creator.address, 10n);
+      await usdc.mint(stranger.address, 10n);
+      await usdc.connect(admin).blacklist(creator.address);
+      await expect(usdc.connect(creator).transfer(agent.address, 1n))
+        .to.be.revertedWithCustomError(usdc, "AccountBlacklisted")
+        .withArgs(creator.address);
+      await expect(usdc.connect(stranger).transfer(creator.address, 1n))
+        .to.be.revertedWithCustomError(usdc, "AccountBlacklisted")
+        .withArgs(creator.address);
+      await expect(usdc.mint(creator.address, 1n))
+        .to.be.revertedWithCustomError(usdc, "AccountBlacklisted")
+        .withArgs(creator.address);
+      expect(await usdc.balanceOf(creator.address)).to.equal(10n);
+      expect(await usdc.balanceOf(stranger.address)).to.equal(10n);
+      expect(await usdc.balanceOf(agent.address)).to.equal(0n);
+    });
+
+    it("approve refuses a blacklisted owner and a blacklisted spender", async () => {
+      const { usdc, admin, creator, stranger, agent } = await setup();
+      await usdc.connect(admin).blacklist(stranger.address);
+      await expect(usdc.connect(stranger).approve(agent.address, 1n))
+        .to.be.revertedWithCustomError(usdc, "AccountBlacklisted")
+        .withArgs(stranger.address);
+      await expect(usdc.connect(creator).approve(stranger.address, 1n))
+        .to.be.revertedWithCustomError(usdc, "AccountBlacklisted")
+        .withArgs(stranger.address);
+      expect(await usdc.allowance(stranger.address, agent.address)).to.equal(0n);
+      expect(await usdc.allowance(creator.address, stranger.address)).to.equal(0n);
+      // A clean pair still approves.
+      await usdc.connect(creator).approve(agent.address, 7n);
+      expect(await usdc.allowance(creator.address, agent.address)).to.equal(7n);
+    });
+
+    it("transferFrom refuses a blacklisted caller (spender), owner or receiver, even with an allowance granted before", async () => {
+      const fx = await setup();
+      const { usdc, admin, creator, stranger, agent, treasury } = fx;
+      await usdc.mint(creator.address, 100n);
+      await usdc.connect(creator).approve(stranger.address, 50n);
+      await usdc.connect(creator).approve(treasury.address, 2n ** 256n - 1n); // unlimited: never re-approved
+
+      // The caller, with a limited allowance and with an unlimited one (which spending never re-approves).
+      for (const caller of [stranger, treasury]) {
+        await usdc.connect(admin).blacklist(caller.address);
+        await expect(usdc.connect(caller).transferFrom(creator.address, agent.address, 1n))
+          .to.be.revertedWithCustomError(usdc, "AccountBlacklisted")
+          .withArgs(caller.address);
+        await usdc.connect(admin).unBlacklist(caller.address);
+      }
+
+      // The receiver.
+      await usdc.connect(admin).blacklist(agent.address);
+      await expect(usdc.connect(stranger).transferFrom(creator.address, agent.address, 1n))
+        .to.be.revertedWithCustomError(usdc, "AccountBlacklisted")
+        .withArgs(agent.address);
+      await usdc.connect(admin).unBlacklist(agent.address);
+
+      // The owner, through a limited and an unlimited allowance.
+      await usdc.connect(admin).blacklist(creator.address);
+      await expect(usdc.connect(stranger).transferFrom(creator.address, agent.address, 1n))
+        .to.be.revertedWithCustomError(usdc, "AccountBlacklisted")
+        .withArgs(creator.address);
+      await expect(usdc.connect(treasury).transferFrom(creator.address, agent.address, 1n))
+        .to.be.revertedWithCustomError(usdc, "AccountBlacklisted")
+        .withArgs(creator.address);
+      expect(await usdc.balanceOf(creator.address)).to.equal(100n);
+      expect(await usdc.allowance(creator.address, stranger.address)).to.equal(50n);
+
+      await usdc.connect(admin).unBlacklist(creator.address);
+      await expect(usdc.connect(stranger).transferFrom(creator.address, agent.address, 50n)).to.changeTokenBalances(
+        fx.ethers,
+        usdc,
+        [creator.address, agent.address],
+        [-50n, 50n],
+      );
+    });
+
+    it("permit refuses a blacklisted owner or spender without consuming the nonce", async () => {
+      const fx = await setup();
+      const { usdc, payer, stranger, admin } = fx;
+      const deadline = (await fx.now()) + 3600n;
+      const sig = await signPermit(fx, payer, { owner: payer.address, spender: stranger.address as Address, value: 5n, nonce: 0n, deadline });
+      const { v, r, s } = splitSig(sig);
+      for (const blocked of [payer.address, stranger.address]) {
+        await usdc.connect(admin).blacklist(blocked);
+        await expect(usdc[PERMIT_BYTES](payer.address, stranger.address, 5n, deadline, sig))
+          .to.be.revertedWithCustomError(usdc, "AccountBlacklisted")
+          .withArgs(blocked);
+        await expect(usdc[PERMIT_VRS](payer.address, stranger.address, 5n, deadline, v, r, s))
+          .to.be.revertedWithCustomError(usdc, "AccountBlacklisted")
+          .withArgs(blocked);
+        expect(await usdc.nonces(payer.address)).to.equal(0n);
+        await usdc.connect(admin).unBlacklist(blocked);
+      }
+      await usdc[PERMIT_BYTES](payer.address, stranger.address, 5n, deadline, sig);
+      expect(await usdc.allowance(payer.address, stranger.address)).to.equal(5n);
+    });
+
+    it("EIP-3009 refuses a blacklisted `from` or `to` (transfer and receive), leaving the authorization unused", async () => {
+      const fx = await setup();
+      const { usdc, payer, agent, admin } = fx;
+      const validBefore = (await fx.now()) + 3600n;
+      const auth: Authorization = { from: payer.address, to: agent.address as Address, value: 8n, validAfter: 0n, validBefore, nonce: randomNonce() };
+      const args = [auth.from, auth.to, auth.value, auth.validAfter, auth.validBefore, auth.nonce] as const;
+      const transferSig = await signTransfer(fx, payer, auth);
+      const receiveSig = await signReceive(fx, payer, auth);
+      for (const blocked of [payer.address, agent.address]) {
+        await usdc.connect(admin).blacklist(blocked);
+        await expect(usdc[TRANSFER_BYTES](...args, transferSig))
+          .to.be.revertedWithCustomError(usdc, "AccountBlacklisted")
+          .withArgs(blocked);
+        await expect(usdc.connect(agent)[RECEIVE_BYTES](...args, receiveSig))
+          .to.be.revertedWithCustomError(usdc, "AccountBlacklisted")
+          .withArgs(blocked);
+        expect(await usdc.authorizationState(payer.address, auth.nonce)).to.equal(false);
+        await usdc.connect(admin).unBlacklist(blocked);
+      }
+      await expect(usdc[TRANSFER_BYTES](...args, transferSig)).to.changeTokenBalances(
+        fx.ethers,
+        usdc,
+        [payer.address, agent.address],
+        [-8n, 8n],
+      );
+    });
+
+    it("balanceOf hides the blacklist bit: the balance reads the same, totalSupply is unchanged, and it moves again after unBlacklist", async () => {
+      const fx = await setup();
+      const { usdc, admin, creator, agent } = fx;
+      const big = 2n ** 200n; // high bits set, far below the flag bit (2^255)
+      await usdc.mint(creator.address, big);
+      const supply = await usdc.totalSupply();
+      await usdc.connect(admin).blacklist(creator.address);
+      expect(await usdc.balanceOf(creator.address)).to.equal(big);
+      expect(await usdc.totalSupply()).to.equal(supply);
+      // A blacklisted account with no balance reads zero, not the flag.
+      await usdc.connect(admin).blacklist(agent.address);
+      expect(await usdc.balanceOf(agent.address)).to.equal(0n);
+      await usdc.connect(admin).unBlacklist(creator.address);
+      await usdc.connect(admin).unBlacklist(agent.address);
+      expect(await usdc.balanceOf(creator.address)).to.equal(big);
+      await expect(usdc.connect(creator).transfer(agent.address, big)).to.changeTokenBalances(
+        fx.ethers,
+        usdc,
+        [creator.address, agent.address],
+        [-big, big],
+      );
+      expect(await usdc.balanceOf(creator.address)).to.equal(0n);
+      expect(await usdc.totalSupply()).to.equal(supply);
+    });
+
+    it("a blacklisted account blocks nobody else: third parties keep transferring, approving and authorizing", async () => {
+      const fx = await setup();
+      const { usdc, admin, creator, stranger, agent, payer } = fx;
+      await usdc.mint(creator.address, 10n);
+      await usdc.connect(admin).blacklist(stranger.address);
+      await usdc.connect(creator).transfer(agent.address, 4n);
+      await usdc.connect(creator).approve(agent.address, 3n);
+      await usdc.connect(agent).transferFrom(creator.address, agent.address, 3n);
+      const auth: Authorization = {
+        from: payer.address,
+        to: agent.address as Address,
+        value: 2n,
+        validAfter: 0n,
+        validBefore: (await fx.now()) + 3600n,
+        nonce: randomNonce(),
+      };
+      await usdc[TRANSFER_BYTES](auth.from, auth.to, auth.value, auth.validAfter, auth.validBefore, auth.nonce, await signTransfer(fx, payer, auth));
+      expect(await usdc.balanceOf(agent.address)).to.equal(9n);
+      expect(await usdc.balanceOf(creator.address)).to.equal(3n);
+    });
+  });
+
+  describe("issue 11: ERC-20 edge cases USDC shares", () => {
+    it("transfer, transferFrom, transferWithAuthorization and mint to the zero address revert with ERC20InvalidReceiver", async () => {
+      const fx = await setup();
+      const { usdc, creator, stranger, payer } = fx;
+      await usdc.mint(creator.address, 10n);
+      await usdc.connect(creator).approve(stranger.address, 10n);
+      const zero = "0x0000000000000000000000000000000000000000";
+      await expect(usdc.connect(creator).transfer(zero, 1n)).to.be.revertedWithCustomError(usdc, "ERC20InvalidReceiver").withArgs(zero);
+      await expect(usdc.connect(stranger).transferFrom(creator.address, zero, 1n))
+        .to.be.revertedWithCustomError(usdc, "ERC20InvalidReceiver")
+        .withArgs(zero);
+      await expect(usdc.mint(zero, 1n)).to.be.revertedWithCustomError(usdc, "ERC20InvalidReceiver").withArgs(zero);
+      const auth: Authorization = {
+        from: payer.address,
+        to: zero as Address,
+        value: 1n,
+        validAfter: 0n,
+        validBefore: (await fx.now()) + 3600n,
+        nonce: randomNonce(),
+      };
+      await expect(
+        usdc[TRANSFER_BYTES](auth.from, auth.to, auth.value, auth.validAfter, auth.validBefore, auth.nonce, await signTransfer(fx, payer, auth)),
+      )
+        .to.be.revertedWithCustomError(usdc, "ERC20InvalidReceiver")
+        .withArgs(zero);
+      expect(await usdc.authorizationState(payer.address, auth.nonce)).to.equal(false);
+      expect(await usdc.balanceOf(creator.address)).to.equal(10n);
+    });
+
+    it("totalSupply equals what was minted and Σ balances through transfers, authorizations and blacklisting", async () => {
+      const fx = await setup();
+      const { usdc, admin, creator, stranger, agent, payer } = fx;
+      const holders = [payer.address, creator.address, stranger.address, agent.address];
+      const sum = async () => (await Promise.all(holders.map((h) => usdc.balanceOf(h)))).reduce((a, b) => a + b, 0n);
+      expect(await usdc.totalSupply()).to.equal(1_000n * ONE_USDC);
+      await usdc.mint(creator.address, 123n);
+      await usdc.mint(stranger.address, 7n);
+      expect(await usdc.totalSupply()).to.equal(1_000n * ONE_USDC + 130n);
+      await usdc.connect(creator).transfer(agent.address, 23n);
+      const auth: Authorization = {
+        from: payer.address,
+        to: creator.address as Address,
+        value: 5n * ONE_USDC,
+        validAfter: 0n,
+        validBefore: (await fx.now()) + 3600n,
+        nonce: randomNonce(),
+      };
+      await usdc[TRANSFER_BYTES](auth.from, auth.to, auth.value, auth.validAfter, auth.validBefore, auth.nonce, await signTransfer(fx, payer, auth));
+      await usdc.connect(admin).blacklist(stranger.address);
+      expect(await usdc.totalSupply()).to.equal(1_000n * ONE_USDC + 130n);
+      expect(await sum()).to.equal(await usdc.totalSupply());
+    });
+  });
+
+  describe("issue 11: bytes signatures from ERC-1271 wallets", () => {
+    it("permit and transferWithAuthorization accept a contract wallet's signature for exactly the digest it approves", async () => {
+      const fx = await setup();
+      const { usdc, stranger, agent } = fx;
+      const wallet = fx.ethers.getAddress("0x00000000000000000000000000000000000c0de1");
+      await installWallet(fx, wallet);
+      await usdc.mint(wallet, 50n);
+      const deadline = (await fx.now()) + 3600n;
+      const permit = { owner: wallet as Address, spender: stranger.address as Address, value: 20n, nonce: 0n, deadline };
+      await expect(usdc[PERMIT_BYTES](wallet, stranger.address, 20n, deadline, "0x"))
+        .to.be.revertedWithCustomError(usdc, "PermitInvalidSignature")
+        .withArgs(wallet);
+      await approveDigest(fx, wallet, hashTypedData({ domain: fx.domain, types: permitTypes, primaryType: "Permit", message: permit }));
+      // Another amount than the approved digest is refused; the approved one goes through.
+      await expect(usdc[PERMIT_BYTES](wallet, stranger.address, 21n, deadline, "0x")).to.be.revertedWithCustomError(
+        usdc,
+        "PermitInvalidSignature",
+      );
+      await usdc[PERMIT_BYTES](wallet, stranger.address, 20n, deadline, "0x");
+      expect(await usdc.allowance(wallet, stranger.address)).to.equal(20n);
+
+      const auth: Authorization = { from: wallet as Address, to: agent.address as Address, value: 30n, validAfter: 0n, validBefore: deadline, nonce: randomNonce() };
+      const args = [auth.from, auth.to, auth.value, auth.validAfter, auth.validBefore, auth.nonce] as const;
+      await expect(usdc[TRANSFER_BYTES](...args, "0x1234"))
+        .to.be.revertedWithCustomError(usdc, "AuthorizationInvalidSignature")
+        .withArgs(wallet);
+      await approveDigest(
+        fx,
+        wallet,
+        hashTypedData({ domain: fx.domain, types: transferTypes, primaryType: "TransferWithAuthorization", message: auth }),
+      );
+      await expect(usdc[TRANSFER_BYTES](...args, "0x1234")).to.changeTokenBalances(fx.ethers, usdc, [wallet, agent.address], [-30n, 30n]);
     });
   });
 });

@@ -91,6 +91,8 @@ const SENTENCES: Record<string, (args: Args) => string> = {
   RegistryZeroAddress: () => "An address is missing: the zero address cannot be used.",
   RegistryEscrowLocked: () => "The registry's escrow is already bound: the deployer binds it once.",
   RegistryNotEscrow: ([caller]) => `Only the escrow may do this, and ${short(caller)} is not it.`,
+  RegistryOwnerRestricted: ([id, owner]) =>
+    `The owner of provider #${id} (${short(owner)}) may not move funds now (frozen, or blacklisted by USDC), so its unstake stays in the registry.`,
   RegistryProviderInactive: ([id]) => `Provider #${id} is not active.`,
   RegistryProviderSlashed: ([id]) => `Provider #${id} was slashed and cannot be reactivated.`,
   RegistryModelRetired: ([providerId, modelId]) => `Model #${modelId} of provider #${providerId} is retired.`,
@@ -142,6 +144,7 @@ const SENTENCES: Record<string, (args: Args) => string> = {
   MarketplaceChainMismatch: ([id]) => `The pending payments given do not match agent #${id}'s payment chain.`,
   MarketplaceNothingToDistribute: ([id]) => `Agent #${id} has nothing to distribute: no payment is pending and its payment address is empty.`,
   MarketplaceSelfReferral: ([account]) => `${short(account)} cannot be its own referrer.`,
+  MarketplaceCustodianReferrer: ([referrer]) => `${short(referrer)} is an AgentMesh contract holding others' funds and cannot be a referrer.`,
   MarketplaceReferrerAlreadySet: ([account, referrer]) => `${short(account)} already has a referrer (${short(referrer)}); it cannot change.`,
   MarketplaceInvalidSignature: ([account]) => `The referral is not signed by ${short(account)}.`,
   MarketplaceTokenMismatch: () => "The ledger or escrow holds another token than the marketplace.",

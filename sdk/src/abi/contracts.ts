@@ -3484,6 +3484,22 @@ export const providerRegistryAbi = [
         "internalType": "uint256",
         "name": "providerId",
         "type": "uint256"
+      },
+      {
+        "internalType": "address",
+        "name": "owner",
+        "type": "address"
+      }
+    ],
+    "name": "RegistryOwnerRestricted",
+    "type": "error"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "uint256",
+        "name": "providerId",
+        "type": "uint256"
       }
     ],
     "name": "RegistryProviderInactive",
@@ -7277,6 +7293,17 @@ export const agentMarketplaceAbi = [
       }
     ],
     "name": "MarketplaceChainMismatch",
+    "type": "error"
+  },
+  {
+    "inputs": [
+      {
+        "internalType": "address",
+        "name": "referrer",
+        "type": "address"
+      }
+    ],
+    "name": "MarketplaceCustodianReferrer",
     "type": "error"
   },
   {
