@@ -91,7 +91,8 @@ contract AgentMarketplace is IAgentMarketplace, AccessControlDefaultAdminRules, 
     mapping(address owner => uint256 listings) private _listingCounts;
 
     /// @param token_ The USDC token (immutable); the ledger and the escrow must hold the same.
-    /// @param ledger_ The ledger every split credits.
+    /// @param ledger_ The ledger that holds pending payments and credits every distribution (this
+    /// marketplace must be one of its custodians).
     /// @param escrow_ The escrow whose budgets can be recipients.
     /// @param adminDelay Seconds a new admin must wait to accept the role (two-step transfer).
     /// @param admin Holder of the admin role (sets the treasury).

@@ -70,7 +70,8 @@ contract ComputeEscrow is IComputeEscrow, AccessControlDefaultAdminRules, EIP712
 
     /// @param token_ The USDC token (immutable).
     /// @param registry_ The provider registry.
-    /// @param ledger_ The ledger that receives payouts (pulls them from this contract).
+    /// @param ledger_ The ledger that holds the budgets and credits payouts (this escrow must be one of
+    /// its custodians).
     /// @param challengeWindow_ Seconds a provider has to post a newer voucher after a close request
     /// (at least MIN_CHALLENGE_WINDOW).
     /// @param adminDelay Seconds a new admin must wait to accept the role (two-step transfer).
@@ -208,16 +209,6 @@ contract ComputeEscrow is IComputeEscrow, AccessControlDefaultAdminRules, EIP712
     function topUpFromBalance(uint256 budgetId, uint256 amount) external nonReentrant {
         _addToBudget(budgetId, amount);
         _LEDGER.transferFrom(msg.sender, address(this), amount);
-    }
-
-    function _addToBudget(uint256 budgetId, uint256 amount) private {
-        Budget storage budget = _budget(budgetId);
-        if (block.timestamp >= budget.expiry) revert EscrowBudgetExpired(budgetId, budget.expiry);
-        uint256 available = budget.available + amount;
-        if (amount == 0 || available > type(uint128).max) revert EscrowInvalidAmount(amount);
-        // Safe cast: checked against uint128 above.
-        budget.available = uint128(available);
-        emit BudgetToppedUp(budgetId, msg.sender, amount);
     }
 
     /// @inheritdoc IComputeEscrow
@@ -420,6 +411,17 @@ contract ComputeEscrow is IComputeEscrow, AccessControlDefaultAdminRules, EIP712
     function _deposit(uint256 amount) private {
         _TOKEN.pullExact(msg.sender, amount);
         _LEDGER.pay(address(this), amount);
+    }
+
+    /// @dev Adds `amount` to an unexpired budget; the caller then brings the funds in.
+    function _addToBudget(uint256 budgetId, uint256 amount) private {
+        Budget storage budget = _budget(budgetId);
+        if (block.timestamp >= budget.expiry) revert EscrowBudgetExpired(budgetId, budget.expiry);
+        uint256 available = budget.available + amount;
+        if (amount == 0 || available > type(uint128).max) revert EscrowInvalidAmount(amount);
+        // Safe cast: checked against uint128 above.
+        budget.available = uint128(available);
+        emit BudgetToppedUp(budgetId, msg.sender, amount);
     }
 
     function _checkBudgetTerms(uint256 perSessionLimit, uint256 expiry) private view {
