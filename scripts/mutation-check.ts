@@ -315,11 +315,15 @@ export const MUTANTS: readonly Mutant[] = [
   },
   {
     id: "s16-settle-not-nonreentrant",
-    description: "settle lacks nonReentrant: a malicious token re-enters it during the ledger's pull",
+    description: "settle lacks nonReentrant",
     file: ESCROW,
     find: "function settle(SignedVoucher[] calldata vouchers) external nonReentrant {",
     replace: "function settle(SignedVoucher[] calldata vouchers) external {",
     tests: { grep: "SECURITY 16" },
+    equivalent:
+      "settlement moves ledger credits only: it calls the registry and the ledger, neither of which calls a " +
+      "token or any other contract, so no outside code runs during it to re-enter (the guard is defence in depth; " +
+      "'settlement never calls the token' shows the token cannot)",
   },
   {
     id: "s17-per-payment-floor",
@@ -423,8 +427,8 @@ export const MUTANTS: readonly Mutant[] = [
     id: "mkt-referrer-overwritten",
     description: "an account's referrer is not recorded once: a later setReferrer, listing or payment replaces it",
     file: MARKETPLACE,
-    find: "if (referrer == address(0) || referrer == account || current != address(0)) {",
-    replace: "if (referrer == address(0) || referrer == account) {",
+    find: "if (referrer == address(0) || referrer == account || current != address(0) || _LEDGER.isCustodian(referrer)) {",
+    replace: "if (referrer == address(0) || referrer == account || _LEDGER.isCustodian(referrer)) {",
     tests: { grep: "referrers: recorded once, never changed" },
   },
   {
