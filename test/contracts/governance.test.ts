@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import { ZeroAddress } from "ethers";
 import { DEFAULT_SUITE_OPTIONS, deploySuite } from "../../scripts/lib/deploy-suite.ts";
-import { account, flowOf, flowTuple, metadataOf } from "./helpers/agents.ts";
+import { account, flowOf, metadataOf } from "./helpers/agents.ts";
 import {
   DAY,
   NO_SIGNATURE,
@@ -155,14 +155,14 @@ describe("Governance (SECURITY 23, issue 11 §3)", () => {
         .to.be.revertedWithCustomError(ledger, "LedgerInvalidReceiver")
         .withArgs(address);
       const flow = flowOf({ fixedAmounts: [{ recipient: account(address), amount: 1n }] });
-      await expect(marketplace.connect(stranger).list(metadataOf(), 100n, flowTuple(flow), ZeroAddress))
+      await expect(marketplace.connect(stranger).list(metadataOf(), 100n, flow, ZeroAddress))
         .to.be.revertedWithCustomError(marketplace, "MarketplaceFlowInvalidRecipient")
         .withArgs(0n);
       await expect(marketplace.connect(stranger).setReferrer(address))
         .to.be.revertedWithCustomError(marketplace, "MarketplaceCustodianReferrer")
         .withArgs(address);
       // Named implicitly (at a listing), a custodian referrer is ignored, as a self-referral is.
-      await marketplace.connect(others[1]).list(metadataOf(), 100n, flowTuple(flowOf()), address);
+      await marketplace.connect(others[1]).list(metadataOf(), 100n, flowOf(), address);
       expect(await marketplace.referrerOf(others[1].address)).to.equal(ZeroAddress);
     }
   });

@@ -1,21 +1,17 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.37;
 
-import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
-import {AgentMarketplace} from "../../contracts/AgentMarketplace.sol";
 import {IAgentMarketplace} from "../../contracts/interfaces/IAgentMarketplace.sol";
-import {IComputeEscrow} from "../../contracts/interfaces/IComputeEscrow.sol";
-import {ISplitsLedger} from "../../contracts/interfaces/ISplitsLedger.sol";
 import {PaymentChainLib} from "../../contracts/libraries/PaymentChainLib.sol";
 import {Suite} from "./utils/Suite.sol";
 
 /// @notice Fuzz tests of the agent marketplace: split conservation (Σ outputs == input), conservation
-/// of a whole distribution, the payment chain's monotonicity and replay safety, and the worst-case
-/// batch against the block gas limit (SECURITY.md 17, 18, "Splits: credited + dust == received").
+/// of a whole distribution, and the payment chain's monotonicity and replay safety (SECURITY.md 17).
+/// The worst-case batch against Base's per-transaction gas cap is in WorstCaseGas.t.sol; the stateful
+/// invariants are in invariants/MarketplaceInvariants.t.sol.
 /// forge-config: default.fuzz.runs = 128
 contract AgentMarketplaceFuzzTest is Suite {
     uint256 internal constant SCALE = 1_000_000;
-    uint256 internal constant BLOCK_GAS_LIMIT = 30_000_000;
 
     address internal owner = address(0xA11CE);
     address internal ownerReferrer = address(0xE7E);
@@ -128,7 +124,9 @@ contract AgentMarketplaceFuzzTest is Suite {
                               DISTRIBUTION
     //////////////////////////////////////////////////////////////*/
 
-    function testFuzz_distribute_CreditsExactlyWhatThePaymentAddressHeld(
+    /// @notice Payments through the marketplace wait as its ledger balance; plain transfers wait at the
+    /// payment address. A distribution credits exactly their sum and leaves neither anything.
+    function testFuzz_distribute_CreditsExactlyWhatIsPendingAndWhatThePaymentAddressHeld(
         uint256 seed,
         uint256 price,
         uint256 paymentCount,
@@ -156,9 +154,16 @@ contract AgentMarketplaceFuzzTest is Suite {
             payments[i] = IAgentMarketplace.PendingPayment(payer, marketplace.referrerOf(payer), amount);
         }
         if (extra != 0) usdc.mint(paymentAddress, extra);
-        uint256 held = usdc.balanceOf(paymentAddress);
+        uint256 attributed = ledger.balanceOf(address(marketplace));
+        uint256 held = attributed + usdc.balanceOf(paymentAddress);
         (,, uint256 pending) = marketplace.paymentChain(agentId);
         assertEq(pending, paymentCount, "every payment pending");
+        uint256 paid;
+        for (uint256 i; i < paymentCount; ++i) {
+            paid += payments[i].amount;
+        }
+        assertEq(attributed, paid, "payments through the marketplace wait as its ledger balance");
+        assertEq(usdc.balanceOf(paymentAddress), extra, "only plain transfers wait at the payment address");
 
         IAgentMarketplace.FlowOfFunds memory flow = _randomFlow(seed, price);
         if (held == 0) {
@@ -170,10 +175,11 @@ contract AgentMarketplaceFuzzTest is Suite {
         uint256 ledgerBefore = usdc.balanceOf(address(ledger));
         marketplace.distribute(agentId, flow, payments);
 
-        assertEq(_credited(referrers) - creditedBefore, held, "sum of credits == what the payment address held");
-        assertEq(usdc.balanceOf(address(ledger)) - ledgerBefore, held, "the ledger holds every credit");
+        assertEq(_credited(referrers) - creditedBefore, held, "sum of credits == pending + what the address held");
+        assertEq(usdc.balanceOf(address(ledger)) - ledgerBefore, extra, "the plain transfers moved into the ledger");
         assertEq(usdc.balanceOf(paymentAddress), 0, "payment address emptied");
-        assertEq(usdc.balanceOf(address(marketplace)), 0, "the marketplace keeps nothing");
+        assertEq(ledger.balanceOf(address(marketplace)), 0, "the marketplace keeps nothing");
+        assertEq(usdc.balanceOf(address(marketplace)), 0, "the marketplace holds no tokens");
         (,, pending) = marketplace.paymentChain(agentId);
         assertEq(pending, 0, "nothing pending");
     }
@@ -259,43 +265,5 @@ contract AgentMarketplaceFuzzTest is Suite {
         bytes32 next = PaymentChainLib.link(state, address(0xB0B), address(0xF4A), 12_000);
         bytes32 hash = keccak256(abi.encode(state, address(0xB0B), address(0xF4A), uint256(12_000)));
         assertEq(uint256(next), uint256(hash) & ~uint256(0xffffffff) | 8, "hash with the count + 1 in the low 32 bits");
-    }
-
-    /*//////////////////////////////////////////////////////////////
-                          UNBOUNDED LOOPS (18)
-    //////////////////////////////////////////////////////////////*/
-
-    /// @notice The largest distribution possible: a full chain of MAX_PENDING payments, each with a
-    /// distinct referrer never credited before and a partial call, through a flow using every
-    /// component, plus an unattributed rest. It must fit a block with room to spare.
-    function test_distribute_WorstCaseBatchFitsABlock() public {
-        uint256 price = 1_000;
-        IAgentMarketplace.FlowOfFunds memory flow;
-        flow.fixedAmounts = new IAgentMarketplace.FixedAmount[](16);
-        flow.shares = new IAgentMarketplace.Share[](16);
-        for (uint256 i; i < 16; ++i) {
-            flow.fixedAmounts[i] = IAgentMarketplace.FixedAmount(_account(address(uint160(0x1000 + i))), 1);
-            flow.shares[i] = IAgentMarketplace.Share(_account(address(uint160(0x2000 + i))), uint32(SCALE / 16));
-        }
-        flow.payerReferrerShare = 100_000;
-        flow.payeeReferrerShare = 100_000;
-        uint256 agentId = _list(flow, price);
-        uint256 count = marketplace.MAX_PENDING();
-        IAgentMarketplace.PendingPayment[] memory payments = new IAgentMarketplace.PendingPayment[](count);
-        for (uint256 i; i < count; ++i) {
-            address payer = address(uint160(0xA0000 + i));
-            address referrer = address(uint160(0xF0000 + i));
-            vm.prank(payer);
-            marketplace.setReferrer(referrer);
-            _pay(agentId, payer, price + 1 + i);
-            payments[i] = IAgentMarketplace.PendingPayment(payer, referrer, price + 1 + i);
-        }
-        usdc.mint(marketplace.paymentAddressOf(agentId), 2 * price + 333);
-
-        uint256 gasBefore = gasleft();
-        marketplace.distribute(agentId, flow, payments);
-        uint256 used = gasBefore - gasleft();
-        assertLt(used, BLOCK_GAS_LIMIT / 2, "worst-case distribution uses under half a block");
-        assertEq(ledger.balanceOf(address(uint160(0xF0000 + 255))), (price + 256) * 100_000 / SCALE, "last referrer");
     }
 }

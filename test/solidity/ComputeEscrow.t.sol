@@ -5,6 +5,7 @@ import {IComputeEscrow} from "../../contracts/interfaces/IComputeEscrow.sol";
 import {Suite} from "./utils/Suite.sol";
 
 /// @notice Fuzz tests of ComputeEscrow's budget, session and voucher rules against the real suite.
+/// @dev The escrow keeps its budgets as its ledger balance: settling moves ledger credits, never tokens.
 contract ComputeEscrowFuzzTest is Suite {
     uint256 internal constant AGENT_KEY = 0xA6E47;
     uint256 internal constant SIGNER_KEY = 0x5161E2;
@@ -19,6 +20,8 @@ contract ComputeEscrowFuzzTest is Suite {
     uint256 internal providerId;
     uint256 internal budgetId;
     uint256 internal expiry;
+    /// @dev USDC the ledger holds after setUp (the provider's stake and the budget): settlement never changes it.
+    uint256 internal ledgerHeld;
 
     function setUp() public {
         _deploySuite();
@@ -27,6 +30,7 @@ contract ComputeEscrowFuzzTest is Suite {
         providerId = _registerProvider(providerOwner, signer, payout, MIN_STAKE);
         expiry = block.timestamp + 30 days;
         budgetId = _createBudget(creator, BUDGET, LIMIT, expiry, agent);
+        ledgerHeld = usdc.balanceOf(address(ledger));
     }
 
     function _open(uint256 maxSpend, uint256 salt)
@@ -48,6 +52,11 @@ contract ComputeEscrowFuzzTest is Suite {
         return amount * FEE_BPS / 10_000;
     }
 
+    /// @dev What settlement has credited: the provider's payout plus the protocol fee.
+    function _paidOut() internal view returns (uint256) {
+        return ledger.balanceOf(payout) + ledger.balanceOf(treasury);
+    }
+
     /*//////////////////////////////////////////////////////////////
                                  UNIT
     //////////////////////////////////////////////////////////////*/
@@ -57,6 +66,10 @@ contract ComputeEscrowFuzzTest is Suite {
         assertEq(registry.escrow(), address(escrow), "escrow bound");
         assertTrue(ledger.isCustodian(address(escrow)), "escrow is a custodian");
         assertEq(ledger.balanceOf(address(escrow)), BUDGET, "escrow holds the budget in the ledger");
+        assertEq(usdc.balanceOf(address(escrow)), 0, "escrow holds no tokens");
+        assertEq(usdc.balanceOf(address(registry)), 0, "registry holds no tokens");
+        assertEq(ledger.balanceOf(address(registry)), MIN_STAKE, "registry holds the stake in the ledger");
+        assertEq(ledgerHeld, BUDGET + MIN_STAKE, "the ledger holds every token");
     }
 
     function test_settle_RevertWhen_VoucherStale() public {
@@ -64,11 +77,12 @@ contract ComputeEscrowFuzzTest is Suite {
         IComputeEscrow.SignedVoucher memory signed =
             _signVoucher(_voucher(terms, 1, 4_000_000, 3, false), AGENT_KEY, SIGNER_KEY);
         escrow.settle(_one(signed));
-        uint256 ledgerBalance = usdc.balanceOf(address(ledger));
+        uint256 escrowBalance = ledger.balanceOf(address(escrow));
 
         vm.expectRevert(abi.encodeWithSelector(IComputeEscrow.EscrowVoucherStale.selector, id, 1, 1));
         escrow.settle(_one(signed));
-        assertEq(usdc.balanceOf(address(ledger)), ledgerBalance, "replay paid nothing");
+        assertEq(ledger.balanceOf(address(escrow)), escrowBalance, "replay paid nothing");
+        assertEq(_paidOut(), 4_000_000, "paid once");
         assertEq(escrow.getSession(id).settled, 4_000_000, "settled unchanged");
     }
 
@@ -81,19 +95,20 @@ contract ComputeEscrowFuzzTest is Suite {
         first = bound(first, 0, maxSpend);
         second = bound(second, first, maxSpend);
         (IComputeEscrow.SessionTerms memory terms, bytes32 id) = _open(maxSpend, 7);
-        assertEq(usdc.balanceOf(address(escrow)), BUDGET, "opening moves no tokens");
+        assertEq(ledger.balanceOf(address(escrow)), BUDGET, "opening moves no funds");
         assertEq(escrow.getBudget(budgetId).available, BUDGET - maxSpend, "lock taken from budget");
 
         _settle(terms, 1, first, 1);
-        assertEq(usdc.balanceOf(address(ledger)), first, "first settlement pays its cost");
-        assertEq(usdc.balanceOf(address(escrow)), BUDGET - first, "escrow paid exactly the cost");
+        assertEq(_paidOut(), first, "first settlement pays its cost");
+        assertEq(ledger.balanceOf(address(escrow)), BUDGET - first, "escrow paid exactly the cost");
+        assertEq(usdc.balanceOf(address(ledger)), ledgerHeld, "settling moves no tokens");
         assertEq(ledger.balanceOf(payout), first - _fee(first), "provider earnings after first");
         assertEq(ledger.balanceOf(treasury), _fee(first), "fee after first");
 
         _settle(terms, 2, second, 2);
         uint256 delta = second - first;
-        assertEq(usdc.balanceOf(address(ledger)), second, "second settlement pays only the difference");
-        assertEq(usdc.balanceOf(address(escrow)), BUDGET - second, "escrow balance after second");
+        assertEq(_paidOut(), second, "second settlement pays only the difference");
+        assertEq(ledger.balanceOf(address(escrow)), BUDGET - second, "escrow balance after second");
         assertEq(
             ledger.balanceOf(payout), first - _fee(first) + delta - _fee(delta), "provider earnings after second"
         );
@@ -102,7 +117,8 @@ contract ComputeEscrowFuzzTest is Suite {
 
         // A newer state with the same cumulative cost pays nothing.
         _settle(terms, 3, second, 3);
-        assertEq(usdc.balanceOf(address(ledger)), second, "same cumulative cost pays zero");
+        assertEq(_paidOut(), second, "same cumulative cost pays zero");
+        assertEq(usdc.balanceOf(address(ledger)), ledgerHeld, "no tokens moved");
         IComputeEscrow.SessionState memory state = escrow.getSession(id);
         assertEq(state.settled, second, "settled");
         assertEq(state.sequence, 3, "sequence");
@@ -133,7 +149,7 @@ contract ComputeEscrowFuzzTest is Suite {
         IComputeEscrow.SessionState memory state = escrow.getSession(id);
         assertEq(state.settled, cost, "settled unchanged");
         assertEq(state.sequence, settledSequence, "sequence unchanged");
-        assertEq(usdc.balanceOf(address(ledger)), cost, "nothing more paid");
+        assertEq(_paidOut(), cost, "nothing more paid");
     }
 
     function testFuzz_open_RevertWhen_LockAbovePerSessionLimit(uint256 limit, uint256 maxSpend) public {
@@ -170,11 +186,11 @@ contract ComputeEscrowFuzzTest is Suite {
         vm.expectRevert(abi.encodeWithSelector(IComputeEscrow.EscrowVoucherExceedsLock.selector, id, maxSpend, cost));
         escrow.settle(_one(signed));
         assertEq(escrow.getSession(id).settled, 0, "nothing settled");
-        assertEq(usdc.balanceOf(address(escrow)), BUDGET, "nothing paid");
+        assertEq(ledger.balanceOf(address(escrow)), BUDGET, "nothing paid");
 
         // Exactly the lock is fine.
         _settle(terms, 1, maxSpend, 1);
-        assertEq(usdc.balanceOf(address(ledger)), maxSpend, "paid the whole lock");
+        assertEq(_paidOut(), maxSpend, "paid the whole lock");
     }
 
     function testFuzz_settle_RevertWhen_CostBelowMinCharge(uint256 requests, uint256 cost) public {
@@ -207,8 +223,9 @@ contract ComputeEscrowFuzzTest is Suite {
 
         vm.prank(creator);
         escrow.refund(budgetId, available);
-        assertEq(usdc.balanceOf(creator), available, "refunded the unlocked part");
-        assertEq(usdc.balanceOf(address(escrow)), maxSpend, "lock stays claimable");
+        assertEq(usdc.balanceOf(creator), available, "refunded the unlocked part to the creator's wallet");
+        assertEq(ledger.balanceOf(address(escrow)), maxSpend, "lock stays claimable");
+        assertEq(usdc.balanceOf(address(ledger)), ledgerHeld - available, "the refund left the ledger");
     }
 
     function testFuzz_finalize_ReturnsUnusedLockAfterWindow(uint256 maxSpend, uint256 cost, uint256 closeAfter)
@@ -251,8 +268,9 @@ contract ComputeEscrowFuzzTest is Suite {
 
         vm.warp(expiry);
         escrow.returnExpired(budgetId);
-        assertEq(usdc.balanceOf(creator), BUDGET - cost, "creator got back everything unspent");
-        assertEq(usdc.balanceOf(address(escrow)), 0, "escrow empty");
+        assertEq(ledger.balanceOf(creator), BUDGET - cost, "creator's ledger balance got back everything unspent");
+        assertEq(ledger.balanceOf(address(escrow)), 0, "escrow empty");
+        assertEq(usdc.balanceOf(address(ledger)), ledgerHeld, "returning moves no tokens");
     }
 
     function testFuzz_closeCooperative_PaysDifferenceAndFinalizes(uint256 maxSpend, uint256 first, uint256 last)
@@ -270,7 +288,7 @@ contract ComputeEscrowFuzzTest is Suite {
         escrow.closeCooperative(_one(notFinal));
 
         escrow.closeCooperative(_one(_signVoucher(_voucher(terms, 2, last, 2, true), AGENT_KEY, SIGNER_KEY)));
-        assertEq(usdc.balanceOf(address(ledger)), last, "paid the cumulative total once");
+        assertEq(_paidOut(), last, "paid the cumulative total once");
         assertEq(escrow.getBudget(budgetId).available, BUDGET - last, "rest returned at once");
         assertEq(escrow.getSession(id).claimEnd, escrow.FINALIZED(), "finalized");
         assertEq(escrow.getSession(id).settled, last, "settled");
@@ -288,6 +306,7 @@ contract ComputeEscrowFuzzTest is Suite {
         forged = _signVoucher(_voucher(terms, 1, 5_000_000, 1, false), AGENT_KEY, wrongKey);
         vm.expectRevert(abi.encodeWithSelector(IComputeEscrow.EscrowInvalidSignature.selector, id, signer));
         escrow.settle(_one(forged));
-        assertEq(usdc.balanceOf(address(ledger)), 0, "nothing paid");
+        assertEq(_paidOut(), 0, "nothing paid");
+        assertEq(ledger.balanceOf(address(escrow)), BUDGET, "nothing left the escrow");
     }
 }

@@ -1,24 +1,25 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.37;
 
-import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
-import {SplitsLedger} from "../../contracts/SplitsLedger.sol";
-import {MockUSDC} from "../../contracts/mocks/MockUSDC.sol";
 import {ISplitsLedger} from "../../contracts/interfaces/ISplitsLedger.sol";
+import {IMockUSDC, ITestLedger} from "./utils/Interfaces.sol";
 import {TestBase} from "./utils/Vm.sol";
 
-/// @notice Fuzz tests of the ledger's split arithmetic and withdrawals.
+/// @notice Fuzz tests of the ledger's split arithmetic (lazy: paying a split credits its balance, `distribute`
+/// fans it out) and withdrawals.
 contract SplitsLedgerFuzzTest is TestBase {
     uint256 internal constant SCALE = 1_000_000;
 
-    MockUSDC internal usdc;
-    SplitsLedger internal ledger;
+    IMockUSDC internal usdc;
+    ITestLedger internal ledger;
     address internal payer = address(0x9A7E5);
     address internal remainder = address(0xBEEF00);
 
     function setUp() public {
-        usdc = new MockUSDC();
-        ledger = new SplitsLedger(IERC20(address(usdc)), 2 days, address(this));
+        usdc = IMockUSDC(_deploy("contracts/mocks/MockUSDC.sol:MockUSDC", ""));
+        ledger = ITestLedger(
+            _deploy("contracts/SplitsLedger.sol:SplitsLedger", abi.encode(usdc, uint48(2 days), address(this)))
+        );
         usdc.mint(payer, type(uint128).max);
         vm.prank(payer);
         usdc.approve(address(ledger), type(uint256).max);
@@ -71,30 +72,51 @@ contract SplitsLedgerFuzzTest is TestBase {
         assertEq(split, ledger.predictSplitAddress(definition), "predicted address");
 
         uint256 received;
+        uint256 distributed;
         for (uint256 j; j < payments; ++j) {
             uint256 amount = _amount(seed, j);
             received += amount;
             vm.prank(payer);
             ledger.pay(split, amount);
+            // Paying a split only credits its own balance; anyone fans it out, now or after more payments.
+            assertEq(ledger.balanceOf(split), received - distributed, "a split holds what it has not distributed");
+            if (j == payments - 1 || _rand(seed, "distribute", j) % 2 == 0) {
+                ledger.distribute(split);
+                distributed = received;
+                assertEq(ledger.balanceOf(split), 0, "distributing empties the split's balance");
+            }
 
             uint256 credited;
             for (uint256 i; i < n; ++i) {
                 ISplitsLedger.SplitRecipient memory r = definition.recipients[i];
-                uint256 expected = received * r.share / SCALE;
-                assertEq(ledger.balanceOf(r.account), expected, "recipient == floor(received * share / scale)");
+                uint256 expected = distributed * r.share / SCALE;
+                assertEq(ledger.balanceOf(r.account), expected, "recipient == floor(distributed * share / scale)");
                 credited += expected;
             }
-            uint256 remainderExpected = received * remainderShare / SCALE;
+            uint256 remainderExpected = distributed * remainderShare / SCALE;
             assertEq(ledger.balanceOf(remainder), remainderExpected, "remainder recipient");
             credited += remainderExpected;
 
-            (uint256 totalReceived, uint256 dust) = ledger.splitTotals(split);
-            assertEq(totalReceived, received, "lifetime received");
-            assertEq(credited + dust, received, "credited + dust == received");
+            (uint256 totalDistributed, uint256 dust) = ledger.splitTotals(split);
+            assertEq(totalDistributed, distributed, "lifetime distributed");
+            assertEq(credited + dust, distributed, "credited + dust == distributed");
             assertLt(dust, n + 1, "dust < number of entries");
-            assertEq(ledger.balanceOf(split), 0, "a split holds no balance of its own");
-            assertEq(usdc.balanceOf(address(ledger)), credited + dust, "ledger holds credits + dust");
+            assertEq(
+                usdc.balanceOf(address(ledger)),
+                credited + dust + ledger.balanceOf(split),
+                "ledger holds credits + dust + the undistributed balance"
+            );
         }
+    }
+
+    function testFuzz_distribute_RevertWhen_NothingToDistributeOrNotASplit(uint256 seed, address notASplit) public {
+        (ISplitsLedger.Split memory definition,) = _randomSplit(seed, 3);
+        address split = ledger.createSplit(definition);
+        vm.assume(notASplit != split);
+        vm.expectRevert(ISplitsLedger.LedgerZeroAmount.selector);
+        ledger.distribute(split);
+        vm.expectRevert(abi.encodeWithSelector(ISplitsLedger.LedgerNotASplit.selector, notASplit));
+        ledger.distribute(notASplit);
     }
 
     function testFuzz_split_RepeatedSmallPaymentsNeverStarveMinority(uint256 share, uint256 payments) public {
@@ -109,6 +131,7 @@ contract SplitsLedgerFuzzTest is TestBase {
         for (uint256 j; j < payments; ++j) {
             vm.prank(payer);
             ledger.pay(split, amount);
+            ledger.distribute(split); // each payment distributed on its own: the worst case for rounding
         }
         uint256 received = amount * payments;
         assertEq(ledger.balanceOf(address(0x10000)), received * share / SCALE, "minority gets its lifetime share");
@@ -137,6 +160,8 @@ contract SplitsLedgerFuzzTest is TestBase {
             received += amount;
             vm.prank(payer);
             ledger.pay(outerSplit, amount);
+            ledger.distribute(outerSplit); // passes the inner split's part straight through it
+            assertEq(ledger.balanceOf(innerSplit), 0, "a nested split is distributed with its parent");
 
             uint256 innerReceived = received * outerShare / SCALE;
             (uint256 gotInner,) = ledger.splitTotals(innerSplit);

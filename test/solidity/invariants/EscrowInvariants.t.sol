@@ -7,17 +7,27 @@ import {Suite} from "../utils/Suite.sol";
 import {EscrowHandler} from "./EscrowHandler.sol";
 
 /// @notice Stateful invariants of the escrow, ledger and registry (SECURITY.md, "Contracts: invariants"),
-/// fuzzed through EscrowHandler only.
-/// forge-config: default.invariant.runs = 32
-/// forge-config: default.invariant.depth = 64
+/// fuzzed through EscrowHandler only: budgets, sessions, vouchers, signer rotation, double-sign slashing
+/// (valid and forged), fee changes, stakes, and USDC's pause and blacklist.
+/// forge-config: default.invariant.runs = 48
+/// forge-config: default.invariant.depth = 96
 contract EscrowInvariantsTest is Suite {
     EscrowHandler internal handler;
 
     function setUp() public {
         _deploySuite();
-        handler = new EscrowHandler(usdc, ledger, registry, escrow);
+        vm.pauseGasMetering();
+        // Deployed from its artifact: embedding its creation code would make this test too big to deploy.
+        // After editing the handler, rebuild it (`hardhat build`, or run the tests without file arguments).
+        handler = EscrowHandler(
+            _deploy(
+                "test/solidity/invariants/EscrowHandler.sol:EscrowHandler",
+                abi.encode(usdc, ledger, registry, escrow, admin)
+            )
+        );
         vm.label(address(handler), "EscrowHandler");
         handler.bootstrap();
+        vm.resumeGasMetering();
     }
 
     struct FuzzSelector {
@@ -33,23 +43,33 @@ contract EscrowInvariantsTest is Suite {
 
     /// @notice The handler's actions (everything but `bootstrap`).
     function targetSelectors() public view returns (FuzzSelector[] memory targets) {
-        bytes4[] memory selectors = new bytes4[](16);
+        bytes4[] memory selectors = new bytes4[](25);
         selectors[0] = EscrowHandler.createBudget.selector;
         selectors[1] = EscrowHandler.topUp.selector;
         selectors[2] = EscrowHandler.refund.selector;
         selectors[3] = EscrowHandler.returnExpired.selector;
-        selectors[4] = EscrowHandler.openSession.selector;
-        selectors[5] = EscrowHandler.settle.selector;
-        selectors[6] = EscrowHandler.closeCooperative.selector;
-        selectors[7] = EscrowHandler.requestClose.selector;
-        selectors[8] = EscrowHandler.finalize.selector;
-        selectors[9] = EscrowHandler.closeByProvider.selector;
-        selectors[10] = EscrowHandler.drainAfterExpiry.selector;
-        selectors[11] = EscrowHandler.warp.selector;
-        selectors[12] = EscrowHandler.withdraw.selector;
-        selectors[13] = EscrowHandler.register.selector;
-        selectors[14] = EscrowHandler.requestUnstake.selector;
-        selectors[15] = EscrowHandler.withdrawUnstaked.selector;
+        selectors[4] = EscrowHandler.setBudgetTerms.selector;
+        selectors[5] = EscrowHandler.openSession.selector;
+        selectors[6] = EscrowHandler.settle.selector;
+        selectors[7] = EscrowHandler.closeCooperative.selector;
+        selectors[8] = EscrowHandler.requestClose.selector;
+        selectors[9] = EscrowHandler.finalize.selector;
+        selectors[10] = EscrowHandler.closeByProvider.selector;
+        selectors[11] = EscrowHandler.drainAfterExpiry.selector;
+        selectors[12] = EscrowHandler.warp.selector;
+        selectors[13] = EscrowHandler.withdraw.selector;
+        selectors[14] = EscrowHandler.distributeSplit.selector;
+        selectors[15] = EscrowHandler.register.selector;
+        selectors[16] = EscrowHandler.addStake.selector;
+        selectors[17] = EscrowHandler.requestUnstake.selector;
+        selectors[18] = EscrowHandler.withdrawUnstaked.selector;
+        selectors[19] = EscrowHandler.rotateSigner.selector;
+        selectors[20] = EscrowHandler.slashDoubleSign.selector;
+        selectors[21] = EscrowHandler.setFee.selector;
+        selectors[22] = EscrowHandler.setTokenPaused.selector;
+        selectors[23] = EscrowHandler.setBlacklisted.selector;
+        // Settling is what most of the properties are about: give it a second entry.
+        selectors[24] = EscrowHandler.settle.selector;
         targets = new FuzzSelector[](1);
         targets[0] = FuzzSelector(address(handler), selectors);
     }
@@ -66,12 +86,12 @@ contract EscrowInvariantsTest is Suite {
     }
 
     /*//////////////////////////////////////////////////////////////
-                              CONSERVATION
+                           CUSTODY (EXACT)
     //////////////////////////////////////////////////////////////*/
 
-    /// forge-config: default.invariant.runs = 32
-    /// forge-config: default.invariant.depth = 64
-    function invariant_escrowBalanceEqualsBudgetsPlusLocks() public view {
+    /// @notice The escrow's ledger balance is exactly its budgets' unallocated funds plus what open
+    /// sessions still lock (maxSpend − settled); it holds no tokens of its own.
+    function invariant_escrowLedgerBalanceEqualsBudgetsPlusLocks() public view {
         uint256 total;
         for (uint256 id = 1; id <= handler.budgetTotal(); ++id) {
             total += escrow.getBudget(id).available;
@@ -79,14 +99,16 @@ contract EscrowInvariantsTest is Suite {
         for (uint256 i; i < handler.sessionCount(); ++i) {
             total += _lock(_session(i));
         }
-        assertEq(usdc.balanceOf(address(escrow)), total, "escrow USDC == sum(available) + sum(open locks)");
+        assertEq(ledger.balanceOf(address(escrow)), total, "escrow's ledger balance == sum(available) + sum(locks)");
+        assertEq(usdc.balanceOf(address(escrow)), 0, "the escrow holds no tokens");
     }
 
-    /// forge-config: default.invariant.runs = 32
-    /// forge-config: default.invariant.depth = 64
-    function invariant_ledgerBalanceEqualsAccountBalances() public view {
+    /// @notice The ledger holds exactly every balance in it (accounts, the split, the custodians) plus
+    /// the split's rounding dust, which is exactly what was deposited minus what was withdrawn.
+    function invariant_ledgerHoldsExactlyEveryBalance() public view {
         address[] memory accounts = handler.accounts();
-        uint256 total;
+        uint256 total = ledger.balanceOf(address(escrow)) + ledger.balanceOf(address(registry))
+            + ledger.balanceOf(handler.split());
         for (uint256 i; i < accounts.length; ++i) {
             total += ledger.balanceOf(accounts[i]);
         }
@@ -94,29 +116,31 @@ contract EscrowInvariantsTest is Suite {
         assertEq(usdc.balanceOf(address(ledger)), total + dust, "ledger USDC == sum(balances) + split dust");
         assertEq(
             usdc.balanceOf(address(ledger)),
-            handler.ghostPaid() - handler.totalWithdrawn(),
-            "ledger USDC == paid in - withdrawn"
+            handler.ghostLedgerIn() - handler.ghostLedgerOut(),
+            "ledger USDC == deposited - withdrawn"
         );
     }
 
-    /// forge-config: default.invariant.runs = 32
-    /// forge-config: default.invariant.depth = 64
-    function invariant_registryBalanceEqualsStakes() public view {
+    /// @notice The registry's ledger balance is exactly its stakes plus pending unstakes.
+    function invariant_registryLedgerBalanceEqualsStakes() public view {
         uint256 total;
         for (uint256 i; i < handler.providerCount(); ++i) {
             IProviderRegistry.Provider memory p = registry.getProvider(handler.providerIds(i));
             total += uint256(p.stake) + p.pendingUnstake;
         }
-        assertEq(usdc.balanceOf(address(registry)), total, "registry USDC == sum(stake + pendingUnstake)");
-        assertEq(total, handler.ghostStakeIn() - handler.ghostStakeOut(), "stakes == staked - withdrawn");
+        assertEq(ledger.balanceOf(address(registry)), total, "registry's ledger balance == sum(stake + pending)");
+        assertEq(
+            total,
+            handler.ghostStakeIn() - handler.ghostStakeOut() - handler.ghostSlashed(),
+            "stakes == staked - withdrawn - slashed"
+        );
+        assertEq(usdc.balanceOf(address(registry)), 0, "the registry holds no tokens");
     }
 
     /*//////////////////////////////////////////////////////////////
                               PER SESSION
     //////////////////////////////////////////////////////////////*/
 
-    /// forge-config: default.invariant.runs = 32
-    /// forge-config: default.invariant.depth = 64
     function invariant_sessionSettledWithinLock() public view {
         for (uint256 i; i < handler.sessionCount(); ++i) {
             EscrowHandler.SessionGhost memory s = _session(i);
@@ -126,8 +150,6 @@ contract EscrowInvariantsTest is Suite {
         }
     }
 
-    /// forge-config: default.invariant.runs = 32
-    /// forge-config: default.invariant.depth = 64
     function invariant_sessionSettledAndSequenceNeverDecrease() public view {
         assertEq(handler.monotonicityBreaks(), 0, "a session's settled or sequence decreased");
         for (uint256 i; i < handler.sessionCount(); ++i) {
@@ -138,8 +160,6 @@ contract EscrowInvariantsTest is Suite {
         }
     }
 
-    /// forge-config: default.invariant.runs = 32
-    /// forge-config: default.invariant.depth = 64
     function invariant_finalizedSessionNeverChanges() public view {
         assertEq(handler.finalizedChanges(), 0, "a finalized session changed");
         for (uint256 i; i < handler.sessionCount(); ++i) {
@@ -151,22 +171,26 @@ contract EscrowInvariantsTest is Suite {
         }
     }
 
-    /// forge-config: default.invariant.runs = 32
-    /// forge-config: default.invariant.depth = 64
     function invariant_eachVoucherStatePaidAtMostOnce() public view {
         uint256 settled;
         for (uint256 i; i < handler.sessionCount(); ++i) {
             settled += escrow.getSession(_session(i).id).settled;
         }
-        assertEq(handler.ghostPaid(), settled, "total paid to the ledger == sum(settled)");
+        assertEq(handler.ghostPaid(), settled, "total paid out of locks == sum(settled)");
+    }
+
+    /// @notice Each session pays the fee it opened with, whatever the admin sets later (SECURITY.md 23).
+    function invariant_sessionPaysTheFeeItOpenedWith() public view {
+        assertEq(handler.feeMismatches(), 0, "a settlement paid a fee other than its session's");
+        for (uint256 i; i < handler.sessionCount(); ++i) {
+            assertLe(_session(i).terms.feeBps, escrow.MAX_FEE_BPS(), "a session's fee is within the maximum");
+        }
     }
 
     /*//////////////////////////////////////////////////////////////
-                           BUDGETS & ACCOUNTS
+                      BUDGETS, ACCOUNTS AND SPLITS
     //////////////////////////////////////////////////////////////*/
 
-    /// forge-config: default.invariant.runs = 32
-    /// forge-config: default.invariant.depth = 64
     function invariant_budgetDepositedEqualsSpentRefundedRemaining() public view {
         uint256 count = handler.budgetTotal();
         uint256[] memory locks = new uint256[](count + 1);
@@ -184,8 +208,6 @@ contract EscrowInvariantsTest is Suite {
         }
     }
 
-    /// forge-config: default.invariant.runs = 32
-    /// forge-config: default.invariant.depth = 64
     function invariant_accountWithdrawnWithinCredited() public view {
         address[] memory accounts = handler.accounts();
         for (uint256 i; i < accounts.length; ++i) {
@@ -196,18 +218,35 @@ contract EscrowInvariantsTest is Suite {
         }
     }
 
+    /// @notice The split (a provider's payout) holds what it was paid and has not distributed; what it
+    /// distributed is exactly its entries' credits plus the dust it holds back.
+    function invariant_splitCreditedPlusDustEqualsDistributed() public view {
+        address split = handler.split();
+        (uint256 distributed, uint256 dust) = ledger.splitTotals(split);
+        assertEq(distributed, handler.ghostSplitDistributed(), "split distributed == model");
+        assertEq(
+            ledger.balanceOf(split),
+            handler.directCredited(split) - distributed,
+            "split balance == paid to it - distributed"
+        );
+        uint256 credits;
+        for (uint256 i; i < 3; ++i) {
+            credits += distributed * handler.splitShares(i) / 1_000_000;
+        }
+        assertEq(credits + dust, distributed, "credited + dust == distributed");
+        assertLt(dust, 3, "dust below the entry count");
+    }
+
     /*//////////////////////////////////////////////////////////////
-                           LIVENESS & REGISTRY
+                      LIVENESS, REGISTRY, SLASHING
     //////////////////////////////////////////////////////////////*/
 
-    /// forge-config: default.invariant.runs = 32
-    /// forge-config: default.invariant.depth = 64
+    /// @notice After expiry plus the window, finalize and returnExpired always succeed, also while the
+    /// token is paused and blacklists the creator, the escrow and the ledger.
     function invariant_refundAlwaysSucceedsAfterExpiryAndWindow() public view {
         assertEq(handler.livenessFailures(), 0, "finalize/returnExpired failed after expiry + window");
     }
 
-    /// forge-config: default.invariant.runs = 32
-    /// forge-config: default.invariant.depth = 64
     function invariant_unstakeOnlyAfterDelay() public view {
         assertEq(handler.earlyUnstakeWithdrawals(), 0, "unstake withdrawn before its delay");
         for (uint256 i; i < handler.providerCount(); ++i) {
@@ -219,8 +258,20 @@ contract EscrowInvariantsTest is Suite {
         }
     }
 
-    /// forge-config: default.invariant.runs = 32
-    /// forge-config: default.invariant.depth = 64
+    /// @notice Only a valid double-sign proof slashes; a slashed provider keeps nothing and stays inactive.
+    function invariant_slashOnlyOnValidProof() public view {
+        assertEq(handler.forgedSlashes(), 0, "a forged proof slashed");
+        for (uint256 i; i < handler.providerCount(); ++i) {
+            uint256 id = handler.providerIds(i);
+            IProviderRegistry.Provider memory p = registry.getProvider(id);
+            assertTrue(p.slashed == handler.slashedInModel(id), "slashed == model");
+            if (p.slashed) {
+                assertEq(uint256(p.stake) + p.pendingUnstake, 0, "a slashed provider keeps no stake");
+                assertTrue(!p.active, "a slashed provider is inactive");
+            }
+        }
+    }
+
     function invariant_handlerSawNoUnexpectedOutcome() public view {
         assertEq(handler.violations(), 0, handler.firstViolation());
     }

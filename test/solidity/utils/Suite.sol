@@ -1,15 +1,9 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.37;
 
-import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
-import {AgentMarketplace} from "../../../contracts/AgentMarketplace.sol";
-import {ComputeEscrow} from "../../../contracts/ComputeEscrow.sol";
-import {ProviderRegistry} from "../../../contracts/ProviderRegistry.sol";
-import {SplitsLedger} from "../../../contracts/SplitsLedger.sol";
-import {MockUSDC} from "../../../contracts/mocks/MockUSDC.sol";
 import {IComputeEscrow} from "../../../contracts/interfaces/IComputeEscrow.sol";
 import {IProviderRegistry} from "../../../contracts/interfaces/IProviderRegistry.sol";
-import {ISplitsLedger} from "../../../contracts/interfaces/ISplitsLedger.sol";
+import {IMockUSDC, ITestEscrow, ITestLedger, ITestMarketplace, ITestRegistry} from "./Interfaces.sol";
 import {TestBase} from "./Vm.sol";
 
 /// @notice Deploys the suite as scripts/lib/deploy-suite.ts does (same defaults) and signs its data.
@@ -24,35 +18,43 @@ abstract contract Suite is TestBase {
     uint256 internal constant START_TIME = 1_700_000_000;
     uint48 internal constant ADMIN_DELAY = 2 days;
 
-    MockUSDC internal usdc;
-    SplitsLedger internal ledger;
-    ProviderRegistry internal registry;
-    ComputeEscrow internal escrow;
-    AgentMarketplace internal marketplace;
+    IMockUSDC internal usdc;
+    ITestLedger internal ledger;
+    ITestRegistry internal registry;
+    ITestEscrow internal escrow;
+    ITestMarketplace internal marketplace;
 
     address internal admin;
     address internal treasury = address(0x7EA5);
 
+    /// @dev Deploys the suite from the built artifacts (see `TestBase._deploy`): a test contract embedding
+    /// every contract's creation code would need more gas to deploy than the 2^24 that the Solidity tests
+    /// allow per call. Gas metering is paused meanwhile (setUp is one call too, under the same cap).
     function _deploySuite() internal {
+        vm.pauseGasMetering();
         vm.warp(START_TIME);
         admin = address(this);
-        usdc = new MockUSDC();
-        ledger = new SplitsLedger(IERC20(address(usdc)), ADMIN_DELAY, admin);
-        registry = new ProviderRegistry(
-            IERC20(address(usdc)), ISplitsLedger(address(ledger)), MIN_STAKE, UNSTAKE_DELAY, ADMIN_DELAY, admin
+        usdc = IMockUSDC(_deploy("contracts/mocks/MockUSDC.sol:MockUSDC", ""));
+        ledger = ITestLedger(
+            _deploy("contracts/SplitsLedger.sol:SplitsLedger", abi.encode(usdc, ADMIN_DELAY, admin))
         );
-        escrow = new ComputeEscrow(
-            IERC20(address(usdc)),
-            registry,
-            ISplitsLedger(address(ledger)),
-            CHALLENGE_WINDOW,
-            ADMIN_DELAY,
-            admin,
-            treasury,
-            FEE_BPS
+        registry = ITestRegistry(
+            _deploy(
+                "contracts/ProviderRegistry.sol:ProviderRegistry",
+                abi.encode(usdc, ledger, MIN_STAKE, UNSTAKE_DELAY, ADMIN_DELAY, admin)
+            )
         );
-        marketplace = new AgentMarketplace(
-            IERC20(address(usdc)), ISplitsLedger(address(ledger)), escrow, ADMIN_DELAY, admin, treasury
+        escrow = ITestEscrow(
+            _deploy(
+                "contracts/ComputeEscrow.sol:ComputeEscrow",
+                abi.encode(usdc, registry, ledger, CHALLENGE_WINDOW, ADMIN_DELAY, admin, treasury, FEE_BPS)
+            )
+        );
+        marketplace = ITestMarketplace(
+            _deploy(
+                "contracts/AgentMarketplace.sol:AgentMarketplace",
+                abi.encode(usdc, ledger, escrow, ADMIN_DELAY, admin, treasury)
+            )
         );
         registry.bindEscrow(address(escrow));
         address[] memory custodians = new address[](3);
@@ -64,6 +66,7 @@ abstract contract Suite is TestBase {
         vm.label(address(escrow), "ComputeEscrow");
         vm.label(address(marketplace), "AgentMarketplace");
         vm.label(treasury, "treasury");
+        vm.resumeGasMetering();
     }
 
     /// @dev Registers a provider owned by `owner` with receipt signer `signer`, one model, and `stake`.

@@ -13,6 +13,11 @@ interface Vm {
     function expectRevert(bytes calldata revertData) external;
     function assume(bool condition) external;
     function label(address account, string calldata name) external;
+    function pauseGasMetering() external;
+    function resumeGasMetering() external;
+    function getCode(string calldata artifactPath) external view returns (bytes memory creationBytecode);
+    function snapshotState() external returns (uint256 snapshotId);
+    function revertToState(uint256 snapshotId) external returns (bool success);
 }
 
 /// @notice Cheatcode handle and assertions shared by every test and handler.
@@ -51,6 +56,18 @@ abstract contract TestBase {
 
     function assertGe(uint256 a, uint256 b, string memory message) internal pure {
         if (a < b) revert AssertionFailed(string.concat(message, ": ", _str(a), " < ", _str(b)));
+    }
+
+    /// @dev Deploys the built artifact `path` ("source:Name") with ABI-encoded constructor `args`. Tests
+    /// deploy the contracts from the `contracts` build (with its own optimizer settings) and never with
+    /// `new`, so that no test compiles or embeds a contract, and the invariant handlers from the tests
+    /// build, which `hardhat test solidity` (without file arguments) or `hardhat build` refreshes.
+    function _deploy(string memory path, bytes memory args) internal returns (address deployed) {
+        bytes memory code = abi.encodePacked(vm.getCode(path), args);
+        assembly ("memory-safe") {
+            deployed := create(0, add(code, 0x20), mload(code))
+        }
+        assertTrue(deployed != address(0), string.concat("deploying ", path));
     }
 
     /// @dev Maps `x` into [min, max] (inclusive) without rejecting inputs.
