@@ -1,4 +1,6 @@
 import {
+  BaseError,
+  ContractFunctionRevertedError,
   createPublicClient,
   createWalletClient,
   http,
@@ -56,6 +58,27 @@ export interface RegisteredModel {
   outputPricePer1K: number;
   maxContextTokens: number;
   active: boolean;
+}
+
+/** A contract's custom error, decoded: its Solidity name and arguments. */
+export interface ContractRevert {
+  errorName: string;
+  args: readonly unknown[];
+}
+
+/**
+ * The custom error a contract call or simulation reverted with, decoded with the contracts' ABIs,
+ * or undefined when `error` is no such revert (a transport failure, say).
+ *
+ * @example
+ * const revert = contractRevert(error);
+ * if (revert?.errorName === "EscrowSessionNotOpen") console.log(revert.args[0]); // the session id
+ */
+export function contractRevert(error: unknown): ContractRevert | undefined {
+  if (!(error instanceof BaseError)) return undefined;
+  const reverted = error.walk((cause) => cause instanceof ContractFunctionRevertedError);
+  if (!(reverted instanceof ContractFunctionRevertedError) || reverted.data === undefined) return undefined;
+  return { errorName: reverted.data.errorName, args: reverted.data.args ?? [] };
 }
 
 /** The relayer's view of the chain: registry reads and the escrow transactions it pays gas for. */
@@ -119,8 +142,8 @@ export class ChainGateway {
     return this.publicClient.readContract({ address: this.escrow, abi: computeEscrowAbi, functionName: "getBudget", args: [BigInt(id)], blockNumber });
   }
 
-  /** Session `id`'s on-chain state as of `blockNumber`. */
-  session(id: Hex, blockNumber: bigint) {
+  /** Session `id`'s on-chain state as of `blockNumber` (default: latest). */
+  session(id: Hex, blockNumber?: bigint) {
     return this.publicClient.readContract({ address: this.escrow, abi: computeEscrowAbi, functionName: "getSession", args: [id], blockNumber });
   }
 

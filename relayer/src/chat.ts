@@ -7,6 +7,7 @@ import {
   formatUsdc,
   hashCompletionOutput,
   hashRequestMessages,
+  reasoningTokensOf,
   receiptHash,
   signDigest,
   voucherDigest,
@@ -16,14 +17,29 @@ import type { RegisteredModel, RegisteredProvider } from "./chain.ts";
 import type { RelayerContext } from "./context.ts";
 import { ApiError, badRequest, bearerToken, readJsonBody, sendJson } from "@agentmesh/sdk/http";
 import { authenticate, parseBody, receiptView, recordVoucher, requireSession, sessionSignerKey, voucherSchema } from "./sessions.ts";
+import { REFUSAL_STATUS, servingRefusal, type ServingRefusalCode } from "./serving.ts";
 import type { SessionRecord } from "./store/repository.ts";
-import { countChatPromptTokens, countCompletionTokens, type ChatMessage } from "./tokens.ts";
+import { countCompletionTokens, countPromptTokens, type ChatMessage } from "@agentmesh/sdk/tokens";
 import { UpstreamError, callUpstream, type UpstreamResult } from "./upstream.ts";
+
+/**
+ * Content parts the relayer can bound the cost of: text, and images (at their detail's bound, see
+ * the SDK's token counter). Others (audio, files) would be billed by the provider beyond the credit
+ * the call was given, so they are refused.
+ */
+const METERED_PART_TYPES = new Set(["text", "image_url"]);
+
+const contentPartSchema = z
+  .object({ type: z.string(), text: z.string().optional() })
+  .passthrough()
+  .refine((part) => METERED_PART_TYPES.has(part.type), {
+    error: (issue) => `content part type ${JSON.stringify((issue.input as { type: unknown }).type)} is not metered: use text or image_url`,
+  });
 
 const messageSchema = z
   .object({
     role: z.enum(["system", "developer", "user", "assistant", "tool"]),
-    content: z.union([z.string(), z.array(z.object({ type: z.string(), text: z.string().optional() }).passthrough()), z.null()]).optional(),
+    content: z.union([z.string(), z.array(contentPartSchema), z.null()], { error: "must be a string, a list of content parts or null" }).optional(),
     name: z.string().optional(),
     tool_calls: z.array(z.object({ function: z.object({ name: z.string(), arguments: z.string() }).passthrough() }).passthrough()).optional(),
   })
@@ -36,6 +52,8 @@ const chatSchema = z
     max_tokens: z.number().int().positive().optional(),
     max_completion_tokens: z.number().int().positive().optional(),
     stream: z.boolean().optional(),
+    /** One choice per call: a receipt meters one output. */
+    n: z.literal(1, { error: "only n = 1 is served: a call is metered for one choice" }).optional(),
     stream_options: z.object({ include_usage: z.boolean().optional() }).passthrough().optional(),
     temperature: z.number().min(0).max(2).optional(),
     tools: z.array(z.unknown()).optional(),
@@ -64,6 +82,17 @@ const chatSchema = z
 
 type ChatRequest = z.infer<typeof chatSchema>;
 
+/** The prompt as the agent sent it, counted and hashed before the call: what its receipt commits to. */
+interface SentPrompt {
+  /** `countPromptTokens` of the messages, tool definitions and response format as sent. */
+  tokens: number;
+  /** `hashRequestMessages` of the messages exactly as sent (the parsed request reorders their keys). */
+  inputHash: Hex;
+}
+
+/** The most a uint32 field of a voucher's state (sequence, counts, tokens, latency) can hold. */
+const MAX_UINT32 = 0xffff_ffff;
+
 /** A session that may serve this request, with what serving it would take. */
 interface Candidate {
   session: SessionRecord;
@@ -74,6 +103,7 @@ interface Candidate {
 
 /** Why a session could not serve; the most telling reason becomes the error. */
 type SkipReason =
+  | ServingRefusalCode
   | "voucher_required"
   | "session_exhausted"
   | "session_busy"
@@ -82,6 +112,7 @@ type SkipReason =
   | "upstream_error";
 
 const SKIP_STATUS: Record<SkipReason, number> = {
+  ...REFUSAL_STATUS,
   voucher_required: 402,
   session_exhausted: 402,
   session_busy: 429,
@@ -91,6 +122,13 @@ const SKIP_STATUS: Record<SkipReason, number> = {
 };
 /** Earlier reasons win: they are what the caller can act on. */
 const SKIP_PRIORITY: SkipReason[] = [
+  "session_finalized",
+  "session_closing",
+  "session_expired",
+  "budget_expired",
+  "provider_inactive",
+  "signer_rotated",
+  "receipt_signer_unavailable",
   "voucher_required",
   "context_length_exceeded",
   "session_exhausted",
@@ -102,37 +140,55 @@ const SKIP_PRIORITY: SkipReason[] = [
 /** `POST /v1/chat/completions`. */
 export async function chatCompletions(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const agent = authenticate(ctx, bearerToken(req));
-  const request = parseBody(chatSchema, await readJsonBody(req, ctx.limits.maxBodyBytes));
+  const body = await readJsonBody(req, ctx.limits.maxBodyBytes);
+  const request = parseBody(chatSchema, body);
+  const sent = body as { messages: ChatMessage[] };
   const requestedMax = request.max_tokens ?? request.max_completion_tokens;
   if (requestedMax !== undefined && requestedMax > ctx.limits.maxTokensCap) {
     throw new ApiError(400, "invalid_max_tokens", `max_tokens ${requestedMax} is above the cap of ${ctx.limits.maxTokensCap}`);
+  }
+  if (request.voucher !== undefined) {
+    if (request.sessionId === undefined) throw badRequest("voucher: needs the sessionId it signs for", "invalid_request");
+    // A retried request carries a voucher already stored: that is not an error. The voucher pays for
+    // a call already served, so it is kept even when this call is refused below.
+    recordVoucher(ctx, requireSession(ctx, request.sessionId), request.voucher);
+  }
+  // A session the agent pinned is checked against the chain first: its refusal is the answer.
+  const pinned = request.sessionId === undefined ? undefined : ctx.repo.getSession(request.sessionId as Hex);
+  if (pinned !== undefined && pinned.agent === agent && pinned.model === request.model) {
+    const refusal = servingRefusal(ctx, pinned);
+    if (refusal !== undefined) throw refusal;
   }
   const offered = ctx.chainIndex.providers().some(
     (provider) => ctx.receiptSigners.serves(provider) && provider.models.some((model) => model.active && model.name === request.model),
   );
   if (!offered) throw new ApiError(404, "model_not_found", `no provider of this relayer offers model "${request.model}" (see GET /v1/models)`);
-  if (request.voucher !== undefined) {
-    if (request.sessionId === undefined) throw badRequest("voucher: needs the sessionId it signs for", "invalid_request");
-    // A retried request carries a voucher already stored: that is not an error.
-    recordVoucher(ctx, requireSession(ctx, request.sessionId), request.voucher);
-  }
-  const sessions = await rankSessions(ctx, agent, request);
+  const { ranked: sessions, refused } = rankSessions(ctx, agent, request);
   if (sessions.length === 0) {
+    const why = refused.length === 0 ? "" : ` (${refused.map((refusal) => `${refusal.reason}: ${refusal.message}`).join("; ")})`;
     throw new ApiError(
       402,
       "session_required",
-      `no open session of ${agent} can serve model "${request.model}" with these routing preferences; open one with POST /v1/sessions`,
+      `no open session of ${agent} can serve model "${request.model}" with these routing preferences${why}; open one with POST /v1/sessions`,
     );
   }
-  const promptTokens = countChatPromptTokens(request.messages as ChatMessage[]);
+  const prompt: SentPrompt = {
+    tokens: countPromptTokens({ messages: sent.messages, tools: request.tools, response_format: request.response_format }),
+    inputHash: hashRequestMessages(sent.messages),
+  };
   const allowFallbacks = request.provider?.allow_fallbacks ?? true;
   const skipped: { reason: SkipReason; detail: string }[] = [];
   for (const ranked of sessions) {
     // Re-read after the awaits above: another call may have moved this session on since.
     const session = ctx.repo.getSession(ranked.session.id)!;
+    const refusal = servingRefusal(ctx, session);
+    if (refusal !== undefined) {
+      skipped.push({ reason: refusal.reason, detail: refusal.message });
+      continue;
+    }
     const provider = ranked.provider;
     const model = provider.models[session.modelId];
-    const skip = checkCredit(ctx, session, model, promptTokens, requestedMax);
+    const skip = checkCredit(ctx, session, model, prompt.tokens, requestedMax);
     if (typeof skip !== "number") {
       skipped.push(skip);
       continue;
@@ -144,7 +200,7 @@ export async function chatCompletions(ctx: RelayerContext, req: IncomingMessage,
     const candidate: Candidate = { session, provider, model, maxTokens: skip };
     ctx.busySessions.add(session.id);
     try {
-      const served = await serve(ctx, req, res, request, candidate, promptTokens);
+      const served = await serve(ctx, req, res, request, candidate, prompt);
       if (served) return;
       skipped.push({ reason: "upstream_error", detail: `provider ${provider.id} failed` });
     } catch (error) {
@@ -160,26 +216,31 @@ export async function chatCompletions(ctx: RelayerContext, req: IncomingMessage,
   throw new ApiError(SKIP_STATUS[reason], reason, details.join("; "), reason === "upstream_error" ? { type: "upstream_error" } : {});
 }
 
-/** The agent's open sessions that match the request's model and routing preferences, best first. */
-async function rankSessions(ctx: RelayerContext, agent: Hex, request: ChatRequest) {
-  const now = Math.floor(Date.now() / 1000);
+/**
+ * The agent's sessions that match the request's model and routing preferences and may serve now
+ * (see `servingRefusal`: the chain's state of the session, its budget and its provider), best first;
+ * and those that matched but may not, with why.
+ */
+function rankSessions(ctx: RelayerContext, agent: Hex, request: ChatRequest) {
+  const now = ctx.chainIndex.chainTime();
   const order = request.provider?.order;
   const maxPrice = request.provider?.max_price;
   const ranked: { session: SessionRecord; provider: RegisteredProvider }[] = [];
+  const refused: { reason: ServingRefusalCode; message: string }[] = [];
   const pinned = request.sessionId === undefined ? undefined : ctx.repo.getSession(request.sessionId as Hex);
   const candidates = pinned === undefined ? ctx.repo.openSessionsFor(agent, request.model) : [pinned];
   for (const session of candidates) {
-    if (session.agent !== agent || session.status !== "open" || session.model !== request.model) continue;
-    if (session.terms.deadline <= now) continue;
+    if (session.agent !== agent || session.model !== request.model) continue;
     if (request.providerId !== undefined && session.providerId !== request.providerId) continue;
     if (order !== undefined && !order.includes(session.providerId)) continue;
     if (maxPrice?.prompt !== undefined && session.terms.inputPricePer1K > maxPrice.prompt * 1e6) continue;
     if (maxPrice?.completion !== undefined && session.terms.outputPricePer1K > maxPrice.completion * 1e6) continue;
-    const provider = ctx.chainIndex.provider(session.providerId);
-    if (provider === undefined || !provider.active) continue;
-    // The session's own signer co-signs it, even after its provider has rotated to another.
-    if (ctx.receiptSigners.keyOf(session.terms.receiptSigner) === undefined) continue;
-    ranked.push({ session, provider });
+    const refusal = servingRefusal(ctx, session, now);
+    if (refusal !== undefined) {
+      refused.push({ reason: refusal.reason, message: refusal.message });
+      continue;
+    }
+    ranked.push({ session, provider: ctx.chainIndex.provider(session.providerId)! });
   }
   const price = (session: SessionRecord) => session.terms.inputPricePer1K + session.terms.outputPricePer1K;
   const latency = (session: SessionRecord) => ctx.stats.averageLatency(session.providerId);
@@ -188,7 +249,7 @@ async function rankSessions(ctx: RelayerContext, agent: Hex, request: ChatReques
     if (request.provider?.sort === "latency") return latency(a.session) - latency(b.session);
     return price(a.session) - price(b.session);
   });
-  return ranked;
+  return { ranked, refused };
 }
 
 /**
@@ -220,6 +281,12 @@ function checkCredit(
       detail: `${promptTokens} prompt tokens + max_tokens ${maxTokens} exceed ${model.name}'s context of ${model.maxContextTokens} at provider ${session.providerId}`,
     };
   }
+  const { state } = session;
+  // Room in the voucher's uint32 fields for this call and a closing voucher after it; a receipt that
+  // did not fit could not be signed, and the call would be served unpaid.
+  if (state.sequence + 2 > MAX_UINT32 || state.inputTokens + promptTokens > MAX_UINT32 || state.outputTokens + maxTokens > MAX_UINT32) {
+    return { reason: "session_exhausted", detail: `session ${session.id}'s voucher counters cannot hold another call; open a new session` };
+  }
   if (!affordable(maxTokens)) {
     return {
       reason: "session_exhausted",
@@ -248,7 +315,7 @@ async function serve(
   res: ServerResponse,
   request: ChatRequest,
   candidate: Candidate,
-  promptTokens: number,
+  prompt: SentPrompt,
 ): Promise<boolean> {
   // The OpenAI request minus AgentMesh's routing fields, with our max_tokens and usage always on.
   const { providerId, provider, sessionId, voucher, max_completion_tokens, ...openAiRequest } = request;
@@ -264,7 +331,7 @@ async function serve(
   const started = performance.now();
   const result = await callUpstream(candidate.provider.endpoint, upstreamBody, {
     timeoutMs: ctx.limits.upstreamTimeoutMs,
-    allowPrivateEndpoints: ctx.limits.allowPrivateEndpoints,
+    outbound: ctx.outbound,
     clientSignal: clientGone.signal,
     onStreamStart: () => {
       res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
@@ -288,7 +355,7 @@ async function serve(
     }
     throw new UpstreamError(result.message);
   }
-  const record = bill(ctx, request, candidate, promptTokens, latencyMs, result);
+  const record = bill(ctx, request, candidate, prompt, latencyMs, result);
   await ctx.repo.committed(); // the receipt is on disk before anyone is told of it
   const cost = { amount: formatUsdc(record.receipt.cost), amountAtomic: record.receipt.cost.toString(), currency: "USDC", txHash: null };
   const extension = { cost, latencyMs, receipt: receiptView(record) };
@@ -307,21 +374,32 @@ function bill(
   ctx: RelayerContext,
   request: ChatRequest,
   { session, provider, maxTokens }: Candidate,
-  promptTokens: number,
+  prompt: SentPrompt,
   latencyMs: number,
   result: Exclude<UpstreamResult, { kind: "failed" }>,
 ) {
+  const promptTokens = prompt.tokens;
   const ourCompletion = countCompletionTokens({ content: result.content, tool_calls: result.toolCalls.map((call) => ({ function: call })) });
   // An abandoned stream has no usage from the provider: bill what reached the client, by our count.
   const reported = result.kind === "abandoned" ? { prompt_tokens: promptTokens, completion_tokens: ourCompletion } : result.usage;
+  // Reasoning tokens are billed as output but never shown, so our count of the output leaves them out.
+  const reasoning = Math.min(reasoningTokensOf(reported), reported.completion_tokens);
   const tolerance = (ours: number, theirs: number) => Math.abs(ours - theirs) > ctx.limits.tokenMismatchTolerance * Math.max(ours, theirs) + 4;
   const tokenMismatch =
-    tolerance(promptTokens, reported.prompt_tokens) || tolerance(ourCompletion, reported.completion_tokens) || reported.completion_tokens > maxTokens;
+    tolerance(promptTokens, reported.prompt_tokens) ||
+    tolerance(ourCompletion, reported.completion_tokens - reasoning) ||
+    reported.completion_tokens > maxTokens;
   let inputTokens = reported.prompt_tokens;
   let outputTokens = Math.min(reported.completion_tokens, maxTokens);
   const remaining = session.terms.maxSpend - session.state.cumulativeCost;
-  if (callCost(session.terms, inputTokens, outputTokens) > remaining) {
-    // The provider reports more than the credit check allowed for: bill our own count, which fits.
+  const { state: before } = session;
+  if (
+    callCost(session.terms, inputTokens, outputTokens) > remaining ||
+    before.inputTokens + inputTokens > MAX_UINT32 ||
+    before.outputTokens + outputTokens > MAX_UINT32
+  ) {
+    // The provider reports more than the credit check allowed for (in cost or in the voucher's
+    // counters): bill our own count, which the check made sure fits.
     inputTokens = promptTokens;
     outputTokens = Math.min(ourCompletion, maxTokens);
   }
@@ -333,14 +411,16 @@ function bill(
     inputTokens,
     outputTokens,
     cost: callCost(session.terms, inputTokens, outputTokens),
-    latencyMs,
-    inputHash: hashRequestMessages(request.messages),
+    // Latency is informative: it is clamped to what the cumulative uint32 can still hold.
+    latencyMs: Math.min(latencyMs, MAX_UINT32 - before.latencyMs),
+    inputHash: prompt.inputHash,
     outputHash: hashCompletionOutput(result.content, result.toolCalls),
     previousHash: session.state.receiptHead,
   };
   const state = checkReceipt(session.terms, session.id, session.state, receipt);
   const providerSignature = signDigest(sessionSignerKey(ctx, session), voucherDigest(ctx.domainSeparator, session.id, state));
-  const record = { hash: receiptHash(receipt), receipt, state, providerSignature, tokenMismatch };
+  const deliveredOutput = result.kind === "abandoned" ? { content: result.content, toolCalls: result.toolCalls } : null;
+  const record = { hash: receiptHash(receipt), receipt, state, providerSignature, tokenMismatch, deliveredOutput };
   ctx.repo.recordCall(record);
   ctx.stats.recordCall(provider.id, receipt, tokenMismatch);
   return { ...record, agentSignature: null, settlementTx: null, createdAt: Date.now() };

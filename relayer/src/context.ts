@@ -2,6 +2,7 @@ import type { Address, Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import type { ChainGateway, RegisteredProvider } from "./chain.ts";
 import type { MarketplaceGateway } from "./marketplace.ts";
+import type { OutboundHttp } from "./outbound.ts";
 import type { X402Gateway } from "./x402.ts";
 import type { ProviderStats } from "./stats.ts";
 import type { ChainIndex } from "./store/chain-index.ts";
@@ -10,7 +11,8 @@ import type { Repository } from "./store/repository.ts";
 /**
  * The receipt-signer keys this relayer holds. It serves every provider whose registered receipt
  * signer is one of them (several providers may delegate to one signer), and co-signs a session's
- * states only with the key its terms name: a session keeps its signer when the provider rotates.
+ * states only with the key its terms name. A session serves only while that key is still its
+ * provider's registered signer (see `servingRefusal`); after a rotation it may still close.
  */
 export class ReceiptSigners {
   private readonly keys = new Map<Address, Hex>();
@@ -42,8 +44,12 @@ export interface RelayerLimits {
   upstreamTimeoutMs: number;
   /** Relative difference between provider usage and our count above which a receipt is flagged. */
   tokenMismatchTolerance: number;
-  /** Whether provider endpoints on loopback or private networks may be called (local development). */
-  allowPrivateEndpoints: boolean;
+  /**
+   * Seconds before a session's deadline or its budget's expiry (by the chain's clock) at which
+   * serving stops: the error of the relayer's estimate of the chain's clock (a block, and the skew
+   * between this host's clock and the sequencer's).
+   */
+  chainTimeMarginSeconds: number;
 }
 
 export const DEFAULT_LIMITS: RelayerLimits = {
@@ -52,7 +58,7 @@ export const DEFAULT_LIMITS: RelayerLimits = {
   maxTokensCap: 65_536,
   upstreamTimeoutMs: 60_000,
   tokenMismatchTolerance: 0.02,
-  allowPrivateEndpoints: false,
+  chainTimeMarginSeconds: 5,
 };
 
 /**
@@ -89,6 +95,11 @@ export interface RelayerContext {
   busySessions: Set<Hex>;
   stats: ProviderStats;
   rateLimiter: RateLimiter;
+  /**
+   * The HTTP client for every endpoint that comes from the chain (providers, agents, health probes),
+   * with the outbound policy of the relayer's chain: private destinations only on the local chain.
+   */
+  outbound: OutboundHttp;
   /** What the chain indexer has seen: every provider (with models), budget and session on-chain. */
   chainIndex: ChainIndex;
   /** The agent marketplace and its x402 gateway, when the relayer is configured with one. */

@@ -1,9 +1,25 @@
 import type { RelayerContext } from "./context.ts";
+import { readCapped, type OutboundHttp } from "./outbound.ts";
 import { PeriodicPass } from "./periodic.ts";
-import { checkEndpoint } from "./upstream.ts";
 
 /** Time a provider has to answer a probe. */
 const PROBE_TIMEOUT_MS = 5_000;
+/** Largest probe answer read; a longer one fails the probe. */
+const MAX_PROBE_BYTES = 1024 * 1024;
+
+/**
+ * Whether the provider at `endpoint` answers `GET {endpoint}/models` with a 2xx within
+ * `timeoutMs`. An endpoint the outbound policy refuses is not contacted, and fails the probe.
+ */
+export async function probeEndpoint(outbound: OutboundHttp, endpoint: string, timeoutMs = PROBE_TIMEOUT_MS): Promise<boolean> {
+  try {
+    const response = await outbound.request(outbound.endpointUrl(endpoint, "/models"), { method: "GET", signal: AbortSignal.timeout(timeoutMs) });
+    await readCapped(response.body, MAX_PROBE_BYTES, response.headers);
+    return response.statusCode >= 200 && response.statusCode <= 299;
+  } catch {
+    return false;
+  }
+}
 
 /**
  * Probes every provider this relayer serves (active, with one of its receipt signers) at its endpoint
@@ -37,21 +53,7 @@ export class HealthProber {
       this.ctx.chainIndex
         .providers()
         .filter((provider) => this.ctx.receiptSigners.serves(provider))
-        .map(async (provider) => {
-          let ok = false;
-          try {
-            const url = checkEndpoint(provider.endpoint, this.ctx.limits.allowPrivateEndpoints);
-            const response = await fetch(`${url.href.replace(/\/$/, "")}/models`, {
-              signal: AbortSignal.timeout(PROBE_TIMEOUT_MS),
-              redirect: "error",
-            });
-            ok = response.ok;
-            await response.body?.cancel();
-          } catch {
-            ok = false;
-          }
-          this.ctx.stats.recordProbe(provider.id, ok);
-        }),
+        .map(async (provider) => this.ctx.stats.recordProbe(provider.id, await probeEndpoint(this.ctx.outbound, provider.endpoint))),
     );
   }
 }

@@ -54,7 +54,6 @@ const relayer = await startRelayer({
   },
   receiptSignerKeys: signerKeys,
   indexer: { startBlock: stack.startBlock },
-  limits: { allowPrivateEndpoints: stack.chainId === 31337 },
   settlement: {
     maxBatch: Number(values["settle-batch"]), // checked against the escrow's MAX_BATCH
     maxAgeMs: integerOption("settle-age-ms", values["settle-age-ms"], 0, 86_400_000),

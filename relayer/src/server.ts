@@ -10,6 +10,7 @@ import { closeSession, openSession, receiptStatus, sessionStatus, submitVoucher 
 import { SettlementWorker, settlementOptions, type SettlementOptions } from "./settlement.ts";
 import { HealthProber } from "./health.ts";
 import { MarketplaceGateway, PayoutWorker } from "./marketplace.ts";
+import { OutboundHttp, outboundPolicy } from "./outbound.ts";
 import { callAgent, facilitatorSettle, facilitatorSupported, facilitatorVerify, listAgents, showAgent, X402Gateway } from "./x402.ts";
 import { ChainIndexer, type IndexerOptions } from "./indexer.ts";
 import { ChainIndex } from "./store/chain-index.ts";
@@ -67,7 +68,7 @@ const ROUTES: { method: string; pattern: RegExp; handler: Handler }[] = [
   { method: "GET", pattern: /^\/v1\/models$/, handler: (ctx, _req, res) => listModels(ctx, res) },
   { method: "POST", pattern: /^\/v1\/chat\/completions$/, handler: chatCompletions },
   { method: "POST", pattern: /^\/v1\/sessions$/, handler: openSession },
-  { method: "GET", pattern: /^\/v1\/sessions\/([^/]+)$/, handler: (ctx, _req, res, id) => sessionStatus(ctx, res, id) },
+  { method: "GET", pattern: /^\/v1\/sessions\/([^/]+)$/, handler: sessionStatus },
   { method: "POST", pattern: /^\/v1\/sessions\/([^/]+)\/vouchers$/, handler: submitVoucher },
   { method: "POST", pattern: /^\/v1\/sessions\/([^/]+)\/close$/, handler: closeSession },
   { method: "GET", pattern: /^\/v1\/receipts\/([^/]+)$/, handler: (ctx, _req, res, hash) => receiptStatus(ctx, res, hash) },
@@ -90,17 +91,34 @@ const ROUTES: { method: string; pattern: RegExp; handler: Handler }[] = [
  */
 export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
   const chain = new ChainGateway(options.chain);
+  // The chain id decides, among other things, whether private endpoints may be called: the RPC must agree.
+  const rpcChainId = await chain.publicClient.getChainId();
+  if (rpcChainId !== chain.chainId) throw new Error(`the RPC serves chain ${rpcChainId}, not the configured chain ${chain.chainId}`);
   const settlementConfig = settlementOptions(options.settlement ?? {}, await chain.maxBatch());
   const db = openDatabase(options.databasePath);
   const checkpointer = startCheckpointer(options.databasePath);
   const repo = new Repository(db);
   const chainIndex = new ChainIndex(db);
-  const indexer = new ChainIndexer(chain, chainIndex, (work) => repo.transaction(work), {
-    confirmations: chain.chainId === 31337 ? 0 : 3,
-    pollMs: 2_000,
-    maxRange: 5_000,
-    ...options.indexer,
-  });
+  // The indexer looks at the head twice per block (Base: every second; a look with no new block is
+  // one RPC), and marks this relayer's sessions closing or closed in the same transaction as it
+  // applies what it saw: serving reads both per call.
+  const indexer = new ChainIndexer(
+    chain,
+    chainIndex,
+    (work) => repo.transaction(work),
+    {
+      confirmations: chain.chainId === 31337 ? 0 : 3,
+      pollMs: Math.min(1_000, (chain.publicClient.chain?.blockTime ?? 1_000) / 2),
+      maxRange: 5_000,
+      ...options.indexer,
+    },
+    (changes) => {
+      for (const { session, finalizedTx } of changes) {
+        const { id, settled, sequence, finalized } = session;
+        repo.followChain({ id, settled, sequence, finalized, closeRequested: session.closeRequestedBy !== null, closeTx: finalizedTx });
+      }
+    },
+  );
   await indexer.catchUp();
   indexer.start();
   const context: RelayerContext = {
@@ -112,6 +130,7 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
     busySessions: new Set(),
     stats: new ProviderStats(),
     rateLimiter: new RateLimiter(),
+    outbound: new OutboundHttp(outboundPolicy(chain.chainId)),
     chainIndex,
   };
   let payouts: PayoutWorker | undefined;
@@ -152,6 +171,7 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
         server.close(() => resolve());
         server.closeAllConnections();
       });
+      await context.outbound.close();
       repo.close();
       await checkpointer.stop();
     },

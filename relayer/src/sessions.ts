@@ -13,8 +13,9 @@ import {
   type SignedVoucher,
   type VoucherState,
 } from "@agentmesh/sdk";
+import { contractRevert, type ContractRevert } from "./chain.ts";
 import type { RelayerContext } from "./context.ts";
-import { ApiError, badRequest, readJsonBody, sendJson } from "@agentmesh/sdk/http";
+import { ApiError, badRequest, bearerToken, readJsonBody, sendJson } from "@agentmesh/sdk/http";
 import type { ReceiptRecord, SessionRecord } from "./store/repository.ts";
 
 const hex32 = z.string().regex(/^0x[0-9a-fA-F]{64}$/, "must be 0x-prefixed 32-byte hex").transform((value) => value.toLowerCase() as Hex);
@@ -79,7 +80,30 @@ export function receiptView(record: ReceiptRecord) {
   };
 }
 
-function sessionView(session: SessionRecord, receipts: ReceiptRecord[]) {
+/**
+ * Where a session's settlement stands: what the escrow holds (when it was finalized, else as the
+ * indexer last saw it), and the agent's signed vouchers that can never settle, with why (terminal).
+ */
+function settlementView(ctx: RelayerContext, session: SessionRecord, receipts: ReceiptRecord[]) {
+  const indexed = ctx.chainIndex.session(session.id);
+  const onChainSettled = session.finalSettled ?? indexed?.settled ?? null;
+  const onChainSequence = session.finalSequence ?? indexed?.sequence ?? null;
+  let unsettled = null;
+  // Terminal: recorded so, or finalized (a call in flight when it was finalized may be signed after).
+  if ((session.unsettledReason !== null || session.status === "closed") && session.signedSequence > session.settledSequence) {
+    const costAt = (sequence: number) => receipts.find((record) => record.receipt.sequence === sequence)?.state.cumulativeCost ?? 0n;
+    const settled = session.finalSettled ?? costAt(session.settledSequence);
+    unsettled = {
+      fromSequence: session.settledSequence + 1,
+      toSequence: session.signedSequence,
+      amount: formatUsdc(costAt(session.signedSequence) - settled),
+      reason: session.unsettledReason ?? "the session was finalized on-chain",
+    };
+  }
+  return { onChainSettled: onChainSettled === null ? null : formatUsdc(onChainSettled), onChainSequence, unsettled };
+}
+
+function sessionView(ctx: RelayerContext, session: SessionRecord, receipts: ReceiptRecord[], forTheAgent = false) {
   return {
     sessionId: session.id,
     status: session.status,
@@ -94,7 +118,14 @@ function sessionView(session: SessionRecord, receipts: ReceiptRecord[]) {
     settledSequence: session.settledSequence,
     openTxHash: session.openTx,
     closeTxHash: session.closeTx,
-    receipts: receipts.map(receiptView),
+    settlement: settlementView(ctx, session, receipts),
+    // Only the agent sees what was delivered of a call it has not signed yet (a stream it stopped
+    // reading): it checks the receipt against that before signing. Nobody else sees any output.
+    receipts: receipts.map((record) =>
+      forTheAgent && record.deliveredOutput !== null && record.receipt.sequence > session.signedSequence
+        ? { ...receiptView(record), deliveredOutput: record.deliveredOutput }
+        : receiptView(record),
+    ),
   };
 }
 
@@ -159,9 +190,11 @@ export function requireSession(ctx: RelayerContext, id: string): SessionRecord {
 }
 
 /** `GET /v1/sessions/{id}`: cumulative totals and every receipt. */
-export function sessionStatus(ctx: RelayerContext, res: ServerResponse, id: string): void {
+export function sessionStatus(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse, id: string): void {
   const session = requireSession(ctx, id);
-  sendJson(res, 200, sessionView(session, ctx.repo.receiptsOf(session.id)));
+  const apiKey = bearerToken(req);
+  const forTheAgent = apiKey !== undefined && authenticate(ctx, apiKey) === session.agent;
+  sendJson(res, 200, sessionView(ctx, session, ctx.repo.receiptsOf(session.id), forTheAgent));
 }
 
 /** `GET /v1/receipts/{hash}`: the receipt, its verification and its settlement. */
@@ -226,11 +259,14 @@ function requireAgentSignature(ctx: RelayerContext, session: SessionRecord, stat
 /**
  * `POST /v1/sessions/{id}/close`: cooperative close. The agent signs the final state (the latest
  * state with the next sequence and isFinal); the provider co-signs and the escrow finalizes at once.
+ * A session that no longer serves (closing, expired, its provider inactive or its signer rotated)
+ * still closes this way until it is finalized: the final state pays nothing the agent has not
+ * signed, and the unused lock returns to the budget without waiting out a challenge window.
  */
 export async function closeSession(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
   const session = requireSession(ctx, id);
   const { signature } = parseBody(closeSchema, await readJsonBody(req, ctx.limits.maxBodyBytes));
-  if (session.status !== "open") throw new ApiError(409, "session_closed", `session ${session.id} is already closed`);
+  if (session.status === "closed") throw new ApiError(409, "session_closed", `session ${session.id} is already closed`);
   if (ctx.busySessions.has(session.id)) throw new ApiError(409, "session_busy", `session ${session.id} has a call in flight`);
   const final: VoucherState = { ...session.state, sequence: session.state.sequence + 1, isFinal: true };
   requireAgentSignature(ctx, session, final, signature);
@@ -248,9 +284,23 @@ export async function closeSession(ctx: RelayerContext, req: IncomingMessage, re
   }
 }
 
+/** A settlement or close the escrow refused or reverted; `revert` is its custom error, when it named one. */
+export class SettlementRejectedError extends ApiError {
+  readonly revert: ContractRevert | undefined;
+
+  constructor(status: number, code: string, message: string, revert: ContractRevert | undefined, cause: unknown) {
+    super(status, code, message);
+    this.name = "SettlementRejectedError";
+    this.revert = revert;
+    this.cause = cause;
+  }
+}
+
 /**
  * Sends a settlement or close and waits for it, recording it first so that a crash at any point
  * leaves a row the settlement worker reconciles on restart.
+ *
+ * @throws {SettlementRejectedError} when the escrow refuses it (400, with the revert) or it reverts (502).
  */
 export async function settleNow(
   ctx: RelayerContext,
@@ -266,11 +316,11 @@ export async function settleNow(
     ctx.repo.setSettlementTx(id, sent.hash, sent.nonce);
   } catch (error) {
     ctx.repo.failSettlement(id, revertReason(error));
-    throw badRequest(`the escrow refused the ${kind}: ${revertReason(error)}`, `${kind}_rejected`);
+    throw new SettlementRejectedError(400, `${kind}_rejected`, `the escrow refused the ${kind}: ${revertReason(error)}`, contractRevert(error), error);
   }
   if (!(await ctx.chain.waitFor(hash))) {
     ctx.repo.failSettlement(id, "reverted");
-    throw new ApiError(502, `${kind}_reverted`, `transaction ${hash} reverted`);
+    throw new SettlementRejectedError(502, `${kind}_reverted`, `transaction ${hash} reverted`, undefined, undefined);
   }
   ctx.repo.confirmSettlement(id);
   return hash;

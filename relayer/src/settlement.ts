@@ -1,8 +1,19 @@
 import type { Hex } from "viem";
-import type { SignedVoucher } from "@agentmesh/sdk";
+import { formatUsdc, type SignedVoucher } from "@agentmesh/sdk";
+import type { ContractRevert } from "./chain.ts";
 import type { RelayerContext } from "./context.ts";
-import { settleNow } from "./sessions.ts";
+import { SettlementRejectedError, settleNow } from "./sessions.ts";
 import type { SessionRecord } from "./store/repository.ts";
+
+/** `claimEnd` of a finalized session (ComputeEscrow.FINALIZED). */
+const FINALIZED = 1;
+
+/**
+ * The escrow's refusals that no retry can overcome, because they follow from the session's state
+ * on-chain, which only moves forward: finalized (or never opened), its claim window over, or a
+ * voucher at or below what it already settled (then it is settled: success).
+ */
+const SESSION_STATE_REFUSALS = new Set(["EscrowSessionNotOpen", "EscrowClaimWindowOver", "EscrowVoucherStale"]);
 
 export interface SettlementOptions {
   /** Settle as soon as this many sessions have newer signed vouchers (1 to the escrow's MAX_BATCH). */
@@ -48,6 +59,12 @@ export function settlementOptions(options: Partial<SettlementOptions>, escrowMax
  * Posts agents' signed vouchers to the escrow in batches, by size or age. Every batch is recorded
  * before it is sent and reconciled after a restart, and the escrow itself refuses a voucher at or
  * below what a session settled, so a crash can neither lose a signed voucher nor pay one twice.
+ *
+ * The escrow settles a batch all or nothing. When it refuses one for a voucher (its revert names
+ * the session), that voucher leaves the batch and the rest is sent again in the same pass. A voucher
+ * refused for its session's state on-chain (finalized, claim window over) is terminal: recorded on
+ * the session with the escrow's settled amount, never sent again; one already settled counts as
+ * settled. Any other refusal backs that session off, alone.
  */
 export class SettlementWorker {
   private readonly ctx: RelayerContext;
@@ -78,7 +95,12 @@ export class SettlementWorker {
     await this.running;
   }
 
-  /** Settles whatever is due now (also used by tests and the close path). */
+  /**
+   * Settles whatever is due now (also used by tests and the close path): a batch once it is full,
+   * once its oldest voucher is `maxAgeMs` old, or at once when one of its sessions serves no more
+   * calls (closing, or past its deadline by the chain's clock): its latest voucher is final, and its
+   * claim window is running. Returns the hash of the settlement sent, if any.
+   */
   async settleDue(force = false): Promise<Hex | undefined> {
     const now = Date.now();
     const due = this.ctx.repo
@@ -87,29 +109,74 @@ export class SettlementWorker {
       .slice(0, this.options.maxBatch);
     if (due.length === 0) return undefined;
     const oldest = due[0].signedAt;
-    if (!force && due.length < this.options.maxBatch && now - oldest < this.options.maxAgeMs) return undefined;
-    const sessions = due.map(({ session }) => session);
-    try {
-      const hash = await this.settle(sessions);
-      for (const session of sessions) this.backoff.delete(session.id);
-      return hash;
-    } catch (error) {
-      if (sessions.length === 1) {
-        this.fail(sessions[0], error);
-        return undefined;
+    const chainNow = this.ctx.chainIndex.chainTime(now);
+    const ending = due.some(({ session }) => session.status === "closing" || session.terms.deadline < chainNow);
+    if (!force && !ending && due.length < this.options.maxBatch && now - oldest < this.options.maxAgeMs) return undefined;
+    let batch = due.map(({ session }) => session);
+    while (batch.length > 0) {
+      try {
+        const hash = await this.settle(batch);
+        for (const session of batch) this.backoff.delete(session.id);
+        return hash;
+      } catch (error) {
+        const refused = refusedSession(error, batch);
+        if (refused === undefined) return this.settleOneByOne(batch, error);
+        await this.refused(refused.session, refused.revert, error);
+        batch = batch.filter((session) => session !== refused.session); // the rest goes again, now
       }
-      // Isolate what the escrow refuses: settle one by one; the good ones still go through.
-      let last: Hex | undefined;
-      for (const session of sessions) {
-        try {
-          last = await this.settle([session]);
-          this.backoff.delete(session.id);
-        } catch (singleError) {
-          this.fail(session, singleError);
-        }
-      }
-      return last;
     }
+    return undefined;
+  }
+
+  /** After a failure that names no session (a revert on-chain, a transport error): one by one. */
+  private async settleOneByOne(sessions: SessionRecord[], error: unknown): Promise<Hex | undefined> {
+    if (sessions.length === 1) {
+      this.fail(sessions[0], error);
+      return undefined;
+    }
+    let last: Hex | undefined;
+    for (const session of sessions) {
+      try {
+        last = await this.settle([session]);
+        this.backoff.delete(session.id);
+      } catch (singleError) {
+        const refused = refusedSession(singleError, [session]);
+        if (refused === undefined) this.fail(session, singleError);
+        else await this.refused(session, refused.revert, singleError);
+      }
+    }
+    return last;
+  }
+
+  /**
+   * The escrow refused `session`'s voucher with `revert`. A refusal for the session's state on-chain
+   * is checked against that state (one read) and recorded: settled, or terminal with why. Anything
+   * else backs the session off.
+   */
+  private async refused(session: SessionRecord, revert: ContractRevert, error: unknown): Promise<void> {
+    if (!SESSION_STATE_REFUSALS.has(revert.errorName)) {
+      this.fail(session, error);
+      return;
+    }
+    let state: Awaited<ReturnType<RelayerContext["chain"]["session"]>>;
+    try {
+      state = await this.ctx.chain.session(session.id);
+    } catch (readError) {
+      this.fail(session, readError);
+      return;
+    }
+    const finalized = state.claimEnd === FINALIZED;
+    let why = `the escrow settled it up to sequence ${state.sequence}`;
+    if (finalized) why = `the session was finalized on-chain with ${formatUsdc(state.settled)} USDC settled (sequence ${state.sequence})`;
+    else if (state.claimEnd === 0) why = `the escrow has no session ${session.id}`;
+    else if (revert.errorName === "EscrowClaimWindowOver") why = `its claim window ended at ${new Date(state.claimEnd * 1000).toISOString()}`;
+    const reason = `${revert.errorName}: ${why}`;
+    this.ctx.repo.followChain({ id: session.id, settled: state.settled, sequence: state.sequence, closeRequested: false, finalized, closeTx: null }, reason);
+    this.backoff.delete(session.id);
+    const after = this.ctx.repo.getSession(session.id)!;
+    if (after.signedSequence <= after.settledSequence) return; // already settled on-chain: nothing is lost
+    if (!finalized) this.ctx.repo.markUnsettled(session.id, reason);
+    console.error(`session ${session.id}: vouchers ${after.settledSequence + 1} to ${after.signedSequence} can never settle (${reason})`);
   }
 
   private settle(sessions: SessionRecord[]): Promise<Hex> {
@@ -161,4 +228,13 @@ export class SettlementWorker {
     }, this.options.pollMs);
     this.timer.unref();
   }
+}
+
+/** The session of `batch` whose voucher the escrow refused, as its revert names it (its first argument). */
+function refusedSession(error: unknown, batch: SessionRecord[]): { session: SessionRecord; revert: ContractRevert } | undefined {
+  if (!(error instanceof SettlementRejectedError) || error.revert === undefined) return undefined;
+  const named = error.revert.args[0];
+  if (typeof named !== "string") return undefined;
+  const session = batch.find((candidate) => candidate.id.toLowerCase() === named.toLowerCase());
+  return session === undefined ? undefined : { session, revert: error.revert };
 }

@@ -1,6 +1,6 @@
-import type { Readable } from "node:stream";
-import { Pool, type Dispatcher } from "undici";
-import type { HashedToolCall } from "@agentmesh/sdk";
+import type { Dispatcher } from "undici";
+import { StreamedOutput, outputOfCompletion, type HashedToolCall } from "@agentmesh/sdk";
+import { EndpointRefusedError, cappedText, readCapped, readHead, type EndpointUrl, type OutboundHttp } from "./outbound.ts";
 
 /** Usage as an OpenAI-compatible provider reports it. */
 export interface Usage {
@@ -24,10 +24,13 @@ export type UpstreamResult =
   | { kind: "abandoned"; content: string | null; toolCalls: HashedToolCall[] }
   | { kind: "failed"; message: string };
 
-/** A provider failed before anything reached the client. */
+/**
+ * A provider failed before anything reached the client, or was not called at all: its endpoint is
+ * refused (the cause is then an `EndpointRefusedError`).
+ */
 export class UpstreamError extends Error {
-  constructor(message: string) {
-    super(message);
+  constructor(message: string, options?: { cause: unknown }) {
+    super(message, options);
     this.name = "UpstreamError";
   }
 }
@@ -36,8 +39,8 @@ export interface UpstreamOptions {
   timeoutMs: number;
   /** Aborted when the client goes away. */
   clientSignal: AbortSignal;
-  /** Whether endpoints on loopback, private or link-local addresses may be called (development only). */
-  allowPrivateEndpoints: boolean;
+  /** The HTTP client for endpoints from the chain, with the relayer's outbound policy. */
+  outbound: OutboundHttp;
   /** Called once, before the first streamed chunk is forwarded. */
   onStreamStart: () => void;
   /** Forwards one streamed chunk (the JSON text of an SSE `data:` line). */
@@ -46,51 +49,25 @@ export interface UpstreamOptions {
 
 /** Largest non-streamed provider response accepted. */
 const MAX_RESPONSE_BYTES = 8 * 1024 * 1024;
-
-const PRIVATE_HOST = /^(localhost|127\.|10\.|192\.168\.|169\.254\.|172\.(1[6-9]|2\d|3[01])\.|0\.0\.0\.0|\[?::1\]?$|\[?f[cd][0-9a-f]{2}:|\[?fe80:)/i;
-
-/** Refuses endpoints the relayer must not call: non-HTTP URLs and, outside development, private hosts. */
-export function checkEndpoint(endpoint: string, allowPrivate: boolean): URL {
-  let url: URL;
-  try {
-    url = new URL(endpoint);
-  } catch {
-    throw new UpstreamError(`registered endpoint "${endpoint}" is not a URL`);
-  }
-  if (url.protocol !== "http:" && url.protocol !== "https:") throw new UpstreamError(`endpoint ${endpoint} is not http(s)`);
-  if (!allowPrivate && PRIVATE_HOST.test(url.hostname)) throw new UpstreamError(`endpoint ${endpoint} is on a private network`);
-  return url;
-}
-
-/** Keep-alive connection pools to providers, by origin (undici: the lightest HTTP client for Node). */
-const pools = new Map<string, Pool>();
-
-function poolOf(url: URL): Pool {
-  let pool = pools.get(url.origin);
-  if (pool === undefined) pools.set(url.origin, (pool = new Pool(url.origin, { connections: 256 })));
-  return pool;
-}
-
-/** Each endpoint's chat completions URL, checked once (endpoints change only by a registry update). */
-const completionUrls = new Map<string, URL>();
-
-function completionUrlOf(endpoint: string, allowPrivate: boolean): URL {
-  const key = `${allowPrivate}:${endpoint}`;
-  let url = completionUrls.get(key);
-  if (url === undefined) {
-    url = new URL(`${checkEndpoint(endpoint, allowPrivate).href.replace(/\/$/, "")}/chat/completions`);
-    if (completionUrls.size >= 10_000) completionUrls.clear();
-    completionUrls.set(key, url);
-  }
-  return url;
-}
+/** Largest streamed provider response accepted (65,536 tokens at a few hundred bytes a chunk fit). */
+const MAX_STREAM_BYTES = 32 * 1024 * 1024;
+/** Longest SSE line accepted. */
+const MAX_SSE_LINE = 1024 * 1024;
 
 /**
  * Calls `POST {endpoint}/chat/completions`, streaming or not as `body.stream` says. The call is cut
  * (and fails, or counts as abandoned) after `timeoutMs` or as soon as the client goes away.
+ *
+ * @throws {UpstreamError} when the outbound policy refuses the endpoint (its shape, an address it
+ * names or resolves to) or its redirect: nothing is served, and it is no provider call to count.
  */
 export async function callUpstream(endpoint: string, body: Record<string, unknown>, options: UpstreamOptions): Promise<UpstreamResult> {
-  const url = completionUrlOf(endpoint, options.allowPrivateEndpoints);
+  let url: EndpointUrl;
+  try {
+    url = options.outbound.endpointUrl(endpoint, "/chat/completions");
+  } catch (error) {
+    throw new UpstreamError((error as Error).message, { cause: error });
+  }
   const abort = new AbortController();
   const timer = setTimeout(() => abort.abort(new Error(`no complete response within ${options.timeoutMs} ms`)), options.timeoutMs);
   const cut = () => abort.abort(new Error("the client went away"));
@@ -98,24 +75,20 @@ export async function callUpstream(endpoint: string, body: Record<string, unknow
   try {
     let response: Dispatcher.ResponseData;
     try {
-      response = await poolOf(url).request({
-        path: url.pathname + url.search,
+      response = await options.outbound.request(url, {
         method: "POST",
         headers: { "content-type": "application/json", accept: body.stream ? "text/event-stream" : "application/json" },
         body: JSON.stringify(body),
         signal: abort.signal,
       });
     } catch (error) {
+      if (error instanceof EndpointRefusedError) throw new UpstreamError(error.message, { cause: error });
       return { kind: "failed", message: `request failed: ${(error as Error).message}` };
     }
-    response.body.setEncoding("utf8");
     try {
       const status = response.statusCode;
-      if (status < 200 || status > 299) {
-        const text = await readText(response.body, 300).catch(() => "");
-        return { kind: "failed", message: `HTTP ${status}: ${text}` };
-      }
-      return body.stream ? await readStream(response.body, options) : await readJson(response.body);
+      if (status < 200 || status > 299) return { kind: "failed", message: `HTTP ${status}: ${await readHead(response.body, 300)}` };
+      return body.stream ? await readStream(response, options) : await readJson(response);
     } catch (error) {
       if (options.clientSignal.aborted) return { kind: "failed", message: "client went away before the response" };
       return { kind: "failed", message: `bad response: ${(error as Error).message}` };
@@ -126,50 +99,12 @@ export async function callUpstream(endpoint: string, body: Record<string, unknow
   }
 }
 
-/** The response body as text, at most `limit` characters (the rest is dropped unread). */
-function readText(response: Readable, limit: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let text = "";
-    response.on("data", (chunk: string) => {
-      text += chunk;
-      if (text.length > limit) {
-        response.destroy();
-        resolve(text.slice(0, limit));
-      }
-    });
-    response.on("end", () => resolve(text));
-    response.on("error", reject);
-    // A response cut short (timeout, client gone) closes without "end".
-    response.on("close", () => {
-      if (!response.readableEnded) reject(new Error("the response was cut short"));
-    });
-  });
-}
-
-async function readJson(response: Readable): Promise<UpstreamResult> {
-  const text = await readText(response, MAX_RESPONSE_BYTES + 1);
-  if (text.length > MAX_RESPONSE_BYTES) return { kind: "failed", message: "response too large" };
-  const body = JSON.parse(text) as Record<string, unknown>;
+async function readJson(response: Dispatcher.ResponseData): Promise<UpstreamResult> {
+  const body = JSON.parse((await readCapped(response.body, MAX_RESPONSE_BYTES, response.headers)).toString("utf8")) as Record<string, unknown>;
   const usage = parseUsage(body.usage);
   if (usage === undefined) return { kind: "failed", message: "response has no usage" };
-  const message = (body.choices as { message?: { content?: string | null; tool_calls?: RawToolCall[] } }[] | undefined)?.[0]?.message;
-  return {
-    kind: "completed",
-    body,
-    content: message?.content ?? null,
-    toolCalls: (message?.tool_calls ?? []).map(toHashedToolCall),
-    usage,
-  };
-}
-
-interface RawToolCall {
-  index?: number;
-  id?: string;
-  function?: { name?: string; arguments?: string };
-}
-
-function toHashedToolCall(call: RawToolCall): HashedToolCall {
-  return { id: call.id ?? "", name: call.function?.name ?? "", arguments: call.function?.arguments ?? "" };
+  // The output as the agent's SDK assembles it from the same body, so both hash the same thing.
+  return { kind: "completed", body, ...outputOfCompletion(body), usage };
 }
 
 function parseUsage(value: unknown): Usage | undefined {
@@ -180,17 +115,17 @@ function parseUsage(value: unknown): Usage | undefined {
 }
 
 /** Reads an SSE stream, forwarding every chunk but the usage chunk, and assembling the output. */
-async function readStream(response: Readable, options: UpstreamOptions): Promise<UpstreamResult> {
-  let content = "";
-  let sawContent = false;
-  const toolCalls: HashedToolCall[] = [];
+async function readStream(response: Dispatcher.ResponseData, options: UpstreamOptions): Promise<UpstreamResult> {
+  // Assembled as the agent's SDK assembles the chunks it receives, so both hash the same output. A
+  // chunk it refuses (a tool call index out of bounds) breaks the stream before it is forwarded.
+  const streamed = new StreamedOutput();
   let usage: Usage | undefined;
   let usageChunk: Record<string, unknown> | undefined;
   let started = false;
-  const output = () => ({ content: sawContent ? content : null, toolCalls });
+  const output = () => streamed.output;
   let buffer = "";
   try {
-    for await (const text of response as AsyncIterable<string>) {
+    for await (const text of cappedText(response.body, MAX_STREAM_BYTES, response.headers)) {
       buffer += text;
       let newline: number;
       while ((newline = buffer.indexOf("\n")) >= 0) {
@@ -202,30 +137,21 @@ async function readStream(response: Readable, options: UpstreamOptions): Promise
           if (usage === undefined) return { kind: "failed", message: "stream ended without usage" };
           return { kind: "completed", ...output(), usage, usageChunk };
         }
-        const chunk = JSON.parse(data) as { usage?: unknown; choices?: { delta?: { content?: string | null; tool_calls?: RawToolCall[] } }[] };
+        const chunk = JSON.parse(data) as { usage?: unknown; choices?: unknown[] };
         const chunkUsage = parseUsage(chunk.usage);
         if (chunkUsage !== undefined && (chunk.choices?.length ?? 0) === 0) {
           usage = chunkUsage;
           usageChunk = chunk as Record<string, unknown>;
           continue;
         }
-        const delta = chunk.choices?.[0]?.delta;
-        if (typeof delta?.content === "string") {
-          content += delta.content;
-          sawContent = true;
-        }
-        for (const call of delta?.tool_calls ?? []) {
-          const slot = (toolCalls[call.index ?? 0] ??= { id: "", name: "", arguments: "" });
-          slot.id += call.id ?? "";
-          slot.name += call.function?.name ?? "";
-          slot.arguments += call.function?.arguments ?? "";
-        }
+        streamed.add(chunk);
         if (!started) {
           options.onStreamStart();
           started = true;
         }
         options.onChunk(data);
       }
+      if (buffer.length > MAX_SSE_LINE) throw new Error(`an SSE line is longer than ${MAX_SSE_LINE} characters`);
     }
   } catch (error) {
     if (options.clientSignal.aborted) return { kind: "abandoned", ...output() };

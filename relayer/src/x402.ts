@@ -10,7 +10,7 @@ import { ApiError, badRequest, readJsonBody, sendJson } from "@agentmesh/sdk/htt
 import type { RelayerContext } from "./context.ts";
 import type { ListedAgent, MarketplaceGateway, TransferAuthorization } from "./marketplace.ts";
 import { parseBody } from "./sessions.ts";
-import { checkEndpoint } from "./upstream.ts";
+import { EndpointRefusedError, ResponseTooLargeError, readCapped, readHead, type EndpointUrl } from "./outbound.ts";
 
 /**
  * Agents sold per call over x402 (protocol version 2), with the relayer as its own facilitator.
@@ -22,7 +22,8 @@ import { checkEndpoint } from "./upstream.ts";
  * the agent's endpoint, and only if the agent answers 2xx is the payment settled — through the
  * marketplace, which moves the USDC through the payment address into its ledger balance and records
  * the payer for its referral reward — and the agent's answer returned with `PAYMENT-RESPONSE`. A
- * failed or refused agent call settles nothing.
+ * failed or refused agent call settles nothing. An agent whose endpoint the relayer's outbound
+ * policy refuses (see `outbound.ts`) is not offered for payment at all.
  *
  * The facilitator API is served as well: `GET /x402/supported`, `POST /x402/verify`, and
  * `POST /x402/settle` (settling only payments to AgentMesh agents, since the relayer pays the gas).
@@ -162,6 +163,7 @@ export async function callAgent(ctx: RelayerContext, req: IncomingMessage, res: 
   const x402 = requireX402(ctx);
   const agent = await listedAgent(ctx, id);
   if (agent.status !== "active") throw new ApiError(409, `agent_${agent.status}`, `agent ${agent.id} is ${agent.status}`);
+  agentUrl(ctx, agent); // refused endpoints are refused before any payment is asked for
   const body = await readJsonBody(req, ctx.limits.maxBodyBytes);
   const requirements = await x402.requirements(agent);
   const resource = { url: `${origin(req)}/agents/${agent.id}`, description: agent.name, mimeType: "application/json" };
@@ -190,32 +192,56 @@ export async function callAgent(ctx: RelayerContext, req: IncomingMessage, res: 
   res.end(answer);
 }
 
-/** Calls the agent's endpoint; its JSON answer, or a 502 (nothing is settled then). */
-async function forwardToAgent(ctx: RelayerContext, agent: ListedAgent, body: unknown): Promise<string> {
-  let response: Response;
+function endpointRefused(agent: ListedAgent, error: EndpointRefusedError): ApiError {
+  return new ApiError(502, "agent_endpoint_refused", `agent ${agent.id} cannot be called: ${error.message}; no payment was settled`, { type: "upstream_error" });
+}
+
+/** The agent's endpoint, once the outbound policy accepts its shape and host. */
+function agentUrl(ctx: Pick<RelayerContext, "outbound">, agent: ListedAgent): EndpointUrl {
   try {
-    const url = checkEndpoint(agent.endpoint, ctx.limits.allowPrivateEndpoints);
-    response = await fetch(url, {
+    return ctx.outbound.endpointUrl(agent.endpoint);
+  } catch (error) {
+    if (error instanceof EndpointRefusedError) throw endpointRefused(agent, error);
+    throw error;
+  }
+}
+
+/**
+ * Calls the agent's endpoint through the outbound policy; its JSON answer, or a 502 (nothing is
+ * settled then). The answer is read up to MAX_AGENT_RESPONSE_BYTES, no further.
+ */
+export async function forwardToAgent(ctx: Pick<RelayerContext, "outbound">, agent: ListedAgent, body: unknown): Promise<string> {
+  const upstreamError = (code: string, message: string) => new ApiError(502, code, message, { type: "upstream_error" });
+  const url = agentUrl(ctx, agent);
+  let response;
+  try {
+    response = await ctx.outbound.request(url, {
       method: "POST",
       headers: { "content-type": "application/json", accept: "application/json" },
       body: JSON.stringify(body),
-      redirect: "error",
       signal: AbortSignal.timeout(AGENT_TIMEOUT_MS),
     });
   } catch (error) {
-    throw new ApiError(502, "agent_unreachable", `agent ${agent.id} did not answer: ${(error as Error).message}`, { type: "upstream_error" });
+    if (error instanceof EndpointRefusedError) throw endpointRefused(agent, error);
+    throw upstreamError("agent_unreachable", `agent ${agent.id} did not answer: ${(error as Error).message}`);
   }
-  const text = await response.text();
-  if (!response.ok) {
-    throw new ApiError(502, "agent_error", `agent ${agent.id} answered HTTP ${response.status}: ${text.slice(0, 300)}; the payment was not settled`, {
-      type: "upstream_error",
-    });
+  if (response.statusCode < 200 || response.statusCode > 299) {
+    const text = await readHead(response.body, 300);
+    throw upstreamError("agent_error", `agent ${agent.id} answered HTTP ${response.statusCode}: ${text}; the payment was not settled`);
   }
-  if (text.length > MAX_AGENT_RESPONSE_BYTES) throw new ApiError(502, "agent_error", `agent ${agent.id}'s answer is too large`, { type: "upstream_error" });
+  let text: string;
+  try {
+    text = (await readCapped(response.body, MAX_AGENT_RESPONSE_BYTES, response.headers)).toString("utf8");
+  } catch (error) {
+    if (error instanceof ResponseTooLargeError) {
+      throw upstreamError("agent_error", `agent ${agent.id}'s answer is larger than ${MAX_AGENT_RESPONSE_BYTES} bytes; the payment was not settled`);
+    }
+    throw upstreamError("agent_unreachable", `agent ${agent.id}'s answer broke off: ${(error as Error).message}; the payment was not settled`);
+  }
   try {
     JSON.parse(text);
   } catch {
-    throw new ApiError(502, "agent_error", `agent ${agent.id} did not answer JSON; the payment was not settled`, { type: "upstream_error" });
+    throw upstreamError("agent_error", `agent ${agent.id} did not answer JSON; the payment was not settled`);
   }
   return text;
 }

@@ -3,7 +3,6 @@ import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { createInterface } from "node:readline";
 import { after, before, describe, test } from "node:test";
-import { encodeChat } from "gpt-tokenizer/encoding/o200k_base";
 import OpenAI, { APIError } from "openai";
 import type {
   ChatCompletion,
@@ -15,14 +14,7 @@ import {
   type ReferenceProvider,
   type ReferenceProviderOptions,
 } from "../src/reference-provider/server.ts";
-import {
-  countChatPromptTokens,
-  countCompletionTokens,
-  countTextTokens,
-  splitIntoTokenPieces,
-  TextTokenCounter,
-  type ChatMessage,
-} from "../src/tokens.ts";
+import { countChatPromptTokens, countCompletionTokens, countPromptTokens, countTextTokens, splitIntoTokenPieces } from "@agentmesh/sdk/tokens";
 
 const MODEL = "agentmesh-small";
 const MESSAGES = [
@@ -103,96 +95,6 @@ async function readUntilEnd(response: Response): Promise<{ text: string; failure
     return { text, failure };
   }
 }
-
-describe("tokens", () => {
-  test("countTextTokens counts o200k_base tokens, special-token markers as plain text", () => {
-    assert.equal(countTextTokens("Hello, world!"), 4);
-    assert.equal(countTextTokens(""), 0);
-    assert.equal(countTextTokens("<|endoftext|>"), 7);
-  });
-
-  test("countChatPromptTokens equals gpt-tokenizer's GPT-4o chat encoding for plain messages", () => {
-    const chats: ChatMessage[][] = [
-      [...MESSAGES],
-      [{ role: "user", content: "" }],
-      [
-        { role: "developer", content: "Be exact." },
-        { role: "user", name: "alice", content: "Quote 3 prices, then stop." },
-        { role: "assistant", content: "1, 2, 3." },
-      ],
-    ];
-    for (const chat of chats) {
-      const plain = chat.map(({ role, name, content }) => ({ role, name, content: String(content) }));
-      assert.equal(countChatPromptTokens(chat), encodeChat(plain, "gpt-4o").length);
-    }
-    assert.equal(countChatPromptTokens([]), 3);
-  });
-
-  test("a long conversation counts the same when its messages' counts are remembered", () => {
-    const long = (seed: number) => Array.from({ length: 120 }, (_, index) => `word${(index * seed) % 97} costs ${index} units`).join(" ");
-    const chat: ChatMessage[] = [
-      { role: "system", content: long(3) },
-      { role: "user", content: long(5) },
-      { role: "assistant", content: long(7) },
-    ];
-    const expected = encodeChat(chat.map(({ role, content }) => ({ role, content: String(content) })), "gpt-4o").length;
-    assert.equal(countChatPromptTokens(chat), expected);
-    assert.equal(countChatPromptTokens(chat), expected, "counted again from what was remembered");
-    const next = [...chat, { role: "user", content: long(11) }];
-    assert.equal(countChatPromptTokens(next), encodeChat(next.map(({ role, content }) => ({ role, content: String(content) })), "gpt-4o").length);
-  });
-
-  test("TextTokenCounter keeps long texts' counts up to its size, the least recently used leaving first", () => {
-    const counter = new TextTokenCounter(10, 100);
-    const [a, b, c] = ["a", "b", "c"].map((letter) => `${letter} `.repeat(20)); // 40 code units each
-    assert.equal(counter.count("short"), countTextTokens("short"));
-    assert.equal(counter.remembers("short"), false, "short texts are not kept");
-    for (const text of [a, b]) assert.equal(counter.count(text), countTextTokens(text));
-    assert.equal(counter.size, 80);
-    assert.equal(counter.count(a), countTextTokens(a)); // now used more recently than b
-    assert.equal(counter.count(c), countTextTokens(c));
-    assert.deepEqual([a, b, c].map((text) => counter.remembers(text)), [true, false, true], "b left to make room");
-    assert.equal(counter.size, 80);
-    const huge = "x".repeat(101);
-    assert.equal(counter.count(huge), countTextTokens(huge));
-    assert.equal(counter.remembers(huge), false, "a text larger than the whole store is not kept");
-    assert.equal(counter.size, 80);
-  });
-
-  test("text parts and tool calls are counted as their documented text rendering", () => {
-    const call = { id: "call_1", type: "function", function: { name: "get_time", arguments: '{"zone":"UTC"}' } };
-    const withParts: ChatMessage = {
-      role: "user",
-      content: [
-        { type: "text", text: "first" },
-        { type: "image_url" },
-        { type: "text", text: "second" },
-      ],
-    };
-    const withToolCall: ChatMessage = { role: "assistant", content: null, tool_calls: [call] };
-    const textAndCall = { content: "Checking.", tool_calls: [call] };
-
-    assert.equal(
-      countChatPromptTokens([withParts]),
-      countChatPromptTokens([{ role: "user", content: "first\nsecond" }]),
-    );
-    assert.equal(
-      countChatPromptTokens([withToolCall]),
-      countChatPromptTokens([{ role: "assistant", content: 'get_time {"zone":"UTC"}' }]),
-    );
-    assert.equal(countCompletionTokens({ tool_calls: [call] }), countTextTokens('get_time {"zone":"UTC"}'));
-    assert.equal(countCompletionTokens(textAndCall), countTextTokens('Checking.\nget_time {"zone":"UTC"}'));
-    assert.equal(countCompletionTokens({ content: "Hello, world!" }), 4);
-  });
-
-  test("splitIntoTokenPieces is lossless, one piece per token for ASCII", () => {
-    const ascii = "Settle 42 vouchers, then stop.";
-    assert.deepEqual(splitIntoTokenPieces(ascii), ["Set", "tle", " ", "42", " vouchers", ",", " then", " stop", "."]);
-    assert.equal(splitIntoTokenPieces(ascii).length, countTextTokens(ascii));
-    const unicode = "naïve 日本語 🎉 <|im_end|>";
-    assert.equal(splitIntoTokenPieces(unicode).join(""), unicode);
-  });
-});
 
 describe("reference provider", { timeout: 30_000 }, () => {
   let provider: ReferenceProvider;
@@ -376,10 +278,13 @@ describe("reference provider", { timeout: 30_000 }, () => {
     assert.ok(Number.isInteger(args["days"]));
     assert.equal(typeof args["hourly"], "boolean");
 
+    // The prompt counts the tool definitions as sent, as the relayer and the agent count them.
+    const promptTokens = countPromptTokens({ messages: MESSAGES, tools: [TIME_TOOL, WEATHER_TOOL] });
+    assert.ok(promptTokens > countChatPromptTokens(MESSAGES));
     assert.deepEqual(completion.usage, {
-      prompt_tokens: countChatPromptTokens(MESSAGES),
+      prompt_tokens: promptTokens,
       completion_tokens: countCompletionTokens({ tool_calls: [call] }),
-      total_tokens: countChatPromptTokens(MESSAGES) + countCompletionTokens({ tool_calls: [call] }),
+      total_tokens: promptTokens + countCompletionTokens({ tool_calls: [call] }),
     });
     const again = await complete(provider.url, request);
     const againCall = again.choices[0]?.message.tool_calls?.[0];

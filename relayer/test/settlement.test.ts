@@ -1,6 +1,24 @@
 import assert from "node:assert/strict";
+import { setTimeout as sleep } from "node:timers/promises";
 import { describe, it } from "node:test";
-import { DEFAULT_SETTLEMENT, SettlementOptionsError, settlementOptions } from "../src/settlement.ts";
+import {
+  INITIAL_STATE,
+  callCost,
+  checkReceipt,
+  computeEscrowAbi,
+  hashCompletionOutput,
+  hashRequestMessages,
+  receiptHash,
+  sessionIdOf,
+  type SessionTerms,
+  type SignedVoucher,
+} from "@agentmesh/sdk";
+import { ContractFunctionRevertedError, encodeErrorResult, type Hex } from "viem";
+import type { RelayerContext } from "../src/context.ts";
+import { DEFAULT_SETTLEMENT, SettlementOptionsError, SettlementWorker, settlementOptions } from "../src/settlement.ts";
+import { ChainIndex } from "../src/store/chain-index.ts";
+import { openDatabase } from "../src/store/database.ts";
+import { Repository } from "../src/store/repository.ts";
 
 /** ComputeEscrow.MAX_BATCH: the most vouchers one settlement takes. */
 const ESCROW_MAX_BATCH = 100;
@@ -24,5 +42,194 @@ describe("settlement options", () => {
       });
     }
     assert.throws(() => settlementOptions({ maxBatch: 60 }, 50), SettlementOptionsError);
+  });
+});
+
+/** The escrow's custom error `errorName(args)`, as viem surfaces a reverted simulation. */
+const revert = (errorName: string, args: readonly unknown[]) =>
+  new ContractFunctionRevertedError({
+    abi: computeEscrowAbi,
+    data: encodeErrorResult({ abi: computeEscrowAbi, errorName, args } as never),
+    functionName: "settle",
+  });
+
+/**
+ * The escrow's settle, all or nothing, as far as the worker can tell: it refuses a batch at its
+ * first voucher whose session is finalized (EscrowSessionNotOpen), past its claim window, already
+ * settled at that sequence (EscrowVoucherStale), or listed in `badSignature`.
+ */
+class FakeEscrow {
+  readonly sessions = new Map<Hex, { settled: bigint; sequence: number; claimEnd: number }>();
+  readonly badSignature = new Set<Hex>();
+  /** Every batch sent (simulated or mined), and the ones mined. */
+  readonly attempts: Hex[][] = [];
+  readonly mined: Hex[][] = [];
+  now = 1_000;
+
+  async sendSettlement(_kind: "settle" | "close", vouchers: SignedVoucher[]): Promise<{ hash: Hex; nonce: number }> {
+    const ids = vouchers.map(({ voucher }) => sessionIdOf(voucher.terms));
+    this.attempts.push(ids);
+    for (const { voucher } of vouchers) {
+      const id = sessionIdOf(voucher.terms);
+      const state = this.sessions.get(id)!;
+      if (state.claimEnd <= 1) throw revert("EscrowSessionNotOpen", [id]);
+      if (this.now >= state.claimEnd) throw revert("EscrowClaimWindowOver", [id, BigInt(state.claimEnd)]);
+      if (voucher.sequence <= state.sequence) throw revert("EscrowVoucherStale", [id, BigInt(state.sequence), BigInt(voucher.sequence)]);
+      if (this.badSignature.has(id)) throw revert("EscrowInvalidSignature", [id, voucher.terms.receiptSigner]);
+    }
+    for (const { voucher } of vouchers) {
+      const state = this.sessions.get(sessionIdOf(voucher.terms))!;
+      Object.assign(state, { settled: voucher.cumulativeCost, sequence: voucher.sequence });
+    }
+    this.mined.push(ids);
+    const nonce = this.mined.length;
+    return { hash: `0x${nonce.toString(16).padStart(64, "0")}`, nonce };
+  }
+
+  async waitFor(): Promise<boolean> {
+    return true;
+  }
+
+  async session(id: Hex) {
+    const state = this.sessions.get(id)!;
+    return { ...state, requestCount: 0, inputTokens: 0, outputTokens: 0, latencyMs: 0 };
+  }
+}
+
+/** A store with `count` sessions of this relayer, each with one call served and its voucher signed. */
+async function workerSetup(count: number, options: Partial<typeof DEFAULT_SETTLEMENT> = {}) {
+  const db = openDatabase(":memory:");
+  const repo = new Repository(db);
+  const chainIndex = new ChainIndex(db);
+  chainIndex.observeHead(1, 1_000);
+  const escrow = new FakeEscrow();
+  const ids: Hex[] = [];
+  for (let index = 0; index < count; index++) {
+    const terms: SessionTerms = {
+      agent: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+      budgetId: 1n,
+      providerId: 1,
+      modelId: 0,
+      receiptSigner: "0x90F79bf6EB2c4f870365E785982E1f101E93b906",
+      inputPricePer1K: 150,
+      outputPricePer1K: 600,
+      minChargePerCall: 10,
+      feeBps: 250,
+      maxSpend: 5_000_000n,
+      deadline: 100_000,
+      salt: BigInt(index),
+    };
+    const id = sessionIdOf(terms);
+    repo.insertSession({ id, agent: terms.agent, providerId: 1, modelId: 0, model: "agentmesh-small", terms, state: INITIAL_STATE, openTx: `0x${"ab".repeat(32)}` });
+    const receipt = {
+      sessionId: id,
+      sequence: 1,
+      providerId: 1,
+      model: "agentmesh-small",
+      inputTokens: 500,
+      outputTokens: 200,
+      cost: callCost(terms, 500, 200),
+      latencyMs: 40,
+      inputHash: hashRequestMessages([{ role: "user", content: "hi" }]),
+      outputHash: hashCompletionOutput("hello"),
+      previousHash: INITIAL_STATE.receiptHead,
+    };
+    const signature = { r: `0x${"11".repeat(32)}`, yParityAndS: `0x${"22".repeat(32)}` } as const;
+    repo.recordCall({ hash: receiptHash(receipt), receipt, state: checkReceipt(terms, id, INITIAL_STATE, receipt), providerSignature: signature, tokenMismatch: false });
+    repo.recordAgentSignature(id, 1, signature);
+    escrow.sessions.set(id, { settled: 0n, sequence: 0, claimEnd: terms.deadline + 86_400 });
+    ids.push(id);
+  }
+  await repo.committed();
+  const ctx = { repo, chain: escrow, chainIndex } as unknown as RelayerContext;
+  const worker = new SettlementWorker(ctx, { ...DEFAULT_SETTLEMENT, maxAgeMs: 3_600_000, retryBaseMs: 5, ...options });
+  /** The settlement rows recorded for session `id`: one per attempt. */
+  const rows = (id: Hex) =>
+    (
+      db
+        .prepare("SELECT t.status, t.error FROM settlements t, json_each(t.items) i WHERE json_extract(i.value, '$.sessionId') = ? ORDER BY t.id")
+        .all(id.toLowerCase()) as { status: string; error: string | null }[]
+    ).map((row) => [row.status, row.error]);
+  return { repo, chainIndex, escrow, ids, worker, rows };
+}
+
+describe("settlement worker", () => {
+  it("settles the rest of a batch in the same pass when the escrow refuses it for a finalized session, which is then terminal", async () => {
+    const { repo, escrow, ids, worker, rows } = await workerSetup(3);
+    const [dead, alive, other] = ids;
+    escrow.sessions.set(dead, { settled: 0n, sequence: 0, claimEnd: 1 }); // finalized on-chain, unseen by the indexer
+
+    assert.match((await worker.settleDue(true)) ?? "", /^0x/);
+    assert.deepEqual(escrow.mined, [[alive, other]]);
+    assert.deepEqual(rows(dead), [["failed", "EscrowSessionNotOpen"]]);
+    assert.deepEqual(rows(alive), [["failed", "EscrowSessionNotOpen"], ["confirmed", null]]);
+    const recorded = repo.getSession(dead)!;
+    assert.deepEqual(
+      [recorded.status, recorded.finalSettled, recorded.finalSequence, recorded.settledSequence, recorded.signedSequence],
+      ["closed", 0n, 0, 0, 1],
+    );
+    assert.equal(recorded.unsettledReason, "EscrowSessionNotOpen: the session was finalized on-chain with 0.000000 USDC settled (sequence 0)");
+
+    for (let pass = 0; pass < 3; pass++) {
+      await sleep(10); // past any retry delay
+      assert.equal(await worker.settleDue(true), undefined);
+    }
+    assert.equal(escrow.attempts.length, 2, "never sent again");
+    assert.equal(rows(dead).length, 1);
+  });
+
+  it("records a voucher past its session's claim window as terminal, without closing the session", async () => {
+    const { repo, escrow, ids, worker, rows } = await workerSetup(2);
+    const [late, fine] = ids;
+    escrow.sessions.set(late, { settled: 0n, sequence: 0, claimEnd: 500 });
+    await worker.settleDue(true);
+    assert.deepEqual(escrow.mined, [[fine]]);
+    assert.deepEqual([repo.getSession(late)?.status, rows(late)], ["open", [["failed", "EscrowClaimWindowOver"]]]);
+    assert.match(repo.getSession(late)!.unsettledReason!, /^EscrowClaimWindowOver: its claim window ended at 1970-01-01T00:08:20/);
+    await sleep(10);
+    assert.equal(await worker.settleDue(true), undefined);
+    assert.equal(escrow.attempts.length, 2);
+  });
+
+  it("counts a voucher the escrow already settled as settled", async () => {
+    const { repo, escrow, ids, worker } = await workerSetup(2);
+    const [settled, fine] = ids;
+    escrow.sessions.set(settled, { settled: 195n, sequence: 1, claimEnd: 186_400 }); // posted by someone else
+    await worker.settleDue(true);
+    assert.deepEqual(escrow.mined, [[fine]]);
+    assert.deepEqual([repo.getSession(settled)?.settledSequence, repo.getSession(settled)?.unsettledReason], [1, null]);
+    assert.equal(await worker.settleDue(true), undefined);
+  });
+
+  it("backs off only the session of any other refusal, and retries it later", async () => {
+    const { repo, escrow, ids, worker, rows } = await workerSetup(2, { retryBaseMs: 300 });
+    const [bad, fine] = ids;
+    escrow.badSignature.add(bad);
+    await worker.settleDue(true);
+    assert.deepEqual(escrow.mined, [[fine]]);
+    assert.equal(repo.getSession(bad)?.unsettledReason, null, "not terminal");
+    assert.equal(await worker.settleDue(true), undefined, "backing off");
+    assert.equal(escrow.attempts.length, 2);
+    await sleep(350);
+    escrow.badSignature.delete(bad);
+    await worker.settleDue(true);
+    assert.deepEqual(escrow.mined, [[fine], [bad]]);
+    assert.deepEqual(rows(bad).map(([status]) => status), ["failed", "confirmed"]);
+    assert.equal(repo.getSession(bad)?.settledSequence, 1);
+  });
+
+  it("settles at once a session that serves no more calls (closing, or past its deadline by the chain's clock); others wait for age or size", async () => {
+    const { repo, escrow, ids, worker } = await workerSetup(2);
+    const [closing, open] = ids;
+    assert.equal(await worker.settleDue(), undefined, "young and few: not due");
+    repo.followChain({ id: closing, settled: 0n, sequence: 0, closeRequested: true, finalized: false, closeTx: null });
+    await worker.settleDue();
+    assert.deepEqual(escrow.mined, [[closing, open]], "the batch goes, with what else is due");
+
+    const expired = await workerSetup(1);
+    assert.equal(await expired.worker.settleDue(), undefined);
+    expired.chainIndex.observeHead(2, 100_001); // past the session's deadline (100,000)
+    await expired.worker.settleDue();
+    assert.deepEqual(expired.escrow.mined, [expired.ids]);
   });
 });

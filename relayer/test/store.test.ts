@@ -3,9 +3,11 @@ import { mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
+import type { Hex } from "viem";
 import {
   INITIAL_STATE,
   callCost,
+  formatUsdc,
   checkReceipt,
   hashCompletionOutput,
   hashRequestMessages,
@@ -15,7 +17,8 @@ import {
   type SessionTerms,
 } from "@agentmesh/sdk";
 import { RateLimiter } from "../src/context.ts";
-import { DEFAULT_CHECKPOINT_PACING, nextCheckpointDelay, openDatabase, startCheckpointer } from "../src/store/database.ts";
+import { DatabaseSync } from "node:sqlite";
+import { DEFAULT_CHECKPOINT_PACING, MIGRATIONS, nextCheckpointDelay, openDatabase, startCheckpointer } from "../src/store/database.ts";
 import { Repository } from "../src/store/repository.ts";
 
 const terms: SessionTerms = {
@@ -73,7 +76,7 @@ describe("relayer store", () => {
     repo.close();
     const reopened = new Repository(openDatabase(dbFile));
     const { user_version: version } = reopened.db.prepare("PRAGMA user_version").get() as { user_version: number };
-    assert.equal(version, 2);
+    assert.equal(version, MIGRATIONS.length);
     assert.deepEqual(reopened.getSession(sessionId)?.terms, terms);
     assert.equal(reopened.agentOfApiKey("am_key"), terms.agent);
     assert.equal(reopened.agentOfApiKey("am_other"), undefined);
@@ -106,6 +109,156 @@ describe("relayer store", () => {
     assert.equal(repo.getReceipt(hash)?.settlementTx, `0x${"cd".repeat(32)}`);
     assert.equal(repo.sessionsToSettle(10).length, 0, "settled");
     assert.deepEqual(repo.pendingSettlements(), []);
+  });
+
+  it("issue 12 item 9: commits reach the disk before COMMIT returns (synchronous = FULL), not only the OS", async () => {
+    const { repo } = await freshRepository();
+    const { synchronous } = repo.db.prepare("PRAGMA synchronous").get() as { synchronous: number };
+    assert.equal(synchronous, 2, "FULL");
+    repo.close();
+  });
+
+  it("issue 12 item 4: finds due sessions through the partial index, oldest voucher first, reading no settled history", async () => {
+    const { repo } = await freshRepository();
+    const plan = repo.db
+      .prepare(
+        `EXPLAIN QUERY PLAN SELECT * FROM sessions INDEXED BY sessions_due
+          WHERE status IN ('open', 'closing') AND unsettled_reason IS NULL AND settling_id IS NULL AND signed_sequence > settled_sequence
+          ORDER BY voucher_signed_at LIMIT 10`,
+      )
+      .all() as { detail: string }[];
+    assert.deepEqual(plan.map((step) => step.detail), ["SCAN sessions USING INDEX sessions_due"], "no scan of sessions, receipts or settlements");
+    // Three sessions signed in turn; the second is held by a pending settlement until it fails.
+    const ids: Hex[] = [];
+    for (const salt of [11n, 12n, 13n]) {
+      const other = { ...terms, salt };
+      const id = sessionIdOf(other);
+      ids.push(id);
+      repo.insertSession({ id, agent: terms.agent, providerId: 1, modelId: 0, model: "agentmesh-small", terms: other, state: INITIAL_STATE, openTx: `0x${"ab".repeat(32)}` });
+      const receipt = { ...firstReceipt(), sessionId: id };
+      repo.recordCall({ hash: receiptHash(receipt), receipt, state: checkReceipt(other, id, INITIAL_STATE, receipt), providerSignature: signature, tokenMismatch: false });
+      repo.recordAgentSignature(id, 1, signature);
+      await repo.committed();
+      await new Promise((resolve) => setTimeout(resolve, 3)); // distinct signing times
+    }
+    const due = () => repo.sessionsToSettle(10).map(({ session }) => session.id);
+    assert.deepEqual(due(), ids, "oldest voucher first");
+    const held = repo.insertSettlement("settle", [{ sessionId: ids[1], sequence: 1 }]);
+    assert.deepEqual(due(), [ids[0], ids[2]]);
+    assert.deepEqual(repo.sessionsToSettle(1).map(({ session }) => session.id), [ids[0]], "the limit holds");
+    repo.failSettlement(held, "reverted");
+    assert.deepEqual(due(), ids, "a failed settlement releases its sessions");
+    const confirmed = repo.insertSettlement("settle", [{ sessionId: ids[0], sequence: 1 }]);
+    repo.confirmSettlement(confirmed);
+    assert.deepEqual(due(), [ids[1], ids[2]], "a confirmed one leaves them settled");
+    repo.close();
+  });
+});
+
+describe("relayer store following the chain", () => {
+  /** A session of this relayer with calls 1..`calls` served and the agent's vouchers up to `signed`. */
+  async function served(calls: number, signed: number) {
+    const { repo, dbFile } = await freshRepository();
+    repo.insertSession({ id: sessionId, agent: terms.agent, providerId: 1, modelId: 0, model: "agentmesh-small", terms, state: INITIAL_STATE, openTx: `0x${"ab".repeat(32)}` });
+    let state = INITIAL_STATE;
+    const costs: bigint[] = [];
+    for (let sequence = 1; sequence <= calls; sequence++) {
+      const receipt = { ...firstReceipt(), sequence, previousHash: state.receiptHead };
+      state = checkReceipt(terms, sessionId, state, receipt);
+      repo.recordCall({ hash: receiptHash(receipt), receipt, state, providerSignature: signature, tokenMismatch: false });
+      costs.push(state.cumulativeCost);
+    }
+    if (signed > 0) repo.recordAgentSignature(sessionId, signed, signature);
+    await repo.committed();
+    return { repo, dbFile, costs };
+  }
+  const onChain = { id: sessionId, settled: 0n, sequence: 0, closeRequested: false, finalized: false, closeTx: null };
+
+  it("marks a session closing on a close request; it still settles", async () => {
+    const { repo } = await served(2, 2);
+    repo.followChain({ ...onChain, closeRequested: true });
+    assert.equal(repo.getSession(sessionId)?.status, "closing");
+    assert.deepEqual(repo.sessionsToSettle(10).map(({ session }) => [session.id, session.status]), [[sessionId, "closing"]]);
+    assert.deepEqual(repo.openSessionsFor(terms.agent, "agentmesh-small").map((session) => session.status), ["closing"]);
+    // A later pass with no close request in it does not reopen it.
+    repo.followChain(onChain);
+    assert.equal(repo.getSession(sessionId)?.status, "closing");
+  });
+
+  it("counts what the escrow settled as settled, whoever posted it", async () => {
+    const { repo, costs } = await served(3, 2);
+    repo.followChain({ ...onChain, settled: costs[1], sequence: 2 });
+    assert.equal(repo.getSession(sessionId)?.settledSequence, 2);
+    assert.deepEqual(repo.sessionsToSettle(10), []);
+    // Never beyond its own receipts (a cooperative close settles one sequence past the last).
+    repo.followChain({ ...onChain, settled: costs[2], sequence: 4, finalized: true });
+    assert.equal(repo.getSession(sessionId)?.settledSequence, 3);
+  });
+
+  it("closes a session finalized on-chain, recording the escrow's settled amount and why the rest never settles", async () => {
+    const { repo, costs } = await served(3, 3);
+    const closeTx = `0x${"ef".repeat(32)}` as const;
+    repo.followChain({ ...onChain, settled: costs[0], sequence: 1, finalized: true, closeTx });
+    const session = repo.getSession(sessionId)!;
+    assert.deepEqual(
+      [session.status, session.closeTx, session.finalSettled, session.finalSequence, session.settledSequence],
+      ["closed", closeTx, costs[0], 1, 1],
+    );
+    assert.equal(session.unsettledReason, `the session was finalized on-chain with ${formatUsdc(costs[0])} USDC settled (sequence 1)`);
+    assert.deepEqual(repo.sessionsToSettle(10), [], "terminal: never posted again");
+    assert.deepEqual(repo.openSessionsFor(terms.agent, "agentmesh-small"), []);
+    // The first account of it stays (the worker's, say, with the escrow's error).
+    repo.followChain({ ...onChain, settled: costs[0], sequence: 1, finalized: true, closeTx: null }, "another reason");
+    assert.equal(repo.getSession(sessionId)?.unsettledReason, session.unsettledReason);
+    assert.equal(repo.getSession(sessionId)?.closeTx, closeTx);
+  });
+
+  it("records nothing unsettled for a session finalized with all its vouchers settled, and ignores sessions opened elsewhere", async () => {
+    const { repo, costs } = await served(2, 2);
+    repo.followChain({ ...onChain, settled: costs[1], sequence: 3, finalized: true });
+    assert.deepEqual([repo.getSession(sessionId)?.status, repo.getSession(sessionId)?.unsettledReason], ["closed", null]);
+    repo.followChain({ ...onChain, id: `0x${"77".repeat(32)}`, finalized: true });
+    assert.equal(repo.getSession(`0x${"77".repeat(32)}`), undefined);
+  });
+
+  it("records a terminal reason without closing the session (claim window over)", async () => {
+    const { repo } = await served(1, 1);
+    repo.markUnsettled(sessionId, "EscrowClaimWindowOver: its claim window ended");
+    assert.deepEqual([repo.getSession(sessionId)?.status, repo.getSession(sessionId)?.unsettledReason], ["open", "EscrowClaimWindowOver: its claim window ended"]);
+    assert.deepEqual(repo.sessionsToSettle(10), []);
+  });
+
+  it("upgrades a schema-2 file: sessions and receipts kept, 'closing' allowed, foreign keys still enforced, the chain index re-read", async () => {
+    const directory = await mkdtemp(path.join(tmpdir(), "agentmesh-store-"));
+    directories.push(directory);
+    const dbFile = path.join(directory, "relayer.db");
+    const old = new DatabaseSync(dbFile);
+    for (const migration of MIGRATIONS.slice(0, 2)) old.exec(migration);
+    old.exec("PRAGMA user_version = 2");
+    const receipt = firstReceipt();
+    old.prepare(
+      `INSERT INTO sessions (id, agent, provider_id, model_id, model, terms, status, receipt_head, open_tx, created_at, signed_sequence)
+       VALUES (?, ?, 1, 0, 'agentmesh-small', ?, 'open', ?, ?, 1, 1)`,
+    ).run(sessionId, terms.agent, JSON.stringify({ ...terms, budgetId: "1", maxSpend: terms.maxSpend.toString(), salt: "7" }), INITIAL_STATE.receiptHead, `0x${"ab".repeat(32)}`);
+    old.prepare("INSERT INTO receipts (hash, session_id, sequence, body, provider_signature, created_at) VALUES (?, ?, 1, '{}', '{}', 1)").run(receiptHash(receipt), sessionId);
+    old.exec("INSERT INTO indexer_state (id, last_block) VALUES (1, 50)");
+    old.close();
+
+    const repo = new Repository(openDatabase(dbFile));
+    const { user_version: version } = repo.db.prepare("PRAGMA user_version").get() as { user_version: number };
+    assert.equal(version, MIGRATIONS.length);
+    const session = repo.getSession(sessionId)!;
+    assert.deepEqual([session.status, session.signedSequence, session.finalSettled, session.unsettledReason], ["open", 1, null, null]);
+    assert.deepEqual(session.terms, terms);
+    assert.equal((repo.db.prepare("SELECT COUNT(*) AS n FROM receipts").get() as { n: number }).n, 1);
+    repo.followChain({ id: sessionId, settled: 0n, sequence: 0, closeRequested: true, finalized: false, closeTx: null });
+    assert.equal(repo.getSession(sessionId)?.status, "closing");
+    assert.throws(
+      () => repo.db.prepare("INSERT INTO receipts (hash, session_id, sequence, body, provider_signature, created_at) VALUES ('x', 'nope', 1, '{}', '{}', 1)").run(),
+      /FOREIGN KEY/,
+    );
+    assert.equal(repo.db.prepare("SELECT * FROM indexer_state").get(), undefined, "the indexer starts over");
+    repo.close();
   });
 });
 

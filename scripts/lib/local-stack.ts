@@ -96,6 +96,8 @@ export interface SeededChain {
   /** The stack file as seeded (no service URLs yet). */
   stack: LocalStack;
   rpcUrl: string;
+  /** The chain node's process id (benchmarks read its CPU time). */
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -149,7 +151,7 @@ export async function startSeededChain(options: {
     });
     if (seedCode !== 0) throw new Error(`deploying and seeding the local chain failed (exit code ${seedCode})`);
     const stack = localStackSchema.parse(JSON.parse(await readFile(options.localFile, "utf8")));
-    return { stack, rpcUrl, stop };
+    return { stack, rpcUrl, pid: chain.pid!, stop };
   } catch (error) {
     await stop();
     throw error;
@@ -198,7 +200,6 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
           relayerPrivateKey: seeded.accounts.relayer.privateKey,
         },
         receiptSignerKeys: [seeded.accounts.receiptSignerA.privateKey, seeded.accounts.receiptSignerB.privateKey],
-        limits: { allowPrivateEndpoints: true },
         settlement: options.settlement,
         healthProbeIntervalMs: options.healthProbeIntervalMs,
         payoutIntervalMs: options.payoutIntervalMs,

@@ -1,16 +1,29 @@
 import type { Address, Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
-import { INITIAL_STATE, verifySignedReceipt } from "./metering.ts";
+import { CompletionShapeError, StreamedOutput, outputOfCompletion, reasoningTokensOf, type CompletionOutput } from "./completion-output.ts";
+import {
+  DEFAULT_TOKEN_TOLERANCE,
+  INITIAL_STATE,
+  ReceiptError,
+  checkReceiptMatchesCall,
+  verifySignedReceipt,
+  type ObservedCall,
+  type TokenTolerance,
+} from "./metering.ts";
 import { formatUsdc } from "./pricing.ts";
-import type { Receipt } from "./receipts.ts";
+import { hashRequestMessages, type Receipt } from "./receipts.ts";
+import { countCompletionTokens, countPromptTokens, type ChatMessage } from "./tokens.ts";
 import { sessionIdOf, sessionTermsTypes, escrowDomain, toCompactSignature, type CompactSignature, type SessionTerms } from "./typed-data.ts";
 import { escrowDomainSeparator, signDigest, voucherDigest, type VoucherState } from "./vouchers.ts";
 
 /**
  * An agent's metered session through an AgentMesh relayer. Pass {@link AgentSession.openAIOptions}
- * to the official `openai` client: every response's receipt is checked (prices, arithmetic, hash
- * chain, the provider's signature) and its voucher signed before the next request goes out. The
- * agent's key never leaves this object.
+ * to the official `openai` client: every response's receipt is checked before its voucher is signed
+ * and the next request goes out: prices, arithmetic, hash chain and the provider's signature, and
+ * that it describes this very call (the hashes of the messages sent and the output received, and
+ * token counts within {@link OpenSessionOptions.tokenTolerance} of the session's own count). A
+ * receipt that fails any check is never signed: the call rejects with a {@link ReceiptRejectedError}
+ * and so does every later one (close the session). The agent's key never leaves this object.
  *
  * @example
  * const session = await AgentSession.open({ relayerUrl, privateKey, chainId, escrow, budgetId: 1n, providerId: 1, model: "agentmesh-small", maxSpend: 2_000_000n });
@@ -39,23 +52,58 @@ export interface OpenSessionOptions {
    * milliseconds it is posted on its own (default 100).
    */
   voucherFlushMs?: number;
+  /**
+   * How far a receipt's token counts may exceed the session's own count (default 5 % + 16 tokens;
+   * widen it for providers whose tokenizer counts more than o200k does).
+   */
+  tokenTolerance?: TokenTolerance;
 }
 
 /** Thrown for anything the relayer answers with an error, with its OpenAI-shaped code. */
 export class RelayerError extends Error {
   readonly status: number;
   readonly code: string;
-  constructor(status: number, code: string, message: string) {
-    super(message);
+  constructor(status: number, code: string, message: string, options?: ErrorOptions) {
+    super(message, options);
     this.name = "RelayerError";
     this.status = status;
     this.code = code;
   }
 }
 
+/**
+ * A receipt the session refused to sign (its cause says why): it does not follow the signed state,
+ * is not signed by the session's receipt signer, or does not describe the call as the agent made
+ * and received it. The session serves no more calls; close it.
+ */
+export class ReceiptRejectedError extends RelayerError {
+  constructor(cause: Error) {
+    super(502, "receipt_rejected", `receipt refused, nothing signed: ${cause.message}`, { cause });
+    this.name = "ReceiptRejectedError";
+  }
+}
+
 interface ReceiptJson extends Omit<Receipt, "cost"> {
   cost: string;
   providerSignature: CompactSignature;
+  /** The relayer's flag: the provider's token counts and its own disagree. */
+  tokenMismatch?: boolean;
+  /**
+   * For a streamed call the client stopped reading: the output the relayer delivered and billed,
+   * which the agent may not have read to the end (the session checks it against what it did read).
+   */
+  deliveredOutput?: CompletionOutput;
+}
+
+/** The request of the call in flight, as the session counted and hashed it before sending it. */
+interface CallInFlight {
+  inputHash: Hex;
+  promptTokens: number;
+  maxOutputTokens?: number;
+  /** What has arrived of the output so far, and whether all of it has. */
+  output: CompletionOutput;
+  complete: boolean;
+  reasoningTokens: number;
 }
 
 /** What `GET /v1/providers/{id}` tells an agent about the terms a session opened now must carry. */
@@ -83,6 +131,11 @@ export class AgentSession {
   private readonly domainSeparator: Hex;
   private readonly spendCap: bigint;
   private readonly voucherFlushMs: number;
+  private readonly tokenTolerance: TokenTolerance;
+  /** The latest call sent whose receipt is not yet signed. */
+  private inFlight: CallInFlight | undefined;
+  /** Set once a receipt is refused: the session signs nothing more. */
+  private rejected: ReceiptRejectedError | undefined;
   /** The latest state the agent has verified and signed. */
   private signed: VoucherState = INITIAL_STATE;
   /** The voucher of `signed`, and whether it has gone out to the relayer. */
@@ -101,6 +154,7 @@ export class AgentSession {
     domainSeparator: Hex;
     spendCap: bigint;
     voucherFlushMs: number;
+    tokenTolerance: TokenTolerance;
   }) {
     this.sessionId = init.sessionId;
     this.terms = init.terms;
@@ -110,6 +164,7 @@ export class AgentSession {
     this.domainSeparator = init.domainSeparator;
     this.spendCap = init.spendCap;
     this.voucherFlushMs = init.voucherFlushMs;
+    this.tokenTolerance = init.tokenTolerance;
   }
 
   /**
@@ -159,6 +214,7 @@ export class AgentSession {
       domainSeparator: escrowDomainSeparator(options.chainId, options.escrow),
       spendCap: options.spendCap ?? options.maxSpend,
       voucherFlushMs: options.voucherFlushMs ?? 100,
+      tokenTolerance: options.tokenTolerance ?? DEFAULT_TOKEN_TOLERANCE,
     });
   }
 
@@ -184,15 +240,18 @@ export class AgentSession {
    */
   readonly fetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
     await this.pending;
+    if (this.rejected !== undefined) throw this.rejected;
     if (this.signed.cumulativeCost >= this.spendCap) {
       throw new RelayerError(402, "spend_cap_reached", `session ${this.sessionId} reached its spend cap of ${formatUsdc(this.spendCap)} USDC`);
     }
+    if (typeof init?.body !== "string") throw new RelayerError(400, "invalid_request", "the metered fetch sends JSON string bodies only");
+    const request = JSON.parse(init.body) as Record<string, unknown>;
+    const call = this.observe(request);
     const headers = new Headers(init?.headers);
     headers.set("authorization", `Bearer ${this.apiKey}`);
     const send = () => {
       const voucher = this.takeUnsent();
-      const body =
-        typeof init?.body === "string" ? JSON.stringify({ ...JSON.parse(init.body), sessionId: this.sessionId, ...(voucher && { voucher }) }) : init?.body;
+      const body = JSON.stringify({ ...request, sessionId: this.sessionId, ...(voucher && { voucher }) });
       return fetch(input, { ...init, headers, body });
     };
     let response = await send();
@@ -201,16 +260,52 @@ export class AgentSession {
       response = await send();
     }
     if (!response.ok || response.body === null) return response;
-    if (response.headers.get("content-type")?.includes("text/event-stream")) return this.meterStream(response);
+    this.inFlight = call;
+    if (response.headers.get("content-type")?.includes("text/event-stream")) return this.meterStream(response, call);
     const text = await response.text();
-    const receipt = (JSON.parse(text) as { receipt?: ReceiptJson }).receipt;
-    if (receipt !== undefined) await (this.pending = this.accept(receipt));
+    const body = JSON.parse(text) as { receipt?: ReceiptJson; usage?: unknown };
+    try {
+      call.output = outputOfCompletion(body);
+    } catch (error) {
+      throw this.reject(error as CompletionShapeError);
+    }
+    call.complete = true;
+    call.reasoningTokens = reasoningTokensOf(body.usage);
+    if (body.receipt !== undefined) await (this.pending = this.accept(body.receipt));
     return new Response(text, { status: response.status, statusText: response.statusText, headers: response.headers });
   };
 
-  /** Passes a stream through, taking the receipt from its final chunk once it ends. */
-  private meterStream(response: Response): Response {
+  /** Counts and hashes a request before it goes out: what its receipt will be checked against. */
+  private observe(request: Record<string, unknown>): CallInFlight {
+    if (!Array.isArray(request.messages)) throw new RelayerError(400, "invalid_request", "messages: must be a list");
+    const limit = request.max_completion_tokens ?? request.max_tokens;
+    return {
+      inputHash: hashRequestMessages(request.messages),
+      promptTokens: countPromptTokens({
+        messages: request.messages as ChatMessage[],
+        tools: Array.isArray(request.tools) ? request.tools : undefined,
+        response_format: request.response_format,
+      }),
+      maxOutputTokens: typeof limit === "number" ? limit : undefined,
+      output: { content: null, toolCalls: [] },
+      complete: false,
+      reasoningTokens: 0,
+    };
+  }
+
+  /** Refuses to sign anything more in this session, for `cause`; returns the error to throw. */
+  private reject(cause: Error): ReceiptRejectedError {
+    this.rejected ??= new ReceiptRejectedError(cause);
+    return this.rejected;
+  }
+
+  /**
+   * Passes a stream through, assembling its output as it passes and taking the receipt from its
+   * final chunk. A receipt refused errors the stream, so the reader learns of it there.
+   */
+  private meterStream(response: Response, call: CallInFlight): Response {
     const decoder = new TextDecoder();
+    const streamed = new StreamedOutput();
     let buffered = "";
     // Clients stop reading at [DONE] and may cancel the body, so the receipt is taken as soon as
     // its chunk passes, not when the stream ends.
@@ -220,13 +315,26 @@ export class AgentSession {
       while ((newline = buffered.indexOf("\n")) >= 0) {
         const line = buffered.slice(0, newline).trim();
         buffered = buffered.slice(newline + 1);
-        if (line.startsWith("data:") && line.includes('"receipt"')) this.pending = this.accept(JSON.parse(line.slice(5)).receipt);
+        if (!line.startsWith("data:") || line === "data: [DONE]") continue;
+        const chunk = JSON.parse(line.slice(5)) as { receipt?: ReceiptJson; usage?: unknown };
+        streamed.add(chunk);
+        call.output = streamed.output;
+        if (chunk.receipt === undefined) continue;
+        call.complete = true;
+        call.reasoningTokens = reasoningTokensOf(chunk.usage);
+        this.pending = this.accept(chunk.receipt);
       }
     };
     const metered = response.body!.pipeThrough(
       new TransformStream<Uint8Array, Uint8Array>({
-        transform: (chunk, controller) => {
-          scan(decoder.decode(chunk, { stream: true }));
+        transform: async (chunk, controller) => {
+          try {
+            scan(decoder.decode(chunk, { stream: true }));
+            await this.pending;
+          } catch (error) {
+            controller.error(error instanceof ReceiptRejectedError ? error : this.reject(error as Error));
+            return;
+          }
           controller.enqueue(chunk);
         },
       }),
@@ -239,8 +347,15 @@ export class AgentSession {
    * with the next request or, after `voucherFlushMs` without one, on its own.
    */
   private async accept(json: ReceiptJson): Promise<void> {
-    const receipt: Receipt = { ...json, cost: BigInt(json.cost) };
-    const next = verifySignedReceipt(this.domainSeparator, this.terms, this.sessionId, this.signed, receipt, json.providerSignature);
+    let next;
+    try {
+      const receipt: Receipt = { ...json, cost: BigInt(json.cost) };
+      next = verifySignedReceipt(this.domainSeparator, this.terms, this.sessionId, this.signed, receipt, json.providerSignature);
+      checkReceiptMatchesCall(receipt, this.evidenceFor(json), { tolerance: this.tokenTolerance, flagged: json.tokenMismatch === true });
+    } catch (error) {
+      throw this.reject(error as Error);
+    }
+    this.inFlight = undefined;
     this.signed = next;
     this.voucher = { sequence: next.sequence, signature: signDigest(this.privateKey, voucherDigest(this.domainSeparator, this.sessionId, next)) };
     this.voucherSent = false;
@@ -281,12 +396,41 @@ export class AgentSession {
   }
 
   /**
-   * Brings the relayer and the agent level: signs receipts the agent has not seen (e.g. of a stream
-   * it abandoned), in order, and re-sends the latest voucher if the relayer lacks it (e.g. it rode
-   * on a request the relayer refused).
+   * What the session knows of the call `json` bills: the call in flight. For a stream the agent
+   * stopped reading, the output is what the relayer says it delivered, accepted only if it begins
+   * with everything the agent did read (the rest was in transit when it stopped; the request's
+   * output limit bounds it).
+   */
+  private evidenceFor(json: ReceiptJson): ObservedCall {
+    const call = this.inFlight;
+    if (call === undefined) throw new ReceiptError(`receipt ${json.sequence}: no call of this session awaits a receipt`);
+    let output = call.output;
+    if (!call.complete) {
+      const delivered = json.deliveredOutput;
+      if (delivered === undefined) throw new ReceiptError(`receipt ${json.sequence}: the relayer does not show the output it billed`);
+      if (!extendsOutput(delivered, call.output)) throw new ReceiptError(`receipt ${json.sequence}: the output billed does not begin with the output received`);
+      output = delivered;
+    }
+    return {
+      inputHash: call.inputHash,
+      promptTokens: call.promptTokens,
+      output,
+      completionTokens: countCompletionTokens({ content: output.content, tool_calls: output.toolCalls.map((toolCall) => ({ function: toolCall })) }),
+      reasoningTokens: call.reasoningTokens,
+      maxOutputTokens: call.maxOutputTokens,
+    };
+  }
+
+  /**
+   * Brings the relayer and the agent level: signs the receipt of the call in flight if the agent
+   * has not seen it (e.g. of a stream it stopped reading) and can check it, and re-sends the latest
+   * voucher if the relayer lacks it (e.g. it rode on a request the relayer refused). A receipt for
+   * anything else is refused: the relayer shows nothing the agent signs unchecked.
    */
   private async catchUp(): Promise<void> {
-    const status = await relayerJson<{ receipts: ReceiptJson[]; signedSequence: number }>(`${this.relayerUrl}/v1/sessions/${this.sessionId}`);
+    const status = await relayerJson<{ receipts: ReceiptJson[]; signedSequence: number }>(`${this.relayerUrl}/v1/sessions/${this.sessionId}`, {
+      headers: { authorization: `Bearer ${this.apiKey}` },
+    });
     for (const receipt of status.receipts.filter((candidate) => candidate.sequence > this.signed.sequence)) {
       await (this.pending = this.accept(receipt));
     }
@@ -298,10 +442,26 @@ export class AgentSession {
 
   /** Cooperative close: signs the final state; the escrow pays the rest and returns the unused lock at once. */
   async close(): Promise<{ closeTxHash: Hex; settled: string }> {
-    await this.pending;
+    await this.pending.catch(() => undefined);
+    // A session that refused a receipt cannot agree on a final state: close it on-chain
+    // (requestClose) with its last signed voucher instead.
+    if (this.rejected !== undefined) throw this.rejected;
     await this.catchUp();
     const final: VoucherState = { ...this.signed, sequence: this.signed.sequence + 1, isFinal: true };
     const signature = signDigest(this.privateKey, voucherDigest(this.domainSeparator, this.sessionId, final));
     return relayerJson(`${this.relayerUrl}/v1/sessions/${this.sessionId}/close`, { method: "POST", body: JSON.stringify({ signature }) });
   }
+}
+
+/** Whether `whole` begins with `prefix`: its text, and each of its tool calls' fields, as far as `prefix` goes. */
+function extendsOutput(whole: CompletionOutput, prefix: CompletionOutput): boolean {
+  if (prefix.content !== null && !(whole.content ?? "").startsWith(prefix.content)) return false;
+  if (prefix.toolCalls.length > whole.toolCalls.length) return false;
+  return prefix.toolCalls.every((call, index) => {
+    const other = whole.toolCalls[index];
+    // Only the last call seen may still have been arriving; earlier ones are whole.
+    const complete = index < prefix.toolCalls.length - 1;
+    const field = (a: string, b: string) => (complete ? a === b : a.startsWith(b));
+    return field(other.id, call.id) && field(other.name, call.name) && field(other.arguments, call.arguments);
+  });
 }

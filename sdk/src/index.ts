@@ -4,6 +4,7 @@ export * from "./deployment.ts";
 export * from "./usdc.ts";
 export * from "./pricing.ts";
 export * from "./receipts.ts";
+export * from "./completion-output.ts";
 export * from "./agent-payouts.ts";
 export * from "./vouchers.ts";
 export * from "./metering.ts";

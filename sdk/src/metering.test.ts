@@ -13,7 +13,7 @@ import {
   type Hex,
 } from "viem";
 import { generatePrivateKey, privateKeyToAccount, sign } from "viem/accounts";
-import { INITIAL_STATE, ReceiptError, checkReceipt, verifySignedReceipt } from "./metering.ts";
+import { INITIAL_STATE, ReceiptError, checkReceipt, checkReceiptMatchesCall, verifySignedReceipt, type ObservedCall } from "./metering.ts";
 import { callCost, formatUsdc } from "./pricing.ts";
 import { GENESIS_RECEIPT_HASH, hashCompletionOutput, hashRequestMessages, receiptHash, type Receipt } from "./receipts.ts";
 import { keccak256Bytes, keccakBackend } from "./keccak.node.ts";
@@ -244,5 +244,54 @@ describe("receipts and metering", () => {
     // Terms with the new signer, or another fee, are another session.
     assert.notEqual(sessionIdOf({ ...terms, receiptSigner: privateKeyToAccount(rotatedKey).address }), sessionId);
     assert.notEqual(sessionIdOf({ ...terms, feeBps: 500 }), sessionId);
+  });
+});
+
+describe("checkReceiptMatchesCall (the agent signs only what it can check against its own call)", () => {
+  const messages = [{ role: "user", content: "hi" }];
+  const observed = (overrides: Partial<ObservedCall> = {}): ObservedCall => ({
+    inputHash: hashRequestMessages(messages),
+    promptTokens: 100,
+    output: { content: "hello", toolCalls: [] },
+    completionTokens: 200,
+    reasoningTokens: 0,
+    ...overrides,
+  });
+  const receipt = (inputTokens: number, outputTokens: number, overrides: Partial<Receipt> = {}): Receipt => ({
+    ...receiptAfter(INITIAL_STATE, inputTokens, outputTokens),
+    ...overrides,
+  });
+
+  it("accepts counts up to own × 1.05 + 16, reasoning tokens on top of the output allowance", () => {
+    checkReceiptMatchesCall(receipt(121, 226), observed());
+    checkReceiptMatchesCall(receipt(100, 526), observed({ reasoningTokens: 300 }));
+    checkReceiptMatchesCall(receipt(100, 250), observed(), { tolerance: { relative: 0.2, absolute: 10 } });
+  });
+
+  it("refuses one token more than the allowance, input or output", () => {
+    assert.throws(() => checkReceiptMatchesCall(receipt(122, 200), observed()), /bills 122 input tokens; the request counts 100/);
+    assert.throws(() => checkReceiptMatchesCall(receipt(100, 227), observed()), /bills 227 output tokens; the output counts 200/);
+    assert.throws(() => checkReceiptMatchesCall(receipt(100, 527), observed({ reasoningTokens: 300 })), ReceiptError);
+  });
+
+  it("refuses output above the request's own limit, even within the tolerance", () => {
+    assert.throws(() => checkReceiptMatchesCall(receipt(100, 201), observed({ maxOutputTokens: 200 })), /above the request's limit of 200/);
+    checkReceiptMatchesCall(receipt(100, 200), observed({ maxOutputTokens: 200 }));
+  });
+
+  it("holds a flagged receipt to the agent's own count (no relative tolerance)", () => {
+    checkReceiptMatchesCall(receipt(116, 216), observed(), { flagged: true });
+    assert.throws(() => checkReceiptMatchesCall(receipt(117, 200), observed(), { flagged: true }), /bills 117 input tokens/);
+    assert.throws(() => checkReceiptMatchesCall(receipt(100, 217), observed(), { flagged: true }), /bills 217 output tokens/);
+  });
+
+  it("refuses a receipt for other messages or another output", () => {
+    const otherInput = hashRequestMessages([{ role: "user", content: "hi!" }]);
+    assert.throws(() => checkReceiptMatchesCall(receipt(100, 200, { inputHash: otherInput }), observed()), /inputHash is not the hash of the messages sent/);
+    assert.throws(
+      () => checkReceiptMatchesCall(receipt(100, 200), observed({ output: { content: "hello", toolCalls: [{ id: "c", name: "f", arguments: "" }] } })),
+      /outputHash is not the hash of the output received/,
+    );
+    assert.throws(() => checkReceiptMatchesCall(receipt(100, 200), observed({ output: { content: null, toolCalls: [] } })), /outputHash/);
   });
 });

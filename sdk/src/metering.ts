@@ -1,6 +1,7 @@
 import type { Hex } from "viem";
+import type { CompletionOutput } from "./completion-output.ts";
 import { callCost } from "./pricing.ts";
-import { GENESIS_RECEIPT_HASH, receiptHash, type Receipt } from "./receipts.ts";
+import { GENESIS_RECEIPT_HASH, hashCompletionOutput, receiptHash, type Receipt } from "./receipts.ts";
 import type { CompactSignature, SessionTerms } from "./typed-data.ts";
 import { recoverDigestSigner, voucherDigest, type VoucherState } from "./vouchers.ts";
 
@@ -92,4 +93,71 @@ export function verifySignedReceipt(
     );
   }
   return next;
+}
+
+/**
+ * How far a receipt's token counts may exceed the agent's own count of its call: up to
+ * `own × (1 + relative) + absolute`. The relative part covers providers whose tokenizer is not the
+ * one AgentMesh counts with (o200k); the absolute part, framing tokens a provider adds.
+ */
+export interface TokenTolerance {
+  relative: number;
+  absolute: number;
+}
+
+/** 5 % plus 16 tokens. */
+export const DEFAULT_TOKEN_TOLERANCE: TokenTolerance = { relative: 0.05, absolute: 16 };
+
+/** What the agent itself knows of one call, to check the call's receipt against. */
+export interface ObservedCall {
+  /** `hashRequestMessages` of the messages it sent. */
+  inputHash: Hex;
+  /** Its own count of the prompt (messages, tool definitions and response format). */
+  promptTokens: number;
+  /** What it received. */
+  output: CompletionOutput;
+  /** Its own count of `output`. */
+  completionTokens: number;
+  /**
+   * Reasoning tokens the response's usage reports (`completion_tokens_details.reasoning_tokens`):
+   * billed as output, never shown, so they cannot be counted, only bounded by `maxOutputTokens`.
+   */
+  reasoningTokens: number;
+  /** The request's output limit (`max_completion_tokens` or `max_tokens`), if it set one. */
+  maxOutputTokens?: number;
+}
+
+/**
+ * Checks that `receipt` describes the call the agent made and received: the request and output
+ * hashes are those of what it sent and got, and the token counts are within `tolerance` of its own
+ * count (reasoning tokens added to the output allowance) and within the request's output limit. A
+ * receipt the relayer flagged (`tokenMismatch`: the provider's count and the relayer's disagree) is
+ * held to the agent's own count with no relative tolerance: the agent pays no more than it counts.
+ *
+ * @throws {ReceiptError} naming the first difference.
+ */
+export function checkReceiptMatchesCall(
+  receipt: Receipt,
+  call: ObservedCall,
+  options: { tolerance?: TokenTolerance; flagged?: boolean } = {},
+): void {
+  const fail = (reason: string) => {
+    throw new ReceiptError(`receipt ${receipt.sequence} of session ${receipt.sessionId}: ${reason}`);
+  };
+  const tolerance = options.tolerance ?? DEFAULT_TOKEN_TOLERANCE;
+  const relative = options.flagged ? 0 : tolerance.relative;
+  const allowance = (own: number) => Math.floor(own * (1 + relative)) + tolerance.absolute;
+  if (receipt.inputHash.toLowerCase() !== call.inputHash.toLowerCase()) fail("its inputHash is not the hash of the messages sent");
+  const outputHash = hashCompletionOutput(call.output.content, call.output.toolCalls);
+  if (receipt.outputHash.toLowerCase() !== outputHash.toLowerCase()) fail("its outputHash is not the hash of the output received");
+  if (receipt.inputTokens > allowance(call.promptTokens)) {
+    fail(`bills ${receipt.inputTokens} input tokens; the request counts ${call.promptTokens}`);
+  }
+  const outputAllowance = allowance(call.completionTokens) + call.reasoningTokens;
+  if (receipt.outputTokens > outputAllowance) {
+    fail(`bills ${receipt.outputTokens} output tokens; the output counts ${call.completionTokens} (+${call.reasoningTokens} reasoning)`);
+  }
+  if (call.maxOutputTokens !== undefined && receipt.outputTokens > call.maxOutputTokens) {
+    fail(`bills ${receipt.outputTokens} output tokens, above the request's limit of ${call.maxOutputTokens}`);
+  }
 }

@@ -40,6 +40,29 @@ const MAX_BODY_BYTES = 1024 * 1024;
 
 const fail = (status: number, code: string, message: string) => new ApiError(status, code, message);
 
+/**
+ * The relayer's error codes for a session that will serve no more calls: spent, closing or
+ * finalized on-chain, past its deadline or its budget's expiry, its provider inactive, or its
+ * receipt signer rotated away. The proxy closes such a session and carries on with a fresh one.
+ */
+const SESSION_ENDED = new Set([
+  "session_exhausted",
+  "session_closing",
+  "session_finalized",
+  "session_expired",
+  "budget_expired",
+  "provider_inactive",
+  "signer_rotated",
+  "receipt_signer_unavailable",
+]);
+
+/** Whether `response` says its session serves no more calls. */
+async function sessionEnded(response: Response): Promise<boolean> {
+  if (response.status < 400 || response.status >= 500) return false;
+  const code = ((await response.clone().json().catch(() => ({}))) as { error?: { code?: string } }).error?.code;
+  return code !== undefined && SESSION_ENDED.has(code);
+}
+
 export async function startAgentProxy(options: AgentProxyOptions): Promise<AgentProxy> {
   const relayerUrl = options.relayerUrl.replace(/\/$/, "");
   /** Idle sessions per `providerId:model`; a session serves one call at a time. */
@@ -73,15 +96,23 @@ export async function startAgentProxy(options: AgentProxyOptions): Promise<Agent
       throw fail(400, "invalid_request", "model: must name a model");
     }
     const body = JSON.stringify(request);
-    const providerId = typeof request.providerId === "number" ? request.providerId : await cheapestProvider(request.model);
+    const pinnedProvider = typeof request.providerId === "number" ? request.providerId : undefined;
+    let providerId = pinnedProvider ?? (await cheapestProvider(request.model));
     if (providerId === undefined) throw fail(404, "model_not_found", `no provider offers model "${request.model}"`);
+    const send = (session: AgentSession) =>
+      session.fetch(`${relayerUrl}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body });
     let session = await checkout(providerId, request.model);
-    let response = await session.fetch(`${relayerUrl}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body });
-    if (response.status === 402 && (await response.clone().json()).error?.code === "session_exhausted") {
-      // This session's lock is spent: close it and carry on with a fresh one.
-      await session.close();
+    let response = await send(session);
+    let ended = await sessionEnded(response);
+    for (let attempt = 0; ended && attempt < 3; attempt++) {
+      // This session serves no more calls: close it (cooperatively when it still can, paying what is
+      // signed and returning the rest of its lock) and carry on with a fresh one, with another
+      // provider if this one is no longer offered.
+      await session.close().catch(() => undefined);
+      providerId = pinnedProvider ?? (await cheapestProvider(request.model)) ?? providerId;
       session = await checkout(providerId, request.model);
-      response = await session.fetch(`${relayerUrl}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body });
+      response = await send(session);
+      ended = await sessionEnded(response);
     }
     res.writeHead(response.status, { "content-type": response.headers.get("content-type") ?? "application/json" });
     if (response.body !== null) {
@@ -91,7 +122,7 @@ export async function startAgentProxy(options: AgentProxyOptions): Promise<Agent
       res.end();
     }
     await session.state(); // the receipt is checked and signed before the session is reused
-    checkin(session, providerId, request.model);
+    if (!ended) checkin(session, providerId, request.model);
   }
 
   const server: Server = createServer((req, res) => {

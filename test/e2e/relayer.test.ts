@@ -19,12 +19,14 @@ import {
   computeEscrowAbi,
   escrowDomain,
   formatUsdc,
+  hashRequestMessages,
   providerRegistryAbi,
   sessionTermsTypes,
   splitsLedgerAbi,
   toCompactSignature,
   type SessionTerms,
 } from "../../sdk/src/index.ts";
+import { countPromptTokens } from "../../sdk/src/tokens.ts";
 import { startLocalStack, type RunningStack } from "../../scripts/lib/local-stack.ts";
 
 const USDC = 1_000_000n;
@@ -212,6 +214,7 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
         "unknown_sequence",
       ],
     ];
+    await running.relayer.indexer.catchUp(); // the view also shows what the chain holds: let it settle first
     const before = await (await fetch(`${running.relayer.url}/v1/sessions/${session.sessionId}`)).json();
     for (const [name, init, status, code] of cases) {
       const response = await fetch(url, { method: "POST", ...init });
@@ -253,7 +256,7 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
     assert.equal(foreign.error?.code, "unknown_receipt_signer");
   });
 
-  it("fixes each session's fee and receipt signer when it opens: changes apply to sessions opened afterwards", async () => {
+  it("fixes each session's fee and receipt signer when it opens: changes apply to sessions opened afterwards; a rotated-away signer's session stops serving", async () => {
     const { stack } = running;
     const wallet = (role: "admin" | "providerB") =>
       createWalletClient({ chain: hardhat, transport: http(stack.rpcUrl), account: privateKeyToAccount(stack.accounts[role].privateKey) });
@@ -275,6 +278,7 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
 
     const earlier = await openSession(2);
     assert.deepEqual([earlier.terms.feeBps, earlier.terms.receiptSigner], [250, signerB]);
+    await ask(earlier);
     // The admin raises the fee; provider 2 delegates to the relayer's other signer (a signer may serve several providers).
     await setFee(500n);
     await setSigner(signerA);
@@ -289,9 +293,10 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
       assert.deepEqual([staleSigner.status, staleSigner.error?.code], [400, "open_rejected"]);
       assert.match(staleSigner.error!.message, /EscrowReceiptSignerMismatch/);
 
-      // Both sessions are served; the SDK checks each receipt against its own session's signer.
-      await ask(earlier);
+      // The new session is served; the earlier one, whose terms name the signer provider 2 left, no
+      // longer is (it still settles and closes). The SDK checks each receipt against its session's signer.
       await ask(later);
+      await assert.rejects(ask(earlier), (error: { status: number; code: string }) => error.status === 409 && error.code === "signer_rotated");
       const receiptSigners = await Promise.all(
         [earlier, later].map(async (session) => {
           const { receipts } = (await (await fetch(`${running.relayer.url}/v1/sessions/${session.sessionId}`)).json()) as { receipts: { hash: Hex }[] };
@@ -426,8 +431,9 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
     assert.equal(body.receipt.sessionId, second.sessionId);
     const untouched = (await (await fetch(`${running.relayer.url}/v1/sessions/${first.sessionId}`)).json()) as { state: { sequence: number } };
     assert.equal(untouched.state.sequence, 0, "the failed provider billed nothing");
-    const closed = await second.close(); // signs the fallback call's voucher on the way
-    assert.notEqual(closed.settled, "0.000000");
+    // The fallback call went through the agent's key, not through `second`'s SDK session: that
+    // session made no such call, so it refuses to sign its receipt (issue 12 item 7).
+    await assert.rejects(second.close(), /no call of this session awaits a receipt/);
   });
 
   it("the agent proxy serves every listed model to a plain OpenAI client, with any API key", async () => {
@@ -460,5 +466,41 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
     const sessions = running.relayer.context.repo.openSessionsFor(running.stack.accounts.agent.address, "agentmesh-large");
     assert.equal(sessions.length, 1);
     assert.equal(sessions[0].signedSequence, 2);
+  });
+
+  it("issue 12 items 7-8: a receipt commits to the messages as sent and counts tools, response format and images; n > 1 and unmeterable parts are refused", async () => {
+    const session = await openSession(2);
+    const call = (body: Record<string, unknown>) =>
+      fetch(`${running.relayer.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${session.apiKey}`, "content-type": "application/json" },
+        body: JSON.stringify({ model: "agentmesh-small", sessionId: session.sessionId, max_tokens: 5, ...body }),
+      });
+    const sequence = async () => ((await (await fetch(`${running.relayer.url}/v1/sessions/${session.sessionId}`)).json()) as { state: { sequence: number } }).state.sequence;
+
+    // Refused before anything is served or billed.
+    for (const [body, code] of [
+      [{ messages: [{ role: "user", content: "two, please" }], n: 2 }, "invalid_request"],
+      [{ messages: [{ role: "user", content: [{ type: "input_audio", input_audio: { data: "", format: "wav" } }] }] }, "invalid_request"],
+    ] as const) {
+      const refused = await call(body);
+      assert.equal(refused.status, 400, JSON.stringify(body));
+      assert.match(((await refused.json()) as { error: { message: string } }).error.message, /n = 1|is not metered/);
+    }
+    assert.equal(await sequence(), 0, "nothing was billed");
+
+    // Keys in another order than the relayer's schema: the receipt hashes them as sent, so the SDK
+    // (which hashes what it sent) can check it. 13 KB of tool definitions count as what they are
+    // (the old count ignored them: a few tokens for any size).
+    const messages = [{ content: "What is the time?", role: "user" }];
+    const parameters = { type: "object", properties: Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`field_${i}`, { type: "string", description: "x ".repeat(60) }])) };
+    const tools = Array.from({ length: 2 }, (_, i) => ({ type: "function", function: { name: `tool_${i}`, description: "Does a thing.", parameters } }));
+    const served = await call({ messages, tools });
+    assert.equal(served.status, 200);
+    const { receipt } = (await served.json()) as { receipt: { inputHash: Hex; inputTokens: number; tokenMismatch: boolean } };
+    assert.equal(receipt.inputHash, hashRequestMessages(messages));
+    assert.equal(receipt.inputTokens, countPromptTokens({ messages, tools }));
+    assert.ok(receipt.inputTokens > 5_000, `${receipt.inputTokens} input tokens`);
+    assert.equal(receipt.tokenMismatch, false, "the reference provider counts the tools the same way");
   });
 });

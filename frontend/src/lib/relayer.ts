@@ -93,7 +93,7 @@ export interface RelayerReceipt {
 
 export interface RelayerSession {
   sessionId: Hex;
-  status: "open" | "closed";
+  status: "open" | "closing" | "closed";
   agent: Address;
   providerId: number;
   model: string;

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { ApiError } from "@agentmesh/sdk/http";
+import { countPromptTokens, type PromptRequest } from "@agentmesh/sdk/tokens";
 import { MAX_TOKENS_LIMIT } from "./options.ts";
 
 const textPartSchema = z.object({ type: z.literal("text"), text: z.string() });
@@ -77,6 +78,8 @@ export interface ChatCompletionRequest {
   readonly includeUsage: boolean;
   /** The tool the answer must call, when `tool_choice` forces one. */
   readonly forcedTool: ToolDefinition | undefined;
+  /** The prompt's tokens, counted from the request as sent (messages, tools and response format). */
+  readonly promptTokens: number;
 }
 
 /** What a request is checked against. */
@@ -109,6 +112,9 @@ export function parseChatCompletionRequest(body: unknown, limits: RequestLimits)
     stream: request.stream ?? false,
     includeUsage: request.stream_options?.include_usage ?? false,
     forcedTool: forcedTool(request.tools ?? [], request.tool_choice ?? "auto"),
+    // Counted from the body as sent, not as parsed (which drops fields it ignores), so that the count
+    // is the relayer's and the agent's.
+    promptTokens: countPromptTokens(body as PromptRequest),
   };
 }
 

@@ -1,10 +1,9 @@
 import { randomBytes } from "node:crypto";
 import {
-  countChatPromptTokens,
   countCompletionTokens,
   splitIntoTokenPieces,
   type CompletionOutput,
-} from "../tokens.ts";
+} from "@agentmesh/sdk/tokens";
 import type { ChatCompletionRequest, ToolDefinition } from "./chat-request.ts";
 import { ApiError } from "@agentmesh/sdk/http";
 import { createSeededRandom, type SeededRandom } from "./seeded-random.ts";
@@ -54,14 +53,15 @@ const WORDS = [
  * - Otherwise the answer is text of a natural length (a few sentences), cut to
  *   `maxTokens` tokens when longer (`finish_reason: "length"`).
  *
- * Usage is counted with `tokens.ts`: prompt tokens by `countChatPromptTokens`,
- * completion tokens by `countCompletionTokens` of exactly what is sent.
+ * Usage is counted with the SDK's token counter: prompt tokens by `countPromptTokens`
+ * (see the request's `promptTokens`), completion tokens by `countCompletionTokens`
+ * of exactly what is sent.
  *
  * @throws {ApiError} 400 `max_tokens_too_small` when a forced tool call does not fit.
  */
 export function generateCompletion(request: ChatCompletionRequest, seed: string): Completion {
   const random = createSeededRandom(JSON.stringify([seed, request.model, request.messages]));
-  const promptTokens = countChatPromptTokens(request.messages);
+  const { promptTokens } = request;
   const usageFor = (output: CompletionOutput): Usage => {
     const completionTokens = countCompletionTokens(output);
     return {

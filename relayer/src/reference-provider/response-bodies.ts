@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { splitIntoTokenPieces } from "../tokens.ts";
+import { splitIntoTokenPieces } from "@agentmesh/sdk/tokens";
 import type { Completion, FinishReason, ToolCallOutput, Usage } from "./completion.ts";
 
 /** What every body of one response shares. */

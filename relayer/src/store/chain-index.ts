@@ -23,6 +23,15 @@ export interface IndexedSession {
   sequence: number;
   claimEnd: number;
   finalized: boolean;
+  /** Who asked to close it on-chain (its agent or its budget's creator), or null. */
+  closeRequestedBy: Address | null;
+}
+
+/** The chain head as the indexer last saw it, and when (wall clock, ms). */
+interface HeadObservation {
+  number: number;
+  timestamp: number;
+  seenAt: number;
 }
 
 type Row = Record<string, unknown>;
@@ -34,10 +43,28 @@ export class ChainIndex {
   private cachedProviders: RegisteredProvider[] | undefined;
 
   private readonly statement: (sql: string) => StatementSync;
+  /** The latest head seen; in memory only (the first pass after a start sees it again). */
+  private head: HeadObservation | undefined;
 
   constructor(db: DatabaseSync) {
     this.db = db;
     this.statement = statementCache(db);
+  }
+
+  /** Records the chain head the indexer just read (`seenAt`: wall-clock ms). */
+  observeHead(number: number, timestamp: number, seenAt = Date.now()): void {
+    if (this.head !== undefined && number < this.head.number) return; // an older answer arriving late
+    this.head = { number, timestamp, seenAt };
+  }
+
+  /**
+   * The chain's clock, in seconds: the latest head's timestamp plus the wall-clock time since it was
+   * seen, i.e. about the timestamp the next block will carry. No RPC: the indexer keeps the head
+   * current. Before the indexer has seen a head, the wall clock.
+   */
+  chainTime(now = Date.now()): number {
+    if (this.head === undefined) return Math.floor(now / 1000);
+    return this.head.timestamp + Math.max(0, Math.floor((now - this.head.seenAt) / 1000));
   }
 
   /** Last block fully applied, or undefined before the first pass. */
@@ -90,7 +117,7 @@ export class ChainIndex {
     };
   }
 
-  openSession(session: Omit<IndexedSession, "settled" | "sequence" | "finalized">, block: number): void {
+  openSession(session: Omit<IndexedSession, "settled" | "sequence" | "finalized" | "closeRequestedBy">, block: number): void {
     this.statement(
         `INSERT INTO chain_sessions (id, budget_id, agent, provider_id, max_spend, claim_end, block) VALUES (?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (id) DO NOTHING`,
@@ -112,22 +139,38 @@ export class ChainIndex {
       .run(settled.toString(), block, id.toLowerCase());
   }
 
+  requestClose(id: Hex, by: Address, block: number): void {
+    this.statement("UPDATE chain_sessions SET close_requested_by = COALESCE(close_requested_by, ?), block = ? WHERE id = ?")
+      .run(by, block, id.toLowerCase());
+  }
+
+  /** Session `id` as of the last indexed block (one primary-key read: cheap enough for every call). */
+  session(id: Hex): IndexedSession | undefined {
+    const row = this.statement("SELECT * FROM chain_sessions WHERE id = ?").get(id.toLowerCase()) as Row | undefined;
+    return row && toIndexedSession(row);
+  }
+
   budgetOfSession(id: Hex): number | undefined {
     const row = this.statement("SELECT budget_id FROM chain_sessions WHERE id = ?").get(id.toLowerCase()) as Row | undefined;
     return row === undefined ? undefined : Number(row.budget_id);
   }
 
   sessionsOfBudget(budgetId: number): IndexedSession[] {
-    return (this.statement("SELECT * FROM chain_sessions WHERE budget_id = ? ORDER BY block, id").all(budgetId) as Row[]).map((row) => ({
-      id: row.id as Hex,
-      budgetId: Number(row.budget_id),
-      agent: row.agent as Address,
-      providerId: Number(row.provider_id),
-      maxSpend: BigInt(row.max_spend as string),
-      settled: BigInt(row.settled as string),
-      sequence: Number(row.sequence),
-      claimEnd: Number(row.claim_end),
-      finalized: Number(row.finalized) === 1,
-    }));
+    return (this.statement("SELECT * FROM chain_sessions WHERE budget_id = ? ORDER BY block, id").all(budgetId) as Row[]).map(toIndexedSession);
   }
+}
+
+function toIndexedSession(row: Row): IndexedSession {
+  return {
+    id: row.id as Hex,
+    budgetId: Number(row.budget_id),
+    agent: row.agent as Address,
+    providerId: Number(row.provider_id),
+    maxSpend: BigInt(row.max_spend as string),
+    settled: BigInt(row.settled as string),
+    sequence: Number(row.sequence),
+    claimEnd: Number(row.claim_end),
+    finalized: Number(row.finalized) === 1,
+    closeRequestedBy: (row.close_requested_by as Address | null) ?? null,
+  };
 }

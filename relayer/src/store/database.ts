@@ -7,7 +7,7 @@ import { Worker } from "node:worker_threads";
  * The relayer's SQLite database (node:sqlite, WAL). Migrations are an append-only list; the
  * database's `user_version` records how many have run, so opening an older file upgrades it.
  */
-const MIGRATIONS: readonly string[] = [
+export const MIGRATIONS: readonly string[] = [
   `CREATE TABLE agents (
      api_key_hash TEXT PRIMARY KEY,
      agent TEXT NOT NULL,
@@ -90,6 +90,60 @@ const MIGRATIONS: readonly string[] = [
      block INTEGER NOT NULL
    );
    CREATE INDEX chain_sessions_by_budget ON chain_sessions (budget_id);`,
+  // Serving follows the chain (issue 12). A session of this relayer is 'closing' once a close is
+  // requested on-chain and 'closed' once finalized (by a cooperative close here, or on-chain by
+  // anyone); final_settled/final_sequence are what the escrow holds then, and unsettled_reason says
+  // why the agent's vouchers above final_sequence (or settled_sequence) can never settle. The table
+  // is rebuilt to widen its status check (foreign keys are off while migrations run). The chain
+  // index learns which sessions have a close request, and starts over from the deployment's start
+  // block so that sessions closed before this migration are known too (its writes are idempotent).
+  `CREATE TABLE sessions_new (
+     id TEXT PRIMARY KEY,
+     agent TEXT NOT NULL,
+     provider_id INTEGER NOT NULL,
+     model_id INTEGER NOT NULL,
+     model TEXT NOT NULL,
+     terms TEXT NOT NULL,
+     status TEXT NOT NULL CHECK (status IN ('open', 'closing', 'closed')),
+     sequence INTEGER NOT NULL DEFAULT 0,
+     cumulative_cost TEXT NOT NULL DEFAULT '0',
+     request_count INTEGER NOT NULL DEFAULT 0,
+     input_tokens INTEGER NOT NULL DEFAULT 0,
+     output_tokens INTEGER NOT NULL DEFAULT 0,
+     latency_ms INTEGER NOT NULL DEFAULT 0,
+     receipt_head TEXT NOT NULL,
+     signed_sequence INTEGER NOT NULL DEFAULT 0,
+     settled_sequence INTEGER NOT NULL DEFAULT 0,
+     open_tx TEXT NOT NULL,
+     close_tx TEXT,
+     created_at INTEGER NOT NULL,
+     final_settled TEXT,
+     final_sequence INTEGER,
+     unsettled_reason TEXT
+   );
+   INSERT INTO sessions_new (id, agent, provider_id, model_id, model, terms, status, sequence, cumulative_cost, request_count,
+       input_tokens, output_tokens, latency_ms, receipt_head, signed_sequence, settled_sequence, open_tx, close_tx, created_at)
+     SELECT id, agent, provider_id, model_id, model, terms, status, sequence, cumulative_cost, request_count,
+       input_tokens, output_tokens, latency_ms, receipt_head, signed_sequence, settled_sequence, open_tx, close_tx, created_at
+     FROM sessions;
+   DROP TABLE sessions;
+   ALTER TABLE sessions_new RENAME TO sessions;
+   CREATE INDEX sessions_by_agent ON sessions (agent, model, status);
+   ALTER TABLE chain_sessions ADD COLUMN close_requested_by TEXT;
+   DELETE FROM indexer_state;`,
+  // Finding the sessions due for settlement reads only them (issue 12 item 4): a session keeps when
+  // its latest voucher was signed and which pending settlement holds it, and a partial index holds
+  // exactly the due ones, oldest voucher first. The query then reads at most its limit of rows,
+  // however long the history, instead of joining every receipt and every settlement's items.
+  `ALTER TABLE sessions ADD COLUMN voucher_signed_at INTEGER;
+   ALTER TABLE sessions ADD COLUMN settling_id INTEGER;
+   UPDATE sessions SET voucher_signed_at =
+     (SELECT r.signed_at FROM receipts r WHERE r.session_id = sessions.id AND r.sequence = sessions.signed_sequence);
+   UPDATE sessions SET settling_id =
+     (SELECT MAX(t.id) FROM settlements t, json_each(t.items) i
+       WHERE t.status = 'pending' AND json_extract(i.value, '$.sessionId') = sessions.id);
+   CREATE INDEX sessions_due ON sessions (voucher_signed_at)
+     WHERE status IN ('open', 'closing') AND unsettled_reason IS NULL AND settling_id IS NULL AND signed_sequence > settled_sequence;`,
 ];
 
 /**
@@ -101,17 +155,25 @@ export function openDatabase(file: string): DatabaseSync {
   if (file !== ":memory:") mkdirSync(path.dirname(file), { recursive: true });
   const db = new DatabaseSync(file);
   db.exec(
-    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864;" +
-      " PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+    // synchronous = FULL: a commit is on disk (the log fsynced) before COMMIT returns, so a receipt
+    // and voucher the client holds survive an OS crash or power loss, not only a process crash
+    // (issue 12 item 9: after a loss the next call would sign another state at the same sequence,
+    // a slashable double sign). Group commit pays one fsync per event-loop turn, not per call.
+    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864;" +
+      " PRAGMA foreign_keys = OFF; PRAGMA busy_timeout = 5000;",
   );
   const { user_version: version } = db.prepare("PRAGMA user_version").get() as { user_version: number };
   if (version > MIGRATIONS.length) {
     throw new Error(`${file} was written by a newer relayer (schema ${version}; this one knows ${MIGRATIONS.length})`);
   }
+  // Foreign keys are off while migrations run, so that one may rebuild a referenced table (SQLite's
+  // documented procedure); each checks them before it commits.
   for (let index = version; index < MIGRATIONS.length; index++) {
     db.exec("BEGIN");
     try {
       db.exec(MIGRATIONS[index]);
+      const violations = db.prepare("PRAGMA foreign_key_check").all();
+      if (violations.length > 0) throw new Error(`migration ${index + 1} broke ${violations.length} foreign keys`);
       db.exec(`PRAGMA user_version = ${index + 1}`);
       db.exec("COMMIT");
     } catch (error) {
@@ -119,6 +181,7 @@ export function openDatabase(file: string): DatabaseSync {
       throw error;
     }
   }
+  db.exec("PRAGMA foreign_keys = ON");
   return db;
 }
 
@@ -158,8 +221,8 @@ export function nextCheckpointDelay(newFrames: number, elapsedMs: number, pacing
 /**
  * Checkpoints the write-ahead log of the database at `file` from a worker thread, so the copying
  * and `fsync`s that move committed pages into the database file never block the relayer's event
- * loop. (Commits stay durable against a process crash: with `synchronous = NORMAL` a committed
- * transaction is in the log before `COMMIT` returns.) Under load, checkpoints come every
+ * loop. (Commits stay durable: with `synchronous = FULL` a committed transaction is in the log, and
+ * the log on disk, before `COMMIT` returns.) Under load, checkpoints come every
  * `minIntervalMs`: each stays small, so that one may finish between two commits, and the next
  * commit then starts the log over; under steady writes none does, and a RESTART checkpoint starts
  * it over once it passes `maxLogFrames`. With fewer writes checkpoints come less often (see

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import type { Address, Hex } from "viem";
-import type { CompactSignature, Receipt, SessionTerms, VoucherState } from "@agentmesh/sdk";
+import { formatUsdc, type CompactSignature, type CompletionOutput, type Receipt, type SessionTerms, type VoucherState } from "@agentmesh/sdk";
 import { statementCache } from "./database.ts";
 
 export interface SessionRecord {
@@ -11,7 +11,11 @@ export interface SessionRecord {
   modelId: number;
   model: string;
   terms: SessionTerms;
-  status: "open" | "closed";
+  /**
+   * 'closing' once a close is requested on-chain (the provider may still settle until the window
+   * ends), 'closed' once finalized on-chain, by a cooperative close here or by anyone there.
+   */
+  status: "open" | "closing" | "closed";
   /** State after the latest call served. */
   state: VoucherState;
   /** Highest sequence whose voucher the agent has signed. */
@@ -21,6 +25,23 @@ export interface SessionRecord {
   openTx: Hex;
   closeTx: Hex | null;
   createdAt: number;
+  /** What the escrow had settled (total, and sequence) when the session was finalized. */
+  finalSettled: bigint | null;
+  finalSequence: number | null;
+  /** Why the agent's vouchers above `settledSequence` can never settle (terminal), or null. */
+  unsettledReason: string | null;
+}
+
+/** A session's state on-chain, as the indexer or the escrow reported it. */
+export interface OnChainSession {
+  id: Hex;
+  /** Total and sequence the escrow has settled. */
+  settled: bigint;
+  sequence: number;
+  closeRequested: boolean;
+  finalized: boolean;
+  /** The finalizing transaction, when known. */
+  closeTx: Hex | null;
 }
 
 export interface ReceiptRecord {
@@ -31,6 +52,11 @@ export interface ReceiptRecord {
   providerSignature: CompactSignature;
   agentSignature: CompactSignature | null;
   tokenMismatch: boolean;
+  /**
+   * For a streamed call the client stopped reading: the output the relayer delivered and billed, so
+   * that the agent can check the receipt against what it did read before signing it. Else null.
+   */
+  deliveredOutput: CompletionOutput | null;
   settlementTx: Hex | null;
   createdAt: number;
 }
@@ -208,7 +234,9 @@ export class Repository {
 
   // ---- sessions -------------------------------------------------------------------------------
 
-  insertSession(session: Omit<SessionRecord, "status" | "signedSequence" | "settledSequence" | "closeTx" | "createdAt">): void {
+  insertSession(
+    session: Omit<SessionRecord, "status" | "signedSequence" | "settledSequence" | "closeTx" | "createdAt" | "finalSettled" | "finalSequence" | "unsettledReason">,
+  ): void {
     this.transaction(() =>
       this.statement(
           `INSERT INTO sessions (id, agent, provider_id, model_id, model, terms, status, receipt_head, open_tx, created_at)
@@ -237,15 +265,59 @@ export class Repository {
     if (cached !== undefined) this.sessionCache.set(key, update(cached));
   }
 
-  /** The agent's open sessions for `model`, oldest first. */
+  /** The agent's sessions for `model` that are not closed (open or closing), oldest first. */
   openSessionsFor(agent: Address, model: string): SessionRecord[] {
-    const rows = this.statement("SELECT * FROM sessions WHERE agent = ? AND model = ? AND status = 'open' ORDER BY created_at")
+    const rows = this.statement("SELECT * FROM sessions WHERE agent = ? AND model = ? AND status IN ('open', 'closing') ORDER BY created_at")
       .all(agent, model) as Row[];
     return rows.map(toSession);
   }
 
+  /**
+   * Brings session `chain.id`'s record in line with its state on-chain (nothing for a session
+   * opened elsewhere): what the escrow settled counts as settled here (whoever posted it); a close
+   * request makes it 'closing'; finalization makes it 'closed' and records what the escrow settled,
+   * and, when the agent signed vouchers beyond that, that they can never settle, saying why.
+   */
+  followChain(chain: OnChainSession, unsettledReason?: string): void {
+    this.transaction(() => {
+      const session = this.getSession(chain.id);
+      if (session === undefined) return;
+      // A cooperative close settles one sequence past the last receipt; receipts go only that far.
+      const settledSequence = Math.max(session.settledSequence, Math.min(chain.sequence, session.state.sequence));
+      const key = session.id.toLowerCase();
+      if (chain.finalized) {
+        const reason =
+          session.signedSequence > settledSequence
+            ? (session.unsettledReason ??
+              unsettledReason ??
+              `the session was finalized on-chain with ${formatUsdc(chain.settled)} USDC settled (sequence ${chain.sequence})`)
+            : session.unsettledReason;
+        this.statement(
+            `UPDATE sessions SET status = 'closed', settled_sequence = ?, close_tx = COALESCE(close_tx, ?),
+               final_settled = COALESCE(final_settled, ?), final_sequence = COALESCE(final_sequence, ?), unsettled_reason = ?
+             WHERE id = ?`,
+          )
+          .run(settledSequence, chain.closeTx, chain.settled.toString(), chain.sequence, reason, key);
+      } else {
+        const status = session.status === "open" && chain.closeRequested ? "closing" : session.status;
+        this.statement("UPDATE sessions SET status = ?, settled_sequence = ? WHERE id = ?").run(status, settledSequence, key);
+      }
+      this.sessionCache.delete(key as Hex);
+    });
+  }
+
+  /** Records that session `id`'s unsettled vouchers can never settle (terminal): the worker stops. */
+  markUnsettled(id: Hex, reason: string): void {
+    this.transaction(() => {
+      this.statement("UPDATE sessions SET unsettled_reason = COALESCE(unsettled_reason, ?) WHERE id = ?").run(reason, id.toLowerCase());
+      this.sessionCache.delete(id.toLowerCase() as Hex);
+    });
+  }
+
   /** Records a served call, its receipt and the session's new state, in this turn's batch. */
-  recordCall(record: Omit<ReceiptRecord, "agentSignature" | "settlementTx" | "createdAt">): void {
+  recordCall(
+    record: Omit<ReceiptRecord, "agentSignature" | "settlementTx" | "createdAt" | "deliveredOutput"> & { deliveredOutput?: CompletionOutput | null },
+  ): void {
     const { receipt, state } = record;
     this.batch(() => {
       this.statement(
@@ -256,7 +328,11 @@ export class Repository {
           record.hash,
           receipt.sessionId.toLowerCase(),
           receipt.sequence,
-          JSON.stringify({ receipt: { ...receipt, cost: receipt.cost.toString() }, state: stateToJson(state) }),
+          JSON.stringify({
+            receipt: { ...receipt, cost: receipt.cost.toString() },
+            state: stateToJson(state),
+            ...(record.deliveredOutput != null && { deliveredOutput: record.deliveredOutput }),
+          }),
           JSON.stringify(record.providerSignature),
           record.tokenMismatch ? 1 : 0,
           Date.now(),
@@ -275,8 +351,11 @@ export class Repository {
     this.batch(() => {
       this.statement("UPDATE receipts SET agent_signature = ?, signed_at = ? WHERE session_id = ? AND sequence = ?")
         .run(JSON.stringify(signature), Date.now(), sessionId.toLowerCase(), sequence);
-      this.statement("UPDATE sessions SET signed_sequence = MAX(signed_sequence, ?) WHERE id = ?")
-        .run(sequence, sessionId.toLowerCase());
+      this.statement(
+          `UPDATE sessions SET signed_sequence = MAX(signed_sequence, ?),
+             voucher_signed_at = CASE WHEN ? > signed_sequence THEN ? ELSE voucher_signed_at END WHERE id = ?`,
+        )
+        .run(sequence, sequence, Date.now(), sessionId.toLowerCase());
       this.updateCachedSession(sessionId, (session) => ({ ...session, signedSequence: Math.max(session.signedSequence, sequence) }));
     });
   }
@@ -299,27 +378,40 @@ export class Repository {
 
   // ---- settlement -----------------------------------------------------------------------------
 
-  /** Open sessions with a signed voucher newer than what was settled, oldest signature first. */
+  /**
+   * Open or closing sessions with a signed voucher newer than what was settled, and not recorded as
+   * unable to settle, oldest signature first.
+   */
   sessionsToSettle(limit: number): { session: SessionRecord; signedAt: number }[] {
+    // INDEXED BY: the partial index sessions_due holds exactly these rows, in this order (the query
+    // fails loudly instead of scanning if a change ever makes it unusable).
     const rows = this.statement(
-        `SELECT s.*, r.signed_at AS voucher_signed_at FROM sessions s
-           JOIN receipts r ON r.session_id = s.id AND r.sequence = s.signed_sequence
-          WHERE s.status = 'open' AND s.signed_sequence > s.settled_sequence
-            AND NOT EXISTS (SELECT 1 FROM settlements t, json_each(t.items) i
-                             WHERE t.status = 'pending' AND json_extract(i.value, '$.sessionId') = s.id)
-          ORDER BY r.signed_at LIMIT ?`,
+        `SELECT * FROM sessions INDEXED BY sessions_due
+          WHERE status IN ('open', 'closing') AND unsettled_reason IS NULL AND settling_id IS NULL AND signed_sequence > settled_sequence
+          ORDER BY voucher_signed_at LIMIT ?`,
       )
       .all(limit) as Row[];
     return rows.map((row) => ({ session: toSession(row), signedAt: Number(row.voucher_signed_at) }));
   }
 
+  /** Records a settlement about to be sent; its sessions are not due again until it is resolved. */
   insertSettlement(kind: SettlementRecord["kind"], items: SettlementItem[]): number {
     const now = Date.now();
-    const result = this.transaction(() =>
-      this.statement("INSERT INTO settlements (kind, status, items, created_at, updated_at) VALUES (?, 'pending', ?, ?, ?)")
-        .run(kind, JSON.stringify(items.map((item) => ({ ...item, sessionId: item.sessionId.toLowerCase() }))), now, now),
-    );
-    return Number(result.lastInsertRowid);
+    return this.transaction(() => {
+      const id = Number(
+        this.statement("INSERT INTO settlements (kind, status, items, created_at, updated_at) VALUES (?, 'pending', ?, ?, ?)")
+          .run(kind, JSON.stringify(items.map((item) => ({ ...item, sessionId: item.sessionId.toLowerCase() }))), now, now).lastInsertRowid,
+      );
+      for (const { sessionId } of items) this.statement("UPDATE sessions SET settling_id = ? WHERE id = ?").run(id, sessionId.toLowerCase());
+      return id;
+    });
+  }
+
+  /** Frees the sessions a resolved settlement held (unless a later one holds them now). */
+  private releaseSettlement(settlement: SettlementRecord): void {
+    for (const { sessionId } of settlement.items) {
+      this.statement("UPDATE sessions SET settling_id = NULL WHERE id = ? AND settling_id = ?").run(sessionId, settlement.id);
+    }
   }
 
   setSettlementTx(id: number, txHash: Hex, nonce: number): void {
@@ -346,14 +438,16 @@ export class Repository {
           .run(settlement.txHash, sessionId, sequence);
         this.sessionCache.delete(sessionId.toLowerCase() as Hex);
       }
+      this.releaseSettlement(settlement);
       this.statement("UPDATE settlements SET status = 'confirmed', updated_at = ? WHERE id = ?").run(Date.now(), id);
     });
   }
 
   failSettlement(id: number, error: string): void {
-    this.transaction(() =>
-      this.statement("UPDATE settlements SET status = 'failed', error = ?, updated_at = ? WHERE id = ?").run(error.slice(0, 2000), Date.now(), id),
-    );
+    this.transaction(() => {
+      this.releaseSettlement(toSettlement(this.statement("SELECT * FROM settlements WHERE id = ?").get(id) as Row));
+      this.statement("UPDATE settlements SET status = 'failed', error = ?, updated_at = ? WHERE id = ?").run(error.slice(0, 2000), Date.now(), id);
+    });
   }
 }
 
@@ -381,6 +475,9 @@ function toSession(row: Row): SessionRecord {
     openTx: row.open_tx as Hex,
     closeTx: (row.close_tx as Hex | null) ?? null,
     createdAt: Number(row.created_at),
+    finalSettled: row.final_settled === null || row.final_settled === undefined ? null : BigInt(row.final_settled as string),
+    finalSequence: row.final_sequence === null || row.final_sequence === undefined ? null : Number(row.final_sequence),
+    unsettledReason: (row.unsettled_reason as string | null) ?? null,
   };
 }
 
@@ -393,6 +490,7 @@ function toReceipt(row: Row): ReceiptRecord {
     providerSignature: JSON.parse(row.provider_signature as string),
     agentSignature: row.agent_signature ? JSON.parse(row.agent_signature as string) : null,
     tokenMismatch: Number(row.token_mismatch) === 1,
+    deliveredOutput: body.deliveredOutput ?? null,
     settlementTx: (row.settlement_tx as Hex | null) ?? null,
     createdAt: Number(row.created_at),
   };

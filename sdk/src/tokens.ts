@@ -1,9 +1,10 @@
 /**
  * The one place in AgentMesh that counts tokens.
  *
- * Both the reference provider (which reports `usage`) and the relayer (which
- * cross-checks the usage a provider reports before billing for it) count with
- * these functions, so the two always agree on the same input.
+ * The reference provider (which reports `usage`), the relayer (which bounds a
+ * call's cost before serving it and cross-checks the usage a provider reports)
+ * and the agent's SDK (which checks a receipt's counts before signing it) all
+ * count with these functions, so they agree on the same input.
  *
  * Tokens are counted with the `o200k_base` encoding (GPT-4o, GPT-4.1, GPT-5,
  * the o-series) from `gpt-tokenizer`. Text that looks like a special token
@@ -13,6 +14,7 @@
  * @module
  */
 import { countTokens, decodeGenerator, encode } from "gpt-tokenizer/encoding/o200k_base";
+import { LRUCache } from "lru-cache";
 
 /** Encode options that treat special-token markers in text as plain text. */
 const PLAIN_TEXT = { disallowedSpecial: new Set<string>() };
@@ -26,11 +28,22 @@ const REPLY_PRIMER_TOKENS = 3;
 /** Separates text parts and tool calls when a message is rendered as text. */
 const PART_SEPARATOR = "\n";
 
-/** One part of a multi-part message content. Only `text` parts carry tokens. */
+/** One part of a multi-part message content: `text` parts carry their text's tokens, `image_url` parts an image's. */
 export interface ContentPart {
   readonly type: string;
   readonly text?: string;
+  readonly image_url?: { readonly detail?: string };
 }
+
+/** An image part with `detail: "low"`: one 512 × 512 tile, whatever the image's size (GPT-4o). */
+export const LOW_DETAIL_IMAGE_TOKENS = 85;
+
+/**
+ * The most an image part with `detail: "high"` or `"auto"` costs (GPT-4o): the image is scaled to
+ * fit 2048 × 2048, then its shorter side to 768, so at most 4 × 2 tiles of 512: 85 + 8 × 170. The
+ * image itself is never fetched, so every such part is counted at this bound.
+ */
+export const HIGH_DETAIL_IMAGE_TOKENS = 85 + 8 * 170;
 
 /** A function call the assistant made, as in the OpenAI chat format. */
 export interface ToolCall {
@@ -71,35 +84,21 @@ export function countTextTokens(text: string): number {
  * `maxChars` UTF-16 code units of text are kept, the least recently used leaving first.
  */
 export class TextTokenCounter {
-  private readonly counts = new Map<string, number>();
-  private keptChars = 0;
+  private readonly counts: LRUCache<string, number>;
   private readonly minLength: number;
-  private readonly maxChars: number;
 
   constructor(minLength = 256, maxChars = 8 * 1024 * 1024) {
     this.minLength = minLength;
-    this.maxChars = maxChars;
+    this.counts = new LRUCache<string, number>({ maxSize: maxChars, sizeCalculation: (_count, text) => text.length });
   }
 
   /** The `o200k_base` tokens of `text`, as {@link countTextTokens} counts them. */
   count(text: string): number {
     if (text.length < this.minLength) return countTextTokens(text);
     const known = this.counts.get(text);
-    if (known !== undefined) {
-      this.counts.delete(text); // set again, it moves to the end: the most recently used come last
-      this.counts.set(text, known);
-      return known;
-    }
+    if (known !== undefined) return known;
     const count = countTextTokens(text);
-    if (text.length <= this.maxChars) {
-      this.counts.set(text, count);
-      this.keptChars += text.length;
-      for (const oldest of this.counts.keys()) {
-        if (this.keptChars <= this.maxChars) break;
-        this.counts.delete(oldest);
-        this.keptChars -= oldest.length;
-      }
-    }
+    this.counts.set(text, count); // a text larger than the whole store is not kept
     return count;
   }
 
@@ -110,7 +109,7 @@ export class TextTokenCounter {
 
   /** How many UTF-16 code units of text are kept. */
   get size(): number {
-    return this.keptChars;
+    return this.counts.calculatedSize;
   }
 }
 
@@ -139,11 +138,13 @@ export function splitIntoTokenPieces(text: string): string[] {
  * parts (other parts, such as images, carry no tokens here), followed by each
  * of its tool calls as `{name} {arguments}`; the non-empty pieces are joined
  * with newlines. Tool call ids are left out: they are handles, not model output.
+ * Image parts add {@link LOW_DETAIL_IMAGE_TOKENS} or {@link HIGH_DETAIL_IMAGE_TOKENS}.
  *
  * For messages with string content the count equals gpt-tokenizer's
- * `encodeChat(messages, "gpt-4o").length`. Tool definitions sent alongside the
- * messages are not counted. Long message texts' counts are remembered (see
- * {@link TextTokenCounter}), so a conversation's earlier messages are counted once.
+ * `encodeChat(messages, "gpt-4o").length`. Long message texts' counts are
+ * remembered (see {@link TextTokenCounter}), so a conversation's earlier
+ * messages are counted once. {@link countPromptTokens} adds what a request
+ * sends beside its messages.
  */
 export function countChatPromptTokens(messages: readonly ChatMessage[]): number {
   let total = REPLY_PRIMER_TOKENS;
@@ -151,7 +152,29 @@ export function countChatPromptTokens(messages: readonly ChatMessage[]): number 
     total += MESSAGE_FRAME_TOKENS;
     total += countTextTokens(message.name ?? message.role);
     total += messageTexts.count(renderMessageText(message));
+    if (Array.isArray(message.content)) for (const part of message.content) total += imageTokens(part);
   }
+  return total;
+}
+
+/** What a chat completion request sends the model: its messages, tool definitions and response format. */
+export interface PromptRequest {
+  readonly messages: readonly ChatMessage[];
+  readonly tools?: readonly unknown[];
+  readonly response_format?: unknown;
+}
+
+/**
+ * Counts a request's prompt tokens: {@link countChatPromptTokens} of its messages, plus its tool
+ * definitions and its response format's JSON schema, each counted as its JSON text in a message
+ * frame. (Models render tool definitions more compactly than JSON, so this is an upper estimate,
+ * never an undercount: it bounds what a call may cost before it is served.)
+ */
+export function countPromptTokens(request: PromptRequest): number {
+  let total = countChatPromptTokens(request.messages);
+  if (request.tools !== undefined && request.tools.length > 0) total += MESSAGE_FRAME_TOKENS + messageTexts.count(JSON.stringify(request.tools));
+  const schema = (request.response_format as { type?: unknown; json_schema?: unknown } | undefined)?.json_schema;
+  if (schema !== undefined) total += MESSAGE_FRAME_TOKENS + messageTexts.count(JSON.stringify(schema));
   return total;
 }
 
@@ -174,4 +197,9 @@ function renderMessageText(message: Pick<ChatMessage, "content" | "tool_calls">)
 
 function textOfPart(part: ContentPart): string {
   return part.type === "text" ? (part.text ?? "") : "";
+}
+
+function imageTokens(part: ContentPart): number {
+  if (part.type !== "image_url") return 0;
+  return part.image_url?.detail === "low" ? LOW_DETAIL_IMAGE_TOKENS : HIGH_DETAIL_IMAGE_TOKENS;
 }
