@@ -12,25 +12,21 @@
  * generator) and the throughput that cost allows at most, and the JSON line adds the latency
  * overhead of a single client (concurrency 1), where nothing queues.
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { once } from "node:events";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import type { ChildProcess } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
 import { availableParallelism, tmpdir } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { Pool } from "undici";
-import { createPublicClient, createWalletClient, http, type Hex } from "viem";
-import { privateKeyToAccount } from "viem/accounts";
-import { hardhat } from "viem/chains";
+import type { Hex } from "viem";
 import {
   AgentSession,
   escrowDomainSeparator,
-  providerRegistryAbi,
   signDigest,
   voucherDigest,
   type CompactSignature,
   type VoucherState,
 } from "../sdk/src/index.ts";
+import { BenchHttpClient, ChildProcesses, cpuSeconds, liftRateLimits, percentile, waitFor } from "./lib/bench.ts";
 import { freePort, startSeededChain, type SeededChain } from "./lib/local-stack.ts";
 
 const { values } = parseArgs({
@@ -48,7 +44,6 @@ const STREAMS = Number(values.streams);
 const WARMUP = Math.min(200, REQUESTS / 10);
 /** Requests per phase of the single-client (concurrency 1) measurement. */
 const SINGLE_CLIENT_REQUESTS = Math.min(1000, REQUESTS);
-const CLOCK_TICKS_PER_SECOND = 100; // Linux USER_HZ
 const CORES = availableParallelism();
 /** `count` pseudo-random lowercase words, the same for the same count. */
 function words(count: number): string {
@@ -64,34 +59,8 @@ const BODY = {
   max_tokens: 16,
 };
 
-const children: ChildProcess[] = [];
-function spawnNode(script: string, args: string[]): ChildProcess {
-  const child = spawn(process.execPath, ["--disable-warning=ExperimentalWarning", script, ...args], { stdio: ["ignore", "ignore", "inherit"] });
-  children.push(child);
-  return child;
-}
-
-async function waitFor(url: string): Promise<void> {
-  for (let attempt = 0; attempt < 300; attempt++) {
-    try {
-      if ((await fetch(url)).ok) return;
-    } catch {
-      // not up yet
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`${url} did not come up`);
-}
-
-/** CPU seconds (user + system) a process has used so far. */
-async function cpuSeconds(pid: number): Promise<number> {
-  const fields = (await readFile(`/proc/${pid}/stat`, "utf8")).split(") ")[1].split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-}
+const children = new ChildProcesses();
+const http = new BenchHttpClient();
 
 interface PhaseResult {
   p50: number;
@@ -139,75 +108,16 @@ async function phase(servers: ChildProcess[], concurrency: number, requests: num
   };
 }
 
-/**
- * The load generator's client: undici pools over keep-alive connections, the lightest Node client,
- * so that on a 2-core machine it leaves as much CPU as possible to the servers being measured.
- */
-const pools = new Map<string, Pool>();
-/** Each URL posted to, parsed once: its origin's pool and its path. */
-const targets = new Map<string, { pool: Pool; path: string }>();
-
-function targetOf(url: string): { pool: Pool; path: string } {
-  let target = targets.get(url);
-  if (target === undefined) {
-    const { origin, pathname } = new URL(url);
-    let pool = pools.get(origin);
-    if (pool === undefined) pools.set(origin, (pool = new Pool(origin, { connections: 1024 })));
-    targets.set(url, (target = { pool, path: pathname }));
-  }
-  return target;
-}
-
-async function timedPost(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ ms: number; json: any }> {
-  const { pool, path: pathname } = targetOf(url);
-  const payload = JSON.stringify(body);
-  const started = performance.now();
-  const response = await pool.request({ path: pathname, method: "POST", headers: { "content-type": "application/json", ...headers }, body: payload });
-  const text = await response.body.text();
-  const json = JSON.parse(text);
-  const ms = performance.now() - started;
-  if (response.statusCode !== 200) throw new Error(`${url}: ${response.statusCode} ${text}`);
-  return { ms, json };
-}
-
-/** The seeded provider 1 allows 600 requests a minute; its owner raises that for the benchmark. */
-async function liftRateLimit({ stack, rpcUrl }: SeededChain): Promise<void> {
-  const owner = privateKeyToAccount(stack.accounts.providerA.privateKey);
-  const transport = http(rpcUrl);
-  const publicClient = createPublicClient({ chain: hardhat, transport });
-  const wallet = createWalletClient({ chain: hardhat, transport, account: owner });
-  const registry = stack.contracts.ProviderRegistry;
-  const current = await publicClient.readContract({ address: registry, abi: providerRegistryAbi, functionName: "getProvider", args: [1n] });
-  const hash = await wallet.writeContract({
-    address: registry,
-    abi: providerRegistryAbi,
-    functionName: "updateProvider",
-    args: [
-      1n,
-      {
-        endpoint: current.endpoint,
-        providerType: current.providerType,
-        rateLimitPerMinute: 10_000_000,
-        minChargePerCall: current.minChargePerCall,
-        features: current.features,
-        receiptSigner: current.receiptSigner,
-        payout: current.payout,
-      },
-    ],
-  });
-  await publicClient.waitForTransactionReceipt({ hash });
-}
-
 let chain: SeededChain | undefined;
 const dir = await mkdtemp(path.join(tmpdir(), "agentmesh-bench-"));
 try {
   const localFile = path.join(dir, "local.json");
   const [providerPort, idlePort, passthroughPort, relayerPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
   chain = await startSeededChain({ chainPort: await freePort(), providerPorts: [providerPort, idlePort], demoAgentPort: await freePort(), localFile });
-  await liftRateLimit(chain);
-  const provider = spawnNode("relayer/src/reference-provider/main.ts", ["--port", String(providerPort), "--first-token-latency-ms", values["provider-latency-ms"]]);
-  const passthrough = spawnNode("scripts/lib/passthrough-proxy.ts", ["--port", String(passthroughPort), "--target", `http://127.0.0.1:${providerPort}`]);
-  const relayer = spawnNode("relayer/src/main.ts", ["--local-file", localFile, "--port", String(relayerPort), "--db", path.join(dir, "relayer.db"), "--settle-age-ms", "3600000"]);
+  await liftRateLimits(chain);
+  const provider = children.spawnNode("relayer/src/reference-provider/main.ts", ["--port", String(providerPort), "--first-token-latency-ms", values["provider-latency-ms"]]);
+  const passthrough = children.spawnNode("scripts/lib/passthrough-proxy.ts", ["--port", String(passthroughPort), "--target", `http://127.0.0.1:${providerPort}`]);
+  const relayer = children.spawnNode("relayer/src/main.ts", ["--local-file", localFile, "--port", String(relayerPort), "--db", path.join(dir, "relayer.db"), "--settle-age-ms", "3600000"]);
   const providerUrl = `http://127.0.0.1:${providerPort}/v1`;
   const passthroughUrl = `http://127.0.0.1:${passthroughPort}/v1`;
   const relayerUrl = `http://127.0.0.1:${relayerPort}`;
@@ -236,14 +146,14 @@ try {
     );
   }
 
-  const direct = () => timedPost(`${providerUrl}/chat/completions`, BODY).then((r) => r.ms);
-  const viaPassthrough = () => timedPost(`${passthroughUrl}/chat/completions`, BODY).then((r) => r.ms);
+  const direct = () => http.postJson(`${providerUrl}/chat/completions`, BODY).then((r) => r.ms);
+  const viaPassthrough = () => http.postJson(`${passthroughUrl}/chat/completions`, BODY).then((r) => r.ms);
   // Each session's signed voucher for its previous call rides on its next request (the credit rule).
   const vouchers = new Map<Hex, { sequence: number; signature: CompactSignature }>();
   const viaRelayer = async (worker: number) => {
     const session = sessions[worker];
     const voucher = vouchers.get(session.sessionId);
-    const { ms, json } = await timedPost(
+    const { ms, json } = await http.postJson(
       `${relayerUrl}/v1/chat/completions`,
       { ...BODY, sessionId: session.sessionId, ...(voucher && { voucher }) },
       { authorization: `Bearer ${session.apiKey}` },
@@ -313,13 +223,8 @@ try {
   );
   console.log(JSON.stringify(figures));
 } finally {
-  await Promise.all([...pools.values()].map((pool) => pool.close()));
-  for (const child of children) {
-    if (child.exitCode === null) {
-      child.kill("SIGTERM");
-      await once(child, "exit");
-    }
-  }
+  await http.close();
+  await children.stopAll();
   await chain?.stop();
   await rm(dir, { recursive: true, force: true });
 }
