@@ -1,21 +1,10 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
-import type { RegisteredProvider } from "../src/chain.ts";
+import { registeredProvider } from "./fixtures.ts";
 import { ReceiptSigners } from "../src/context.ts";
 
-const provider = (id: number, receiptSigner: `0x${string}`, active = true): RegisteredProvider => ({
-  id,
-  owner: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
-  active,
-  endpoint: "http://127.0.0.1:9001/v1",
-  rateLimitPerMinute: 600,
-  minChargePerCall: 10,
-  features: 1n,
-  receiptSigner,
-  payout: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
-  models: [],
-});
+const provider = (id: number, receiptSigner: `0x${string}`, active = true) => registeredProvider({ id, receiptSigner, active, models: [] });
 
 describe("receipt signers", () => {
   it("serve every active provider whose current signer they hold, several providers per signer", () => {

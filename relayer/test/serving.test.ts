@@ -3,12 +3,12 @@ import { describe, it } from "node:test";
 import { INITIAL_STATE, sessionIdOf, type SessionTerms } from "@agentmesh/sdk";
 import type { Address } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
-import type { RegisteredProvider } from "../src/chain.ts";
 import { DEFAULT_LIMITS, ReceiptSigners, type RelayerContext } from "../src/context.ts";
 import { servingRefusal } from "../src/serving.ts";
 import { ChainIndex } from "../src/store/chain-index.ts";
 import { openDatabase } from "../src/store/database.ts";
 import { Repository } from "../src/store/repository.ts";
+import { registeredProvider, sessionTerms } from "./fixtures.ts";
 
 const [heldKey, otherHeldKey] = [generatePrivateKey(), generatePrivateKey()];
 const held = privateKeyToAccount(heldKey).address;
@@ -19,18 +19,7 @@ const NOW = 1_900_000_000;
 const WALL = 5_000_000;
 const MARGIN = DEFAULT_LIMITS.chainTimeMarginSeconds;
 
-const provider = (receiptSigner: Address, active = true): RegisteredProvider => ({
-  id: 1,
-  owner: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
-  active,
-  endpoint: "http://127.0.0.1:9001/v1",
-  rateLimitPerMinute: 600,
-  minChargePerCall: 10,
-  features: 1n,
-  receiptSigner,
-  payout: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
-  models: [{ id: 0, name: "agentmesh-small", inputPricePer1K: 150, outputPricePer1K: 600, maxContextTokens: 8192, active: true }],
-});
+const provider = (receiptSigner: Address, active = true) => registeredProvider({ receiptSigner, active });
 
 /**
  * A relayer holding two signer keys, with one session of provider 1 (signer `held`) on budget 1,
@@ -40,21 +29,7 @@ function setup(overrides: Partial<SessionTerms> = {}) {
   const db = openDatabase(":memory:");
   const repo = new Repository(db);
   const chainIndex = new ChainIndex(db);
-  const terms: SessionTerms = {
-    agent: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
-    budgetId: 1n,
-    providerId: 1,
-    modelId: 0,
-    receiptSigner: held,
-    inputPricePer1K: 150,
-    outputPricePer1K: 600,
-    minChargePerCall: 10,
-    feeBps: 250,
-    maxSpend: 2_000_000n,
-    deadline: NOW + 3600,
-    salt: 1n,
-    ...overrides,
-  };
+  const terms = sessionTerms({ receiptSigner: held, maxSpend: 2_000_000n, deadline: NOW + 3600, salt: 1n, ...overrides });
   const id = sessionIdOf(terms);
   repo.insertSession({ id, agent: terms.agent, providerId: terms.providerId, modelId: 0, model: "agentmesh-small", terms, state: INITIAL_STATE, openTx: `0x${"ab".repeat(32)}` });
   chainIndex.putProvider(provider(terms.receiptSigner), 10);

@@ -10,7 +10,6 @@ import {
   hashRequestMessages,
   receiptHash,
   sessionIdOf,
-  type SessionTerms,
   type SignedVoucher,
 } from "@agentmesh/sdk";
 import { ContractFunctionRevertedError, encodeErrorResult, type Hex } from "viem";
@@ -19,6 +18,7 @@ import { DEFAULT_SETTLEMENT, SettlementOptionsError, SettlementWorker, settlemen
 import { ChainIndex } from "../src/store/chain-index.ts";
 import { openDatabase } from "../src/store/database.ts";
 import { Repository } from "../src/store/repository.ts";
+import { sessionTerms } from "./fixtures.ts";
 
 /** ComputeEscrow.MAX_BATCH: the most vouchers one settlement takes. */
 const ESCROW_MAX_BATCH = 100;
@@ -105,20 +105,7 @@ async function workerSetup(count: number, options: Partial<typeof DEFAULT_SETTLE
   const escrow = new FakeEscrow();
   const ids: Hex[] = [];
   for (let index = 0; index < count; index++) {
-    const terms: SessionTerms = {
-      agent: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
-      budgetId: 1n,
-      providerId: 1,
-      modelId: 0,
-      receiptSigner: "0x90F79bf6EB2c4f870365E785982E1f101E93b906",
-      inputPricePer1K: 150,
-      outputPricePer1K: 600,
-      minChargePerCall: 10,
-      feeBps: 250,
-      maxSpend: 5_000_000n,
-      deadline: 100_000,
-      salt: BigInt(index),
-    };
+    const terms = sessionTerms({ deadline: 100_000, salt: BigInt(index) });
     const id = sessionIdOf(terms);
     repo.insertSession({ id, agent: terms.agent, providerId: 1, modelId: 0, model: "agentmesh-small", terms, state: INITIAL_STATE, openTx: `0x${"ab".repeat(32)}` });
     const receipt = {

@@ -14,27 +14,14 @@ import {
   receiptHash,
   sessionIdOf,
   type Receipt,
-  type SessionTerms,
 } from "@agentmesh/sdk";
 import { RateLimiter } from "../src/context.ts";
 import { DatabaseSync } from "node:sqlite";
 import { DEFAULT_CHECKPOINT_PACING, MIGRATIONS, nextCheckpointDelay, openDatabase, startCheckpointer } from "../src/store/database.ts";
 import { Repository } from "../src/store/repository.ts";
+import { sessionTerms } from "./fixtures.ts";
 
-const terms: SessionTerms = {
-  agent: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
-  budgetId: 1n,
-  providerId: 1,
-  modelId: 0,
-  receiptSigner: "0x90F79bf6EB2c4f870365E785982E1f101E93b906",
-  inputPricePer1K: 150,
-  outputPricePer1K: 600,
-  minChargePerCall: 10,
-  feeBps: 250,
-  maxSpend: 5_000_000n,
-  deadline: 2_000_000_000,
-  salt: 7n,
-};
+const terms = sessionTerms();
 const sessionId = sessionIdOf(terms);
 const signature = { r: `0x${"11".repeat(32)}`, yParityAndS: `0x${"22".repeat(32)}` } as const;
 
