@@ -19,7 +19,7 @@ import { ApiError, badRequest, bearerToken, readJsonBody, sendJson } from "@agen
 import { authenticate, parseBody, receiptView, recordVoucher, requireSession, sessionSignerKey, voucherSchema } from "./sessions.ts";
 import { REFUSAL_STATUS, servingRefusal, type ServingRefusalCode } from "./serving.ts";
 import type { SessionRecord } from "./store/repository.ts";
-import { countCompletionTokens, countPromptTokens, type ChatMessage } from "@agentmesh/sdk/tokens";
+import { countOutputTokens, countPromptTokens, type ChatMessage } from "@agentmesh/sdk/tokens";
 import { UpstreamError, callUpstream, type UpstreamResult } from "./upstream.ts";
 
 /**
@@ -379,7 +379,7 @@ function bill(
   result: Exclude<UpstreamResult, { kind: "failed" }>,
 ) {
   const promptTokens = prompt.tokens;
-  const ourCompletion = countCompletionTokens({ content: result.content, tool_calls: result.toolCalls.map((call) => ({ function: call })) });
+  const ourCompletion = countOutputTokens(result);
   // An abandoned stream has no usage from the provider: bill what reached the client, by our count.
   const reported = result.kind === "abandoned" ? { prompt_tokens: promptTokens, completion_tokens: ourCompletion } : result.usage;
   // Reasoning tokens are billed as output but never shown, so our count of the output leaves them out.

@@ -1,5 +1,5 @@
 import type { Dispatcher } from "undici";
-import { StreamedOutput, outputOfCompletion, type HashedToolCall } from "@agentmesh/sdk";
+import { StreamedOutput, outputOfCompletion, type CompletionOutput } from "@agentmesh/sdk";
 import { EndpointRefusedError, cappedText, readCapped, readHead, type EndpointUrl, type OutboundHttp } from "./outbound.ts";
 
 /** Usage as an OpenAI-compatible provider reports it. */
@@ -11,17 +11,15 @@ export interface Usage {
 
 /** What a provider call came to. */
 export type UpstreamResult =
-  | {
+  | (CompletionOutput & {
       kind: "completed";
       /** The non-streamed response body (streams: undefined). */
       body?: Record<string, unknown>;
-      content: string | null;
-      toolCalls: HashedToolCall[];
       usage: Usage;
       /** The provider's final usage chunk of a stream, which the relayer extends before forwarding. */
       usageChunk?: Record<string, unknown>;
-    }
-  | { kind: "abandoned"; content: string | null; toolCalls: HashedToolCall[] }
+    })
+  | (CompletionOutput & { kind: "abandoned" })
   | { kind: "failed"; message: string };
 
 /**

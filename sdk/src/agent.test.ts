@@ -228,6 +228,14 @@ describe("AgentSession signs only receipts it can check against its own call (is
     await assert.rejects(call({ max_tokens: 10 }), /above the request's limit of 10/);
   });
 
+  it("takes the request's output limit as the relayer serves it: max_tokens before max_completion_tokens", async () => {
+    relayer.behaviour.tamper = (receipt) => {
+      receipt.outputTokens = 8;
+    };
+    await (await call({ max_tokens: 10, max_completion_tokens: 5 })).text();
+    assert.equal((await session.state()).outputTokens, 8);
+  });
+
   it("holds a receipt the relayer flagged (tokenMismatch) to its own count, without the relative tolerance", async () => {
     // A long prompt, so that 4 % of it is well above the 16 tokens of slack.
     const long = [{ role: "user", content: "word ".repeat(2_000) }];

@@ -12,7 +12,7 @@ import {
 } from "./metering.ts";
 import { formatUsdc } from "./pricing.ts";
 import { hashRequestMessages, type Receipt } from "./receipts.ts";
-import { countCompletionTokens, countPromptTokens, type ChatMessage } from "./tokens.ts";
+import { countOutputTokens, countPromptTokens, type ChatMessage } from "./tokens.ts";
 import { sessionIdOf, sessionTermsTypes, escrowDomain, toCompactSignature, type CompactSignature, type SessionTerms } from "./typed-data.ts";
 import { escrowDomainSeparator, signDigest, voucherDigest, type VoucherState } from "./vouchers.ts";
 
@@ -278,7 +278,8 @@ export class AgentSession {
   /** Counts and hashes a request before it goes out: what its receipt will be checked against. */
   private observe(request: Record<string, unknown>): CallInFlight {
     if (!Array.isArray(request.messages)) throw new RelayerError(400, "invalid_request", "messages: must be a list");
-    const limit = request.max_completion_tokens ?? request.max_tokens;
+    // The limit the relayer serves the call with: `max_tokens` first, as it reads them.
+    const limit = request.max_tokens ?? request.max_completion_tokens;
     return {
       inputHash: hashRequestMessages(request.messages),
       promptTokens: countPromptTokens({
@@ -415,7 +416,7 @@ export class AgentSession {
       inputHash: call.inputHash,
       promptTokens: call.promptTokens,
       output,
-      completionTokens: countCompletionTokens({ content: output.content, tool_calls: output.toolCalls.map((toolCall) => ({ function: toolCall })) }),
+      completionTokens: countOutputTokens(output),
       reasoningTokens: call.reasoningTokens,
       maxOutputTokens: call.maxOutputTokens,
     };

@@ -187,6 +187,14 @@ export function countCompletionTokens(output: CompletionOutput): number {
   return countTextTokens(renderMessageText(output));
 }
 
+/**
+ * {@link countCompletionTokens} of a completion's output as receipts hash it (text and tool calls,
+ * see `completion-output.ts`): what the relayer and the agent both count a call's output as.
+ */
+export function countOutputTokens(output: { readonly content: string | null; readonly toolCalls: readonly { name: string; arguments: string }[] }): number {
+  return countCompletionTokens({ content: output.content, tool_calls: output.toolCalls.map((call) => ({ function: call })) });
+}
+
 /** The token-carrying text of a message, as documented on {@link countChatPromptTokens}. */
 function renderMessageText(message: Pick<ChatMessage, "content" | "tool_calls">): string {
   const { content, tool_calls: toolCalls = [] } = message;
