@@ -106,6 +106,10 @@ describe("outbound endpoint policy end to end", { timeout: 180_000 }, () => {
     assert.ok((served.choices[0].message.content ?? "").length > 0);
     assert.equal(await upstreamCalls(), callsBefore + 1);
     assert.equal(running.providers[1].stats().requests, requestsBefore + 1);
+    // Ends the session: the agent signs the served call's voucher, paying it (the pending voucher's
+    // flush timer otherwise keeps this process alive until it fires).
+    const closed = await session.close();
+    assert.notEqual(closed.settled, "0.000000");
   });
 
   it("does not ask for payment to an agent whose endpoint carries a fragment", async () => {
