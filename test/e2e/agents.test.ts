@@ -230,7 +230,7 @@ describe("agents over x402 end to end", { timeout: 180_000 }, () => {
   // ---- One run per payment (issue 12 item 6), payouts from a cursor (item 12) ----------------------
 
   /** An agent endpoint on 127.0.0.1 that counts its runs; a `flood` agent streams its answer without end. */
-  async function startTestAgent(mode: "echo" | "flood") {
+  async function startTestAgent(mode: "echo" | "flood", beforeAnswer?: () => Promise<void>) {
     const state = { runs: 0, sentBytes: 0 };
     let hungUp!: () => void;
     /** Resolves when the flood agent's answer ends: cut off by the relayer, or all written. */
@@ -254,7 +254,8 @@ describe("agents over x402 end to end", { timeout: 180_000 }, () => {
       }
       const chunks: Buffer[] = [];
       req.on("data", (chunk: Buffer) => chunks.push(chunk));
-      req.on("end", () => {
+      req.on("end", async () => {
+        await beforeAnswer?.();
         res.writeHead(200, { "content-type": "application/json" });
         res.end(JSON.stringify({ run: state.runs, echo: JSON.parse(Buffer.concat(chunks).toString("utf8")) }));
       });
@@ -285,11 +286,11 @@ describe("agents over x402 end to end", { timeout: 180_000 }, () => {
   }
 
   /** One signed payment for `url` (what @x402/fetch would send after the 402), with its requirements. */
-  async function signPayment(url: string) {
+  async function signPayment(url: string, buyer: x402Client = x402) {
     const unpaid = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
     assert.equal(unpaid.status, 402);
     const required = decodePaymentRequiredHeader(unpaid.headers.get("payment-required")!);
-    const payload = await x402.createPaymentPayload(required);
+    const payload = await buyer.createPaymentPayload(required);
     return { payload, requirements: required.accepts[0], header: encodePaymentSignatureHeader(payload) };
   }
 
@@ -425,6 +426,48 @@ describe("agents over x402 end to end", { timeout: 180_000 }, () => {
       assert.equal(payerBefore - (await usdcBalance(payer().address)), 20_000n);
     } finally {
       await relayer.close();
+      await agent.close();
+    }
+  });
+
+  it("charges nothing when a payment cannot settle after the agent answered, and settles its retry without a second run", async () => {
+    const { stack } = running;
+    const holder = privateKeyToAccount(generatePrivateKey());
+    const holderWallet = createWalletClient({ chain: hardhat, transport: http(stack.rpcUrl), account: holder });
+    await client.request({ method: "hardhat_setBalance" as never, params: [holder.address, "0xde0b6b3a7640000"] as never });
+    const fund = async () => confirm(await wallet("creator").writeContract({ address: stack.usdc, abi: mockUSDCAbi, functionName: "transfer", args: [holder.address, 20_000n] }));
+    await fund();
+    const buyer = x402Client.fromConfig({
+      schemes: [{ network: "eip155:31337", client: new ExactEvmScheme(toClientEvmSigner(holder, client)) }],
+      spendControls: { allowedAssets: [{ network: "eip155:31337", asset: stack.usdc }] },
+    });
+    // While the agent works, the payer spends the USDC its payment authorizes (once).
+    let spendAway = true;
+    const agent = await startTestAgent("echo", async () => {
+      if (!spendAway) return;
+      spendAway = false;
+      await confirm(await holderWallet.writeContract({ address: stack.usdc, abi: mockUSDCAbi, functionName: "transfer", args: [payer().address, 20_000n] }));
+    });
+    try {
+      const url = `${running.relayer.url}/agents/${await listAgent("Answered but unpaid agent", agent.endpoint)}`;
+      const { header } = await signPayment(url, buyer);
+      const nonceBefore = await relayerNonce();
+      const refused = await paidCall(url, header, { input: "pay later" });
+      assert.equal(refused.status, 402, await refused.clone().text());
+      assert.equal(((await refused.json()) as { error: { code: string } }).error.code, "settlement_failed");
+      assert.equal(decodePaymentRequiredHeader(refused.headers.get("payment-required")!).error, "settlement_failed");
+      assert.equal(await relayerNonce(), nonceBefore, "simulated, refused, nothing sent");
+      assert.equal(agent.state.runs, 1);
+
+      // Funded again, the same payment for the same request settles and gets the answer of that one run.
+      await fund();
+      const served = await paidCall(url, header, { input: "pay later" });
+      assert.equal(served.status, 200, await served.clone().text());
+      assert.deepEqual(await served.json(), { run: 1, echo: { input: "pay later" } });
+      assert.equal(agent.state.runs, 1, "the agent was not run again");
+      assert.equal(await usdcBalance(holder.address), 0n, "charged once");
+      assert.equal((await relayerNonce()) - nonceBefore, 1);
+    } finally {
       await agent.close();
     }
   });
