@@ -49,6 +49,8 @@ const MAX_AGENT_RESPONSE_BYTES = 4 * 1024 * 1024;
 /** How often unresolved settlements are reconciled with the chain, and how many per pass. */
 const RECONCILE_INTERVAL_MS = 5_000;
 const RECONCILE_BATCH = 100;
+/** How long a call's answer is kept for retries of its payment once the payment is resolved. */
+const ANSWER_RETENTION_MS = 24 * 3_600_000;
 /** What a payer is told to wait before retrying a payment in flight or pending. */
 const RETRY_AFTER_SECONDS = 2;
 
@@ -209,7 +211,10 @@ export class X402Gateway {
     });
     if (outcome.state !== "settled") return outcome;
     const answer = this.payments.get(this.key(payment))?.response;
-    if (answer == null) throw new Error(`x402 payment ${payment.authorization.nonce} settled with no stored answer`);
+    if (answer == null) {
+      const hours = ANSWER_RETENTION_MS / 3_600_000;
+      return { state: "conflict", code: "payment_answer_expired", message: `this payment was settled and answered more than ${hours} hours ago; its answer is no longer kept` };
+    }
     return {
       state: "served",
       answer,
@@ -379,6 +384,7 @@ export class X402Gateway {
   }
 
   private async reconcilePass(): Promise<{ settled: number; failed: number; pending: number }> {
+    this.payments.forgetAnswers(Date.now() - ANSWER_RETENTION_MS);
     const counts = { settled: 0, failed: 0, pending: 0 };
     for (const record of this.payments.settlingPayments(RECONCILE_BATCH)) {
       const id = inFlightId(record);
@@ -495,8 +501,12 @@ function origin(req: IncomingMessage): string {
 export async function callAgent(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
   const x402 = requireX402(ctx);
   const agent = await listedAgent(ctx, id);
-  if (agent.status !== "active") throw new ApiError(409, `agent_${agent.status}`, `agent ${agent.id} is ${agent.status}`);
-  agentUrl(ctx, agent); // refused endpoints are refused before any payment is asked for
+  // A paused or retired agent, or one whose endpoint is refused, is not offered for payment and
+  // runs no new call; a payment that already bought an answer still gets it (checked at the run).
+  const runnable = () => {
+    if (agent.status !== "active") throw new ApiError(409, `agent_${agent.status}`, `agent ${agent.id} is ${agent.status}`);
+    agentUrl(ctx, agent);
+  };
   const body = await readJsonBody(req, ctx.limits.maxBodyBytes);
   const requirements = await x402.requirements(agent);
   const resource = { url: `${origin(req)}/agents/${agent.id}`, description: agent.name, mimeType: "application/json" };
@@ -506,6 +516,7 @@ export async function callAgent(ctx: RelayerContext, req: IncomingMessage, res: 
   };
   const header = req.headers["payment-signature"];
   if (typeof header !== "string") {
+    runnable();
     throw paymentRequired("payment_required", `agent ${agent.id} costs ${formatUsdc(agent.pricePerCall)} USDC per call: pay with x402 (PAYMENT-SIGNATURE)`);
   }
   let payload: PaymentPayload;
@@ -516,7 +527,10 @@ export async function callAgent(ctx: RelayerContext, req: IncomingMessage, res: 
     throw paymentRequired("invalid_payment", "PAYMENT-SIGNATURE is not a base64-encoded x402 `exact` payment payload");
   }
   const requestHash = createHash("sha256").update(JSON.stringify(body)).digest("hex");
-  const outcome = await x402.call(agent, requirements, payload, requestHash, () => forwardToAgent(ctx, agent, body));
+  const outcome = await x402.call(agent, requirements, payload, requestHash, () => {
+    runnable();
+    return forwardToAgent(ctx, agent, body);
+  });
   switch (outcome.state) {
     case "served":
       res.setHeader("payment-response", encodePaymentResponseHeader(outcome.settlement));
@@ -528,6 +542,7 @@ export async function callAgent(ctx: RelayerContext, req: IncomingMessage, res: 
     case "pending":
       throw new ApiError(409, "payment_pending", pendingMessage(outcome.transaction), { headers: { "retry-after": String(RETRY_AFTER_SECONDS) } });
     case "conflict":
+      if (outcome.code === "payment_answer_expired") throw new ApiError(410, outcome.code, outcome.message);
       throw new ApiError(409, outcome.code, outcome.message, outcome.code === "payment_in_flight" ? { headers: { "retry-after": String(RETRY_AFTER_SECONDS) } } : {});
   }
 }

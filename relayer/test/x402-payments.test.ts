@@ -77,6 +77,23 @@ describe("x402 payment locks", () => {
   });
 });
 
+it("forgets the answers of payments resolved before a time, never of those still settling", () => {
+  const { repo, locks: store } = locks();
+  try {
+    const other = { nonce: `0x${"ef".repeat(32)}` as Hex };
+    for (const key of [payment(), payment(other)]) {
+      store.reserve(key);
+      store.settling(key, '{"answer":1}');
+    }
+    store.settled(payment(), null);
+    assert.equal(store.forgetAnswers(Date.now() - 60_000), 0, "too recent");
+    assert.equal(store.forgetAnswers(Date.now() + 1), 1);
+    assert.deepEqual([store.get(payment())!.response, store.get(payment(other))!.response], [null, '{"answer":1}']);
+  } finally {
+    repo.close();
+  }
+});
+
 describe("payout logs", () => {
   const log = (block: number, index: number, event: "AgentTermsSet" | "AgentPaid", agentId = 1) => ({
     blockNumber: BigInt(block),

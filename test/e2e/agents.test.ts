@@ -328,6 +328,18 @@ describe("agents over x402 end to end", { timeout: 180_000 }, () => {
       assert.equal(agent.state.runs, 1);
       assert.equal((await relayerNonce()) - nonceBefore, 1);
       assert.equal(payerBefore - (await usdcBalance(payer().address)), 20_000n);
+
+      // Paused by its owner, the agent takes no new payment, but the paid answer is still served.
+      const agentId = BigInt(url.split("/").at(-1)!);
+      await confirm(await wallet("agentAuthor").writeContract({ address: running.stack.contracts.AgentMarketplace!, abi: agentMarketplaceAbi, functionName: "pause", args: [agentId] }));
+      await new Promise((resolve) => setTimeout(resolve, 2_100)); // outlasts the relayer's 2 s listing cache
+      const unpaid = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+      assert.equal(unpaid.status, 409);
+      assert.equal(((await unpaid.json()) as { error: { code: string } }).error.code, "agent_paused");
+      const paidBefore = await paidCall(url, header, { input: "once" });
+      assert.equal(paidBefore.status, 200);
+      assert.equal(await paidBefore.text(), bodies[0]);
+      assert.equal(agent.state.runs, 1);
     } finally {
       await agent.close();
     }

@@ -142,6 +142,23 @@ export class PaymentLocks {
     );
   }
 
+  /**
+   * Drops the stored answers of payments resolved (settled or failed) before `before` (ms), at most
+   * 1,000 a call: a retry after that gets no answer (settled) or a new run (failed).
+   */
+  forgetAnswers(before: number): number {
+    return this.repo.transaction(() =>
+      Number(
+        this.statement(
+            `UPDATE x402_payments SET response = NULL WHERE rowid IN
+               (SELECT rowid FROM x402_payments INDEXED BY x402_payments_answers
+                 WHERE response IS NOT NULL AND updated_at < ? AND state IN ('settled', 'failed') LIMIT 1000)`,
+          )
+          .run(before).changes,
+      ),
+    );
+  }
+
   private update(key: PaymentKey, assignments: string, value: string | null): void {
     this.repo.transaction(() =>
       this.statement(`UPDATE x402_payments SET ${assignments}, updated_at = ? WHERE payer = ? AND nonce = ?`).run(value, Date.now(), ...keyOf(key)),

@@ -167,6 +167,7 @@ export const MIGRATIONS: readonly string[] = [
      PRIMARY KEY (payer, nonce)
    );
    CREATE INDEX x402_payments_unresolved ON x402_payments (updated_at) WHERE state IN ('reserved', 'settling');
+   CREATE INDEX x402_payments_answers ON x402_payments (updated_at) WHERE response IS NOT NULL;
    CREATE TABLE payout_cursor (
      id INTEGER PRIMARY KEY CHECK (id = 1),
      last_block INTEGER NOT NULL
