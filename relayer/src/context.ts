@@ -50,6 +50,12 @@ export interface RelayerLimits {
    * between this host's clock and the sequencer's).
    */
   chainTimeMarginSeconds: number;
+  /**
+   * How long a paid agent call waits for its payment's transfer to mine. Past it the call answers
+   * 409 `payment_pending` (never 402: the transfer may still mine) and the payer retries with the
+   * same payment to get the answer; the payment is reconciled with the chain meanwhile.
+   */
+  x402SettleTimeoutMs: number;
 }
 
 export const DEFAULT_LIMITS: RelayerLimits = {
@@ -59,6 +65,7 @@ export const DEFAULT_LIMITS: RelayerLimits = {
   upstreamTimeoutMs: 60_000,
   tokenMismatchTolerance: 0.02,
   chainTimeMarginSeconds: 5,
+  x402SettleTimeoutMs: 60_000,
 };
 
 /**

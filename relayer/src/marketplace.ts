@@ -1,7 +1,8 @@
-import { isAddressEqual, parseEventLogs, parseSignature, serializeSignature, type Address, type Hex } from "viem";
+import { decodeEventLog, getAbiItem, isAddressEqual, parseEventLogs, parseSignature, serializeSignature, type Address, type Hex } from "viem";
 import { agentMarketplaceAbi, mockUSDCAbi, pendingDistribution, splitsLedgerAbi } from "@agentmesh/sdk";
 import type { ChainGateway } from "./chain.ts";
 import { PeriodicPass } from "./periodic.ts";
+import type { PayoutLogs, StoredLog } from "./store/agent-payments.ts";
 
 /** An agent listing as the marketplace stores it. */
 export interface ListedAgent {
@@ -28,6 +29,21 @@ export interface TransferAuthorization {
 }
 
 const STATUS = ["none", "active", "paused", "retired"] as const;
+
+/** How far back `authorizationTx` looks for the transaction that used an authorization. */
+const AUTHORIZATION_LOOKBACK_BLOCKS = 10_000n;
+
+/** The marketplace events a distribution is rebuilt from. */
+const PAYOUT_EVENTS = [
+  getAbiItem({ abi: agentMarketplaceAbi, name: "AgentTermsSet" }),
+  getAbiItem({ abi: agentMarketplaceAbi, name: "AgentPaid" }),
+] as const;
+
+/** One of the marketplace's `AgentTermsSet` or `AgentPaid` logs, raw (decoded when needed). */
+export interface PayoutLog extends StoredLog {
+  event: "AgentTermsSet" | "AgentPaid";
+  agentId: number;
+}
 
 /**
  * The relayer's view of the agent marketplace: listings (read through a short cache, so a paid call
@@ -105,6 +121,11 @@ export class MarketplaceGateway {
     return id === undefined ? undefined : this.agent(id);
   }
 
+  /** The latest block number (never cached). */
+  headBlock(): Promise<bigint> {
+    return this.chain.publicClient.getBlockNumber({ cacheTime: 0 });
+  }
+
   /** The payment token with its EIP-712 name and version (what x402 requirements carry as `extra`). */
   paymentToken(): Promise<{ address: Address; name: string; version: string }> {
     this.token ??= (async () => {
@@ -126,12 +147,12 @@ export class MarketplaceGateway {
   }
 
   /**
-   * Executes `authorization` (signed by its `from`) through the marketplace, which moves the USDC
-   * through agent `agentId`'s payment address into the marketplace's ledger balance and records the
-   * payment, with the payer's referrer, on the agent's payment chain. Simulates first, so a refused
-   * payment costs no gas; resolves once mined.
+   * Simulates executing `authorization` (signed by its `from`) through the marketplace, which moves
+   * the USDC through agent `agentId`'s payment address into the marketplace's ledger balance and
+   * records the payment, with the payer's referrer, on the agent's payment chain. Resolves to the
+   * request to send; a payment the chain would refuse rejects here, costing no gas.
    */
-  async payWithAuthorization(agentId: number, authorization: TransferAuthorization, signature: Hex): Promise<Hex> {
+  async simulatePayment(agentId: number, authorization: TransferAuthorization, signature: Hex) {
     const { request } = await this.chain.publicClient.simulateContract({
       account: this.chain.account,
       address: this.address,
@@ -147,40 +168,89 @@ export class MarketplaceGateway {
         serializeSignature(parseSignature(signature)),
       ],
     });
-    return this.chain.sendAndConfirm(request);
+    return request;
+  }
+
+  /** Whether the token has used `payer`'s authorization `nonce` (EIP-3009 `authorizationState`), as of the latest block. */
+  async authorizationUsed(payer: Address, nonce: Hex): Promise<boolean> {
+    const { address } = await this.paymentToken();
+    return this.chain.publicClient.readContract({ address, abi: mockUSDCAbi, functionName: "authorizationState", args: [payer, nonce] });
   }
 
   /**
-   * Distributes agent `agentId`'s payments: those pending on its chain (rebuilt from the marketplace's
-   * events since `fromBlock` by the SDK's `pendingDistribution`) with their payers' referrers, and any
-   * USDC sent straight to its payment address as one payment. Resolves to the transaction, or
-   * undefined when there is nothing.
+   * The transaction that used `payer`'s authorization `nonce` (the token's `AuthorizationUsed`),
+   * looked for in the last AUTHORIZATION_LOOKBACK_BLOCKS blocks; undefined when not found there.
    */
-  async distribute(agentId: number, fromBlock: bigint): Promise<Hex | undefined> {
+  async authorizationTx(payer: Address, nonce: Hex): Promise<Hex | undefined> {
+    const { address } = await this.paymentToken();
+    const head = await this.chain.publicClient.getBlockNumber({ cacheTime: 0 });
+    const logs = await this.chain.publicClient.getContractEvents({
+      address,
+      abi: mockUSDCAbi,
+      eventName: "AuthorizationUsed",
+      args: { authorizer: payer, nonce },
+      fromBlock: head > AUTHORIZATION_LOOKBACK_BLOCKS ? head - AUTHORIZATION_LOOKBACK_BLOCKS : 0n,
+      toBlock: head,
+    });
+    return logs.at(-1)?.transactionHash ?? undefined;
+  }
+
+  /** Agent `agent`'s payment chain (head, pending count) and the USDC at its payment address, as of `blockNumber`. */
+  async paymentState(agent: ListedAgent, blockNumber: bigint): Promise<{ head: Hex; pending: bigint; held: bigint }> {
     const read = this.chain.publicClient;
-    const agent = await this.agent(agentId);
-    if (agent === undefined) return undefined;
     const { address: token } = await this.paymentToken();
-    // The chain's pending count, the payment address's USDC and the events, as of one block.
-    const toBlock = await read.getBlockNumber({ cacheTime: 0 });
+    const [[head, , pending], held] = await Promise.all([
+      read.readContract({ address: this.address, abi: agentMarketplaceAbi, functionName: "paymentChain", args: [BigInt(agent.id)], blockNumber }),
+      read.readContract({ address: token, abi: mockUSDCAbi, functionName: "balanceOf", args: [agent.paymentAddress], blockNumber }),
+    ]);
+    return { head, pending, held };
+  }
+
+  /**
+   * The marketplace's `AgentTermsSet` and `AgentPaid` logs in [fromBlock, toBlock], oldest first:
+   * one `getLogs` for every agent's, or one per event for agent `agentId`'s alone.
+   */
+  async payoutLogs(fromBlock: bigint, toBlock: bigint, agentId?: number): Promise<PayoutLog[]> {
+    const read = this.chain.publicClient;
+    const logs =
+      agentId === undefined
+        ? await read.getLogs({ address: this.address, events: PAYOUT_EVENTS, fromBlock, toBlock, strict: true })
+        : (
+            await Promise.all(
+              (["AgentTermsSet", "AgentPaid"] as const).map((eventName) =>
+                read.getContractEvents({ address: this.address, abi: agentMarketplaceAbi, eventName, args: { agentId: BigInt(agentId) }, fromBlock, toBlock, strict: true }),
+              ),
+            )
+          )
+            .flat()
+            .sort((a, b) => (a.blockNumber === b.blockNumber ? a.logIndex - b.logIndex : a.blockNumber < b.blockNumber ? -1 : 1));
+    return logs.map((log) => ({
+      event: log.eventName,
+      agentId: Number(log.args.agentId),
+      blockNumber: log.blockNumber,
+      logIndex: log.logIndex,
+      topics: log.topics as [Hex, ...Hex[]],
+      data: log.data,
+    }));
+  }
+
+  /**
+   * Distributes agent `agentId`'s payments: the `pending` ones on its chain, rebuilt from its
+   * `AgentTermsSet` and `AgentPaid` logs by the SDK's `pendingDistribution` (as the dApp does), with
+   * their payers' referrers, and any USDC sent straight to its payment address as one payment.
+   * Resolves to the transaction once mined.
+   *
+   * @throws {PendingDistributionError} when the logs cannot rebuild the pending payments.
+   */
+  async distribute(agentId: number, termsLogs: readonly StoredLog[], paidLogs: readonly StoredLog[], pending: bigint): Promise<Hex> {
     const id = BigInt(agentId);
-    const [[, , pending], held] = await Promise.all([
-      read.readContract({ address: this.address, abi: agentMarketplaceAbi, functionName: "paymentChain", args: [id], blockNumber: toBlock }),
-      read.readContract({ address: token, abi: mockUSDCAbi, functionName: "balanceOf", args: [agent.paymentAddress], blockNumber: toBlock }),
-    ]);
-    if (pending === 0n && held === 0n) return undefined;
-    const events = { address: this.address, abi: agentMarketplaceAbi, args: { agentId: id }, fromBlock, toBlock, strict: true } as const;
-    const [termsSet, paid] = await Promise.all([
-      read.getContractEvents({ ...events, eventName: "AgentTermsSet" }),
-      read.getContractEvents({ ...events, eventName: "AgentPaid" }),
-    ]);
     const { flow, payments } = pendingDistribution({
       agentId: id,
-      termsSet: termsSet.map((log) => log.args),
-      paid: paid.map((log) => log.args),
+      termsSet: termsLogs.map((log) => decodeEventLog({ abi: agentMarketplaceAbi, eventName: "AgentTermsSet", topics: log.topics, data: log.data }).args),
+      paid: paidLogs.map((log) => decodeEventLog({ abi: agentMarketplaceAbi, eventName: "AgentPaid", topics: log.topics, data: log.data }).args),
       pending,
     });
-    const { request } = await read.simulateContract({
+    const { request } = await this.chain.publicClient.simulateContract({
       account: this.chain.account,
       address: this.address,
       abi: agentMarketplaceAbi,
@@ -225,14 +295,27 @@ export class MarketplaceGateway {
   }
 }
 
-/** What a payout pass sent: the distribution of each agent and of each split they credited. */
+/** What a payout pass did: the block ranges of marketplace logs it read, and what it sent. */
 export interface PayoutPass {
+  /** The ranges of the new blocks scanned (each one `getLogs`), oldest first. */
+  scanned: { fromBlock: bigint; toBlock: bigint }[];
+  /** Agents whose logs were read again from the start block, since the stored ones disagreed with the chain. */
+  rebuilt: number[];
   agents: Map<number, Hex>;
   splits: Map<Address, Hex>;
 }
 
 /** Splits a pass distributes at most (one transaction each); the rest wait for the next pass. */
 const SPLITS_PER_PASS = 64;
+
+/** Where the payout worker starts and how far one `getLogs` reaches. */
+export interface PayoutOptions {
+  /** The deployment's start block: the first block scanned. */
+  startBlock: bigint;
+  intervalMs: number;
+  /** The most blocks one `getLogs` covers (default 5,000, what common RPC providers accept). */
+  maxRange?: number;
+}
 
 /**
  * Distributes agents' payments in batches: every `intervalMs`, each agent with payments pending (or
@@ -241,18 +324,30 @@ const SPLITS_PER_PASS = 64;
  * into, at most SPLITS_PER_PASS per pass, each once. A failure (say a frozen split) is logged and
  * stops nothing else: an agent is retried on the next pass, a split whenever a distribution credits
  * it again (or anyone distributes it).
+ *
+ * A distribution is rebuilt from the marketplace's logs. The worker reads each block's logs once:
+ * a pass scans only the blocks after its stored cursor, in ranges of at most `maxRange` blocks, and
+ * stores each range's `AgentTermsSet` and `AgentPaid` logs with the cursor in one transaction (a
+ * restart resumes there). It keeps per agent only its last terms and its payments not yet
+ * distributed. When the stored payments do not reach the chain's head of the agent's payment chain
+ * (a reorg, a lost row), that agent alone is read again from the start block.
  */
 export class PayoutWorker {
   private readonly marketplace: MarketplaceGateway;
-  private readonly fromBlock: bigint;
+  private readonly logs: PayoutLogs;
+  private readonly startBlock: bigint;
+  private readonly maxRange: bigint;
   private readonly passes: PeriodicPass<PayoutPass>;
   /** Splits credited and not distributed yet, oldest first. */
   private readonly splits = new Set<Address>();
 
-  constructor(marketplace: MarketplaceGateway, fromBlock: bigint, intervalMs: number) {
+  constructor(marketplace: MarketplaceGateway, logs: PayoutLogs, options: PayoutOptions) {
     this.marketplace = marketplace;
-    this.fromBlock = fromBlock;
-    this.passes = new PeriodicPass("agent payouts", intervalMs, () => this.pass());
+    this.logs = logs;
+    this.startBlock = options.startBlock;
+    this.maxRange = BigInt(options.maxRange ?? 5_000);
+    if (this.maxRange < 1n) throw new Error(`the payout worker's maxRange must be at least 1 block, not ${options.maxRange}`);
+    this.passes = new PeriodicPass("agent payouts", options.intervalMs, () => this.pass());
   }
 
   start(): void {
@@ -263,16 +358,18 @@ export class PayoutWorker {
     return this.passes.stop();
   }
 
-  /** One pass, after any under way: the transactions it sent. */
+  /** One pass, after any under way: what it scanned and sent. */
   distributeAll(): Promise<PayoutPass> {
     return this.passes.run();
   }
 
   private async pass(): Promise<PayoutPass> {
-    const sent: PayoutPass = { agents: new Map(), splits: new Map() };
+    const sent: PayoutPass = { scanned: [], rebuilt: [], agents: new Map(), splits: new Map() };
+    const head = await this.marketplace.headBlock();
+    const cursor = await this.scan(head, sent);
     for (const agent of await this.marketplace.agentList()) {
       try {
-        const hash = await this.marketplace.distribute(agent.id, this.fromBlock);
+        const hash = await this.payOut(agent, cursor, sent);
         if (hash === undefined) continue;
         sent.agents.set(agent.id, hash);
         for (const split of await this.marketplace.creditedSplits(hash)) this.splits.add(split);
@@ -291,4 +388,51 @@ export class PayoutWorker {
     }
     return sent;
   }
+
+  /** Reads the logs of the blocks after the cursor up to `head`, range by range; the new cursor. */
+  private async scan(head: bigint, sent: PayoutPass): Promise<bigint> {
+    let cursor = this.logs.cursor() ?? this.startBlock - 1n;
+    while (cursor < head) {
+      const fromBlock = cursor + 1n;
+      const toBlock = head - fromBlock + 1n > this.maxRange ? fromBlock + this.maxRange - 1n : head;
+      const logs = await this.marketplace.payoutLogs(fromBlock, toBlock);
+      this.logs.append(toBlock, logs);
+      sent.scanned.push({ fromBlock, toBlock });
+      cursor = toBlock;
+    }
+    return cursor;
+  }
+
+  /** Distributes `agent`'s payments as of block `atBlock` (the cursor); undefined when it has none. */
+  private async payOut(agent: ListedAgent, atBlock: bigint, sent: PayoutPass): Promise<Hex | undefined> {
+    const { head, pending, held } = await this.marketplace.paymentState(agent, atBlock);
+    this.logs.prune(agent.id, atBlock, Number(pending));
+    if (pending === 0n && held === 0n) return undefined;
+    let paid = this.logs.logs(agent.id, "AgentPaid", atBlock);
+    let terms = this.logs.logs(agent.id, "AgentTermsSet", atBlock);
+    if (terms.length === 0 || (pending > 0n && (BigInt(paid.length) < pending || lastChainHead(paid) !== head))) {
+      await this.rebuild(agent.id, atBlock);
+      sent.rebuilt.push(agent.id);
+      this.logs.prune(agent.id, atBlock, Number(pending));
+      paid = this.logs.logs(agent.id, "AgentPaid", atBlock);
+      terms = this.logs.logs(agent.id, "AgentTermsSet", atBlock);
+    }
+    return this.marketplace.distribute(agent.id, terms, paid, pending);
+  }
+
+  /** Reads agent `agentId`'s logs again from the start block to `toBlock`, replacing what is stored. */
+  private async rebuild(agentId: number, toBlock: bigint): Promise<void> {
+    const logs: PayoutLog[] = [];
+    for (let fromBlock = this.startBlock; fromBlock <= toBlock; fromBlock += this.maxRange) {
+      const end = fromBlock + this.maxRange - 1n < toBlock ? fromBlock + this.maxRange - 1n : toBlock;
+      logs.push(...(await this.marketplace.payoutLogs(fromBlock, end, agentId)));
+    }
+    this.logs.replace(agentId, toBlock, logs);
+  }
+}
+
+/** The payment chain's head after the last of `paid` (`AgentPaid.chainHead`), if any. */
+function lastChainHead(paid: readonly StoredLog[]): Hex | undefined {
+  const last = paid.at(-1);
+  return last && decodeEventLog({ abi: agentMarketplaceAbi, eventName: "AgentPaid", topics: last.topics, data: last.data }).args.chainHead;
 }

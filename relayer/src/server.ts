@@ -17,6 +17,7 @@ import { ChainIndex } from "./store/chain-index.ts";
 import { ProviderStats } from "./stats.ts";
 import { openDatabase, startCheckpointer } from "./store/database.ts";
 import { Repository } from "./store/repository.ts";
+import { PayoutLogs } from "./store/agent-payments.ts";
 
 export interface RelayerOptions {
   host?: string;
@@ -137,7 +138,8 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
   if (options.chain.marketplace !== undefined) {
     context.marketplace = new MarketplaceGateway(chain, options.chain.marketplace);
     context.x402 = new X402Gateway(context, context.marketplace);
-    payouts = new PayoutWorker(context.marketplace, BigInt(options.indexer.startBlock), options.payoutIntervalMs ?? 60_000);
+    context.x402.start();
+    payouts = new PayoutWorker(context.marketplace, new PayoutLogs(repo), { startBlock: BigInt(options.indexer.startBlock), intervalMs: options.payoutIntervalMs ?? 60_000 });
     payouts.start();
   }
   const settlement = new SettlementWorker(context, settlementConfig);
@@ -164,6 +166,7 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
     payouts,
     async close() {
       await payouts?.stop();
+      await context.x402?.stop();
       await indexer.stop();
       await health.stop();
       await settlement.stop();

@@ -1,16 +1,19 @@
+import { createHash } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { decodePaymentSignatureHeader, encodePaymentRequiredHeader, encodePaymentResponseHeader } from "@x402/core/http";
 import type { PaymentPayload, PaymentRequirements, SettleResponse, SupportedResponse, VerifyResponse } from "@x402/core/types";
 import { toFacilitatorEvmSigner } from "@x402/evm";
 import { ExactEvmScheme } from "@x402/evm/exact/facilitator";
-import { publicActions, type Address, type Hex } from "viem";
+import { getAddress, isAddress, isHex, keccak256, publicActions, toBytes, type Address, type Hex } from "viem";
 import { z } from "zod";
 import { formatUsdc } from "@agentmesh/sdk";
 import { ApiError, badRequest, readJsonBody, sendJson } from "@agentmesh/sdk/http";
 import type { RelayerContext } from "./context.ts";
 import type { ListedAgent, MarketplaceGateway, TransferAuthorization } from "./marketplace.ts";
+import { PeriodicPass } from "./periodic.ts";
 import { parseBody } from "./sessions.ts";
 import { EndpointRefusedError, ResponseTooLargeError, readCapped, readHead, type EndpointUrl } from "./outbound.ts";
+import { PaymentLocks, type PaymentKind, type PaymentRecord } from "./store/agent-payments.ts";
 
 /**
  * Agents sold per call over x402 (protocol version 2), with the relayer as its own facilitator.
@@ -25,8 +28,16 @@ import { EndpointRefusedError, ResponseTooLargeError, readCapped, readHead, type
  * failed or refused agent call settles nothing. An agent whose endpoint the relayer's outbound
  * policy refuses (see `outbound.ts`) is not offered for payment at all.
  *
+ * One payment buys one run (see relayer/README.md, "x402: one run per payment"): its authorization
+ * (payer, nonce) is locked in the store while in use, the agent's answer is stored before the
+ * transfer is sent, and a retry of the same payment gets that answer, never a second run. A transfer
+ * that does not mine within `limits.x402SettleTimeoutMs` is never answered 402 (it may still mine):
+ * the call answers 409 `payment_pending`, the payment is reconciled with the chain, and the payer
+ * retries with the same payment to get the answer.
+ *
  * The facilitator API is served as well: `GET /x402/supported`, `POST /x402/verify`, and
- * `POST /x402/settle` (settling only payments to AgentMesh agents, since the relayer pays the gas).
+ * `POST /x402/settle` (settling only payments to AgentMesh agents, since the relayer pays the gas),
+ * under the same lock: one authorization sends at most one transaction at a time.
  */
 
 /** How long a payment authorization may take to settle after it is signed. */
@@ -35,11 +46,62 @@ const MAX_TIMEOUT_SECONDS = 300;
 const AGENT_TIMEOUT_MS = 60_000;
 /** Largest agent answer relayed. */
 const MAX_AGENT_RESPONSE_BYTES = 4 * 1024 * 1024;
+/** How often unresolved settlements are reconciled with the chain, and how many per pass. */
+const RECONCILE_INTERVAL_MS = 5_000;
+const RECONCILE_BATCH = 100;
+/** How long a call's answer is kept for retries of its payment once the payment is resolved. */
+const ANSWER_RETENTION_MS = 24 * 3_600_000;
+/** What a payer is told to wait before retrying a payment in flight or pending. */
+const RETRY_AFTER_SECONDS = 2;
+
+/**
+ * Where the transfer of a payment stands after an attempt to settle it:
+ * - `settled`: the authorization was used on-chain (`transaction`, when known, used it);
+ * - `pending`: a transfer was sent (or may have been) and has not mined: it may still;
+ * - `failed`: nothing was charged and, as things stand, nothing will be.
+ */
+export type SettlementOutcome =
+  | { state: "settled"; transaction: Hex | null }
+  | { state: "pending"; transaction: Hex | null }
+  | { state: "failed"; reason: string; message: string };
+
+/** A paid call's result: the agent's answer with the settled payment, or why there is none. */
+export type CallOutcome =
+  | { state: "served"; answer: string; settlement: SettleResponse }
+  | Exclude<SettlementOutcome, { state: "settled" }>
+  | { state: "conflict"; code: string; message: string };
+
+/** A payment held by a request or a reconciliation in this process. */
+interface InFlight {
+  kind: PaymentKind;
+  authorizationHash: Hex;
+  requestHash: string | null;
+  outcome: Promise<SettlementOutcome>;
+}
+
+/** A verified-shape `exact` payment: its authorization, signature, and the hash of both. */
+interface ExactPayment {
+  authorization: TransferAuthorization;
+  signature: Hex;
+  authorizationHash: Hex;
+}
+
+/** Thrown when a payment payload is not an EIP-3009 `exact` payload. */
+export class MalformedPaymentError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "MalformedPaymentError";
+  }
+}
 
 export class X402Gateway {
   private readonly ctx: RelayerContext;
   private readonly marketplace: MarketplaceGateway;
   private readonly scheme: ExactEvmScheme;
+  private readonly payments: PaymentLocks;
+  /** Payments held in this process, by `payer:nonce`: a second user of one joins the first. */
+  private readonly inFlight = new Map<string, InFlight>();
+  private readonly reconciler: PeriodicPass<{ settled: number; failed: number; pending: number }>;
   readonly network: `eip155:${number}`;
 
   constructor(ctx: RelayerContext, marketplace: MarketplaceGateway) {
@@ -48,6 +110,23 @@ export class X402Gateway {
     this.network = `eip155:${ctx.chain.chainId}`;
     const client = ctx.chain.walletClient.extend(publicActions);
     this.scheme = new ExactEvmScheme(toFacilitatorEvmSigner({ ...client, address: ctx.chain.account.address } as never));
+    this.payments = new PaymentLocks(ctx.repo);
+    this.reconciler = new PeriodicPass("x402 settlement reconciliation", RECONCILE_INTERVAL_MS, () => this.reconcilePass());
+  }
+
+  /**
+   * Releases the reservations a previous process left (nothing was sent for them) and starts
+   * reconciling unresolved settlements every RECONCILE_INTERVAL_MS.
+   */
+  start(): void {
+    const released = this.payments.releaseReservations();
+    if (released > 0) console.warn(`released ${released} x402 payments reserved by a previous run (nothing was settled for them)`);
+    this.reconciler.start();
+  }
+
+  /** Stops reconciling (after the pass under way). */
+  stop(): Promise<void> {
+    return this.reconciler.stop();
   }
 
   /** What a call to `agent` costs, as x402 payment requirements. */
@@ -77,28 +156,247 @@ export class X402Gateway {
     return this.scheme.verify(payload, requirements);
   }
 
-  /** Verifies, then settles `payload` through the marketplace; payTo must be an agent's payment address. */
+  /**
+   * `/x402/settle`: verifies, then settles `payload` through the marketplace; payTo must be an
+   * agent's payment address. Under the payment's lock: concurrent settles of one authorization join
+   * one attempt and send at most one transaction; a settled one answers its transaction again.
+   */
   async settle(payload: PaymentPayload, requirements: PaymentRequirements): Promise<SettleResponse> {
     const agent = await this.marketplace.agentPaidAt(requirements.payTo);
     if (agent === undefined) return this.failure("invalid_payment_requirements", `${requirements.payTo} is not the payment address of an AgentMesh agent`);
-    const verified = await this.verify(payload, requirements);
-    if (!verified.isValid) return this.failure(verified.invalidReason ?? "invalid_payment", verified.invalidMessage ?? "payment is invalid", verified.payer);
-    return this.settleVerified(agent, payload);
+    let payment: ExactPayment;
+    try {
+      payment = exactPayment(payload);
+    } catch (error) {
+      return this.failure("invalid_payload", (error as Error).message);
+    }
+    const payer = payment.authorization.from;
+    const outcome = await this.use(agent, requirements, payload, payment, "settle", null, async () => {
+      this.payments.settling(this.key(payment), null);
+      return this.sendAndAwait(agent, payment);
+    });
+    switch (outcome.state) {
+      case "settled":
+        return { success: true, transaction: outcome.transaction ?? "", network: this.network, payer, amount: payment.authorization.value.toString() };
+      case "pending":
+        return {
+          ...this.failure("settlement_pending", pendingMessage(outcome.transaction), payer),
+          transaction: outcome.transaction ?? "",
+        };
+      case "failed":
+      case "conflict":
+        return this.failure("code" in outcome ? outcome.code : outcome.reason, outcome.message, payer);
+    }
   }
 
   /**
-   * Settles a payment to `agent` already verified against its requirements. The marketplace call is
-   * simulated first, so a payment that stopped being valid since (e.g. the payer spent the funds)
-   * fails here without a transaction.
+   * A paid call: runs `call` (the agent) once for the payment, then settles it. A payment already
+   * settled for this same request answers its stored answer again; one held by another request
+   * joins it; one whose transfer is pending is reconciled with the chain first.
    */
-  async settleVerified(agent: ListedAgent, payload: PaymentPayload): Promise<SettleResponse> {
-    const { authorization, signature } = exactPayload(payload);
-    try {
-      const transaction = await this.marketplace.payWithAuthorization(agent.id, authorization, signature);
-      return { success: true, transaction, network: this.network, payer: authorization.from, amount: authorization.value.toString() };
-    } catch (error) {
-      return this.failure("settlement_failed", (error as Error).message.split("\n")[0], authorization.from);
+  async call(agent: ListedAgent, requirements: PaymentRequirements, payload: PaymentPayload, requestHash: string, call: () => Promise<string>): Promise<CallOutcome> {
+    const payment = exactPayment(payload);
+    const outcome = await this.use(agent, requirements, payload, payment, "call", requestHash, async (record) => {
+      let answer = record.response;
+      if (answer === null) {
+        try {
+          answer = await call();
+        } catch (error) {
+          this.payments.failed(this.key(payment), `the agent call failed: ${(error as Error).message}`);
+          throw error;
+        }
+      }
+      this.payments.settling(this.key(payment), answer);
+      return this.sendAndAwait(agent, payment);
+    });
+    if (outcome.state !== "settled") return outcome;
+    const answer = this.payments.get(this.key(payment))?.response;
+    if (answer == null) {
+      const hours = ANSWER_RETENTION_MS / 3_600_000;
+      return { state: "conflict", code: "payment_answer_expired", message: `this payment was settled and answered more than ${hours} hours ago; its answer is no longer kept` };
     }
+    return {
+      state: "served",
+      answer,
+      settlement: {
+        success: true,
+        transaction: outcome.transaction ?? "",
+        network: this.network,
+        payer: payment.authorization.from,
+        amount: payment.authorization.value.toString(),
+      },
+    };
+  }
+
+  /**
+   * Uses `payment` under its lock. In order: a use in flight in this process is joined (when it is
+   * the same payment for the same purpose); a stored payment is answered from the store (settled),
+   * reconciled (settling), or refused (held elsewhere, or used for something else); otherwise the
+   * payment is verified, reserved, and `run` (given the stored record) settles it.
+   */
+  private async use(
+    agent: ListedAgent,
+    requirements: PaymentRequirements,
+    payload: PaymentPayload,
+    payment: ExactPayment,
+    kind: PaymentKind,
+    requestHash: string | null,
+    run: (record: PaymentRecord) => Promise<SettlementOutcome>,
+  ): Promise<SettlementOutcome | { state: "conflict"; code: string; message: string }> {
+    const key = this.key(payment);
+    const id = inFlightId(key);
+    const wanted = { kind, authorizationHash: payment.authorizationHash, requestHash };
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const running = this.inFlight.get(id);
+      if (running !== undefined) return sameUse(running, wanted) ?? running.outcome;
+      const stored = this.payments.get(key);
+      if (stored !== undefined && stored.state !== "failed") {
+        const conflict = sameUse(stored, wanted);
+        if (conflict !== undefined) return conflict;
+        if (stored.state === "settled") return { state: "settled", transaction: stored.txHash };
+        if (stored.state === "reserved") return inFlightConflict();
+        return this.hold(id, wanted, () => this.reconcile(stored));
+      }
+      const verified = await this.verify(payload, requirements);
+      if (this.inFlight.has(id) || this.payments.get(key)?.state !== stored?.state) continue; // taken meanwhile: look again
+      if (!verified.isValid) {
+        return { state: "failed", reason: verified.invalidReason ?? "invalid_payment", message: verified.invalidMessage ?? "the payment is invalid" };
+      }
+      const reserved = { ...key, ...wanted, agentId: agent.id, payload: JSON.stringify(payload) };
+      if (!this.payments.reserve(reserved)) continue;
+      const record = this.payments.get(key)!;
+      return this.hold(id, wanted, () => run(record));
+    }
+    return inFlightConflict();
+  }
+
+  /** Runs `work` as the one use of payment `id` in this process. */
+  private hold(id: string, use: Omit<InFlight, "outcome">, work: () => Promise<SettlementOutcome>): Promise<SettlementOutcome> {
+    const outcome = work().finally(() => this.inFlight.delete(id));
+    this.inFlight.set(id, { ...use, outcome });
+    return outcome;
+  }
+
+  /**
+   * Sends the transfer of a `settling` payment (simulated first: a payment the chain refuses costs
+   * no gas and fails) and waits up to `limits.x402SettleTimeoutMs` for it to mine.
+   */
+  private async sendAndAwait(agent: ListedAgent, payment: ExactPayment): Promise<SettlementOutcome> {
+    const key = this.key(payment);
+    let request;
+    try {
+      request = await this.marketplace.simulatePayment(agent.id, payment.authorization, payment.signature);
+    } catch (error) {
+      // Refused by the chain: used meanwhile (then it is paid), or it cannot be paid (nothing is charged).
+      if (await this.marketplace.authorizationUsed(payment.authorization.from, payment.authorization.nonce).catch(() => false)) {
+        return this.settled(key, (await this.marketplace.authorizationTx(payment.authorization.from, payment.authorization.nonce).catch(() => undefined)) ?? null);
+      }
+      const message = `the payment could not be settled: ${(error as Error).message.split("\n")[0]}`;
+      this.payments.failed(key, message);
+      return { state: "failed", reason: "settlement_failed", message };
+    }
+    let hash: Hex;
+    try {
+      hash = await this.sendPayment(request);
+    } catch (error) {
+      // It may have been broadcast all the same: reconciled later, never assumed failed.
+      this.payments.note(key, `sending the transfer failed: ${(error as Error).message.split("\n")[0]}`);
+      return { state: "pending", transaction: null };
+    }
+    this.payments.sent(key, hash);
+    try {
+      const receipt = await this.ctx.chain.publicClient.waitForTransactionReceipt({ hash, timeout: this.ctx.limits.x402SettleTimeoutMs });
+      if (receipt.status === "success") return this.settled(key, hash);
+    } catch (error) {
+      this.payments.note(key, `no receipt for ${hash} yet: ${(error as Error).message.split("\n")[0]}`);
+      return { state: "pending", transaction: hash };
+    }
+    return this.reconcile(this.payments.get(key)!);
+  }
+
+  /**
+   * Sends the simulated `payWithAuthorization` request from the relayer's gas account; its hash.
+   * The one place the facilitator broadcasts a transaction.
+   */
+  private sendPayment(request: Awaited<ReturnType<MarketplaceGateway["simulatePayment"]>>): Promise<Hex> {
+    return this.ctx.chain.walletClient.writeContract(request);
+  }
+
+  /**
+   * Brings a `settling` payment in line with the chain. The authorization used (`authorizationState`)
+   * means paid, whoever sent it. Otherwise: its transfer reverted → failed; mined but not yet seen as
+   * used, or still known to the node (in its mempool) → pending; none known (dropped, or the send
+   * failed) → failed once the authorization has expired by the chain's clock, else sent again.
+   */
+  private async reconcile(record: PaymentRecord): Promise<SettlementOutcome> {
+    const payment = exactPayment(JSON.parse(record.payload) as PaymentPayload);
+    const { from, nonce, validBefore } = payment.authorization;
+    const key = this.key(payment);
+    try {
+      const status = record.txHash === null ? "none" : await this.ctx.chain.statusOf(record.txHash);
+      if (await this.marketplace.authorizationUsed(from, nonce)) {
+        return this.settled(key, status === "success" ? record.txHash : ((await this.marketplace.authorizationTx(from, nonce)) ?? record.txHash));
+      }
+      if (status === "reverted") {
+        const message = `the settlement transaction ${record.txHash} reverted; nothing was charged`;
+        this.payments.failed(key, message);
+        return { state: "failed", reason: "settlement_failed", message };
+      }
+      if (status === "success" || (record.txHash !== null && (await this.knownTransaction(record.txHash)))) {
+        return { state: "pending", transaction: record.txHash };
+      }
+      const block = await this.ctx.chain.publicClient.getBlock({ blockTag: "latest" });
+      if (block.timestamp >= validBefore) {
+        const message = "the payment's authorization expired before its transfer mined; nothing was charged";
+        this.payments.failed(key, message);
+        return { state: "failed", reason: "settlement_failed", message };
+      }
+      const agent = await this.marketplace.agent(record.agentId);
+      if (agent === undefined) throw new Error(`agent ${record.agentId} is not listed`);
+      return await this.sendAndAwait(agent, payment);
+    } catch (error) {
+      this.payments.note(key, `reconciling failed: ${(error as Error).message.split("\n")[0]}`);
+      return { state: "pending", transaction: record.txHash };
+    }
+  }
+
+  /** Whether the node knows transaction `hash` (mined or in its mempool). */
+  private async knownTransaction(hash: Hex): Promise<boolean> {
+    try {
+      await this.ctx.chain.publicClient.getTransaction({ hash });
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private settled(key: { payer: Hex; nonce: Hex }, transaction: Hex | null): SettlementOutcome {
+    this.payments.settled(key, transaction);
+    return { state: "settled", transaction };
+  }
+
+  /**
+   * One reconciliation pass: every unresolved settlement not held in this process, least recently
+   * looked at first (at most RECONCILE_BATCH). Runs every RECONCILE_INTERVAL_MS once started.
+   */
+  reconcileAll(): Promise<{ settled: number; failed: number; pending: number }> {
+    return this.reconciler.run();
+  }
+
+  private async reconcilePass(): Promise<{ settled: number; failed: number; pending: number }> {
+    this.payments.forgetAnswers(Date.now() - ANSWER_RETENTION_MS);
+    const counts = { settled: 0, failed: 0, pending: 0 };
+    for (const record of this.payments.settlingPayments(RECONCILE_BATCH)) {
+      const id = inFlightId(record);
+      if (this.inFlight.has(id)) continue;
+      const outcome = await this.hold(id, record, () => this.reconcile(record));
+      counts[outcome.state]++;
+    }
+    return counts;
+  }
+
+  private key(payment: ExactPayment): { payer: Hex; nonce: Hex } {
+    return { payer: payment.authorization.from, nonce: payment.authorization.nonce };
   }
 
   private failure(errorReason: string, errorMessage: string, payer?: string): SettleResponse {
@@ -106,23 +404,64 @@ export class X402Gateway {
   }
 }
 
-/** The EIP-3009 authorization and signature inside an `exact` payload (already verified). */
-function exactPayload(payload: PaymentPayload): { authorization: TransferAuthorization; signature: Hex } {
-  const { authorization, signature } = payload.payload as {
-    authorization: Record<keyof TransferAuthorization, string>;
-    signature: Hex;
+const inFlightId = ({ payer, nonce }: { payer: Hex; nonce: Hex }) => `${payer.toLowerCase()}:${nonce.toLowerCase()}`;
+
+const inFlightConflict = () =>
+  ({ state: "conflict", code: "payment_in_flight", message: "this payment is being used by another request: retry with the same payment to get its result" }) as const;
+
+/** Why a stored or running use of a payment is not the use wanted (undefined when it is). */
+function sameUse(
+  use: Pick<InFlight, "kind" | "authorizationHash" | "requestHash">,
+  wanted: Pick<InFlight, "kind" | "authorizationHash" | "requestHash">,
+): { state: "conflict"; code: string; message: string } | undefined {
+  if (use.authorizationHash !== wanted.authorizationHash) {
+    return { state: "conflict", code: "payment_nonce_reused", message: "another authorization with this payer and nonce is already in use: sign a new payment" };
+  }
+  if (use.kind !== wanted.kind || use.requestHash !== wanted.requestHash) {
+    return { state: "conflict", code: "payment_already_used", message: "this payment was used for another request: sign a new payment for this one" };
+  }
+  return undefined;
+}
+
+function pendingMessage(transaction: Hex | null): string {
+  return `the payment's transfer ${transaction ?? "(hash unknown)"} has not mined yet; it may still: retry with the same payment to get the result (it is never charged twice)`;
+}
+
+/** The EIP-3009 authorization and signature inside an `exact` payload, checked for shape. */
+function exactPayment(payload: PaymentPayload): ExactPayment {
+  const inner = (payload as { payload?: unknown }).payload as { authorization?: Record<string, unknown>; signature?: unknown } | undefined;
+  const raw = inner?.authorization;
+  const signature = inner?.signature;
+  const uint = (value: unknown) => (typeof value === "string" || typeof value === "number") && /^\d{1,78}$/.test(String(value));
+  if (
+    raw === undefined ||
+    typeof raw.from !== "string" ||
+    !isAddress(raw.from) ||
+    typeof raw.to !== "string" ||
+    !isAddress(raw.to) ||
+    !uint(raw.value) ||
+    !uint(raw.validAfter) ||
+    !uint(raw.validBefore) ||
+    typeof raw.nonce !== "string" ||
+    !isHex(raw.nonce) ||
+    raw.nonce.length !== 66 ||
+    typeof signature !== "string" ||
+    !isHex(signature)
+  ) {
+    throw new MalformedPaymentError("the payment is not an EIP-3009 `exact` payload (authorization and signature)");
+  }
+  const authorization: TransferAuthorization = {
+    from: getAddress(raw.from),
+    to: getAddress(raw.to),
+    value: BigInt(raw.value as string),
+    validAfter: BigInt(raw.validAfter as string),
+    validBefore: BigInt(raw.validBefore as string),
+    nonce: raw.nonce.toLowerCase() as Hex,
   };
-  return {
-    authorization: {
-      from: authorization.from as Address,
-      to: authorization.to as Address,
-      value: BigInt(authorization.value),
-      validAfter: BigInt(authorization.validAfter),
-      validBefore: BigInt(authorization.validBefore),
-      nonce: authorization.nonce as Hex,
-    },
-    signature,
-  };
+  const authorizationHash = keccak256(
+    toBytes(JSON.stringify({ ...authorization, value: `${authorization.value}`, validAfter: `${authorization.validAfter}`, validBefore: `${authorization.validBefore}`, signature: signature.toLowerCase() })),
+  );
+  return { authorization, signature, authorizationHash };
 }
 
 function requireX402(ctx: RelayerContext): X402Gateway {
@@ -162,8 +501,12 @@ function origin(req: IncomingMessage): string {
 export async function callAgent(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
   const x402 = requireX402(ctx);
   const agent = await listedAgent(ctx, id);
-  if (agent.status !== "active") throw new ApiError(409, `agent_${agent.status}`, `agent ${agent.id} is ${agent.status}`);
-  agentUrl(ctx, agent); // refused endpoints are refused before any payment is asked for
+  // A paused or retired agent, or one whose endpoint is refused, is not offered for payment and
+  // runs no new call; a payment that already bought an answer still gets it (checked at the run).
+  const runnable = () => {
+    if (agent.status !== "active") throw new ApiError(409, `agent_${agent.status}`, `agent ${agent.id} is ${agent.status}`);
+    agentUrl(ctx, agent);
+  };
   const body = await readJsonBody(req, ctx.limits.maxBodyBytes);
   const requirements = await x402.requirements(agent);
   const resource = { url: `${origin(req)}/agents/${agent.id}`, description: agent.name, mimeType: "application/json" };
@@ -173,23 +516,35 @@ export async function callAgent(ctx: RelayerContext, req: IncomingMessage, res: 
   };
   const header = req.headers["payment-signature"];
   if (typeof header !== "string") {
+    runnable();
     throw paymentRequired("payment_required", `agent ${agent.id} costs ${formatUsdc(agent.pricePerCall)} USDC per call: pay with x402 (PAYMENT-SIGNATURE)`);
   }
   let payload: PaymentPayload;
   try {
     payload = decodePaymentSignatureHeader(header);
+    exactPayment(payload);
   } catch {
-    throw paymentRequired("invalid_payment", "PAYMENT-SIGNATURE is not a base64-encoded x402 payment payload");
+    throw paymentRequired("invalid_payment", "PAYMENT-SIGNATURE is not a base64-encoded x402 `exact` payment payload");
   }
-  const verified = await x402.verify(payload, requirements);
-  if (!verified.isValid) throw paymentRequired(verified.invalidReason ?? "invalid_payment", verified.invalidMessage ?? "the payment is invalid");
-
-  const answer = await forwardToAgent(ctx, agent, body);
-  const settled = await x402.settleVerified(agent, payload);
-  if (!settled.success) throw paymentRequired(settled.errorReason ?? "settlement_failed", settled.errorMessage ?? "the payment could not be settled");
-  res.setHeader("payment-response", encodePaymentResponseHeader(settled));
-  res.writeHead(200, { "content-type": "application/json" });
-  res.end(answer);
+  const requestHash = createHash("sha256").update(JSON.stringify(body)).digest("hex");
+  const outcome = await x402.call(agent, requirements, payload, requestHash, () => {
+    runnable();
+    return forwardToAgent(ctx, agent, body);
+  });
+  switch (outcome.state) {
+    case "served":
+      res.setHeader("payment-response", encodePaymentResponseHeader(outcome.settlement));
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(outcome.answer);
+      return;
+    case "failed":
+      throw paymentRequired(outcome.reason, outcome.message);
+    case "pending":
+      throw new ApiError(409, "payment_pending", pendingMessage(outcome.transaction), { headers: { "retry-after": String(RETRY_AFTER_SECONDS) } });
+    case "conflict":
+      if (outcome.code === "payment_answer_expired") throw new ApiError(410, outcome.code, outcome.message);
+      throw new ApiError(409, outcome.code, outcome.message, outcome.code === "payment_in_flight" ? { headers: { "retry-after": String(RETRY_AFTER_SECONDS) } } : {});
+  }
 }
 
 function endpointRefused(agent: ListedAgent, error: EndpointRefusedError): ApiError {

@@ -144,6 +144,44 @@ export const MIGRATIONS: readonly string[] = [
        WHERE t.status = 'pending' AND json_extract(i.value, '$.sessionId') = sessions.id);
    CREATE INDEX sessions_due ON sessions (voucher_signed_at)
      WHERE status IN ('open', 'closing') AND unsettled_reason IS NULL AND settling_id IS NULL AND signed_sequence > settled_sequence;`,
+  // x402: one run per payment (issue 12 item 6). Each EIP-3009 authorization (payer, nonce) the
+  // relayer takes is locked by its primary key and moves reserved -> settling -> settled | failed;
+  // a call's answer is kept with it, so a retry of the same payment gets the same answer and never a
+  // second run. The payout worker (item 12) keeps a cursor over the marketplace's logs and the
+  // AgentTermsSet / AgentPaid logs it still needs (raw, decoded when read), instead of rescanning
+  // from the deployment block on every pass.
+  `CREATE TABLE x402_payments (
+     payer TEXT NOT NULL,
+     nonce TEXT NOT NULL,
+     kind TEXT NOT NULL CHECK (kind IN ('call', 'settle')),
+     agent_id INTEGER NOT NULL,
+     authorization_hash TEXT NOT NULL,
+     request_hash TEXT,
+     state TEXT NOT NULL CHECK (state IN ('reserved', 'settling', 'settled', 'failed')),
+     payload TEXT NOT NULL,
+     response TEXT,
+     tx_hash TEXT,
+     error TEXT,
+     created_at INTEGER NOT NULL,
+     updated_at INTEGER NOT NULL,
+     PRIMARY KEY (payer, nonce)
+   );
+   CREATE INDEX x402_payments_unresolved ON x402_payments (updated_at) WHERE state IN ('reserved', 'settling');
+   CREATE INDEX x402_payments_answers ON x402_payments (updated_at) WHERE response IS NOT NULL;
+   CREATE TABLE payout_cursor (
+     id INTEGER PRIMARY KEY CHECK (id = 1),
+     last_block INTEGER NOT NULL
+   );
+   CREATE TABLE payout_logs (
+     block INTEGER NOT NULL,
+     log_index INTEGER NOT NULL,
+     agent_id INTEGER NOT NULL,
+     event TEXT NOT NULL CHECK (event IN ('AgentTermsSet', 'AgentPaid')),
+     topics TEXT NOT NULL,
+     data TEXT NOT NULL,
+     PRIMARY KEY (block, log_index)
+   );
+   CREATE INDEX payout_logs_by_agent ON payout_logs (agent_id, event, block, log_index);`,
 ];
 
 /**
