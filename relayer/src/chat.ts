@@ -16,7 +16,7 @@ import {
 import type { RegisteredModel, RegisteredProvider } from "./chain.ts";
 import type { RelayerContext } from "./context.ts";
 import { ApiError, badRequest, bearerToken, readJsonBody, sendJson } from "@agentmesh/sdk/http";
-import { authenticate, parseBody, receiptView, recordVoucher, requireSession, sessionSignerKey, voucherSchema } from "./sessions.ts";
+import { authenticate, keySession, parseBody, receiptView, recordVoucher, requireSession, sessionSignerKey, voucherSchema } from "./sessions.ts";
 import { REFUSAL_STATUS, servingRefusal, type ServingRefusalCode } from "./serving.ts";
 import type { SessionRecord } from "./store/repository.ts";
 import { countOutputTokens, countPromptTokens, type ChatMessage } from "@agentmesh/sdk/tokens";
@@ -139,9 +139,11 @@ const SKIP_PRIORITY: SkipReason[] = [
 
 /** `POST /v1/chat/completions`. */
 export async function chatCompletions(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const agent = authenticate(ctx, bearerToken(req));
+  const keyed = authenticate(ctx, bearerToken(req));
+  const agent = keyed.agent;
   const body = await readJsonBody(req, ctx.limits.maxBodyBytes);
   const request = parseBody(chatSchema, body);
+  request.sessionId = keySession(keyed, request.sessionId); // a key serves its own session only
   const sent = body as { messages: ChatMessage[] };
   const requestedMax = request.max_tokens ?? request.max_completion_tokens;
   if (requestedMax !== undefined && requestedMax > ctx.limits.maxTokensCap) {
@@ -355,6 +357,8 @@ async function serve(
     }
     throw new UpstreamError(result.message);
   }
+  // A whole answer whose client left before it could be sent reached nobody: it is not billed.
+  if (result.kind === "completed" && !request.stream && clientGone.signal.aborted) return true;
   const record = bill(ctx, request, candidate, prompt, latencyMs, result);
   await ctx.repo.committed(); // the receipt is on disk before anyone is told of it
   const cost = { amount: formatUsdc(record.receipt.cost), amountAtomic: record.receipt.cost.toString(), currency: "USDC", txHash: null };

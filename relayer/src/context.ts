@@ -1,3 +1,4 @@
+import { LRUCache } from "lru-cache";
 import type { Address, Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import type { ChainGateway, RegisteredProvider } from "./chain.ts";
@@ -50,6 +51,21 @@ export interface RelayerLimits {
    * between this host's clock and the sequencer's).
    */
   chainTimeMarginSeconds: number;
+  /** Requests per client IP (every route): a token bucket; past it, 429 with `Retry-After`. */
+  ipRateLimit: RateLimit;
+  /** Requests per API key (routes that take one), on top of the IP's limit. */
+  keyRateLimit: RateLimit;
+  /**
+   * How long the chain reads behind provider views (the escrow's fee, each provider's on-chain
+   * metrics) are reused; concurrent requests share one read.
+   */
+  chainViewCacheMs: number;
+}
+
+/** A token bucket: `burst` requests at once, refilled at `perSecond`. */
+export interface RateLimit {
+  perSecond: number;
+  burst: number;
 }
 
 export const DEFAULT_LIMITS: RelayerLimits = {
@@ -59,7 +75,71 @@ export const DEFAULT_LIMITS: RelayerLimits = {
   upstreamTimeoutMs: 60_000,
   tokenMismatchTolerance: 0.02,
   chainTimeMarginSeconds: 5,
+  // Generous enough for the benchmarks' single client IP; a deployment sets its own.
+  ipRateLimit: { perSecond: 2_000, burst: 4_000 },
+  // A key serves one session, which serves one call at a time; reads and voucher posts come on top.
+  keyRateLimit: { perSecond: 100, burst: 200 },
+  chainViewCacheMs: 5_000,
 };
+
+/** Clients tracked per token-bucket table at most: the least recently seen are forgotten (a full bucket). */
+const MAX_TRACKED_CLIENTS = 100_000;
+
+/**
+ * Token buckets by client (an IP, an API key): each holds up to `burst` tokens, refilled at
+ * `perSecond`; a request takes one. At most {@link MAX_TRACKED_CLIENTS} are kept (least recently
+ * used first out), so a flood of new clients costs bounded memory.
+ */
+export class TokenBuckets {
+  private readonly buckets = new LRUCache<string, { tokens: number; at: number }>({ max: MAX_TRACKED_CLIENTS });
+  private readonly limit: RateLimit;
+
+  constructor(limit: RateLimit) {
+    if (!(limit.perSecond > 0) || !(limit.burst >= 1)) throw new RangeError(`a rate limit needs perSecond > 0 and burst >= 1, got ${JSON.stringify(limit)}`);
+    this.limit = limit;
+  }
+
+  /** Takes a token of `client`'s bucket: 0 when there was one, else the whole seconds until there is. */
+  take(client: string, now = Date.now()): number {
+    const { perSecond, burst } = this.limit;
+    const bucket = this.buckets.get(client) ?? { tokens: burst, at: now };
+    bucket.tokens = Math.min(burst, bucket.tokens + ((now - bucket.at) / 1000) * perSecond);
+    bucket.at = now;
+    this.buckets.set(client, bucket);
+    if (bucket.tokens >= 1) {
+      bucket.tokens -= 1;
+      return 0;
+    }
+    return Math.max(1, Math.ceil((1 - bucket.tokens) / perSecond));
+  }
+}
+
+/**
+ * The chain reads that provider views show and nothing else depends on (the escrow's fee, each
+ * provider's on-chain metrics), reused for `ttlMs`: any number of view requests cost at most one
+ * read of each per `ttlMs`, and concurrent ones share the read in flight.
+ */
+export class ChainViewCache {
+  private readonly fee: LRUCache<"fee", number>;
+  private readonly providerMetrics: LRUCache<number, ProviderMetrics>;
+
+  constructor(chain: ChainGateway, ttlMs: number) {
+    this.fee = new LRUCache({ max: 1, ttl: ttlMs, fetchMethod: () => chain.feeBps() });
+    this.providerMetrics = new LRUCache({ max: 10_000, ttl: ttlMs, fetchMethod: (id) => chain.metrics(id) });
+  }
+
+  /** The escrow's current fee (see `ChainGateway.feeBps`), at most `ttlMs` old. */
+  async feeBps(): Promise<number> {
+    return (await this.fee.fetch("fee"))!;
+  }
+
+  /** Provider `id`'s settlement totals (see `ChainGateway.metrics`), at most `ttlMs` old. */
+  async metrics(id: number): Promise<ProviderMetrics> {
+    return (await this.providerMetrics.fetch(id))!;
+  }
+}
+
+type ProviderMetrics = Awaited<ReturnType<ChainGateway["metrics"]>>;
 
 /**
  * Requests per provider per rolling minute, as each provider registered (the registry requires > 0).
@@ -95,6 +175,10 @@ export interface RelayerContext {
   busySessions: Set<Hex>;
   stats: ProviderStats;
   rateLimiter: RateLimiter;
+  /** Requests per client IP and per API key (see `RelayerLimits.ipRateLimit`, `keyRateLimit`). */
+  clientLimits: { ip: TokenBuckets; key: TokenBuckets };
+  /** The fee and provider metrics that provider views show, cached briefly. */
+  chainViews: ChainViewCache;
   /**
    * The HTTP client for every endpoint that comes from the chain (providers, agents, health probes),
    * with the outbound policy of the relayer's chain: private destinations only on the local chain.

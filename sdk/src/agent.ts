@@ -115,6 +115,19 @@ interface ProviderJson {
   models: { id: number; name: string; inputPricePer1K: number; outputPricePer1K: number }[];
 }
 
+/**
+ * The text an agent (or its budget's creator) signs, EIP-191, to read session `sessionId` from the
+ * relayer until `expiresAt` (unix seconds, at most an hour ahead): sent as
+ * `Authorization: AgentMesh-Signature <expiresAt> <signature>`. A read needs no API key, so it works
+ * after the session's key expired or was revoked (e.g. to catch up before a cooperative close).
+ */
+export function sessionReadMessage(sessionId: Hex, expiresAt: number): string {
+  return `AgentMesh: read session ${sessionId.toLowerCase()} until ${expiresAt}`;
+}
+
+/** Receipts a catch-up asks for at most: the credit limit is one call, so one unseen receipt is the most a relayer may hold. */
+const CATCH_UP_PAGE = 10;
+
 async function relayerJson<T>(url: string, init?: RequestInit): Promise<T> {
   const response = await fetch(url, { ...init, headers: { "content-type": "application/json", ...init?.headers } });
   const body = (await response.json()) as T & { error?: { code: string; message: string } };
@@ -429,9 +442,9 @@ export class AgentSession {
    * anything else is refused: the relayer shows nothing the agent signs unchecked.
    */
   private async catchUp(): Promise<void> {
-    const status = await relayerJson<{ receipts: ReceiptJson[]; signedSequence: number }>(`${this.relayerUrl}/v1/sessions/${this.sessionId}`, {
-      headers: { authorization: `Bearer ${this.apiKey}` },
-    });
+    // Only the receipts after the latest state the agent signed: the rest it has checked already.
+    const url = `${this.relayerUrl}/v1/sessions/${this.sessionId}?after=${this.signed.sequence}&limit=${CATCH_UP_PAGE}`;
+    const status = await relayerJson<{ receipts: ReceiptJson[]; signedSequence: number }>(url, { headers: { authorization: await this.readAuthorization() } });
     for (const receipt of status.receipts.filter((candidate) => candidate.sequence > this.signed.sequence)) {
       await (this.pending = this.accept(receipt));
     }
@@ -439,6 +452,21 @@ export class AgentSession {
       this.takeUnsent();
       await this.flush(this.voucher);
     }
+  }
+
+  /** An `Authorization` header that lets the relayer show this session to its agent for the next minutes. */
+  private async readAuthorization(): Promise<string> {
+    const expiresAt = Math.floor(Date.now() / 1000) + 300;
+    const signature = await privateKeyToAccount(this.privateKey).signMessage({ message: sessionReadMessage(this.sessionId, expiresAt) });
+    return `AgentMesh-Signature ${expiresAt} ${signature}`;
+  }
+
+  /**
+   * Revokes this session's API key at the relayer: it is refused from then on, by anyone (this
+   * object included). The session can still be closed, which needs the agent's signature only.
+   */
+  async revokeKey(): Promise<void> {
+    await relayerJson(`${this.relayerUrl}/v1/sessions/${this.sessionId}/key`, { method: "DELETE", headers: { authorization: `Bearer ${this.apiKey}` } });
   }
 
   /** Cooperative close: signs the final state; the escrow pays the rest and returns the unused lock at once. */
