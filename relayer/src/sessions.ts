@@ -17,6 +17,7 @@ import {
 import { contractRevert, type ContractRevert } from "./chain.ts";
 import type { RelayerContext } from "./context.ts";
 import { ApiError, badRequest, bearerToken, readJsonBody, sendJson } from "@agentmesh/sdk/http";
+import { servingRefusal } from "./serving.ts";
 import type { ReceiptRecord, SessionRecord } from "./store/repository.ts";
 
 const hex32 = z.string().regex(/^0x[0-9a-fA-F]{64}$/, "must be 0x-prefixed 32-byte hex").transform((value) => value.toLowerCase() as Hex);
@@ -352,7 +353,8 @@ const unauthorized = (code: string, message: string) => new ApiError(401, code, 
 
 /**
  * The session a request's API key opens, or a 401. A key opens the one session it was issued with,
- * until that session is closed or its deadline passes (by the chain's clock), or the key is revoked.
+ * until the key is revoked (401 `api_key_revoked`) or the session is closed or past its deadline by
+ * the chain's clock (410 `session_finalized` or `session_expired`).
  */
 export function authenticate(ctx: RelayerContext, apiKey: string | undefined): SessionRecord {
   if (apiKey === undefined) {
@@ -362,10 +364,10 @@ export function authenticate(ctx: RelayerContext, apiKey: string | undefined): S
   const session = key && ctx.repo.getSession(key.sessionId);
   if (key === undefined || session === undefined) throw unauthorized("invalid_api_key", "invalid API key");
   if (key.revokedAt !== null) throw unauthorized("api_key_revoked", `this API key of session ${session.id} was revoked`);
-  if (session.status === "closed") throw unauthorized("api_key_expired", `this API key expired: session ${session.id} is closed`);
-  if (ctx.chainIndex.chainTime() >= session.terms.deadline) {
-    throw unauthorized("api_key_expired", `this API key expired: session ${session.id} passed its deadline`);
-  }
+  // The key ends with its session, and is refused as the session is, saying why (410
+  // session_finalized or session_expired, which clients take as "open a new session").
+  const now = ctx.chainIndex.chainTime();
+  if (session.status === "closed" || now >= session.terms.deadline) throw servingRefusal(ctx, session, now)!;
   return session;
 }
 

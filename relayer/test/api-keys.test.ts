@@ -6,7 +6,7 @@ import { DatabaseSync } from "node:sqlite";
 import { after, describe, it } from "node:test";
 import { INITIAL_STATE, sessionIdOf } from "@agentmesh/sdk";
 import { ApiError } from "@agentmesh/sdk/http";
-import { DEFAULT_LIMITS, TokenBuckets, type RelayerContext } from "../src/context.ts";
+import { DEFAULT_LIMITS, ReceiptSigners, TokenBuckets, type RelayerContext } from "../src/context.ts";
 import { authenticate, keySession } from "../src/sessions.ts";
 import { ChainIndex } from "../src/store/chain-index.ts";
 import { MIGRATIONS, openDatabase } from "../src/store/database.ts";
@@ -31,7 +31,7 @@ function setup() {
   repo.addSessionKey("am_a", idA);
   repo.addSessionKey("am_b", idB);
   chainIndex.observeHead(10, NOW, Date.now());
-  const ctx = { repo, chainIndex, limits: DEFAULT_LIMITS } as unknown as RelayerContext;
+  const ctx = { repo, chainIndex, limits: DEFAULT_LIMITS, receiptSigners: new ReceiptSigners([]) } as unknown as RelayerContext;
   /** The error code `authenticate` answers `key` with, or the session it opens. */
   const check = (key: string | undefined) => {
     try {
@@ -71,15 +71,15 @@ describe("session API keys", () => {
     assert.equal(check("am_b"), idB);
   });
 
-  it("expire when the session closes or its deadline passes by the chain's clock", () => {
+  it("expire when the session closes or its deadline passes by the chain's clock, refused as the session is", () => {
     const { repo, chainIndex, check } = setup();
     repo.followChain({ id: idA, settled: 0n, sequence: 0, closeRequested: false, finalized: true, closeTx: null });
-    assert.equal(check("am_a"), "401 api_key_expired");
+    assert.equal(check("am_a"), "410 session_finalized");
     assert.equal(check("am_b"), idB);
     chainIndex.observeHead(11, termsB.deadline - 1, Date.now());
     assert.equal(check("am_b"), idB, "a second before the deadline");
     chainIndex.observeHead(12, termsB.deadline, Date.now());
-    assert.equal(check("am_b"), "401 api_key_expired");
+    assert.equal(check("am_b"), "410 session_expired");
   });
 
   it("migrate from agent-wide keys: each kept for the session it was issued with", async () => {

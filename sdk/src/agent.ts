@@ -125,6 +125,19 @@ export function sessionReadMessage(sessionId: Hex, expiresAt: number): string {
   return `AgentMesh: read session ${sessionId.toLowerCase()} until ${expiresAt}`;
 }
 
+/**
+ * An `Authorization` header value that lets the holder of `privateKey` (a session's agent, or its
+ * budget's creator) read session `sessionId` for the next `seconds` (at most 3600).
+ *
+ * @example
+ * await fetch(`${relayerUrl}/v1/sessions/${sessionId}`, { headers: { authorization: await signSessionRead(agentKey, sessionId) } });
+ */
+export async function signSessionRead(privateKey: Hex, sessionId: Hex, seconds = 300): Promise<string> {
+  const expiresAt = Math.floor(Date.now() / 1000) + seconds;
+  const signature = await privateKeyToAccount(privateKey).signMessage({ message: sessionReadMessage(sessionId, expiresAt) });
+  return `AgentMesh-Signature ${expiresAt} ${signature}`;
+}
+
 /** Receipts a catch-up asks for at most: the credit limit is one call, so one unseen receipt is the most a relayer may hold. */
 const CATCH_UP_PAGE = 10;
 
@@ -444,7 +457,7 @@ export class AgentSession {
   private async catchUp(): Promise<void> {
     // Only the receipts after the latest state the agent signed: the rest it has checked already.
     const url = `${this.relayerUrl}/v1/sessions/${this.sessionId}?after=${this.signed.sequence}&limit=${CATCH_UP_PAGE}`;
-    const status = await relayerJson<{ receipts: ReceiptJson[]; signedSequence: number }>(url, { headers: { authorization: await this.readAuthorization() } });
+    const status = await relayerJson<{ receipts: ReceiptJson[]; signedSequence: number }>(url, { headers: { authorization: await signSessionRead(this.privateKey, this.sessionId) } });
     for (const receipt of status.receipts.filter((candidate) => candidate.sequence > this.signed.sequence)) {
       await (this.pending = this.accept(receipt));
     }
@@ -452,13 +465,6 @@ export class AgentSession {
       this.takeUnsent();
       await this.flush(this.voucher);
     }
-  }
-
-  /** An `Authorization` header that lets the relayer show this session to its agent for the next minutes. */
-  private async readAuthorization(): Promise<string> {
-    const expiresAt = Math.floor(Date.now() / 1000) + 300;
-    const signature = await privateKeyToAccount(this.privateKey).signMessage({ message: sessionReadMessage(this.sessionId, expiresAt) });
-    return `AgentMesh-Signature ${expiresAt} ${signature}`;
   }
 
   /**

@@ -12,9 +12,9 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, it } from "node:test";
 import OpenAI from "openai";
 import { createTestClient, http, type Hex } from "viem";
-import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
+import { generatePrivateKey } from "viem/accounts";
 import { hardhat } from "viem/chains";
-import { AgentSession, sessionReadMessage } from "../../sdk/src/index.ts";
+import { AgentSession, signSessionRead } from "../../sdk/src/index.ts";
 import { ChainViewCache, TokenBuckets } from "../../relayer/src/context.ts";
 import { startLocalStack, type RunningStack } from "../../scripts/lib/local-stack.ts";
 
@@ -72,11 +72,7 @@ describe("API keys, session reads and client limits", { timeout: 240_000 }, () =
     fetch(`${running.relayer.url}/v1/sessions/${id}${query}`, { headers: authorization === undefined ? {} : { authorization } });
   const code = async (response: Response) => ((await response.json()) as ErrorBody).error.code;
   const sequence = (id: Hex) => running.relayer.context.repo.getSession(id)!.state.sequence;
-  /** `Authorization` for a read signed by `privateKey`, valid for five minutes. */
-  const readSignature = async (id: Hex, privateKey: Hex) => {
-    const expiresAt = Math.floor(Date.now() / 1000) + 300;
-    return `AgentMesh-Signature ${expiresAt} ${await privateKeyToAccount(privateKey).signMessage({ message: sessionReadMessage(id, expiresAt) })}`;
-  };
+  const readSignature = (id: Hex, privateKey: Hex) => signSessionRead(privateKey, id);
 
   it("issue 12 item 7: a key for session A cannot call or read session B, nor fall back to it", async () => {
     const a = await openSession(1);
@@ -121,11 +117,13 @@ describe("API keys, session reads and client limits", { timeout: 240_000 }, () =
     const session = await openSession(2);
     await session.close();
     const refused = await chat(session.apiKey, {});
-    assert.equal(refused.status, 401);
-    assert.equal(await code(refused), "api_key_expired");
+    assert.equal(refused.status, 410);
+    assert.equal(await code(refused), "session_finalized");
     const status = await read(session.sessionId, `Bearer ${session.apiKey}`);
-    assert.equal(status.status, 401);
-    assert.equal(await code(status), "api_key_expired");
+    assert.equal(status.status, 410);
+    assert.equal(await code(status), "session_finalized");
+    // Its agent still reads it, by signature.
+    assert.equal((await read(session.sessionId, await readSignature(session.sessionId, running.stack.accounts.agent.privateKey))).status, 200);
   });
 
   it("issue 12 item 7: a client that walks away from a call leaves no billed call behind, and nothing falls back", async () => {
@@ -177,7 +175,8 @@ describe("API keys, session reads and client limits", { timeout: 240_000 }, () =
     // The SDK catches up on a receipt it has not seen (a stream it walked away from) through a read.
     const stream = await openai.chat.completions.create({ model: "agentmesh-small", messages: [{ role: "user", content: "A long one." }], max_tokens: 200, stream: true });
     for await (const chunk of stream) if ((chunk.choices[0]?.delta?.content ?? "").length > 0) break;
-    await openai.chat.completions.create({ model: "agentmesh-small", messages: [{ role: "user", content: "short" }], max_tokens: 5 });
+    // (Retried while the relayer still winds the abandoned stream down: 429 session_busy.)
+    await new OpenAI({ ...session.openAIOptions(), maxRetries: 5 }).chat.completions.create({ model: "agentmesh-small", messages: [{ role: "user", content: "short" }], max_tokens: 5 });
     assert.equal((await session.state()).sequence, 5);
     await session.close();
   });
@@ -226,7 +225,31 @@ describe("API keys, session reads and client limits", { timeout: 240_000 }, () =
     } finally {
       context.clientLimits = previous;
     }
-    await session.close();
+  });
+
+  it("issue 12 item 7: the agent proxy falls back to the next provider itself, and a client that leaves stops it, unbilled", async () => {
+    const proxy = new OpenAI({ baseURL: running.stack.agentProxyUrl, apiKey: "sk-anything", maxRetries: 0 });
+    await running.providers[1].close(); // provider 2, the cheaper one, goes down for the rest of this suite
+    const reply = await proxy.chat.completions.create({ model: "agentmesh-small", messages: [{ role: "user", content: "anyone?" }], max_tokens: 5 });
+    assert.equal((reply as unknown as { receipt: { providerId: number } }).receipt.providerId, 1);
+
+    const { repo, busySessions } = running.relayer.context;
+    const served = () => repo.openSessionsFor(running.stack.accounts.agent.address, "agentmesh-small").reduce((sum, session) => sum + session.state.sequence, 0);
+    const before = served();
+    const abort = new AbortController();
+    const pending = fetch(`${running.stack.agentProxyUrl}/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "agentmesh-small", messages: [{ role: "user", content: "slowly" }], max_tokens: 20 }),
+      signal: abort.signal,
+    });
+    for (let wait = 0; wait < 200 && busySessions.size === 0; wait++) await sleep(10);
+    assert.ok(busySessions.size > 0, "a call is in flight at the relayer");
+    abort.abort();
+    await assert.rejects(pending);
+    for (let wait = 0; wait < 500 && busySessions.size > 0; wait++) await sleep(10);
+    assert.equal(busySessions.size, 0);
+    assert.equal(served(), before, "the proxy's client left: nothing was billed, and nothing else was tried");
   });
 
   it("issue 12 item 7: a key past its session's deadline is refused; the agent still reads and closes", async () => {
@@ -238,9 +261,9 @@ describe("API keys, session reads and client limits", { timeout: 240_000 }, () =
     await testClient.mine({ blocks: 1 });
     await running.relayer.indexer.catchUp(); // the relayer sees the new head and its time
     const refused = await chat(session.apiKey, {});
-    assert.equal(refused.status, 401);
-    assert.equal(await code(refused), "api_key_expired");
-    assert.equal((await read(session.sessionId, `Bearer ${session.apiKey}`)).status, 401);
+    assert.equal(refused.status, 410);
+    assert.equal(await code(refused), "session_expired");
+    assert.equal((await read(session.sessionId, `Bearer ${session.apiKey}`)).status, 410);
     assert.equal((await read(session.sessionId, await readSignature(session.sessionId, running.stack.accounts.agent.privateKey))).status, 200);
     const closed = await session.close(); // catches up by a signed read, closes by the agent's signature
     assert.ok(Number(closed.settled) > 0);

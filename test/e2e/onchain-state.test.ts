@@ -25,6 +25,7 @@ import {
   formatUsdc,
   mockUSDCAbi,
   providerRegistryAbi,
+  signSessionRead,
 } from "../../sdk/src/index.ts";
 import { startLocalStack, type RunningStack } from "../../scripts/lib/local-stack.ts";
 
@@ -128,7 +129,9 @@ describe("serving follows the session's on-chain state", { timeout: 300_000 }, (
     return { status: response.status, body: (await response.json()) as ErrorBody & { receipt?: { sessionId: Hex; providerId: number } } };
   }
 
-  const view = async (id: Hex) => (await (await fetch(`${running.relayer.url}/v1/sessions/${id}`)).json()) as Record<string, unknown> & {
+  // Read as the budgets' creator, whose signature shows any session of its budgets (keys expire with their sessions).
+  const view = async (id: Hex) =>
+    (await (await fetch(`${running.relayer.url}/v1/sessions/${id}`, { headers: { authorization: await signSessionRead(running.stack.accounts.creator.privateKey, id) } })).json()) as Record<string, unknown> & {
     status: string;
     receipts: unknown[];
     settledSequence: number;
