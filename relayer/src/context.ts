@@ -115,27 +115,30 @@ export class TokenBuckets {
 }
 
 /**
- * The chain reads that provider views show and nothing else depends on (the escrow's fee, each
- * provider's on-chain metrics), reused for `ttlMs`: any number of view requests cost at most one
- * read of each per `ttlMs`, and concurrent ones share the read in flight.
+ * The chain reads that provider views show (the escrow's fee, each provider's on-chain metrics),
+ * reused until the chain index moves to a new block or `ttlMs` passes, whichever comes first: any
+ * number of view requests cost at most one read of each per block and per `ttlMs`, concurrent ones
+ * share the read in flight, and a change the index has seen is never hidden by the cache.
  */
 export class ChainViewCache {
-  private readonly fee: LRUCache<"fee", number>;
-  private readonly providerMetrics: LRUCache<number, ProviderMetrics>;
+  private readonly fee: LRUCache<number, number>;
+  private readonly providerMetrics: LRUCache<string, ProviderMetrics>;
+  private readonly chainIndex: Pick<ChainIndex, "lastBlock">;
 
-  constructor(chain: ChainGateway, ttlMs: number) {
-    this.fee = new LRUCache({ max: 1, ttl: ttlMs, fetchMethod: () => chain.feeBps() });
-    this.providerMetrics = new LRUCache({ max: 10_000, ttl: ttlMs, fetchMethod: (id) => chain.metrics(id) });
+  constructor(chain: Pick<ChainGateway, "feeBps" | "metrics">, chainIndex: Pick<ChainIndex, "lastBlock">, ttlMs: number) {
+    this.chainIndex = chainIndex;
+    this.fee = new LRUCache({ max: 4, ttl: ttlMs, fetchMethod: () => chain.feeBps() });
+    this.providerMetrics = new LRUCache({ max: 10_000, ttl: ttlMs, fetchMethod: (key) => chain.metrics(Number(key.split("@")[0])) });
   }
 
-  /** The escrow's current fee (see `ChainGateway.feeBps`), at most `ttlMs` old. */
+  /** The escrow's current fee (see `ChainGateway.feeBps`), as of the indexed block at most `ttlMs` ago. */
   async feeBps(): Promise<number> {
-    return (await this.fee.fetch("fee"))!;
+    return (await this.fee.fetch(this.chainIndex.lastBlock() ?? -1))!;
   }
 
-  /** Provider `id`'s settlement totals (see `ChainGateway.metrics`), at most `ttlMs` old. */
+  /** Provider `id`'s settlement totals (see `ChainGateway.metrics`), as of the indexed block at most `ttlMs` ago. */
   async metrics(id: number): Promise<ProviderMetrics> {
-    return (await this.providerMetrics.fetch(id))!;
+    return (await this.providerMetrics.fetch(`${id}@${this.chainIndex.lastBlock() ?? -1}`))!;
   }
 }
 

@@ -130,7 +130,7 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
     receiptSigners: new ReceiptSigners(options.receiptSignerKeys),
     limits,
     clientLimits: { ip: new TokenBuckets(limits.ipRateLimit), key: new TokenBuckets(limits.keyRateLimit) },
-    chainViews: new ChainViewCache(chain, limits.chainViewCacheMs),
+    chainViews: new ChainViewCache(chain, chainIndex, limits.chainViewCacheMs),
     busySessions: new Set(),
     stats: new ProviderStats(),
     rateLimiter: new RateLimiter(),

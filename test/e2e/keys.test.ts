@@ -188,7 +188,7 @@ describe("API keys, session reads and client limits", { timeout: 240_000 }, () =
     counted.feeBps = () => (reads.fee++, context.chain.feeBps());
     counted.metrics = (id: number) => (reads.metrics++, context.chain.metrics(id));
     const previous = context.chainViews;
-    context.chainViews = new ChainViewCache(counted, 60_000);
+    context.chainViews = new ChainViewCache(counted, context.chainIndex, 60_000);
     try {
       const views = await Promise.all(Array.from({ length: 20 }, () => fetch(`${running.relayer.url}/v1/providers`).then((response) => response.json())));
       for (let i = 0; i < 10; i++) await fetch(`${running.relayer.url}/v1/providers/1`).then((response) => response.json());

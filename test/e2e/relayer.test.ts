@@ -210,7 +210,12 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
       ["oversize body", { headers: auth, body: JSON.stringify({ ...valid, padding: "x".repeat(1_100_000) }) }, 413, "request_too_large"],
       ["missing credentials", { headers: { "content-type": "application/json" }, body: JSON.stringify(valid) }, 401, "missing_api_key"],
       ["forged credentials", { headers: { ...auth, authorization: "Bearer am_forged" }, body: JSON.stringify(valid) }, 401, "invalid_api_key"],
-      ["voucher without its session", { headers: auth, body: JSON.stringify({ ...valid, voucher: { sequence: 1, signature: forged } }) }, 400, "invalid_request"],
+      [
+        "voucher for another session than the key's",
+        { headers: auth, body: JSON.stringify({ ...valid, sessionId: `0x${"ab".repeat(32)}`, voucher: { sequence: 1, signature: forged } }) },
+        403,
+        "key_not_for_session",
+      ],
       [
         "voucher for a call never made",
         { headers: auth, body: JSON.stringify({ ...valid, sessionId: session.sessionId, voucher: { sequence: 1, signature: forged } }) },
