@@ -8,6 +8,7 @@ import {
   recoverDigestSigner,
   sessionIdOf,
   sessionReadMessage,
+  SESSION_READ_MAX_SECONDS,
   signDigest,
   voucherDigest,
   type CompactSignature,
@@ -379,9 +380,6 @@ export function keySession(keyed: SessionRecord, requested: string | undefined):
   return keyed.id;
 }
 
-/** Longest validity of a read signature, in seconds: a signed read can be replayed until it expires. */
-export const READ_SIGNATURE_MAX_SECONDS = 3600;
-
 /**
  * Who may read `session` (its receipts and what was delivered): the holder of its API key, or
  * whoever shows `Authorization: AgentMesh-Signature <expiresAt> <signature>`, an EIP-191 signature of
@@ -398,8 +396,8 @@ export async function authorizeRead(ctx: RelayerContext, req: IncomingMessage, s
   }
   const expiresAt = Number(signed[1]);
   const now = Math.floor(Date.now() / 1000);
-  if (expiresAt <= now || expiresAt > now + READ_SIGNATURE_MAX_SECONDS) {
-    throw unauthorized("invalid_signature", `the read signature expires at ${expiresAt}: it must be in the future, at most ${READ_SIGNATURE_MAX_SECONDS} s ahead`);
+  if (expiresAt <= now || expiresAt > now + SESSION_READ_MAX_SECONDS) {
+    throw unauthorized("invalid_signature", `the read signature expires at ${expiresAt}: it must be in the future, at most ${SESSION_READ_MAX_SECONDS} s ahead`);
   }
   const signer = await recoverMessageAddress({ message: sessionReadMessage(session.id, expiresAt), signature: signed[2] as Hex }).catch(() => undefined);
   const creator = ctx.chainIndex.budget(Number(session.terms.budgetId))?.creator;

@@ -11,6 +11,7 @@ import {
   type TokenTolerance,
 } from "./metering.ts";
 import { formatUsdc } from "./pricing.ts";
+import { sessionReadAuthorization, sessionReadMessage } from "./session-read.ts";
 import { hashRequestMessages, type Receipt } from "./receipts.ts";
 import { countOutputTokens, countPromptTokens, type ChatMessage } from "./tokens.ts";
 import { sessionIdOf, sessionTermsTypes, escrowDomain, toCompactSignature, type CompactSignature, type SessionTerms } from "./typed-data.ts";
@@ -116,16 +117,6 @@ interface ProviderJson {
 }
 
 /**
- * The text an agent (or its budget's creator) signs, EIP-191, to read session `sessionId` from the
- * relayer until `expiresAt` (unix seconds, at most an hour ahead): sent as
- * `Authorization: AgentMesh-Signature <expiresAt> <signature>`. A read needs no API key, so it works
- * after the session's key expired or was revoked (e.g. to catch up before a cooperative close).
- */
-export function sessionReadMessage(sessionId: Hex, expiresAt: number): string {
-  return `AgentMesh: read session ${sessionId.toLowerCase()} until ${expiresAt}`;
-}
-
-/**
  * An `Authorization` header value that lets the holder of `privateKey` (a session's agent, or its
  * budget's creator) read session `sessionId` for the next `seconds` (at most 3600).
  *
@@ -135,7 +126,7 @@ export function sessionReadMessage(sessionId: Hex, expiresAt: number): string {
 export async function signSessionRead(privateKey: Hex, sessionId: Hex, seconds = 300): Promise<string> {
   const expiresAt = Math.floor(Date.now() / 1000) + seconds;
   const signature = await privateKeyToAccount(privateKey).signMessage({ message: sessionReadMessage(sessionId, expiresAt) });
-  return `AgentMesh-Signature ${expiresAt} ${signature}`;
+  return sessionReadAuthorization(expiresAt, signature);
 }
 
 /** Receipts a catch-up asks for at most: the credit limit is one call, so one unseen receipt is the most a relayer may hold. */
