@@ -167,10 +167,10 @@ export class RelayerRequestError extends Error {
  * @example
  * const { data } = await relayerGet<{ data: RelayerProvider[] }>(relayerUrl, "/v1/providers");
  */
-export async function relayerGet<T>(baseUrl: string, path: string, signal?: AbortSignal): Promise<T> {
+export async function relayerGet<T>(baseUrl: string, path: string, signal?: AbortSignal, headers?: Record<string, string>): Promise<T> {
   let response: Response;
   try {
-    response = await fetch(`${baseUrl.replace(/\/$/, "")}${path}`, { signal });
+    response = await fetch(`${baseUrl.replace(/\/$/, "")}${path}`, { signal, headers });
   } catch (cause) {
     if (signal?.aborted) throw cause;
     throw new RelayerRequestError(0, `The relayer at ${baseUrl} cannot be reached.`);

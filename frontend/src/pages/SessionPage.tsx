@@ -1,12 +1,15 @@
 import { useState } from "react";
+import { useAccount } from "wagmi";
 import { ChainLink } from "../components/ChainLink.tsx";
 import { Link } from "../components/Link.tsx";
 import { EmptyState, ErrorState, Loading, WithDeployment } from "../components/States.tsx";
 import { UsdcAmount } from "../components/UsdcAmount.tsx";
 import { useSession } from "../hooks/useRelayer.ts";
+import { useSessionReadAuthorization } from "../hooks/useSessionRead.ts";
 import type { ChainDeployment } from "../lib/config.ts";
 import { shortHex } from "../lib/explorer.ts";
-import type { RelayerSession } from "../lib/relayer.ts";
+import { describeError } from "../lib/errors.ts";
+import { RelayerRequestError, type RelayerSession } from "../lib/relayer.ts";
 import { formatBps } from "../lib/splits.ts";
 import { parseUsdcDecimal } from "../lib/usdc.ts";
 import { ReceiptVerification } from "./session/ReceiptVerification.tsx";
@@ -62,10 +65,34 @@ function Receipts({ deployment, session }: { deployment: ChainDeployment; sessio
   );
 }
 
+/**
+ * The relayer shows a session only to its agent or its budget's creator: the connected wallet signs
+ * a read request (no transaction), good for an hour in this tab.
+ */
+function SignToRead({ read }: { read: ReturnType<typeof useSessionReadAuthorization> }) {
+  const { isConnected } = useAccount();
+  return (
+    <div className="state" role="status">
+      <p>Receipts are private to the session's agent and its budget's creator: sign a read request with either wallet to see them (no transaction, nothing is spent).</p>
+      {isConnected ? (
+        <button type="button" onClick={() => void read.sign().catch(() => undefined)} disabled={read.signing}>
+          Sign to view
+        </button>
+      ) : (
+        <p className="muted">Connect a wallet first.</p>
+      )}
+      {read.error && <p className="muted">{describeError(read.error)}</p>}
+    </div>
+  );
+}
+
 function Session({ deployment, sessionId }: { deployment: ChainDeployment; sessionId: string }) {
-  const session = useSession(sessionId);
+  const read = useSessionReadAuthorization(sessionId);
+  const session = useSession(sessionId, read.authorization);
+  const refused = session.error instanceof RelayerRequestError && (session.error.status === 401 || session.error.status === 403);
+  if (read.authorization === undefined) return <SignToRead read={read} />;
   if (session.isPending) return <Loading what="the session" />;
-  if (session.isError) return <ErrorState error={session.error} retry={() => void session.refetch()} />;
+  if (session.isError) return <ErrorState error={session.error} retry={() => (refused ? read.forget() : void session.refetch())} />;
   const data = session.data;
   return (
     <>
