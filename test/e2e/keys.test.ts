@@ -11,10 +11,10 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, it } from "node:test";
 import OpenAI from "openai";
-import { createTestClient, http, type Hex } from "viem";
-import { generatePrivateKey } from "viem/accounts";
+import { createPublicClient, createTestClient, createWalletClient, http, type Hex } from "viem";
+import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { hardhat } from "viem/chains";
-import { AgentSession, signSessionRead } from "../../sdk/src/index.ts";
+import { AgentSession, computeEscrowAbi, signSessionRead } from "../../sdk/src/index.ts";
 import { ChainViewCache, TokenBuckets } from "../../relayer/src/context.ts";
 import { startLocalStack, type RunningStack } from "../../scripts/lib/local-stack.ts";
 
@@ -44,12 +44,12 @@ describe("API keys, session reads and client limits", { timeout: 240_000 }, () =
     await rm(dir, { recursive: true, force: true });
   });
 
-  /** A session of the stack's agent; vouchers go out with the next request or on close. */
-  function openSession(providerId: number, durationSeconds?: number) {
+  /** A session of the stack's agent (or `privateKey`'s); vouchers go out with the next request or on close. */
+  function openSession(providerId: number, durationSeconds?: number, privateKey = running.stack.accounts.agent.privateKey) {
     const { stack } = running;
     return AgentSession.open({
       relayerUrl: running.relayer.url,
-      privateKey: stack.accounts.agent.privateKey,
+      privateKey,
       chainId: stack.chainId,
       escrow: stack.contracts.ComputeEscrow,
       budgetId: BigInt(stack.budgetId),
@@ -127,8 +127,18 @@ describe("API keys, session reads and client limits", { timeout: 240_000 }, () =
   });
 
   it("issue 12 item 7: a client that walks away from a call leaves no billed call behind, and nothing falls back", async () => {
-    const a = await openSession(1);
-    const b = await openSession(2);
+    // A fresh agent with exactly two sessions: A (provider 1, slow) and B (provider 2).
+    const agentKey = generatePrivateKey();
+    const creator = createWalletClient({ chain: hardhat, transport: http(running.stack.rpcUrl), account: privateKeyToAccount(running.stack.accounts.creator.privateKey) });
+    const whitelisted = await creator.writeContract({
+      address: running.stack.contracts.ComputeEscrow,
+      abi: computeEscrowAbi,
+      functionName: "setAgentsAllowed",
+      args: [BigInt(running.stack.budgetId), [privateKeyToAccount(agentKey).address], true],
+    });
+    await createPublicClient({ chain: hardhat, transport: http(running.stack.rpcUrl) }).waitForTransactionReceipt({ hash: whitelisted });
+    const a = await openSession(1, undefined, agentKey);
+    const b = await openSession(2, undefined, agentKey);
     const abort = new AbortController();
     // The provider takes 400 ms before its first token: the client is gone before it answers.
     const pending = chat(a.apiKey, { max_tokens: 300, provider: { order: [1, 2], allow_fallbacks: true } }, abort.signal);
