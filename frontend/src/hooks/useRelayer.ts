@@ -19,13 +19,21 @@ export function useRelayerQuery<T>(path: string | undefined, live = false, autho
 /** Every registered provider with its models and metrics. */
 export const useProviders = () => useRelayerQuery<{ data: RelayerProvider[] }>("/v1/providers", true);
 
+/** Receipts the session page shows at once. */
+export const SESSION_PAGE = 100;
+
 /**
- * A session with its first page of receipts, polled so new receipts appear as they arrive. The
- * relayer shows a session only to its agent or its budget's creator: `authorization` is their read
- * signature (see `useSessionReadAuthorization`); without it nothing is fetched.
+ * A session with the page of receipts after sequence `after` (and the one before it, which the
+ * first shown receipt chains to), polled so new receipts appear as they arrive. The relayer shows
+ * a session only to its agent or its budget's creator: `authorization` is their read signature
+ * (see `useSessionReadAuthorization`); without it nothing is fetched.
  */
-export const useSession = (sessionId: string | undefined, authorization: string | undefined) =>
-  useRelayerQuery<RelayerSession>(sessionId && authorization && `/v1/sessions/${sessionId}`, true, authorization);
+export const useSession = (sessionId: string | undefined, authorization: string | undefined, after = 0) =>
+  useRelayerQuery<RelayerSession>(
+    sessionId && authorization && `/v1/sessions/${sessionId}?after=${Math.max(0, after - 1)}&limit=${SESSION_PAGE + (after > 0 ? 1 : 0)}`,
+    true,
+    authorization,
+  );
 
 /** A budget and its sessions with their live spend. */
 export const useBudgetSessions = (budgetId: bigint | undefined) =>

@@ -106,7 +106,10 @@ export interface RelayerSession {
   settledSequence: number;
   openTxHash: Hex;
   closeTxHash: Hex | null;
+  /** One page of receipts, oldest first: those after `receiptsPage.after`, at most `limit`. */
   receipts: RelayerReceipt[];
+  /** `nextAfter`: the cursor of the next page, or null when this one is the last. */
+  receiptsPage: { after: number; limit: number; nextAfter: number | null };
 }
 
 export interface RelayerBudgetSession {
