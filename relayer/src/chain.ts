@@ -22,6 +22,7 @@ import {
   type SessionTerms,
   type SignedVoucher,
 } from "@agentmesh/sdk";
+import { redactRpcErrors } from "./redact.ts";
 
 /** Chains the relayer knows; anything else is refused at start-up. */
 const CHAINS: Record<number, Chain> = { [hardhat.id]: hardhat, [base.id]: base, [baseSepolia.id]: baseSepolia };
@@ -97,7 +98,7 @@ export class ChainGateway {
     this.escrow = options.escrow;
     this.registry = options.registry;
     this.account = privateKeyToAccount(options.relayerPrivateKey, { nonceManager });
-    const transport = http(options.rpcUrl, { retryCount: 2, timeout: 20_000 });
+    const transport = redactRpcErrors(http(options.rpcUrl, { retryCount: 2, timeout: 20_000 }), options.rpcUrl);
     this.publicClient = createPublicClient({ chain, transport, pollingInterval: 250 });
     this.walletClient = createWalletClient({ chain, transport, account: this.account });
   }

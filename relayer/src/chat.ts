@@ -15,8 +15,8 @@ import {
 } from "@agentmesh/sdk";
 import type { RegisteredModel, RegisteredProvider } from "./chain.ts";
 import type { RelayerContext } from "./context.ts";
-import { ApiError, badRequest, bearerToken, readJsonBody, sendJson } from "@agentmesh/sdk/http";
-import { authenticate, parseBody, receiptView, recordVoucher, requireSession, sessionSignerKey, voucherSchema } from "./sessions.ts";
+import { ApiError, bearerToken, readJsonBody, sendJson } from "@agentmesh/sdk/http";
+import { authenticate, keySession, parseBody, receiptView, recordVoucher, sessionSignerKey, voucherSchema } from "./sessions.ts";
 import { REFUSAL_STATUS, servingRefusal, type ServingRefusalCode } from "./serving.ts";
 import type { SessionRecord } from "./store/repository.ts";
 import { countOutputTokens, countPromptTokens, type ChatMessage } from "@agentmesh/sdk/tokens";
@@ -60,11 +60,11 @@ const chatSchema = z
     tool_choice: z.unknown().optional(),
     /** AgentMesh: serve with this provider only. */
     providerId: z.number().int().positive().optional(),
-    /** AgentMesh: serve from this session only (an SDK pins the session whose receipts it checks). */
+    /** AgentMesh: the API key's session (optional: a key serves its own session only). */
     sessionId: z.string().regex(/^0x[0-9a-fA-F]{64}$/, "must be a session id").transform((id) => id.toLowerCase()).optional(),
     /**
      * AgentMesh: the agent's voucher for the session's previous call, so that one request per call
-     * suffices (instead of also posting it to /v1/sessions/{id}/vouchers). Needs `sessionId`.
+     * suffices (instead of also posting it to /v1/sessions/{id}/vouchers). For the key's session.
      */
     voucher: voucherSchema.optional(),
     /** AgentMesh, OpenRouter-style routing preferences. */
@@ -139,19 +139,20 @@ const SKIP_PRIORITY: SkipReason[] = [
 
 /** `POST /v1/chat/completions`. */
 export async function chatCompletions(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const agent = authenticate(ctx, bearerToken(req));
+  const keyed = authenticate(ctx, bearerToken(req));
+  const agent = keyed.agent;
   const body = await readJsonBody(req, ctx.limits.maxBodyBytes);
   const request = parseBody(chatSchema, body);
+  request.sessionId = keySession(keyed, request.sessionId); // a key serves its own session only
   const sent = body as { messages: ChatMessage[] };
   const requestedMax = request.max_tokens ?? request.max_completion_tokens;
   if (requestedMax !== undefined && requestedMax > ctx.limits.maxTokensCap) {
     throw new ApiError(400, "invalid_max_tokens", `max_tokens ${requestedMax} is above the cap of ${ctx.limits.maxTokensCap}`);
   }
   if (request.voucher !== undefined) {
-    if (request.sessionId === undefined) throw badRequest("voucher: needs the sessionId it signs for", "invalid_request");
     // A retried request carries a voucher already stored: that is not an error. The voucher pays for
     // a call already served, so it is kept even when this call is refused below.
-    recordVoucher(ctx, requireSession(ctx, request.sessionId), request.voucher);
+    recordVoucher(ctx, keyed, request.voucher);
   }
   // A session the agent pinned is checked against the chain first: its refusal is the answer.
   const pinned = request.sessionId === undefined ? undefined : ctx.repo.getSession(request.sessionId as Hex);
@@ -355,6 +356,8 @@ async function serve(
     }
     throw new UpstreamError(result.message);
   }
+  // A whole answer whose client left before it could be sent reached nobody: it is not billed.
+  if (result.kind === "completed" && !request.stream && clientGone.signal.aborted) return true;
   const record = bill(ctx, request, candidate, prompt, latencyMs, result);
   await ctx.repo.committed(); // the receipt is on disk before anyone is told of it
   const cost = { amount: formatUsdc(record.receipt.cost), amountAtomic: record.receipt.cost.toString(), currency: "USDC", txHash: null };

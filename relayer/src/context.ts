@@ -1,3 +1,4 @@
+import { LRUCache } from "lru-cache";
 import type { Address, Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import type { ChainGateway, RegisteredProvider } from "./chain.ts";
@@ -56,6 +57,21 @@ export interface RelayerLimits {
    * same payment to get the answer; the payment is reconciled with the chain meanwhile.
    */
   x402SettleTimeoutMs: number;
+  /** Requests per client IP (every route): a token bucket; past it, 429 with `Retry-After`. */
+  ipRateLimit: RateLimit;
+  /** Requests per API key (routes that take one), on top of the IP's limit. */
+  keyRateLimit: RateLimit;
+  /**
+   * How long the chain reads behind provider views (the escrow's fee, each provider's on-chain
+   * metrics) are reused; concurrent requests share one read.
+   */
+  chainViewCacheMs: number;
+}
+
+/** A token bucket: `burst` requests at once, refilled at `perSecond`. */
+export interface RateLimit {
+  perSecond: number;
+  burst: number;
 }
 
 export const DEFAULT_LIMITS: RelayerLimits = {
@@ -66,7 +82,75 @@ export const DEFAULT_LIMITS: RelayerLimits = {
   tokenMismatchTolerance: 0.02,
   chainTimeMarginSeconds: 5,
   x402SettleTimeoutMs: 60_000,
+  // Above what the benchmarks' single client address sends, so that they never shape a
+  // measurement; they still bound a flood from one address or key. A deployment sets its own.
+  ipRateLimit: { perSecond: 10_000, burst: 20_000 },
+  // A key serves one session, one call at a time: a fast small call takes about a millisecond.
+  keyRateLimit: { perSecond: 1_000, burst: 2_000 },
+  chainViewCacheMs: 5_000,
 };
+
+/** Clients tracked per token-bucket table at most: the least recently seen are forgotten (a full bucket). */
+const MAX_TRACKED_CLIENTS = 100_000;
+
+/**
+ * Token buckets by client (an IP, an API key): each holds up to `burst` tokens, refilled at
+ * `perSecond`; a request takes one. At most {@link MAX_TRACKED_CLIENTS} are kept (least recently
+ * used first out), so a flood of new clients costs bounded memory.
+ */
+export class TokenBuckets {
+  private readonly buckets = new LRUCache<string, { tokens: number; at: number }>({ max: MAX_TRACKED_CLIENTS });
+  private readonly limit: RateLimit;
+
+  constructor(limit: RateLimit) {
+    if (!(limit.perSecond > 0) || !(limit.burst >= 1)) throw new RangeError(`a rate limit needs perSecond > 0 and burst >= 1, got ${JSON.stringify(limit)}`);
+    this.limit = limit;
+  }
+
+  /** Takes a token of `client`'s bucket: 0 when there was one, else the whole seconds until there is. */
+  take(client: string, now = Date.now()): number {
+    const { perSecond, burst } = this.limit;
+    const bucket = this.buckets.get(client) ?? { tokens: burst, at: now };
+    bucket.tokens = Math.min(burst, bucket.tokens + ((now - bucket.at) / 1000) * perSecond);
+    bucket.at = now;
+    this.buckets.set(client, bucket);
+    if (bucket.tokens >= 1) {
+      bucket.tokens -= 1;
+      return 0;
+    }
+    return Math.max(1, Math.ceil((1 - bucket.tokens) / perSecond));
+  }
+}
+
+/**
+ * The chain reads that provider views show (the escrow's fee, each provider's on-chain metrics),
+ * reused until the chain index moves to a new block or `ttlMs` passes, whichever comes first: any
+ * number of view requests cost at most one read of each per block and per `ttlMs`, concurrent ones
+ * share the read in flight, and a change the index has seen is never hidden by the cache.
+ */
+export class ChainViewCache {
+  private readonly fee: LRUCache<number, number>;
+  private readonly providerMetrics: LRUCache<string, ProviderMetrics>;
+  private readonly chainIndex: Pick<ChainIndex, "lastBlock">;
+
+  constructor(chain: Pick<ChainGateway, "feeBps" | "metrics">, chainIndex: Pick<ChainIndex, "lastBlock">, ttlMs: number) {
+    this.chainIndex = chainIndex;
+    this.fee = new LRUCache({ max: 4, ttl: ttlMs, fetchMethod: () => chain.feeBps() });
+    this.providerMetrics = new LRUCache({ max: 10_000, ttl: ttlMs, fetchMethod: (key) => chain.metrics(Number(key.split("@")[0])) });
+  }
+
+  /** The escrow's current fee (see `ChainGateway.feeBps`), as of the indexed block at most `ttlMs` ago. */
+  async feeBps(): Promise<number> {
+    return (await this.fee.fetch(this.chainIndex.lastBlock() ?? -1))!;
+  }
+
+  /** Provider `id`'s settlement totals (see `ChainGateway.metrics`), as of the indexed block at most `ttlMs` ago. */
+  async metrics(id: number): Promise<ProviderMetrics> {
+    return (await this.providerMetrics.fetch(`${id}@${this.chainIndex.lastBlock() ?? -1}`))!;
+  }
+}
+
+type ProviderMetrics = Awaited<ReturnType<ChainGateway["metrics"]>>;
 
 /**
  * Requests per provider per rolling minute, as each provider registered (the registry requires > 0).
@@ -102,6 +186,10 @@ export interface RelayerContext {
   busySessions: Set<Hex>;
   stats: ProviderStats;
   rateLimiter: RateLimiter;
+  /** Requests per client IP and per API key (see `RelayerLimits.ipRateLimit`, `keyRateLimit`). */
+  clientLimits: { ip: TokenBuckets; key: TokenBuckets };
+  /** The fee and provider metrics that provider views show, cached briefly. */
+  chainViews: ChainViewCache;
   /**
    * The HTTP client for every endpoint that comes from the chain (providers, agents, health probes),
    * with the outbound policy of the relayer's chain: private destinations only on the local chain.

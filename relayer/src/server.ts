@@ -4,9 +4,9 @@ import type { Hex } from "viem";
 import { escrowDomainSeparator, formatUsdc } from "@agentmesh/sdk";
 import { ChainGateway, type ChainOptions, type RegisteredProvider } from "./chain.ts";
 import { chatCompletions } from "./chat.ts";
-import { DEFAULT_LIMITS, RateLimiter, ReceiptSigners, type RelayerContext, type RelayerLimits } from "./context.ts";
-import { ApiError, sendError, sendJson } from "@agentmesh/sdk/http";
-import { closeSession, openSession, receiptStatus, sessionStatus, submitVoucher } from "./sessions.ts";
+import { ChainViewCache, DEFAULT_LIMITS, RateLimiter, ReceiptSigners, TokenBuckets, type RelayerContext, type RelayerLimits } from "./context.ts";
+import { ApiError, bearerToken, sendError, sendJson } from "@agentmesh/sdk/http";
+import { closeSession, openSession, receiptStatus, revokeKey, sessionStatus, submitVoucher } from "./sessions.ts";
 import { SettlementWorker, settlementOptions, type SettlementOptions } from "./settlement.ts";
 import { HealthProber } from "./health.ts";
 import { MarketplaceGateway, PayoutWorker } from "./marketplace.ts";
@@ -72,6 +72,7 @@ const ROUTES: { method: string; pattern: RegExp; handler: Handler }[] = [
   { method: "GET", pattern: /^\/v1\/sessions\/([^/]+)$/, handler: sessionStatus },
   { method: "POST", pattern: /^\/v1\/sessions\/([^/]+)\/vouchers$/, handler: submitVoucher },
   { method: "POST", pattern: /^\/v1\/sessions\/([^/]+)\/close$/, handler: closeSession },
+  { method: "DELETE", pattern: /^\/v1\/sessions\/([^/]+)\/key$/, handler: revokeKey },
   { method: "GET", pattern: /^\/v1\/receipts\/([^/]+)$/, handler: (ctx, _req, res, hash) => receiptStatus(ctx, res, hash) },
   { method: "GET", pattern: /^\/v1\/budgets\/([^/]+)$/, handler: (ctx, _req, res, id) => showBudget(ctx, res, id) },
   { method: "GET", pattern: /^\/v1\/providers$/, handler: (ctx, _req, res) => listProviders(ctx, res) },
@@ -122,12 +123,15 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
   );
   await indexer.catchUp();
   indexer.start();
+  const limits = { ...DEFAULT_LIMITS, ...options.limits };
   const context: RelayerContext = {
     repo,
     chain,
     domainSeparator: escrowDomainSeparator(chain.chainId, chain.escrow),
     receiptSigners: new ReceiptSigners(options.receiptSignerKeys),
-    limits: { ...DEFAULT_LIMITS, ...options.limits },
+    limits,
+    clientLimits: { ip: new TokenBuckets(limits.ipRateLimit), key: new TokenBuckets(limits.keyRateLimit) },
+    chainViews: new ChainViewCache(chain, chainIndex, limits.chainViewCacheMs),
     busySessions: new Set(),
     stats: new ProviderStats(),
     rateLimiter: new RateLimiter(),
@@ -187,7 +191,7 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
  */
 const CORS_HEADERS = {
   "access-control-allow-origin": "*",
-  "access-control-allow-methods": "GET, POST, OPTIONS",
+  "access-control-allow-methods": "GET, POST, DELETE, OPTIONS",
   // @x402/fetch also sends Access-Control-Expose-Headers on its paid retry.
   "access-control-allow-headers": "authorization, content-type, payment-signature, access-control-expose-headers",
   "access-control-expose-headers": "payment-required, payment-response",
@@ -202,6 +206,7 @@ async function route(ctx: RelayerContext, req: IncomingMessage, res: ServerRespo
     return;
   }
   try {
+    throttle(ctx, req);
     const matches = ROUTES.filter((candidate) => candidate.pattern.test(path));
     if (matches.length === 0) throw new ApiError(404, "not_found", `no route ${path}`);
     const routeEntry = matches.find((candidate) => candidate.method === req.method);
@@ -216,6 +221,24 @@ async function route(ctx: RelayerContext, req: IncomingMessage, res: ServerRespo
     console.error(`${req.method} ${path} failed:`, error);
     sendError(res, new ApiError(500, "internal_error", "internal error"));
   }
+}
+
+/**
+ * Takes a token of the client IP's bucket and, when the request carries a bearer key, of the key's
+ * (see `RelayerLimits`); a 429 with `Retry-After` when either is empty. The IP is the connection's
+ * peer: behind a reverse proxy, every client shares the proxy's bucket (limit there, or raise this).
+ */
+function throttle(ctx: RelayerContext, req: IncomingMessage): void {
+  const key = bearerToken(req);
+  const ipWait = ctx.clientLimits.ip.take(req.socket.remoteAddress ?? "unknown");
+  const keyWait = ipWait === 0 && key !== undefined ? ctx.clientLimits.key.take(key) : 0;
+  const wait = Math.max(ipWait, keyWait);
+  if (wait === 0) return;
+  const what = ipWait > 0 ? "this address" : "this API key";
+  throw new ApiError(429, "rate_limit_exceeded", `too many requests from ${what}: retry in ${wait} s`, {
+    type: "rate_limit_error",
+    headers: { "retry-after": String(wait) },
+  });
 }
 
 /** `GET /v1/models`: every model of every active served provider, grouped by name. */
@@ -251,7 +274,7 @@ function servedProviders(ctx: RelayerContext): RegisteredProvider[] {
  * prices, minimum charge and receipt signer, what the terms of a session opened now must carry.
  */
 async function providerView(ctx: RelayerContext, provider: RegisteredProvider, feeBps: number) {
-  const metrics = await ctx.chain.metrics(provider.id);
+  const metrics = await ctx.chainViews.metrics(provider.id);
   return {
     ...provider,
     feeBps,
@@ -269,7 +292,7 @@ async function providerView(ctx: RelayerContext, provider: RegisteredProvider, f
 
 async function listProviders(ctx: RelayerContext, res: ServerResponse): Promise<void> {
   const providers = ctx.chainIndex.providers();
-  const feeBps = await ctx.chain.feeBps();
+  const feeBps = await ctx.chainViews.feeBps();
   sendJson(res, 200, { object: "list", data: await Promise.all(providers.map((provider) => providerView(ctx, provider, feeBps))) });
 }
 
@@ -278,7 +301,7 @@ async function showProvider(ctx: RelayerContext, res: ServerResponse, id: string
   if (!/^\d+$/.test(id) || providerId < 1) throw new ApiError(400, "invalid_provider_id", `"${id}" is not a provider id`);
   const provider = ctx.chainIndex.provider(providerId);
   if (provider === undefined) throw new ApiError(404, "provider_not_found", `no provider ${providerId}`);
-  sendJson(res, 200, await providerView(ctx, provider, await ctx.chain.feeBps()));
+  sendJson(res, 200, await providerView(ctx, provider, await ctx.chainViews.feeBps()));
 }
 
 /**

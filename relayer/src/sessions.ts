@@ -1,12 +1,14 @@
 import { randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { BaseError, ContractFunctionRevertedError, getAddress, isAddress, type Address, type Hex } from "viem";
+import { BaseError, ContractFunctionRevertedError, getAddress, isAddress, recoverMessageAddress, type Hex } from "viem";
 import { z } from "zod";
 import {
   INITIAL_STATE,
   formatUsdc,
   recoverDigestSigner,
   sessionIdOf,
+  sessionReadMessage,
+  SESSION_READ_MAX_SECONDS,
   signDigest,
   voucherDigest,
   type CompactSignature,
@@ -16,6 +18,7 @@ import {
 import { contractRevert, type ContractRevert } from "./chain.ts";
 import type { RelayerContext } from "./context.ts";
 import { ApiError, badRequest, bearerToken, readJsonBody, sendJson } from "@agentmesh/sdk/http";
+import { servingRefusal } from "./serving.ts";
 import type { ReceiptRecord, SessionRecord } from "./store/repository.ts";
 
 const hex32 = z.string().regex(/^0x[0-9a-fA-F]{64}$/, "must be 0x-prefixed 32-byte hex").transform((value) => value.toLowerCase() as Hex);
@@ -84,14 +87,14 @@ export function receiptView(record: ReceiptRecord) {
  * Where a session's settlement stands: what the escrow holds (when it was finalized, else as the
  * indexer last saw it), and the agent's signed vouchers that can never settle, with why (terminal).
  */
-function settlementView(ctx: RelayerContext, session: SessionRecord, receipts: ReceiptRecord[]) {
+function settlementView(ctx: RelayerContext, session: SessionRecord) {
   const indexed = ctx.chainIndex.session(session.id);
   const onChainSettled = session.finalSettled ?? indexed?.settled ?? null;
   const onChainSequence = session.finalSequence ?? indexed?.sequence ?? null;
   let unsettled = null;
   // Terminal: recorded so, or finalized (a call in flight when it was finalized may be signed after).
   if ((session.unsettledReason !== null || session.status === "closed") && session.signedSequence > session.settledSequence) {
-    const costAt = (sequence: number) => receipts.find((record) => record.receipt.sequence === sequence)?.state.cumulativeCost ?? 0n;
+    const costAt = (sequence: number) => ctx.repo.receiptAt(session.id, sequence)?.state.cumulativeCost ?? 0n;
     const settled = session.finalSettled ?? costAt(session.settledSequence);
     unsettled = {
       fromSequence: session.settledSequence + 1,
@@ -118,7 +121,7 @@ function sessionView(ctx: RelayerContext, session: SessionRecord, receipts: Rece
     settledSequence: session.settledSequence,
     openTxHash: session.openTx,
     closeTxHash: session.closeTx,
-    settlement: settlementView(ctx, session, receipts),
+    settlement: settlementView(ctx, session),
     // Only the agent sees what was delivered of a call it has not signed yet (a stream it stopped
     // reading): it checks the receipt against that before signing. Nobody else sees any output.
     receipts: receipts.map((record) =>
@@ -130,7 +133,8 @@ function sessionView(ctx: RelayerContext, session: SessionRecord, receipts: Rece
 }
 
 /**
- * `POST /v1/sessions`: opens a session on-chain with the agent's signature; returns its API key. The
+ * `POST /v1/sessions`: opens a session on-chain with the agent's signature; returns its API key,
+ * which opens this session only (see {@link authenticate}). The
  * terms must name a receipt signer this relayer holds; the escrow checks the rest (prices, signer and
  * fee as the chain has them now).
  */
@@ -164,7 +168,7 @@ export async function openSession(ctx: RelayerContext, req: IncomingMessage, res
       state: INITIAL_STATE,
       openTx,
     });
-    ctx.repo.addApiKey(apiKey, terms.agent);
+    ctx.repo.addSessionKey(apiKey, sessionId);
   });
   sendJson(res, 201, { sessionId, apiKey, model: model.name, providerId: terms.providerId, openTxHash: openTx });
 }
@@ -189,12 +193,32 @@ export function requireSession(ctx: RelayerContext, id: string): SessionRecord {
   return session;
 }
 
-/** `GET /v1/sessions/{id}`: cumulative totals and every receipt. */
-export function sessionStatus(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse, id: string): void {
+/** Receipts per page of `GET /v1/sessions/{id}`: by default, and at most. */
+export const RECEIPT_PAGE = { default: 100, max: 200 } as const;
+
+const pageSchema = z.object({
+  after: z.string().regex(/^\d{1,10}$/, "must be a receipt sequence").transform(Number).default(0),
+  limit: z
+    .string()
+    .regex(/^\d{1,4}$/, "must be a whole number")
+    .transform(Number)
+    .refine((limit) => limit >= 1 && limit <= RECEIPT_PAGE.max, `must be 1 to ${RECEIPT_PAGE.max}`)
+    .default(RECEIPT_PAGE.default),
+});
+
+/**
+ * `GET /v1/sessions/{id}?after={sequence}&limit={n}`: cumulative totals, settlement, and one page of
+ * receipts (those after `after`, in order; `nextAfter` is the cursor of the next page, or null).
+ * Authorized by the session's API key or a read signature (see {@link authorizeRead}).
+ */
+export async function sessionStatus(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
   const session = requireSession(ctx, id);
-  const apiKey = bearerToken(req);
-  const forTheAgent = apiKey !== undefined && authenticate(ctx, apiKey) === session.agent;
-  sendJson(res, 200, sessionView(ctx, session, ctx.repo.receiptsOf(session.id), forTheAgent));
+  const reader = await authorizeRead(ctx, req, session);
+  const query = new URL(req.url ?? "/", "http://relayer").searchParams;
+  const { after, limit } = parseBody(pageSchema, { after: query.get("after") ?? undefined, limit: query.get("limit") ?? undefined });
+  const receipts = ctx.repo.receiptsAfter(session.id, after, limit + 1);
+  const nextAfter = receipts.length > limit ? receipts[limit - 1].receipt.sequence : null;
+  sendJson(res, 200, { ...sessionView(ctx, session, receipts.slice(0, limit), reader === "agent"), receiptsPage: { after, limit, nextAfter } });
 }
 
 /** `GET /v1/receipts/{hash}`: the receipt, its verification and its settlement. */
@@ -326,12 +350,71 @@ export async function settleNow(
   return hash;
 }
 
-/** The agent address behind a request's API key, or a 401. */
-export function authenticate(ctx: RelayerContext, apiKey: string | undefined): Address {
+const unauthorized = (code: string, message: string) => new ApiError(401, code, message, { type: "authentication_error" });
+
+/**
+ * The session a request's API key opens, or a 401. A key opens the one session it was issued with,
+ * until the key is revoked (401 `api_key_revoked`) or the session is closed or past its deadline by
+ * the chain's clock (410 `session_finalized` or `session_expired`).
+ */
+export function authenticate(ctx: RelayerContext, apiKey: string | undefined): SessionRecord {
   if (apiKey === undefined) {
-    throw new ApiError(401, "missing_api_key", "missing API key: send `Authorization: Bearer <key>` (the key returned by POST /v1/sessions)", { type: "authentication_error" });
+    throw unauthorized("missing_api_key", "missing API key: send `Authorization: Bearer <key>` (the key returned by POST /v1/sessions)");
   }
-  const agent = ctx.repo.agentOfApiKey(apiKey);
-  if (agent === undefined) throw new ApiError(401, "invalid_api_key", "invalid API key", { type: "authentication_error" });
-  return agent;
+  const key = ctx.repo.apiKey(apiKey);
+  const session = key && ctx.repo.getSession(key.sessionId);
+  if (key === undefined || session === undefined) throw unauthorized("invalid_api_key", "invalid API key");
+  if (key.revokedAt !== null) throw unauthorized("api_key_revoked", `this API key of session ${session.id} was revoked`);
+  // The key ends with its session, and is refused as the session is, saying why (410
+  // session_finalized or session_expired, which clients take as "open a new session").
+  const now = ctx.chainIndex.chainTime();
+  if (session.status === "closed" || now >= session.terms.deadline) throw servingRefusal(ctx, session, now)!;
+  return session;
+}
+
+/** The session a chat request is served from: the key's own; a request naming another is refused (403). */
+export function keySession(keyed: SessionRecord, requested: string | undefined): Hex {
+  if (requested !== undefined && requested.toLowerCase() !== keyed.id) {
+    throw new ApiError(403, "key_not_for_session", `this API key opens session ${keyed.id} only, not ${requested}`, { type: "permission_error" });
+  }
+  return keyed.id;
+}
+
+/**
+ * Who may read `session` (its receipts and what was delivered): the holder of its API key, or
+ * whoever shows `Authorization: AgentMesh-Signature <expiresAt> <signature>`, an EIP-191 signature of
+ * `sessionReadMessage(sessionId, expiresAt)` by the session's agent or its budget's creator, valid
+ * until `expiresAt` (unix seconds, at most an hour ahead). The agent (by key or signature) also sees
+ * the output delivered on a call it has not signed; the creator does not.
+ */
+export async function authorizeRead(ctx: RelayerContext, req: IncomingMessage, session: SessionRecord): Promise<"agent" | "creator"> {
+  const header = req.headers.authorization;
+  const signed = header === undefined ? null : /^AgentMesh-Signature\s+(\d{1,12})\s+(0x[0-9a-fA-F]{130})$/i.exec(header);
+  if (signed === null) {
+    keySession(authenticate(ctx, bearerToken(req)), session.id);
+    return "agent";
+  }
+  const expiresAt = Number(signed[1]);
+  const now = Math.floor(Date.now() / 1000);
+  if (expiresAt <= now || expiresAt > now + SESSION_READ_MAX_SECONDS) {
+    throw unauthorized("invalid_signature", `the read signature expires at ${expiresAt}: it must be in the future, at most ${SESSION_READ_MAX_SECONDS} s ahead`);
+  }
+  const signer = await recoverMessageAddress({ message: sessionReadMessage(session.id, expiresAt), signature: signed[2] as Hex }).catch(() => undefined);
+  const creator = ctx.chainIndex.budget(Number(session.terms.budgetId))?.creator;
+  if (signer?.toLowerCase() === session.agent.toLowerCase()) return "agent";
+  if (signer !== undefined && signer.toLowerCase() === creator?.toLowerCase()) return "creator";
+  throw unauthorized("invalid_signature", `the read signature is not by session ${session.id}'s agent or its budget's creator`);
+}
+
+/**
+ * `DELETE /v1/sessions/{id}/key`: revokes the API key the request carries, which must be session
+ * `id`'s. It is refused from then on, at once. (Whoever holds a key may already spend with it; the
+ * agent ends its use for good by closing the session, which its key does not authorize.)
+ */
+export function revokeKey(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse, id: string): void {
+  const session = requireSession(ctx, id);
+  const apiKey = bearerToken(req);
+  keySession(authenticate(ctx, apiKey), session.id);
+  ctx.repo.revokeApiKey(apiKey!);
+  sendJson(res, 200, { sessionId: session.id, revoked: true });
 }

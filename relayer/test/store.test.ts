@@ -59,14 +59,14 @@ describe("relayer store", () => {
   it("migrates a new file, and reopening it keeps every row (the session's terms whole: signer and fee included)", async () => {
     const { repo, dbFile } = await freshRepository();
     repo.insertSession({ id: sessionId, agent: terms.agent, providerId: 1, modelId: 0, model: "agentmesh-small", terms, state: INITIAL_STATE, openTx: `0x${"ab".repeat(32)}` });
-    repo.addApiKey("am_key", terms.agent);
+    repo.addSessionKey("am_key", sessionId);
     repo.close();
     const reopened = new Repository(openDatabase(dbFile));
     const { user_version: version } = reopened.db.prepare("PRAGMA user_version").get() as { user_version: number };
     assert.equal(version, MIGRATIONS.length);
     assert.deepEqual(reopened.getSession(sessionId)?.terms, terms);
-    assert.equal(reopened.agentOfApiKey("am_key"), terms.agent);
-    assert.equal(reopened.agentOfApiKey("am_other"), undefined);
+    assert.equal(reopened.apiKey("am_key")?.sessionId, sessionId);
+    assert.equal(reopened.apiKey("am_other"), undefined);
     const { journal_mode: mode } = reopened.db.prepare("PRAGMA journal_mode").get() as { journal_mode: string };
     assert.equal(mode, "wal");
   });
@@ -315,7 +315,7 @@ describe("relayer store checkpointer", () => {
     const { wal_autocheckpoint: autocheckpoint } = repo.db.prepare("PRAGMA wal_autocheckpoint").get() as { wal_autocheckpoint: number };
     assert.equal(autocheckpoint, 0, "the relayer's connection never checkpoints by itself");
     const sizeBefore = (await stat(dbFile)).size;
-    for (let i = 0; i < 200; i++) repo.addApiKey(`am_key_${i}`, terms.agent);
+    for (let i = 0; i < 200; i++) repo.addSessionKey(`am_key_${i}`, sessionId);
     assert.equal((await stat(dbFile)).size, sizeBefore, "committed pages wait in the log");
     const checkpointer = startCheckpointer(dbFile);
     let sizeAfter = sizeBefore;
@@ -325,13 +325,13 @@ describe("relayer store checkpointer", () => {
     }
     assert.ok(sizeAfter > sizeBefore, "the checkpointer copied the log into the database file");
     await new Promise((resolve) => setTimeout(resolve, 100)); // its checkpoint has caught up
-    repo.addApiKey("am_key_after", terms.agent);
+    repo.addSessionKey("am_key_after", sessionId);
     const { log } = repo.db.prepare("PRAGMA wal_checkpoint(PASSIVE)").get() as { log: number };
     assert.ok(log < 10, `the next commit started the log over (${log} frames, not 200+)`);
     repo.close();
     await checkpointer.stop();
     const reopened = new Repository(openDatabase(dbFile));
-    assert.equal(reopened.agentOfApiKey("am_key_199"), terms.agent);
+    assert.equal(reopened.apiKey("am_key_199")?.sessionId, sessionId);
     reopened.close();
   });
 });
@@ -343,7 +343,7 @@ describe("checkpoint pacing", () => {
     const checkpointer = startCheckpointer(dbFile, pacing);
     // Once the thread has checkpointed a first commit, it is running.
     const sizeBefore = (await stat(dbFile)).size;
-    repo.addApiKey("am_first", terms.agent);
+    repo.addSessionKey("am_first", sessionId);
     for (let attempt = 0; attempt < 200 && (await stat(dbFile)).size === sizeBefore; attempt++) await new Promise((resolve) => setTimeout(resolve, 10));
     let commits = 0;
     let largestLog = 0;
@@ -352,7 +352,7 @@ describe("checkpoint pacing", () => {
       // Ten calls' writes committed together every millisecond or so, as a loaded relayer's group
       // commits come: PASSIVE checkpoints alone rarely catch up with them, and the log grows.
       repo.transaction(() => {
-        for (let call = 0; call < 10; call++) repo.addApiKey(`am_steady_${commits}_${call}`, terms.agent);
+        for (let call = 0; call < 10; call++) repo.addSessionKey(`am_steady_${commits}_${call}`, sessionId);
       });
       commits++;
       if (commits % 20 === 0) largestLog = Math.max(largestLog, (await stat(`${dbFile}-wal`)).size);
@@ -362,7 +362,7 @@ describe("checkpoint pacing", () => {
     const pageSize = (repo.db.prepare("PRAGMA page_size").get() as { page_size: number }).page_size;
     assert.ok(commits > 300, `${commits} commits`);
     assert.ok(largestLog < 2048 * pageSize, `the log grew to ${largestLog} bytes, past 2,048 pages (tens of MB without restarts)`);
-    assert.equal(repo.agentOfApiKey(`am_steady_${commits - 1}_9`), terms.agent);
+    assert.equal(repo.apiKey(`am_steady_${commits - 1}_9`)?.sessionId, sessionId);
     repo.close();
   });
 

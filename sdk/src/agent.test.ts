@@ -3,9 +3,10 @@ import { once } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, beforeEach, describe, it } from "node:test";
-import type { Hex } from "viem";
+import { recoverMessageAddress, type Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { AgentSession, ReceiptRejectedError } from "./agent.ts";
+import { sessionReadMessage } from "./session-read.ts";
 import { outputOfCompletion, type CompletionOutput } from "./completion-output.ts";
 import { INITIAL_STATE, checkReceipt } from "./metering.ts";
 import { callCost } from "./pricing.ts";
@@ -46,6 +47,16 @@ class HostileRelayer {
   /** Receipts issued and not yet signed by the agent, as catch-up shows them. */
   unsigned: Record<string, unknown>[] = [];
   vouchersReceived: number[] = [];
+  /** Every session read: its query and authorization. */
+  reads: { query: string; authorization: string | undefined }[] = [];
+
+  /** Whether `header` is a live read signature of this session by its agent (as the relayer checks it). */
+  async readAuthorized(header: string | undefined): Promise<boolean> {
+    const match = /^AgentMesh-Signature (\d+) (0x[0-9a-f]{130})$/.exec(header ?? "");
+    if (match === null || Number(match[1]) <= Date.now() / 1000) return false;
+    const signer = await recoverMessageAddress({ message: sessionReadMessage(this.sessionId, Number(match[1])), signature: match[2] as Hex });
+    return signer === this.terms.agent;
+  }
 
   async start(): Promise<void> {
     this.server = createServer((req, res) => void this.route(req, res).catch((error) => res.destroy(error)));
@@ -59,6 +70,7 @@ class HostileRelayer {
     this.behaviour = {};
     this.unsigned = [];
     this.vouchersReceived = [];
+    this.reads = [];
   }
 
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -88,8 +100,15 @@ class HostileRelayer {
       this.unsigned = this.unsigned.filter((receipt) => (receipt.sequence as number) > body.sequence);
       return json(200, { ok: true });
     }
-    if (req.method === "GET" && req.url === `/v1/sessions/${this.sessionId}`) {
-      return json(200, { receipts: this.unsigned, signedSequence: this.vouchersReceived.at(-1) ?? 0 });
+    const url = new URL(req.url ?? "/", this.url);
+    if (req.method === "GET" && url.pathname === `/v1/sessions/${this.sessionId}`) {
+      this.reads.push({ query: url.search, authorization: req.headers.authorization });
+      // As the relayer pages them: after `after`, at most `limit`; an unauthorized read gets nothing.
+      if (!(await this.readAuthorized(req.headers.authorization))) return json(401, { error: { code: "missing_api_key", message: "authorize the read" } });
+      const after = Number(url.searchParams.get("after") ?? 0);
+      const limit = Number(url.searchParams.get("limit") ?? 100);
+      const receipts = this.unsigned.filter((receipt) => (receipt.sequence as number) > after).slice(0, limit);
+      return json(200, { receipts, signedSequence: this.vouchersReceived.at(-1) ?? 0 });
     }
     if (req.method === "POST" && req.url === "/v1/chat/completions") {
       if (body.voucher !== undefined) {
@@ -265,6 +284,9 @@ describe("AgentSession signs only receipts it can check against its own call (is
     relayer.behaviour = {};
     await (await call()).text(); // voucher_required, catch-up, then the call
     assert.equal((await session.state()).sequence, 2);
+    // Issue 12 item 10: the catch-up read is signed by the agent and asks only for what follows
+    // the state it signed, one small page.
+    assert.deepEqual(relayer.reads.map((read) => read.query), ["?after=0&limit=10"]);
   });
 
   for (const [name, deliveredOutput] of [

@@ -11,6 +11,7 @@ import {
   type TokenTolerance,
 } from "./metering.ts";
 import { formatUsdc } from "./pricing.ts";
+import { sessionReadAuthorization, sessionReadMessage } from "./session-read.ts";
 import { hashRequestMessages, type Receipt } from "./receipts.ts";
 import { countOutputTokens, countPromptTokens, type ChatMessage } from "./tokens.ts";
 import { sessionIdOf, sessionTermsTypes, escrowDomain, toCompactSignature, type CompactSignature, type SessionTerms } from "./typed-data.ts";
@@ -114,6 +115,22 @@ interface ProviderJson {
   feeBps: number;
   models: { id: number; name: string; inputPricePer1K: number; outputPricePer1K: number }[];
 }
+
+/**
+ * An `Authorization` header value that lets the holder of `privateKey` (a session's agent, or its
+ * budget's creator) read session `sessionId` for the next `seconds` (at most 3600).
+ *
+ * @example
+ * await fetch(`${relayerUrl}/v1/sessions/${sessionId}`, { headers: { authorization: await signSessionRead(agentKey, sessionId) } });
+ */
+export async function signSessionRead(privateKey: Hex, sessionId: Hex, seconds = 300): Promise<string> {
+  const expiresAt = Math.floor(Date.now() / 1000) + seconds;
+  const signature = await privateKeyToAccount(privateKey).signMessage({ message: sessionReadMessage(sessionId, expiresAt) });
+  return sessionReadAuthorization(expiresAt, signature);
+}
+
+/** Receipts a catch-up asks for at most: the credit limit is one call, so one unseen receipt is the most a relayer may hold. */
+const CATCH_UP_PAGE = 10;
 
 async function relayerJson<T>(url: string, init?: RequestInit): Promise<T> {
   const response = await fetch(url, { ...init, headers: { "content-type": "application/json", ...init?.headers } });
@@ -429,9 +446,9 @@ export class AgentSession {
    * anything else is refused: the relayer shows nothing the agent signs unchecked.
    */
   private async catchUp(): Promise<void> {
-    const status = await relayerJson<{ receipts: ReceiptJson[]; signedSequence: number }>(`${this.relayerUrl}/v1/sessions/${this.sessionId}`, {
-      headers: { authorization: `Bearer ${this.apiKey}` },
-    });
+    // Only the receipts after the latest state the agent signed: the rest it has checked already.
+    const url = `${this.relayerUrl}/v1/sessions/${this.sessionId}?after=${this.signed.sequence}&limit=${CATCH_UP_PAGE}`;
+    const status = await relayerJson<{ receipts: ReceiptJson[]; signedSequence: number }>(url, { headers: { authorization: await signSessionRead(this.privateKey, this.sessionId) } });
     for (const receipt of status.receipts.filter((candidate) => candidate.sequence > this.signed.sequence)) {
       await (this.pending = this.accept(receipt));
     }
@@ -439,6 +456,14 @@ export class AgentSession {
       this.takeUnsent();
       await this.flush(this.voucher);
     }
+  }
+
+  /**
+   * Revokes this session's API key at the relayer: it is refused from then on, by anyone (this
+   * object included). The session can still be closed, which needs the agent's signature only.
+   */
+  async revokeKey(): Promise<void> {
+    await relayerJson(`${this.relayerUrl}/v1/sessions/${this.sessionId}/key`, { method: "DELETE", headers: { authorization: `Bearer ${this.apiKey}` } });
   }
 
   /** Cooperative close: signs the final state; the escrow pays the rest and returns the unused lock at once. */

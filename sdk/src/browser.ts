@@ -1,6 +1,7 @@
 /**
  * The SDK modules that run in a browser as they are (`@agentmesh/sdk/browser`): typed ABIs, EIP-712
- * definitions, USDC messages, pricing, receipt hashing and agents' pending payouts. Nothing here
+ * definitions, USDC messages, pricing, receipt hashing, agents' pending payouts and session read
+ * signatures. Nothing here
  * touches Node built-ins or WebAssembly; signature recovery in a browser uses viem over these
  * typed-data definitions.
  */
@@ -10,3 +11,4 @@ export * from "./usdc.ts";
 export * from "./pricing.ts";
 export * from "./receipts.ts";
 export * from "./agent-payouts.ts";
+export * from "./session-read.ts";

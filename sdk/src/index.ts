@@ -8,5 +8,6 @@ export * from "./completion-output.ts";
 export * from "./agent-payouts.ts";
 export * from "./vouchers.ts";
 export * from "./metering.ts";
+export * from "./session-read.ts";
 export * from "./agent.ts";
 export * from "./proxy.ts";

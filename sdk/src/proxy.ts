@@ -43,7 +43,8 @@ const fail = (status: number, code: string, message: string) => new ApiError(sta
 /**
  * The relayer's error codes for a session that will serve no more calls: spent, closing or
  * finalized on-chain, past its deadline or its budget's expiry, its provider inactive, or its
- * receipt signer rotated away. The proxy closes such a session and carries on with a fresh one.
+ * receipt signer rotated away; or its API key was revoked. The proxy closes such a session and
+ * carries on with a fresh one.
  */
 const SESSION_ENDED = new Set([
   "session_exhausted",
@@ -54,6 +55,7 @@ const SESSION_ENDED = new Set([
   "provider_inactive",
   "signer_rotated",
   "receipt_signer_unavailable",
+  "api_key_revoked",
 ]);
 
 /** Whether `response` says its session serves no more calls. */
@@ -63,17 +65,28 @@ async function sessionEnded(response: Response): Promise<boolean> {
   return code !== undefined && SESSION_ENDED.has(code);
 }
 
+/**
+ * Whether `response` says its provider failed before anything was served (the relayer billed
+ * nothing): another provider may serve the call.
+ */
+async function providerFailed(response: Response): Promise<boolean> {
+  if (response.status !== 502 && response.status !== 429) return false;
+  const code = ((await response.clone().json().catch(() => ({}))) as { error?: { code?: string } }).error?.code;
+  return code === "upstream_error" || code === "rate_limited";
+}
+
 export async function startAgentProxy(options: AgentProxyOptions): Promise<AgentProxy> {
   const relayerUrl = options.relayerUrl.replace(/\/$/, "");
   /** Idle sessions per `providerId:model`; a session serves one call at a time. */
   const idle = new Map<string, AgentSession[]>();
   const all: AgentSession[] = [];
 
-  async function cheapestProvider(model: string): Promise<number | undefined> {
+  /** The providers offering `model`, cheapest first. */
+  async function providersByPrice(model: string): Promise<number[]> {
     const listing = (await (await fetch(`${relayerUrl}/v1/models`)).json()) as { data: ModelListing[] };
     const offers = listing.data.find((entry) => entry.id === model)?.providers ?? [];
     const price = (offer: ModelListing["providers"][number]) => Number(offer.inputPricePer1K) + Number(offer.outputPricePer1K);
-    return [...offers].sort((a, b) => price(a) - price(b))[0]?.providerId;
+    return [...offers].sort((a, b) => price(a) - price(b)).map((offer) => offer.providerId);
   }
 
   async function checkout(providerId: number, model: string): Promise<AgentSession> {
@@ -96,24 +109,52 @@ export async function startAgentProxy(options: AgentProxyOptions): Promise<Agent
       throw fail(400, "invalid_request", "model: must name a model");
     }
     const body = JSON.stringify(request);
+    // A client that goes away stops everything on its behalf: the call in flight (the relayer then
+    // cuts the provider's and bills only what was delivered) and any fallback not yet started.
+    const clientGone = new AbortController();
+    res.on("close", () => {
+      if (!res.writableFinished) clientGone.abort();
+    });
     const pinnedProvider = typeof request.providerId === "number" ? request.providerId : undefined;
-    let providerId = pinnedProvider ?? (await cheapestProvider(request.model));
+    /** Providers that failed this request before serving it. */
+    const failed = new Set<number>();
+    const nextProvider = async () => pinnedProvider ?? (await providersByPrice(request.model as string)).find((id) => !failed.has(id));
+    let providerId = await nextProvider();
     if (providerId === undefined) throw fail(404, "model_not_found", `no provider offers model "${request.model}"`);
     const send = (session: AgentSession) =>
-      session.fetch(`${relayerUrl}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body });
-    let session = await checkout(providerId, request.model);
-    let response = await send(session);
-    let ended = await sessionEnded(response);
-    for (let attempt = 0; ended && attempt < 3; attempt++) {
-      // This session serves no more calls: close it (cooperatively when it still can, paying what is
-      // signed and returning the rest of its lock) and carry on with a fresh one, with another
-      // provider if this one is no longer offered.
-      await session.close().catch(() => undefined);
-      providerId = pinnedProvider ?? (await cheapestProvider(request.model)) ?? providerId;
+      session.fetch(`${relayerUrl}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body,
+        signal: clientGone.signal,
+      });
+    let session: AgentSession;
+    let response: Response;
+    let ended: boolean;
+    for (;;) {
       session = await checkout(providerId, request.model);
       response = await send(session);
       ended = await sessionEnded(response);
+      for (let attempt = 0; ended && attempt < 3 && !clientGone.signal.aborted; attempt++) {
+        // This session serves no more calls: close it (cooperatively when it still can, paying what is
+        // signed and returning the rest of its lock) and carry on with a fresh one, with another
+        // provider if this one is no longer offered.
+        await session.close().catch(() => undefined);
+        providerId = (await nextProvider()) ?? providerId;
+        session = await checkout(providerId, request.model);
+        response = await send(session);
+        ended = await sessionEnded(response);
+      }
+      // Each session (and key) serves one provider, so falling back is the proxy's: when the provider
+      // failed before answering (nothing was billed), the next cheapest is tried, while the client waits.
+      if (ended || clientGone.signal.aborted || !(await providerFailed(response))) break;
+      failed.add(providerId);
+      const fallback = await nextProvider();
+      if (fallback === undefined || fallback === providerId) break;
+      checkin(session, providerId, request.model);
+      providerId = fallback;
     }
+    if (clientGone.signal.aborted) return; // nobody to answer, and nothing more is sent
     res.writeHead(response.status, { "content-type": response.headers.get("content-type") ?? "application/json" });
     if (response.body !== null) {
       const piped = Readable.fromWeb(response.body as never).pipe(res);

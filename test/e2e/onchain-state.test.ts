@@ -25,6 +25,7 @@ import {
   formatUsdc,
   mockUSDCAbi,
   providerRegistryAbi,
+  signSessionRead,
 } from "../../sdk/src/index.ts";
 import { startLocalStack, type RunningStack } from "../../scripts/lib/local-stack.ts";
 
@@ -128,7 +129,9 @@ describe("serving follows the session's on-chain state", { timeout: 300_000 }, (
     return { status: response.status, body: (await response.json()) as ErrorBody & { receipt?: { sessionId: Hex; providerId: number } } };
   }
 
-  const view = async (id: Hex) => (await (await fetch(`${running.relayer.url}/v1/sessions/${id}`)).json()) as Record<string, unknown> & {
+  // Read as the budgets' creator, whose signature shows any session of its budgets (keys expire with their sessions).
+  const view = async (id: Hex) =>
+    (await (await fetch(`${running.relayer.url}/v1/sessions/${id}`, { headers: { authorization: await signSessionRead(running.stack.accounts.creator.privateKey, id) } })).json()) as Record<string, unknown> & {
     status: string;
     receipts: unknown[];
     settledSequence: number;
@@ -176,11 +179,10 @@ describe("serving follows the session's on-chain state", { timeout: 300_000 }, (
     assert.equal(receiptCount(session.sessionId), 1);
     assert.equal((await view(session.sessionId)).status, "closing");
 
-    // Not routed either: this agent has no other session, so nothing can serve it.
+    // Naming no session changes nothing: the key serves its own session only, refused as it is.
     const unpinned = await rawCall(session, {});
-    assert.equal(unpinned.status, 402);
-    assert.equal(unpinned.body.error.code, "session_required");
-    assert.match(unpinned.body.error.message, /session_closing/);
+    assert.equal(unpinned.status, 409);
+    assert.equal(unpinned.body.error.code, "session_closing");
     assert.equal(receiptCount(session.sessionId), 1);
 
     // The challenge window is running: its last voucher is due now, not when it is maxAgeMs old.
@@ -209,16 +211,18 @@ describe("serving follows the session's on-chain state", { timeout: 300_000 }, (
       await assertRefused(two, 409, "provider_inactive");
       assert.equal(receiptCount(two.sessionId), 1);
 
-      // Unpinned, provider 2 first: routed to provider 1's session instead.
-      const rerouted = await rawCall(two, { provider: { order: [2, 1] } });
+      // Unpinned, provider 2 first: a key serves its own session only (issue 12 item 7), so two's
+      // key is refused as two is, and the agent turns to provider 1 with one's key.
+      const refused = await rawCall(two, { provider: { order: [2, 1] } });
+      assert.deepEqual([refused.status, refused.body.error?.code], [409, "provider_inactive"]);
+      const rerouted = await rawCall(one, { provider: { order: [2, 1] } });
       assert.equal(rerouted.status, 200, rerouted.body.error?.message);
       assert.deepEqual([rerouted.body.receipt?.providerId, rerouted.body.receipt?.sessionId], [1, one.sessionId]);
       assert.equal(receiptCount(two.sessionId), 1);
-      // Provider 2 only: nothing can serve.
-      const only = await rawCall(two, { providerId: 2 });
+      // Provider 2 only, with one's key: one cannot serve it.
+      const only = await rawCall(one, { providerId: 2 });
       assert.equal(only.status, 402);
       assert.equal(only.body.error.code, "session_required");
-      assert.match(only.body.error.message, /provider_inactive/);
 
       // What the agent signed before still pays the provider: the escrow settles it.
       await running.relayer.settlement.settleDue(true);

@@ -22,6 +22,7 @@ import {
   hashRequestMessages,
   providerRegistryAbi,
   sessionTermsTypes,
+  signSessionRead,
   splitsLedgerAbi,
   toCompactSignature,
   type SessionTerms,
@@ -32,6 +33,9 @@ import { startLocalStack, type RunningStack } from "../../scripts/lib/local-stac
 const USDC = 1_000_000n;
 const ROOT = path.resolve(import.meta.dirname, "../..");
 /** JSON with bigints as decimal strings, as the SDK sends session terms. */
+/** `GET /v1/sessions/{id}` as the stack's agent (a read signature; keys expire with their sessions). */
+const readSession = async (relayerUrl: string, id: Hex, agentKey: Hex) =>
+  (await fetch(`${relayerUrl}/v1/sessions/${id}`, { headers: { authorization: await signSessionRead(agentKey, id) } })).json();
 const toJson = (value: unknown) => JSON.stringify(value, (_key, field) => (typeof field === "bigint" ? field.toString() : field));
 
 describe("relayer end to end", { timeout: 180_000 }, () => {
@@ -137,7 +141,7 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
     // One request per call: the first call's voucher rode on the second request; the second's
     // stays with the agent until it flushes (or makes another call).
     const signedSequence = async () =>
-      ((await (await fetch(`${running.relayer.url}/v1/sessions/${session.sessionId}`)).json()) as { signedSequence: number }).signedSequence;
+      ((await readSession(running.relayer.url, session.sessionId, running.stack.accounts.agent.privateKey)) as { signedSequence: number }).signedSequence;
     assert.equal(await signedSequence(), 1);
     const receipts = [extended.receipt, finalChunk!.receipt as { cost: string }];
     const total = receipts.reduce((sum, receipt) => sum + BigInt(receipt.cost), 0n);
@@ -153,7 +157,7 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
     assert.equal(onChain.sequence, 2);
     const earned = await ledgerBalance(running.stack.providers[0].owner);
     assert.equal(earned, total - (total * 250n) / 10_000n);
-    const status = (await (await fetch(`${running.relayer.url}/v1/sessions/${session.sessionId}`)).json()) as {
+    const status = (await readSession(running.relayer.url, session.sessionId, running.stack.accounts.agent.privateKey)) as {
       receipts: { settlementTxHash: Hex | null }[];
     };
     assert.deepEqual(status.receipts.map((receipt) => receipt.settlementTxHash), [txHash, txHash]);
@@ -206,7 +210,12 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
       ["oversize body", { headers: auth, body: JSON.stringify({ ...valid, padding: "x".repeat(1_100_000) }) }, 413, "request_too_large"],
       ["missing credentials", { headers: { "content-type": "application/json" }, body: JSON.stringify(valid) }, 401, "missing_api_key"],
       ["forged credentials", { headers: { ...auth, authorization: "Bearer am_forged" }, body: JSON.stringify(valid) }, 401, "invalid_api_key"],
-      ["voucher without its session", { headers: auth, body: JSON.stringify({ ...valid, voucher: { sequence: 1, signature: forged } }) }, 400, "invalid_request"],
+      [
+        "voucher for another session than the key's",
+        { headers: auth, body: JSON.stringify({ ...valid, sessionId: `0x${"ab".repeat(32)}`, voucher: { sequence: 1, signature: forged } }) },
+        403,
+        "key_not_for_session",
+      ],
       [
         "voucher for a call never made",
         { headers: auth, body: JSON.stringify({ ...valid, sessionId: session.sessionId, voucher: { sequence: 1, signature: forged } }) },
@@ -215,7 +224,7 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
       ],
     ];
     await running.relayer.indexer.catchUp(); // the view also shows what the chain holds: let it settle first
-    const before = await (await fetch(`${running.relayer.url}/v1/sessions/${session.sessionId}`)).json();
+    const before = await readSession(running.relayer.url, session.sessionId, running.stack.accounts.agent.privateKey);
     for (const [name, init, status, code] of cases) {
       const response = await fetch(url, { method: "POST", ...init });
       const body = (await response.json()) as { error: { code: string; message: string; type: string } };
@@ -223,7 +232,7 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
       assert.equal(body.error.code, code, name);
       assert.ok(body.error.message.length > 0, name);
     }
-    assert.deepEqual(await (await fetch(`${running.relayer.url}/v1/sessions/${session.sessionId}`)).json(), before);
+    assert.deepEqual(await readSession(running.relayer.url, session.sessionId, running.stack.accounts.agent.privateKey), before);
 
     // A stale voucher: sequence 1 signed twice.
     const openai = new OpenAI(session.openAIOptions());
@@ -231,7 +240,7 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
     const signed = await session.state();
     assert.equal(signed.sequence, 1);
     // A forged voucher riding on the next request: refused, nothing served, nothing stored.
-    const afterOneCall = await (await fetch(`${running.relayer.url}/v1/sessions/${session.sessionId}`)).json();
+    const afterOneCall = await readSession(running.relayer.url, session.sessionId, running.stack.accounts.agent.privateKey);
     const forgedRide = await fetch(url, {
       method: "POST",
       headers: auth,
@@ -239,7 +248,7 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
     });
     assert.equal(forgedRide.status, 401);
     assert.equal(((await forgedRide.json()) as { error: { code: string } }).error.code, "invalid_signature");
-    assert.deepEqual(await (await fetch(`${running.relayer.url}/v1/sessions/${session.sessionId}`)).json(), afterOneCall);
+    assert.deepEqual(await readSession(running.relayer.url, session.sessionId, running.stack.accounts.agent.privateKey), afterOneCall);
     await session.flushVoucher();
     const stale = await fetch(`${running.relayer.url}/v1/sessions/${session.sessionId}/vouchers`, {
       method: "POST",
@@ -299,7 +308,7 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
       await assert.rejects(ask(earlier), (error: { status: number; code: string }) => error.status === 409 && error.code === "signer_rotated");
       const receiptSigners = await Promise.all(
         [earlier, later].map(async (session) => {
-          const { receipts } = (await (await fetch(`${running.relayer.url}/v1/sessions/${session.sessionId}`)).json()) as { receipts: { hash: Hex }[] };
+          const { receipts } = (await readSession(running.relayer.url, session.sessionId, running.stack.accounts.agent.privateKey)) as { receipts: { hash: Hex }[] };
           const status = (await (await fetch(`${running.relayer.url}/v1/receipts/${receipts[0].hash}`)).json()) as { verification: { providerSignatureValid: boolean } };
           return status.verification.providerSignatureValid;
         }),
@@ -391,7 +400,7 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
     await openai.chat.completions.create({ model: "agentmesh-small", messages: [{ role: "user", content: "short" }], max_tokens: 5 });
     const state = await session.state();
     assert.equal(state.sequence, 2);
-    const status = (await (await fetch(`${running.relayer.url}/v1/sessions/${session.sessionId}`)).json()) as {
+    const status = (await readSession(running.relayer.url, session.sessionId, running.stack.accounts.agent.privateKey)) as {
       receipts: { outputTokens: number; cost: string }[];
     };
     const abandoned = status.receipts[0];
@@ -400,7 +409,7 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
     await session.close();
   });
 
-  it("falls back to another provider when one fails, and charges nothing for the failure", async () => {
+  it("charges nothing for a provider that fails; a session's key never falls back to another session", async () => {
     const first = await openSession(1);
     const second = await openSession(2);
     const uptime = async (id: number) =>
@@ -421,19 +430,19 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
           provider: { order: [1, 2], allow_fallbacks: allowFallbacks },
         }),
       });
-    const refused = await request(false);
-    assert.equal(refused.status, 502);
-    assert.equal(((await refused.json()) as { error: { code: string } }).error.code, "upstream_error");
-    const served = await request(true);
-    assert.equal(served.status, 200);
-    const body = (await served.json()) as { receipt: { providerId: number; sessionId: Hex } };
-    assert.equal(body.receipt.providerId, 2);
-    assert.equal(body.receipt.sessionId, second.sessionId);
-    const untouched = (await (await fetch(`${running.relayer.url}/v1/sessions/${first.sessionId}`)).json()) as { state: { sequence: number } };
-    assert.equal(untouched.state.sequence, 0, "the failed provider billed nothing");
-    // The fallback call went through the agent's key, not through `second`'s SDK session: that
-    // session made no such call, so it refuses to sign its receipt (issue 12 item 7).
-    await assert.rejects(second.close(), /no call of this session awaits a receipt/);
+    // The key opens `first` only: the relayer does not move the call to `second`, whose SDK session
+    // made no such call and would refuse to sign its receipt (issue 12 item 7). Falling back is the
+    // client's, with its other session's key (the agent proxy does so).
+    for (const allowFallbacks of [false, true]) {
+      const refused = await request(allowFallbacks);
+      assert.equal(refused.status, 502);
+      assert.equal(((await refused.json()) as { error: { code: string } }).error.code, "upstream_error");
+    }
+    const sequenceOf = async (id: Hex) =>
+      ((await readSession(running.relayer.url, id, running.stack.accounts.agent.privateKey)) as { state: { sequence: number } }).state.sequence;
+    assert.equal(await sequenceOf(first.sessionId), 0, "the failed provider billed nothing");
+    assert.equal(await sequenceOf(second.sessionId), 0, "nothing was served from another session");
+    assert.equal(Number((await second.close()).settled), 0);
   });
 
   it("the agent proxy serves every listed model to a plain OpenAI client, with any API key", async () => {
@@ -476,7 +485,7 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
         headers: { authorization: `Bearer ${session.apiKey}`, "content-type": "application/json" },
         body: JSON.stringify({ model: "agentmesh-small", sessionId: session.sessionId, max_tokens: 5, ...body }),
       });
-    const sequence = async () => ((await (await fetch(`${running.relayer.url}/v1/sessions/${session.sessionId}`)).json()) as { state: { sequence: number } }).state.sequence;
+    const sequence = async () => ((await readSession(running.relayer.url, session.sessionId, running.stack.accounts.agent.privateKey)) as { state: { sequence: number } }).state.sequence;
 
     // Refused before anything is served or billed.
     for (const [body, code] of [

@@ -165,6 +165,8 @@ describe("dApp in Chromium", { timeout: 300_000 }, () => {
     await page.getByTestId(`budget-session-${session.sessionId}`).waitFor(WAIT);
     await page.getByTestId(`budget-session-${session.sessionId}`).getByRole("link").click();
     await ui.waitForPath(new RegExp(`^/sessions/${session.sessionId}$`));
+    // Receipts are private (issue 12 item 10): the budget's creator signs a read request to see them.
+    await page.getByRole("button", { name: "Sign to view" }).click();
     await page.getByText("No call yet").waitFor(WAIT);
 
     const openai = new OpenAI(session.openAIOptions());

@@ -6,11 +6,11 @@ import { useDeployment } from "./useAppConfig.ts";
 export const LIVE_POLL_MS = 1_500;
 
 /** GET `path` from the current chain's relayer; `live` polls it. Disabled without a relayer or a path. */
-export function useRelayerQuery<T>(path: string | undefined, live = false) {
+export function useRelayerQuery<T>(path: string | undefined, live = false, authorization?: string) {
   const relayerUrl = useDeployment().deployment?.relayerUrl;
   return useQuery({
-    queryKey: ["relayer", relayerUrl, path],
-    queryFn: ({ signal }) => relayerGet<T>(relayerUrl!, path!, signal),
+    queryKey: ["relayer", relayerUrl, path, authorization],
+    queryFn: ({ signal }) => relayerGet<T>(relayerUrl!, path!, signal, authorization === undefined ? undefined : { authorization }),
     enabled: relayerUrl !== undefined && path !== undefined,
     refetchInterval: live ? LIVE_POLL_MS : false,
   });
@@ -19,8 +19,21 @@ export function useRelayerQuery<T>(path: string | undefined, live = false) {
 /** Every registered provider with its models and metrics. */
 export const useProviders = () => useRelayerQuery<{ data: RelayerProvider[] }>("/v1/providers", true);
 
-/** A session with every receipt, polled so new receipts appear as they arrive. */
-export const useSession = (sessionId: string | undefined) => useRelayerQuery<RelayerSession>(sessionId && `/v1/sessions/${sessionId}`, true);
+/** Receipts the session page shows at once. */
+export const SESSION_PAGE = 100;
+
+/**
+ * A session with the page of receipts after sequence `after` (and the one before it, which the
+ * first shown receipt chains to), polled so new receipts appear as they arrive. The relayer shows
+ * a session only to its agent or its budget's creator: `authorization` is their read signature
+ * (see `useSessionReadAuthorization`); without it nothing is fetched.
+ */
+export const useSession = (sessionId: string | undefined, authorization: string | undefined, after = 0) =>
+  useRelayerQuery<RelayerSession>(
+    sessionId && authorization && `/v1/sessions/${sessionId}?after=${Math.max(0, after - 1)}&limit=${SESSION_PAGE + (after > 0 ? 1 : 0)}`,
+    true,
+    authorization,
+  );
 
 /** A budget and its sessions with their live spend. */
 export const useBudgetSessions = (budgetId: bigint | undefined) =>

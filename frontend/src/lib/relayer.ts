@@ -106,7 +106,10 @@ export interface RelayerSession {
   settledSequence: number;
   openTxHash: Hex;
   closeTxHash: Hex | null;
+  /** One page of receipts, oldest first: those after `receiptsPage.after`, at most `limit`. */
   receipts: RelayerReceipt[];
+  /** `nextAfter`: the cursor of the next page, or null when this one is the last. */
+  receiptsPage: { after: number; limit: number; nextAfter: number | null };
 }
 
 export interface RelayerBudgetSession {
@@ -167,10 +170,10 @@ export class RelayerRequestError extends Error {
  * @example
  * const { data } = await relayerGet<{ data: RelayerProvider[] }>(relayerUrl, "/v1/providers");
  */
-export async function relayerGet<T>(baseUrl: string, path: string, signal?: AbortSignal): Promise<T> {
+export async function relayerGet<T>(baseUrl: string, path: string, signal?: AbortSignal, headers?: Record<string, string>): Promise<T> {
   let response: Response;
   try {
-    response = await fetch(`${baseUrl.replace(/\/$/, "")}${path}`, { signal });
+    response = await fetch(`${baseUrl.replace(/\/$/, "")}${path}`, { signal, headers });
   } catch (cause) {
     if (signal?.aborted) throw cause;
     throw new RelayerRequestError(0, `The relayer at ${baseUrl} cannot be reached.`);

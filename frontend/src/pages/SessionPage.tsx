@@ -1,22 +1,40 @@
 import { useState } from "react";
+import { useAccount } from "wagmi";
 import { ChainLink } from "../components/ChainLink.tsx";
 import { Link } from "../components/Link.tsx";
 import { EmptyState, ErrorState, Loading, WithDeployment } from "../components/States.tsx";
 import { UsdcAmount } from "../components/UsdcAmount.tsx";
-import { useSession } from "../hooks/useRelayer.ts";
+import { SESSION_PAGE, useSession } from "../hooks/useRelayer.ts";
+import { useSessionReadAuthorization } from "../hooks/useSessionRead.ts";
 import type { ChainDeployment } from "../lib/config.ts";
 import { shortHex } from "../lib/explorer.ts";
-import type { RelayerSession } from "../lib/relayer.ts";
+import { describeError } from "../lib/errors.ts";
+import { RelayerRequestError, type RelayerSession } from "../lib/relayer.ts";
 import { formatBps } from "../lib/splits.ts";
 import { parseUsdcDecimal } from "../lib/usdc.ts";
 import { ReceiptVerification } from "./session/ReceiptVerification.tsx";
 
-function Receipts({ deployment, session }: { deployment: ChainDeployment; session: RelayerSession }) {
+function Receipts({ deployment, session, after, setAfter }: { deployment: ChainDeployment; session: RelayerSession; after: number; setAfter: (after: number) => void }) {
   const [selected, setSelected] = useState<string | undefined>();
   const receipt = session.receipts.find((candidate) => candidate.hash === selected);
-  if (session.receipts.length === 0) return <EmptyState>No call yet: receipts appear here as the agent's calls are served.</EmptyState>;
+  // The page holds the receipt before the first one shown, for verifying that one's chain link.
+  const shown = session.receipts.filter((item) => item.sequence > after);
+  if (shown.length === 0 && after === 0) return <EmptyState>No call yet: receipts appear here as the agent's calls are served.</EmptyState>;
   return (
     <>
+      {(after > 0 || session.receiptsPage.nextAfter !== null) && (
+        <nav className="actions" aria-label="Receipt pages">
+          <button type="button" className="secondary" disabled={after === 0} onClick={() => setAfter(Math.max(0, after - SESSION_PAGE))}>
+            Earlier calls
+          </button>
+          <span className="muted">
+            Calls {after + 1}–{after + shown.length} of {session.state.requestCount}
+          </span>
+          <button type="button" className="secondary" disabled={session.receiptsPage.nextAfter === null} onClick={() => setAfter(after + SESSION_PAGE)}>
+            Later calls
+          </button>
+        </nav>
+      )}
       <div className="table-wrap">
         <table className="responsive" data-testid="receipts">
           <thead>
@@ -33,7 +51,7 @@ function Receipts({ deployment, session }: { deployment: ChainDeployment; sessio
             </tr>
           </thead>
           <tbody>
-            {session.receipts.map((item) => (
+            {shown.map((item) => (
               <tr key={item.hash} data-testid={`receipt-${item.sequence}`}>
                 <td data-label="#">{item.sequence}</td>
                 <td data-label="Tokens in / out">
@@ -62,10 +80,35 @@ function Receipts({ deployment, session }: { deployment: ChainDeployment; sessio
   );
 }
 
+/**
+ * The relayer shows a session only to its agent or its budget's creator: the connected wallet signs
+ * a read request (no transaction), good for an hour in this tab.
+ */
+function SignToRead({ read }: { read: ReturnType<typeof useSessionReadAuthorization> }) {
+  const { isConnected } = useAccount();
+  return (
+    <div className="state" role="status">
+      <p>Receipts are private to the session's agent and its budget's creator: sign a read request with either wallet to see them (no transaction, nothing is spent).</p>
+      {isConnected ? (
+        <button type="button" onClick={() => void read.sign().catch(() => undefined)} disabled={read.signing}>
+          Sign to view
+        </button>
+      ) : (
+        <p className="muted">Connect a wallet first.</p>
+      )}
+      {read.error && <p className="muted">{describeError(read.error)}</p>}
+    </div>
+  );
+}
+
 function Session({ deployment, sessionId }: { deployment: ChainDeployment; sessionId: string }) {
-  const session = useSession(sessionId);
+  const read = useSessionReadAuthorization(sessionId);
+  const [after, setAfter] = useState(0);
+  const session = useSession(sessionId, read.authorization, after);
+  const refused = session.error instanceof RelayerRequestError && (session.error.status === 401 || session.error.status === 403);
+  if (read.authorization === undefined) return <SignToRead read={read} />;
   if (session.isPending) return <Loading what="the session" />;
-  if (session.isError) return <ErrorState error={session.error} retry={() => void session.refetch()} />;
+  if (session.isError) return <ErrorState error={session.error} retry={() => (refused ? read.forget() : void session.refetch())} />;
   const data = session.data;
   return (
     <>
@@ -117,7 +160,7 @@ function Session({ deployment, sessionId }: { deployment: ChainDeployment; sessi
         )}
       </dl>
       <h2>Receipts</h2>
-      <Receipts deployment={deployment} session={data} />
+      <Receipts deployment={deployment} session={data} after={after} setAfter={setAfter} />
     </>
   );
 }

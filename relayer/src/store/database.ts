@@ -182,6 +182,22 @@ export const MIGRATIONS: readonly string[] = [
      PRIMARY KEY (block, log_index)
    );
    CREATE INDEX payout_logs_by_agent ON payout_logs (agent_id, event, block, log_index);`,
+  // keys: an API key opens one session (issue 12 item 7), not all of its agent's, and can be
+  // revoked. A key issued before this migration is kept for the session it was issued with (opened
+  // in the same transaction: the agent's session created nearest to it); agent-wide keys are gone.
+  `CREATE TABLE api_keys (
+     key_hash TEXT PRIMARY KEY,
+     session_id TEXT NOT NULL,
+     created_at INTEGER NOT NULL,
+     revoked_at INTEGER
+   );
+   INSERT INTO api_keys (key_hash, session_id, created_at)
+     SELECT key_hash, session_id, created_at FROM (
+       SELECT a.api_key_hash AS key_hash, s.id AS session_id, a.created_at AS created_at,
+         ROW_NUMBER() OVER (PARTITION BY a.api_key_hash ORDER BY abs(s.created_at - a.created_at), s.created_at) AS nearest
+       FROM agents a JOIN sessions s ON s.agent = a.agent)
+     WHERE nearest = 1;
+   DROP TABLE agents;`,
 ];
 
 /**

@@ -61,6 +61,12 @@ export interface ReceiptRecord {
   createdAt: number;
 }
 
+/** An API key as stored: the one session it opens, and when it was revoked (ms), if it was. */
+export interface ApiKeyRecord {
+  sessionId: Hex;
+  revokedAt: number | null;
+}
+
 export interface SettlementItem {
   sessionId: Hex;
   sequence: number;
@@ -112,10 +118,11 @@ export class Repository {
 
   private readonly statement: (sql: string) => StatementSync;
   /**
-   * API keys are never reassigned, so their agents are cached once read (in memory only: the
-   * database holds nothing but hashes of the keys).
+   * API keys by hash, as last read here (in memory only: the database holds nothing but hashes of
+   * the keys). A key is never reassigned; revoking it updates its entry at once. Bounded like the
+   * session cache.
    */
-  private readonly agentsByApiKey = new Map<string, Address>();
+  private readonly keyCache = new Map<string, ApiKeyRecord>();
   /**
    * Sessions by id, as last read or written here: a call reads its session several times, and only
    * this connection writes them. Records are shared: treat them as read-only. Any rollback empties it.
@@ -215,21 +222,37 @@ export class Repository {
     }
   }
 
-  // ---- agents ---------------------------------------------------------------------------------
+  // ---- API keys ------------------------------------------------------------------------------
 
-  addApiKey(apiKey: string, agent: Address): void {
+  /** Stores a new API key for session `sessionId` (only its hash is kept). */
+  addSessionKey(apiKey: string, sessionId: Hex): void {
     this.transaction(() =>
-      this.statement("INSERT INTO agents (api_key_hash, agent, created_at) VALUES (?, ?, ?)").run(hashApiKey(apiKey), agent, Date.now()),
+      this.statement("INSERT INTO api_keys (key_hash, session_id, created_at) VALUES (?, ?, ?)").run(hashApiKey(apiKey), sessionId.toLowerCase(), Date.now()),
     );
   }
 
-  agentOfApiKey(apiKey: string): Address | undefined {
-    let agent = this.agentsByApiKey.get(apiKey);
-    if (agent === undefined) {
-      agent = (this.statement("SELECT agent FROM agents WHERE api_key_hash = ?").get(hashApiKey(apiKey)) as Row | undefined)?.agent as Address | undefined;
-      if (agent !== undefined) this.agentsByApiKey.set(apiKey, agent);
+  /** The session and revocation time of `apiKey`, or undefined for a key this relayer never issued. */
+  apiKey(apiKey: string): ApiKeyRecord | undefined {
+    const hash = hashApiKey(apiKey);
+    let record = this.keyCache.get(hash);
+    if (record === undefined) {
+      const row = this.statement("SELECT session_id, revoked_at FROM api_keys WHERE key_hash = ?").get(hash) as Row | undefined;
+      if (row === undefined) return undefined;
+      record = { sessionId: row.session_id as Hex, revokedAt: row.revoked_at === null ? null : Number(row.revoked_at) };
+      if (this.keyCache.size >= SESSION_CACHE_SIZE) this.keyCache.clear();
+      this.keyCache.set(hash, record);
     }
-    return agent;
+    return record;
+  }
+
+  /** Revokes `apiKey` for good (committed before this returns); false when it was already revoked. */
+  revokeApiKey(apiKey: string): boolean {
+    const hash = hashApiKey(apiKey);
+    const changed = this.transaction(
+      () => this.statement("UPDATE api_keys SET revoked_at = ? WHERE key_hash = ? AND revoked_at IS NULL").run(Date.now(), hash).changes,
+    );
+    this.keyCache.delete(hash);
+    return Number(changed) > 0;
   }
 
   // ---- sessions -------------------------------------------------------------------------------
@@ -369,6 +392,13 @@ export class Repository {
     const row = this.statement("SELECT * FROM receipts WHERE session_id = ? AND sequence = ?")
       .get(sessionId.toLowerCase(), sequence) as Row | undefined;
     return row && toReceipt(row);
+  }
+
+  /** Up to `limit` receipts of session `sessionId` after sequence `after`, in order (one index range read). */
+  receiptsAfter(sessionId: Hex, after: number, limit: number): ReceiptRecord[] {
+    const rows = this.statement("SELECT * FROM receipts WHERE session_id = ? AND sequence > ? ORDER BY sequence LIMIT ?")
+      .all(sessionId.toLowerCase(), after, limit) as Row[];
+    return rows.map(toReceipt);
   }
 
   receiptsOf(sessionId: Hex): ReceiptRecord[] {
