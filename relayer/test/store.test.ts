@@ -347,8 +347,8 @@ describe("checkpoint pacing", () => {
     for (let attempt = 0; attempt < 200 && (await stat(dbFile)).size === sizeBefore; attempt++) await new Promise((resolve) => setTimeout(resolve, 10));
     let commits = 0;
     let largestLog = 0;
-    const started = performance.now();
-    while (performance.now() - started < 1500) {
+    // A fixed number of commits, not a fixed time: a loaded CI machine then writes as much, slower.
+    while (commits < 600) {
       // Ten calls' writes committed together every millisecond or so, as a loaded relayer's group
       // commits come: PASSIVE checkpoints alone rarely catch up with them, and the log grows.
       repo.transaction(() => {
@@ -360,7 +360,6 @@ describe("checkpoint pacing", () => {
     }
     await checkpointer.stop();
     const pageSize = (repo.db.prepare("PRAGMA page_size").get() as { page_size: number }).page_size;
-    assert.ok(commits > 300, `${commits} commits`);
     assert.ok(largestLog < 2048 * pageSize, `the log grew to ${largestLog} bytes, past 2,048 pages (tens of MB without restarts)`);
     assert.equal(repo.apiKey(`am_steady_${commits - 1}_9`)?.sessionId, sessionId);
     repo.close();
