@@ -187,8 +187,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     );
     started.push(...providers);
 
-    const launchRelayer = () =>
-      startRelayer({
+    const launchRelayer = async () => {
+      const started = await startRelayer({
         port: relayerPort,
         databasePath,
         chain: {
@@ -205,6 +205,13 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         payoutIntervalMs: options.payoutIntervalMs,
         indexer: { startBlock: seeded.startBlock },
       });
+      // Ready: the indexer has caught up with the seeded chain.
+      await started.ready.catch(async (error: unknown) => {
+        await started.close();
+        throw error;
+      });
+      return started;
+    };
     relayer = await launchRelayer();
     proxy = await startAgentProxy({
       relayerUrl: relayer.url,
