@@ -36,6 +36,8 @@ export interface ChainSessionChange {
   session: IndexedSession;
   /** The transaction that finalized it, when the range did. */
   finalizedTx: Hex | null;
+  /** Whether a reorg rolled it back to an earlier state (a close request may be gone). */
+  rolledBack: boolean;
 }
 
 /** Called inside the transaction that applies a range, with every session the range touched. */
@@ -273,7 +275,7 @@ export class ChainIndexer {
       this.index.rollBack(ancestor, { providers, budgets, sessions });
       const changes = sessions.flatMap(({ id }) => {
         const session = this.index.session(id);
-        return session === undefined ? [] : [{ session, finalizedTx: null }];
+        return session === undefined ? [] : [{ session, finalizedTx: null, rolledBack: true }];
       });
       if (this.onSessions !== undefined && changes.length > 0) this.onSessions(changes);
     });
@@ -333,7 +335,7 @@ export class ChainIndexer {
       if (this.onSessions !== undefined && sessionStates.length > 0) {
         const changes = sessionStates.flatMap(({ id }) => {
           const session = this.index.session(id);
-          return session === undefined ? [] : [{ session, finalizedTx: finalizedBy.get(id) ?? null }];
+          return session === undefined ? [] : [{ session, finalizedTx: finalizedBy.get(id) ?? null, rolledBack: false }];
         });
         this.onSessions(changes);
       }

@@ -58,6 +58,7 @@ export class Readiness {
     const status = this.indexer();
     const rpcError = this.startupError ?? (this.started ? status.lastError : undefined);
     if (rpcError !== undefined) problems.push({ check: "rpc", message: `the chain's RPC failed: ${firstLine(rpcError.message)}` });
+    else if (!this.started && this.fatal === undefined) problems.push({ check: "rpc", message: "the chain's RPC has not answered yet" });
     if (!this.started || !status.synced) {
       const behind = status.target === undefined ? null : Math.max(0, status.target - (status.lastBlock ?? -1));
       problems.push({

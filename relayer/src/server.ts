@@ -134,8 +134,9 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
       ...options.indexer,
     },
     (changes) => {
-      for (const { session, finalizedTx } of changes) {
+      for (const { session, finalizedTx, rolledBack } of changes) {
         const { id, settled, sequence, finalized } = session;
+        if (rolledBack && session.closeRequestedBy === null) repo.reopenAfterReorg(id);
         repo.followChain({ id, settled, sequence, finalized, closeRequested: session.closeRequestedBy !== null, closeTx: finalizedTx });
       }
     },
