@@ -224,7 +224,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     });
     // The seeded listing's agent thinks through the demo agent's metered proxy; callers pay it per
     // call at its x402 URL on the relayer.
-    started.push(await startDemoAgent({ port: demoAgentPort, inferenceUrl: `${proxy.url}/v1`, model: "agentmesh-small" }));
+    started.push(await startDemoAgent({ port: demoAgentPort, inferenceUrl: `${proxy.url}/v1`, inferenceApiKey: proxy.token, model: "agentmesh-small" }));
     const stack: LocalStack = {
       ...seeded,
       demoAgent: { ...seeded.demoAgent, url: `${relayer.url}/agents/${seeded.demoAgent.id}` },

@@ -436,8 +436,8 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
     await assert.rejects(second.close(), /no call of this session awaits a receipt/);
   });
 
-  it("the agent proxy serves every listed model to a plain OpenAI client, with any API key", async () => {
-    const openai = new OpenAI({ baseURL: running.stack.agentProxyUrl, apiKey: "sk-anything" });
+  it("the agent proxy serves every listed model to a plain OpenAI client, with the proxy's token as API key", async () => {
+    const openai = new OpenAI({ baseURL: running.stack.agentProxyUrl, apiKey: running.proxy.token });
     const models = await openai.models.list();
     const names = models.data.map((model) => model.id).sort();
     assert.deepEqual(names, ["agentmesh-large", "agentmesh-small"]);
