@@ -195,6 +195,7 @@ export class ChainIndexer {
     this.index.observeHead(Number(latest.number), Number(latest.timestamp));
     if (latest.hash !== this.verifiedHead) {
       await this.followReorg({ number: Number(latest.number), hash: latest.hash });
+      this.index.observeHead(Number(latest.number), Number(latest.timestamp)); // again, after a rollback
       this.verifiedHead = latest.hash;
     }
     const head = Number(latest.number) - this.options.confirmations;

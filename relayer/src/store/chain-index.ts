@@ -138,6 +138,8 @@ export class ChainIndex {
     }
     this.statement("DELETE FROM chain_blocks WHERE number > ?").run(ancestor);
     this.setLastBlock(ancestor);
+    // The head seen may be the replaced chain's (and higher than the new chain's): forget it.
+    this.head = undefined;
   }
 
   /** Last block fully applied, or undefined before the first pass. */
