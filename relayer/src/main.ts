@@ -8,7 +8,7 @@
  */
 import { parseArgs } from "node:util";
 import { loadLocalStack } from "@agentmesh/sdk";
-import { startRelayer } from "./server.ts";
+import { ChainConfigurationError, startRelayer } from "./server.ts";
 import { SettlementOptionsError } from "./settlement.ts";
 
 const { values } = parseArgs({
@@ -65,7 +65,7 @@ relayer.ready.then(
   async (error: unknown) => {
     if (stopping) return;
     // The chain refuses this configuration (wrong chain id, a batch above the escrow's MAX_BATCH).
-    console.error(error instanceof SettlementOptionsError ? error.message : error);
+    console.error(error instanceof SettlementOptionsError || error instanceof ChainConfigurationError ? error.message : error);
     await relayer.close();
     process.exit(2);
   },

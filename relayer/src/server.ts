@@ -101,8 +101,8 @@ const ROUTES: { method: string; pattern: RegExp; handler: Handler }[] = [
   { method: "POST", pattern: /^\/x402\/settle$/, handler: facilitatorSettle },
 ];
 
-/** The chain refuses the relayer's configuration: it can never be ready. */
-class ChainConfigurationError extends Error {
+/** The chain refuses the relayer's configuration (its RPC serves another chain): it can never be ready. */
+export class ChainConfigurationError extends Error {
   constructor(message: string) {
     super(message);
     this.name = "ChainConfigurationError";
@@ -194,10 +194,9 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
     await settlement.start();
     payouts?.start();
   })();
+  // The caller sees the refusal through `ready` (main.ts exits with it), and /readyz names it.
   ready.catch((error: unknown) => {
-    if (stopping.signal.aborted) return;
-    readiness.configurationRefused(error as Error);
-    console.error(`relayer start-up failed: ${(error as Error).message}`);
+    if (!stopping.signal.aborted) readiness.configurationRefused(error as Error);
   });
 
   // Calls in flight, for the drain at shutdown.

@@ -5,7 +5,6 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -333,8 +332,8 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
     relayer.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
     const [code] = (await once(relayer, "exit")) as [number | null];
     assert.equal(code, 2, stderr);
+    // It listened at once (start-up no longer waits for the chain), but never became ready.
     assert.equal(stderr.trim(), "the settlement batch size (--settle-batch) must be an integer from 1 to 100, the escrow's MAX_BATCH, got 101");
-    assert.equal(existsSync(database), false, "nothing was started");
   });
 
   it("loses no voucher and settles nothing twice across a relayer restart", async () => {
