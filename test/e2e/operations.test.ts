@@ -5,6 +5,7 @@
  * signed vouchers; and the index follows a reorg (by block hash) back to the common ancestor.
  */
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { mkdtemp, rm } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
@@ -224,6 +225,30 @@ describe("operations: start-up, shutdown, reorgs", { timeout: 300_000 }, () => {
     } finally {
       store.close();
     }
+  });
+
+  it("issue 12 §12: the relayer process reports ready, and on SIGTERM drains and exits 0", async () => {
+    const port = await freePort();
+    const child = spawn(
+      process.execPath,
+      ["--disable-warning=ExperimentalWarning", "relayer/src/main.ts", "--local-file", running.localFile, "--port", String(port), "--db", path.join(dir, "process.db")],
+      { cwd: path.resolve(import.meta.dirname, "../.."), stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let output = "";
+    child.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    const exited = once(child, "exit") as Promise<[number | null, string | null]>;
+    try {
+      // Bounded wait for readiness (the process prints it).
+      for (let attempt = 0; attempt < 600 && !output.includes("relayer ready"); attempt++) await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.match(output, /relayer ready/);
+      const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
+      assert.equal(ready.status, 200);
+      assert.equal(((await ready.json()) as { status: string }).status, "ready");
+    } finally {
+      child.kill("SIGTERM");
+    }
+    assert.deepEqual(await exited, [0, null], output);
   });
 
   it("issue 12 §12: start-up with the RPC down listens and reports not ready; once the RPC is up it catches up (adaptive getLogs range, bounded reads) and serves", async () => {
