@@ -1,5 +1,5 @@
 import { ApiError } from "@agentmesh/sdk/http";
-import type { IndexerStatus } from "./indexer.ts";
+import { ReorgTooDeepError, type IndexerStatus } from "./indexer.ts";
 
 /** One reason the relayer is not ready, as `GET /readyz` lists it. */
 export interface ReadinessProblem {
@@ -56,7 +56,8 @@ export class Readiness {
     if (this.draining) problems.push({ check: "shutdown", message: "the relayer is shutting down" });
     if (this.fatal !== undefined) problems.push({ check: "configuration", message: this.fatal.message });
     const status = this.indexer();
-    const rpcError = this.startupError ?? (this.started ? status.lastError : undefined);
+    if (status.lastError instanceof ReorgTooDeepError) problems.push({ check: "indexer", message: status.lastError.message });
+    const rpcError = this.startupError ?? (this.started && !(status.lastError instanceof ReorgTooDeepError) ? status.lastError : undefined);
     if (rpcError !== undefined) problems.push({ check: "rpc", message: `the chain's RPC failed: ${firstLine(rpcError.message)}` });
     else if (!this.started && this.fatal === undefined) problems.push({ check: "rpc", message: "the chain's RPC has not answered yet" });
     if (!this.started || !status.synced) {
@@ -77,7 +78,9 @@ export class Readiness {
    */
   requireServing(): void {
     if (this.draining) throw new ApiError(503, "relayer_shutting_down", "the relayer is shutting down; retry on another relayer or later", { headers: { "retry-after": "5" } });
-    if (this.started && this.indexer().synced) return;
+    const status = this.indexer();
+    // An index the chain reorganized away from too deeply to follow says nothing true any more.
+    if (this.started && status.synced && !(status.lastError instanceof ReorgTooDeepError)) return;
     const reasons = this.problems().map((problem) => problem.message).join("; ");
     throw new ApiError(503, "relayer_not_ready", `the relayer is starting and not ready to serve: ${reasons}`, { headers: { "retry-after": "5" } });
   }

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ApiError } from "@agentmesh/sdk/http";
-import { isRangeTooLargeError, type IndexerStatus } from "../src/indexer.ts";
+import { ReorgTooDeepError, isRangeTooLargeError, type IndexerStatus } from "../src/indexer.ts";
 import { Readiness } from "../src/readiness.ts";
 
 const status = (overrides: Partial<IndexerStatus> = {}): IndexerStatus => ({
@@ -45,6 +45,12 @@ describe("readiness", () => {
     assert.deepEqual(readiness.problems(), [{ check: "rpc", message: "the chain's RPC failed: fetch failed" }]);
     readiness.requireServing();
 
+    // A reorg deeper than the kept hashes: the index is wrong, and nothing is served from it.
+    current = status({ synced: true, lastBlock: 130, target: 131, lastError: new ReorgTooDeepError("chain reorganized deeper than the 128 indexed blocks") });
+    assert.deepEqual(readiness.problems(), [{ check: "indexer", message: "chain reorganized deeper than the 128 indexed blocks" }]);
+    assert.throws(() => readiness.requireServing(), (error: ApiError) => error.code === "relayer_not_ready" && /reorganized deeper/.test(error.message));
+
+    current = status({ synced: true, lastBlock: 130, target: 131, lastError: new Error("fetch failed") });
     readiness.drain();
     assert.deepEqual(readiness.problems().map((problem) => problem.check), ["shutdown", "rpc"]);
     assert.throws(() => readiness.requireServing(), (error: ApiError) => error.status === 503 && error.code === "relayer_shutting_down");
