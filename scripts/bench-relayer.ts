@@ -121,7 +121,7 @@ try {
   const providerUrl = `http://127.0.0.1:${providerPort}/v1`;
   const passthroughUrl = `http://127.0.0.1:${passthroughPort}/v1`;
   const relayerUrl = `http://127.0.0.1:${relayerPort}`;
-  await Promise.all([waitFor(`http://127.0.0.1:${providerPort}/healthz`), waitFor(`${relayerUrl}/healthz`), waitFor(`${passthroughUrl}/models`)]);
+  await Promise.all([waitFor(`http://127.0.0.1:${providerPort}/healthz`), waitFor(`${relayerUrl}/readyz`), waitFor(`${passthroughUrl}/models`)]);
 
   // One session per worker and per concurrent stream: a session serves one call at a time. The
   // SDK opens them (at the provider's registered prices); calls then go out by hand, so the load

@@ -180,7 +180,7 @@ try {
     { watchEventLoop: true },
   );
   const relayerUrl = `http://127.0.0.1:${relayerPort}`;
-  await Promise.all([...providerPorts.map((port) => waitFor(`http://127.0.0.1:${port}/healthz`)), waitFor(`${relayerUrl}/healthz`)]);
+  await Promise.all([...providerPorts.map((port) => waitFor(`http://127.0.0.1:${port}/healthz`)), waitFor(`${relayerUrl}/readyz`)]);
   const separator = escrowDomainSeparator(stack.chainId, stack.contracts.ComputeEscrow);
 
   // ---- what is measured -----------------------------------------------------------------------

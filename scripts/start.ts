@@ -65,17 +65,17 @@ AgentMesh local stack is up.
   chain      ${stack.rpcUrl} (chain id ${stack.chainId})
   providers  ${stack.providers.map((provider) => `${provider.id}: ${provider.endpoint}`).join("   ")}
   relayer    ${relayer.url}  (GET /healthz, /v1/models, /v1/providers, /metrics)
-  agent      ${proxy.url}/v1  (OpenAI-compatible proxy of the demo agent: any API key works)
+  agent      ${proxy.url}/v1  (OpenAI-compatible proxy of the demo agent; API key: ${proxy.token})
   dApp       ${running.uiUrl}  (open it in a browser; connect "Local dev account" to act as any demo account)
   stack file ${running.localFile}  (contracts, demo accounts with dev-only keys, budget ${stack.budgetId})
 
 Try it:
-  curl -s ${proxy.url}/v1/chat/completions -H 'content-type: application/json' \\
+  curl -s ${proxy.url}/v1/chat/completions -H 'content-type: application/json' -H 'authorization: Bearer ${proxy.token}' \\
     -d '{"model":"agentmesh-small","messages":[{"role":"user","content":"Hello!"}]}'
 
   // any OpenAI SDK, e.g. Node:
   import OpenAI from "openai";
-  const openai = new OpenAI({ baseURL: "${proxy.url}/v1", apiKey: "local" });
+  const openai = new OpenAI({ baseURL: "${proxy.url}/v1", apiKey: "${proxy.token}" });
   const reply = await openai.chat.completions.create({ model: "agentmesh-large", messages: [{ role: "user", content: "Hi" }] });
   console.log(reply.choices[0].message.content, reply.cost, reply.receipt);
 

@@ -13,6 +13,7 @@ import {
   type WalletClient,
   type Account,
 } from "viem";
+import pMap from "p-map";
 import { privateKeyToAccount } from "viem/accounts";
 import { base, baseSepolia, hardhat } from "viem/chains";
 import {
@@ -112,8 +113,10 @@ export class ChainGateway {
       args: [BigInt(id)],
       blockNumber,
     });
-    const models = await Promise.all(
-      Array.from({ length: Number(provider.modelCount) }, async (_, modelId) => {
+    // ops: at most 4 model reads in flight (a provider may list any number of models).
+    const models = await pMap(
+      Array.from({ length: Number(provider.modelCount) }, (_, modelId) => modelId),
+      async (modelId) => {
         const model = await this.publicClient.readContract({
           address: this.registry,
           abi: providerRegistryAbi,
@@ -122,7 +125,8 @@ export class ChainGateway {
           blockNumber,
         });
         return { id: modelId, ...model };
-      }),
+      },
+      { concurrency: 4 },
     );
     return {
       id,

@@ -4,6 +4,7 @@ import { privateKeyToAccount } from "viem/accounts";
 import type { ChainGateway, RegisteredProvider } from "./chain.ts";
 import type { MarketplaceGateway } from "./marketplace.ts";
 import type { OutboundHttp } from "./outbound.ts";
+import type { Readiness } from "./readiness.ts";
 import type { X402Gateway } from "./x402.ts";
 import type { ProviderStats } from "./stats.ts";
 import type { ChainIndex } from "./store/chain-index.ts";
@@ -200,4 +201,6 @@ export interface RelayerContext {
   /** The agent marketplace and its x402 gateway, when the relayer is configured with one. */
   marketplace?: MarketplaceGateway;
   x402?: X402Gateway;
+  /** Whether the relayer serves calls yet (start-up, shutdown); absent in unit tests of rules. */
+  readiness?: Readiness;
 }

@@ -18,6 +18,8 @@ export interface DemoAgentOptions {
   port?: number;
   /** OpenAI-compatible base URL the agent thinks with, e.g. `http://127.0.0.1:8788/v1`. */
   inferenceUrl: string;
+  /** The API key sent to `inferenceUrl` (the agent proxy's token). */
+  inferenceApiKey: string;
   model: string;
 }
 
@@ -40,7 +42,7 @@ export async function startDemoAgent(options: DemoAgentOptions): Promise<DemoAge
         if (!parsed.success) throw new ApiError(400, "invalid_request", `input: ${parsed.error.issues[0].message}`);
         const response = await fetch(`${options.inferenceUrl.replace(/\/$/, "")}/chat/completions`, {
           method: "POST",
-          headers: { "content-type": "application/json", authorization: "Bearer demo-agent" },
+          headers: { "content-type": "application/json", authorization: `Bearer ${options.inferenceApiKey}` },
           body: JSON.stringify({
             model: options.model,
             messages: [

@@ -8,7 +8,7 @@
  */
 import { parseArgs } from "node:util";
 import { loadLocalStack } from "@agentmesh/sdk";
-import { startRelayer } from "./server.ts";
+import { ChainConfigurationError, startRelayer } from "./server.ts";
 import { SettlementOptionsError } from "./settlement.ts";
 
 const { values } = parseArgs({
@@ -58,14 +58,25 @@ const relayer = await startRelayer({
     maxBatch: Number(values["settle-batch"]), // checked against the escrow's MAX_BATCH
     maxAgeMs: integerOption("settle-age-ms", values["settle-age-ms"], 0, 86_400_000),
   },
-}).catch((error: unknown) => {
-  if (!(error instanceof SettlementOptionsError)) throw error;
-  console.error(error.message);
-  process.exit(2);
 });
-console.log(`relayer listening on ${relayer.url}`);
+console.log(`relayer listening on ${relayer.url} (not ready until the chain answers and the indexer catches up: GET /readyz)`);
+relayer.ready.then(
+  () => console.log("relayer ready"),
+  async (error: unknown) => {
+    if (stopping) return;
+    // The chain refuses this configuration (wrong chain id, a batch above the escrow's MAX_BATCH).
+    console.error(error instanceof SettlementOptionsError || error instanceof ChainConfigurationError ? error.message : error);
+    await relayer.close();
+    process.exit(2);
+  },
+);
 
+// SIGTERM/SIGINT drain: calls in flight finish and signed vouchers are settled before the exit. A
+// second signal exits at once.
+let stopping = false;
 const stop = () => {
+  if (stopping) process.exit(1);
+  stopping = true;
   relayer.close().then(
     () => process.exit(0),
     (error: unknown) => {

@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { Hex } from "viem";
 import { escrowDomainSeparator, formatUsdc } from "@agentmesh/sdk";
 import { ChainGateway, type ChainOptions, type RegisteredProvider } from "./chain.ts";
@@ -16,6 +17,7 @@ import { ChainIndexer, type IndexerOptions } from "./indexer.ts";
 import { ChainIndex } from "./store/chain-index.ts";
 import { ProviderStats } from "./stats.ts";
 import { openDatabase, startCheckpointer } from "./store/database.ts";
+import { Readiness } from "./readiness.ts";
 import { Repository } from "./store/repository.ts";
 import { PayoutLogs } from "./store/agent-payments.ts";
 
@@ -40,17 +42,32 @@ export interface RelayerOptions {
   indexer: { startBlock: number } & Partial<Omit<IndexerOptions, "startBlock">>;
   /** How often agents' payments are distributed (default 60 s; needs `chain.marketplace`). */
   payoutIntervalMs?: number;
+  /** How long `close()` waits for calls in flight before cutting them (default 30 s). */
+  drainTimeoutMs?: number;
 }
 
 export interface Relayer {
   url: string;
   port: number;
   context: RelayerContext;
-  settlement: SettlementWorker;
+  /** The settlement worker; it exists once the relayer is ready (see `ready`). */
+  readonly settlement: SettlementWorker;
   health: HealthProber;
   indexer: ChainIndexer;
   /** Agent payouts, when the relayer serves a marketplace. */
   payouts?: PayoutWorker;
+  readiness: Readiness;
+  /**
+   * Resolves once the chain has answered and the indexer has caught up (the relayer serves calls);
+   * rejects when the chain refuses the configuration (wrong chain id, a settlement batch above the
+   * escrow's: a {@link SettlementOptionsError}), or when the relayer is closed before.
+   */
+  ready: Promise<void>;
+  /**
+   * Graceful shutdown: stops listening, refuses new calls on open connections (503), lets the calls
+   * in flight finish (up to `drainTimeoutMs`), stops the workers, posts every signed voucher not
+   * settled yet to the escrow (forced settlement), and closes the store.
+   */
   close(): Promise<void>;
 }
 
@@ -58,6 +75,7 @@ type Handler = (ctx: RelayerContext, req: IncomingMessage, res: ServerResponse, 
 
 const ROUTES: { method: string; pattern: RegExp; handler: Handler }[] = [
   { method: "GET", pattern: /^\/healthz$/, handler: (ctx, _req, res) => sendJson(res, 200, { status: "ok", chainId: ctx.chain.chainId }) },
+  { method: "GET", pattern: /^\/readyz$/, handler: (ctx, _req, res) => readyz(ctx, res) },
   {
     method: "GET",
     pattern: /^\/metrics$/,
@@ -85,18 +103,22 @@ const ROUTES: { method: string; pattern: RegExp; handler: Handler }[] = [
   { method: "POST", pattern: /^\/x402\/settle$/, handler: facilitatorSettle },
 ];
 
+/** The chain refuses the relayer's configuration (its RPC serves another chain): it can never be ready. */
+export class ChainConfigurationError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ChainConfigurationError";
+  }
+}
+
 /**
- * Starts the relayer: HTTP API, settlement worker, store.
- *
- * @throws {SettlementOptionsError} before starting anything, when the settlement options cannot work
- * with the escrow.
+ * Starts the relayer: HTTP API, store, chain indexer, settlement worker. It listens at once and
+ * returns; it is ready once the chain has answered and the indexer has caught up (`ready`,
+ * `GET /readyz`). Until then calls that need the chain index are refused with 503
+ * `relayer_not_ready`; while the RPC is unreachable, start-up retries with backoff.
  */
 export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
   const chain = new ChainGateway(options.chain);
-  // The chain id decides, among other things, whether private endpoints may be called: the RPC must agree.
-  const rpcChainId = await chain.publicClient.getChainId();
-  if (rpcChainId !== chain.chainId) throw new Error(`the RPC serves chain ${rpcChainId}, not the configured chain ${chain.chainId}`);
-  const settlementConfig = settlementOptions(options.settlement ?? {}, await chain.maxBatch());
   const db = openDatabase(options.databasePath);
   const checkpointer = startCheckpointer(options.databasePath);
   const repo = new Repository(db);
@@ -111,19 +133,18 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
     {
       confirmations: chain.chainId === 31337 ? 0 : 3,
       pollMs: Math.min(1_000, (chain.publicClient.chain?.blockTime ?? 1_000) / 2),
-      maxRange: 5_000,
       ...options.indexer,
     },
     (changes) => {
-      for (const { session, finalizedTx } of changes) {
+      for (const { session, finalizedTx, rolledBack } of changes) {
         const { id, settled, sequence, finalized } = session;
+        if (rolledBack && session.closeRequestedBy === null) repo.reopenAfterReorg(id);
         repo.followChain({ id, settled, sequence, finalized, closeRequested: session.closeRequestedBy !== null, closeTx: finalizedTx });
       }
     },
   );
-  await indexer.catchUp();
-  indexer.start();
   const limits = { ...DEFAULT_LIMITS, ...options.limits };
+  const readiness = new Readiness(() => indexer.status());
   const context: RelayerContext = {
     repo,
     chain,
@@ -137,21 +158,62 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
     rateLimiter: new RateLimiter(),
     outbound: new OutboundHttp(outboundPolicy(chain.chainId)),
     chainIndex,
+    readiness,
   };
   let payouts: PayoutWorker | undefined;
   if (options.chain.marketplace !== undefined) {
     context.marketplace = new MarketplaceGateway(chain, options.chain.marketplace);
     context.x402 = new X402Gateway(context, context.marketplace);
-    context.x402.start();
     payouts = new PayoutWorker(context.marketplace, new PayoutLogs(repo), { startBlock: BigInt(options.indexer.startBlock), intervalMs: options.payoutIntervalMs ?? 60_000 });
-    payouts.start();
   }
-  const settlement = new SettlementWorker(context, settlementConfig);
-  await settlement.start();
   const health = new HealthProber(context, options.healthProbeIntervalMs ?? 15_000);
   health.start();
 
+  // Start-up against the chain, in the background: the chain id (which decides, among other things,
+  // whether private endpoints may be called) and the escrow's batch limit, retried with backoff
+  // while the RPC is unreachable; then the indexer, and the settlement worker once it caught up.
+  const stopping = new AbortController();
+  let settlement: SettlementWorker | undefined;
+  const ready = (async () => {
+    let escrowMaxBatch: number;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const rpcChainId = await chain.publicClient.getChainId();
+        if (rpcChainId !== chain.chainId) throw new ChainConfigurationError(`the RPC serves chain ${rpcChainId}, not the configured chain ${chain.chainId}`);
+        escrowMaxBatch = await chain.maxBatch();
+        break;
+      } catch (error) {
+        if (error instanceof ChainConfigurationError) throw error;
+        readiness.startupFailed(error as Error);
+        const delay = Math.min(30_000, 250 * 2 ** Math.min(attempt, 7));
+        console.error(`relayer start-up: the chain's RPC failed (retry in ${delay} ms): ${(error as Error).message.split("\n")[0]}`);
+        await sleep(delay, undefined, { signal: stopping.signal });
+      }
+    }
+    const settlementConfig = settlementOptions(options.settlement ?? {}, escrowMaxBatch);
+    readiness.chainChecked();
+    indexer.start();
+    indexer.catchUp().catch(() => undefined); // the first pass now; failures retry with backoff
+    await Promise.race([indexer.whenSynced(), abortion(stopping.signal)]);
+    settlement = new SettlementWorker(context, settlementConfig);
+    await settlement.start();
+    context.x402?.start();
+    payouts?.start();
+  })();
+  // The caller sees the refusal through `ready` (main.ts exits with it), and /readyz names it.
+  ready.catch((error: unknown) => {
+    if (!stopping.signal.aborted) readiness.configurationRefused(error as Error);
+  });
+
+  // Calls in flight, for the drain at shutdown.
+  let inFlight = 0;
+  let drained: (() => void) | undefined;
   const server: Server = createServer((req, res) => {
+    inFlight++;
+    res.once("close", () => {
+      if (--inFlight === 0) drained?.();
+    });
+    if (stopping.signal.aborted) res.setHeader("connection", "close");
     void route(context, req, res);
   });
   server.keepAliveTimeout = 65_000;
@@ -160,29 +222,82 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
     server.listen(options.port ?? 8787, options.host ?? "127.0.0.1", resolve);
   });
   const { port } = server.address() as AddressInfo;
+  let closing: Promise<void> | undefined;
   return {
     url: `http://${options.host ?? "127.0.0.1"}:${port}`,
     port,
     context,
-    settlement,
+    get settlement(): SettlementWorker {
+      if (settlement === undefined) throw new Error("the settlement worker starts once the relayer is ready (await relayer.ready)");
+      return settlement;
+    },
     health,
     indexer,
     payouts,
-    async close() {
-      await payouts?.stop();
-      await context.x402?.stop();
-      await indexer.stop();
-      await health.stop();
-      await settlement.stop();
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
-      await context.outbound.close();
-      repo.close();
-      await checkpointer.stop();
+    readiness,
+    ready,
+    close() {
+      closing ??= (async () => {
+        readiness.drain();
+        stopping.abort();
+        await ready.catch(() => undefined);
+        // No new connections; open ones are closed after their call (connection: close).
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeIdleConnections();
+        if (inFlight > 0) {
+          const drainTimeout = new AbortController();
+          await Promise.race([
+            new Promise<void>((resolve) => (drained = resolve)),
+            sleep(options.drainTimeoutMs ?? 30_000, undefined, { signal: drainTimeout.signal }).catch(() => undefined),
+          ]);
+          drainTimeout.abort();
+        }
+        server.closeAllConnections(); // idle keep-alive ones, and calls past the drain timeout
+        await closed;
+        await payouts?.stop();
+        await context.x402?.stop();
+        await indexer.stop();
+        await health.stop();
+        if (settlement !== undefined) {
+          await settlement.stop();
+          await flushVouchers(settlement);
+        }
+        await context.outbound.close();
+        repo.close();
+        await checkpointer.stop();
+      })();
+      return closing;
     },
   };
+}
+
+/** A promise that rejects when `signal` aborts. */
+function abortion(signal: AbortSignal): Promise<never> {
+  return new Promise((_resolve, reject) => {
+    if (signal.aborted) reject(signal.reason);
+    signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+  });
+}
+
+/**
+ * Posts every signed voucher not settled yet to the escrow, batch after batch (forced: whatever
+ * their age), so that a shutdown leaves nothing signed waiting on a restart. A failure is logged:
+ * what is left stays in the store, and the next start settles it.
+ */
+async function flushVouchers(settlement: SettlementWorker): Promise<void> {
+  try {
+    // Each pass settles one batch; a bound in case the escrow keeps refusing some.
+    for (let batch = 0; batch < 100 && (await settlement.settleDue(true)) !== undefined; batch++);
+  } catch (error) {
+    console.error(`settling signed vouchers at shutdown failed (the next start settles them): ${(error as Error).message}`);
+  }
+}
+
+/** `GET /readyz`: 200 when the relayer serves calls, else 503 naming what is missing. */
+function readyz(ctx: RelayerContext, res: ServerResponse): void {
+  const problems = ctx.readiness?.problems() ?? [];
+  const status = problems.length === 0 ? 200 : 503;
+  sendJson(res, status, { status: status === 200 ? "ready" : "not_ready", chainId: ctx.chain.chainId, indexedBlock: ctx.chainIndex.lastBlock() ?? null, problems });
 }
 
 /**
@@ -198,6 +313,12 @@ const CORS_HEADERS = {
   "access-control-max-age": "86400",
 };
 
+/**
+ * Calls refused (503) until the chain index has caught up, and during shutdown: they serve, open or
+ * close sessions by what the index says. Status reads and voucher submissions are always served.
+ */
+const NEEDS_CHAIN_INDEX = new Set<Handler>([chatCompletions, openSession, closeSession, callAgent]);
+
 async function route(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const path = (req.url ?? "/").split("?")[0];
   for (const [name, value] of Object.entries(CORS_HEADERS)) res.setHeader(name, value);
@@ -211,6 +332,7 @@ async function route(ctx: RelayerContext, req: IncomingMessage, res: ServerRespo
     if (matches.length === 0) throw new ApiError(404, "not_found", `no route ${path}`);
     const routeEntry = matches.find((candidate) => candidate.method === req.method);
     if (routeEntry === undefined) throw new ApiError(405, "method_not_allowed", `${req.method} is not allowed on ${path}`);
+    if (NEEDS_CHAIN_INDEX.has(routeEntry.handler)) ctx.readiness?.requireServing();
     const param = decodeURIComponent(routeEntry.pattern.exec(path)?.[1] ?? "");
     await routeEntry.handler(ctx, req, res, param);
   } catch (error) {

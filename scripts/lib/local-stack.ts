@@ -187,8 +187,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     );
     started.push(...providers);
 
-    const launchRelayer = () =>
-      startRelayer({
+    const launchRelayer = async () => {
+      const started = await startRelayer({
         port: relayerPort,
         databasePath,
         chain: {
@@ -205,6 +205,13 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         payoutIntervalMs: options.payoutIntervalMs,
         indexer: { startBlock: seeded.startBlock },
       });
+      // Ready: the indexer has caught up with the seeded chain.
+      await started.ready.catch(async (error: unknown) => {
+        await started.close();
+        throw error;
+      });
+      return started;
+    };
     relayer = await launchRelayer();
     proxy = await startAgentProxy({
       relayerUrl: relayer.url,
@@ -217,7 +224,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     });
     // The seeded listing's agent thinks through the demo agent's metered proxy; callers pay it per
     // call at its x402 URL on the relayer.
-    started.push(await startDemoAgent({ port: demoAgentPort, inferenceUrl: `${proxy.url}/v1`, model: "agentmesh-small" }));
+    started.push(await startDemoAgent({ port: demoAgentPort, inferenceUrl: `${proxy.url}/v1`, inferenceApiKey: proxy.token, model: "agentmesh-small" }));
     const stack: LocalStack = {
       ...seeded,
       demoAgent: { ...seeded.demoAgent, url: `${relayer.url}/agents/${seeded.demoAgent.id}` },

@@ -1,3 +1,4 @@
+import { randomBytes, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Readable } from "node:stream";
@@ -9,6 +10,12 @@ import { ApiError, readJsonBody, sendError, sendJson } from "./http.ts";
  * The agent proxy: an OpenAI-compatible endpoint on 127.0.0.1 for any OpenAI client. It holds the
  * agent's key, opens (and reuses) a metered session per provider and model on demand, and sends
  * each request through it, so every model the relayer lists works with no API key of its own.
+ *
+ * It spends the agent's budget, so it answers only its own clients: every request but `/healthz`
+ * must carry `Authorization: Bearer <token>` (the proxy's token); a request from a web page (an
+ * `Origin` header) is refused unless that origin is listed in `allowedOrigins`, which CORS
+ * preflights then name; and the `Host` header must name a loopback host (localhost, 127.0.0.1,
+ * [::1]) or the host the proxy listens on, so that a DNS name rebound to 127.0.0.1 reaches nothing.
  */
 export interface AgentProxyOptions {
   relayerUrl: string;
@@ -21,11 +28,17 @@ export interface AgentProxyOptions {
   host?: string;
   /** 0 picks a free port. */
   port?: number;
+  /** The bearer token clients must send (at least 16 characters); a random one when omitted. */
+  token?: string;
+  /** Browser origins (e.g. `http://localhost:5173`) allowed to call the proxy; none by default. */
+  allowedOrigins?: readonly string[];
 }
 
 export interface AgentProxy {
   url: string;
   port: number;
+  /** The bearer token clients must send: the OpenAI client's `apiKey`. */
+  token: string;
   /** Closes every session it opened (paying providers, refunding the rest) and stops. */
   close(): Promise<void>;
 }
@@ -75,7 +88,62 @@ async function providerFailed(response: Response): Promise<boolean> {
   return code === "upstream_error" || code === "rate_limited";
 }
 
+/** Host names a request may carry besides the listening host: loopback only. */
+const LOOPBACK_HOSTS = new Set(["localhost", "127.0.0.1", "[::1]"]);
+
+/** The `Host` header's host name (port removed), lower-cased; undefined when malformed. */
+function hostName(header: string | undefined): string | undefined {
+  const match = /^(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(?::\d{1,5})?$/i.exec(header ?? "");
+  return match?.[1].toLowerCase();
+}
+
+/** Whether `presented` equals `token`, in time independent of where they differ. */
+function tokenMatches(presented: string, token: string): boolean {
+  const [a, b] = [Buffer.from(presented), Buffer.from(token)];
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/**
+ * The checks of a request before any work: the `Host` header names a loopback host (or the one
+ * listened on), a browser `Origin` is allowed, and (but for `/healthz` and preflights) the bearer
+ * token matches. Returns the CORS headers for an allowed origin.
+ */
+function admit(
+  req: IncomingMessage,
+  path: string,
+  rules: { token: string; allowedOrigins: ReadonlySet<string>; hosts: ReadonlySet<string> },
+): Record<string, string> {
+  const host = hostName(req.headers.host);
+  if (host === undefined || !rules.hosts.has(host)) {
+    throw fail(403, "host_not_allowed", `Host "${req.headers.host ?? ""}" is not this proxy's: it answers only requests to ${[...rules.hosts].join(", ")}`);
+  }
+  const origin = req.headers.origin;
+  const cors: Record<string, string> = {};
+  if (origin !== undefined) {
+    if (!rules.allowedOrigins.has(origin)) {
+      throw fail(403, "origin_not_allowed", `web pages from ${origin} may not use this proxy (it spends the agent's budget); allow an origin explicitly to let it`);
+    }
+    Object.assign(cors, { "access-control-allow-origin": origin, vary: "Origin" });
+  }
+  if (req.method === "OPTIONS" || path === "/healthz") return cors;
+  const presented = /^Bearer (.+)$/i.exec(req.headers.authorization ?? "")?.[1];
+  if (presented === undefined || !tokenMatches(presented, rules.token)) {
+    throw new ApiError(401, "invalid_proxy_token", "this proxy needs its token: send Authorization: Bearer <token> (the OpenAI client's apiKey)", {
+      headers: { "www-authenticate": "Bearer", ...cors },
+    });
+  }
+  return cors;
+}
+
 export async function startAgentProxy(options: AgentProxyOptions): Promise<AgentProxy> {
+  const token = options.token ?? `amp_${randomBytes(32).toString("base64url")}`;
+  if (token.length < 16 || !/^[\x21-\x7e]+$/.test(token)) throw new Error("the proxy token must be at least 16 printable characters, without spaces");
+  const listenHost = options.host ?? "127.0.0.1";
+  const rules = {
+    token,
+    allowedOrigins: new Set(options.allowedOrigins ?? []),
+    hosts: new Set([...LOOPBACK_HOSTS, listenHost.includes(":") ? `[${listenHost}]` : listenHost.toLowerCase()]),
+  };
   const relayerUrl = options.relayerUrl.replace(/\/$/, "");
   /** Idle sessions per `providerId:model`; a session serves one call at a time. */
   const idle = new Map<string, AgentSession[]>();
@@ -169,6 +237,16 @@ export async function startAgentProxy(options: AgentProxyOptions): Promise<Agent
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     const handle = async () => {
+      const cors = admit(req, path, rules);
+      for (const [name, value] of Object.entries(cors)) res.setHeader(name, value);
+      if (req.method === "OPTIONS") {
+        res.writeHead(204, {
+          "access-control-allow-methods": "GET, POST, OPTIONS",
+          "access-control-allow-headers": "authorization, content-type",
+          "access-control-max-age": "600",
+        });
+        return res.end();
+      }
       if (req.method === "GET" && path === "/healthz") return sendJson(res, 200, { status: "ok" });
       if (req.method === "GET" && path === "/v1/models") {
         const models = await fetch(`${relayerUrl}/v1/models`);
@@ -186,12 +264,13 @@ export async function startAgentProxy(options: AgentProxyOptions): Promise<Agent
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(options.port ?? 8788, options.host ?? "127.0.0.1", resolve);
+    server.listen(options.port ?? 8788, listenHost, resolve);
   });
   const { port } = server.address() as AddressInfo;
   return {
-    url: `http://${options.host ?? "127.0.0.1"}:${port}`,
+    url: `http://${listenHost}:${port}`,
     port,
+    token,
     async close() {
       await new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -254,7 +254,7 @@ describe("serving follows the session's on-chain state", { timeout: 300_000 }, (
     };
     /** A call through the stack's agent proxy, which keeps a session per provider and model. */
     const viaProxy = async () => {
-      const proxy = new OpenAI({ baseURL: stack.agentProxyUrl, apiKey: "sk-anything" });
+      const proxy = new OpenAI({ baseURL: stack.agentProxyUrl, apiKey: running.proxy.token });
       const reply = await proxy.chat.completions.create({ model: "agentmesh-small", messages: [{ role: "user", content: "proxy" }], max_tokens: 8, providerId: 2 } as never);
       return (reply as unknown as { receipt: { sessionId: Hex } }).receipt.sessionId;
     };

@@ -5,7 +5,6 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -342,8 +341,8 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
     relayer.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
     const [code] = (await once(relayer, "exit")) as [number | null];
     assert.equal(code, 2, stderr);
+    // It listened at once (start-up no longer waits for the chain), but never became ready.
     assert.equal(stderr.trim(), "the settlement batch size (--settle-batch) must be an integer from 1 to 100, the escrow's MAX_BATCH, got 101");
-    assert.equal(existsSync(database), false, "nothing was started");
   });
 
   it("loses no voucher and settles nothing twice across a relayer restart", async () => {
@@ -445,8 +444,8 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
     assert.equal(Number((await second.close()).settled), 0);
   });
 
-  it("the agent proxy serves every listed model to a plain OpenAI client, with any API key", async () => {
-    const openai = new OpenAI({ baseURL: running.stack.agentProxyUrl, apiKey: "sk-anything" });
+  it("the agent proxy serves every listed model to a plain OpenAI client, with the proxy's token as API key", async () => {
+    const openai = new OpenAI({ baseURL: running.stack.agentProxyUrl, apiKey: running.proxy.token });
     const models = await openai.models.list();
     const names = models.data.map((model) => model.id).sort();
     assert.deepEqual(names, ["agentmesh-large", "agentmesh-small"]);

@@ -67,6 +67,81 @@ export class ChainIndex {
     return this.head.timestamp + Math.max(0, Math.floor((now - this.head.seenAt) / 1000));
   }
 
+  /** The number of the latest head the indexer saw, or undefined before it saw one. */
+  headBlock(): number | undefined {
+    return this.head?.number;
+  }
+
+  /** Records the hash of indexed block `number` (the last of a range), for reorg detection. */
+  putBlockHash(number: number, hash: Hex): void {
+    this.statement("INSERT INTO chain_blocks (number, hash) VALUES (?, ?) ON CONFLICT (number) DO UPDATE SET hash = excluded.hash").run(number, hash);
+  }
+
+  /** The recorded hashes of indexed blocks, latest first, at most `limit`. */
+  blockHashes(limit: number): { number: number; hash: Hex }[] {
+    return (this.statement("SELECT number, hash FROM chain_blocks ORDER BY number DESC LIMIT ?").all(limit) as Row[]).map((row) => ({
+      number: Number(row.number),
+      hash: row.hash as Hex,
+    }));
+  }
+
+  /** Forgets block hashes older than the `keep` latest (a reorg deeper than that is not followed). */
+  pruneBlockHashes(keep: number): void {
+    this.statement("DELETE FROM chain_blocks WHERE number < (SELECT MIN(number) FROM (SELECT number FROM chain_blocks ORDER BY number DESC LIMIT ?))").run(keep);
+  }
+
+  /**
+   * What the indexer wrote after block `ancestor`: each row keeps the block of its last change, so
+   * these are exactly the rows a reorg back to `ancestor` may have made wrong.
+   */
+  changedAfter(ancestor: number): { providers: number[]; budgets: number[]; sessions: Hex[] } {
+    const ids = (table: string) => (this.statement(`SELECT id FROM ${table} WHERE block > ?`).all(ancestor) as Row[]).map((row) => row.id);
+    return { providers: ids("chain_providers").map(Number), budgets: ids("chain_budgets").map(Number), sessions: ids("chain_sessions") as Hex[] };
+  }
+
+  /**
+   * Rolls the index back to block `ancestor` (run in the indexer's transaction): each row written
+   * after it is replaced by its state as of `ancestor` (read there from the chain), or deleted when
+   * it did not exist then; a close request made after it is forgotten; hashes of later blocks go.
+   * Indexing then resumes at `ancestor + 1`, on the new chain.
+   */
+  rollBack(
+    ancestor: number,
+    restored: {
+      providers: { id: number; provider: RegisteredProvider | undefined }[];
+      budgets: { id: number; budget: IndexedBudget | undefined }[];
+      sessions: { id: Hex; state: { settled: bigint; sequence: number; claimEnd: number } }[];
+    },
+  ): void {
+    for (const { id, provider } of restored.providers) {
+      if (provider === undefined) this.statement("DELETE FROM chain_providers WHERE id = ?").run(id);
+      else this.putProvider(provider, ancestor);
+    }
+    this.cachedProviders = undefined;
+    for (const { id, budget } of restored.budgets) {
+      if (budget === undefined) this.statement("DELETE FROM chain_budgets WHERE id = ?").run(id);
+      else this.putBudget(budget, ancestor);
+    }
+    for (const { id, state } of restored.sessions) {
+      const key = id.toLowerCase();
+      // claimEnd 0: the session did not exist yet (ComputeEscrow.getSession).
+      if (state.claimEnd === 0) {
+        this.statement("DELETE FROM chain_sessions WHERE id = ?").run(key);
+        continue;
+      }
+      this.statement(
+        `UPDATE chain_sessions SET settled = ?, sequence = ?, claim_end = ?, finalized = ?, block = ?,
+           close_requested_by = CASE WHEN close_requested_block > ? THEN NULL ELSE close_requested_by END,
+           close_requested_block = CASE WHEN close_requested_block > ? THEN NULL ELSE close_requested_block END
+         WHERE id = ?`,
+      ).run(state.settled.toString(), state.sequence, state.claimEnd, state.claimEnd === 1 ? 1 : 0, ancestor, ancestor, ancestor, key);
+    }
+    this.statement("DELETE FROM chain_blocks WHERE number > ?").run(ancestor);
+    this.setLastBlock(ancestor);
+    // The head seen may be the replaced chain's (and higher than the new chain's): forget it.
+    this.head = undefined;
+  }
+
   /** Last block fully applied, or undefined before the first pass. */
   lastBlock(): number | undefined {
     const row = this.statement("SELECT last_block FROM indexer_state WHERE id = 1").get() as Row | undefined;
@@ -139,9 +214,12 @@ export class ChainIndex {
       .run(settled.toString(), block, id.toLowerCase());
   }
 
-  requestClose(id: Hex, by: Address, block: number): void {
-    this.statement("UPDATE chain_sessions SET close_requested_by = COALESCE(close_requested_by, ?), block = ? WHERE id = ?")
-      .run(by, block, id.toLowerCase());
+  /** Records that `by` asked to close session `id` in block `requestedAt` (indexed up to `block`). */
+  requestClose(id: Hex, by: Address, block: number, requestedAt = block): void {
+    this.statement(
+      `UPDATE chain_sessions SET close_requested_by = COALESCE(close_requested_by, ?),
+         close_requested_block = COALESCE(close_requested_block, ?), block = ? WHERE id = ?`,
+    ).run(by, requestedAt, block, id.toLowerCase());
   }
 
   /** Session `id` as of the last indexed block (one primary-key read: cheap enough for every call). */

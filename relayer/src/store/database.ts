@@ -198,6 +198,16 @@ export const MIGRATIONS: readonly string[] = [
        FROM agents a JOIN sessions s ON s.agent = a.agent)
      WHERE nearest = 1;
    DROP TABLE agents;`,
+  // ops: reorg detection (issue 12 §12). The indexer keeps the hash of the last block of each range
+  // it applied (a bounded window), and the block of each session's close request, so that it can
+  // roll the index back to the last block both chains share and index the new chain from there.
+  // Close requests indexed before this migration take their row's block (at or after the request).
+  `CREATE TABLE chain_blocks (
+     number INTEGER PRIMARY KEY,
+     hash TEXT NOT NULL
+   );
+   ALTER TABLE chain_sessions ADD COLUMN close_requested_block INTEGER;
+   UPDATE chain_sessions SET close_requested_block = block WHERE close_requested_by IS NOT NULL;`,
 ];
 
 /**

@@ -329,6 +329,17 @@ export class Repository {
     });
   }
 
+  /**
+   * ops: session `id` is 'open' again when it was 'closing': the close request was on a chain that
+   * a reorg replaced (the indexer saw it roll back).
+   */
+  reopenAfterReorg(id: Hex): void {
+    this.transaction(() => {
+      this.statement("UPDATE sessions SET status = 'open' WHERE id = ? AND status = 'closing'").run(id.toLowerCase());
+      this.sessionCache.delete(id.toLowerCase() as Hex);
+    });
+  }
+
   /** Records that session `id`'s unsettled vouchers can never settle (terminal): the worker stops. */
   markUnsettled(id: Hex, reason: string): void {
     this.transaction(() => {
