@@ -87,8 +87,9 @@ describe("session API keys", () => {
     directories.push(directory);
     const dbFile = path.join(directory, "relayer.db");
     const old = new DatabaseSync(dbFile);
-    for (const migration of MIGRATIONS.slice(0, -1)) old.exec(migration);
-    old.exec(`PRAGMA user_version = ${MIGRATIONS.length - 1}`);
+    const keysMigration = MIGRATIONS.findIndex((migration) => migration.includes("CREATE TABLE api_keys"));
+    for (const migration of MIGRATIONS.slice(0, keysMigration)) old.exec(migration);
+    old.exec(`PRAGMA user_version = ${keysMigration}`);
     const insertSession = old.prepare(
       `INSERT INTO sessions (id, agent, provider_id, model_id, model, terms, status, receipt_head, open_tx, created_at)
        VALUES (?, ?, 1, 0, 'agentmesh-small', '{}', 'open', ?, '0x', ?)`,
