@@ -16,11 +16,12 @@ import {
 import type { RegisteredModel, RegisteredProvider } from "./chain.ts";
 import type { RelayerContext } from "./context.ts";
 import { ApiError, badRequest, bearerToken, readJsonBody, sendJson } from "@agentmesh/sdk/http";
+import { idempotencyStore, requestHashOf, type StoredResponse } from "./store/idempotency.ts";
 import { authenticate, parseBody, receiptView, recordVoucher, requireSession, sessionSignerKey, voucherSchema } from "./sessions.ts";
 import { REFUSAL_STATUS, servingRefusal, type ServingRefusalCode } from "./serving.ts";
 import type { SessionRecord } from "./store/repository.ts";
 import { countOutputTokens, countPromptTokens, type ChatMessage } from "@agentmesh/sdk/tokens";
-import { UpstreamError, callUpstream, type UpstreamResult } from "./upstream.ts";
+import { UpstreamError, callUpstream, type Usage, type UpstreamResult } from "./upstream.ts";
 
 /**
  * Content parts the relayer can bound the cost of: text, and images (at their detail's bound, see
@@ -137,11 +138,69 @@ const SKIP_PRIORITY: SkipReason[] = [
   "upstream_error",
 ];
 
+/** An `Idempotency-Key`: printable ASCII without spaces, as Stripe and OpenAI's clients send them. */
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
+
+/** A request's `Idempotency-Key` and the hash of what it asks, or undefined when it sent none. */
+function idempotencyOf(req: IncomingMessage, body: Record<string, unknown>): { key: string; requestHash: Hex } | undefined {
+  const key = req.headers["idempotency-key"];
+  if (key === undefined) return undefined;
+  if (typeof key !== "string" || !IDEMPOTENCY_KEY.test(key)) {
+    throw badRequest("Idempotency-Key: must be 1 to 255 printable ASCII characters without spaces", "invalid_idempotency_key");
+  }
+  return { key, requestHash: requestHashOf(body) };
+}
+
 /** `POST /v1/chat/completions`. */
 export async function chatCompletions(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const agent = authenticate(ctx, bearerToken(req));
   const body = await readJsonBody(req, ctx.limits.maxBodyBytes);
   const request = parseBody(chatSchema, body);
+  const idempotency = idempotencyOf(req, body as Record<string, unknown>);
+  if (idempotency === undefined) return routeAndServe(ctx, res, agent, request, body, undefined);
+  const store = idempotencyStore(ctx.repo);
+  const stored = store.get(agent, idempotency.key);
+  if (stored !== undefined) {
+    if (stored.requestHash !== idempotency.requestHash) {
+      throw new ApiError(422, "idempotency_key_reused", `Idempotency-Key ${JSON.stringify(idempotency.key)} was used for another request in the last 24 hours`);
+    }
+    replay(res, stored.response);
+    return;
+  }
+  if (!store.claim(agent, idempotency.key)) {
+    throw new ApiError(409, "idempotency_key_in_use", `a request with Idempotency-Key ${JSON.stringify(idempotency.key)} is in flight`, {
+      headers: { "retry-after": "1" },
+    });
+  }
+  try {
+    await routeAndServe(ctx, res, agent, request, body, idempotency);
+  } finally {
+    store.release(agent, idempotency.key);
+  }
+}
+
+/** Answers a call stored under its Idempotency-Key again, as it was answered (nothing is billed). */
+function replay(res: ServerResponse, response: StoredResponse): void {
+  if (response.kind === "json") {
+    sendJson(res, 200, response.body, { "idempotent-replayed": "true" });
+    return;
+  }
+  res.writeHead(200, { ...STREAM_HEADERS, "idempotent-replayed": "true" });
+  res.end(`data: ${JSON.stringify(response.chunk)}\n\ndata: ${JSON.stringify(response.final)}\n\n${response.done ? "data: [DONE]\n\n" : ""}`);
+}
+
+/** Headers of a relayed stream (`x-accel-buffering`: proxies such as nginx must not buffer it). */
+const STREAM_HEADERS = { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive", "x-accel-buffering": "no" };
+
+/** Picks a session for the request and serves it, falling back as the routing preferences allow. */
+async function routeAndServe(
+  ctx: RelayerContext,
+  res: ServerResponse,
+  agent: Hex,
+  request: ChatRequest,
+  body: unknown,
+  idempotency: { key: string; requestHash: Hex } | undefined,
+): Promise<void> {
   const sent = body as { messages: ChatMessage[] };
   const requestedMax = request.max_tokens ?? request.max_completion_tokens;
   if (requestedMax !== undefined && requestedMax > ctx.limits.maxTokensCap) {
@@ -177,7 +236,7 @@ export async function chatCompletions(ctx: RelayerContext, req: IncomingMessage,
     inputHash: hashRequestMessages(sent.messages),
   };
   const allowFallbacks = request.provider?.allow_fallbacks ?? true;
-  const skipped: { reason: SkipReason; detail: string }[] = [];
+  const skipped: { reason: SkipReason; detail: string; retryAfterMs?: number }[] = [];
   for (const ranked of sessions) {
     // Re-read after the awaits above: another call may have moved this session on since.
     const session = ctx.repo.getSession(ranked.session.id)!;
@@ -194,13 +253,17 @@ export async function chatCompletions(ctx: RelayerContext, req: IncomingMessage,
       continue;
     }
     if (!ctx.rateLimiter.tryAcquire(provider.id, provider.rateLimitPerMinute)) {
-      skipped.push({ reason: "rate_limited", detail: `provider ${provider.id} allows ${provider.rateLimitPerMinute} requests per minute` });
+      skipped.push({
+        reason: "rate_limited",
+        detail: `provider ${provider.id} allows ${provider.rateLimitPerMinute} requests per minute`,
+        retryAfterMs: ctx.rateLimiter.retryAfterMs(provider.id, provider.rateLimitPerMinute),
+      });
       continue;
     }
     const candidate: Candidate = { session, provider, model, maxTokens: skip };
     ctx.busySessions.add(session.id);
     try {
-      const served = await serve(ctx, req, res, request, candidate, prompt);
+      const served = await serve(ctx, res, request, candidate, prompt, agent, idempotency);
       if (served) return;
       skipped.push({ reason: "upstream_error", detail: `provider ${provider.id} failed` });
     } catch (error) {
@@ -212,8 +275,15 @@ export async function chatCompletions(ctx: RelayerContext, req: IncomingMessage,
     if (!allowFallbacks) break;
   }
   const reason = SKIP_PRIORITY.find((candidate) => skipped.some((skip) => skip.reason === candidate)) ?? "upstream_error";
-  const details = skipped.filter((skip) => skip.reason === reason).map((skip) => skip.detail);
-  throw new ApiError(SKIP_STATUS[reason], reason, details.join("; "), reason === "upstream_error" ? { type: "upstream_error" } : {});
+  const chosen = skipped.filter((skip) => skip.reason === reason);
+  const details = chosen.map((skip) => skip.detail);
+  const headers: Record<string, string> = {};
+  if (SKIP_STATUS[reason] === 429) {
+    // When to try again: the soonest a provider's window frees a request; a busy session, in a second.
+    const waitMs = Math.min(...chosen.map((skip) => skip.retryAfterMs ?? 1_000));
+    headers["retry-after"] = String(Math.max(1, Math.ceil(waitMs / 1000)));
+  }
+  throw new ApiError(SKIP_STATUS[reason], reason, details.join("; "), { headers, ...(reason === "upstream_error" && { type: "upstream_error" }) });
 }
 
 /**
@@ -308,80 +378,188 @@ function largestAffordable(session: SessionRecord, promptTokens: number, remaini
 /**
  * Calls the provider and answers the client. Returns false when the provider failed before
  * anything reached the client (nothing is billed; the caller may fall back).
+ *
+ * @throws {ApiError} with the provider's status when it refused the request itself (a 4xx that any
+ * provider would answer): no fallback, and no failure counted against the provider.
  */
 async function serve(
   ctx: RelayerContext,
-  req: IncomingMessage,
   res: ServerResponse,
   request: ChatRequest,
   candidate: Candidate,
   prompt: SentPrompt,
+  agent: Hex,
+  idempotency: { key: string; requestHash: Hex } | undefined,
 ): Promise<boolean> {
-  // The OpenAI request minus AgentMesh's routing fields, with our max_tokens and usage always on.
-  const { providerId, provider, sessionId, voucher, max_completion_tokens, ...openAiRequest } = request;
+  // The OpenAI request minus AgentMesh's routing fields, with usage always on. An output limit the
+  // client set goes out unchanged, in the field it used (newer models take only
+  // max_completion_tokens); with none, max_tokens carries the one the credit check chose.
+  const { providerId, provider, sessionId, voucher, ...openAiRequest } = request;
   const upstreamBody = {
     ...openAiRequest,
-    max_tokens: candidate.maxTokens,
+    ...(request.max_tokens === undefined && request.max_completion_tokens === undefined && { max_tokens: candidate.maxTokens }),
     ...(request.stream ? { stream_options: { ...request.stream_options, include_usage: true } } : {}),
   };
   const clientGone = new AbortController();
-  res.on("close", () => {
+  const onClose = () => {
     if (!res.writableFinished) clientGone.abort();
-  });
+  };
+  res.on("close", onClose);
+  const keepAlive = new KeepAlive(res, ctx.limits.keepAliveIntervalMs);
   const started = performance.now();
-  const result = await callUpstream(candidate.provider.endpoint, upstreamBody, {
-    timeoutMs: ctx.limits.upstreamTimeoutMs,
-    outbound: ctx.outbound,
-    clientSignal: clientGone.signal,
-    onStreamStart: () => {
-      res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
-    },
-    onChunk: (line) => {
-      // Chunks forwarded in the same tick leave in one write.
-      if (res.writableCorked === 0) {
-        res.cork();
-        process.nextTick(() => res.uncork());
-      }
-      res.write(`data: ${line}\n\n`);
-    },
-  });
-  const latencyMs = Math.max(0, Math.round(performance.now() - started));
-  ctx.stats.recordUpstream(candidate.provider.id, latencyMs, result.kind === "failed");
-  if (result.kind === "failed") {
-    if (res.headersSent) {
-      // Output already reached the client: no fallback; tell it the stream broke. Not billed.
-      res.end(`data: ${JSON.stringify({ error: { message: result.message, type: "upstream_error", code: "upstream_error" } })}\n\n`);
-      return true;
-    }
-    throw new UpstreamError(result.message);
+  let result: UpstreamResult;
+  try {
+    const requestId = res.getHeader("x-request-id");
+    result = await callUpstream(
+      candidate.provider.endpoint,
+      upstreamBody,
+      {
+        firstByteTimeoutMs: ctx.limits.firstByteTimeoutMs,
+        idleTimeoutMs: ctx.limits.idleTimeoutMs,
+        outbound: ctx.outbound,
+        clientSignal: clientGone.signal,
+        // Headers go out as soon as the provider accepts the stream (an earlier provider that
+        // failed before its first chunk may already have sent them), then keep-alive comments
+        // while it is silent: a reasoning model may think for minutes before its first token.
+        onStreamStart: () => {
+          if (!res.headersSent) {
+            res.writeHead(200, STREAM_HEADERS);
+            res.flushHeaders();
+          }
+          keepAlive.start();
+        },
+        onChunk: (line) => {
+          // Chunks forwarded in the same tick leave in one write.
+          if (res.writableCorked === 0) {
+            res.cork();
+            process.nextTick(() => res.uncork());
+          }
+          res.write(`data: ${line}\n\n`);
+          keepAlive.wrote();
+        },
+        drained: () => drained(res, ctx.limits.idleTimeoutMs),
+      },
+      typeof requestId === "string" ? { "x-request-id": requestId } : {},
+    );
+  } finally {
+    keepAlive.stop();
+    res.off("close", onClose);
   }
+  const latencyMs = Math.max(0, Math.round(performance.now() - started));
+  if (result.kind === "refused") throw new ApiError(result.status, result.error.code, result.error.message, { type: result.error.type, param: result.error.param ?? undefined });
+  ctx.stats.recordUpstream(candidate.provider.id, latencyMs, result.kind === "failed" || (result.kind === "cut" && !result.clientGone));
+  if (result.kind === "failed") throw new UpstreamError(result.message);
   const record = bill(ctx, request, candidate, prompt, latencyMs, result);
-  await ctx.repo.committed(); // the receipt is on disk before anyone is told of it
   const cost = { amount: formatUsdc(record.receipt.cost), amountAtomic: record.receipt.cost.toString(), currency: "USDC", txHash: null };
   const extension = { cost, latencyMs, receipt: receiptView(record) };
-  if (result.kind === "abandoned") return true;
-  if (request.stream) {
-    const usageChunk = { ...(result.usageChunk ?? { object: "chat.completion.chunk", choices: [] }), usage: result.usage, ...extension };
-    res.end(`data: ${JSON.stringify(usageChunk)}\n\ndata: [DONE]\n\n`);
+  const usage: Usage = result.usage ?? {
+    prompt_tokens: record.receipt.inputTokens,
+    completion_tokens: record.receipt.outputTokens,
+    total_tokens: record.receipt.inputTokens + record.receipt.outputTokens,
+  };
+  let response: StoredResponse;
+  if (!request.stream) {
+    response = { kind: "json", body: { ...(result.kind === "completed" ? result.body : {}), ...extension } };
   } else {
-    sendJson(res, 200, { ...result.body, ...extension });
+    const final = {
+      ...(result.usageChunk ?? { object: "chat.completion.chunk", choices: [] }),
+      usage,
+      ...(result.kind === "cut" && { error: { message: `the provider's stream broke: ${result.message}; what was delivered is billed`, type: "upstream_error", code: "upstream_error" } }),
+      ...extension,
+    };
+    response = { kind: "stream", chunk: outputChunk(result), final, done: result.kind === "completed" };
   }
+  if (idempotency !== undefined) idempotencyStore(ctx.repo).put(agent, idempotency.key, { requestHash: idempotency.requestHash, receiptHash: record.hash, response });
+  await ctx.repo.committed(); // the receipt is on disk before anyone is told of it
+  if (result.kind === "cut" && result.clientGone) return true;
+  if (response.kind === "json") sendJson(res, 200, response.body);
+  else res.end(`data: ${JSON.stringify(response.final)}\n\n${response.done ? "data: [DONE]\n\n" : ""}`);
   return true;
 }
 
-/** Meters a served call: receipt, next state, the provider's co-signature, all stored at once. */
+/** A stream's whole output as one chunk: what an Idempotency-Key replay sends (it hashes the same). */
+function outputChunk(result: Extract<UpstreamResult, { kind: "completed" | "cut" }>) {
+  const { id, created, model } = (result.usageChunk ?? {}) as Record<string, unknown>;
+  const toolCalls = result.toolCalls.map((call, index) => ({ index, id: call.id, type: "function", function: { name: call.name, arguments: call.arguments } }));
+  return {
+    id,
+    object: "chat.completion.chunk",
+    created,
+    model,
+    choices: [
+      {
+        index: 0,
+        delta: { role: "assistant", ...(result.content !== null && { content: result.content }), ...(toolCalls.length > 0 && { tool_calls: toolCalls }) },
+        finish_reason: result.kind === "cut" ? null : toolCalls.length > 0 ? "tool_calls" : "stop",
+      },
+    ],
+  };
+}
+
+/**
+ * Undefined when the client keeps up with the stream; else resolves once its buffer drained, or it
+ * went away. A client that takes nothing for `idleTimeoutMs` is cut off: it has stopped reading.
+ */
+function drained(res: ServerResponse, idleTimeoutMs: number): Promise<void> | undefined {
+  if (!res.writableNeedDrain || res.destroyed) return undefined;
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => res.destroy(), idleTimeoutMs);
+    const done = () => {
+      clearTimeout(timer);
+      res.off("drain", done);
+      res.off("close", done);
+      resolve();
+    };
+    res.on("drain", done);
+    res.on("close", done);
+  });
+}
+
+/** SSE comments to the client while a stream is silent, every `intervalMs` of silence. */
+class KeepAlive {
+  private timer: NodeJS.Timeout | undefined;
+  private readonly res: ServerResponse;
+  private readonly intervalMs: number;
+
+  constructor(res: ServerResponse, intervalMs: number) {
+    this.res = res;
+    this.intervalMs = intervalMs;
+  }
+
+  start(): void {
+    this.timer ??= setInterval(() => {
+      if (!this.res.writableNeedDrain) this.res.write(": keep-alive\n\n");
+    }, this.intervalMs);
+  }
+
+  /** Something was sent: the next comment is due a whole interval from now. */
+  wrote(): void {
+    this.timer?.refresh();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+}
+
+/**
+ * Meters a served call: receipt, next state, the provider's co-signature, all stored at once. A cut
+ * stream is billed for what was delivered: by the provider's usage if it sent one before the cut,
+ * else by the relayer's count, and the receipt says so (`countedByRelayer`).
+ */
 function bill(
   ctx: RelayerContext,
   request: ChatRequest,
   { session, provider, maxTokens }: Candidate,
   prompt: SentPrompt,
   latencyMs: number,
-  result: Exclude<UpstreamResult, { kind: "failed" }>,
+  result: Extract<UpstreamResult, { kind: "completed" | "cut" }>,
 ) {
   const promptTokens = prompt.tokens;
   const ourCompletion = countOutputTokens(result);
-  // An abandoned stream has no usage from the provider: bill what reached the client, by our count.
-  const reported = result.kind === "abandoned" ? { prompt_tokens: promptTokens, completion_tokens: ourCompletion } : result.usage;
+  let countedByRelayer = result.usage === undefined;
+  const reported = result.usage ?? { prompt_tokens: promptTokens, completion_tokens: ourCompletion };
   // Reasoning tokens are billed as output but never shown, so our count of the output leaves them out.
   const reasoning = Math.min(reasoningTokensOf(reported), reported.completion_tokens);
   const tolerance = (ours: number, theirs: number) => Math.abs(ours - theirs) > ctx.limits.tokenMismatchTolerance * Math.max(ours, theirs) + 4;
@@ -402,6 +580,7 @@ function bill(
     // counters): bill our own count, which the check made sure fits.
     inputTokens = promptTokens;
     outputTokens = Math.min(ourCompletion, maxTokens);
+    countedByRelayer = true;
   }
   const receipt: Receipt = {
     sessionId: session.id,
@@ -419,8 +598,8 @@ function bill(
   };
   const state = checkReceipt(session.terms, session.id, session.state, receipt);
   const providerSignature = signDigest(sessionSignerKey(ctx, session), voucherDigest(ctx.domainSeparator, session.id, state));
-  const deliveredOutput = result.kind === "abandoned" ? { content: result.content, toolCalls: result.toolCalls } : null;
-  const record = { hash: receiptHash(receipt), receipt, state, providerSignature, tokenMismatch, deliveredOutput };
+  const deliveredOutput = result.kind === "cut" ? { content: result.content, toolCalls: result.toolCalls } : null;
+  const record = { hash: receiptHash(receipt), receipt, state, providerSignature, tokenMismatch, countedByRelayer, deliveredOutput };
   ctx.repo.recordCall(record);
   ctx.stats.recordCall(provider.id, receipt, tokenMismatch);
   return { ...record, agentSignature: null, settlementTx: null, createdAt: Date.now() };

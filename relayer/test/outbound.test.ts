@@ -81,7 +81,15 @@ function agent(endpoint: string): ListedAgent {
 }
 
 function upstreamOptions(outbound: OutboundHttp): UpstreamOptions {
-  return { outbound, timeoutMs: 5_000, clientSignal: new AbortController().signal, onStreamStart: () => {}, onChunk: () => {} };
+  return {
+    outbound,
+    firstByteTimeoutMs: 5_000,
+    idleTimeoutMs: 5_000,
+    clientSignal: new AbortController().signal,
+    onStreamStart: () => {},
+    onChunk: () => {},
+    drained: () => undefined,
+  };
 }
 
 /** A provider request body, as chat.ts sends it. */

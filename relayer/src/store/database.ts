@@ -144,6 +144,18 @@ export const MIGRATIONS: readonly string[] = [
        WHERE t.status = 'pending' AND json_extract(i.value, '$.sessionId') = sessions.id);
    CREATE INDEX sessions_due ON sessions (voucher_signed_at)
      WHERE status IN ('open', 'closing') AND unsettled_reason IS NULL AND settling_id IS NULL AND signed_sequence > settled_sequence;`,
+  // http: the response of each billed chat call sent with an Idempotency-Key, by agent and key, so
+  // that a retry after a lost response gets it again instead of a second call (kept 24 hours).
+  `CREATE TABLE idempotent_calls (
+     agent TEXT NOT NULL,
+     key TEXT NOT NULL,
+     request_hash TEXT NOT NULL,
+     receipt_hash TEXT NOT NULL,
+     response TEXT NOT NULL,
+     created_at INTEGER NOT NULL,
+     PRIMARY KEY (agent, key)
+   );
+   CREATE INDEX idempotent_calls_by_age ON idempotent_calls (created_at);`,
 ];
 
 /**
