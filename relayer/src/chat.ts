@@ -429,11 +429,9 @@ async function serve(
           keepAlive.start();
         },
         onChunk: (line) => {
-          // Chunks forwarded in the same tick leave in one write.
-          if (res.writableCorked === 0) {
-            res.cork();
-            process.nextTick(() => res.uncork());
-          }
+          // Node corks the socket for the rest of the tick on a response's first write, so chunks
+          // forwarded in the same tick leave in one write. (Corking it here as well broke 'drain':
+          // a corked response under backpressure never emitted it.)
           res.write(`data: ${line}\n\n`);
           keepAlive.wrote();
         },
