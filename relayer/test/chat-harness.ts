@@ -5,9 +5,11 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { countOutputTokens, countPromptTokens, type ChatMessage } from "@agentmesh/sdk/tokens";
 import { INITIAL_STATE, escrowDomainSeparator, sessionIdOf, type SessionTerms } from "@agentmesh/sdk";
 import type { Hex } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
+import type { RegisteredProvider } from "../src/chain.ts";
 import { DEFAULT_LIMITS, RateLimiter, ReceiptSigners, type RelayerContext, type RelayerLimits } from "../src/context.ts";
 import { OutboundHttp, outboundPolicy } from "../src/outbound.ts";
 import { requestHandler } from "../src/server.ts";
@@ -61,6 +63,13 @@ export async function startProvider(handle: (request: ProviderRequest, res: Serv
 export const contentChunk = (content: string, extra: Record<string, unknown> = {}) =>
   JSON.stringify({ id: "chatcmpl-1", object: "chat.completion.chunk", created: 1, model: MODEL, choices: [{ index: 0, delta: { content }, finish_reason: null }], ...extra });
 
+/** Usage as an honest provider reports it for `messages` and `content` (the relayer's own count). */
+export const honestUsage = (messages: ChatMessage[], content: string) => {
+  const prompt_tokens = countPromptTokens({ messages });
+  const completion_tokens = countOutputTokens({ content, toolCalls: [] });
+  return { prompt_tokens, completion_tokens, total_tokens: prompt_tokens + completion_tokens };
+};
+
 /** A non-streamed completion of `content` with `usage`. */
 export const completion = (content: string, usage: Record<string, unknown>) => ({
   id: "chatcmpl-1",
@@ -75,7 +84,10 @@ export const completion = (content: string, usage: Record<string, unknown>) => (
  * A relayer over `providerUrl` with one session of the fixtures' agent (API key {@link API_KEY}),
  * provider 1 serving {@link MODEL}; `limits` override the defaults.
  */
-export async function startRelayerApp(providerUrl: string, options: { limits?: Partial<RelayerLimits>; terms?: Partial<SessionTerms> } = {}) {
+export async function startRelayerApp(
+  providerUrl: string,
+  options: { limits?: Partial<RelayerLimits>; terms?: Partial<SessionTerms>; provider?: Partial<RegisteredProvider> } = {},
+) {
   const signerKey = generatePrivateKey();
   const signer = privateKeyToAccount(signerKey).address;
   const db = openDatabase(":memory:");
@@ -86,7 +98,7 @@ export async function startRelayerApp(providerUrl: string, options: { limits?: P
   const sessionId = sessionIdOf(terms);
   repo.insertSession({ id: sessionId, agent: terms.agent, providerId: 1, modelId: 0, model: MODEL, terms, state: INITIAL_STATE, openTx: `0x${"ab".repeat(32)}` });
   repo.addApiKey(API_KEY, terms.agent);
-  chainIndex.putProvider(registeredProvider({ receiptSigner: signer, endpoint: providerUrl }), 10);
+  chainIndex.putProvider(registeredProvider({ receiptSigner: signer, endpoint: providerUrl, ...options.provider }), 10);
   chainIndex.putBudget({ id: 1, creator: terms.agent, available: 0n, perSessionLimit: 10n ** 9n, expiry: now + 86_400 }, 10);
   chainIndex.openSession({ id: sessionId, budgetId: 1, agent: terms.agent, providerId: 1, maxSpend: terms.maxSpend, claimEnd: terms.deadline + 86_400 }, 10);
   chainIndex.observeHead(10, now, Date.now());
