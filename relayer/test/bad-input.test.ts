@@ -19,7 +19,7 @@ const failures = (context: RelayerContext) => /agentmesh_upstream_failures_total
 
 describe("bad input gets a 4xx", () => {
   it("answers a malformed % escape in the path with 400 invalid_path, not 500", async () => {
-    const provider = await startProvider((_request, res) => res.end());
+    const provider = await startProvider((_request, res) => void res.end());
     const relayer = await startRelayerApp(provider.url);
     try {
       for (const path of ["/v1/sessions/%zz", "/v1/receipts/%E0%A4%A", "/v1/providers/%", "/agents/%C0%80%"]) {
@@ -34,7 +34,7 @@ describe("bad input gets a 4xx", () => {
   });
 
   it("answers a deeply nested pass-through field with 400 json_too_deep, calling no provider", async () => {
-    const provider = await startProvider((_request, res) => res.end());
+    const provider = await startProvider((_request, res) => void res.end());
     const relayer = await startRelayerApp(provider.url);
     try {
       const deep = `${"[".repeat(100_000)}${"]".repeat(100_000)}`;
@@ -85,7 +85,7 @@ describe("bad input gets a 4xx", () => {
   }
 
   it("answers an RPC outage with 503 chain_unavailable, not 400", async () => {
-    const provider = await startProvider((_request, res) => res.end());
+    const provider = await startProvider((_request, res) => void res.end());
     const relayer = await startRelayerApp(provider.url);
     // A real chain gateway whose RPC is down (a port that refuses connections).
     const dead = createServer();
@@ -119,7 +119,7 @@ describe("bad input gets a 4xx", () => {
   });
 
   it("refuses bodies that are not JSON with 415 on every POST route", async () => {
-    const provider = await startProvider((_request, res) => res.end());
+    const provider = await startProvider((_request, res) => void res.end());
     const relayer = await startRelayerApp(provider.url);
     try {
       for (const path of ["/v1/chat/completions", "/v1/sessions", `/v1/sessions/${relayer.sessionId}/vouchers`, `/v1/sessions/${relayer.sessionId}/close`]) {
@@ -144,7 +144,7 @@ describe("bad input gets a 4xx", () => {
   });
 
   it("carries Allow on every 405", async () => {
-    const provider = await startProvider((_request, res) => res.end());
+    const provider = await startProvider((_request, res) => void res.end());
     const relayer = await startRelayerApp(provider.url);
     try {
       for (const [method, path, allow] of [
