@@ -97,6 +97,8 @@ const MAX_SSE_LINE = 1024 * 1024;
 class Watchdog {
   readonly controller = new AbortController();
   private timer: NodeJS.Timeout | undefined;
+  /** Whether the timer running is the idle one. */
+  private idle = false;
   private readonly options: Pick<UpstreamOptions, "firstByteTimeoutMs" | "idleTimeoutMs">;
 
   constructor(options: Pick<UpstreamOptions, "firstByteTimeoutMs" | "idleTimeoutMs">) {
@@ -106,11 +108,17 @@ class Watchdog {
 
   /** Something arrived: the provider may be silent for the idle timeout from now. */
   activity(): void {
+    if (this.idle) {
+      this.timer!.refresh(); // per piece of a stream: no new timer
+      return;
+    }
     this.arm(this.options.idleTimeoutMs, `the provider sent nothing for ${this.options.idleTimeoutMs} ms (idle timeout)`);
+    this.idle = true;
   }
 
   pause(): void {
     clearTimeout(this.timer);
+    this.idle = false;
   }
 
   stop(): void {
