@@ -157,6 +157,12 @@ export async function chatCompletions(ctx: RelayerContext, req: IncomingMessage,
   const body = await readJsonBody(req, ctx.limits.maxBodyBytes);
   const request = parseBody(chatSchema, body);
   const idempotency = idempotencyOf(req, body as Record<string, unknown>);
+  if (request.voucher !== undefined) {
+    if (request.sessionId === undefined) throw badRequest("voucher: needs the sessionId it signs for", "invalid_request");
+    // A retried request carries a voucher already stored: that is not an error. The voucher pays for
+    // a call already served, so it is kept even when this call is refused or replayed below.
+    recordVoucher(ctx, requireSession(ctx, request.sessionId), request.voucher);
+  }
   if (idempotency === undefined) return routeAndServe(ctx, res, agent, request, body, undefined);
   const store = idempotencyStore(ctx.repo);
   const stored = store.get(agent, idempotency.key);
@@ -205,12 +211,6 @@ async function routeAndServe(
   const requestedMax = request.max_tokens ?? request.max_completion_tokens;
   if (requestedMax !== undefined && requestedMax > ctx.limits.maxTokensCap) {
     throw new ApiError(400, "invalid_max_tokens", `max_tokens ${requestedMax} is above the cap of ${ctx.limits.maxTokensCap}`);
-  }
-  if (request.voucher !== undefined) {
-    if (request.sessionId === undefined) throw badRequest("voucher: needs the sessionId it signs for", "invalid_request");
-    // A retried request carries a voucher already stored: that is not an error. The voucher pays for
-    // a call already served, so it is kept even when this call is refused below.
-    recordVoucher(ctx, requireSession(ctx, request.sessionId), request.voucher);
   }
   // A session the agent pinned is checked against the chain first: its refusal is the answer.
   const pinned = request.sessionId === undefined ? undefined : ctx.repo.getSession(request.sessionId as Hex);
@@ -263,9 +263,8 @@ async function routeAndServe(
     const candidate: Candidate = { session, provider, model, maxTokens: skip };
     ctx.busySessions.add(session.id);
     try {
-      const served = await serve(ctx, res, request, candidate, prompt, agent, idempotency);
-      if (served) return;
-      skipped.push({ reason: "upstream_error", detail: `provider ${provider.id} failed` });
+      await serve(ctx, res, request, candidate, prompt, agent, idempotency);
+      return;
     } catch (error) {
       if (!(error instanceof UpstreamError)) throw error;
       skipped.push({ reason: "upstream_error", detail: `provider ${provider.id}: ${error.message}` });
@@ -376,9 +375,10 @@ function largestAffordable(session: SessionRecord, promptTokens: number, remaini
 }
 
 /**
- * Calls the provider and answers the client. Returns false when the provider failed before
- * anything reached the client (nothing is billed; the caller may fall back).
+ * Calls the provider and answers the client (or bills a client that went away).
  *
+ * @throws {UpstreamError} when the provider failed before any output reached the client: nothing
+ * is billed, and the caller may fall back.
  * @throws {ApiError} with the provider's status when it refused the request itself (a 4xx that any
  * provider would answer): no fallback, and no failure counted against the provider.
  */
@@ -390,7 +390,7 @@ async function serve(
   prompt: SentPrompt,
   agent: Hex,
   idempotency: { key: string; requestHash: Hex } | undefined,
-): Promise<boolean> {
+): Promise<void> {
   // The OpenAI request minus AgentMesh's routing fields, with usage always on. An output limit the
   // client set goes out unchanged, in the field it used (newer models take only
   // max_completion_tokens); with none, max_tokens carries the one the credit check chose.
@@ -469,10 +469,9 @@ async function serve(
   }
   if (idempotency !== undefined) idempotencyStore(ctx.repo).put(agent, idempotency.key, { requestHash: idempotency.requestHash, receiptHash: record.hash, response });
   await ctx.repo.committed(); // the receipt is on disk before anyone is told of it
-  if (result.kind === "cut" && result.clientGone) return true;
+  if (result.kind === "cut" && result.clientGone) return;
   if (response.kind === "json") sendJson(res, 200, response.body);
   else res.end(`data: ${JSON.stringify(response.final)}\n\n${response.done ? "data: [DONE]\n\n" : ""}`);
-  return true;
 }
 
 /** A stream's whole output as one chunk: what an Idempotency-Key replay sends (it hashes the same). */
