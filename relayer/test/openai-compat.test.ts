@@ -185,6 +185,45 @@ describe("OpenAI compatibility", () => {
     }
   });
 
+  it("streams through keep-alive comments to the openai client as OpenAI's own streams do", async () => {
+    let comments = 0;
+    const provider = await startProvider(async (request, res) => {
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.flushHeaders();
+      await new Promise((resolve) => setTimeout(resolve, 150)); // silent: the relayer sends comments meanwhile
+      const usage = honestUsage(request.body.messages as never, ANSWER);
+      res.write(`data: ${contentChunk(ANSWER)}\n\n`);
+      res.write(`data: ${JSON.stringify({ id: "chatcmpl-1", object: "chat.completion.chunk", created: 1, model: MODEL, choices: [], usage })}\n\n`);
+      res.end("data: [DONE]\n\n");
+    });
+    const relayer = await startRelayerApp(provider.url, { limits: { keepAliveIntervalMs: 10 } });
+    const openai = new OpenAI({
+      apiKey: API_KEY,
+      baseURL: `${relayer.url}/v1`,
+      maxRetries: 0,
+      fetch: async (url, init) => {
+        const response = await fetch(url, init);
+        const [counted, passed] = response.body!.tee();
+        void (async () => {
+          const decoder = new TextDecoder();
+          for await (const piece of counted) comments += decoder.decode(piece).split(": keep-alive\n\n").length - 1;
+        })();
+        return new Response(passed, { status: response.status, headers: response.headers });
+      },
+    });
+    try {
+      const stream = await openai.chat.completions.create({ model: MODEL, messages: MESSAGES, stream: true, max_tokens: 50 });
+      let content = "";
+      for await (const chunk of stream) content += chunk.choices[0]?.delta?.content ?? "";
+      assert.equal(content, ANSWER);
+      assert.ok(comments > 0, "keep-alive comments were sent");
+      assert.equal(relayer.receipts().length, 1);
+    } finally {
+      await relayer.close();
+      await provider.close();
+    }
+  });
+
   it("bills reasoning tokens the provider reports without flagging a token mismatch", async () => {
     const { openai, relayer, close } = await setup({}, 500);
     try {
