@@ -15,12 +15,13 @@ import {
 } from "@agentmesh/sdk";
 import type { RegisteredModel, RegisteredProvider } from "./chain.ts";
 import type { RelayerContext } from "./context.ts";
-import { ApiError, bearerToken, readJsonBody, sendJson } from "@agentmesh/sdk/http";
+import { ApiError, badRequest, bearerToken, readJsonBody, sendJson } from "@agentmesh/sdk/http";
+import { idempotencyStore, requestHashOf, type StoredResponse } from "./store/idempotency.ts";
 import { authenticate, keySession, parseBody, receiptView, recordVoucher, sessionSignerKey, voucherSchema } from "./sessions.ts";
 import { REFUSAL_STATUS, servingRefusal, type ServingRefusalCode } from "./serving.ts";
 import type { SessionRecord } from "./store/repository.ts";
 import { countOutputTokens, countPromptTokens, type ChatMessage } from "@agentmesh/sdk/tokens";
-import { UpstreamError, callUpstream, type UpstreamResult } from "./upstream.ts";
+import { UpstreamError, callUpstream, type Usage, type UpstreamResult } from "./upstream.ts";
 
 /**
  * Content parts the relayer can bound the cost of: text, and images (at their detail's bound, see
@@ -137,6 +138,26 @@ const SKIP_PRIORITY: SkipReason[] = [
   "upstream_error",
 ];
 
+/** An `Idempotency-Key`: printable ASCII without spaces, as Stripe and OpenAI's clients send them. */
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
+
+/** A call's `Idempotency-Key`: scoped to the session its API key serves (a key opens one session). */
+interface Idempotency {
+  scope: Hex;
+  key: string;
+  requestHash: Hex;
+}
+
+/** A request's `Idempotency-Key` and the hash of what it asks, or undefined when it sent none. */
+function idempotencyOf(req: IncomingMessage, body: Record<string, unknown>, sessionId: Hex): Idempotency | undefined {
+  const key = req.headers["idempotency-key"];
+  if (key === undefined) return undefined;
+  if (typeof key !== "string" || !IDEMPOTENCY_KEY.test(key)) {
+    throw badRequest("Idempotency-Key: must be 1 to 255 printable ASCII characters without spaces", "invalid_idempotency_key");
+  }
+  return { scope: sessionId, key, requestHash: requestHashOf(body) };
+}
+
 /** `POST /v1/chat/completions`. */
 export async function chatCompletions(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const keyed = authenticate(ctx, bearerToken(req));
@@ -144,15 +165,60 @@ export async function chatCompletions(ctx: RelayerContext, req: IncomingMessage,
   const body = await readJsonBody(req, ctx.limits.maxBodyBytes);
   const request = parseBody(chatSchema, body);
   request.sessionId = keySession(keyed, request.sessionId); // a key serves its own session only
+  const idempotency = idempotencyOf(req, body as Record<string, unknown>, keyed.id);
+  if (request.voucher !== undefined) {
+    // A retried request carries a voucher already stored: that is not an error. The voucher pays for
+    // a call already served, so it is kept even when this call is refused or replayed below.
+    recordVoucher(ctx, keyed, request.voucher);
+  }
+  if (idempotency === undefined) return routeAndServe(ctx, res, agent, request, body, undefined);
+  const store = idempotencyStore(ctx.repo);
+  const stored = store.get(idempotency.scope, idempotency.key);
+  if (stored !== undefined) {
+    if (stored.requestHash !== idempotency.requestHash) {
+      throw new ApiError(422, "idempotency_key_reused", `Idempotency-Key ${JSON.stringify(idempotency.key)} was used for another request in the last 24 hours`);
+    }
+    replay(res, stored.response);
+    return;
+  }
+  if (!store.claim(idempotency.scope, idempotency.key)) {
+    throw new ApiError(409, "idempotency_key_in_use", `a request with Idempotency-Key ${JSON.stringify(idempotency.key)} is in flight`, {
+      headers: { "retry-after": "1" },
+    });
+  }
+  try {
+    await routeAndServe(ctx, res, agent, request, body, idempotency);
+  } finally {
+    store.release(idempotency.scope, idempotency.key);
+  }
+}
+
+/** Answers a call stored under its Idempotency-Key again, as it was answered (nothing is billed). */
+function replay(res: ServerResponse, response: StoredResponse): void {
+  if (response.kind === "json") {
+    sendJson(res, 200, response.body, { "idempotent-replayed": "true" });
+    return;
+  }
+  res.writeHead(200, { ...STREAM_HEADERS, "idempotent-replayed": "true" });
+  res.end(`data: ${JSON.stringify(response.chunk)}\n\ndata: ${JSON.stringify(response.final)}\n\n${response.done ? "data: [DONE]\n\n" : ""}`);
+}
+
+/** Headers of a relayed stream (`x-accel-buffering`: proxies such as nginx must not buffer it). */
+const STREAM_HEADERS = { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive", "x-accel-buffering": "no" };
+
+/** Picks a session for the request and serves it, falling back as the routing preferences allow. */
+async function routeAndServe(
+  ctx: RelayerContext,
+  res: ServerResponse,
+  agent: Hex,
+  request: ChatRequest,
+  body: unknown,
+  idempotency: Idempotency | undefined,
+): Promise<void> {
   const sent = body as { messages: ChatMessage[] };
   const requestedMax = request.max_tokens ?? request.max_completion_tokens;
   if (requestedMax !== undefined && requestedMax > ctx.limits.maxTokensCap) {
     throw new ApiError(400, "invalid_max_tokens", `max_tokens ${requestedMax} is above the cap of ${ctx.limits.maxTokensCap}`);
-  }
-  if (request.voucher !== undefined) {
-    // A retried request carries a voucher already stored: that is not an error. The voucher pays for
-    // a call already served, so it is kept even when this call is refused below.
-    recordVoucher(ctx, keyed, request.voucher);
   }
   // A session the agent pinned is checked against the chain first: its refusal is the answer.
   const pinned = request.sessionId === undefined ? undefined : ctx.repo.getSession(request.sessionId as Hex);
@@ -178,7 +244,7 @@ export async function chatCompletions(ctx: RelayerContext, req: IncomingMessage,
     inputHash: hashRequestMessages(sent.messages),
   };
   const allowFallbacks = request.provider?.allow_fallbacks ?? true;
-  const skipped: { reason: SkipReason; detail: string }[] = [];
+  const skipped: { reason: SkipReason; detail: string; retryAfterMs?: number }[] = [];
   for (const ranked of sessions) {
     // Re-read after the awaits above: another call may have moved this session on since.
     const session = ctx.repo.getSession(ranked.session.id)!;
@@ -195,15 +261,18 @@ export async function chatCompletions(ctx: RelayerContext, req: IncomingMessage,
       continue;
     }
     if (!ctx.rateLimiter.tryAcquire(provider.id, provider.rateLimitPerMinute)) {
-      skipped.push({ reason: "rate_limited", detail: `provider ${provider.id} allows ${provider.rateLimitPerMinute} requests per minute` });
+      skipped.push({
+        reason: "rate_limited",
+        detail: `provider ${provider.id} allows ${provider.rateLimitPerMinute} requests per minute`,
+        retryAfterMs: ctx.rateLimiter.retryAfterMs(provider.id, provider.rateLimitPerMinute),
+      });
       continue;
     }
     const candidate: Candidate = { session, provider, model, maxTokens: skip };
     ctx.busySessions.add(session.id);
     try {
-      const served = await serve(ctx, req, res, request, candidate, prompt);
-      if (served) return;
-      skipped.push({ reason: "upstream_error", detail: `provider ${provider.id} failed` });
+      await serve(ctx, res, request, candidate, prompt, agent, idempotency);
+      return;
     } catch (error) {
       if (!(error instanceof UpstreamError)) throw error;
       skipped.push({ reason: "upstream_error", detail: `provider ${provider.id}: ${error.message}` });
@@ -213,8 +282,15 @@ export async function chatCompletions(ctx: RelayerContext, req: IncomingMessage,
     if (!allowFallbacks) break;
   }
   const reason = SKIP_PRIORITY.find((candidate) => skipped.some((skip) => skip.reason === candidate)) ?? "upstream_error";
-  const details = skipped.filter((skip) => skip.reason === reason).map((skip) => skip.detail);
-  throw new ApiError(SKIP_STATUS[reason], reason, details.join("; "), reason === "upstream_error" ? { type: "upstream_error" } : {});
+  const chosen = skipped.filter((skip) => skip.reason === reason);
+  const details = chosen.map((skip) => skip.detail);
+  const headers: Record<string, string> = {};
+  if (SKIP_STATUS[reason] === 429) {
+    // When to try again: the soonest a provider's window frees a request; a busy session, in a second.
+    const waitMs = Math.min(...chosen.map((skip) => skip.retryAfterMs ?? 1_000));
+    headers["retry-after"] = String(Math.max(1, Math.ceil(waitMs / 1000)));
+  }
+  throw new ApiError(SKIP_STATUS[reason], reason, details.join("; "), { headers, ...(reason === "upstream_error" && { type: "upstream_error" }) });
 }
 
 /**
@@ -307,84 +383,190 @@ function largestAffordable(session: SessionRecord, promptTokens: number, remaini
 }
 
 /**
- * Calls the provider and answers the client. Returns false when the provider failed before
- * anything reached the client (nothing is billed; the caller may fall back).
+ * Calls the provider and answers the client (or bills a client that went away).
+ *
+ * @throws {UpstreamError} when the provider failed before any output reached the client: nothing
+ * is billed, and the caller may fall back.
+ * @throws {ApiError} with the provider's status when it refused the request itself (a 4xx that any
+ * provider would answer): no fallback, and no failure counted against the provider.
  */
 async function serve(
   ctx: RelayerContext,
-  req: IncomingMessage,
   res: ServerResponse,
   request: ChatRequest,
   candidate: Candidate,
   prompt: SentPrompt,
-): Promise<boolean> {
-  // The OpenAI request minus AgentMesh's routing fields, with our max_tokens and usage always on.
-  const { providerId, provider, sessionId, voucher, max_completion_tokens, ...openAiRequest } = request;
+  agent: Hex,
+  idempotency: Idempotency | undefined,
+): Promise<void> {
+  // The OpenAI request minus AgentMesh's routing fields, with usage always on. An output limit the
+  // client set goes out unchanged, in the field it used (newer models take only
+  // max_completion_tokens); with none, max_tokens carries the one the credit check chose.
+  const { providerId, provider, sessionId, voucher, ...openAiRequest } = request;
   const upstreamBody = {
     ...openAiRequest,
-    max_tokens: candidate.maxTokens,
+    ...(request.max_tokens === undefined && request.max_completion_tokens === undefined && { max_tokens: candidate.maxTokens }),
     ...(request.stream ? { stream_options: { ...request.stream_options, include_usage: true } } : {}),
   };
   const clientGone = new AbortController();
-  res.on("close", () => {
+  const onClose = () => {
     if (!res.writableFinished) clientGone.abort();
-  });
+  };
+  res.on("close", onClose);
+  const keepAlive = new KeepAlive(res, ctx.limits.keepAliveIntervalMs);
   const started = performance.now();
-  const result = await callUpstream(candidate.provider.endpoint, upstreamBody, {
-    timeoutMs: ctx.limits.upstreamTimeoutMs,
-    outbound: ctx.outbound,
-    clientSignal: clientGone.signal,
-    onStreamStart: () => {
-      res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
-    },
-    onChunk: (line) => {
-      // Chunks forwarded in the same tick leave in one write.
-      if (res.writableCorked === 0) {
-        res.cork();
-        process.nextTick(() => res.uncork());
-      }
-      res.write(`data: ${line}\n\n`);
-    },
-  });
-  const latencyMs = Math.max(0, Math.round(performance.now() - started));
-  ctx.stats.recordUpstream(candidate.provider.id, latencyMs, result.kind === "failed");
-  if (result.kind === "failed") {
-    if (res.headersSent) {
-      // Output already reached the client: no fallback; tell it the stream broke. Not billed.
-      res.end(`data: ${JSON.stringify({ error: { message: result.message, type: "upstream_error", code: "upstream_error" } })}\n\n`);
-      return true;
-    }
-    throw new UpstreamError(result.message);
+  let result: UpstreamResult;
+  try {
+    const requestId = res.getHeader("x-request-id");
+    result = await callUpstream(
+      candidate.provider.endpoint,
+      upstreamBody,
+      {
+        firstByteTimeoutMs: ctx.limits.firstByteTimeoutMs,
+        idleTimeoutMs: ctx.limits.idleTimeoutMs,
+        outbound: ctx.outbound,
+        clientSignal: clientGone.signal,
+        // Headers go out as soon as the provider accepts the stream (an earlier provider that
+        // failed before its first chunk may already have sent them), then keep-alive comments
+        // while it is silent: a reasoning model may think for minutes before its first token.
+        onStreamStart: () => {
+          if (!res.headersSent) {
+            res.writeHead(200, STREAM_HEADERS);
+            res.flushHeaders();
+          }
+          keepAlive.start();
+        },
+        onChunk: (line) => {
+          // Node corks the socket for the rest of the tick on a response's first write, so chunks
+          // forwarded in the same tick leave in one write. (Corking it here as well broke 'drain':
+          // a corked response under backpressure never emitted it.)
+          res.write(`data: ${line}\n\n`);
+          keepAlive.wrote();
+        },
+        drained: () => drained(res, ctx.limits.idleTimeoutMs),
+      },
+      typeof requestId === "string" ? { "x-request-id": requestId } : {},
+    );
+  } finally {
+    keepAlive.stop();
+    res.off("close", onClose);
   }
+  const latencyMs = Math.max(0, Math.round(performance.now() - started));
+  if (result.kind === "refused") throw new ApiError(result.status, result.error.code, result.error.message, { type: result.error.type, param: result.error.param ?? undefined });
+  ctx.stats.recordUpstream(candidate.provider.id, latencyMs, result.kind === "failed" || (result.kind === "cut" && !result.clientGone));
+  if (result.kind === "failed") throw new UpstreamError(result.message);
   // A whole answer whose client left before it could be sent reached nobody: it is not billed.
-  if (result.kind === "completed" && !request.stream && clientGone.signal.aborted) return true;
+  if (result.kind === "completed" && !request.stream && clientGone.signal.aborted) return;
   const record = bill(ctx, request, candidate, prompt, latencyMs, result);
-  await ctx.repo.committed(); // the receipt is on disk before anyone is told of it
   const cost = { amount: formatUsdc(record.receipt.cost), amountAtomic: record.receipt.cost.toString(), currency: "USDC", txHash: null };
   const extension = { cost, latencyMs, receipt: receiptView(record) };
-  if (result.kind === "abandoned") return true;
-  if (request.stream) {
-    const usageChunk = { ...(result.usageChunk ?? { object: "chat.completion.chunk", choices: [] }), usage: result.usage, ...extension };
-    res.end(`data: ${JSON.stringify(usageChunk)}\n\ndata: [DONE]\n\n`);
+  const usage: Usage = result.usage ?? {
+    prompt_tokens: record.receipt.inputTokens,
+    completion_tokens: record.receipt.outputTokens,
+    total_tokens: record.receipt.inputTokens + record.receipt.outputTokens,
+  };
+  let response: StoredResponse;
+  if (!request.stream) {
+    response = { kind: "json", body: { ...(result.kind === "completed" ? result.body : {}), ...extension } };
   } else {
-    sendJson(res, 200, { ...result.body, ...extension });
+    const final = {
+      ...(result.usageChunk ?? { object: "chat.completion.chunk", choices: [] }),
+      usage,
+      ...(result.kind === "cut" && { error: { message: `the provider's stream broke: ${result.message}; what was delivered is billed`, type: "upstream_error", code: "upstream_error" } }),
+      ...extension,
+    };
+    response = { kind: "stream", chunk: outputChunk(result), final, done: result.kind === "completed" };
   }
-  return true;
+  if (idempotency !== undefined) idempotencyStore(ctx.repo).put(idempotency.scope, idempotency.key, { requestHash: idempotency.requestHash, receiptHash: record.hash, response });
+  await ctx.repo.committed(); // the receipt is on disk before anyone is told of it
+  if (result.kind === "cut" && result.clientGone) return;
+  if (response.kind === "json") sendJson(res, 200, response.body);
+  else res.end(`data: ${JSON.stringify(response.final)}\n\n${response.done ? "data: [DONE]\n\n" : ""}`);
 }
 
-/** Meters a served call: receipt, next state, the provider's co-signature, all stored at once. */
+/** A stream's whole output as one chunk: what an Idempotency-Key replay sends (it hashes the same). */
+function outputChunk(result: Extract<UpstreamResult, { kind: "completed" | "cut" }>) {
+  const { id, created, model } = (result.usageChunk ?? {}) as Record<string, unknown>;
+  const toolCalls = result.toolCalls.map((call, index) => ({ index, id: call.id, type: "function", function: { name: call.name, arguments: call.arguments } }));
+  return {
+    id,
+    object: "chat.completion.chunk",
+    created,
+    model,
+    choices: [
+      {
+        index: 0,
+        delta: { role: "assistant", ...(result.content !== null && { content: result.content }), ...(toolCalls.length > 0 && { tool_calls: toolCalls }) },
+        finish_reason: result.kind === "cut" ? null : toolCalls.length > 0 ? "tool_calls" : "stop",
+      },
+    ],
+  };
+}
+
+/**
+ * Undefined when the client keeps up with the stream; else resolves once its buffer drained, or it
+ * went away. A client that takes nothing for `idleTimeoutMs` is cut off: it has stopped reading.
+ */
+function drained(res: ServerResponse, idleTimeoutMs: number): Promise<void> | undefined {
+  if (!res.writableNeedDrain || res.destroyed) return undefined;
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => res.destroy(), idleTimeoutMs);
+    const done = () => {
+      clearTimeout(timer);
+      res.off("drain", done);
+      res.off("close", done);
+      resolve();
+    };
+    res.on("drain", done);
+    res.on("close", done);
+  });
+}
+
+/** SSE comments to the client while a stream is silent, every `intervalMs` of silence. */
+class KeepAlive {
+  private timer: NodeJS.Timeout | undefined;
+  private readonly res: ServerResponse;
+  private readonly intervalMs: number;
+
+  constructor(res: ServerResponse, intervalMs: number) {
+    this.res = res;
+    this.intervalMs = intervalMs;
+  }
+
+  start(): void {
+    this.timer ??= setInterval(() => {
+      if (!this.res.writableNeedDrain) this.res.write(": keep-alive\n\n");
+    }, this.intervalMs);
+  }
+
+  /** Something was sent: the next comment is due a whole interval from now. */
+  wrote(): void {
+    this.timer?.refresh();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+}
+
+/**
+ * Meters a served call: receipt, next state, the provider's co-signature, all stored at once. A cut
+ * stream is billed for what was delivered: by the provider's usage if it sent one before the cut,
+ * else by the relayer's count, and the receipt says so (`countedByRelayer`).
+ */
 function bill(
   ctx: RelayerContext,
   request: ChatRequest,
   { session, provider, maxTokens }: Candidate,
   prompt: SentPrompt,
   latencyMs: number,
-  result: Exclude<UpstreamResult, { kind: "failed" }>,
+  result: Extract<UpstreamResult, { kind: "completed" | "cut" }>,
 ) {
   const promptTokens = prompt.tokens;
   const ourCompletion = countOutputTokens(result);
-  // An abandoned stream has no usage from the provider: bill what reached the client, by our count.
-  const reported = result.kind === "abandoned" ? { prompt_tokens: promptTokens, completion_tokens: ourCompletion } : result.usage;
+  let countedByRelayer = result.usage === undefined;
+  const reported = result.usage ?? { prompt_tokens: promptTokens, completion_tokens: ourCompletion };
   // Reasoning tokens are billed as output but never shown, so our count of the output leaves them out.
   const reasoning = Math.min(reasoningTokensOf(reported), reported.completion_tokens);
   const tolerance = (ours: number, theirs: number) => Math.abs(ours - theirs) > ctx.limits.tokenMismatchTolerance * Math.max(ours, theirs) + 4;
@@ -405,6 +587,7 @@ function bill(
     // counters): bill our own count, which the check made sure fits.
     inputTokens = promptTokens;
     outputTokens = Math.min(ourCompletion, maxTokens);
+    countedByRelayer = true;
   }
   const receipt: Receipt = {
     sessionId: session.id,
@@ -422,8 +605,8 @@ function bill(
   };
   const state = checkReceipt(session.terms, session.id, session.state, receipt);
   const providerSignature = signDigest(sessionSignerKey(ctx, session), voucherDigest(ctx.domainSeparator, session.id, state));
-  const deliveredOutput = result.kind === "abandoned" ? { content: result.content, toolCalls: result.toolCalls } : null;
-  const record = { hash: receiptHash(receipt), receipt, state, providerSignature, tokenMismatch, deliveredOutput };
+  const deliveredOutput = result.kind === "cut" ? { content: result.content, toolCalls: result.toolCalls } : null;
+  const record = { hash: receiptHash(receipt), receipt, state, providerSignature, tokenMismatch, countedByRelayer, deliveredOutput };
   ctx.repo.recordCall(record);
   ctx.stats.recordCall(provider.id, receipt, tokenMismatch);
   return { ...record, agentSignature: null, settlementTx: null, createdAt: Date.now() };

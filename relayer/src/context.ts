@@ -42,8 +42,19 @@ export interface RelayerLimits {
   defaultMaxTokens: number;
   /** Upper bound on any request's max_tokens. */
   maxTokensCap: number;
-  /** Time allowed for an upstream call before it counts as failed. */
-  upstreamTimeoutMs: number;
+  /**
+   * Longest wait for the first byte of a provider's response body, from sending the request: its
+   * queue, the prompt's processing, a reasoning model's thinking before its first token, and for a
+   * non-streamed call the whole generation. There is no limit on the whole call (see README).
+   */
+  firstByteTimeoutMs: number;
+  /** Longest silence of a provider once its response has begun (any byte, an SSE comment too). */
+  idleTimeoutMs: number;
+  /**
+   * While a stream's provider is silent, an SSE comment (`: keep-alive`) goes to the client this
+   * often, so that proxies and clients with read timeouts keep the connection.
+   */
+  keepAliveIntervalMs: number;
   /** Relative difference between provider usage and our count above which a receipt is flagged. */
   tokenMismatchTolerance: number;
   /**
@@ -79,7 +90,9 @@ export const DEFAULT_LIMITS: RelayerLimits = {
   maxBodyBytes: 1024 * 1024,
   defaultMaxTokens: 1024,
   maxTokensCap: 65_536,
-  upstreamTimeoutMs: 60_000,
+  firstByteTimeoutMs: 120_000,
+  idleTimeoutMs: 30_000,
+  keepAliveIntervalMs: 15_000,
   tokenMismatchTolerance: 0.02,
   chainTimeMarginSeconds: 5,
   x402SettleTimeoutMs: 60_000,
@@ -173,6 +186,13 @@ export class RateLimiter {
     if (window.times.length - window.head >= perMinute) return false;
     window.times.push(now);
     return true;
+  }
+
+  /** Milliseconds until `providerId` may take another request (0 when it may now). */
+  retryAfterMs(providerId: number, perMinute: number, now = Date.now()): number {
+    const window = this.windows.get(providerId);
+    if (window === undefined || window.times.length - window.head < perMinute) return 0;
+    return Math.max(0, window.times[window.times.length - perMinute] + 60_000 - now);
   }
 }
 

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -7,6 +8,7 @@ import { ChainGateway, type ChainOptions, type RegisteredProvider } from "./chai
 import { chatCompletions } from "./chat.ts";
 import { ChainViewCache, DEFAULT_LIMITS, RateLimiter, ReceiptSigners, TokenBuckets, type RelayerContext, type RelayerLimits } from "./context.ts";
 import { ApiError, bearerToken, sendError, sendJson } from "@agentmesh/sdk/http";
+import { chainUnavailable } from "./chain-errors.ts";
 import { closeSession, openSession, receiptStatus, revokeKey, sessionStatus, submitVoucher } from "./sessions.ts";
 import { SettlementWorker, settlementOptions, type SettlementOptions } from "./settlement.ts";
 import { HealthProber } from "./health.ts";
@@ -208,13 +210,14 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
   // Calls in flight, for the drain at shutdown.
   let inFlight = 0;
   let drained: (() => void) | undefined;
+  const handle = requestHandler(context);
   const server: Server = createServer((req, res) => {
     inFlight++;
     res.once("close", () => {
       if (--inFlight === 0) drained?.();
     });
     if (stopping.signal.aborted) res.setHeader("connection", "close");
-    void route(context, req, res);
+    handle(req, res);
   });
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {
@@ -308,8 +311,8 @@ const CORS_HEADERS = {
   "access-control-allow-origin": "*",
   "access-control-allow-methods": "GET, POST, DELETE, OPTIONS",
   // @x402/fetch also sends Access-Control-Expose-Headers on its paid retry.
-  "access-control-allow-headers": "authorization, content-type, payment-signature, access-control-expose-headers",
-  "access-control-expose-headers": "payment-required, payment-response",
+  "access-control-allow-headers": "authorization, content-type, payment-signature, access-control-expose-headers, idempotency-key, x-request-id",
+  "access-control-expose-headers": "payment-required, payment-response, x-request-id, retry-after, idempotent-replayed",
   "access-control-max-age": "86400",
 };
 
@@ -319,8 +322,24 @@ const CORS_HEADERS = {
  */
 const NEEDS_CHAIN_INDEX = new Set<Handler>([chatCompletions, openSession, closeSession, callAgent]);
 
+/**
+ * The relayer's HTTP API over `ctx`: what `startRelayer` serves, and what tests call in-process.
+ * Every response carries an `x-request-id` (the client's, when it sent a sane one).
+ */
+export function requestHandler(ctx: RelayerContext): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    void route(ctx, req, res);
+  };
+}
+
+/** A client's request id is echoed only if it is short and plain (it goes into logs and headers). */
+const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
 async function route(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const path = (req.url ?? "/").split("?")[0];
+  const clientId = req.headers["x-request-id"];
+  const requestId = typeof clientId === "string" && CLIENT_REQUEST_ID.test(clientId) ? clientId : `req_${randomUUID().replaceAll("-", "")}`;
+  res.setHeader("x-request-id", requestId);
   for (const [name, value] of Object.entries(CORS_HEADERS)) res.setHeader(name, value);
   if (req.method === "OPTIONS") {
     res.writeHead(204).end();
@@ -331,16 +350,29 @@ async function route(ctx: RelayerContext, req: IncomingMessage, res: ServerRespo
     const matches = ROUTES.filter((candidate) => candidate.pattern.test(path));
     if (matches.length === 0) throw new ApiError(404, "not_found", `no route ${path}`);
     const routeEntry = matches.find((candidate) => candidate.method === req.method);
-    if (routeEntry === undefined) throw new ApiError(405, "method_not_allowed", `${req.method} is not allowed on ${path}`);
+    if (routeEntry === undefined) {
+      const allow = [...new Set([...matches.map((candidate) => candidate.method), "OPTIONS"])].join(", ");
+      throw new ApiError(405, "method_not_allowed", `${req.method} is not allowed on ${path} (allowed: ${allow})`, { headers: { allow } });
+    }
     if (NEEDS_CHAIN_INDEX.has(routeEntry.handler)) ctx.readiness?.requireServing();
-    const param = decodeURIComponent(routeEntry.pattern.exec(path)?.[1] ?? "");
+    let param: string;
+    try {
+      param = decodeURIComponent(routeEntry.pattern.exec(path)?.[1] ?? "");
+    } catch {
+      throw new ApiError(400, "invalid_path", `${path} is not a valid path: a % escape is malformed`);
+    }
     await routeEntry.handler(ctx, req, res, param);
   } catch (error) {
     if (error instanceof ApiError) {
-      sendError(res, error);
+      sendError(res, withRetryAfter(error));
       return;
     }
-    console.error(`${req.method} ${path} failed:`, error);
+    if (chainUnavailable(error)) {
+      console.error(`${req.method} ${path} [${requestId}]: the chain's RPC is unavailable:`, (error as Error).message);
+      sendError(res, new ApiError(503, "chain_unavailable", "the chain's RPC is unavailable; try again shortly", { headers: { "retry-after": "5" } }));
+      return;
+    }
+    console.error(`${req.method} ${path} [${requestId}] failed:`, error);
     sendError(res, new ApiError(500, "internal_error", "internal error"));
   }
 }
@@ -361,6 +393,13 @@ function throttle(ctx: RelayerContext, req: IncomingMessage): void {
     type: "rate_limit_error",
     headers: { "retry-after": String(wait) },
   });
+}
+
+/** Every 429 says when to try again (a second, unless its handler knew better). */
+function withRetryAfter(error: ApiError): ApiError {
+  if (error.status !== 429 || Object.keys(error.headers).some((name) => name.toLowerCase() === "retry-after")) return error;
+  (error.headers as Record<string, string>)["retry-after"] = "1";
+  return error;
 }
 
 /** `GET /v1/models`: every model of every active served provider, grouped by name. */

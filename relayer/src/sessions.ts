@@ -16,6 +16,7 @@ import {
   type VoucherState,
 } from "@agentmesh/sdk";
 import { contractRevert, type ContractRevert } from "./chain.ts";
+import { chainUnavailable } from "./chain-errors.ts";
 import type { RelayerContext } from "./context.ts";
 import { ApiError, badRequest, bearerToken, readJsonBody, sendJson } from "@agentmesh/sdk/http";
 import { servingRefusal } from "./serving.ts";
@@ -78,6 +79,7 @@ export function receiptView(record: ReceiptRecord) {
     providerSignature: record.providerSignature,
     agentSigned: record.agentSignature !== null,
     tokenMismatch: record.tokenMismatch,
+    countedByRelayer: record.countedByRelayer,
     settlementTxHash: record.settlementTx,
     state: { ...state, cumulativeCost: state.cumulativeCost.toString() },
   };
@@ -154,6 +156,7 @@ export async function openSession(ctx: RelayerContext, req: IncomingMessage, res
   try {
     openTx = await ctx.chain.openSession(terms, signature);
   } catch (error) {
+    if (chainUnavailable(error)) throw error; // answered 503: an outage is no refusal of the terms
     throw badRequest(`the escrow refused to open the session: ${revertReason(error)}`, "open_rejected");
   }
   const apiKey = `am_${randomBytes(32).toString("base64url")}`;

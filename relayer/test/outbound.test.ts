@@ -81,7 +81,15 @@ function agent(endpoint: string): ListedAgent {
 }
 
 function upstreamOptions(outbound: OutboundHttp): UpstreamOptions {
-  return { outbound, timeoutMs: 5_000, clientSignal: new AbortController().signal, onStreamStart: () => {}, onChunk: () => {} };
+  return {
+    outbound,
+    firstByteTimeoutMs: 5_000,
+    idleTimeoutMs: 5_000,
+    clientSignal: new AbortController().signal,
+    onStreamStart: () => {},
+    onChunk: () => {},
+    drained: () => undefined,
+  };
 }
 
 /** A provider request body, as chat.ts sends it. */
@@ -477,8 +485,9 @@ describe("outbound policy", () => {
       try {
         const plain = await callUpstream(`http://127.0.0.1:${flood.port}/v1`, chatBody(), upstreamOptions(outbound));
         assert.deepEqual(plain, { kind: "failed", message: "bad response: the response is larger than 8388608 bytes" });
+        // The flood's content reached the client before the cap: a cut stream, billed for what it delivered.
         const streamed = await callUpstream(`http://127.0.0.1:${flood.port}/stream`, chatBody(true), upstreamOptions(outbound));
-        assert.deepEqual(streamed, { kind: "failed", message: "stream broke: the response is larger than 33554432 bytes" });
+        assert.deepEqual([streamed.kind, "message" in streamed && streamed.message], ["cut", "stream broke: the response is larger than 33554432 bytes"]);
         await assert.rejects(forwardToAgent({ outbound }, agent(`http://127.0.0.1:${flood.port}/`), {}), (error: unknown) => {
           assert.ok(error instanceof ApiError && error.code === "agent_error", String(error));
           assert.match(error.message, /larger than 4194304 bytes; the payment was not settled/);

@@ -369,7 +369,7 @@ describe("reference provider", { timeout: 30_000 }, () => {
     await assert.rejects(
       fetch(`${provider.url}/chat/completions`, {
         method: "POST",
-        headers: { "x-reference-fault": "timeout" },
+        headers: { "content-type": "application/json", "x-reference-fault": "timeout" },
         body: JSON.stringify(chatRequest()),
         signal: AbortSignal.timeout(300),
       }),
@@ -516,6 +516,7 @@ describe("reference provider", { timeout: 30_000 }, () => {
     for (const { name, body, status, code, param = null, method = "POST", path = "/v1/chat/completions" } of cases) {
       const response = await fetch(new URL(path, provider.url), {
         method,
+        headers: body === undefined ? {} : { "content-type": "application/json" },
         body: body === undefined || typeof body === "string" ? body : JSON.stringify(body),
         signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
       });

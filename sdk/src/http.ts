@@ -53,13 +53,50 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
   res.end(payload);
 }
 
-/** Sends an {@link ApiError}; if a response is already under way, drops the connection instead. */
+/**
+ * Sends an {@link ApiError}. If a response is already under way, an event stream ends with the
+ * error as its last event (OpenAI's clients throw it); any other response is cut off.
+ */
 export function sendError(res: ServerResponse, error: ApiError): void {
   if (res.headersSent) {
-    res.destroy();
+    if (String(res.getHeader("content-type")).startsWith("text/event-stream") && !res.writableEnded) res.end(`data: ${JSON.stringify(error)}\n\n`);
+    else res.destroy();
     return;
   }
   sendJson(res, error.status, error, error.headers);
+}
+
+/** Deepest nesting of arrays and objects accepted in a JSON body (OpenAI requests need a handful). */
+export const MAX_JSON_DEPTH = 64;
+
+/**
+ * Whether `body` (JSON text as bytes) nests arrays and objects deeper than `maxDepth`. One pass
+ * over the bytes, before parsing: a deep body is refused before it costs a parse, and before any
+ * recursive walk (a serializer, a schema) could overflow the stack on it.
+ */
+export function nestedDeeperThan(body: Uint8Array, maxDepth: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < body.length; i++) {
+    const byte = body[i];
+    if (inString) {
+      if (byte === 0x5c) i++; // backslash: skip the escaped byte
+      else if (byte === 0x22) inString = false;
+    } else if (byte === 0x22) {
+      inString = true;
+    } else if (byte === 0x5b || byte === 0x7b) {
+      if (++depth > maxDepth) return true;
+    } else if (byte === 0x5d || byte === 0x7d) {
+      depth--;
+    }
+  }
+  return false;
+}
+
+/** Whether a Content-Type names JSON (`application/json`, or any `+json` type), whatever its parameters. */
+function isJsonType(contentType: string): boolean {
+  const type = contentType.split(";")[0].trim().toLowerCase();
+  return type === "application/json" || /^application\/[a-z0-9.+-]+\+json$/.test(type);
 }
 
 /**
@@ -67,12 +104,24 @@ export function sendError(res: ServerResponse, error: ApiError): void {
  *
  * A body that is declared or turns out to be larger is rejected with a 413 as soon as that is
  * known, without buffering the rest; the connection is then closed after the error response, so
- * the unread remainder is dropped.
+ * the unread remainder is dropped. A body declared as anything but JSON is refused unread (415):
+ * browsers send `text/plain` and form bodies cross-origin without asking, so accepting them would
+ * let any web page post to a local server. A body with no Content-Type is read as JSON.
  *
- * @throws {ApiError} 413 `request_too_large` or 400 `invalid_json`.
+ * @throws {ApiError} 415 `unsupported_media_type`, 413 `request_too_large`, 400 `invalid_json`
+ * or 400 `json_too_deep` (nesting deeper than {@link MAX_JSON_DEPTH}).
  */
 export async function readJsonBody(req: IncomingMessage, maxBytes: number): Promise<unknown> {
+  const contentType = req.headers["content-type"];
+  if (contentType !== undefined && !isJsonType(contentType)) {
+    throw new ApiError(415, "unsupported_media_type", `The request body must be JSON (Content-Type: application/json), not ${contentType.slice(0, 100)}.`, {
+      headers: { connection: "close" },
+    });
+  }
   const body = await readBody(req, maxBytes);
+  if (nestedDeeperThan(body, MAX_JSON_DEPTH)) {
+    throw new ApiError(400, "json_too_deep", `The request body nests arrays and objects deeper than ${MAX_JSON_DEPTH} levels.`);
+  }
   try {
     return JSON.parse(body.toString("utf8"));
   } catch {

@@ -208,6 +208,18 @@ export const MIGRATIONS: readonly string[] = [
    );
    ALTER TABLE chain_sessions ADD COLUMN close_requested_block INTEGER;
    UPDATE chain_sessions SET close_requested_block = block WHERE close_requested_by IS NOT NULL;`,
+  // http: the response of each billed chat call sent with an Idempotency-Key, by session and key, so
+  // that a retry after a lost response gets it again instead of a second call (kept 24 hours).
+  `CREATE TABLE idempotent_calls (
+     session_id TEXT NOT NULL,
+     key TEXT NOT NULL,
+     request_hash TEXT NOT NULL,
+     receipt_hash TEXT NOT NULL,
+     response TEXT NOT NULL,
+     created_at INTEGER NOT NULL,
+     PRIMARY KEY (session_id, key)
+   );
+   CREATE INDEX idempotent_calls_by_age ON idempotent_calls (created_at);`,
 ];
 
 /**

@@ -53,6 +53,11 @@ export interface ReceiptRecord {
   agentSignature: CompactSignature | null;
   tokenMismatch: boolean;
   /**
+   * Whether the counts are the relayer's own (the SDK's counter), not the provider's usage: a stream
+   * cut before the provider reported usage, or usage beyond what the credit check allowed.
+   */
+  countedByRelayer: boolean;
+  /**
    * For a streamed call the client stopped reading: the output the relayer delivered and billed, so
    * that the agent can check the receipt against what it did read before signing it. Else null.
    */
@@ -350,7 +355,10 @@ export class Repository {
 
   /** Records a served call, its receipt and the session's new state, in this turn's batch. */
   recordCall(
-    record: Omit<ReceiptRecord, "agentSignature" | "settlementTx" | "createdAt" | "deliveredOutput"> & { deliveredOutput?: CompletionOutput | null },
+    record: Omit<ReceiptRecord, "agentSignature" | "settlementTx" | "createdAt" | "deliveredOutput" | "countedByRelayer"> & {
+      deliveredOutput?: CompletionOutput | null;
+      countedByRelayer?: boolean;
+    },
   ): void {
     const { receipt, state } = record;
     this.batch(() => {
@@ -366,6 +374,7 @@ export class Repository {
             receipt: { ...receipt, cost: receipt.cost.toString() },
             state: stateToJson(state),
             ...(record.deliveredOutput != null && { deliveredOutput: record.deliveredOutput }),
+            ...(record.countedByRelayer === true && { countedByRelayer: true }),
           }),
           JSON.stringify(record.providerSignature),
           record.tokenMismatch ? 1 : 0,
@@ -531,6 +540,7 @@ function toReceipt(row: Row): ReceiptRecord {
     providerSignature: JSON.parse(row.provider_signature as string),
     agentSignature: row.agent_signature ? JSON.parse(row.agent_signature as string) : null,
     tokenMismatch: Number(row.token_mismatch) === 1,
+    countedByRelayer: body.countedByRelayer === true,
     deliveredOutput: body.deliveredOutput ?? null,
     settlementTx: (row.settlement_tx as Hex | null) ?? null,
     createdAt: Number(row.created_at),
