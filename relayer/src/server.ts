@@ -17,6 +17,7 @@ import { ChainIndex } from "./store/chain-index.ts";
 import { ProviderStats } from "./stats.ts";
 import { openDatabase, startCheckpointer } from "./store/database.ts";
 import { Repository } from "./store/repository.ts";
+import { txManagerOptions, type TxManagerOptions } from "./tx-manager.ts";
 
 export interface RelayerOptions {
   host?: string;
@@ -33,6 +34,8 @@ export interface RelayerOptions {
   limits?: Partial<RelayerLimits>;
   /** Checked against the escrow at start-up (see `settlementOptions`). */
   settlement?: Partial<SettlementOptions>;
+  /** The transaction manager: confirmation depth, max fee per gas, replacement (see tx-manager.ts). */
+  transactions?: Partial<TxManagerOptions>;
   /** How often providers' endpoints are probed for the uptime score (default 15 s). */
   healthProbeIntervalMs?: number;
   /** The chain indexer: where to start (the deployment's start block) and how closely to follow. */
@@ -95,9 +98,12 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
   const rpcChainId = await chain.publicClient.getChainId();
   if (rpcChainId !== chain.chainId) throw new Error(`the RPC serves chain ${rpcChainId}, not the configured chain ${chain.chainId}`);
   const settlementConfig = settlementOptions(options.settlement ?? {}, await chain.maxBatch());
+  const txConfig = txManagerOptions(options.transactions ?? {}, chain.chainId);
   const db = openDatabase(options.databasePath);
   const checkpointer = startCheckpointer(options.databasePath);
   const repo = new Repository(db);
+  const transactions = chain.manageTransactions(repo, txConfig);
+  await transactions.start();
   const chainIndex = new ChainIndex(db);
   // The indexer looks at the head twice per block (Base: every second; a look with no new block is
   // one RPC), and marks this relayer's sessions closing or closed in the same transaction as it
@@ -167,6 +173,7 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
       await indexer.stop();
       await health.stop();
       await settlement.stop();
+      await transactions.stop();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();

@@ -117,7 +117,7 @@ function seed(repo: Repository, { sessions, settlements }: SettleQueryOptions): 
   let nonce = 0;
   const sendBatch = (items: SettlementItem[]) => {
     const id = repo.insertSettlement("settle", items);
-    repo.setSettlementTx(id, sha256(`tx ${id}`), nonce++);
+    repo.linkSettlementTx(id, id, sha256(`tx ${id}`), nonce++);
     return id;
   };
 
