@@ -405,8 +405,9 @@ export class TxManager {
     try {
       await this.chain.publicClient.request({ method: "eth_sendRawTransaction", params: [raw] });
     } catch (error) {
-      const message = (error as Error).message.split("\n")[0];
-      if (!/already known|nonce too low|known transaction|replacement/i.test(message)) console.error(`broadcast failed (it is retried): ${message}`);
+      // Expected on a re-broadcast: the node has it, or it (or a replacement) already mined.
+      const message = `${(error as Error).message.split("\n")[0]} ${(error as { details?: string }).details ?? ""}`.trim();
+      if (!/already known|nonce too low|known transaction|replacement|underpriced/i.test(message)) console.error(`broadcast failed (it is retried): ${message}`);
     }
   }
 
