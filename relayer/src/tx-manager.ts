@@ -233,6 +233,7 @@ export class TxManager {
         this.waiters.set(id, (this.waiters.get(id) ?? []).filter((waiter) => waiter !== done));
         reject(new TxPendingError(id, this.get(id)!.hashes.at(-1)!, timeoutMs));
       }, timeoutMs);
+      timer.unref(); // a wait never keeps the process alive
       const done = (outcome: TxOutcome) => {
         clearTimeout(timer);
         resolve(outcome);
