@@ -240,4 +240,56 @@ describe("settlement worker", () => {
     await expired.worker.settleDue();
     assert.deepEqual(expired.escrow.mined, [expired.ids]);
   });
+
+  it("issue 12 §3: sessions backing off never starve the others (the oldest stuck sessions once filled the due query)", async () => {
+    const { repo, escrow, ids, worker } = await workerSetup(5, { maxBatch: 2, retryBaseMs: 60_000 });
+    const stuck = ids.slice(0, 4); // the four oldest vouchers: refused for a bad signature, backing off a minute
+    for (const id of stuck) escrow.badSignature.add(id);
+    for (let pass = 0; pass < 3; pass++) await worker.settleDue(true);
+    assert.deepEqual(escrow.mined, [[ids[4]]], "the youngest settles while the oldest back off");
+    assert.equal(repo.getSession(ids[4])?.settledSequence, 1);
+    assert.deepEqual(stuck.map((id) => repo.getSession(id)?.settledSequence), [0, 0, 0, 0]);
+    assert.equal(repo.sessionsToSettle(10).length, 0, "backing off: not due now");
+    assert.equal(repo.sessionsToSettle(10, Date.now() + 61_000).length, 4, "due again after their retry time");
+  });
+
+  it("issue 12 §3: never re-sends the vouchers of a batch that is still pending, and applies it once its transaction confirms", async () => {
+    const { repo, escrow, ids, worker, rows } = await workerSetup(2);
+    escrow.hold = true; // in flight: no receipt, however long it takes
+    assert.match((await worker.settleDue(true)) ?? "", /^0x/);
+    for (let pass = 0; pass < 3; pass++) assert.equal(await worker.settleDue(true), undefined);
+    assert.deepEqual(escrow.sent, [ids], "sent once, as one batch");
+    assert.equal(escrow.attempts.length, 1, "not even simulated again");
+    assert.deepEqual(rows(ids[0]), [["pending", null]]);
+    escrow.finish(1, "confirmed");
+    await worker.settleDue(true);
+    assert.deepEqual(ids.map((id) => repo.getSession(id)?.settledSequence), [1, 1]);
+    assert.deepEqual(rows(ids[0]), [["confirmed", null]]);
+  });
+
+  it("issue 12 §3: a settlement whose receipt never comes is not left pending: a nonce taken by another transaction is resolved by the escrow's state", async () => {
+    const { repo, escrow, ids, worker, rows } = await workerSetup(2);
+    const [lost] = ids;
+    escrow.hold = true;
+    await worker.settleDue(true); // batch of both, transaction 1
+    escrow.finish(1, "replaced", false); // its nonce went to another transaction; the escrow settled neither
+    escrow.hold = false;
+    await worker.settleDue(true); // resolves it: failed, both back off briefly
+    assert.deepEqual(rows(lost), [["failed", "nonce 1 was used by another transaction"]]);
+    await sleep(10);
+    await worker.settleDue(true);
+    assert.deepEqual(ids.map((id) => repo.getSession(id)?.settledSequence), [1, 1], "sent again and settled");
+
+    // Whichever transaction settled it: if the escrow shows the voucher settled, that is success.
+    const other = await workerSetup(1);
+    other.escrow.hold = true;
+    await other.worker.settleDue(true);
+    other.escrow.finish(1, "replaced", true); // another transaction at that nonce carried these very vouchers
+    await other.worker.settleDue(true);
+    assert.equal(other.repo.getSession(other.ids[0])?.settledSequence, 1);
+    assert.deepEqual(other.rows(other.ids[0]), [["failed", "nonce 1 was used by another transaction; the escrow shows its vouchers settled"]]);
+    assert.equal(await other.worker.settleDue(true), undefined, "nothing to send again");
+    assert.equal(other.escrow.sent.length, 1);
+  });
 });
+
