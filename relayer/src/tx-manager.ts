@@ -155,7 +155,9 @@ export class TxManager {
   private readonly missing = new Map<number, number>();
   private readonly waiters = new Map<number, ((outcome: TxOutcome) => void)[]>();
   private timer: NodeJS.Timeout | undefined;
+  /** The pass running now, and the one queued after it, if any: passes never overlap. */
   private polling: Promise<void> | undefined;
+  private queued: Promise<void> | undefined;
   private stopped = true;
 
   /** `options` as {@link txManagerOptions} checks them. */
@@ -183,6 +185,7 @@ export class TxManager {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
+    await this.queued;
     await this.polling;
   }
 
@@ -230,7 +233,9 @@ export class TxManager {
     if (known !== undefined) return known;
     return new Promise<TxOutcome>((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.waiters.set(id, (this.waiters.get(id) ?? []).filter((waiter) => waiter !== done));
+        const others = (this.waiters.get(id) ?? []).filter((waiter) => waiter !== done);
+        if (others.length === 0) this.waiters.delete(id);
+        else this.waiters.set(id, others);
         reject(new TxPendingError(id, this.get(id)!.hashes.at(-1)!, timeoutMs));
       }, timeoutMs);
       timer.unref(); // a wait never keeps the process alive
@@ -239,6 +244,7 @@ export class TxManager {
         resolve(outcome);
       };
       this.waiters.set(id, [...(this.waiters.get(id) ?? []), done]);
+      void this.poll(); // often mined already (a fast chain): no need to wait for the next pass
     });
   }
 
@@ -262,8 +268,26 @@ export class TxManager {
     return (this.sql("SELECT * FROM transactions WHERE status IN ('pending', 'mined') ORDER BY nonce").all() as Row[]).map(toRecord);
   }
 
-  /** One pass over the transactions in flight (the poller runs it every `pollMs`; tests call it). */
-  async poll(): Promise<void> {
+  /**
+   * One pass over the transactions in flight (the poller runs it every `pollMs`, and every 250 ms
+   * while someone waits for one). A pass asked for while one runs starts after it (requests made
+   * meanwhile share it), so it sees the chain as of after the call.
+   */
+  poll(): Promise<void> {
+    if (this.polling === undefined) {
+      this.polling = this.pass()
+        .catch((error: unknown) => console.error(`transaction pass failed: ${(error as Error).message.split("\n")[0]}`))
+        .finally(() => (this.polling = undefined));
+      return this.polling;
+    }
+    this.queued ??= this.polling.then(() => {
+      this.queued = undefined;
+      return this.poll();
+    });
+    return this.queued;
+  }
+
+  private async pass(): Promise<void> {
     const open = this.sql("SELECT * FROM transactions WHERE status IN ('pending', 'mined') ORDER BY nonce").all() as Row[];
     if (open.length === 0) return;
     const [head, usedCount] = await Promise.all([
@@ -428,11 +452,8 @@ export class TxManager {
 
   private schedule(): void {
     if (this.stopped) return;
-    this.timer = setTimeout(() => {
-      this.polling = this.poll()
-        .catch((error: unknown) => console.error(`transaction pass failed: ${(error as Error).message.split("\n")[0]}`))
-        .finally(() => this.schedule());
-    }, this.options.pollMs);
+    const interval = this.waiters.size > 0 ? Math.min(250, this.options.pollMs) : this.options.pollMs;
+    this.timer = setTimeout(() => void this.poll().finally(() => this.schedule()), interval);
     this.timer.unref();
   }
 
