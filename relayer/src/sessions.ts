@@ -229,7 +229,13 @@ export async function reconcileOpens(ctx: RelayerContext): Promise<void> {
       continue;
     }
     if (tx === undefined && opening.has(open.sessionId)) continue; // being simulated and sent right now
-    const state = await ctx.chain.session(open.sessionId);
+    let state;
+    try {
+      state = await ctx.chain.session(open.sessionId);
+    } catch (error) {
+      console.error(`open of session ${open.sessionId}: the escrow could not be read (${(error as Error).message.split("\n")[0]}); retried next pass`);
+      continue;
+    }
     if (state.claimEnd !== 0) recordOpened(ctx, open.sessionId, terms, model, tx?.minedHash ?? (`0x${"0".repeat(64)}` as Hex));
     else ctx.repo.finishOpen(open.sessionId, "failed", tx === undefined ? "never sent" : `transaction ${tx.status}`);
   }

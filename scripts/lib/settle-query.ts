@@ -76,7 +76,7 @@ export async function measureSettleQuery(options: SettleQueryOptions): Promise<S
     const seedMs = performance.now() - seedStarted;
     options.log(`settle query: seeded ${options.sessions} sessions and ${options.settlements} settlements in ${(seedMs / 1000).toFixed(1)} s`);
 
-    const limit = DEFAULT_SETTLEMENT.maxBatch * 2; // what SettlementWorker.settleDue asks for
+    const limit = DEFAULT_SETTLEMENT.maxBatch; // what SettlementWorker.settleDue asks for
     const runsMs: number[] = [];
     let returned = 0;
     const started = performance.now();

@@ -325,7 +325,7 @@ describe("settlement under RPC faults", { timeout: 600_000 }, () => {
             // the relayer died under it: the SDK carries the voucher with its next call
           }
         }
-        await sleep(Math.floor(next() * 1_500)); // into the settlement pass (every second, vouchers due at once)
+        await sleep(Math.floor(next() * 1_000)); // into the settlement pass (every second, vouchers due at once)
         await kill();
         kills++;
         await startChild();
