@@ -403,7 +403,7 @@ export async function settleNow(
   await ctx.chain.transactions.wait(txId, waitMs); // TxPendingError: still sent; the settlement worker resolves it
   const resolved = await reconcileSettlement(ctx, ctx.repo.getSettlement(id)!);
   if (resolved.status === "settled") return resolved.hash ?? hash;
-  if (resolved.status === "pending") throw new TxPendingError(txId, hash, waitMs);
+  if (resolved.status === "pending") throw new TxPendingError(txId, hash, "the escrow could not be read to resolve it");
   throw new SettlementRejectedError(502, `${kind}_reverted`, `transaction ${hash} did not ${kind}: ${resolved.reason}`, undefined, undefined);
 }
 

@@ -124,8 +124,8 @@ export class TxPendingError extends Error {
   readonly txId: number;
   readonly hash: Hex;
 
-  constructor(txId: number, hash: Hex, timeoutMs: number) {
-    super(`transaction ${hash} is not confirmed after ${timeoutMs} ms; it stays sent and is followed until it is`);
+  constructor(txId: number, hash: Hex, why: string) {
+    super(`transaction ${hash}: ${why}; it stays sent and is followed until it is final`);
     this.name = "TxPendingError";
     this.txId = txId;
     this.hash = hash;
@@ -153,7 +153,7 @@ export class TxManager {
   private assigning: Promise<unknown> = Promise.resolve();
   /** Passes each taken-looking transaction has gone without a receipt. */
   private readonly missing = new Map<number, number>();
-  private readonly waiters = new Map<number, ((outcome: TxOutcome) => void)[]>();
+  private readonly waiters = new Map<number, ((outcome: TxOutcome | TxPendingError) => void)[]>();
   private timer: NodeJS.Timeout | undefined;
   /** The pass running now, and the one queued after it, if any: passes never overlap. */
   private polling: Promise<void> | undefined;
@@ -187,6 +187,11 @@ export class TxManager {
     clearTimeout(this.timer);
     await this.queued;
     await this.polling;
+    // Whoever waits learns it is still in flight (recorded: the next start follows it).
+    for (const [id, waiters] of [...this.waiters]) {
+      const hash = this.get(id)!.hashes.at(-1)!;
+      for (const waiter of waiters) waiter(new TxPendingError(id, hash, "the transaction manager stopped"));
+    }
   }
 
   /**
@@ -231,19 +236,20 @@ export class TxManager {
   async wait(id: number, timeoutMs = 60_000): Promise<TxOutcome> {
     const known = this.outcomeOf(id);
     if (known !== undefined) return known;
+    const hash = this.get(id)!.hashes.at(-1)!;
+    if (this.stopped) throw new TxPendingError(id, hash, "the transaction manager is stopped");
     return new Promise<TxOutcome>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        const others = (this.waiters.get(id) ?? []).filter((waiter) => waiter !== done);
+      const settle = (outcome: TxOutcome | TxPendingError) => {
+        clearTimeout(timer);
+        const others = (this.waiters.get(id) ?? []).filter((waiter) => waiter !== settle);
         if (others.length === 0) this.waiters.delete(id);
         else this.waiters.set(id, others);
-        reject(new TxPendingError(id, this.get(id)!.hashes.at(-1)!, timeoutMs));
-      }, timeoutMs);
-      timer.unref(); // a wait never keeps the process alive
-      const done = (outcome: TxOutcome) => {
-        clearTimeout(timer);
-        resolve(outcome);
+        if (outcome instanceof TxPendingError) reject(outcome);
+        else resolve(outcome);
       };
-      this.waiters.set(id, [...(this.waiters.get(id) ?? []), done]);
+      const timer = setTimeout(() => settle(new TxPendingError(id, hash, `not confirmed after ${timeoutMs} ms`)), timeoutMs);
+      timer.unref(); // a wait never keeps the process alive
+      this.waiters.set(id, [...(this.waiters.get(id) ?? []), settle]);
       void this.poll(); // often mined already (a fast chain): no need to wait for the next pass
     });
   }
@@ -447,7 +453,6 @@ export class TxManager {
     ]);
     const outcome = this.outcomeOf(id)!;
     for (const waiter of this.waiters.get(id) ?? []) waiter(outcome);
-    this.waiters.delete(id);
   }
 
   private schedule(): void {
