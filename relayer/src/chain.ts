@@ -3,8 +3,8 @@ import {
   ContractFunctionRevertedError,
   createPublicClient,
   createWalletClient,
+  encodeFunctionData,
   http,
-  nonceManager,
   parseEventLogs,
   type Address,
   type Chain,
@@ -24,6 +24,8 @@ import {
   type SignedVoucher,
 } from "@agentmesh/sdk";
 import { redactRpcErrors } from "./redact.ts";
+import type { Repository } from "./store/repository.ts";
+import { TxManager, type SentTx, type TxManagerOptions, type TxRequest } from "./tx-manager.ts";
 
 /** Chains the relayer knows; anything else is refused at start-up. */
 const CHAINS: Record<number, Chain> = { [hardhat.id]: hardhat, [base.id]: base, [baseSepolia.id]: baseSepolia };
@@ -91,6 +93,8 @@ export class ChainGateway {
   readonly publicClient: PublicClient;
   readonly walletClient: WalletClient;
   readonly account: Account;
+  /** The sender of every transaction (see tx-manager.ts), once {@link manageTransactions} made it. */
+  private manager: TxManager | undefined;
 
   constructor(options: ChainOptions) {
     const chain = CHAINS[options.chainId];
@@ -98,7 +102,8 @@ export class ChainGateway {
     this.chainId = options.chainId;
     this.escrow = options.escrow;
     this.registry = options.registry;
-    this.account = privateKeyToAccount(options.relayerPrivateKey, { nonceManager });
+    // No viem nonce manager: the transaction manager owns the account's nonces.
+    this.account = privateKeyToAccount(options.relayerPrivateKey);
     const transport = redactRpcErrors(http(options.rpcUrl, { retryCount: 2, timeout: 20_000 }), options.rpcUrl);
     this.publicClient = createPublicClient({ chain, transport, pollingInterval: 250 });
     this.walletClient = createWalletClient({ chain, transport, account: this.account });
@@ -178,8 +183,20 @@ export class ChainGateway {
     });
   }
 
-  /** Opens a session with the agent's signature; resolves once mined. Reverts surface as errors. */
-  async openSession(terms: SessionTerms, agentSignature: CompactSignature): Promise<Hex> {
+  /** Makes the transaction manager that sends every transaction of the gas account, recording in `repo`. */
+  manageTransactions(repo: Repository, options: TxManagerOptions): TxManager {
+    this.manager = new TxManager(repo, this, options);
+    return this.manager;
+  }
+
+  /** The transaction manager. */
+  get transactions(): TxManager {
+    if (this.manager === undefined) throw new Error("the chain gateway has no transaction manager");
+    return this.manager;
+  }
+
+  /** Simulates opening a session with the agent's signature: the call to send, or the escrow's revert. */
+  async prepareOpen(terms: SessionTerms, agentSignature: CompactSignature): Promise<TxRequest> {
     const { request } = await this.publicClient.simulateContract({
       account: this.account,
       address: this.escrow,
@@ -187,42 +204,28 @@ export class ChainGateway {
       functionName: "openSession",
       args: [terms, agentSignature],
     });
-    return this.sendAndConfirm(request);
+    return { to: this.escrow, data: encodeFunctionData({ abi: computeEscrowAbi, functionName: "openSession", args: request.args }) };
   }
 
-  /** Simulates, then sends `settle` or `closeCooperative` for `vouchers`; returns the hash at once. */
-  async sendSettlement(kind: "settle" | "close", vouchers: SignedVoucher[]): Promise<{ hash: Hex; nonce: number }> {
-    const { request } = await this.publicClient.simulateContract({
-      account: this.account,
-      address: this.escrow,
-      abi: computeEscrowAbi,
-      functionName: kind === "settle" ? "settle" : "closeCooperative",
-      args: [vouchers],
-    });
-    const hash = await this.walletClient.writeContract(request);
-    const { nonce } = await this.publicClient.getTransaction({ hash });
-    return { hash, nonce };
+  /** Simulates `settle` or `closeCooperative` for `vouchers`: the call to send, or the escrow's revert. */
+  async prepareSettlement(kind: "settle" | "close", vouchers: SignedVoucher[]): Promise<TxRequest> {
+    const functionName = kind === "settle" ? "settle" : "closeCooperative";
+    await this.publicClient.simulateContract({ account: this.account, address: this.escrow, abi: computeEscrowAbi, functionName, args: [vouchers] });
+    return { to: this.escrow, data: encodeFunctionData({ abi: computeEscrowAbi, functionName, args: [vouchers] }) };
   }
 
-  /** Waits for `hash`; true when it succeeded, false when it reverted. */
-  async waitFor(hash: Hex, timeoutMs = 60_000): Promise<boolean> {
-    const receipt = await this.publicClient.waitForTransactionReceipt({ hash, timeout: timeoutMs });
-    return receipt.status === "success";
-  }
-
-  /** The receipt status of `hash`, or "unknown" when the chain has no receipt for it (yet). */
-  async statusOf(hash: Hex): Promise<"success" | "reverted" | "unknown"> {
-    try {
-      return (await this.publicClient.getTransactionReceipt({ hash })).status;
-    } catch {
-      return "unknown";
-    }
-  }
-
-  /** Sends a simulated request and waits for it; a revert surfaces as an error. */
-  async sendAndConfirm(request: Parameters<WalletClient["writeContract"]>[0]): Promise<Hex> {
-    const hash = await this.walletClient.writeContract(request);
-    if (!(await this.waitFor(hash))) throw new Error(`transaction ${hash} reverted`);
-    return hash;
+  /**
+   * Sends a simulated request through the transaction manager and waits for its confirmation; a
+   * revert surfaces as an error, and so does a nonce taken by another transaction (outcome unknown:
+   * the caller reconciles with the chain's state). {@link TxPendingError} when it is still in flight
+   * after `timeoutMs`: it stays sent.
+   */
+  async sendAndConfirm(request: Parameters<WalletClient["writeContract"]>[0], timeoutMs = 60_000): Promise<Hex> {
+    const data = encodeFunctionData({ abi: request.abi, functionName: request.functionName, args: request.args } as never);
+    const sent: SentTx = await this.transactions.send(String(request.functionName), { to: request.address, data, value: request.value as bigint | undefined });
+    const outcome = await this.transactions.wait(sent.id, timeoutMs);
+    if (outcome.status === "confirmed") return outcome.hash;
+    if (outcome.status === "reverted") throw new Error(`transaction ${outcome.hash} reverted`);
+    throw new Error(`transaction ${sent.hash}'s nonce ${sent.nonce} was used by another transaction: its outcome is unknown`);
   }
 }

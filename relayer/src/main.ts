@@ -10,6 +10,7 @@ import { parseArgs } from "node:util";
 import { loadLocalStack } from "@agentmesh/sdk";
 import { ChainConfigurationError, startRelayer } from "./server.ts";
 import { SettlementOptionsError } from "./settlement.ts";
+import { TxManagerOptionsError } from "./tx-manager.ts";
 
 const { values } = parseArgs({
   options: {
@@ -19,6 +20,10 @@ const { values } = parseArgs({
     db: { type: "string", default: ".agentmesh/relayer.db" },
     "settle-batch": { type: "string", default: "100" },
     "settle-age-ms": { type: "string", default: "30000" },
+    /** Blocks a transaction must be under before it counts (default: 1 on the local chain, else 3). */
+    confirmations: { type: "string" },
+    /** The most the relayer pays per gas, in gwei (default 50). */
+    "max-fee-gwei": { type: "string", default: "50" },
   },
 });
 
@@ -58,6 +63,14 @@ const relayer = await startRelayer({
     maxBatch: Number(values["settle-batch"]), // checked against the escrow's MAX_BATCH
     maxAgeMs: integerOption("settle-age-ms", values["settle-age-ms"], 0, 86_400_000),
   },
+  transactions: {
+    ...(values.confirmations !== undefined && { confirmations: integerOption("confirmations", values.confirmations, 1, 1_000) }),
+    maxFeePerGas: BigInt(integerOption("max-fee-gwei", values["max-fee-gwei"], 1, 100_000)) * 1_000_000_000n,
+  },
+}).catch((error: unknown) => {
+  if (!(error instanceof TxManagerOptionsError)) throw error;
+  console.error(error.message);
+  process.exit(2);
 });
 console.log(`relayer listening on ${relayer.url} (not ready until the chain answers and the indexer catches up: GET /readyz)`);
 relayer.ready.then(

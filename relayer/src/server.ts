@@ -22,6 +22,7 @@ import { openDatabase, startCheckpointer } from "./store/database.ts";
 import { Readiness } from "./readiness.ts";
 import { Repository } from "./store/repository.ts";
 import { PayoutLogs } from "./store/agent-payments.ts";
+import { txManagerOptions, type TxManagerOptions } from "./tx-manager.ts";
 
 export interface RelayerOptions {
   host?: string;
@@ -38,6 +39,8 @@ export interface RelayerOptions {
   limits?: Partial<RelayerLimits>;
   /** Checked against the escrow at start-up (see `settlementOptions`). */
   settlement?: Partial<SettlementOptions>;
+  /** The transaction manager: confirmation depth, max fee per gas, replacement (see tx-manager.ts). */
+  transactions?: Partial<TxManagerOptions>;
   /** How often providers' endpoints are probed for the uptime score (default 15 s). */
   healthProbeIntervalMs?: number;
   /** The chain indexer: where to start (the deployment's start block) and how closely to follow. */
@@ -121,9 +124,11 @@ export class ChainConfigurationError extends Error {
  */
 export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
   const chain = new ChainGateway(options.chain);
+  const txConfig = txManagerOptions(options.transactions ?? {}, chain.chainId);
   const db = openDatabase(options.databasePath);
   const checkpointer = startCheckpointer(options.databasePath);
   const repo = new Repository(db);
+  const transactions = chain.manageTransactions(repo, txConfig);
   const chainIndex = new ChainIndex(db);
   // The indexer looks at the head twice per block (Base: every second; a look with no new block is
   // one RPC), and marks this relayer's sessions closing or closed in the same transaction as it
@@ -183,6 +188,7 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
         const rpcChainId = await chain.publicClient.getChainId();
         if (rpcChainId !== chain.chainId) throw new ChainConfigurationError(`the RPC serves chain ${rpcChainId}, not the configured chain ${chain.chainId}`);
         escrowMaxBatch = await chain.maxBatch();
+        await transactions.start(); // the gas account's next nonce, and what a previous run left in flight
         break;
       } catch (error) {
         if (error instanceof ChainConfigurationError) throw error;
@@ -265,6 +271,7 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
           await settlement.stop();
           await flushVouchers(settlement);
         }
+        await transactions.stop();
         await context.outbound.close();
         repo.close();
         await checkpointer.stop();

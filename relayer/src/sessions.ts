@@ -12,12 +12,15 @@ import {
   signDigest,
   voucherDigest,
   type CompactSignature,
+  type SessionTerms,
   type SignedVoucher,
   type VoucherState,
 } from "@agentmesh/sdk";
 import { contractRevert, type ContractRevert } from "./chain.ts";
 import { chainUnavailable } from "./chain-errors.ts";
 import type { RelayerContext } from "./context.ts";
+import { reconcileSettlement } from "./settlement.ts";
+import { TxPendingError } from "./tx-manager.ts";
 import { ApiError, badRequest, bearerToken, readJsonBody, sendJson } from "@agentmesh/sdk/http";
 import { servingRefusal } from "./serving.ts";
 import type { ReceiptRecord, SessionRecord } from "./store/repository.ts";
@@ -151,29 +154,98 @@ export async function openSession(ctx: RelayerContext, req: IncomingMessage, res
     throw badRequest(`provider ${terms.providerId} has no model ${terms.modelId}`, "model_not_found");
   }
   const sessionId = sessionIdOf(terms);
-  if (ctx.repo.getSession(sessionId) !== undefined) throw new ApiError(409, "session_exists", `session ${sessionId} is already open`);
+  if (ctx.repo.getSession(sessionId) !== undefined) {
+    throw new ApiError(409, "session_exists", `session ${sessionId} is already open (to release its lock, close it: POST /v1/sessions/${sessionId}/close)`);
+  }
+  // Recorded before it is sent: an open that mines while the relayer is down is known after a
+  // restart (reconcileOpens), so its lock can be closed and released instead of stranded.
+  if (!ctx.repo.recordOpen(sessionId, JSON.stringify({ terms: termsJson(terms), model: model.name }))) {
+    throw new ApiError(409, "open_pending", `session ${sessionId} is being opened already`);
+  }
   let openTx: Hex;
   try {
-    openTx = await ctx.chain.openSession(terms, signature);
+    openTx = await sendOpen(ctx, sessionId, terms, signature);
   } catch (error) {
+    if (error instanceof TxPendingError) {
+      throw new ApiError(503, "open_pending", `the open was sent (${error.hash}) and is not confirmed yet; the session is known here once it is`);
+    }
+    if (error instanceof ApiError) throw error;
     if (chainUnavailable(error)) throw error; // answered 503: an outage is no refusal of the terms
+    ctx.repo.finishOpen(sessionId, "failed", revertReason(error));
     throw badRequest(`the escrow refused to open the session: ${revertReason(error)}`, "open_rejected");
   }
   const apiKey = `am_${randomBytes(32).toString("base64url")}`;
   ctx.repo.transaction(() => {
-    ctx.repo.insertSession({
-      id: sessionId,
-      agent: terms.agent,
-      providerId: terms.providerId,
-      modelId: terms.modelId,
-      model: model.name,
-      terms,
-      state: INITIAL_STATE,
-      openTx,
-    });
+    recordOpened(ctx, sessionId, terms, model.name, openTx);
     ctx.repo.addSessionKey(apiKey, sessionId);
   });
   sendJson(res, 201, { sessionId, apiKey, model: model.name, providerId: terms.providerId, openTxHash: openTx });
+}
+
+/** Simulates and sends the open of `sessionId` (already recorded) and waits for it; its transaction hash. */
+async function sendOpen(ctx: RelayerContext, sessionId: Hex, terms: SessionTerms, signature: CompactSignature): Promise<Hex> {
+  let sent;
+  opening.add(sessionId);
+  try {
+    const request = await ctx.chain.prepareOpen(terms, signature);
+    sent = await ctx.chain.transactions.send("openSession", request, (tx) => ctx.repo.linkOpenTx(sessionId, tx.id));
+  } finally {
+    opening.delete(sessionId);
+  }
+  const outcome = await ctx.chain.transactions.wait(sent.id, OPEN_WAIT_MS);
+  if (outcome.status === "confirmed") return outcome.hash;
+  await reconcileOpens(ctx); // reverted, or its nonce taken: the chain says whether it opened
+  const opened = ctx.repo.getSession(sessionId);
+  if (opened !== undefined) return opened.openTx;
+  throw badRequest(`the escrow did not open the session (its transaction was ${outcome.status})`, "open_rejected");
+}
+
+/** Opens of this process between being recorded and their transaction being recorded. */
+const opening = new Set<Hex>();
+
+/** How long `POST /v1/sessions` waits for its open to confirm before answering that it is pending. */
+const OPEN_WAIT_MS = 60_000;
+
+const termsJson = (terms: SessionTerms) => ({ ...terms, budgetId: terms.budgetId.toString(), maxSpend: terms.maxSpend.toString(), salt: terms.salt.toString() });
+
+/** Records session `sessionId` as opened by `openTx` (once: a reconciled open may have recorded it). */
+function recordOpened(ctx: RelayerContext, sessionId: Hex, terms: SessionTerms, model: string, openTx: Hex): void {
+  ctx.repo.transaction(() => {
+    if (ctx.repo.getSession(sessionId) === undefined) {
+      ctx.repo.insertSession({ id: sessionId, agent: terms.agent, providerId: terms.providerId, modelId: terms.modelId, model, terms, state: INITIAL_STATE, openTx });
+    }
+    ctx.repo.finishOpen(sessionId, "opened");
+  });
+}
+
+/**
+ * Resolves the opens recorded and not yet resolved (after a crash, or a reply that timed out): one
+ * whose transaction confirmed, or that the escrow shows open (whichever transaction opened it), is
+ * recorded as a session of this relayer, so that the agent can close it cooperatively (signing,
+ * with no API key) and its lock returns to the budget; one never sent, reverted, or whose nonce was
+ * taken while the escrow has no such session, failed. One still in flight waits.
+ */
+export async function reconcileOpens(ctx: RelayerContext): Promise<void> {
+  for (const open of ctx.repo.pendingOpens()) {
+    const { terms: raw, model } = JSON.parse(open.request) as { terms: Record<string, unknown>; model: string };
+    const terms = { ...raw, budgetId: BigInt(raw.budgetId as string), maxSpend: BigInt(raw.maxSpend as string), salt: BigInt(raw.salt as string) } as SessionTerms;
+    const tx = open.txId === null ? undefined : ctx.chain.transactions.get(open.txId);
+    if (tx !== undefined && (tx.status === "pending" || tx.status === "mined")) continue;
+    if (tx?.status === "confirmed") {
+      recordOpened(ctx, open.sessionId, terms, model, tx.minedHash!);
+      continue;
+    }
+    if (tx === undefined && opening.has(open.sessionId)) continue; // being simulated and sent right now
+    let state;
+    try {
+      state = await ctx.chain.session(open.sessionId);
+    } catch (error) {
+      console.error(`open of session ${open.sessionId}: the escrow could not be read (${(error as Error).message.split("\n")[0]}); retried next pass`);
+      continue;
+    }
+    if (state.claimEnd !== 0) recordOpened(ctx, open.sessionId, terms, model, tx?.minedHash ?? (`0x${"0".repeat(64)}` as Hex));
+    else ctx.repo.finishOpen(open.sessionId, "failed", tx === undefined ? "never sent" : `transaction ${tx.status}`);
+  }
 }
 
 /**
@@ -304,12 +376,18 @@ export async function closeSession(ctx: RelayerContext, req: IncomingMessage, re
   };
   ctx.busySessions.add(session.id);
   try {
-    const txHash = await settleNow(ctx, "close", [voucher], [{ sessionId: session.id, sequence: final.sequence }]);
+    const txHash = await settleNow(ctx, "close", [voucher], [{ sessionId: session.id, sequence: final.sequence }], CLOSE_WAIT_MS).catch((error: unknown) => {
+      if (!(error instanceof TxPendingError)) throw error;
+      throw new ApiError(503, "close_pending", `the close was sent (${error.hash}) and is not confirmed yet; it completes on its own`);
+    });
     sendJson(res, 200, { sessionId: session.id, status: "closed", closeTxHash: txHash, settled: formatUsdc(final.cumulativeCost) });
   } finally {
     ctx.busySessions.delete(session.id);
   }
 }
+
+/** How long `POST /v1/sessions/{id}/close` waits for its close to confirm before answering that it is pending. */
+const CLOSE_WAIT_MS = 60_000;
 
 /** A settlement or close the escrow refused or reverted; `revert` is its custom error, when it named one. */
 export class SettlementRejectedError extends ApiError {
@@ -334,23 +412,26 @@ export async function settleNow(
   kind: "settle" | "close",
   vouchers: SignedVoucher[],
   items: { sessionId: Hex; sequence: number }[],
+  waitMs?: number,
 ): Promise<Hex> {
   const id = ctx.repo.insertSettlement(kind, items);
   let hash: Hex;
+  let txId: number;
   try {
-    const sent = await ctx.chain.sendSettlement(kind, vouchers);
-    hash = sent.hash;
-    ctx.repo.setSettlementTx(id, sent.hash, sent.nonce);
+    const request = await ctx.chain.prepareSettlement(kind, vouchers);
+    // Recorded with its transaction before it is broadcast; from here on it is sent, whatever the
+    // broadcast or a lookup after it answers, and only the chain's state resolves it.
+    ({ hash, id: txId } = await ctx.chain.transactions.send(kind, request, (tx) => ctx.repo.linkSettlementTx(id, tx.id, tx.hash, tx.nonce)));
   } catch (error) {
     ctx.repo.failSettlement(id, revertReason(error));
     throw new SettlementRejectedError(400, `${kind}_rejected`, `the escrow refused the ${kind}: ${revertReason(error)}`, contractRevert(error), error);
   }
-  if (!(await ctx.chain.waitFor(hash))) {
-    ctx.repo.failSettlement(id, "reverted");
-    throw new SettlementRejectedError(502, `${kind}_reverted`, `transaction ${hash} reverted`, undefined, undefined);
-  }
-  ctx.repo.confirmSettlement(id);
-  return hash;
+  if (waitMs === undefined) return hash;
+  await ctx.chain.transactions.wait(txId, waitMs); // TxPendingError: still sent; the settlement worker resolves it
+  const resolved = await reconcileSettlement(ctx, ctx.repo.getSettlement(id)!);
+  if (resolved.status === "settled") return resolved.hash ?? hash;
+  if (resolved.status === "pending") throw new TxPendingError(txId, hash, "the escrow could not be read to resolve it");
+  throw new SettlementRejectedError(502, `${kind}_reverted`, `transaction ${hash} did not ${kind}: ${resolved.reason}`, undefined, undefined);
 }
 
 const unauthorized = (code: string, message: string) => new ApiError(401, code, message, { type: "authentication_error" });

@@ -2,8 +2,8 @@ import type { Hex } from "viem";
 import { formatUsdc, type SignedVoucher } from "@agentmesh/sdk";
 import type { ContractRevert } from "./chain.ts";
 import type { RelayerContext } from "./context.ts";
-import { SettlementRejectedError, settleNow } from "./sessions.ts";
-import type { SessionRecord } from "./store/repository.ts";
+import { SettlementRejectedError, reconcileOpens, settleNow } from "./sessions.ts";
+import type { SessionRecord, SettlementRecord } from "./store/repository.ts";
 
 /** `claimEnd` of a finalized session (ComputeEscrow.FINALIZED). */
 const FINALIZED = 1;
@@ -55,10 +55,48 @@ export function settlementOptions(options: Partial<SettlementOptions>, escrowMax
   return resolved;
 }
 
+/** How a settlement stands against the chain: settled (its hash, when ours mined it), unsettled (why), or in flight. */
+export type SettlementResolution = { status: "settled"; hash: Hex | null } | { status: "unsettled"; reason: string } | { status: "pending" };
+
+/**
+ * Resolves a pending settlement against the chain, once its transaction is final (see
+ * tx-manager.ts): confirmed, it applies. Reverted, or its nonce taken by another transaction, the
+ * escrow's state decides: a session whose settled sequence reached the voucher's is settled,
+ * whichever transaction did it (and a finalized one is closed); the rest are due again. Still in
+ * flight (or the chain unreadable now): pending, resolved on a later pass.
+ */
+export async function reconcileSettlement(ctx: RelayerContext, settlement: SettlementRecord): Promise<SettlementResolution> {
+  if (settlement.status !== "pending") return settlement.status === "confirmed" ? { status: "settled", hash: settlement.txHash } : { status: "unsettled", reason: settlement.error ?? "failed" };
+  const tx = settlement.txId === null ? undefined : ctx.chain.transactions.get(settlement.txId);
+  if (tx === undefined || tx.status === "pending" || tx.status === "mined") return { status: "pending" };
+  if (tx.status === "confirmed") {
+    ctx.repo.confirmSettlement(settlement.id, tx.minedHash!);
+    return { status: "settled", hash: tx.minedHash };
+  }
+  let states;
+  try {
+    states = await Promise.all(settlement.items.map(async (item) => ({ item, state: await ctx.chain.session(item.sessionId) })));
+  } catch {
+    return { status: "pending" };
+  }
+  for (const { item, state } of states) {
+    const finalized = state.claimEnd === FINALIZED;
+    ctx.repo.followChain({ id: item.sessionId, settled: state.settled, sequence: state.sequence, closeRequested: false, finalized, closeTx: null });
+  }
+  const settledByChain = states.every(({ item, state }) => state.sequence >= item.sequence);
+  const what = tx.status === "reverted" ? `transaction ${tx.minedHash} reverted` : `nonce ${tx.nonce} was used by another transaction`;
+  const reason = settledByChain ? `${what}; the escrow shows its vouchers settled` : what;
+  ctx.repo.failSettlement(settlement.id, reason);
+  return settledByChain ? { status: "settled", hash: null } : { status: "unsettled", reason };
+}
+
 /**
  * Posts agents' signed vouchers to the escrow in batches, by size or age. Every batch is recorded
- * before it is sent and reconciled after a restart, and the escrow itself refuses a voucher at or
- * below what a session settled, so a crash can neither lose a signed voucher nor pay one twice.
+ * with its transaction before it is broadcast and resolved against the chain (see
+ * {@link reconcileSettlement}), and the escrow itself refuses a voucher at or below what a session
+ * settled, so neither a crash nor a lost reply can lose a signed voucher or pay one twice. Sending
+ * does not wait for confirmation: a batch in flight holds only its own sessions, and a session whose
+ * settlement failed backs off in the store (the due query skips it), so no session holds up another.
  *
  * The escrow settles a batch all or nothing. When it refuses one for a voucher (its revert names
  * the session), that voucher leaves the batch and the rest is sent again in the same pass. A voucher
@@ -72,8 +110,8 @@ export class SettlementWorker {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private stopped = true;
-  /** Sessions whose last settlement failed: not retried before the time given. */
-  private readonly backoff = new Map<Hex, { failures: number; retryAt: number }>();
+  /** Failures in a row per session, for its backoff (the retry time itself is in the store). */
+  private readonly failures = new Map<Hex, number>();
 
   /** `options` as {@link settlementOptions} checks them. */
   constructor(ctx: RelayerContext, options: SettlementOptions) {
@@ -83,7 +121,8 @@ export class SettlementWorker {
 
   /** Reconciles what a previous run left pending, then polls. */
   async start(): Promise<void> {
-    await this.recover();
+    this.recover();
+    await this.reconcile().catch((error: unknown) => console.error(`settlement reconciliation failed: ${(error as Error).message}`));
     this.stopped = false;
     this.schedule();
   }
@@ -102,13 +141,30 @@ export class SettlementWorker {
    * claim window is running. Returns the hash of the settlement sent, if any.
    */
   async settleDue(force = false): Promise<Hex | undefined> {
+    await this.reconcile();
+    const hash = await this.sendDue(force);
+    if (hash !== undefined) {
+      // Often final at once (a fast chain, or a confirmation depth of 1): resolve it in this pass.
+      await this.ctx.chain.transactions.poll();
+      await this.reconcile();
+    }
+    return hash;
+  }
+
+  /** Resolves every pending settlement whose transaction is final, and the opens left unresolved. */
+  async reconcile(): Promise<void> {
+    for (const settlement of this.ctx.repo.pendingSettlements()) {
+      const resolved = await reconcileSettlement(this.ctx, settlement);
+      if (resolved.status === "unsettled") for (const { sessionId } of settlement.items) this.fail(sessionId, new Error(resolved.reason));
+    }
+    await reconcileOpens(this.ctx);
+  }
+
+  private async sendDue(force: boolean): Promise<Hex | undefined> {
     const now = Date.now();
-    const due = this.ctx.repo
-      .sessionsToSettle(this.options.maxBatch * 2)
-      .filter(({ session }) => (this.backoff.get(session.id)?.retryAt ?? 0) <= now)
-      .slice(0, this.options.maxBatch);
+    const due = this.ctx.repo.sessionsToSettle(this.options.maxBatch, now);
     if (due.length === 0) return undefined;
-    const oldest = due[0].signedAt;
+    const oldest = Math.min(...due.map(({ signedAt }) => signedAt));
     const chainNow = this.ctx.chainIndex.chainTime(now);
     const ending = due.some(({ session }) => session.status === "closing" || session.terms.deadline < chainNow);
     if (!force && !ending && due.length < this.options.maxBatch && now - oldest < this.options.maxAgeMs) return undefined;
@@ -116,7 +172,7 @@ export class SettlementWorker {
     while (batch.length > 0) {
       try {
         const hash = await this.settle(batch);
-        for (const session of batch) this.backoff.delete(session.id);
+        for (const session of batch) this.failures.delete(session.id);
         return hash;
       } catch (error) {
         const refused = refusedSession(error, batch);
@@ -131,17 +187,17 @@ export class SettlementWorker {
   /** After a failure that names no session (a revert on-chain, a transport error): one by one. */
   private async settleOneByOne(sessions: SessionRecord[], error: unknown): Promise<Hex | undefined> {
     if (sessions.length === 1) {
-      this.fail(sessions[0], error);
+      this.fail(sessions[0].id, error);
       return undefined;
     }
     let last: Hex | undefined;
     for (const session of sessions) {
       try {
         last = await this.settle([session]);
-        this.backoff.delete(session.id);
+        this.failures.delete(session.id);
       } catch (singleError) {
         const refused = refusedSession(singleError, [session]);
-        if (refused === undefined) this.fail(session, singleError);
+        if (refused === undefined) this.fail(session.id, singleError);
         else await this.refused(session, refused.revert, singleError);
       }
     }
@@ -155,14 +211,14 @@ export class SettlementWorker {
    */
   private async refused(session: SessionRecord, revert: ContractRevert, error: unknown): Promise<void> {
     if (!SESSION_STATE_REFUSALS.has(revert.errorName)) {
-      this.fail(session, error);
+      this.fail(session.id, error);
       return;
     }
     let state: Awaited<ReturnType<RelayerContext["chain"]["session"]>>;
     try {
       state = await this.ctx.chain.session(session.id);
     } catch (readError) {
-      this.fail(session, readError);
+      this.fail(session.id, readError);
       return;
     }
     const finalized = state.claimEnd === FINALIZED;
@@ -172,7 +228,7 @@ export class SettlementWorker {
     else if (revert.errorName === "EscrowClaimWindowOver") why = `its claim window ended at ${new Date(state.claimEnd * 1000).toISOString()}`;
     const reason = `${revert.errorName}: ${why}`;
     this.ctx.repo.followChain({ id: session.id, settled: state.settled, sequence: state.sequence, closeRequested: false, finalized, closeTx: null }, reason);
-    this.backoff.delete(session.id);
+    this.failures.delete(session.id);
     const after = this.ctx.repo.getSession(session.id)!;
     if (after.signedSequence <= after.settledSequence) return; // already settled on-chain: nothing is lost
     if (!finalized) this.ctx.repo.markUnsettled(session.id, reason);
@@ -192,29 +248,23 @@ export class SettlementWorker {
     return settleNow(this.ctx, "settle", vouchers, items);
   }
 
-  private fail(session: SessionRecord, error: unknown): void {
-    const failures = (this.backoff.get(session.id)?.failures ?? 0) + 1;
+  /** Backs session `id` off, alone, in the store: the due query skips it until its retry time. */
+  private fail(id: Hex, error: unknown): void {
+    const failures = (this.failures.get(id) ?? 0) + 1;
+    this.failures.set(id, failures);
     const delay = this.options.retryBaseMs * 2 ** Math.min(failures - 1, 6);
-    this.backoff.set(session.id, { failures, retryAt: Date.now() + delay });
-    console.error(`settlement of session ${session.id} failed (retry in ${delay} ms): ${(error as Error).message}`);
+    this.ctx.repo.deferSettlement(id, Date.now() + delay);
+    console.error(`settlement of session ${id} failed (retry in ${delay} ms): ${(error as Error).message.split("\n")[0]}`);
   }
 
-  /** Settlements left pending by a crash: confirmed if mined, failed (and so retried) if not. */
-  private async recover(): Promise<void> {
+  /**
+   * Settlements a previous run left without a managed transaction: it stopped before sending them
+   * (or an earlier version sent them, unmanaged). They are failed, so their vouchers are due again:
+   * one already settled on-chain is refused as stale, which counts as settled.
+   */
+  private recover(): void {
     for (const settlement of this.ctx.repo.pendingSettlements()) {
-      if (settlement.txHash === null) {
-        this.ctx.repo.failSettlement(settlement.id, "never sent (relayer stopped before sending)");
-        continue;
-      }
-      let status = await this.ctx.chain.statusOf(settlement.txHash);
-      if (status === "unknown") {
-        status = await this.ctx.chain.waitFor(settlement.txHash, 15_000).then(
-          (ok) => (ok ? "success" : "reverted"),
-          () => "unknown" as const,
-        );
-      }
-      if (status === "success") this.ctx.repo.confirmSettlement(settlement.id);
-      else this.ctx.repo.failSettlement(settlement.id, status === "reverted" ? "reverted" : "not mined; vouchers will be re-posted");
+      if (settlement.txId === null) this.ctx.repo.failSettlement(settlement.id, settlement.txHash === null ? "never sent (relayer stopped before sending)" : "sent unmanaged by an earlier relayer; re-posted");
     }
   }
 

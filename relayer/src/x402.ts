@@ -4,7 +4,7 @@ import { decodePaymentSignatureHeader, encodePaymentRequiredHeader, encodePaymen
 import type { PaymentPayload, PaymentRequirements, SettleResponse, SupportedResponse, VerifyResponse } from "@x402/core/types";
 import { toFacilitatorEvmSigner } from "@x402/evm";
 import { ExactEvmScheme } from "@x402/evm/exact/facilitator";
-import { getAddress, isAddress, isHex, keccak256, publicActions, toBytes, type Address, type Hex } from "viem";
+import { encodeFunctionData, getAddress, isAddress, isHex, keccak256, publicActions, toBytes, type Address, type Hex } from "viem";
 import { z } from "zod";
 import { formatUsdc } from "@agentmesh/sdk";
 import { ApiError, badRequest, readJsonBody, sendJson } from "@agentmesh/sdk/http";
@@ -13,6 +13,7 @@ import type { ListedAgent, MarketplaceGateway, TransferAuthorization } from "./m
 import { PeriodicPass } from "./periodic.ts";
 import { parseBody } from "./sessions.ts";
 import { EndpointRefusedError, ResponseTooLargeError, readCapped, readHead, type EndpointUrl } from "./outbound.ts";
+import type { SentTx } from "./tx-manager.ts";
 import { PaymentLocks, type PaymentKind, type PaymentRecord } from "./store/agent-payments.ts";
 
 /**
@@ -295,31 +296,41 @@ export class X402Gateway {
       this.payments.failed(key, message);
       return { state: "failed", reason: "settlement_failed", message };
     }
-    let hash: Hex;
+    let sent: SentTx;
     try {
-      hash = await this.sendPayment(request);
+      sent = await this.sendPayment(request, (recorded) => this.payments.sent(key, recorded.hash));
     } catch (error) {
-      // It may have been broadcast all the same: reconciled later, never assumed failed.
+      // Refused before the transaction manager recorded it (gas estimation): nothing was sent yet.
       this.payments.note(key, `sending the transfer failed: ${(error as Error).message.split("\n")[0]}`);
       return { state: "pending", transaction: null };
     }
-    this.payments.sent(key, hash);
     try {
-      const receipt = await this.ctx.chain.publicClient.waitForTransactionReceipt({ hash, timeout: this.ctx.limits.x402SettleTimeoutMs });
-      if (receipt.status === "success") return this.settled(key, hash);
+      const outcome = await this.ctx.chain.transactions.wait(sent.id, this.ctx.limits.x402SettleTimeoutMs);
+      if (outcome.status === "confirmed") return this.settled(key, outcome.hash);
     } catch (error) {
-      this.payments.note(key, `no receipt for ${hash} yet: ${(error as Error).message.split("\n")[0]}`);
-      return { state: "pending", transaction: hash };
+      this.payments.note(key, `no receipt for ${sent.hash} yet: ${(error as Error).message.split("\n")[0]}`);
+      return { state: "pending", transaction: sent.hash };
     }
     return this.reconcile(this.payments.get(key)!);
   }
 
   /**
-   * Sends the simulated `payWithAuthorization` request from the relayer's gas account; its hash.
-   * The one place the facilitator broadcasts a transaction.
+   * Sends the simulated `payWithAuthorization` request through the relayer's transaction manager
+   * (which owns the gas account's nonces, re-broadcasts and bumps it); `recorded` runs in the same
+   * database transaction that records it. The one place the facilitator broadcasts a transaction.
    */
-  private sendPayment(request: Awaited<ReturnType<MarketplaceGateway["simulatePayment"]>>): Promise<Hex> {
-    return this.ctx.chain.walletClient.writeContract(request);
+  private sendPayment(request: Awaited<ReturnType<MarketplaceGateway["simulatePayment"]>>, recorded: (sent: SentTx) => void): Promise<SentTx> {
+    const data = encodeFunctionData({ abi: request.abi, functionName: request.functionName, args: request.args });
+    return this.ctx.chain.transactions.send("payWithAuthorization", { to: request.address, data }, recorded);
+  }
+
+  /** The receipt status of `hash`, or "unknown" when the chain has no receipt for it (yet). */
+  private async statusOf(hash: Hex): Promise<"success" | "reverted" | "unknown"> {
+    try {
+      return (await this.ctx.chain.publicClient.getTransactionReceipt({ hash })).status;
+    } catch {
+      return "unknown";
+    }
   }
 
   /**
@@ -333,7 +344,7 @@ export class X402Gateway {
     const { from, nonce, validBefore } = payment.authorization;
     const key = this.key(payment);
     try {
-      const status = record.txHash === null ? "none" : await this.ctx.chain.statusOf(record.txHash);
+      const status = record.txHash === null ? "none" : await this.statusOf(record.txHash);
       if (await this.marketplace.authorizationUsed(from, nonce)) {
         return this.settled(key, status === "success" ? record.txHash : ((await this.marketplace.authorizationTx(from, nonce)) ?? record.txHash));
       }
@@ -360,8 +371,12 @@ export class X402Gateway {
     }
   }
 
-  /** Whether the node knows transaction `hash` (mined or in its mempool). */
+  /**
+   * Whether transaction `hash` may still mine: the transaction manager still follows it (it
+   * re-broadcasts what the node dropped, and may replace it with higher fees), or the node knows it.
+   */
   private async knownTransaction(hash: Hex): Promise<boolean> {
+    if (this.ctx.chain.transactions.inFlight().some((tx) => tx.hashes.includes(hash))) return true;
     try {
       await this.ctx.chain.publicClient.getTransaction({ hash });
       return true;

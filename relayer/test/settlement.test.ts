@@ -18,10 +18,12 @@ import { DEFAULT_SETTLEMENT, SettlementOptionsError, SettlementWorker, settlemen
 import { ChainIndex } from "../src/store/chain-index.ts";
 import { openDatabase } from "../src/store/database.ts";
 import { Repository } from "../src/store/repository.ts";
+import type { TxStatus } from "../src/tx-manager.ts";
 import { sessionTerms } from "./fixtures.ts";
 
 /** ComputeEscrow.MAX_BATCH: the most vouchers one settlement takes. */
 const ESCROW_MAX_BATCH = 100;
+const ESCROW = "0x5FbDB2315678afecb367f032d93F642f64180aa3";
 
 describe("settlement options", () => {
   it("take the defaults, whose batch fits the escrow's MAX_BATCH", () => {
@@ -54,19 +56,24 @@ const revert = (errorName: string, args: readonly unknown[]) =>
   });
 
 /**
- * The escrow's settle, all or nothing, as far as the worker can tell: it refuses a batch at its
- * first voucher whose session is finalized (EscrowSessionNotOpen), past its claim window, already
- * settled at that sequence (EscrowVoucherStale), or listed in `badSignature`.
+ * The escrow's settle, all or nothing, as far as the worker can tell: its simulation refuses a batch
+ * at its first voucher whose session is finalized (EscrowSessionNotOpen), past its claim window,
+ * already settled at that sequence (EscrowVoucherStale), or listed in `badSignature`. Its
+ * transaction manager mines what is sent at once, unless `hold` is set: then the transaction stays
+ * in flight until the test resolves it with `finish`.
  */
 class FakeEscrow {
   readonly sessions = new Map<Hex, { settled: bigint; sequence: number; claimEnd: number }>();
   readonly badSignature = new Set<Hex>();
-  /** Every batch sent (simulated or mined), and the ones mined. */
+  /** Every batch simulated, and every one sent. */
   readonly attempts: Hex[][] = [];
   readonly mined: Hex[][] = [];
+  readonly sent: Hex[][] = [];
+  hold = false;
   now = 1_000;
+  private readonly txs = new Map<number, { status: TxStatus; minedHash: Hex | null; vouchers: SignedVoucher[] }>();
 
-  async sendSettlement(_kind: "settle" | "close", vouchers: SignedVoucher[]): Promise<{ hash: Hex; nonce: number }> {
+  async prepareSettlement(_kind: "settle" | "close", vouchers: SignedVoucher[]) {
     const ids = vouchers.map(({ voucher }) => sessionIdOf(voucher.terms));
     this.attempts.push(ids);
     for (const { voucher } of vouchers) {
@@ -77,18 +84,32 @@ class FakeEscrow {
       if (voucher.sequence <= state.sequence) throw revert("EscrowVoucherStale", [id, BigInt(state.sequence), BigInt(voucher.sequence)]);
       if (this.badSignature.has(id)) throw revert("EscrowInvalidSignature", [id, voucher.terms.receiptSigner]);
     }
-    for (const { voucher } of vouchers) {
-      const state = this.sessions.get(sessionIdOf(voucher.terms))!;
-      Object.assign(state, { settled: voucher.cumulativeCost, sequence: voucher.sequence });
-    }
-    this.mined.push(ids);
-    const nonce = this.mined.length;
-    return { hash: `0x${nonce.toString(16).padStart(64, "0")}`, nonce };
+    return { to: ESCROW, data: "0x" as Hex, vouchers };
   }
 
-  async waitFor(): Promise<boolean> {
-    return true;
+  /** Applies the vouchers of transaction `id` (as mining it would); `status` is how it ends. */
+  finish(id: number, status: "confirmed" | "replaced" | "reverted", apply = status === "confirmed") {
+    const tx = this.txs.get(id)!;
+    if (apply) {
+      for (const { voucher } of tx.vouchers) Object.assign(this.sessions.get(sessionIdOf(voucher.terms))!, { settled: voucher.cumulativeCost, sequence: voucher.sequence });
+      this.mined.push(tx.vouchers.map(({ voucher }) => sessionIdOf(voucher.terms)));
+    }
+    Object.assign(tx, { status, minedHash: status === "replaced" ? null : `0x${id.toString(16).padStart(64, "0")}` });
   }
+
+  readonly transactions = {
+    send: async (_purpose: string, request: { vouchers: SignedVoucher[] }, link?: (sent: { id: number; nonce: number; hash: Hex }) => void) => {
+      const id = this.txs.size + 1;
+      const sent = { id, nonce: id, hash: `0x${id.toString(16).padStart(64, "0")}` as Hex };
+      this.txs.set(id, { status: "pending", minedHash: null, vouchers: request.vouchers });
+      this.sent.push(request.vouchers.map(({ voucher }) => sessionIdOf(voucher.terms)));
+      link?.(sent);
+      if (!this.hold) this.finish(id, "confirmed");
+      return sent;
+    },
+    get: (id: number) => ({ id, nonce: id, ...this.txs.get(id)! }),
+    poll: async () => {},
+  };
 
   async session(id: Hex) {
     const state = this.sessions.get(id)!;
@@ -219,4 +240,56 @@ describe("settlement worker", () => {
     await expired.worker.settleDue();
     assert.deepEqual(expired.escrow.mined, [expired.ids]);
   });
+
+  it("issue 12 §3: sessions backing off never starve the others (the oldest stuck sessions once filled the due query)", async () => {
+    const { repo, escrow, ids, worker } = await workerSetup(5, { maxBatch: 2, retryBaseMs: 60_000 });
+    const stuck = ids.slice(0, 4); // the four oldest vouchers: refused for a bad signature, backing off a minute
+    for (const id of stuck) escrow.badSignature.add(id);
+    for (let pass = 0; pass < 3; pass++) await worker.settleDue(true);
+    assert.deepEqual(escrow.mined, [[ids[4]]], "the youngest settles while the oldest back off");
+    assert.equal(repo.getSession(ids[4])?.settledSequence, 1);
+    assert.deepEqual(stuck.map((id) => repo.getSession(id)?.settledSequence), [0, 0, 0, 0]);
+    assert.equal(repo.sessionsToSettle(10).length, 0, "backing off: not due now");
+    assert.equal(repo.sessionsToSettle(10, Date.now() + 61_000).length, 4, "due again after their retry time");
+  });
+
+  it("issue 12 §3: never re-sends the vouchers of a batch that is still pending, and applies it once its transaction confirms", async () => {
+    const { repo, escrow, ids, worker, rows } = await workerSetup(2);
+    escrow.hold = true; // in flight: no receipt, however long it takes
+    assert.match((await worker.settleDue(true)) ?? "", /^0x/);
+    for (let pass = 0; pass < 3; pass++) assert.equal(await worker.settleDue(true), undefined);
+    assert.deepEqual(escrow.sent, [ids], "sent once, as one batch");
+    assert.equal(escrow.attempts.length, 1, "not even simulated again");
+    assert.deepEqual(rows(ids[0]), [["pending", null]]);
+    escrow.finish(1, "confirmed");
+    await worker.settleDue(true);
+    assert.deepEqual(ids.map((id) => repo.getSession(id)?.settledSequence), [1, 1]);
+    assert.deepEqual(rows(ids[0]), [["confirmed", null]]);
+  });
+
+  it("issue 12 §3: a settlement whose receipt never comes is not left pending: a nonce taken by another transaction is resolved by the escrow's state", async () => {
+    const { repo, escrow, ids, worker, rows } = await workerSetup(2);
+    const [lost] = ids;
+    escrow.hold = true;
+    await worker.settleDue(true); // batch of both, transaction 1
+    escrow.finish(1, "replaced", false); // its nonce went to another transaction; the escrow settled neither
+    escrow.hold = false;
+    await worker.settleDue(true); // resolves it: failed, both back off briefly
+    assert.deepEqual(rows(lost), [["failed", "nonce 1 was used by another transaction"]]);
+    await sleep(10);
+    await worker.settleDue(true);
+    assert.deepEqual(ids.map((id) => repo.getSession(id)?.settledSequence), [1, 1], "sent again and settled");
+
+    // Whichever transaction settled it: if the escrow shows the voucher settled, that is success.
+    const other = await workerSetup(1);
+    other.escrow.hold = true;
+    await other.worker.settleDue(true);
+    other.escrow.finish(1, "replaced", true); // another transaction at that nonce carried these very vouchers
+    await other.worker.settleDue(true);
+    assert.equal(other.repo.getSession(other.ids[0])?.settledSequence, 1);
+    assert.deepEqual(other.rows(other.ids[0]), [["failed", "nonce 1 was used by another transaction; the escrow shows its vouchers settled"]]);
+    assert.equal(await other.worker.settleDue(true), undefined, "nothing to send again");
+    assert.equal(other.escrow.sent.length, 1);
+  });
 });
+

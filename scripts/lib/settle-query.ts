@@ -76,7 +76,7 @@ export async function measureSettleQuery(options: SettleQueryOptions): Promise<S
     const seedMs = performance.now() - seedStarted;
     options.log(`settle query: seeded ${options.sessions} sessions and ${options.settlements} settlements in ${(seedMs / 1000).toFixed(1)} s`);
 
-    const limit = DEFAULT_SETTLEMENT.maxBatch * 2; // what SettlementWorker.settleDue asks for
+    const limit = DEFAULT_SETTLEMENT.maxBatch; // what SettlementWorker.settleDue asks for
     const runsMs: number[] = [];
     let returned = 0;
     const started = performance.now();
@@ -117,7 +117,7 @@ function seed(repo: Repository, { sessions, settlements }: SettleQueryOptions): 
   let nonce = 0;
   const sendBatch = (items: SettlementItem[]) => {
     const id = repo.insertSettlement("settle", items);
-    repo.setSettlementTx(id, sha256(`tx ${id}`), nonce++);
+    repo.linkSettlementTx(id, id, sha256(`tx ${id}`), nonce++);
     return id;
   };
 

@@ -357,10 +357,10 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
     const { context } = running.relayer;
     const record = context.repo.receiptAt(session.sessionId, 1)!;
     const settlementId = context.repo.insertSettlement("settle", [{ sessionId: session.sessionId, sequence: 1 }]);
-    const sent = await context.chain.sendSettlement("settle", [
+    const request = await context.chain.prepareSettlement("settle", [
       { voucher: { terms: session.terms, ...record.state }, agentSignature: record.agentSignature!, providerSignature: record.providerSignature },
     ]);
-    context.repo.setSettlementTx(settlementId, sent.hash, sent.nonce);
+    const sent = await context.chain.transactions.send("settle", request, (tx) => context.repo.linkSettlementTx(settlementId, tx.id, tx.hash, tx.nonce));
     const relayer = await running.restartRelayer();
 
     // On restart it reconciles the pending settlement instead of posting the voucher again.

@@ -220,6 +220,40 @@ export const MIGRATIONS: readonly string[] = [
      PRIMARY KEY (session_id, key)
    );
    CREATE INDEX idempotent_calls_by_age ON idempotent_calls (created_at);`,
+  // tx: the transaction manager (issue 12 item 3). Every transaction the gas account signs is
+  // recorded with its nonce and signed bytes before it is broadcast; a settlement points at its
+  // transaction. A session whose settlement failed is not due again before settle_retry_at: the due
+  // index orders by the later of that and its voucher's time, so sessions backing off stay out of
+  // the query instead of filling its limit (no head-of-line blocking). An open is recorded before it
+  // is sent (issue 12 item 12), so one that mines while the relayer is down is known after restart.
+  `CREATE TABLE transactions (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     purpose TEXT NOT NULL,
+     nonce INTEGER NOT NULL,
+     request TEXT NOT NULL,
+     attempts TEXT NOT NULL,
+     status TEXT NOT NULL CHECK (status IN ('pending', 'mined', 'confirmed', 'reverted', 'replaced')),
+     mined_hash TEXT,
+     mined_block INTEGER,
+     mined_block_hash TEXT,
+     error TEXT,
+     created_at INTEGER NOT NULL,
+     updated_at INTEGER NOT NULL
+   );
+   CREATE INDEX transactions_in_flight ON transactions (nonce) WHERE status IN ('pending', 'mined');
+   ALTER TABLE settlements ADD COLUMN tx_id INTEGER;
+   ALTER TABLE sessions ADD COLUMN settle_retry_at INTEGER;
+   DROP INDEX sessions_due;
+   CREATE INDEX sessions_due ON sessions (MAX(voucher_signed_at, COALESCE(settle_retry_at, 0)))
+     WHERE status IN ('open', 'closing') AND unsettled_reason IS NULL AND settling_id IS NULL AND signed_sequence > settled_sequence;
+   CREATE TABLE session_opens (
+     session_id TEXT PRIMARY KEY,
+     open_request TEXT NOT NULL,
+     tx_id INTEGER,
+     status TEXT NOT NULL CHECK (status IN ('pending', 'opened', 'failed')),
+     error TEXT,
+     created_at INTEGER NOT NULL
+   );`,
 ];
 
 /**

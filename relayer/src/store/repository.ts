@@ -80,6 +80,8 @@ export interface SettlementItem {
 export interface SettlementRecord {
   id: number;
   kind: "settle" | "close";
+  /** The managed transaction that carries it (see tx-manager.ts), once sent. */
+  txId: number | null;
   txHash: Hex | null;
   nonce: number | null;
   status: "pending" | "confirmed" | "failed";
@@ -301,6 +303,41 @@ export class Repository {
   }
 
   /**
+   * Records an open about to be sent (before it is), so that one that mines while the relayer is
+   * down is known after a restart. False, changing nothing, when an open of `id` is already pending.
+   */
+  recordOpen(id: Hex, request: string): boolean {
+    return this.transaction(() => {
+      const existing = this.statement("SELECT status FROM session_opens WHERE session_id = ?").get(id.toLowerCase()) as Row | undefined;
+      if (existing?.status === "pending") return false;
+      this.statement("INSERT OR REPLACE INTO session_opens (session_id, open_request, status, created_at) VALUES (?, ?, 'pending', ?)")
+        .run(id.toLowerCase(), request, Date.now());
+      return true;
+    });
+  }
+
+  /** Links the pending open of session `id` to its managed transaction (in the manager's recording transaction). */
+  linkOpenTx(id: Hex, txId: number): void {
+    this.transaction(() => this.statement("UPDATE session_opens SET tx_id = ? WHERE session_id = ?").run(txId, id.toLowerCase()));
+  }
+
+  /** Opens recorded and not resolved yet. */
+  pendingOpens(): { sessionId: Hex; request: string; txId: number | null }[] {
+    return (this.statement("SELECT * FROM session_opens WHERE status = 'pending' ORDER BY created_at").all() as Row[]).map((row) => ({
+      sessionId: row.session_id as Hex,
+      request: row.open_request as string,
+      txId: row.tx_id === null ? null : Number(row.tx_id),
+    }));
+  }
+
+  /** Resolves the open of session `id`: it opened (the session is recorded with it), or it failed, saying why. */
+  finishOpen(id: Hex, status: "opened" | "failed", error: string | null = null): void {
+    this.transaction(() =>
+      this.statement("UPDATE session_opens SET status = ?, error = ? WHERE session_id = ? AND status = 'pending'").run(status, error, id.toLowerCase()),
+    );
+  }
+
+  /**
    * Brings session `chain.id`'s record in line with its state on-chain (nothing for a session
    * opened elsewhere): what the escrow settled counts as settled here (whoever posted it); a close
    * request makes it 'closing'; finalization makes it 'closed' and records what the escrow settled,
@@ -432,16 +469,23 @@ export class Repository {
    * Open or closing sessions with a signed voucher newer than what was settled, and not recorded as
    * unable to settle, oldest signature first.
    */
-  sessionsToSettle(limit: number): { session: SessionRecord; signedAt: number }[] {
+  sessionsToSettle(limit: number, now = Date.now()): { session: SessionRecord; signedAt: number }[] {
     // INDEXED BY: the partial index sessions_due holds exactly these rows, in this order (the query
-    // fails loudly instead of scanning if a change ever makes it unusable).
+    // fails loudly instead of scanning if a change ever makes it unusable). Sessions backing off sort
+    // after `now` and are never read, however many there are.
     const rows = this.statement(
         `SELECT * FROM sessions INDEXED BY sessions_due
           WHERE status IN ('open', 'closing') AND unsettled_reason IS NULL AND settling_id IS NULL AND signed_sequence > settled_sequence
-          ORDER BY voucher_signed_at LIMIT ?`,
+            AND MAX(voucher_signed_at, COALESCE(settle_retry_at, 0)) <= ?
+          ORDER BY MAX(voucher_signed_at, COALESCE(settle_retry_at, 0)) LIMIT ?`,
       )
-      .all(limit) as Row[];
+      .all(now, limit) as Row[];
     return rows.map((row) => ({ session: toSession(row), signedAt: Number(row.voucher_signed_at) }));
+  }
+
+  /** Session `id`'s settlement failed: not due again before `retryAt` (0: due at once). */
+  deferSettlement(id: Hex, retryAt: number): void {
+    this.transaction(() => this.statement("UPDATE sessions SET settle_retry_at = ? WHERE id = ?").run(retryAt === 0 ? null : retryAt, id.toLowerCase()));
   }
 
   /** Records a settlement about to be sent; its sessions are not due again until it is resolved. */
@@ -464,19 +508,29 @@ export class Repository {
     }
   }
 
-  setSettlementTx(id: number, txHash: Hex, nonce: number): void {
+  /** Links settlement `id` to the managed transaction that carries it (in the manager's recording transaction). */
+  linkSettlementTx(id: number, txId: number, txHash: Hex, nonce: number): void {
     this.transaction(() =>
-      this.statement("UPDATE settlements SET tx_hash = ?, nonce = ?, updated_at = ? WHERE id = ?").run(txHash, nonce, Date.now(), id),
+      this.statement("UPDATE settlements SET tx_id = ?, tx_hash = ?, nonce = ?, updated_at = ? WHERE id = ?").run(txId, txHash, nonce, Date.now(), id),
     );
+  }
+
+  getSettlement(id: number): SettlementRecord | undefined {
+    const row = this.statement("SELECT * FROM settlements WHERE id = ?").get(id) as Row | undefined;
+    return row && toSettlement(row);
   }
 
   pendingSettlements(): SettlementRecord[] {
     return (this.statement("SELECT * FROM settlements WHERE status = 'pending' ORDER BY id").all() as Row[]).map(toSettlement);
   }
 
-  /** Marks a settlement confirmed and applies it to its sessions and their receipts. */
-  confirmSettlement(id: number): void {
+  /**
+   * Marks a settlement confirmed and applies it to its sessions and their receipts; `minedHash` is
+   * the hash that mined when a fee-bumped replacement did.
+   */
+  confirmSettlement(id: number, minedHash?: Hex): void {
     this.transaction(() => {
+      if (minedHash !== undefined) this.statement("UPDATE settlements SET tx_hash = ? WHERE id = ?").run(minedHash, id);
       const row = this.statement("SELECT * FROM settlements WHERE id = ?").get(id) as Row;
       const settlement = toSettlement(row);
       for (const { sessionId, sequence } of settlement.items) {
@@ -486,6 +540,7 @@ export class Repository {
           .run(...(settlement.kind === "close" ? [sequence, settlement.txHash, sessionId] : [sequence, sessionId]));
         this.statement("UPDATE receipts SET settlement_tx = ? WHERE session_id = ? AND sequence <= ? AND settlement_tx IS NULL")
           .run(settlement.txHash, sessionId, sequence);
+        this.statement("UPDATE sessions SET settle_retry_at = NULL WHERE id = ?").run(sessionId);
         this.sessionCache.delete(sessionId.toLowerCase() as Hex);
       }
       this.releaseSettlement(settlement);
@@ -551,6 +606,7 @@ function toSettlement(row: Row): SettlementRecord {
   return {
     id: Number(row.id),
     kind: row.kind as SettlementRecord["kind"],
+    txId: row.tx_id === null || row.tx_id === undefined ? null : Number(row.tx_id),
     txHash: (row.tx_hash as Hex | null) ?? null,
     nonce: row.nonce === null ? null : Number(row.nonce),
     status: row.status as SettlementRecord["status"],
