@@ -8,7 +8,7 @@ import { createServer } from "node:http";
 import { describe, it } from "node:test";
 import { toCompactSignature } from "@agentmesh/sdk";
 import { ChainGateway } from "../src/chain.ts";
-import type { RelayerContext } from "../src/context.ts";
+import { ChainViewCache, type RelayerContext } from "../src/context.ts";
 import { closeServer, listen, startProvider, startRelayerApp } from "./chat-harness.ts";
 
 interface ErrorBody {
@@ -98,6 +98,7 @@ describe("bad input gets a 4xx", () => {
       registry: "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512",
       relayerPrivateKey: `0x${"11".repeat(32)}`,
     });
+    relayer.context.chainViews = new ChainViewCache(relayer.context.chain, relayer.context.chainIndex, 5_000);
     try {
       const terms = { ...relayer.terms, salt: 99n };
       const signature = toCompactSignature(`0x${"22".repeat(32)}${"33".repeat(32)}1b`);
