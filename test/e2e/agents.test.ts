@@ -288,7 +288,7 @@ describe("agents over x402 end to end", { timeout: 180_000 }, () => {
   /** One signed payment for `url` (what @x402/fetch would send after the 402), with its requirements. */
   async function signPayment(url: string, buyer: x402Client = x402) {
     const unpaid = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
-    assert.equal(unpaid.status, 402);
+    assert.equal(unpaid.status, 402, await unpaid.clone().text());
     const required = decodePaymentRequiredHeader(unpaid.headers.get("payment-required")!);
     const payload = await buyer.createPaymentPayload(required);
     return { payload, requirements: required.accepts[0], header: encodePaymentSignatureHeader(payload) };
@@ -379,6 +379,13 @@ describe("agents over x402 end to end", { timeout: 180_000 }, () => {
   it("answers payment_pending, never 402, when the transfer outlasts the settlement timeout, and serves the answer once it mines", async () => {
     const { stack } = running;
     const agent = await startTestAgent("echo");
+    // A second relayer with its own gas account: the transaction manager owns its account's nonces,
+    // so sharing the stack relayer's key would make their transactions collide (anyone may submit
+    // payWithAuthorization).
+    const gasKey = generatePrivateKey();
+    const gas = privateKeyToAccount(gasKey);
+    await client.request({ method: "hardhat_setBalance" as never, params: [gas.address, "0xde0b6b3a7640000"] as never });
+    const gasNonce = (blockTag: "pending" | "latest") => client.getTransactionCount({ address: gas.address, blockTag });
     // A relayer that waits 300 ms for a transfer to mine; the chain mines nothing until told.
     const relayer: Relayer = await startRelayer({
       port: 0,
@@ -389,7 +396,7 @@ describe("agents over x402 end to end", { timeout: 180_000 }, () => {
         escrow: stack.contracts.ComputeEscrow,
         registry: stack.contracts.ProviderRegistry,
         marketplace: stack.contracts.AgentMarketplace,
-        relayerPrivateKey: stack.accounts.relayer.privateKey,
+        relayerPrivateKey: gasKey,
       },
       receiptSignerKeys: [],
       limits: { x402SettleTimeoutMs: 300 },
@@ -400,6 +407,8 @@ describe("agents over x402 end to end", { timeout: 180_000 }, () => {
     });
     const rpc = (method: string, params: unknown[] = []) => client.request({ method: method as never, params: params as never });
     try {
+      // startRelayer returns at once; calls are refused with 503 relayer_not_ready until it has caught up.
+      await relayer.ready;
       const url = `${relayer.url}/agents/${await listAgent("Slowly settled agent", agent.endpoint)}`;
       const { header, payload } = await signPayment(url);
       const payerBefore = await usdcBalance(payer().address);
@@ -418,7 +427,7 @@ describe("agents over x402 end to end", { timeout: 180_000 }, () => {
         assert.equal(second.status, 409);
         assert.equal(((await second.json()) as { error: { code: string } }).error.code, "payment_pending");
         assert.equal(await usdcBalance(payer().address), payerBefore);
-        const sent = (await relayerNonce()) - (await client.getTransactionCount({ address: stack.accounts.relayer.address, blockTag: "latest" }));
+        const sent = (await gasNonce("pending")) - (await gasNonce("latest"));
         assert.equal(sent, 1, "one transfer waits in the mempool");
         await rpc("evm_mine");
       } finally {

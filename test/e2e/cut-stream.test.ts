@@ -68,7 +68,10 @@ describe("a stream cut by its provider", { timeout: 180_000 }, () => {
     assert.equal(signed.outputTokens, countOutputTokens({ content: received, toolCalls: [] }));
     assert.ok(signed.cumulativeCost > 0n);
     await session.flushVoucher();
-    const view = (await (await fetch(`${running.relayer.url}/v1/sessions/${session.sessionId}`)).json()) as {
+    // A session is read with its API key (or the agent's read signature) since keys are per session.
+    const read = await fetch(`${running.relayer.url}/v1/sessions/${session.sessionId}`, { headers: { authorization: `Bearer ${session.apiKey}` } });
+    assert.equal(read.status, 200, await read.clone().text());
+    const view = (await read.json()) as {
       signedSequence: number;
       receipts: { countedByRelayer: boolean; outputTokens: number }[];
     };

@@ -244,7 +244,8 @@ describe("API keys, session reads and client limits", { timeout: 240_000 }, () =
   });
 
   it("issue 12 item 7: the agent proxy falls back to the next provider itself, and a client that leaves stops it, unbilled", async () => {
-    const proxy = new OpenAI({ baseURL: running.stack.agentProxyUrl, apiKey: "sk-anything", maxRetries: 0 });
+    // The local proxy serves only its own clients: its token is the OpenAI client's API key.
+    const proxy = new OpenAI({ baseURL: running.stack.agentProxyUrl, apiKey: running.proxy.token, maxRetries: 0 });
     await running.providers[1].close(); // provider 2, the cheaper one, goes down for the rest of this suite
     const reply = await proxy.chat.completions.create({ model: "agentmesh-small", messages: [{ role: "user", content: "anyone?" }], max_tokens: 5 });
     assert.equal((reply as unknown as { receipt: { providerId: number } }).receipt.providerId, 1);
@@ -255,7 +256,7 @@ describe("API keys, session reads and client limits", { timeout: 240_000 }, () =
     const abort = new AbortController();
     const pending = fetch(`${running.stack.agentProxyUrl}/chat/completions`, {
       method: "POST",
-      headers: { "content-type": "application/json" },
+      headers: { "content-type": "application/json", authorization: `Bearer ${running.proxy.token}` },
       body: JSON.stringify({ model: "agentmesh-small", messages: [{ role: "user", content: "slowly" }], max_tokens: 20 }),
       signal: abort.signal,
     });
