@@ -20,7 +20,7 @@ import { contractRevert, type ContractRevert } from "./chain.ts";
 import { chainUnavailable } from "./chain-errors.ts";
 import type { RelayerContext } from "./context.ts";
 import { reconcileSettlement } from "./settlement.ts";
-import { TxPendingError } from "./tx-manager.ts";
+import { TxPendingError, type TxRequest } from "./tx-manager.ts";
 import { ApiError, badRequest, bearerToken, readJsonBody, sendJson } from "@agentmesh/sdk/http";
 import { servingRefusal } from "./serving.ts";
 import type { ReceiptRecord, SessionRecord } from "./store/repository.ts";
@@ -154,9 +154,22 @@ export async function openSession(ctx: RelayerContext, req: IncomingMessage, res
     throw badRequest(`provider ${terms.providerId} has no model ${terms.modelId}`, "model_not_found");
   }
   const sessionId = sessionIdOf(terms);
-  if (ctx.repo.getSession(sessionId) !== undefined) {
-    throw new ApiError(409, "session_exists", `session ${sessionId} is already open (to release its lock, close it: POST /v1/sessions/${sessionId}/close)`);
+  const requireNew = () => {
+    if (ctx.repo.getSession(sessionId) !== undefined) {
+      throw new ApiError(409, "session_exists", `session ${sessionId} is already open (to release its lock, close it: POST /v1/sessions/${sessionId}/close)`);
+    }
+  };
+  requireNew();
+  // Simulated before anything is recorded: terms or a signature the escrow refuses are answered 400
+  // and leave no trace (bad input changes nothing).
+  let request: TxRequest;
+  try {
+    request = await ctx.chain.prepareOpen(terms, signature);
+  } catch (error) {
+    if (chainUnavailable(error)) throw error; // answered 503: an outage is no refusal of the terms
+    throw badRequest(`the escrow refused to open the session: ${revertReason(error)}`, "open_rejected");
   }
+  requireNew(); // again: the same open may have completed while this one was simulated
   // Recorded before it is sent: an open that mines while the relayer is down is known after a
   // restart (reconcileOpens), so its lock can be closed and released instead of stranded.
   if (!ctx.repo.recordOpen(sessionId, JSON.stringify({ terms: termsJson(terms), model: model.name }))) {
@@ -164,7 +177,7 @@ export async function openSession(ctx: RelayerContext, req: IncomingMessage, res
   }
   let openTx: Hex;
   try {
-    openTx = await sendOpen(ctx, sessionId, terms, signature);
+    openTx = await sendOpen(ctx, sessionId, request);
   } catch (error) {
     if (error instanceof TxPendingError) {
       throw new ApiError(503, "open_pending", `the open was sent (${error.hash}) and is not confirmed yet; the session is known here once it is`);
@@ -182,12 +195,11 @@ export async function openSession(ctx: RelayerContext, req: IncomingMessage, res
   sendJson(res, 201, { sessionId, apiKey, model: model.name, providerId: terms.providerId, openTxHash: openTx });
 }
 
-/** Simulates and sends the open of `sessionId` (already recorded) and waits for it; its transaction hash. */
-async function sendOpen(ctx: RelayerContext, sessionId: Hex, terms: SessionTerms, signature: CompactSignature): Promise<Hex> {
+/** Sends the simulated open of `sessionId` (already recorded) and waits for it; its transaction hash. */
+async function sendOpen(ctx: RelayerContext, sessionId: Hex, request: TxRequest): Promise<Hex> {
   let sent;
   opening.add(sessionId);
   try {
-    const request = await ctx.chain.prepareOpen(terms, signature);
     sent = await ctx.chain.transactions.send("openSession", request, (tx) => ctx.repo.linkOpenTx(sessionId, tx.id));
   } finally {
     opening.delete(sessionId);
@@ -200,7 +212,7 @@ async function sendOpen(ctx: RelayerContext, sessionId: Hex, terms: SessionTerms
   throw badRequest(`the escrow did not open the session (its transaction was ${outcome.status})`, "open_rejected");
 }
 
-/** Opens of this process between being recorded and their transaction being recorded. */
+/** Opens of this process between being recorded and their transaction being recorded (sent). */
 const opening = new Set<Hex>();
 
 /** How long `POST /v1/sessions` waits for its open to confirm before answering that it is pending. */
@@ -235,7 +247,7 @@ export async function reconcileOpens(ctx: RelayerContext): Promise<void> {
       recordOpened(ctx, open.sessionId, terms, model, tx.minedHash!);
       continue;
     }
-    if (tx === undefined && opening.has(open.sessionId)) continue; // being simulated and sent right now
+    if (tx === undefined && opening.has(open.sessionId)) continue; // being sent right now
     let state;
     try {
       state = await ctx.chain.session(open.sessionId);

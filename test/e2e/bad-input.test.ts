@@ -14,8 +14,9 @@ import { DatabaseSync } from "node:sqlite";
 import { after, before, describe, it } from "node:test";
 import OpenAI from "openai";
 import { createPublicClient, http } from "viem";
+import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { hardhat } from "viem/chains";
-import { AgentSession, mockUSDCAbi } from "../../sdk/src/index.ts";
+import { AgentSession, mockUSDCAbi, sessionReadAuthorization, sessionReadMessage, signSessionRead } from "../../sdk/src/index.ts";
 import { startLocalStack, type RunningStack } from "../../scripts/lib/local-stack.ts";
 
 const USDC = 1_000_000n;
@@ -29,7 +30,7 @@ interface Case {
   /** A string is sent as is; anything else as JSON. */
   body?: unknown;
   headers?: Record<string, string>;
-  /** Send the session's API key (default true on chat). */
+  /** Send the session's API key (default true on chat); a `headers.authorization` replaces it. */
   auth?: boolean;
   status: number;
   code: string;
@@ -40,6 +41,12 @@ describe("bad-input table", { timeout: 300_000 }, () => {
   let dir: string;
   let session: AgentSession;
   let apiKey: string;
+  /** A session of the same agent, closed: its key is refused with 410. */
+  let closed: AgentSession;
+  /** A session of the same agent whose key was revoked. */
+  let revoked: AgentSession;
+  /** `Authorization` values of read signatures (GET /v1/sessions/{id}), made before the table. */
+  let reads: { stranger: string; otherSession: string; farAhead: string; expired: string; garbage: string };
   let client: ReturnType<typeof createPublicClient>;
 
   before(async () => {
@@ -67,6 +74,35 @@ describe("bad-input table", { timeout: 300_000 }, () => {
     await openai.chat.completions.create({ model: "agentmesh-small", messages: [{ role: "user", content: "One call, to have a receipt." }], max_tokens: 20 });
     await session.flushVoucher();
     apiKey = (session.openAIOptions() as { apiKey: string }).apiKey;
+    const other = (salt: number) =>
+      AgentSession.open({
+        relayerUrl: running.relayer.url,
+        privateKey: stack.accounts.agent.privateKey,
+        chainId: stack.chainId,
+        escrow: stack.contracts.ComputeEscrow,
+        budgetId: BigInt(stack.budgetId),
+        providerId: 1,
+        model: "agentmesh-small",
+        maxSpend: USDC / 2n + BigInt(salt),
+        voucherFlushMs: 10 * 60_000,
+      });
+    closed = await other(1);
+    await closed.close();
+    revoked = await other(2);
+    await revoked.revokeKey();
+    const now = Math.floor(Date.now() / 1000);
+    const agentKey = stack.accounts.agent.privateKey;
+    const signedBy = async (privateKey: `0x${string}`, sessionId: `0x${string}`, expiresAt: number) =>
+      sessionReadAuthorization(expiresAt, await privateKeyToAccount(privateKey).signMessage({ message: sessionReadMessage(sessionId, expiresAt) }));
+    reads = {
+      stranger: await signSessionRead(generatePrivateKey(), session.sessionId),
+      otherSession: await signSessionRead(agentKey, revoked.sessionId),
+      farAhead: await signedBy(agentKey, session.sessionId, now + 86_400),
+      expired: await signedBy(agentKey, session.sessionId, now - 60),
+      garbage: sessionReadAuthorization(now + 300, `0x${"11".repeat(65)}`),
+    };
+    // The index is at the head: nothing the close or the opens did is still to be recorded.
+    await running.relayer.indexer.catchUp();
   });
 
   after(async () => {
@@ -117,6 +153,24 @@ describe("bad-input table", { timeout: 300_000 }, () => {
     });
     const ok = { model: "agentmesh-small", messages: [{ role: "user", content: "hi" }] };
     const terms = { ...session.terms, salt: session.terms.salt + 1n };
+    const key = (session: AgentSession) => `Bearer ${(session.openAIOptions() as { apiKey: string }).apiKey}`;
+    const read = (name: string, query: string, authorization: string | undefined, status: number, code: string, sessionId: string = id): Case => ({
+      name: `read: ${name}`,
+      method: "GET",
+      path: `/v1/sessions/${sessionId}${query}`,
+      headers: authorization === undefined ? undefined : { authorization },
+      status,
+      code,
+    });
+    const revoke = (name: string, authorization: string | undefined, status: number, code: string, sessionId: string = id): Case => ({
+      name: `revoke key: ${name}`,
+      method: "DELETE",
+      path: `/v1/sessions/${sessionId}/key`,
+      headers: authorization === undefined ? undefined : { authorization },
+      status,
+      code,
+    });
+    const mine = `Bearer ${apiKey}`;
     const open = (name: string, body: unknown, status: number, code: string, headers?: Record<string, string>): Case => ({
       name: `open: ${name}`,
       method: "POST",
@@ -173,7 +227,12 @@ describe("bad-input table", { timeout: 300_000 }, () => {
       chat("stream a string", { ...ok, stream: "yes" }, 400, "invalid_request"),
       chat("unknown model", { ...ok, model: "gpt-nope" }, 404, "model_not_found"),
       chat("sessionId malformed", { ...ok, sessionId: "0x12" }, 400, "invalid_request"),
-      chat("voucher without sessionId", { ...ok, voucher: { sequence: 1, signature: SIGNATURE } }, 400, "invalid_request"),
+      // A voucher without sessionId is for the key's session (a key opens one session only).
+      chat("voucher without sessionId, for a call not served", { ...ok, voucher: { sequence: 9, signature: SIGNATURE } }, 400, "unknown_sequence"),
+      chat("voucher sequence 0", { ...ok, voucher: { sequence: 0, signature: SIGNATURE } }, 400, "invalid_request"),
+      chat("sessionId of another session of the agent", { ...ok, sessionId: closed.sessionId }, 403, "key_not_for_session"),
+      chat("the key of a closed session", ok, 410, "session_finalized", { auth: false, headers: { authorization: key(closed) } }),
+      chat("a revoked key", ok, 401, "api_key_revoked", { auth: false, headers: { authorization: key(revoked) } }),
       chat("voucher for a call not served", { ...ok, sessionId: id, voucher: { sequence: 9, signature: SIGNATURE } }, 400, "unknown_sequence"),
       chat("provider order naming none of the agent's", { ...ok, provider: { order: [999] } }, 402, "session_required"),
       chat("providerId of no session", { ...ok, providerId: 999 }, 402, "session_required"),
@@ -181,6 +240,40 @@ describe("bad-input table", { timeout: 300_000 }, () => {
       chat("nesting 100,000 deep", `{"model":"agentmesh-small","messages":[{"role":"user","content":"hi"}],"metadata":${"[".repeat(100_000)}${"]".repeat(100_000)}}`, 400, "json_too_deep"),
       chat("body above 1 MiB", { ...ok, metadata: "x".repeat(1_100_000) }, 413, "request_too_large"),
       chat("Idempotency-Key with spaces", ok, 400, "invalid_idempotency_key", { headers: { "idempotency-key": "two words" } }),
+      chat("Idempotency-Key empty", ok, 400, "invalid_idempotency_key", { headers: { "idempotency-key": "" } }),
+      chat("Idempotency-Key of 256 characters", ok, 400, "invalid_idempotency_key", { headers: { "idempotency-key": "k".repeat(256) } }),
+      chat("Idempotency-Key not ASCII", ok, 400, "invalid_idempotency_key", { headers: { "idempotency-key": "cl\u00e9" } }),
+      chat("Idempotency-Key with a bad body", { ...ok, n: 2 }, 400, "invalid_request", { headers: { "idempotency-key": "bad-body" } }),
+      // Reading a session (its API key, or a read signature by its agent or its budget's creator)
+      read("no Authorization", "", undefined, 401, "missing_api_key"),
+      read("unknown API key", "", "Bearer am_nope", 401, "invalid_api_key"),
+      read("another session's key", "", mine, 403, "key_not_for_session", closed.sessionId),
+      read("a revoked key", "", key(revoked), 401, "api_key_revoked", revoked.sessionId),
+      read("the key of a closed session", "", key(closed), 410, "session_finalized", closed.sessionId),
+      read("after not a number", "?after=abc", mine, 400, "invalid_request"),
+      read("after negative", "?after=-1", mine, 400, "invalid_request"),
+      read("after fractional", "?after=1.5", mine, 400, "invalid_request"),
+      read("limit 0", "?limit=0", mine, 400, "invalid_request"),
+      read("limit above the page cap", "?limit=9999", mine, 400, "invalid_request"),
+      read("limit empty", "?limit=", mine, 400, "invalid_request"),
+      read("limit in exponent form", "?limit=1e2", mine, 400, "invalid_request"),
+      read("signature by a stranger", "", reads.stranger, 401, "invalid_signature"),
+      read("signature for another session", "", reads.otherSession, 401, "invalid_signature"),
+      read("signature valid a day ahead", "", reads.farAhead, 401, "invalid_signature"),
+      read("signature expired", "", reads.expired, 401, "invalid_signature"),
+      read("signature bytes not a signature", "", reads.garbage, 401, "invalid_signature"),
+      read("signature truncated", "", `AgentMesh-Signature ${Math.floor(Date.now() / 1000) + 300} 0x1234`, 401, "missing_api_key"),
+      read("unknown session, with a signature", "", reads.stranger, 404, "session_not_found", ZERO32),
+      // Revoking a session's key
+      revoke("no Authorization", undefined, 401, "missing_api_key"),
+      revoke("unknown API key", "Bearer am_nope", 401, "invalid_api_key"),
+      revoke("a read signature instead of the key", reads.stranger, 401, "missing_api_key"),
+      revoke("another session's key", mine, 403, "key_not_for_session", revoked.sessionId),
+      revoke("a key already revoked", key(revoked), 401, "api_key_revoked", revoked.sessionId),
+      revoke("the key of a closed session", key(closed), 410, "session_finalized", closed.sessionId),
+      revoke("unknown session", mine, 404, "session_not_found", ZERO32),
+      revoke("session id not hex", mine, 400, "invalid_session_id", "0xzz"),
+      { name: "revoke key: GET", method: "GET", path: `/v1/sessions/${id}/key`, headers: { authorization: mine }, status: 405, code: "method_not_allowed" },
       // Opening sessions
       open("text/plain body", "{}", 415, "unsupported_media_type", { "content-type": "text/plain" }),
       open("empty body", {}, 400, "invalid_request"),
@@ -203,10 +296,23 @@ describe("bad-input table", { timeout: 300_000 }, () => {
       { name: "close: empty body", method: "POST", path: `/v1/sessions/${id}/close`, body: {}, status: 400, code: "invalid_request" },
       { name: "close: not the agent's signature", method: "POST", path: `/v1/sessions/${id}/close`, body: { signature: SIGNATURE }, status: 401, code: "invalid_signature" },
       { name: "close: unknown session", method: "POST", path: `/v1/sessions/${ZERO32}/close`, body: { signature: SIGNATURE }, status: 404, code: "session_not_found" },
+      { name: "close: a closed session", method: "POST", path: `/v1/sessions/${closed.sessionId}/close`, body: { signature: SIGNATURE }, status: 409, code: "session_closed" },
+      { name: "voucher: a closed session", method: "POST", path: `/v1/sessions/${closed.sessionId}/vouchers`, body: { sequence: 1, signature: SIGNATURE }, status: 400, code: "unknown_sequence" },
       // x402
       { name: "x402 verify: text/plain", method: "POST", path: "/x402/verify", body: "{}", headers: { "content-type": "text/plain" }, status: 415, code: "unsupported_media_type" },
       { name: "x402 verify: empty body", method: "POST", path: "/x402/verify", body: {}, status: 400, code: "invalid_request" },
       { name: "x402 settle: empty body", method: "POST", path: "/x402/settle", body: {}, status: 400, code: "invalid_request" },
+      { name: "POST /x402/supported", method: "POST", path: "/x402/supported", body: {}, status: 405, code: "method_not_allowed" },
+      // Agents, and the operator's routes
+      { name: "agent id not a number", method: "GET", path: "/v1/agents/abc", status: 400, code: "invalid_agent_id" },
+      { name: "unknown agent", method: "GET", path: "/v1/agents/999", status: 404, code: "agent_not_found" },
+      { name: "call: agent id 0", method: "POST", path: "/agents/0", body: {}, status: 400, code: "invalid_agent_id" },
+      { name: "call: unknown agent", method: "POST", path: "/agents/999", body: {}, status: 404, code: "agent_not_found" },
+      { name: "POST /v1/agents", method: "POST", path: "/v1/agents", body: {}, status: 405, code: "method_not_allowed" },
+      { name: "POST /v1/providers", method: "POST", path: "/v1/providers", body: {}, status: 405, code: "method_not_allowed" },
+      { name: "POST /healthz", method: "POST", path: "/healthz", body: {}, status: 405, code: "method_not_allowed" },
+      { name: "DELETE /readyz", method: "DELETE", path: "/readyz", status: 405, code: "method_not_allowed" },
+      { name: "POST /metrics", method: "POST", path: "/metrics", body: {}, status: 405, code: "method_not_allowed" },
     ];
   }
 
@@ -218,7 +324,7 @@ describe("bad-input table", { timeout: 300_000 }, () => {
     const answers: string[] = [];
     for (const entry of table) {
       const headers: Record<string, string> = { "content-type": "application/json", ...entry.headers };
-      if (entry.path === "/v1/chat/completions" && entry.auth !== false) headers.authorization = `Bearer ${apiKey}`;
+      if (entry.path === "/v1/chat/completions" && entry.auth !== false && entry.headers?.authorization === undefined) headers.authorization = `Bearer ${apiKey}`;
       const response = await fetch(`${running.relayer.url}${entry.path}`, {
         method: entry.method,
         headers,
