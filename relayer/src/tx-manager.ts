@@ -9,7 +9,8 @@ import type { Repository } from "./store/repository.ts";
  * - **Nonces.** It owns the account's nonces: each transaction gets the next one, and is recorded
  *   (nonce, request, signed bytes) before it is broadcast, so a crash at any point leaves a row that
  *   the next run sends again. On start the next nonce is the larger of the chain's pending count and
- *   one past the highest recorded.
+ *   one past the highest recorded; each send takes the larger of that and the chain's pending count
+ *   then, so a transaction sent from the account by anyone else does not make the next one collide.
  * - **Broadcast.** A broadcast that errors (a dropped connection, a load-balanced RPC that does not
  *   know the hash yet, "already known", "nonce too low") is never taken as a failure: the row stays
  *   pending and every pass re-broadcasts its latest signed bytes until one of its hashes has a
@@ -23,6 +24,8 @@ import type { Repository } from "./store/repository.ts";
  * - **Nonce taken elsewhere.** When the chain's count passes a transaction's nonce and none of its
  *   hashes has a receipt for `replacedAfterPasses` passes, it is `replaced`: its outcome is unknown,
  *   and callers reconcile with the chain's state (for a settlement: the escrow's settled sequence).
+ *   Not while the block that used the nonce holds one of its own hashes: then it mined and only its
+ *   receipt lags, so it is waited for, never called replaced.
  */
 export interface TxManagerOptions {
   /** Blocks a receipt must be under (1 = the receipt's own block) before it counts. */
@@ -141,6 +144,9 @@ export interface TxChain {
 
 type Row = Record<string, unknown>;
 
+/** How far back {@link TxManager} looks for the transaction that used one of its nonces. */
+const NONCE_SEARCH_BLOCKS = 1_024;
+
 /** See {@link TxManagerOptions} for the rules. Persists in the relayer's store (`transactions`). */
 export class TxManager {
   private readonly repo: Repository;
@@ -201,11 +207,17 @@ export class TxManager {
    * recording: a failed broadcast is retried by the poller.
    */
   async send(purpose: string, request: TxRequest, link?: (sent: SentTx) => void): Promise<SentTx> {
-    const gas = await this.chain.publicClient.estimateGas({ account: this.chain.account, to: request.to, data: request.data, value: request.value });
-    const fees = await this.marketFees();
+    const [gas, fees, chainCount] = await Promise.all([
+      this.chain.publicClient.estimateGas({ account: this.chain.account, to: request.to, data: request.data, value: request.value }),
+      this.marketFees(),
+      this.chain.publicClient.getTransactionCount({ address: this.address, blockTag: "pending" }),
+    ]);
     const assigned = this.assigning.then(async () => {
       if (this.nextNonce === undefined) throw new Error("the transaction manager is not started");
-      const nonce = this.nextNonce;
+      // Never below the chain's count: a transaction another sender made from this account since
+      // the start (an operator, another process on the same key) took those nonces. Ours are all
+      // below nextNonce, so this never reuses one, and a lagging or reorged count never lowers it.
+      const nonce = Math.max(this.nextNonce, chainCount);
       const attempt = await this.sign(request, nonce, (gas * 6n) / 5n, fees);
       const sent = this.repo.transaction(() => {
         const id = Number(
@@ -345,8 +357,15 @@ export class TxManager {
       this.write("UPDATE transactions SET status = 'pending', mined_hash = NULL, mined_block = NULL, mined_block_hash = NULL, updated_at = ? WHERE id = ?", [Date.now(), id]);
     }
     if (nonce < usedCount) {
-      // The nonce is used, by none of our hashes that this node has a receipt for. A lagging node may
-      // still show one; past a few passes the nonce was taken by another transaction.
+      // The nonce is used, by none of our hashes that this node has a receipt for. If the block that
+      // used it holds one of ours, ours mined and its receipt lags (a load-balanced or slow node):
+      // wait for it. Otherwise a lagging node may still show one; past a few passes the nonce was
+      // taken by another transaction.
+      const taker = await this.hashAtNonce(nonce, head).catch(() => undefined);
+      if (taker !== undefined && attempts.some(({ hash }) => hash === taker)) {
+        this.missing.delete(id);
+        return;
+      }
       const passes = (this.missing.get(id) ?? 0) + 1;
       this.missing.set(id, passes);
       if (passes >= this.options.replacedAfterPasses) {
@@ -366,6 +385,26 @@ export class TxManager {
       }
     }
     await this.broadcast(last.raw); // a dropped transaction comes back; a known one is a no-op
+  }
+
+  /**
+   * The hash of the transaction that used `nonce` of the account: found in the block where the
+   * account's count passed it (a binary search over the last {@link NONCE_SEARCH_BLOCKS} blocks);
+   * undefined when it was used before them.
+   */
+  private async hashAtNonce(nonce: number, head: number): Promise<Hex | undefined> {
+    const countAt = async (block: number) => this.chain.publicClient.getTransactionCount({ address: this.address, blockNumber: BigInt(block) });
+    let low = Math.max(0, head - NONCE_SEARCH_BLOCKS);
+    let high = head;
+    if ((await countAt(low)) > nonce || (await countAt(high)) <= nonce) return undefined;
+    while (high - low > 1) {
+      const middle = Math.floor((low + high) / 2);
+      if ((await countAt(middle)) > nonce) high = middle;
+      else low = middle;
+    }
+    const block = await this.chain.publicClient.getBlock({ blockNumber: BigInt(high), includeTransactions: true });
+    const address = this.address.toLowerCase();
+    return block.transactions.find((tx) => tx.from.toLowerCase() === address && tx.nonce === nonce)?.hash;
   }
 
   /**

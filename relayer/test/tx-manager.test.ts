@@ -174,6 +174,26 @@ describe("transaction manager", { timeout: 120_000 }, () => {
     assert.equal(await nonceOf(account.address), 1);
   });
 
+  it("never calls its own mined transaction replaced while the node hides its receipt: the block that used the nonce holds it", async () => {
+    const { txManager } = await manager({ replacedAfterPasses: 2 });
+    proxy.faults.hideAfterBroadcastMs = 2_000; // mined at once (automine), its receipt not found for a while
+    const sent = await txManager.send("test", transfer());
+    for (let pass = 0; pass < 4; pass++) await txManager.poll();
+    assert.equal(txManager.get(sent.id)?.status, "pending", "the nonce is used, by our own transaction");
+    proxy.faults.hideAfterBroadcastMs = 0;
+    assert.deepEqual(await txManager.wait(sent.id, 5_000), { status: "confirmed", hash: sent.hash, blockNumber: Number((await direct.getTransactionReceipt({ hash: sent.hash })).blockNumber) });
+  });
+
+  it("takes the next nonce after one another sender used since its start (a second process on the key): its send is not replaced", async () => {
+    const { txManager, account, key } = await manager();
+    const other = createWalletClient({ chain: hardhat, transport: http(nodeUrl), account: privateKeyToAccount(key) });
+    await direct.waitForTransactionReceipt({ hash: await other.sendTransaction({ to: SINK, value: 5n }) });
+    const sent = await txManager.send("test", transfer());
+    assert.equal(sent.nonce, 1);
+    assert.equal((await txManager.wait(sent.id, 5_000)).status, "confirmed");
+    assert.equal(await nonceOf(account.address), 2);
+  });
+
   it("resumes its nonces after a restart from its store and the chain, and re-sends what it had not broadcast", async () => {
     const repo = new Repository(openDatabase(":memory:"));
     const { txManager, account, key } = await manager({}, generatePrivateKey(), repo);

@@ -93,6 +93,7 @@ describe("settlement under RPC faults", { timeout: 600_000 }, () => {
       ...extra,
     });
     relayers.push(relayer);
+    await relayer.ready; // startRelayer returns at once; it serves once the chain answered and the index caught up
     return relayer;
   }
 
@@ -276,8 +277,17 @@ describe("settlement under RPC faults", { timeout: 600_000 }, () => {
         ["--disable-warning=ExperimentalWarning", "relayer/src/main.ts", "--local-file", localFile, "--port", String(port), "--db", database, "--settle-age-ms", "0"],
         { cwd: ROOT, stdio: ["ignore", "pipe", "ignore"] },
       );
-      const [line] = (await Promise.race([once(child.stdout!, "data"), once(child, "exit")])) as [Buffer | number];
-      assert.ok(Buffer.isBuffer(line) && line.toString().includes("listening"), `the relayer started (${String(line)})`);
+      // It listens at once and prints "relayer ready" once it serves (the chain answered, the index caught up).
+      const started = child;
+      let output = "";
+      const ready = new Promise<boolean>((resolve) => {
+        started.stdout!.on("data", (chunk: Buffer) => {
+          output += chunk.toString();
+          if (output.includes("relayer ready")) resolve(true);
+        });
+        started.once("exit", () => resolve(false));
+      });
+      assert.ok(await ready, `the relayer started (${output})`);
     };
     const kill = async () => {
       if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
