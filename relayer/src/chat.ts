@@ -18,7 +18,7 @@ import type { RelayerContext } from "./context.ts";
 import { ApiError, badRequest, bearerToken, readJsonBody, sendJson } from "@agentmesh/sdk/http";
 import { idempotencyStore, requestHashOf, type StoredResponse } from "./store/idempotency.ts";
 import { authenticate, keySession, parseBody, receiptView, recordVoucher, sessionSignerKey, voucherSchema } from "./sessions.ts";
-import { REFUSAL_STATUS, servingRefusal, type ServingRefusalCode } from "./serving.ts";
+import { servingRefusal } from "./serving.ts";
 import type { SessionRecord } from "./store/repository.ts";
 import { countOutputTokens, countPromptTokens, type ChatMessage } from "@agentmesh/sdk/tokens";
 import { UpstreamError, callUpstream, type Usage, type UpstreamResult } from "./upstream.ts";
@@ -68,7 +68,11 @@ const chatSchema = z
      * suffices (instead of also posting it to /v1/sessions/{id}/vouchers). For the key's session.
      */
     voucher: voucherSchema.optional(),
-    /** AgentMesh, OpenRouter-style routing preferences. */
+    /**
+     * AgentMesh, OpenRouter-style routing preferences, checked against the key's session.
+     * `allow_fallbacks` and `sort` are accepted for OpenRouter clients: a key serves one session, so
+     * the agent proxy, which holds a session per provider, is what sorts and falls back.
+     */
     provider: z
       .object({
         order: z.array(z.number().int().positive()).optional(),
@@ -102,41 +106,14 @@ interface Candidate {
   maxTokens: number;
 }
 
-/** Why a session could not serve; the most telling reason becomes the error. */
-type SkipReason =
-  | ServingRefusalCode
-  | "voucher_required"
-  | "session_exhausted"
-  | "session_busy"
-  | "context_length_exceeded"
-  | "rate_limited"
-  | "upstream_error";
-
-const SKIP_STATUS: Record<SkipReason, number> = {
-  ...REFUSAL_STATUS,
+/** Why the session cannot take the call now (see `checkCredit`), and its status. */
+const CREDIT_REFUSAL_STATUS = {
   voucher_required: 402,
   session_exhausted: 402,
   session_busy: 429,
-  rate_limited: 429,
   context_length_exceeded: 400,
-  upstream_error: 502,
-};
-/** Earlier reasons win: they are what the caller can act on. */
-const SKIP_PRIORITY: SkipReason[] = [
-  "session_finalized",
-  "session_closing",
-  "session_expired",
-  "budget_expired",
-  "provider_inactive",
-  "signer_rotated",
-  "receipt_signer_unavailable",
-  "voucher_required",
-  "context_length_exceeded",
-  "session_exhausted",
-  "session_busy",
-  "rate_limited",
-  "upstream_error",
-];
+} as const;
+type CreditRefusal = keyof typeof CREDIT_REFUSAL_STATUS;
 
 /** An `Idempotency-Key`: printable ASCII without spaces, as Stripe and OpenAI's clients send them. */
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
@@ -161,7 +138,6 @@ function idempotencyOf(req: IncomingMessage, body: Record<string, unknown>, sess
 /** `POST /v1/chat/completions`. */
 export async function chatCompletions(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const keyed = authenticate(ctx, bearerToken(req));
-  const agent = keyed.agent;
   const body = await readJsonBody(req, ctx.limits.maxBodyBytes);
   const request = parseBody(chatSchema, body);
   request.sessionId = keySession(keyed, request.sessionId); // a key serves its own session only
@@ -171,7 +147,7 @@ export async function chatCompletions(ctx: RelayerContext, req: IncomingMessage,
     // a call already served, so it is kept even when this call is refused or replayed below.
     recordVoucher(ctx, keyed, request.voucher);
   }
-  if (idempotency === undefined) return routeAndServe(ctx, res, agent, request, body, undefined);
+  if (idempotency === undefined) return serveKeyedSession(ctx, res, keyed, request, body, undefined);
   const store = idempotencyStore(ctx.repo);
   const stored = store.get(idempotency.scope, idempotency.key);
   if (stored !== undefined) {
@@ -187,7 +163,7 @@ export async function chatCompletions(ctx: RelayerContext, req: IncomingMessage,
     });
   }
   try {
-    await routeAndServe(ctx, res, agent, request, body, idempotency);
+    await serveKeyedSession(ctx, res, keyed, request, body, idempotency);
   } finally {
     store.release(idempotency.scope, idempotency.key);
   }
@@ -206,11 +182,15 @@ function replay(res: ServerResponse, response: StoredResponse): void {
 /** Headers of a relayed stream (`x-accel-buffering`: proxies such as nginx must not buffer it). */
 const STREAM_HEADERS = { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive", "x-accel-buffering": "no" };
 
-/** Picks a session for the request and serves it, falling back as the routing preferences allow. */
-async function routeAndServe(
+/**
+ * Serves the call on the API key's session, once the chain, the request's routing preferences and
+ * the session's credit allow it. A key serves one session, so the relayer never falls back to
+ * another: the agent proxy (sdk/src/proxy.ts) holds a session per provider and falls back itself.
+ */
+async function serveKeyedSession(
   ctx: RelayerContext,
   res: ServerResponse,
-  agent: Hex,
+  keyed: SessionRecord,
   request: ChatRequest,
   body: unknown,
   idempotency: Idempotency | undefined,
@@ -220,113 +200,62 @@ async function routeAndServe(
   if (requestedMax !== undefined && requestedMax > ctx.limits.maxTokensCap) {
     throw new ApiError(400, "invalid_max_tokens", `max_tokens ${requestedMax} is above the cap of ${ctx.limits.maxTokensCap}`);
   }
-  // A session the agent pinned is checked against the chain first: its refusal is the answer.
-  const pinned = request.sessionId === undefined ? undefined : ctx.repo.getSession(request.sessionId as Hex);
-  if (pinned !== undefined && pinned.agent === agent && pinned.model === request.model) {
-    const refusal = servingRefusal(ctx, pinned);
-    if (refusal !== undefined) throw refusal;
-  }
+  // Re-read: a voucher recorded above (or another call) may have moved the session on.
+  const session = ctx.repo.getSession(keyed.id)!;
+  // The chain's state of the session, its budget and its provider first: its refusal is the answer.
+  const refusal = servingRefusal(ctx, session);
+  if (refusal !== undefined) throw refusal;
   const offered = ctx.chainIndex.providers().some(
     (provider) => ctx.receiptSigners.serves(provider) && provider.models.some((model) => model.active && model.name === request.model),
   );
   if (!offered) throw new ApiError(404, "model_not_found", `no provider of this relayer offers model "${request.model}" (see GET /v1/models)`);
-  const { ranked: sessions, refused } = rankSessions(ctx, agent, request);
-  if (sessions.length === 0) {
-    const why = refused.length === 0 ? "" : ` (${refused.map((refusal) => `${refusal.reason}: ${refusal.message}`).join("; ")})`;
-    throw new ApiError(
-      402,
-      "session_required",
-      `no open session of ${agent} can serve model "${request.model}" with these routing preferences${why}; open one with POST /v1/sessions`,
-    );
+  const mismatch = preferenceMismatch(session, request);
+  if (mismatch !== undefined) {
+    throw new ApiError(402, "session_required", `this API key's session ${session.id} ${mismatch}; open a session that does with POST /v1/sessions`);
   }
+  const provider = ctx.chainIndex.provider(session.providerId)!;
+  const model = provider.models[session.modelId];
   const prompt: SentPrompt = {
     tokens: countPromptTokens({ messages: sent.messages, tools: request.tools, response_format: request.response_format }),
     inputHash: hashRequestMessages(sent.messages),
   };
-  const allowFallbacks = request.provider?.allow_fallbacks ?? true;
-  const skipped: { reason: SkipReason; detail: string; retryAfterMs?: number }[] = [];
-  for (const ranked of sessions) {
-    // Re-read after the awaits above: another call may have moved this session on since.
-    const session = ctx.repo.getSession(ranked.session.id)!;
-    const refusal = servingRefusal(ctx, session);
-    if (refusal !== undefined) {
-      skipped.push({ reason: refusal.reason, detail: refusal.message });
-      continue;
-    }
-    const provider = ranked.provider;
-    const model = provider.models[session.modelId];
-    const skip = checkCredit(ctx, session, model, prompt.tokens, requestedMax);
-    if (typeof skip !== "number") {
-      skipped.push(skip);
-      continue;
-    }
-    if (!ctx.rateLimiter.tryAcquire(provider.id, provider.rateLimitPerMinute)) {
-      skipped.push({
-        reason: "rate_limited",
-        detail: `provider ${provider.id} allows ${provider.rateLimitPerMinute} requests per minute`,
-        retryAfterMs: ctx.rateLimiter.retryAfterMs(provider.id, provider.rateLimitPerMinute),
-      });
-      continue;
-    }
-    const candidate: Candidate = { session, provider, model, maxTokens: skip };
-    ctx.busySessions.add(session.id);
-    try {
-      await serve(ctx, res, request, candidate, prompt, agent, idempotency);
-      return;
-    } catch (error) {
-      if (!(error instanceof UpstreamError)) throw error;
-      skipped.push({ reason: "upstream_error", detail: `provider ${provider.id}: ${error.message}` });
-    } finally {
-      ctx.busySessions.delete(session.id);
-    }
-    if (!allowFallbacks) break;
+  const credit = checkCredit(ctx, session, model, prompt.tokens, requestedMax);
+  if (typeof credit !== "number") {
+    const headers: Record<string, string> = credit.reason === "session_busy" ? { "retry-after": "1" } : {};
+    throw new ApiError(CREDIT_REFUSAL_STATUS[credit.reason], credit.reason, credit.detail, { headers });
   }
-  const reason = SKIP_PRIORITY.find((candidate) => skipped.some((skip) => skip.reason === candidate)) ?? "upstream_error";
-  const chosen = skipped.filter((skip) => skip.reason === reason);
-  const details = chosen.map((skip) => skip.detail);
-  const headers: Record<string, string> = {};
-  if (SKIP_STATUS[reason] === 429) {
-    // When to try again: the soonest a provider's window frees a request; a busy session, in a second.
-    const waitMs = Math.min(...chosen.map((skip) => skip.retryAfterMs ?? 1_000));
-    headers["retry-after"] = String(Math.max(1, Math.ceil(waitMs / 1000)));
+  if (!ctx.rateLimiter.tryAcquire(provider.id, provider.rateLimitPerMinute)) {
+    const waitMs = ctx.rateLimiter.retryAfterMs(provider.id, provider.rateLimitPerMinute);
+    throw new ApiError(429, "rate_limited", `provider ${provider.id} allows ${provider.rateLimitPerMinute} requests per minute`, {
+      headers: { "retry-after": String(Math.max(1, Math.ceil(waitMs / 1000))) },
+    });
   }
-  throw new ApiError(SKIP_STATUS[reason], reason, details.join("; "), { headers, ...(reason === "upstream_error" && { type: "upstream_error" }) });
+  ctx.busySessions.add(session.id);
+  try {
+    await serve(ctx, res, request, { session, provider, model, maxTokens: credit }, prompt, session.agent, idempotency);
+  } catch (error) {
+    if (!(error instanceof UpstreamError)) throw error;
+    throw new ApiError(502, "upstream_error", `provider ${provider.id}: ${error.message}`, { type: "upstream_error" });
+  } finally {
+    ctx.busySessions.delete(session.id);
+  }
 }
 
 /**
- * The agent's sessions that match the request's model and routing preferences and may serve now
- * (see `servingRefusal`: the chain's state of the session, its budget and its provider), best first;
- * and those that matched but may not, with why.
+ * Why `session` does not match the request's model or its routing preferences (`providerId`,
+ * `provider.order`, `provider.max_price`), as the end of a sentence; undefined when it does.
  */
-function rankSessions(ctx: RelayerContext, agent: Hex, request: ChatRequest) {
-  const now = ctx.chainIndex.chainTime();
+function preferenceMismatch(session: SessionRecord, request: ChatRequest): string | undefined {
+  if (session.model !== request.model) return `serves model "${session.model}", not "${request.model}"`;
   const order = request.provider?.order;
+  if (request.providerId !== undefined && session.providerId !== request.providerId) return `is with provider ${session.providerId}, not ${request.providerId}`;
+  if (order !== undefined && !order.includes(session.providerId)) return `is with provider ${session.providerId}, not one of ${order.join(", ")}`;
   const maxPrice = request.provider?.max_price;
-  const ranked: { session: SessionRecord; provider: RegisteredProvider }[] = [];
-  const refused: { reason: ServingRefusalCode; message: string }[] = [];
-  const pinned = request.sessionId === undefined ? undefined : ctx.repo.getSession(request.sessionId as Hex);
-  const candidates = pinned === undefined ? ctx.repo.openSessionsFor(agent, request.model) : [pinned];
-  for (const session of candidates) {
-    if (session.agent !== agent || session.model !== request.model) continue;
-    if (request.providerId !== undefined && session.providerId !== request.providerId) continue;
-    if (order !== undefined && !order.includes(session.providerId)) continue;
-    if (maxPrice?.prompt !== undefined && session.terms.inputPricePer1K > maxPrice.prompt * 1e6) continue;
-    if (maxPrice?.completion !== undefined && session.terms.outputPricePer1K > maxPrice.completion * 1e6) continue;
-    const refusal = servingRefusal(ctx, session, now);
-    if (refusal !== undefined) {
-      refused.push({ reason: refusal.reason, message: refusal.message });
-      continue;
-    }
-    ranked.push({ session, provider: ctx.chainIndex.provider(session.providerId)! });
+  if (maxPrice?.prompt !== undefined && session.terms.inputPricePer1K > maxPrice.prompt * 1e6) return "prices prompts above provider.max_price.prompt";
+  if (maxPrice?.completion !== undefined && session.terms.outputPricePer1K > maxPrice.completion * 1e6) {
+    return "prices completions above provider.max_price.completion";
   }
-  const price = (session: SessionRecord) => session.terms.inputPricePer1K + session.terms.outputPricePer1K;
-  const latency = (session: SessionRecord) => ctx.stats.averageLatency(session.providerId);
-  ranked.sort((a, b) => {
-    if (order !== undefined) return order.indexOf(a.session.providerId) - order.indexOf(b.session.providerId);
-    if (request.provider?.sort === "latency") return latency(a.session) - latency(b.session);
-    return price(a.session) - price(b.session);
-  });
-  return { ranked, refused };
+  return undefined;
 }
 
 /**
@@ -340,7 +269,7 @@ function checkCredit(
   model: RegisteredModel,
   promptTokens: number,
   requestedMax: number | undefined,
-): number | { reason: SkipReason; detail: string } {
+): number | { reason: CreditRefusal; detail: string } {
   if (ctx.busySessions.has(session.id)) return { reason: "session_busy", detail: `session ${session.id} has a call in flight` };
   if (session.state.sequence > session.signedSequence) {
     return {
