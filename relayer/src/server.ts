@@ -346,8 +346,10 @@ export function requestHandler(ctx: RelayerContext): (req: IncomingMessage, res:
 /** A client's request id is echoed only if it is short and plain (it goes into logs and headers). */
 const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
-/** A route's label for metrics and logs: its pattern, ids as `:id` (e.g. `/v1/sessions/:id/close`). */
-const routeLabel = (pattern: RegExp) => pattern.source.replace(/^\^|\$$/g, "").replaceAll("\\/", "/").replaceAll("([^/]+)", ":id");
+/** Each route's label for metrics and logs: its pattern, ids as `:id` (e.g. `/v1/sessions/:id/close`). */
+const ROUTE_LABELS = new Map(ROUTES.map(({ pattern }) => [pattern, pattern.source.replace(/^\^|\$$/g, "").replaceAll("\\/", "/").replaceAll("([^/]+)", ":id")]));
+/** Methods that label metrics as themselves; any other is "other" (a client must not mint series). */
+const METHOD_LABELS = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
 
 async function route(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const started = performance.now();
@@ -360,11 +362,13 @@ async function route(ctx: RelayerContext, req: IncomingMessage, res: ServerRespo
   let label = "unmatched";
   res.once("close", () => {
     const durationMs = performance.now() - started;
-    ctx.stats.recordRequest(req.method ?? "", label, res.statusCode, durationMs / 1000);
+    ctx.stats.recordRequest(METHOD_LABELS.has(req.method ?? "") ? req.method! : "other", label, res.statusCode, durationMs / 1000);
     requestLog.info({ method: req.method, path, route: label, status: res.statusCode, durationMs: Math.round(durationMs * 10) / 10, ...(!res.writableFinished && { aborted: true }) }, "request");
   });
   for (const [name, value] of Object.entries(CORS_HEADERS)) res.setHeader(name, value);
   if (req.method === "OPTIONS") {
+    const preflighted = ROUTES.find((candidate) => candidate.pattern.test(path));
+    if (preflighted !== undefined) label = ROUTE_LABELS.get(preflighted.pattern)!;
     res.writeHead(204).end();
     return;
   }
@@ -372,7 +376,7 @@ async function route(ctx: RelayerContext, req: IncomingMessage, res: ServerRespo
     throttle(ctx, req);
     const matches = ROUTES.filter((candidate) => candidate.pattern.test(path));
     if (matches.length === 0) throw new ApiError(404, "not_found", `no route ${path}`);
-    label = routeLabel(matches[0].pattern);
+    label = ROUTE_LABELS.get(matches[0].pattern)!;
     const routeEntry = matches.find((candidate) => candidate.method === req.method);
     if (routeEntry === undefined) {
       const allow = [...new Set([...matches.map((candidate) => candidate.method), "OPTIONS"])].join(", ");

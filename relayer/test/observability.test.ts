@@ -94,6 +94,8 @@ describe("/metrics", () => {
       const response = await relayer.chat({ max_tokens: 20 });
       assert.equal(response.status, 200);
       const body = (await response.json()) as { receipt: { inputTokens: number; outputTokens: number; cost: string } };
+      // A client's own method must not mint a series of its own.
+      assert.equal((await fetch(`${relayer.url}/v1/models`, { method: "PROPFIND" })).status, 405);
       const scrape = await fetch(`${relayer.url}/metrics`);
       assert.equal(scrape.status, 200);
       assert.match(scrape.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/);
@@ -106,6 +108,8 @@ describe("/metrics", () => {
       assert.equal(samples.get('agentmesh_billed_usdc_atomic_total{provider="1"}'), Number(relayer.receipts()[0].receipt.cost));
       assert.equal(samples.get('agentmesh_http_request_duration_seconds_count{method="POST",route="/v1/chat/completions",status="200"}'), 1);
       assert.equal(samples.get('agentmesh_http_request_duration_seconds_bucket{le="+Inf",method="POST",route="/v1/chat/completions",status="200"}'), 1);
+      assert.equal(samples.get('agentmesh_http_request_duration_seconds_count{method="other",route="/v1/models",status="405"}'), 1);
+      assert.equal([...samples.keys()].some((series) => series.includes("PROPFIND")), false);
       assert.ok((samples.get("process_resident_memory_bytes") ?? 0) > 0);
       assert.ok(samples.has("nodejs_eventloop_lag_seconds"));
       // A second relayer's registry is its own: nothing clashes, nothing is shared.
