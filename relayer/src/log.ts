@@ -56,14 +56,19 @@ export interface LoggerConfig {
 
 /** A logger with the relayer's redaction; see {@link configureLogger} to make it the relayer's. */
 export function createLogger(config: LoggerConfig = {}): Logger {
+  const level = config.level ?? process.env.LOG_LEVEL ?? "info";
+  const levels = [...Object.keys(pino.levels.values), "silent"];
+  if (!levels.includes(level)) throw new Error(`the log level (LOG_LEVEL) must be one of ${levels.join(", ")}, got "${level}"`);
   const options: LoggerOptions = {
-    level: config.level ?? process.env.LOG_LEVEL ?? "info",
+    level,
     base: { service: "agentmesh-relayer" },
     redact: { paths: REDACTED_PATHS, censor: "[redacted]" },
-    hooks: { streamWrite: (line) => {
-      for (const scrub of scrubbers.values()) line = scrub(line);
-      return line;
-    } },
+    hooks: {
+      streamWrite: (line) => {
+        for (const scrub of scrubbers.values()) line = scrub(line);
+        return line;
+      },
+    },
   };
   return config.destination === undefined ? pino(options) : pino(options, config.destination);
 }

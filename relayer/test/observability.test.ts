@@ -123,3 +123,9 @@ describe("/metrics", () => {
     });
   });
 });
+
+describe("log level", () => {
+  it("refuses an unknown level, naming the valid ones", () => {
+    assert.throws(() => configureLogger({ level: "verbose" }), /the log level \(LOG_LEVEL\) must be one of trace, debug, info, warn, error, fatal, silent, got "verbose"/);
+  });
+});
