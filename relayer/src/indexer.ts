@@ -3,6 +3,7 @@ import type { Address, Hex } from "viem";
 import { contractRevert, type ChainGateway } from "./chain.ts";
 import { PeriodicPass } from "./periodic.ts";
 import type { ChainIndex, IndexedBudget, IndexedSession } from "./store/chain-index.ts";
+import { log } from "./log.ts";
 
 export interface IndexerOptions {
   /** First block to read (the deployment's start block). */
@@ -184,7 +185,7 @@ export class ChainIndexer {
       const delay = Math.min(this.options.maxBackoffMs, this.options.pollMs * 2 ** Math.min(this.failures, 16));
       this.retryAt = Date.now() + delay;
       this.lastError = error instanceof Error ? error : new Error(String(error));
-      console.error(`indexer pass failed (next in ${delay} ms): ${this.lastError.message.split("\n")[0]}`);
+      log.warn({ retryInMs: delay, err: this.lastError }, "indexer pass failed");
       throw error;
     }
   }
@@ -241,7 +242,7 @@ export class ChainIndexer {
     if ((await this.hashAt(last, latest)) === recorded[0].hash) return;
     for (const { number, hash } of recorded.slice(1)) {
       if ((await this.hashAt(number, latest)) !== hash) continue;
-      console.warn(`chain reorganized: block ${last} is no longer on the chain; the index rolls back to block ${number} and follows the new chain`);
+      log.warn({ lostBlock: last, rollbackTo: number }, "chain reorganized: the index rolls back and follows the new chain");
       await this.rollBack(number);
       return;
     }

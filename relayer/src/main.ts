@@ -11,6 +11,7 @@ import { loadLocalStack } from "@agentmesh/sdk";
 import { ChainConfigurationError, startRelayer } from "./server.ts";
 import { SettlementOptionsError } from "./settlement.ts";
 import { TxManagerOptionsError } from "./tx-manager.ts";
+import { log } from "./log.ts";
 
 const { values } = parseArgs({
   options: {
@@ -72,13 +73,15 @@ const relayer = await startRelayer({
   console.error(error.message);
   process.exit(2);
 });
-console.log(`relayer listening on ${relayer.url} (not ready until the chain answers and the indexer catches up: GET /readyz)`);
+log.info({ url: relayer.url }, `relayer listening on ${relayer.url} (not ready until the chain answers and the indexer catches up: GET /readyz)`);
 relayer.ready.then(
-  () => console.log("relayer ready"),
+  () => log.info("relayer ready"),
   async (error: unknown) => {
     if (stopping) return;
     // The chain refuses this configuration (wrong chain id, a batch above the escrow's MAX_BATCH).
-    console.error(error instanceof SettlementOptionsError || error instanceof ChainConfigurationError ? error.message : error);
+    // A refused configuration is a usage error for the person who ran the command: plain text on stderr.
+    if (error instanceof SettlementOptionsError || error instanceof ChainConfigurationError) console.error(error.message);
+    else log.fatal({ err: error }, "relayer start-up failed");
     await relayer.close();
     process.exit(2);
   },
@@ -93,7 +96,7 @@ const stop = () => {
   relayer.close().then(
     () => process.exit(0),
     (error: unknown) => {
-      console.error(error);
+      log.fatal({ err: error }, "relayer shutdown failed");
       process.exit(1);
     },
   );

@@ -3,6 +3,7 @@ import { agentMarketplaceAbi, mockUSDCAbi, pendingDistribution, splitsLedgerAbi 
 import type { ChainGateway } from "./chain.ts";
 import { PeriodicPass } from "./periodic.ts";
 import type { PayoutLogs, StoredLog } from "./store/agent-payments.ts";
+import { log } from "./log.ts";
 
 /** An agent listing as the marketplace stores it. */
 export interface ListedAgent {
@@ -374,7 +375,7 @@ export class PayoutWorker {
         sent.agents.set(agent.id, hash);
         for (const split of await this.marketplace.creditedSplits(hash)) this.splits.add(split);
       } catch (error) {
-        console.error(`paying out agent ${agent.id} failed: ${(error as Error).message}`);
+        log.error({ agentId: agent.id, err: error }, "paying out agent failed");
       }
     }
     for (const split of [...this.splits].slice(0, SPLITS_PER_PASS)) {
@@ -383,7 +384,7 @@ export class PayoutWorker {
         const hash = await this.marketplace.distributeSplit(split);
         if (hash !== undefined) sent.splits.set(split, hash);
       } catch (error) {
-        console.error(`distributing split ${split} failed: ${(error as Error).message}`);
+        log.error({ split, err: error }, "distributing split failed");
       }
     }
     return sent;

@@ -1,3 +1,5 @@
+import { log } from "./log.ts";
+
 /**
  * A background job's passes: one every `intervalMs` once started, and one whenever `run()` is
  * called. Passes never overlap: `run()` starts one after any under way (two overlapping passes could
@@ -21,7 +23,7 @@ export class PeriodicPass<T> {
 
   start(): void {
     this.timer = setInterval(() => {
-      if (this.pending === 0) this.run().catch((error: unknown) => console.error(`${this.name} failed:`, error));
+      if (this.pending === 0) this.run().catch((error: unknown) => log.error({ pass: this.name, err: error }, "periodic pass failed"));
     }, this.intervalMs);
     this.timer.unref(); // never what keeps the process alive
   }

@@ -32,11 +32,16 @@ function spellings(url: string): string[] {
   return [...forms].filter((form) => form.length > 0).sort((a, b) => b.length - a.length);
 }
 
-/** Replaces every spelling of `url` in `error` and its causes (messages, details, stacks, `url` fields), in place. */
-export function redactError<E>(error: E, url: string): E {
+/** A function that replaces every spelling of `url` in a text with {@link redactUrl}'s form (the logger's last line of defence uses it too). */
+export function urlScrubber(url: string): (text: string) => string {
   const forms = spellings(url);
   const safe = redactUrl(url);
-  const scrub = (text: string) => forms.reduce((result, form) => result.split(form).join(safe), text);
+  return (text) => forms.reduce((result, form) => (result.includes(form) ? result.split(form).join(safe) : result), text);
+}
+
+/** Replaces every spelling of `url` in `error` and its causes (messages, details, stacks, `url` fields), in place. */
+export function redactError<E>(error: E, url: string): E {
+  const scrub = urlScrubber(url);
   const seen = new Set<object>();
   let current: unknown = error;
   for (let depth = 0; depth < 16 && typeof current === "object" && current !== null && !seen.has(current); depth++) {

@@ -23,6 +23,7 @@ import { Readiness } from "./readiness.ts";
 import { Repository } from "./store/repository.ts";
 import { PayoutLogs } from "./store/agent-payments.ts";
 import { txManagerOptions, type TxManagerOptions } from "./tx-manager.ts";
+import { log, redactUrlInLogs } from "./log.ts";
 
 export interface RelayerOptions {
   host?: string;
@@ -84,9 +85,10 @@ const ROUTES: { method: string; pattern: RegExp; handler: Handler }[] = [
   {
     method: "GET",
     pattern: /^\/metrics$/,
-    handler: (ctx, _req, res) => {
-      res.writeHead(200, { "content-type": "text/plain; version=0.0.4" });
-      res.end(ctx.stats.prometheus());
+    handler: async (ctx, _req, res) => {
+      const text = await ctx.stats.prometheus();
+      res.writeHead(200, { "content-type": ctx.stats.registry.contentType });
+      res.end(text);
     },
   },
   { method: "GET", pattern: /^\/v1\/models$/, handler: (ctx, _req, res) => listModels(ctx, res) },
@@ -123,6 +125,7 @@ export class ChainConfigurationError extends Error {
  * `relayer_not_ready`; while the RPC is unreachable, start-up retries with backoff.
  */
 export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
+  redactUrlInLogs(options.chain.rpcUrl);
   const chain = new ChainGateway(options.chain);
   const txConfig = txManagerOptions(options.transactions ?? {}, chain.chainId);
   const db = openDatabase(options.databasePath);
@@ -167,6 +170,7 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
     chainIndex,
     readiness,
   };
+  context.stats.collectProcessMetrics();
   let payouts: PayoutWorker | undefined;
   if (options.chain.marketplace !== undefined) {
     context.marketplace = new MarketplaceGateway(chain, options.chain.marketplace);
@@ -194,7 +198,7 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
         if (error instanceof ChainConfigurationError) throw error;
         readiness.startupFailed(error as Error);
         const delay = Math.min(30_000, 250 * 2 ** Math.min(attempt, 7));
-        console.error(`relayer start-up: the chain's RPC failed (retry in ${delay} ms): ${(error as Error).message.split("\n")[0]}`);
+        log.warn({ retryInMs: delay, err: error }, "relayer start-up: the chain's RPC failed; retrying");
         await sleep(delay, undefined, { signal: stopping.signal });
       }
     }
@@ -299,7 +303,7 @@ async function flushVouchers(settlement: SettlementWorker): Promise<void> {
     // Each pass settles one batch; a bound in case the escrow keeps refusing some.
     for (let batch = 0; batch < 100 && (await settlement.settleDue(true)) !== undefined; batch++);
   } catch (error) {
-    console.error(`settling signed vouchers at shutdown failed (the next start settles them): ${(error as Error).message}`);
+    log.error({ err: error }, "settling signed vouchers at shutdown failed (the next start settles them)");
   }
 }
 
@@ -342,13 +346,29 @@ export function requestHandler(ctx: RelayerContext): (req: IncomingMessage, res:
 /** A client's request id is echoed only if it is short and plain (it goes into logs and headers). */
 const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
+/** Each route's label for metrics and logs: its pattern, ids as `:id` (e.g. `/v1/sessions/:id/close`). */
+const ROUTE_LABELS = new Map(ROUTES.map(({ pattern }) => [pattern, pattern.source.replace(/^\^|\$$/g, "").replaceAll("\\/", "/").replaceAll("([^/]+)", ":id")]));
+/** Methods that label metrics as themselves; any other is "other" (a client must not mint series). */
+const METHOD_LABELS = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
+
 async function route(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const started = performance.now();
   const path = (req.url ?? "/").split("?")[0];
   const clientId = req.headers["x-request-id"];
   const requestId = typeof clientId === "string" && CLIENT_REQUEST_ID.test(clientId) ? clientId : `req_${randomUUID().replaceAll("-", "")}`;
   res.setHeader("x-request-id", requestId);
+  // One line and one histogram sample per request, when it ends (answered, or cut by the client).
+  const requestLog = log.child({ requestId });
+  let label = "unmatched";
+  res.once("close", () => {
+    const durationMs = performance.now() - started;
+    ctx.stats.recordRequest(METHOD_LABELS.has(req.method ?? "") ? req.method! : "other", label, res.statusCode, durationMs / 1000);
+    requestLog.info({ method: req.method, path, route: label, status: res.statusCode, durationMs: Math.round(durationMs * 10) / 10, ...(!res.writableFinished && { aborted: true }) }, "request");
+  });
   for (const [name, value] of Object.entries(CORS_HEADERS)) res.setHeader(name, value);
   if (req.method === "OPTIONS") {
+    const preflighted = ROUTES.find((candidate) => candidate.pattern.test(path));
+    if (preflighted !== undefined) label = ROUTE_LABELS.get(preflighted.pattern)!;
     res.writeHead(204).end();
     return;
   }
@@ -356,6 +376,7 @@ async function route(ctx: RelayerContext, req: IncomingMessage, res: ServerRespo
     throttle(ctx, req);
     const matches = ROUTES.filter((candidate) => candidate.pattern.test(path));
     if (matches.length === 0) throw new ApiError(404, "not_found", `no route ${path}`);
+    label = ROUTE_LABELS.get(matches[0].pattern)!;
     const routeEntry = matches.find((candidate) => candidate.method === req.method);
     if (routeEntry === undefined) {
       const allow = [...new Set([...matches.map((candidate) => candidate.method), "OPTIONS"])].join(", ");
@@ -375,11 +396,11 @@ async function route(ctx: RelayerContext, req: IncomingMessage, res: ServerRespo
       return;
     }
     if (chainUnavailable(error)) {
-      console.error(`${req.method} ${path} [${requestId}]: the chain's RPC is unavailable:`, (error as Error).message);
+      requestLog.error({ method: req.method, path, err: error }, "the chain's RPC is unavailable");
       sendError(res, new ApiError(503, "chain_unavailable", "the chain's RPC is unavailable; try again shortly", { headers: { "retry-after": "5" } }));
       return;
     }
-    console.error(`${req.method} ${path} [${requestId}] failed:`, error);
+    requestLog.error({ method: req.method, path, err: error }, "request failed");
     sendError(res, new ApiError(500, "internal_error", "internal error"));
   }
 }

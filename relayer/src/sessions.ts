@@ -24,6 +24,7 @@ import { TxPendingError, type TxRequest } from "./tx-manager.ts";
 import { ApiError, badRequest, bearerToken, readJsonBody, sendJson } from "@agentmesh/sdk/http";
 import { servingRefusal } from "./serving.ts";
 import type { ReceiptRecord, SessionRecord } from "./store/repository.ts";
+import { log } from "./log.ts";
 
 const hex32 = z.string().regex(/^0x[0-9a-fA-F]{64}$/, "must be 0x-prefixed 32-byte hex").transform((value) => value.toLowerCase() as Hex);
 const uint = (bits: number) =>
@@ -252,7 +253,7 @@ export async function reconcileOpens(ctx: RelayerContext): Promise<void> {
     try {
       state = await ctx.chain.session(open.sessionId);
     } catch (error) {
-      console.error(`open of session ${open.sessionId}: the escrow could not be read (${(error as Error).message.split("\n")[0]}); retried next pass`);
+      log.warn({ sessionId: open.sessionId, err: error }, "open of session: the escrow could not be read; retried next pass");
       continue;
     }
     if (state.claimEnd !== 0) recordOpened(ctx, open.sessionId, terms, model, tx?.minedHash ?? (`0x${"0".repeat(64)}` as Hex));

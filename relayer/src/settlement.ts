@@ -4,6 +4,7 @@ import type { ContractRevert } from "./chain.ts";
 import type { RelayerContext } from "./context.ts";
 import { SettlementRejectedError, reconcileOpens, settleNow } from "./sessions.ts";
 import type { SessionRecord, SettlementRecord } from "./store/repository.ts";
+import { log } from "./log.ts";
 
 /** `claimEnd` of a finalized session (ComputeEscrow.FINALIZED). */
 const FINALIZED = 1;
@@ -122,7 +123,7 @@ export class SettlementWorker {
   /** Reconciles what a previous run left pending, then polls. */
   async start(): Promise<void> {
     this.recover();
-    await this.reconcile().catch((error: unknown) => console.error(`settlement reconciliation failed: ${(error as Error).message}`));
+    await this.reconcile().catch((error: unknown) => log.error({ err: error }, "settlement reconciliation failed"));
     this.stopped = false;
     this.schedule();
   }
@@ -232,7 +233,8 @@ export class SettlementWorker {
     const after = this.ctx.repo.getSession(session.id)!;
     if (after.signedSequence <= after.settledSequence) return; // already settled on-chain: nothing is lost
     if (!finalized) this.ctx.repo.markUnsettled(session.id, reason);
-    console.error(`session ${session.id}: vouchers ${after.settledSequence + 1} to ${after.signedSequence} can never settle (${reason})`);
+    this.ctx.stats.recordSettlements("unsettleable", 1);
+    log.error({ sessionId: session.id, fromSequence: after.settledSequence + 1, toSequence: after.signedSequence, reason }, "vouchers can never settle");
   }
 
   private settle(sessions: SessionRecord[]): Promise<Hex> {
@@ -245,7 +247,10 @@ export class SettlementWorker {
       };
     });
     const items = sessions.map((session) => ({ sessionId: session.id, sequence: session.signedSequence }));
-    return settleNow(this.ctx, "settle", vouchers, items);
+    return settleNow(this.ctx, "settle", vouchers, items).then((hash) => {
+      this.ctx.stats.recordSettlements("settled", sessions.length);
+      return hash;
+    });
   }
 
   /** Backs session `id` off, alone, in the store: the due query skips it until its retry time. */
@@ -254,7 +259,8 @@ export class SettlementWorker {
     this.failures.set(id, failures);
     const delay = this.options.retryBaseMs * 2 ** Math.min(failures - 1, 6);
     this.ctx.repo.deferSettlement(id, Date.now() + delay);
-    console.error(`settlement of session ${id} failed (retry in ${delay} ms): ${(error as Error).message.split("\n")[0]}`);
+    this.ctx.stats.recordSettlements("retried", 1);
+    log.warn({ sessionId: id, retryInMs: delay, err: error }, "settlement of session failed; retried");
   }
 
   /**
@@ -273,7 +279,7 @@ export class SettlementWorker {
     this.timer = setTimeout(() => {
       this.running = this.settleDue()
         .then(() => undefined)
-        .catch((error: unknown) => console.error(`settlement pass failed: ${(error as Error).message}`))
+        .catch((error: unknown) => log.error({ err: error }, "settlement pass failed"))
         .finally(() => this.schedule());
     }, this.options.pollMs);
     this.timer.unref();

@@ -1,3 +1,4 @@
+import { collectDefaultMetrics, Counter, Histogram, Registry } from "prom-client";
 import type { Receipt } from "@agentmesh/sdk";
 
 /** Latency samples kept per provider for percentiles. */
@@ -101,22 +102,72 @@ export class ProviderStats {
     return latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))];
   }
 
-  /** Prometheus text exposition of every counter. */
-  prometheus(): string {
-    const lines: string[] = [];
-    const metric = (name: string, type: string, help: string, value: (c: ProviderCounters) => number | bigint) => {
-      lines.push(`# HELP agentmesh_${name} ${help}`, `# TYPE agentmesh_${name} ${type}`);
-      for (const [providerId, counters] of this.byProvider) lines.push(`agentmesh_${name}{provider="${providerId}"} ${value(counters)}`);
-    };
-    metric("upstream_calls_total", "counter", "Calls made to providers.", (c) => c.upstreamCalls);
-    metric("upstream_failures_total", "counter", "Provider calls that failed (not billed).", (c) => c.upstreamFailures);
-    metric("billed_calls_total", "counter", "Calls billed with a receipt.", (c) => c.billedCalls);
-    metric("input_tokens_total", "counter", "Input tokens billed.", (c) => c.inputTokens);
-    metric("output_tokens_total", "counter", "Output tokens billed.", (c) => c.outputTokens);
-    metric("billed_usdc_atomic_total", "counter", "Atomic USDC billed.", (c) => c.billedAtomic);
-    metric("token_mismatches_total", "counter", "Receipts whose provider usage disagreed with the relayer's tokenizer.", (c) => c.tokenMismatches);
-    metric("health_probes_total", "counter", "Health probes of provider endpoints.", (c) => c.probes);
-    metric("health_probe_successes_total", "counter", "Health probes answered with a 2xx.", (c) => c.probeSuccesses);
-    return `${lines.join("\n")}\n`;
+  /**
+   * The Prometheus registry behind `/metrics` (prom-client), this instance's own: the per-provider
+   * counters above (read at scrape time), HTTP request durations, settlements, and, once
+   * {@link collectProcessMetrics} is called, the process's metrics.
+   */
+  readonly registry = new Registry();
+
+  /** HTTP requests by method, route pattern (never the raw path: ids would explode it) and status. */
+  private readonly httpDuration = new Histogram({
+    name: "agentmesh_http_request_duration_seconds",
+    help: "HTTP request durations, by method, route pattern and status.",
+    labelNames: ["method", "route", "status"] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: [this.registry],
+  });
+
+  /** Sessions settled (their vouchers mined), settlements retried, and sessions whose vouchers can never settle. */
+  private readonly settlements = new Counter({
+    name: "agentmesh_settlements_total",
+    help: "Session settlements by outcome: settled (mined), retried (failed, backed off), unsettleable (refused for good).",
+    labelNames: ["outcome"] as const,
+    registers: [this.registry],
+  });
+
+  constructor() {
+    const byProvider = this.byProvider;
+    const counter = (name: string, help: string, value: (c: ProviderCounters) => number | bigint) =>
+      new Counter({
+        name: `agentmesh_${name}`,
+        help,
+        labelNames: ["provider"] as const,
+        registers: [this.registry],
+        // Read at scrape time from the counters that routing and provider views use too.
+        collect() {
+          this.reset();
+          for (const [providerId, counters] of byProvider) this.inc({ provider: String(providerId) }, Number(value(counters)));
+        },
+      });
+    counter("upstream_calls_total", "Calls made to providers.", (c) => c.upstreamCalls);
+    counter("upstream_failures_total", "Provider calls that failed (not billed).", (c) => c.upstreamFailures);
+    counter("billed_calls_total", "Calls billed with a receipt.", (c) => c.billedCalls);
+    counter("input_tokens_total", "Input tokens billed.", (c) => c.inputTokens);
+    counter("output_tokens_total", "Output tokens billed.", (c) => c.outputTokens);
+    counter("billed_usdc_atomic_total", "Atomic USDC billed.", (c) => c.billedAtomic);
+    counter("token_mismatches_total", "Receipts whose provider usage disagreed with the relayer's tokenizer.", (c) => c.tokenMismatches);
+    counter("health_probes_total", "Health probes of provider endpoints.", (c) => c.probes);
+    counter("health_probe_successes_total", "Health probes answered with a 2xx.", (c) => c.probeSuccesses);
+  }
+
+  /** Adds the process's metrics (CPU, memory, event-loop lag, GC, handles) to {@link registry}; once per process's relayer. */
+  collectProcessMetrics(): void {
+    collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** One HTTP request answered (or cut) after `seconds`. */
+  recordRequest(method: string, route: string, status: number, seconds: number): void {
+    this.httpDuration.observe({ method, route, status: String(status) }, seconds);
+  }
+
+  /** `count` sessions' settlements ended as `outcome`. */
+  recordSettlements(outcome: "settled" | "retried" | "unsettleable", count: number): void {
+    this.settlements.inc({ outcome }, count);
+  }
+
+  /** The Prometheus text exposition of {@link registry}. */
+  prometheus(): Promise<string> {
+    return this.registry.metrics();
   }
 }

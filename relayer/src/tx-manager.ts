@@ -1,6 +1,7 @@
 import type { StatementSync } from "node:sqlite";
 import { keccak256, type Account, type Address, type Hex, type PublicClient } from "viem";
 import type { Repository } from "./store/repository.ts";
+import { log } from "./log.ts";
 
 /**
  * The relayer's transaction manager: the one sender of every transaction the relayer's gas account
@@ -294,7 +295,7 @@ export class TxManager {
   poll(): Promise<void> {
     if (this.polling === undefined) {
       this.polling = this.pass()
-        .catch((error: unknown) => console.error(`transaction pass failed: ${(error as Error).message.split("\n")[0]}`))
+        .catch((error: unknown) => log.error({ err: error }, "transaction pass failed"))
         .finally(() => (this.polling = undefined));
       return this.polling;
     }
@@ -316,7 +317,7 @@ export class TxManager {
       try {
         await this.follow(row, Number(head), usedCount);
       } catch (error) {
-        console.error(`transaction ${row.id} (nonce ${row.nonce}): ${(error as Error).message.split("\n")[0]}`);
+        log.error({ txId: row.id, nonce: row.nonce, err: error }, "transaction failed");
       }
     }
   }
@@ -336,7 +337,7 @@ export class TxManager {
     if (found !== undefined) {
       this.missing.delete(id);
       if (row.status === "mined" && row.mined_block_hash !== found.blockHash) {
-        console.error(`transaction ${found.hash} (nonce ${nonce}) moved from block ${row.mined_block} to ${found.blockNumber} (reorg)`);
+        log.warn({ txHash: found.hash, nonce, fromBlock: row.mined_block, toBlock: found.blockNumber }, "transaction moved to another block (reorg)");
       }
       if (head - found.blockNumber + 1 >= this.options.confirmations) {
         this.finish(id, found.success ? "confirmed" : "reverted", found);
@@ -353,7 +354,7 @@ export class TxManager {
     }
     if (row.status === "mined") {
       // Its receipt is gone: the block that held it was reorged out. Pending again, and re-sent.
-      console.error(`transaction ${row.mined_hash} (nonce ${nonce}) left the chain (reorg of block ${row.mined_block}); sending it again`);
+      log.warn({ txHash: row.mined_hash, nonce, block: row.mined_block }, "transaction left the chain (reorg); sending it again");
       this.write("UPDATE transactions SET status = 'pending', mined_hash = NULL, mined_block = NULL, mined_block_hash = NULL, updated_at = ? WHERE id = ?", [Date.now(), id]);
     }
     if (nonce < usedCount) {
@@ -428,7 +429,7 @@ export class TxManager {
     }
     const request = JSON.parse(row.request as string) as { to: Address; data: Hex; value: string; gas: string };
     const fees = { maxFeePerGas: capped, maxPriorityFeePerGas: priority > capped ? capped : priority };
-    console.error(`transaction ${last.hash} (nonce ${row.nonce}) unmined for ${this.options.stuckAfterMs} ms: replacing it at ${fees.maxFeePerGas} wei/gas`);
+    log.warn({ txHash: last.hash, nonce: row.nonce, unminedMs: this.options.stuckAfterMs, maxFeePerGas: fees.maxFeePerGas.toString() }, "transaction unmined: replacing it");
     return this.sign({ to: request.to, data: request.data, value: BigInt(request.value) }, Number(row.nonce), BigInt(request.gas), fees);
   }
 
@@ -477,7 +478,7 @@ export class TxManager {
     } catch (error) {
       // Expected on a re-broadcast: the node has it, or it (or a replacement) already mined.
       const message = `${(error as Error).message.split("\n")[0]} ${(error as { details?: string }).details ?? ""}`.trim();
-      if (!/already known|nonce too low|known transaction|replacement|underpriced/i.test(message)) console.error(`broadcast failed (it is retried): ${message}`);
+      if (!/already known|nonce too low|known transaction|replacement|underpriced/i.test(message)) log.warn({ reason: message }, "broadcast failed (it is retried)");
     }
   }
 

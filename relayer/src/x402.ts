@@ -15,6 +15,7 @@ import { parseBody } from "./sessions.ts";
 import { EndpointRefusedError, ResponseTooLargeError, readCapped, readHead, type EndpointUrl } from "./outbound.ts";
 import type { SentTx } from "./tx-manager.ts";
 import { PaymentLocks, type PaymentKind, type PaymentRecord } from "./store/agent-payments.ts";
+import { log } from "./log.ts";
 
 /**
  * Agents sold per call over x402 (protocol version 2), with the relayer as its own facilitator.
@@ -121,7 +122,7 @@ export class X402Gateway {
    */
   start(): void {
     const released = this.payments.releaseReservations();
-    if (released > 0) console.warn(`released ${released} x402 payments reserved by a previous run (nothing was settled for them)`);
+    if (released > 0) log.warn({ released }, "released x402 payments reserved by a previous run (nothing was settled for them)");
     this.reconciler.start();
   }
 

@@ -15,7 +15,7 @@ interface ErrorBody {
   error: { message: string; type: string; code: string; param: string | null };
 }
 
-const failures = (context: RelayerContext) => /agentmesh_upstream_failures_total\{provider="1"\} (\d+)/.exec(context.stats.prometheus())?.[1] ?? "0";
+const failures = async (context: RelayerContext) => /agentmesh_upstream_failures_total\{provider="1"\} (\d+)/.exec(await context.stats.prometheus())?.[1] ?? "0";
 
 describe("bad input gets a 4xx", () => {
   it("answers a malformed % escape in the path with 400 invalid_path, not 500", async () => {
@@ -46,7 +46,7 @@ describe("bad input gets a 4xx", () => {
       assert.equal(response.status, 400);
       assert.equal(((await response.json()) as ErrorBody).error.code, "json_too_deep");
       assert.equal(provider.requests.length, 0);
-      assert.equal(failures(relayer.context), "0");
+      assert.equal(await failures(relayer.context), "0");
       // 64 levels are fine: the request is served.
       const ok = await relayer.chat({ metadata: JSON.parse(`${"[".repeat(60)}${"]".repeat(60)}`) });
       assert.notEqual(ok.status, 400);
@@ -75,7 +75,7 @@ describe("bad input gets a 4xx", () => {
           assert.match(error.message, /image parts are not supported/);
         }
         assert.equal(provider.requests.length, 2, "called once per request: no retry, no fallback");
-        assert.equal(failures(relayer.context), "0");
+        assert.equal(await failures(relayer.context), "0");
         assert.equal(relayer.receipts().length, 0);
       } finally {
         await relayer.close();

@@ -18,6 +18,7 @@ import { DEFAULT_SETTLEMENT, SettlementOptionsError, SettlementWorker, settlemen
 import { ChainIndex } from "../src/store/chain-index.ts";
 import { openDatabase } from "../src/store/database.ts";
 import { Repository } from "../src/store/repository.ts";
+import { ProviderStats } from "../src/stats.ts";
 import type { TxStatus } from "../src/tx-manager.ts";
 import { sessionTerms } from "./fixtures.ts";
 
@@ -149,7 +150,8 @@ async function workerSetup(count: number, options: Partial<typeof DEFAULT_SETTLE
     ids.push(id);
   }
   await repo.committed();
-  const ctx = { repo, chain: escrow, chainIndex } as unknown as RelayerContext;
+  const stats = new ProviderStats();
+  const ctx = { repo, chain: escrow, chainIndex, stats } as unknown as RelayerContext;
   const worker = new SettlementWorker(ctx, { ...DEFAULT_SETTLEMENT, maxAgeMs: 3_600_000, retryBaseMs: 5, ...options });
   /** The settlement rows recorded for session `id`: one per attempt. */
   const rows = (id: Hex) =>
@@ -158,12 +160,15 @@ async function workerSetup(count: number, options: Partial<typeof DEFAULT_SETTLE
         .prepare("SELECT t.status, t.error FROM settlements t, json_each(t.items) i WHERE json_extract(i.value, '$.sessionId') = ? ORDER BY t.id")
         .all(id.toLowerCase()) as { status: string; error: string | null }[]
     ).map((row) => [row.status, row.error]);
-  return { repo, chainIndex, escrow, ids, worker, rows };
+  /** `agentmesh_settlements_total` by outcome, as `/metrics` shows it. */
+  const settlements = async () =>
+    Object.fromEntries([...(await stats.prometheus()).matchAll(/^agentmesh_settlements_total\{outcome="(\w+)"\} (\d+)$/gm)].map(([, outcome, count]) => [outcome, Number(count)]));
+  return { repo, chainIndex, escrow, ids, worker, rows, settlements };
 }
 
 describe("settlement worker", () => {
   it("settles the rest of a batch in the same pass when the escrow refuses it for a finalized session, which is then terminal", async () => {
-    const { repo, escrow, ids, worker, rows } = await workerSetup(3);
+    const { repo, escrow, ids, worker, rows, settlements } = await workerSetup(3);
     const [dead, alive, other] = ids;
     escrow.sessions.set(dead, { settled: 0n, sequence: 0, claimEnd: 1 }); // finalized on-chain, unseen by the indexer
 
@@ -184,6 +189,7 @@ describe("settlement worker", () => {
     }
     assert.equal(escrow.attempts.length, 2, "never sent again");
     assert.equal(rows(dead).length, 1);
+    assert.deepEqual(await settlements(), { settled: 2, unsettleable: 1 });
   });
 
   it("records a voucher past its session's claim window as terminal, without closing the session", async () => {
@@ -210,7 +216,7 @@ describe("settlement worker", () => {
   });
 
   it("backs off only the session of any other refusal, and retries it later", async () => {
-    const { repo, escrow, ids, worker, rows } = await workerSetup(2, { retryBaseMs: 300 });
+    const { repo, escrow, ids, worker, rows, settlements } = await workerSetup(2, { retryBaseMs: 300 });
     const [bad, fine] = ids;
     escrow.badSignature.add(bad);
     await worker.settleDue(true);
@@ -224,6 +230,7 @@ describe("settlement worker", () => {
     assert.deepEqual(escrow.mined, [[fine], [bad]]);
     assert.deepEqual(rows(bad).map(([status]) => status), ["failed", "confirmed"]);
     assert.equal(repo.getSession(bad)?.settledSequence, 1);
+    assert.deepEqual(await settlements(), { settled: 2, retried: 1 });
   });
 
   it("settles at once a session that serves no more calls (closing, or past its deadline by the chain's clock); others wait for age or size", async () => {

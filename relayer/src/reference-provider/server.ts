@@ -12,6 +12,7 @@ import { serveChatCompletion } from "./chat-completion.ts";
 import { createFaultPlan, FAULT_MODES, type FaultMode } from "./faults.ts";
 import { ApiError, sendError, sendJson } from "@agentmesh/sdk/http";
 import { MAX_CONNECTIONS, resolveOptions, type ReferenceProviderOptions } from "./options.ts";
+import { log } from "../log.ts";
 
 export { FAULT_HEADER, FAULT_MODES, type FaultMode } from "./faults.ts";
 export { MAX_BODY_BYTES, MAX_TOKENS_LIMIT, type FaultOptions, type ReferenceProviderOptions } from "./options.ts";
@@ -129,7 +130,7 @@ function answerFailure(res: ServerResponse, error: unknown): void {
     sendError(res, error);
     return;
   }
-  console.error("reference provider: unexpected error", error);
+  log.error({ component: "reference-provider", err: error }, "reference provider: unexpected error");
   sendError(res, new ApiError(500, "internal_error", "The reference provider failed unexpectedly."));
 }
 

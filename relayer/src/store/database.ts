@@ -2,6 +2,7 @@ import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { Worker } from "node:worker_threads";
+import { log } from "../log.ts";
 
 /**
  * The relayer's SQLite database (node:sqlite, WAL). Migrations are an append-only list; the
@@ -344,7 +345,7 @@ export function startCheckpointer(file: string, pacing: CheckpointPacing = DEFAU
   const worker = new Worker(new URL("./checkpoint-worker.ts", import.meta.url), { workerData: { file, pacing } });
   worker.unref(); // never what keeps the process alive
   const exited = new Promise<void>((resolve) => worker.once("exit", () => resolve()));
-  worker.on("error", (error) => console.error(`checkpointer of ${file} failed:`, error));
+  worker.on("error", (error) => log.error({ file, err: error }, "checkpointer failed"));
   return {
     async stop() {
       worker.ref(); // wait for its last checkpoint

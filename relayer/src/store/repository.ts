@@ -3,6 +3,7 @@ import type { DatabaseSync, StatementSync } from "node:sqlite";
 import type { Address, Hex } from "viem";
 import { formatUsdc, type CompactSignature, type CompletionOutput, type Receipt, type SessionTerms, type VoucherState } from "@agentmesh/sdk";
 import { statementCache } from "./database.ts";
+import { log } from "../log.ts";
 
 export interface SessionRecord {
   id: Hex;
@@ -222,7 +223,7 @@ export class Repository {
       this.statement("COMMIT").run();
       batch.resolve();
     } catch (error) {
-      console.error("group commit failed:", error);
+      log.error({ err: error }, "group commit failed");
       if (this.db.isTransaction) this.statement("ROLLBACK").run();
       this.sessionCache.clear();
       batch.reject(error);
