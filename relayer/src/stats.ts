@@ -20,7 +20,7 @@ interface ProviderCounters {
   nextSlot: number;
 }
 
-/** In-memory per-provider counters behind routing by latency, the provider views and `/metrics`. */
+/** In-memory per-provider counters behind the provider views and `/metrics`. */
 export class ProviderStats {
   private readonly byProvider = new Map<number, ProviderCounters>();
 
@@ -87,12 +87,6 @@ export class ProviderStats {
   throughput(providerId: number): number | null {
     const counters = this.byProvider.get(providerId);
     return counters === undefined || counters.billedLatencyMs === 0 ? null : (counters.outputTokens * 1000) / counters.billedLatencyMs;
-  }
-
-  /** Mean latency of recent successful calls (0 when none: untried providers are tried first). */
-  averageLatency(providerId: number): number {
-    const latencies = this.byProvider.get(providerId)?.latencies ?? [];
-    return latencies.length === 0 ? 0 : latencies.reduce((sum, value) => sum + value, 0) / latencies.length;
   }
 
   /** The `p`-th percentile (0–100) of recent latencies, or null without samples. */
