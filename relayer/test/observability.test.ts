@@ -75,12 +75,15 @@ describe("logs", () => {
   });
 });
 
-/** The samples of a Prometheus text exposition, by series (`name{labels}`); throws on a malformed line. */
+/**
+ * The samples of a Prometheus text exposition, by series (`name{labels}`); throws on a malformed line.
+ * Like Prometheus's own parser (Go's ParseFloat), NaN is read in any case: prom-client writes it as `Nan`.
+ */
 function parsePrometheus(text: string): Map<string, number> {
   const samples = new Map<string, number>();
   for (const line of text.split("\n")) {
     if (line === "" || line.startsWith("# HELP ") || line.startsWith("# TYPE ")) continue;
-    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})?) (-?[0-9.e+-]+|NaN|\+Inf|-Inf)$/.exec(line);
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})?) (-?[0-9.e+-]+|[Nn][Aa][Nn]|\+Inf|-Inf)$/.exec(line);
     assert.ok(match !== null, `not a Prometheus sample line: ${line}`);
     samples.set(match[1], Number(match[2]));
   }
