@@ -52,9 +52,20 @@ export default defineConfig({
     solidity: { blockGasLimit: BASE_TRANSACTION_GAS_CAP },
   },
   networks: {
-    // The in-process chain used by tests, benchmarks and `npm start`. Its blocks hold no more gas than
+    // The in-process chain of the contract tests. Its blocks hold no more gas than
     // Base lets one transaction use, so no test, benchmark or demo passes with a transaction Base refuses.
     default: { type: "edr-simulated", chainType: "op", blockGasLimit: BASE_TRANSACTION_GAS_CAP },
+    // The chain node of `npm start`, the end-to-end tests and the benchmarks (`hardhat node --network
+    // localNode`). It mines a block per transaction; were each block one second after the last (the
+    // default), a few transactions a second would run its clock ahead of the wall clock (an hour in a
+    // 7-minute soak), and sessions whose deadlines agents set by the wall clock would expire early.
+    // Like Base, where one block carries many transactions, blocks may share a second.
+    localNode: {
+      type: "edr-simulated",
+      chainType: "op",
+      blockGasLimit: BASE_TRANSACTION_GAS_CAP,
+      allowBlocksWithSameTimestamp: true,
+    },
     localhost: { type: "http", chainType: "op", url: process.env.AGENTMESH_RPC_URL ?? "http://127.0.0.1:8545" },
     baseSepolia: {
       type: "http",

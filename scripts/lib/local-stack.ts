@@ -133,7 +133,7 @@ export async function startSeededChain(options: {
     return code;
   };
   try {
-    const chain = spawn(process.execPath, [hardhatCli, "node", "--hostname", "127.0.0.1", "--port", String(options.chainPort)], {
+    const chain = spawn(process.execPath, [hardhatCli, "node", "--network", "localNode", "--hostname", "127.0.0.1", "--port", String(options.chainPort)], {
       cwd: ROOT,
       stdio: ["ignore", stdio, "inherit"],
     });

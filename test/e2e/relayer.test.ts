@@ -345,6 +345,16 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
     assert.equal(stderr.trim(), "the settlement batch size (--settle-batch) must be an integer from 1 to 100, the escrow's MAX_BATCH, got 101");
   });
 
+  it("keeps the local chain's clock with the wall clock while it mines a block per transaction", async () => {
+    // Agents set session deadlines by the wall clock. Were each block a second after the last, a few
+    // transactions a second would run the chain's clock ahead (an hour into a soak) and end sessions early.
+    const wallet = createWalletClient({ chain: hardhat, transport: http(running.stack.rpcUrl), account: privateKeyToAccount(running.stack.accounts.treasury.privateKey) });
+    for (let sent = 0; sent < 30; sent++) await client.waitForTransactionReceipt({ hash: await wallet.sendTransaction({ to: wallet.account.address, value: 0n }) });
+    const head = await client.getBlock();
+    const aheadSeconds = Number(head.timestamp) - Math.floor(Date.now() / 1000);
+    assert.ok(aheadSeconds <= 2, `the chain's clock is ${aheadSeconds} s ahead of the wall clock after 30 blocks`);
+  });
+
   it("loses no voucher and settles nothing twice across a relayer restart", async () => {
     const session = await openSession(1);
     const openai = new OpenAI(session.openAIOptions());
