@@ -14,6 +14,7 @@ import { hashCompletionOutput, hashRequestMessages, type Receipt } from "./recei
 import { countCompletionTokens, countPromptTokens } from "./tokens.ts";
 import { sessionIdOf, type SessionTerms } from "./typed-data.ts";
 import { escrowDomainSeparator, signDigest, voucherDigest, type VoucherState } from "./vouchers.ts";
+import type { ErrorBody, ErrorCode, OpenedSession, ProviderView, ReceiptView, SessionView } from "./protocol.ts";
 
 // The SDK's side of issue 12 item 7: an agent signs only receipts it can check against its own
 // request and response. The relayer here is hostile: it signs every receipt with the session's
@@ -31,6 +32,8 @@ const ANSWER = "AgentMesh settles in USDC.";
 interface Behaviour {
   tamper?: (receipt: Receipt) => void;
   tokenMismatch?: boolean;
+  /** Sends the signed receipt as this instead (a shape the protocol does not allow). */
+  malform?: (receipt: ReceiptView) => unknown;
   /** Stream the answer, and cut the stream after this many content chunks (no receipt in it). */
   cutStreamAfter?: number;
   /** For a cut stream: the output the relayer shows at catch-up as delivered. */
@@ -45,7 +48,7 @@ class HostileRelayer {
   state: VoucherState = INITIAL_STATE;
   behaviour: Behaviour = {};
   /** Receipts issued and not yet signed by the agent, as catch-up shows them. */
-  unsigned: Record<string, unknown>[] = [];
+  unsigned: ReceiptView[] = [];
   vouchersReceived: number[] = [];
   /** Every session read: its query and authorization. */
   reads: { query: string; authorization: string | undefined }[] = [];
@@ -77,52 +80,97 @@ class HostileRelayer {
     let text = "";
     for await (const chunk of req) text += chunk;
     const body = text === "" ? {} : JSON.parse(text);
-    const json = (status: number, value: unknown) => {
+    // Typed by the protocol: the answers have the shapes the real relayer's have.
+    const json = <T,>(status: number, value: T) => {
       res.writeHead(status, { "content-type": "application/json" });
-      res.end(JSON.stringify(value));
+      res.end(JSON.stringify(value, (_key, field) => (typeof field === "bigint" ? field.toString() : field)));
     };
+    const error = (status: number, code: ErrorCode, message: string) => json<ErrorBody>(status, { error: { message, type: "invalid_request_error", param: null, code } });
     if (req.method === "GET" && req.url === "/v1/providers/1") {
-      return json(200, {
-        receiptSigner: privateKeyToAccount(SIGNER_KEY).address,
+      const signer = privateKeyToAccount(SIGNER_KEY).address;
+      return json<ProviderView>(200, {
+        id: 1,
+        owner: signer,
+        active: true,
+        endpoint: "http://127.0.0.1:1/v1",
+        rateLimitPerMinute: 600,
         minChargePerCall: 1,
+        features: 0,
+        receiptSigner: signer,
+        payout: signer,
         feeBps: 0,
-        models: [{ id: 0, name: "m", inputPricePer1K: 1_000, outputPricePer1K: 2_000 }],
+        models: [{ id: 0, name: "m", inputPricePer1K: 1_000, outputPricePer1K: 2_000, maxContextTokens: 8_192, active: true }],
+        metrics: {
+          requests: 0,
+          inputTokens: 0,
+          outputTokens: 0,
+          latencyMs: 0,
+          earnings: "0.000000",
+          averageLatencyMs: null,
+          p50LatencyMs: null,
+          p95LatencyMs: null,
+          outputTokensPerSecond: null,
+          uptimeScore: null,
+        },
       });
     }
     if (req.method === "POST" && req.url === "/v1/sessions") {
       const terms = body.terms;
       this.terms = { ...terms, budgetId: BigInt(terms.budgetId), maxSpend: BigInt(terms.maxSpend), salt: BigInt(terms.salt) };
       this.sessionId = sessionIdOf(this.terms);
-      return json(200, { sessionId: this.sessionId, apiKey: "key" });
+      return json<OpenedSession>(201, { sessionId: this.sessionId, apiKey: "key", model: "m", providerId: 1, openTxHash: `0x${"11".repeat(32)}` });
     }
     if (req.method === "POST" && req.url?.endsWith("/vouchers")) {
       this.vouchersReceived.push(body.sequence);
-      this.unsigned = this.unsigned.filter((receipt) => (receipt.sequence as number) > body.sequence);
-      return json(200, { ok: true });
+      this.unsigned = this.unsigned.filter((receipt) => receipt.sequence > body.sequence);
+      return json(200, { sessionId: this.sessionId, signedSequence: body.sequence });
     }
     const url = new URL(req.url ?? "/", this.url);
     if (req.method === "GET" && url.pathname === `/v1/sessions/${this.sessionId}`) {
       this.reads.push({ query: url.search, authorization: req.headers.authorization });
       // As the relayer pages them: after `after`, at most `limit`; an unauthorized read gets nothing.
-      if (!(await this.readAuthorized(req.headers.authorization))) return json(401, { error: { code: "missing_api_key", message: "authorize the read" } });
+      if (!(await this.readAuthorized(req.headers.authorization))) return error(401, "missing_api_key", "authorize the read");
       const after = Number(url.searchParams.get("after") ?? 0);
       const limit = Number(url.searchParams.get("limit") ?? 100);
-      const receipts = this.unsigned.filter((receipt) => (receipt.sequence as number) > after).slice(0, limit);
-      return json(200, { receipts, signedSequence: this.vouchersReceived.at(-1) ?? 0 });
+      const receipts = this.unsigned.filter((receipt) => receipt.sequence > after).slice(0, limit);
+      return json<SessionView>(200, this.sessionView(receipts, { after, limit, nextAfter: null }));
     }
     if (req.method === "POST" && req.url === "/v1/chat/completions") {
       if (body.voucher !== undefined) {
         this.vouchersReceived.push(body.voucher.sequence);
         this.unsigned = [];
       }
-      if (this.unsigned.length > 0) return json(402, { error: { code: "voucher_required", message: "sign the last call first" } });
+      if (this.unsigned.length > 0) return error(402, "voucher_required", "sign the last call first");
       return this.complete(body, res);
     }
-    json(404, { error: { code: "not_found", message: req.url } });
+    error(404, "not_found", String(req.url));
+  }
+
+  /** `GET /v1/sessions/{id}` as the relayer answers it, with `receipts`. */
+  private sessionView(receipts: ReceiptView[], receiptsPage: SessionView["receiptsPage"]): SessionView {
+    const signedSequence = this.vouchersReceived.at(-1) ?? 0;
+    return {
+      sessionId: this.sessionId,
+      status: "open",
+      agent: this.terms.agent,
+      providerId: 1,
+      model: "m",
+      terms: this.terms,
+      state: this.state,
+      spent: "0.000000",
+      remaining: "0.000000",
+      signedSequence,
+      settledSequence: 0,
+      openTxHash: `0x${"11".repeat(32)}`,
+      closeTxHash: null,
+      settlement: { onChainSettled: null, onChainSequence: null, unsettled: null },
+      receipts,
+      receiptsPage,
+    };
   }
 
   /** An honest receipt for `output` of the request `body`, then tampered with as told, then signed. */
-  private receiptFor(body: { messages: unknown[] }, output: CompletionOutput): Record<string, unknown> {
+  private receiptFor(body: { messages: unknown[] }, output: CompletionOutput): ReceiptView {
     const inputTokens = countPromptTokens(body as never);
     const outputTokens = countCompletionTokens({ content: output.content });
     const receipt: Receipt = {
@@ -142,7 +190,23 @@ class HostileRelayer {
     receipt.cost = callCost(this.terms, receipt.inputTokens, receipt.outputTokens);
     this.state = checkReceipt(this.terms, this.sessionId, this.state, receipt);
     const providerSignature = signDigest(SIGNER_KEY, voucherDigest(domainSeparator, this.sessionId, this.state));
-    return { ...receipt, cost: receipt.cost.toString(), providerSignature, tokenMismatch: this.behaviour.tokenMismatch ?? false };
+    return {
+      hash: this.state.receiptHead,
+      ...receipt,
+      cost: receipt.cost.toString(),
+      providerSignature,
+      agentSigned: false,
+      tokenMismatch: this.behaviour.tokenMismatch ?? false,
+      countedByRelayer: false,
+      settlementTxHash: null,
+      state: { ...this.state, cumulativeCost: this.state.cumulativeCost.toString() },
+    };
+  }
+
+  /** `receiptFor`, as the response carries it (malformed when told). */
+  private sentReceipt(body: { messages: unknown[] }, output: CompletionOutput): unknown {
+    const receipt = this.receiptFor(body, output);
+    return this.behaviour.malform?.(receipt) ?? receipt;
   }
 
   private complete(body: { messages: unknown[]; stream?: boolean }, res: ServerResponse): void {
@@ -150,7 +214,7 @@ class HostileRelayer {
     if (!body.stream) {
       const completion = { object: "chat.completion", choices: [{ index: 0, message: { role: "assistant", content: ANSWER } }] };
       res.writeHead(200, { "content-type": "application/json" });
-      res.end(JSON.stringify({ ...completion, receipt: this.receiptFor(body, outputOfCompletion(completion)) }));
+      res.end(JSON.stringify({ ...completion, receipt: this.sentReceipt(body, outputOfCompletion(completion)) }));
       return;
     }
     res.writeHead(200, { "content-type": "text/event-stream" });
@@ -167,7 +231,7 @@ class HostileRelayer {
       }
       res.write(`data: ${JSON.stringify({ object: "chat.completion.chunk", choices: [{ index: 0, delta: { content: word } }] })}\n\n`);
     }
-    const receipt = this.receiptFor(body, output);
+    const receipt = this.sentReceipt(body, output);
     res.end(`data: ${JSON.stringify({ object: "chat.completion.chunk", choices: [], usage: {}, receipt })}\n\ndata: [DONE]\n\n`);
   }
 }
@@ -220,6 +284,22 @@ describe("AgentSession signs only receipts it can check against its own call (is
       receipt.inputHash = hashRequestMessages([{ role: "user", content: "something else" }]);
     };
     await assert.rejects(call(), (error: Error) => error instanceof ReceiptRejectedError && /inputHash/.test(error.message));
+    assert.equal(session.spent, 0n, "nothing was signed");
+    await assertSessionRefusesMore();
+  });
+
+  it("refuses a receipt that does not follow the wire protocol, plain or streamed, and signs nothing", async () => {
+    // Correctly signed, but a negative cost string and no state: nothing the agent could check.
+    relayer.behaviour.malform = (receipt) => ({ ...receipt, cost: "-1", state: undefined });
+    await assert.rejects(call(), (error: Error) => error instanceof ReceiptRejectedError && /protocol/.test(error.message));
+    assert.equal(session.spent, 0n, "nothing was signed");
+    await assertSessionRefusesMore();
+  });
+
+  it("refuses a malformed streamed receipt before passing on the rest of the stream", async () => {
+    relayer.behaviour.malform = (receipt) => ({ ...receipt, providerSignature: "0x00" });
+    const streamed = await call({ stream: true });
+    await assert.rejects(streamed.text(), (error: Error) => error instanceof ReceiptRejectedError && /protocol/.test(error.message));
     assert.equal(session.spent, 0n, "nothing was signed");
     await assertSessionRefusesMore();
   });

@@ -16,6 +16,20 @@ import { hashRequestMessages, type Receipt } from "./receipts.ts";
 import { countOutputTokens, countPromptTokens, type ChatMessage } from "./tokens.ts";
 import { sessionIdOf, sessionTermsTypes, escrowDomain, toCompactSignature, type CompactSignature, type SessionTerms } from "./typed-data.ts";
 import { escrowDomainSeparator, signDigest, voucherDigest, type VoucherState } from "./vouchers.ts";
+import { RelayerError, errorCodeOf, isRelayerError, relayerJson } from "./relayer-client.ts";
+import {
+  closedSessionSchema,
+  keyRevokedSchema,
+  openedSessionSchema,
+  providerViewSchema,
+  receiptViewSchema,
+  sessionViewSchema,
+  voucherAcceptedSchema,
+  type ErrorCode,
+  type ReceiptView,
+} from "./protocol.ts";
+
+export { RelayerError };
 
 /**
  * An agent's metered session through an AgentMesh relayer. Pass {@link AgentSession.openAIOptions}
@@ -60,18 +74,6 @@ export interface OpenSessionOptions {
   tokenTolerance?: TokenTolerance;
 }
 
-/** Thrown for anything the relayer answers with an error, with its OpenAI-shaped code. */
-export class RelayerError extends Error {
-  readonly status: number;
-  readonly code: string;
-  constructor(status: number, code: string, message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = "RelayerError";
-    this.status = status;
-    this.code = code;
-  }
-}
-
 /**
  * A receipt the session refused to sign (its cause says why): it does not follow the signed state,
  * is not signed by the session's receipt signer, or does not describe the call as the agent made
@@ -82,18 +84,6 @@ export class ReceiptRejectedError extends RelayerError {
     super(502, "receipt_rejected", `receipt refused, nothing signed: ${cause.message}`, { cause });
     this.name = "ReceiptRejectedError";
   }
-}
-
-interface ReceiptJson extends Omit<Receipt, "cost"> {
-  cost: string;
-  providerSignature: CompactSignature;
-  /** The relayer's flag: the provider's token counts and its own disagree. */
-  tokenMismatch?: boolean;
-  /**
-   * For a streamed call the client stopped reading: the output the relayer delivered and billed,
-   * which the agent may not have read to the end (the session checks it against what it did read).
-   */
-  deliveredOutput?: CompletionOutput;
 }
 
 /** The request of the call in flight, as the session counted and hashed it before sending it. */
@@ -108,14 +98,6 @@ interface CallInFlight {
 }
 
 /** What `GET /v1/providers/{id}` tells an agent about the terms a session opened now must carry. */
-interface ProviderJson {
-  receiptSigner: Address;
-  minChargePerCall: number;
-  /** The escrow's current protocol fee. */
-  feeBps: number;
-  models: { id: number; name: string; inputPricePer1K: number; outputPricePer1K: number }[];
-}
-
 /**
  * An `Authorization` header value that lets the holder of `privateKey` (a session's agent, or its
  * budget's creator) read session `sessionId` for the next `seconds` (at most 3600).
@@ -132,11 +114,11 @@ export async function signSessionRead(privateKey: Hex, sessionId: Hex, seconds =
 /** Receipts a catch-up asks for at most: the credit limit is one call, so one unseen receipt is the most a relayer may hold. */
 const CATCH_UP_PAGE = 10;
 
-async function relayerJson<T>(url: string, init?: RequestInit): Promise<T> {
-  const response = await fetch(url, { ...init, headers: { "content-type": "application/json", ...init?.headers } });
-  const body = (await response.json()) as T & { error?: { code: string; message: string } };
-  if (!response.ok) throw new RelayerError(response.status, body.error?.code ?? "error", body.error?.message ?? response.statusText);
-  return body;
+/** A receipt as a response carries it, checked against the protocol: a malformed one is never signed. */
+function parseReceipt(json: unknown): ReceiptView {
+  const parsed = receiptViewSchema.safeParse(json);
+  if (!parsed.success) throw new ReceiptError(`the receipt does not follow the protocol: ${parsed.error.message}`);
+  return parsed.data;
 }
 
 export class AgentSession {
@@ -192,7 +174,7 @@ export class AgentSession {
    */
   static async open(options: OpenSessionOptions): Promise<AgentSession> {
     const relayerUrl = options.relayerUrl.replace(/\/$/, "");
-    const provider = await relayerJson<ProviderJson>(`${relayerUrl}/v1/providers/${options.providerId}`);
+    const provider = await relayerJson(`${relayerUrl}/v1/providers/${options.providerId}`, providerViewSchema);
     const model = provider.models.find((candidate) => candidate.name === options.model);
     if (model === undefined) throw new RelayerError(404, "model_not_found", `provider ${options.providerId} has no model ${options.model}`);
     const account = privateKeyToAccount(options.privateKey);
@@ -216,7 +198,7 @@ export class AgentSession {
       primaryType: "SessionTerms",
       message: terms,
     });
-    const opened = await relayerJson<{ sessionId: Hex; apiKey: string }>(`${relayerUrl}/v1/sessions`, {
+    const opened = await relayerJson(`${relayerUrl}/v1/sessions`, openedSessionSchema, {
       method: "POST",
       body: JSON.stringify({ terms, signature: toCompactSignature(signature) }, (_key, value) =>
         typeof value === "bigint" ? value.toString() : value,
@@ -272,7 +254,7 @@ export class AgentSession {
       return fetch(input, { ...init, headers, body });
     };
     let response = await send();
-    if (response.status === 402 && (await response.clone().json()).error?.code === "voucher_required") {
+    if (response.status === 402 && (await errorCodeOf(response)) === ("voucher_required" satisfies ErrorCode)) {
       await this.catchUp();
       response = await send();
     }
@@ -280,7 +262,7 @@ export class AgentSession {
     this.inFlight = call;
     if (response.headers.get("content-type")?.includes("text/event-stream")) return this.meterStream(response, call);
     const text = await response.text();
-    const body = JSON.parse(text) as { receipt?: ReceiptJson; usage?: unknown };
+    const body = JSON.parse(text) as { receipt?: unknown; usage?: unknown };
     try {
       call.output = outputOfCompletion(body);
     } catch (error) {
@@ -334,7 +316,7 @@ export class AgentSession {
         const line = buffered.slice(0, newline).trim();
         buffered = buffered.slice(newline + 1);
         if (!line.startsWith("data:") || line === "data: [DONE]") continue;
-        const chunk = JSON.parse(line.slice(5)) as { receipt?: ReceiptJson; usage?: unknown };
+        const chunk = JSON.parse(line.slice(5)) as { receipt?: unknown; usage?: unknown };
         streamed.add(chunk);
         call.output = streamed.output;
         if (chunk.receipt === undefined) continue;
@@ -364,9 +346,10 @@ export class AgentSession {
    * Verifies a receipt against the signed state and signs the resulting voucher, which goes out
    * with the next request or, after `voucherFlushMs` without one, on its own.
    */
-  private async accept(json: ReceiptJson): Promise<void> {
+  private async accept(received: unknown): Promise<void> {
     let next;
     try {
+      const json = parseReceipt(received);
       const receipt: Receipt = { ...json, cost: BigInt(json.cost) };
       next = verifySignedReceipt(this.domainSeparator, this.terms, this.sessionId, this.signed, receipt, json.providerSignature);
       checkReceiptMatchesCall(receipt, this.evidenceFor(json), { tolerance: this.tokenTolerance, flagged: json.tokenMismatch === true });
@@ -405,9 +388,9 @@ export class AgentSession {
   private async flush(voucher = this.takeUnsent()): Promise<void> {
     if (voucher === undefined) return;
     try {
-      await relayerJson(`${this.relayerUrl}/v1/sessions/${this.sessionId}/vouchers`, { method: "POST", body: JSON.stringify(voucher) });
+      await relayerJson(`${this.relayerUrl}/v1/sessions/${this.sessionId}/vouchers`, voucherAcceptedSchema, { method: "POST", body: JSON.stringify(voucher) });
     } catch (error) {
-      if (error instanceof RelayerError && error.code === "stale_voucher") return;
+      if (isRelayerError(error, "stale_voucher")) return;
       if (this.voucher === voucher) this.voucherSent = false;
       throw error;
     }
@@ -419,7 +402,7 @@ export class AgentSession {
    * with everything the agent did read (the rest was in transit when it stopped; the request's
    * output limit bounds it).
    */
-  private evidenceFor(json: ReceiptJson): ObservedCall {
+  private evidenceFor(json: ReceiptView): ObservedCall {
     const call = this.inFlight;
     if (call === undefined) throw new ReceiptError(`receipt ${json.sequence}: no call of this session awaits a receipt`);
     let output = call.output;
@@ -448,7 +431,7 @@ export class AgentSession {
   private async catchUp(): Promise<void> {
     // Only the receipts after the latest state the agent signed: the rest it has checked already.
     const url = `${this.relayerUrl}/v1/sessions/${this.sessionId}?after=${this.signed.sequence}&limit=${CATCH_UP_PAGE}`;
-    const status = await relayerJson<{ receipts: ReceiptJson[]; signedSequence: number }>(url, { headers: { authorization: await signSessionRead(this.privateKey, this.sessionId) } });
+    const status = await relayerJson(url, sessionViewSchema, { headers: { authorization: await signSessionRead(this.privateKey, this.sessionId) } });
     for (const receipt of status.receipts.filter((candidate) => candidate.sequence > this.signed.sequence)) {
       await (this.pending = this.accept(receipt));
     }
@@ -463,7 +446,7 @@ export class AgentSession {
    * object included). The session can still be closed, which needs the agent's signature only.
    */
   async revokeKey(): Promise<void> {
-    await relayerJson(`${this.relayerUrl}/v1/sessions/${this.sessionId}/key`, { method: "DELETE", headers: { authorization: `Bearer ${this.apiKey}` } });
+    await relayerJson(`${this.relayerUrl}/v1/sessions/${this.sessionId}/key`, keyRevokedSchema, { method: "DELETE", headers: { authorization: `Bearer ${this.apiKey}` } });
   }
 
   /** Cooperative close: signs the final state; the escrow pays the rest and returns the unused lock at once. */
@@ -475,7 +458,7 @@ export class AgentSession {
     await this.catchUp();
     const final: VoucherState = { ...this.signed, sequence: this.signed.sequence + 1, isFinal: true };
     const signature = signDigest(this.privateKey, voucherDigest(this.domainSeparator, this.sessionId, final));
-    return relayerJson(`${this.relayerUrl}/v1/sessions/${this.sessionId}/close`, { method: "POST", body: JSON.stringify({ signature }) });
+    return relayerJson(`${this.relayerUrl}/v1/sessions/${this.sessionId}/close`, closedSessionSchema, { method: "POST", body: JSON.stringify({ signature }) });
   }
 }
 

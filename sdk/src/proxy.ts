@@ -3,8 +3,10 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { Readable } from "node:stream";
 import type { Address, Hex } from "viem";
-import { AgentSession, RelayerError } from "./agent.ts";
+import { AgentSession } from "./agent.ts";
 import { ApiError, readJsonBody, sendError, sendJson } from "./http.ts";
+import { modelListSchema, type ErrorCode } from "./protocol.ts";
+import { RelayerError, errorCodeOf, relayerJson } from "./relayer-client.ts";
 
 /**
  * The agent proxy: an OpenAI-compatible endpoint on 127.0.0.1 for any OpenAI client. It holds the
@@ -43,11 +45,6 @@ export interface AgentProxy {
   close(): Promise<void>;
 }
 
-interface ModelListing {
-  id: string;
-  providers: { providerId: number; inputPricePer1K: string; outputPricePer1K: string }[];
-}
-
 /** Largest request body the proxy forwards. */
 const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -59,7 +56,7 @@ const fail = (status: number, code: string, message: string) => new ApiError(sta
  * receipt signer rotated away; or its API key was revoked. The proxy closes such a session and
  * carries on with a fresh one.
  */
-const SESSION_ENDED = new Set([
+const SESSION_ENDED = new Set<string>([
   "session_exhausted",
   "session_closing",
   "session_finalized",
@@ -69,12 +66,12 @@ const SESSION_ENDED = new Set([
   "signer_rotated",
   "receipt_signer_unavailable",
   "api_key_revoked",
-]);
+] satisfies ErrorCode[]);
 
 /** Whether `response` says its session serves no more calls. */
 async function sessionEnded(response: Response): Promise<boolean> {
   if (response.status < 400 || response.status >= 500) return false;
-  const code = ((await response.clone().json().catch(() => ({}))) as { error?: { code?: string } }).error?.code;
+  const code = await errorCodeOf(response);
   return code !== undefined && SESSION_ENDED.has(code);
 }
 
@@ -84,8 +81,8 @@ async function sessionEnded(response: Response): Promise<boolean> {
  */
 async function providerFailed(response: Response): Promise<boolean> {
   if (response.status !== 502 && response.status !== 429) return false;
-  const code = ((await response.clone().json().catch(() => ({}))) as { error?: { code?: string } }).error?.code;
-  return code === "upstream_error" || code === "rate_limited";
+  const code = await errorCodeOf(response);
+  return code === ("upstream_error" satisfies ErrorCode) || code === ("rate_limited" satisfies ErrorCode);
 }
 
 /** Host names a request may carry besides the listening host: loopback only. */
@@ -151,9 +148,9 @@ export async function startAgentProxy(options: AgentProxyOptions): Promise<Agent
 
   /** The providers offering `model`, cheapest first. */
   async function providersByPrice(model: string): Promise<number[]> {
-    const listing = (await (await fetch(`${relayerUrl}/v1/models`)).json()) as { data: ModelListing[] };
+    const listing = await relayerJson(`${relayerUrl}/v1/models`, modelListSchema);
     const offers = listing.data.find((entry) => entry.id === model)?.providers ?? [];
-    const price = (offer: ModelListing["providers"][number]) => Number(offer.inputPricePer1K) + Number(offer.outputPricePer1K);
+    const price = (offer: (typeof offers)[number]) => Number(offer.inputPricePer1K) + Number(offer.outputPricePer1K);
     return [...offers].sort((a, b) => price(a) - price(b)).map((offer) => offer.providerId);
   }
 

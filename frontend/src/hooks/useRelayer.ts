@@ -1,23 +1,27 @@
 import { useQuery } from "@tanstack/react-query";
-import { relayerGet, type RelayerAgent, type RelayerBudget, type RelayerProvider, type RelayerSession } from "../lib/relayer.ts";
+import { agentListSchema, agentViewSchema, budgetViewSchema, providerListSchema, sessionViewSchema, type WireSchema } from "@agentmesh/sdk/protocol";
+import { relayerGet } from "../lib/relayer.ts";
 import { useDeployment } from "./useAppConfig.ts";
 
 /** How often live views (sessions, budgets) poll the relayer. */
 export const LIVE_POLL_MS = 1_500;
 
-/** GET `path` from the current chain's relayer; `live` polls it. Disabled without a relayer or a path. */
-export function useRelayerQuery<T>(path: string | undefined, live = false, authorization?: string) {
+/**
+ * GET `path` from the current chain's relayer, parsed with `schema` (its answer's shape in the wire
+ * protocol); `live` polls it. Disabled without a relayer or a path.
+ */
+export function useRelayerQuery<T extends WireSchema>(path: string | undefined, schema: T, live = false, authorization?: string) {
   const relayerUrl = useDeployment().deployment?.relayerUrl;
   return useQuery({
     queryKey: ["relayer", relayerUrl, path, authorization],
-    queryFn: ({ signal }) => relayerGet<T>(relayerUrl!, path!, signal, authorization === undefined ? undefined : { authorization }),
+    queryFn: ({ signal }) => relayerGet(relayerUrl!, path!, schema, signal, authorization === undefined ? undefined : { authorization }),
     enabled: relayerUrl !== undefined && path !== undefined,
     refetchInterval: live ? LIVE_POLL_MS : false,
   });
 }
 
 /** Every registered provider with its models and metrics. */
-export const useProviders = () => useRelayerQuery<{ data: RelayerProvider[] }>("/v1/providers", true);
+export const useProviders = () => useRelayerQuery("/v1/providers", providerListSchema, true);
 
 /** Receipts the session page shows at once. */
 export const SESSION_PAGE = 100;
@@ -29,18 +33,19 @@ export const SESSION_PAGE = 100;
  * (see `useSessionReadAuthorization`); without it nothing is fetched.
  */
 export const useSession = (sessionId: string | undefined, authorization: string | undefined, after = 0) =>
-  useRelayerQuery<RelayerSession>(
+  useRelayerQuery(
     sessionId && authorization && `/v1/sessions/${sessionId}?after=${Math.max(0, after - 1)}&limit=${SESSION_PAGE + (after > 0 ? 1 : 0)}`,
+    sessionViewSchema,
     true,
     authorization,
   );
 
 /** A budget and its sessions with their live spend. */
 export const useBudgetSessions = (budgetId: bigint | undefined) =>
-  useRelayerQuery<RelayerBudget>(budgetId === undefined ? undefined : `/v1/budgets/${budgetId}`, true);
+  useRelayerQuery(budgetId === undefined ? undefined : `/v1/budgets/${budgetId}`, budgetViewSchema, true);
 
 /** Every agent listing with its paid URL, polled so new listings appear. */
-export const useAgents = () => useRelayerQuery<{ data: RelayerAgent[] }>("/v1/agents", true);
+export const useAgents = () => useRelayerQuery("/v1/agents", agentListSchema, true);
 
 /** One agent listing with its paid URL, polled so a status change shows. */
-export const useAgent = (agentId: bigint) => useRelayerQuery<RelayerAgent>(`/v1/agents/${agentId}`, true);
+export const useAgent = (agentId: bigint) => useRelayerQuery(`/v1/agents/${agentId}`, agentViewSchema, true);

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { filterOffers, offersOf, sortOffers } from "./marketplace.ts";
-import type { RelayerProvider } from "./relayer.ts";
+import type { ProviderView } from "@agentmesh/sdk/protocol";
 
-function provider(id: number, overrides: Partial<RelayerProvider["metrics"]>, input: number, features = "1", active = true): RelayerProvider {
+function provider(id: number, overrides: Partial<ProviderView["metrics"]>, input: number, features = "1", active = true): ProviderView {
   return {
     id,
     owner: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",

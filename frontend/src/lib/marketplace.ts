@@ -1,8 +1,8 @@
-import type { RelayerProvider } from "./relayer.ts";
+import type { ProviderView } from "@agentmesh/sdk/protocol";
 
 /** One model of one provider, as a marketplace row. */
 export interface Offer {
-  provider: RelayerProvider;
+  provider: ProviderView;
   modelId: number;
   model: string;
   /** Atomic USDC per 1K tokens. */
@@ -25,7 +25,7 @@ export interface OfferFilter {
 }
 
 /** Every model of every provider. */
-export function offersOf(providers: readonly RelayerProvider[]): Offer[] {
+export function offersOf(providers: readonly ProviderView[]): Offer[] {
   return providers.flatMap((provider) =>
     provider.models.map((model) => ({
       provider,

@@ -3,7 +3,7 @@ import { describe, it } from "node:test";
 import { parseSignature, signatureToCompactSignature, type Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { callCost, escrowDomain, receiptHash, sessionIdOf, voucherTypes, GENESIS_RECEIPT_HASH, type SessionTerms } from "@agentmesh/sdk/browser";
-import type { RelayerReceipt, RelayerSessionTerms } from "./relayer.ts";
+import type { ReceiptView, SessionView } from "@agentmesh/sdk/protocol";
 import { settlesReceipt, verifyReceipt } from "./verify.ts";
 
 const signer = privateKeyToAccount("0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d");
@@ -24,15 +24,15 @@ const terms: SessionTerms = {
   deadline: 2_000_000_000,
   salt: 7n,
 };
-const termsJson: RelayerSessionTerms = { ...terms, budgetId: "1", maxSpend: "2000000", salt: "7" };
+const termsJson: SessionView["terms"] = { ...terms, budgetId: "1", maxSpend: "2000000", salt: "7" };
 const sessionId = sessionIdOf(terms);
 
 /**
  * A session's receipts as the relayer serves them, each state signed by `by` (default: the session's
  * receipt signer) over `signedTerms` (default: the session's terms).
  */
-async function chain(calls: [number, number][], { by = signer, signedTerms = terms } = {}): Promise<RelayerReceipt[]> {
-  const receipts: RelayerReceipt[] = [];
+async function chain(calls: [number, number][], { by = signer, signedTerms = terms } = {}): Promise<ReceiptView[]> {
+  const receipts: ReceiptView[] = [];
   let previous = { cumulativeCost: 0n, inputTokens: 0, outputTokens: 0, latencyMs: 0, hash: GENESIS_RECEIPT_HASH as Hex };
   for (const [index, [inputTokens, outputTokens]] of calls.entries()) {
     const receipt = {
@@ -75,7 +75,7 @@ async function chain(calls: [number, number][], { by = signer, signedTerms = ter
   return receipts;
 }
 
-const verify = (receipt: RelayerReceipt, previous: RelayerReceipt | undefined, sessionTerms = termsJson) =>
+const verify = (receipt: ReceiptView, previous: ReceiptView | undefined, sessionTerms = termsJson) =>
   verifyReceipt({ receipt, previous, terms: sessionTerms, chainId, escrow });
 
 describe("receipt verification in the browser", () => {
@@ -100,7 +100,7 @@ describe("receipt verification in the browser", () => {
 
   it("flags a tampered cost, a broken chain and a signer other than the session's", async () => {
     const [first, second] = await chain([[12, 30], [400, 90]]);
-    const failed = async (receipt: RelayerReceipt, previous?: RelayerReceipt, sessionTerms?: RelayerSessionTerms) =>
+    const failed = async (receipt: ReceiptView, previous?: ReceiptView, sessionTerms?: SessionView["terms"]) =>
       (await verify(receipt, previous, sessionTerms)).filter((check) => !check.ok).map((check) => check.label);
     const overcharged = { ...second, cost: (BigInt(second.cost) + 1n).toString() };
     assert.deepEqual(await failed(overcharged, first), ["Receipt hash", "Price", "Cumulative state"]);

@@ -9,7 +9,7 @@ import {
   type Receipt,
   type SessionTerms,
 } from "@agentmesh/sdk/browser";
-import type { RelayerReceipt, RelayerSessionTerms, RelayerState } from "./relayer.ts";
+import type { ReceiptView, SessionView, VoucherStateView } from "@agentmesh/sdk/protocol";
 import { shortHex } from "./explorer.ts";
 import { formatBps } from "./splits.ts";
 import { formatUsdcAmount } from "./usdc.ts";
@@ -22,29 +22,29 @@ export interface ReceiptCheck {
 }
 
 export interface VerifyReceiptParameters {
-  receipt: RelayerReceipt;
+  receipt: ReceiptView;
   /** The session's previous receipt (undefined for its first). */
-  previous: RelayerReceipt | undefined;
+  previous: ReceiptView | undefined;
   /** The session's terms: they fix its prices and the receipt signer whose signature counts. */
-  terms: RelayerSessionTerms;
+  terms: SessionView["terms"];
   chainId: number;
   escrow: Address;
 }
 
 /** A receipt as the relayer sends it, in the SDK's types. */
-export function toReceipt(json: RelayerReceipt): Receipt {
+export function toReceipt(json: ReceiptView): Receipt {
   const { sessionId, sequence, providerId, model, inputTokens, outputTokens, latencyMs, inputHash, outputHash, previousHash } = json;
   return { sessionId, sequence, providerId, model, inputTokens, outputTokens, cost: BigInt(json.cost), latencyMs, inputHash, outputHash, previousHash };
 }
 
 /** Session terms as the relayer sends them, in the SDK's types. */
-export function toTerms(json: RelayerSessionTerms): SessionTerms {
+export function toTerms(json: SessionView["terms"]): SessionTerms {
   return { ...json, budgetId: BigInt(json.budgetId), maxSpend: BigInt(json.maxSpend), salt: BigInt(json.salt) };
 }
 
 const sameHex = (a: Hex, b: Hex) => a.toLowerCase() === b.toLowerCase();
 
-function stateCheck(receipt: RelayerReceipt, previous: RelayerState | undefined): ReceiptCheck {
+function stateCheck(receipt: ReceiptView, previous: VoucherStateView | undefined): ReceiptCheck {
   const before = previous ?? { cumulativeCost: 0, requestCount: 0, inputTokens: 0, outputTokens: 0, latencyMs: 0 };
   const { state } = receipt;
   const expectedCost = BigInt(before.cumulativeCost) + BigInt(receipt.cost);

@@ -14,7 +14,7 @@ import type { Address, Hex, PublicClient, WalletClient } from "viem";
  */
 
 export interface AgentCallParameters {
-  /** The agent's paid URL (`RelayerAgent.url`). */
+  /** The agent's paid URL (`AgentView.url`). */
   url: string;
   input: string;
   chainId: number;

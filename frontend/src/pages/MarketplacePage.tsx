@@ -7,15 +7,15 @@ import { UsdcAmount } from "../components/UsdcAmount.tsx";
 import { useProviders } from "../hooks/useRelayer.ts";
 import { FEATURES, featureMask, featureNames } from "../lib/features.ts";
 import { filterOffers, offersOf, sortOffers, type OfferSort } from "../lib/marketplace.ts";
-import type { RelayerProvider } from "../lib/relayer.ts";
+import type { ProviderView } from "@agentmesh/sdk/protocol";
 import { formatPricePer1K, parseUsdcDecimal, parseUsdcInput } from "../lib/usdc.ts";
 
 const ms = (value: number | null) => (value === null ? "—" : `${Math.round(value)} ms`);
 const uptime = (score: number | null) => (score === null ? "—" : `${(score * 100).toFixed(1)}%`);
 
 /** Small charts comparing providers: earnings, p95 latency, uptime. */
-function ProviderCharts({ providers }: { providers: readonly RelayerProvider[] }) {
-  const label = (provider: RelayerProvider) => `Provider #${provider.id}`;
+function ProviderCharts({ providers }: { providers: readonly ProviderView[] }) {
+  const label = (provider: ProviderView) => `Provider #${provider.id}`;
   return (
     <div className="charts">
       <BarChart

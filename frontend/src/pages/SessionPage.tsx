@@ -9,12 +9,13 @@ import { useSessionReadAuthorization } from "../hooks/useSessionRead.ts";
 import type { ChainDeployment } from "../lib/config.ts";
 import { shortHex } from "../lib/explorer.ts";
 import { describeError } from "../lib/errors.ts";
-import { RelayerRequestError, type RelayerSession } from "../lib/relayer.ts";
+import { RelayerRequestError } from "../lib/relayer.ts";
+import type { SessionView } from "@agentmesh/sdk/protocol";
 import { formatBps } from "../lib/splits.ts";
 import { parseUsdcDecimal } from "../lib/usdc.ts";
 import { ReceiptVerification } from "./session/ReceiptVerification.tsx";
 
-function Receipts({ deployment, session, after, setAfter }: { deployment: ChainDeployment; session: RelayerSession; after: number; setAfter: (after: number) => void }) {
+function Receipts({ deployment, session, after, setAfter }: { deployment: ChainDeployment; session: SessionView; after: number; setAfter: (after: number) => void }) {
   const [selected, setSelected] = useState<string | undefined>();
   const receipt = session.receipts.find((candidate) => candidate.hash === selected);
   // The page holds the receipt before the first one shown, for verifying that one's chain link.

@@ -4,7 +4,7 @@ import { Field } from "../../components/Field.tsx";
 import { TransactionStatus } from "../../components/TransactionStatus.tsx";
 import { useTransaction } from "../../hooks/useTransaction.ts";
 import type { ChainDeployment } from "../../lib/config.ts";
-import type { RelayerAgent } from "../../lib/relayer.ts";
+import type { AgentView } from "@agentmesh/sdk/protocol";
 import { formatUsdcAmount } from "../../lib/usdc.ts";
 import type { AgentCallResult } from "../../lib/x402Call.ts";
 
@@ -16,12 +16,12 @@ export interface CallableAgent {
   status: string;
   /** Atomic USDC. */
   pricePerCall: bigint;
-  /** The paid URL (`RelayerAgent.url`). */
+  /** The paid URL (`AgentView.url`). */
   url: string;
 }
 
 /** A relayer listing as a {@link CallableAgent}. */
-export const callableAgent = (agent: RelayerAgent): CallableAgent => ({
+export const callableAgent = (agent: AgentView): CallableAgent => ({
   id: String(agent.id),
   name: agent.name,
   status: agent.status,

@@ -5,7 +5,7 @@ import { computeEscrowAbi } from "@agentmesh/sdk/browser";
 import { ChainLink } from "../../components/ChainLink.tsx";
 import { ErrorState, Loading } from "../../components/States.tsx";
 import type { ChainDeployment } from "../../lib/config.ts";
-import type { RelayerReceipt, RelayerSession } from "../../lib/relayer.ts";
+import type { ReceiptView, SessionView } from "@agentmesh/sdk/protocol";
 import { settlesReceipt, verifyReceipt, type ReceiptCheck } from "../../lib/verify.ts";
 
 /**
@@ -13,7 +13,7 @@ import { settlesReceipt, verifyReceipt, type ReceiptCheck } from "../../lib/veri
  * cumulative state, the provider's signature against the receipt signer fixed in the terms — and
  * checks its settlement transaction on-chain.
  */
-export function ReceiptVerification({ deployment, session, receipt }: { deployment: ChainDeployment; session: RelayerSession; receipt: RelayerReceipt }) {
+export function ReceiptVerification({ deployment, session, receipt }: { deployment: ChainDeployment; session: SessionView; receipt: ReceiptView }) {
   const client = usePublicClient();
   const verification = useQuery({
     queryKey: ["verify", deployment.chainId, receipt.hash, receipt.settlementTxHash],
