@@ -14,6 +14,7 @@ function provider(id: number, overrides: Partial<ProviderView["metrics"]>, input
     features,
     receiptSigner: "0x90F79bf6EB2c4f870365E785982E1f101E93b906",
     payout: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+    feeBps: 250,
     models: [
       { id: 0, name: "small", inputPricePer1K: input, outputPricePer1K: input * 4, maxContextTokens: 8192, active: true },
       { id: 1, name: "large", inputPricePer1K: input * 4, outputPricePer1K: input * 16, maxContextTokens: 32768, active: false },

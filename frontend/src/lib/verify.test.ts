@@ -67,6 +67,7 @@ async function chain(calls: [number, number][], { by = signer, signedTerms = ter
       providerSignature: signatureToCompactSignature(parseSignature(signature)),
       agentSigned: true,
       tokenMismatch: false,
+      countedByRelayer: false,
       settlementTxHash: null,
       state: { ...state, cumulativeCost: state.cumulativeCost.toString() },
     });
