@@ -1,0 +1,212 @@
+/**
+ * The relayer's configuration, read from its flags and the environment through one zod schema, in
+ * one place. A bad or missing value is a {@link ConfigError} naming the flag (and its variable);
+ * `main.ts` prints it and exits with status 2.
+ *
+ * Where the contracts are: `--network base-sepolia|base` (`deployments/<chainId>.json`),
+ * `--deployment <file>`, or the dev stack file (`--network local`, `--local-file`, the default),
+ * whose dev accounts also provide the keys. Off the dev stack the keys come from the environment
+ * (`AGENTMESH_GAS_KEY`, `AGENTMESH_SIGNER_KEYS`) or from encrypted keystores (`--gas-keystore`,
+ * `--signer-keystore`, their password from `AGENTMESH_KEYSTORE_PASSWORD` or a prompt); never from a
+ * plain key in a file.
+ */
+import path from "node:path";
+import { parseArgs } from "node:util";
+import type { Hex } from "viem";
+import { z } from "zod";
+import { DeploymentFileError, loadDeployment, loadLocalStack, type Deployment, type LocalStack } from "@agentmesh/sdk";
+import { KeystoreError, decryptKeystoreFile, keystorePassword } from "@agentmesh/sdk/keystore";
+import type { RelayerOptions } from "./server.ts";
+
+/** A value the relayer cannot start with; the message names the flag or variable to fix. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+/** Public networks by `--network` name: their chain id names their deployment file. */
+const NETWORKS = { "base-sepolia": 84_532, base: 8_453 } as const;
+
+/** Flags, with the variable each falls back to (secrets have only a variable). */
+const FLAGS = {
+  network: { type: "string" },
+  deployment: { type: "string" },
+  "local-file": { type: "string" },
+  rpc: { type: "string", env: "AGENTMESH_RPC_URL" },
+  host: { type: "string", env: "AGENTMESH_HOST" },
+  port: { type: "string", env: "AGENTMESH_PORT" },
+  db: { type: "string", env: "AGENTMESH_DB" },
+  "settle-batch": { type: "string" },
+  "settle-age-ms": { type: "string" },
+  confirmations: { type: "string" },
+  "max-fee-gwei": { type: "string" },
+  "gas-keystore": { type: "string" },
+  "signer-keystore": { type: "string", multiple: true },
+} as const;
+
+/** Secrets: environment only, so that they never sit in a shell history or a process list. */
+const GAS_KEY_VARIABLE = "AGENTMESH_GAS_KEY";
+const SIGNER_KEYS_VARIABLE = "AGENTMESH_SIGNER_KEYS";
+
+const integer = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^\d+$/, `must be an integer from ${min} to ${max}`)
+    .transform(Number)
+    .refine((value) => value >= min && value <= max, `must be an integer from ${min} to ${max}`);
+const privateKey = z
+  .string()
+  .regex(/^0x[0-9a-fA-F]{64}$/, "must be a 0x-prefixed 32-byte hex private key")
+  .transform((key) => key as Hex);
+
+/** What the flags and variables say, checked field by field (the keys are the flags' names). */
+const configSchema = z.object({
+  network: z.enum(["local", ...Object.keys(NETWORKS)] as [string, ...string[]], { error: "must be local, base-sepolia or base" }).optional(),
+  deployment: z.string().min(1).optional(),
+  "local-file": z.string().min(1).optional(),
+  rpc: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).optional(),
+  host: z.string().min(1).default("127.0.0.1"),
+  port: integer(0, 65_535).default(8787),
+  db: z.string().min(1).default(".agentmesh/relayer.db"),
+  /** Checked against the escrow's MAX_BATCH once the chain answers (see `settlementOptions`). */
+  "settle-batch": integer(1, 1_000_000).default(100),
+  "settle-age-ms": integer(0, 86_400_000).default(30_000),
+  /** Blocks a transaction must be under before it counts (default: 1 on the local chain, else 3). */
+  confirmations: integer(1, 1_000).optional(),
+  /** The most the relayer pays per gas, in gwei. */
+  "max-fee-gwei": integer(1, 100_000).default(50),
+  "gas-keystore": z.string().min(1).optional(),
+  "signer-keystore": z.array(z.string().min(1)).optional(),
+  [GAS_KEY_VARIABLE]: privateKey.optional(),
+  [SIGNER_KEYS_VARIABLE]: z
+    .string()
+    .transform((list) => list.split(",").map((key) => key.trim()))
+    .pipe(z.array(privateKey).min(1))
+    .optional(),
+});
+
+type ParsedConfig = z.infer<typeof configSchema>;
+
+/** How a field is named in an error: its flag, and the variable it may come from. */
+function fieldName(field: string): string {
+  if (field === GAS_KEY_VARIABLE || field === SIGNER_KEYS_VARIABLE) return field;
+  const env = (FLAGS as Record<string, { env?: string }>)[field]?.env;
+  return env === undefined ? `--${field}` : `--${field} (or ${env})`;
+}
+
+/**
+ * The relayer's options from `argv` (the flags after the script) and `env`.
+ *
+ * @throws {ConfigError} naming the flag or variable of the first bad or missing value, or the
+ * deployment or keystore that cannot be read.
+ */
+export async function readRelayerConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<RelayerOptions> {
+  let flags: Record<string, string | string[] | undefined>;
+  try {
+    ({ values: flags } = parseArgs({ args: argv, options: FLAGS, strict: true, allowPositionals: false }));
+  } catch (error) {
+    throw new ConfigError((error as Error).message);
+  }
+  const raw: Record<string, unknown> = { ...flags };
+  for (const [name, flag] of Object.entries(FLAGS)) {
+    const fromEnv = "env" in flag ? env[flag.env] : undefined;
+    if (raw[name] === undefined && fromEnv !== undefined && fromEnv !== "") raw[name] = fromEnv;
+  }
+  for (const variable of [GAS_KEY_VARIABLE, SIGNER_KEYS_VARIABLE]) if (env[variable]) raw[variable] = env[variable];
+  const parsed = configSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const field = String(issue.path[0] ?? "");
+    // Never echo a secret's value: name the variable only.
+    throw new ConfigError(`${fieldName(field)} ${issue.message}`);
+  }
+  const config = parsed.data;
+  const source = await contractsSource(config);
+  const keys = await relayerKeys(config, source, env);
+  const rpcUrl = config.rpc ?? (source.kind === "local" ? source.stack.rpcUrl : undefined);
+  if (rpcUrl === undefined) throw new ConfigError(`${fieldName("rpc")} is required: the RPC URL of chain ${source.deployment.chainId}`);
+  const { deployment } = source;
+  return {
+    host: config.host,
+    port: config.port,
+    databasePath: config.db,
+    chain: {
+      rpcUrl,
+      chainId: deployment.chainId,
+      escrow: deployment.contracts.ComputeEscrow,
+      registry: deployment.contracts.ProviderRegistry,
+      marketplace: deployment.contracts.AgentMarketplace,
+      relayerPrivateKey: keys.gas,
+    },
+    receiptSignerKeys: keys.signers,
+    indexer: { startBlock: deployment.startBlock },
+    settlement: { maxBatch: config["settle-batch"], maxAgeMs: config["settle-age-ms"] },
+    transactions: {
+      ...(config.confirmations !== undefined && { confirmations: config.confirmations }),
+      maxFeePerGas: BigInt(config["max-fee-gwei"]) * 1_000_000_000n,
+    },
+  };
+}
+
+type ContractsSource = { kind: "local"; deployment: LocalStack; stack: LocalStack; file: string } | { kind: "deployment"; deployment: Deployment; file: string };
+
+/** The deployment the flags name: one of --network, --deployment and --local-file (default: the dev stack file). */
+async function contractsSource(config: ParsedConfig): Promise<ContractsSource> {
+  const given = (["network", "deployment", "local-file"] as const).filter((name) => config[name] !== undefined);
+  if (given.length > 1) throw new ConfigError(`give one of --network, --deployment and --local-file, not ${given.map((name) => `--${name}`).join(" and ")}`);
+  try {
+    if (config.network !== undefined && config.network !== "local") {
+      const chainId = NETWORKS[config.network as keyof typeof NETWORKS];
+      const file = path.join("deployments", `${chainId}.json`);
+      const deployment = await loadDeployment(file);
+      if (deployment.chainId !== chainId) throw new ConfigError(`${file} is a deployment on chain ${deployment.chainId}, not ${config.network} (${chainId})`);
+      return { kind: "deployment", deployment, file };
+    }
+    if (config.deployment !== undefined) return { kind: "deployment", deployment: await loadDeployment(config.deployment), file: config.deployment };
+    const file = config["local-file"] ?? ".agentmesh/local.json";
+    const stack = await loadLocalStack(file);
+    return { kind: "local", deployment: stack, stack, file };
+  } catch (error) {
+    if (error instanceof DeploymentFileError) throw new ConfigError(error.message);
+    throw error;
+  }
+}
+
+/**
+ * The gas key and the receipt-signer keys: from keystores or the environment; on the dev stack,
+ * by default its dev accounts' (the `relayer` account, and every seeded provider's signer).
+ */
+async function relayerKeys(config: ParsedConfig, source: ContractsSource, env: NodeJS.ProcessEnv): Promise<{ gas: Hex; signers: Hex[] }> {
+  const decrypt = async (file: string) => {
+    try {
+      return await decryptKeystoreFile(file, await keystorePassword(file, env));
+    } catch (error) {
+      if (error instanceof KeystoreError) throw new ConfigError(error.message);
+      throw error;
+    }
+  };
+  if (config["gas-keystore"] !== undefined && config[GAS_KEY_VARIABLE] !== undefined) {
+    throw new ConfigError(`give the gas key once: --gas-keystore or ${GAS_KEY_VARIABLE}, not both`);
+  }
+  if (config["signer-keystore"] !== undefined && config[SIGNER_KEYS_VARIABLE] !== undefined) {
+    throw new ConfigError(`give the receipt-signer keys once: --signer-keystore or ${SIGNER_KEYS_VARIABLE}, not both`);
+  }
+  let gas = config["gas-keystore"] === undefined ? config[GAS_KEY_VARIABLE] : await decrypt(config["gas-keystore"]);
+  let signers = config["signer-keystore"] === undefined ? config[SIGNER_KEYS_VARIABLE] : await Promise.all(config["signer-keystore"].map(decrypt));
+  if (source.kind === "local") {
+    const { stack, file } = source;
+    gas ??= stack.accounts.relayer?.privateKey;
+    signers ??= stack.providers.map((provider) => {
+      const account = Object.values(stack.accounts).find((candidate) => candidate.address === provider.receiptSigner);
+      if (account === undefined) throw new ConfigError(`${file} has no key for provider ${provider.id}'s receipt signer`);
+      return account.privateKey;
+    });
+  }
+  if (gas === undefined) throw new ConfigError(`the gas key is required: set ${GAS_KEY_VARIABLE} or give --gas-keystore`);
+  if (signers === undefined || signers.length === 0) {
+    throw new ConfigError(`at least one receipt-signer key is required: set ${SIGNER_KEYS_VARIABLE} (comma-separated) or give --signer-keystore`);
+  }
+  return { gas, signers };
+}
