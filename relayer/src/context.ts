@@ -5,7 +5,7 @@ import type { ChainGateway, RegisteredProvider } from "./chain.ts";
 import type { MarketplaceGateway } from "./marketplace.ts";
 import type { OutboundHttp } from "./outbound.ts";
 import type { Readiness } from "./readiness.ts";
-import type { X402Gateway } from "./x402.ts";
+import type { X402Gateway } from "./core/x402.ts";
 import type { ProviderStats } from "./stats.ts";
 import type { ChainIndex } from "./store/chain-index.ts";
 import type { Repository } from "./store/repository.ts";

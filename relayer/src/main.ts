@@ -9,7 +9,7 @@
 import { parseArgs } from "node:util";
 import { loadLocalStack } from "@agentmesh/sdk";
 import { ChainConfigurationError, startRelayer } from "./server.ts";
-import { SettlementOptionsError } from "./settlement.ts";
+import { SettlementOptionsError } from "./core/settlement.ts";
 import { TxManagerOptionsError } from "./tx-manager.ts";
 import { log } from "./log.ts";
 

@@ -13,15 +13,15 @@ import {
   voucherDigest,
   type Receipt,
 } from "@agentmesh/sdk";
-import type { RegisteredModel, RegisteredProvider } from "./chain.ts";
-import type { RelayerContext } from "./context.ts";
+import type { RegisteredModel, RegisteredProvider } from "../chain.ts";
+import type { RelayerContext } from "../context.ts";
 import { ApiError, badRequest, bearerToken, readJsonBody, sendJson } from "@agentmesh/sdk/http";
-import { idempotencyStore, requestHashOf, type StoredResponse } from "./store/idempotency.ts";
+import { idempotencyStore, requestHashOf, type StoredResponse } from "../store/idempotency.ts";
 import { authenticate, keySession, parseBody, receiptView, recordVoucher, sessionSignerKey, voucherSchema } from "./sessions.ts";
-import { servingRefusal } from "./serving.ts";
-import type { SessionRecord } from "./store/repository.ts";
+import { servingRefusal } from "../serving.ts";
+import type { SessionRecord } from "../store/repository.ts";
 import { countOutputTokens, countPromptTokens, type ChatMessage } from "@agentmesh/sdk/tokens";
-import { UpstreamError, callUpstream, type Usage, type UpstreamResult } from "./upstream.ts";
+import { UpstreamError, callUpstream, type Usage, type UpstreamResult } from "../upstream.ts";
 
 /**
  * Content parts the relayer can bound the cost of: text, and images (at their detail's bound, see

@@ -16,15 +16,15 @@ import {
   type SignedVoucher,
   type VoucherState,
 } from "@agentmesh/sdk";
-import { contractRevert, type ContractRevert } from "./chain.ts";
-import { chainUnavailable } from "./chain-errors.ts";
-import type { RelayerContext } from "./context.ts";
+import { contractRevert, type ContractRevert } from "../chain.ts";
+import { chainUnavailable } from "../chain-errors.ts";
+import type { RelayerContext } from "../context.ts";
 import { reconcileSettlement } from "./settlement.ts";
-import { TxPendingError, type TxRequest } from "./tx-manager.ts";
+import { TxPendingError, type TxRequest } from "../tx-manager.ts";
 import { ApiError, badRequest, bearerToken, readJsonBody, sendJson } from "@agentmesh/sdk/http";
-import { servingRefusal } from "./serving.ts";
-import type { ReceiptRecord, SessionRecord } from "./store/repository.ts";
-import { log } from "./log.ts";
+import { servingRefusal } from "../serving.ts";
+import type { ReceiptRecord, SessionRecord } from "../store/repository.ts";
+import { log } from "../log.ts";
 
 const hex32 = z.string().regex(/^0x[0-9a-fA-F]{64}$/, "must be 0x-prefixed 32-byte hex").transform((value) => value.toLowerCase() as Hex);
 const uint = (bits: number) =>

@@ -8,14 +8,14 @@ import { encodeFunctionData, getAddress, isAddress, isHex, keccak256, publicActi
 import { z } from "zod";
 import { formatUsdc } from "@agentmesh/sdk";
 import { ApiError, badRequest, readJsonBody, sendJson } from "@agentmesh/sdk/http";
-import type { RelayerContext } from "./context.ts";
-import type { ListedAgent, MarketplaceGateway, TransferAuthorization } from "./marketplace.ts";
-import { PeriodicPass } from "./periodic.ts";
+import type { RelayerContext } from "../context.ts";
+import type { ListedAgent, MarketplaceGateway, TransferAuthorization } from "../marketplace.ts";
+import { PeriodicPass } from "../periodic.ts";
 import { parseBody } from "./sessions.ts";
-import { EndpointRefusedError, ResponseTooLargeError, readCapped, readHead, type EndpointUrl } from "./outbound.ts";
-import type { SentTx } from "./tx-manager.ts";
-import { PaymentLocks, type PaymentKind, type PaymentRecord } from "./store/agent-payments.ts";
-import { log } from "./log.ts";
+import { EndpointRefusedError, ResponseTooLargeError, readCapped, readHead, type EndpointUrl } from "../outbound.ts";
+import type { SentTx } from "../tx-manager.ts";
+import { PaymentLocks, type PaymentKind, type PaymentRecord } from "../store/agent-payments.ts";
+import { log } from "../log.ts";
 
 /**
  * Agents sold per call over x402 (protocol version 2), with the relayer as its own facilitator.
