@@ -42,7 +42,7 @@ describe("chat through createApp, on a fake chain", () => {
       assert.equal(error.code, "session_exhausted");
       assert.equal(
         error.message,
-        `session ${app.sessionId} has 0.001 USDC left, less than this call may cost (${formatUsdc(callCost(app.terms, promptTokens, 4_000))})`,
+        `session ${app.sessionId} has ${formatUsdc(1_000n)} USDC left, less than this call may cost (${formatUsdc(callCost(app.terms, promptTokens, 4_000))})`,
       );
       assert.equal(provider.requests.length, 0, "the provider got no request");
       assert.deepEqual(app.receipts(), []);

@@ -88,7 +88,7 @@ describe("sessions through createApp, on a fake chain", () => {
       assert.equal(app.repo.getSession(id)!.status, "open");
       const status = await call(app, "GET", `/v1/sessions/${id}`, undefined, { authorization: `Bearer ${answer.body.apiKey}` });
       assert.equal(status.status, 200);
-      assert.deepEqual([status.body.sessionId, status.body.status, status.body.spent, status.body.remaining], [id, "open", "0", formatUsdc(terms.maxSpend)]);
+      assert.deepEqual([status.body.sessionId, status.body.status, status.body.spent, status.body.remaining], [id, "open", formatUsdc(0n), formatUsdc(terms.maxSpend)]);
     });
   });
 

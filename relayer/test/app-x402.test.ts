@@ -15,13 +15,18 @@ const PAYER: Address = "0x976EA74026E726554dB657fA54763abd0C3a0aa9";
 const PAY_TO: Address = "0x14dC79964da2C08b23698B3D3cc7Ca32193d9955";
 const PRICE = 10_000n;
 
-/** An agent's endpoint answering `{ "run": n }` for its n-th run; `runs` counts them. */
+/** An agent's endpoint answering `{ "run": n }` for its n-th run (500 once `failNext` is set); `runs` counts them. */
 async function startAgent() {
-  const agent = { runs: 0, close: async () => {}, url: "" };
+  const agent = { runs: 0, failNext: false, close: async () => {}, url: "" };
   const server = createServer((req, res) => {
     req.resume();
     req.on("end", () => {
       agent.runs++;
+      if (agent.failNext) {
+        agent.failNext = false;
+        res.writeHead(500, { "content-type": "application/json" }).end('{"error":"boom"}');
+        return;
+      }
       res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ run: agent.runs }));
     });
   });
@@ -127,6 +132,19 @@ describe("x402 through createApp, on a fake chain", () => {
       assert.deepEqual([served.status, served.body], [200, { run: 1 }]);
       assert.equal(decodePaymentResponseHeader(served.headers.get("payment-response")!).transaction, app.chain.transactions.sent[0].hashes[0]);
       assert.deepEqual([agent.runs, app.chain.transactions.sent.length], [1, 1]);
+    });
+  });
+
+  it("settles nothing when the agent fails (502), and the same payment then buys a run", async () => {
+    await withApp(async (app, agent) => {
+      agent.failNext = true;
+      const paid = payment(4);
+      const failed = await callAgent(app.url, { q: 4 }, paid);
+      assert.deepEqual([failed.status, failed.body.error.code], [502, "agent_error"]);
+      assert.deepEqual([agent.runs, app.chain.transactions.sent.length, app.marketplace!.used.size], [1, 0, 0], "nothing was charged");
+      const served = await callAgent(app.url, { q: 4 }, paid);
+      assert.deepEqual([served.status, served.body], [200, { run: 2 }]);
+      assert.deepEqual([agent.runs, app.chain.transactions.sent.length], [2, 1]);
     });
   });
 

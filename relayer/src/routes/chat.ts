@@ -30,6 +30,7 @@ const messageSchema = z
   })
   .passthrough();
 
+/** `POST /v1/chat/completions`: OpenAI's request, with AgentMesh's routing fields. */
 const chatSchema = z
   .object({
     model: z.string().min(1, "must name a model"),
@@ -69,13 +70,6 @@ const chatSchema = z
   })
   .passthrough();
 
-
-/** The prompt as the agent sent it, counted and hashed before the call: what its receipt commits to. */
-interface SentPrompt {
-  /** `countPromptTokens` of the messages, tool definitions and response format as sent. */
-  tokens: number;
-  /** `hashRequestMessages` of the messages exactly as sent (the parsed request reorders their keys). */
-  inputHash: Hex;
 /** An `Idempotency-Key`: printable ASCII without spaces, as Stripe and OpenAI's clients send them. */
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
 
