@@ -100,11 +100,13 @@ describe("x402 through createApp, on a fake chain", () => {
   it("runs the agent once for four concurrent calls with one payment, settled by one transaction", async () => {
     await withApp(async (app, agent) => {
       const paid = payment(1);
+      app.marketplace!.raceVerifications(4);
       const answers = await Promise.all(Array.from({ length: 4 }, () => callAgent(app.url, { q: "same" }, paid)));
       assert.deepEqual(answers.map((answer) => [answer.status, answer.body]), Array(4).fill([200, { run: 1 }]));
       assert.equal(agent.runs, 1);
       const [tx] = app.chain.transactions.of("payWithAuthorization");
       assert.equal(app.chain.transactions.sent.length, 1);
+      assert.equal(app.marketplace!.verifications, 4, "all four raced past the lock's first look");
       for (const answer of answers) {
         const settlement = decodePaymentResponseHeader(answer.headers.get("payment-response")!);
         assert.deepEqual([settlement.success, settlement.transaction, settlement.payer], [true, tx.hashes[0], PAYER]);
@@ -150,6 +152,8 @@ describe("x402 through createApp, on a fake chain", () => {
 
   it("sends one transaction for racing /x402/settle requests of one payment, and answers it to each", async () => {
     await withApp(async (app) => {
+      // The transfer stays in flight while they race: each could otherwise simulate and send its own.
+      app.chain.transactions.hold.add("payWithAuthorization");
       const paid = payment(3);
       const requirements = { ...paid.accepted };
       const settle = async () => {
@@ -158,15 +162,22 @@ describe("x402 through createApp, on a fake chain", () => {
           headers: { "content-type": "application/json" },
           body: JSON.stringify({ x402Version: 2, paymentPayload: paid, paymentRequirements: requirements }),
         });
-        return { status: response.status, body: (await response.json()) as { success: boolean; transaction: Hex } };
+        return { status: response.status, body: (await response.json()) as { success: boolean; transaction: Hex; errorReason?: string } };
       };
+      app.marketplace!.raceVerifications(3);
       const racing = await Promise.all([settle(), settle(), settle()]);
       const [tx] = app.chain.transactions.sent;
-      assert.deepEqual(racing.map((answer) => [answer.status, answer.body.success, answer.body.transaction]), Array(3).fill([200, true, tx.hashes[0]]));
+      assert.deepEqual(
+        racing.map((answer) => [answer.status, answer.body.success, answer.body.errorReason, answer.body.transaction]),
+        Array(3).fill([200, false, "settlement_pending", tx.hashes[0]]),
+      );
+      assert.equal(app.chain.transactions.sent.length, 1);
+      app.chain.transactions.finish(tx.id, "confirmed");
       const later = await settle();
       assert.deepEqual([later.body.success, later.body.transaction], [true, tx.hashes[0]]);
       assert.equal(app.chain.transactions.sent.length, 1);
       assert.equal(app.marketplace!.paymentsSimulated.length, 1);
+      assert.equal(app.marketplace!.verifications, 3, "all three raced past the lock's first look");
     });
   });
 });

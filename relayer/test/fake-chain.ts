@@ -159,6 +159,8 @@ export class FakeMarketplace implements MarketplacePort {
   readonly paymentsSimulated: TransferAuthorization[] = [];
   verifications = 0;
   private readonly chain: FakeChain;
+  /** Verifications held until this many are under way (see {@link raceVerifications}). */
+  private barrier: { size: number; waiting: (() => void)[] } | undefined;
 
   constructor(chain: FakeChain) {
     this.chain = chain;
@@ -180,9 +182,26 @@ export class FakeMarketplace implements MarketplacePort {
     return { address: TOKEN, name: "USD Coin", version: "2" };
   }
 
+  /**
+   * Makes the next `size` verifications wait for one another, then go on together: requests that
+   * race past the payment's lock while a real verification reads the chain, made certain.
+   */
+  raceVerifications(size: number): void {
+    this.barrier = { size, waiting: [] };
+  }
+
   /** Accepts any payment to a listed agent's address of its price (the signature checks are the facilitator library's). */
   async verifyPayment(payload: PaymentPayload, requirements: PaymentRequirements): Promise<VerifyResponse> {
     this.verifications++;
+    const barrier = this.barrier;
+    if (barrier !== undefined) {
+      await new Promise<void>((resolve) => {
+        barrier.waiting.push(resolve);
+        if (barrier.waiting.length < barrier.size) return;
+        this.barrier = undefined;
+        for (const release of barrier.waiting) release();
+      });
+    }
     const { authorization } = (payload as unknown as { payload: { authorization: { from: string; to: string; value: string } } }).payload;
     const payer = getAddress(authorization.from);
     if (getAddress(authorization.to) !== getAddress(requirements.payTo) || BigInt(authorization.value) < BigInt(requirements.amount)) {
