@@ -4,10 +4,11 @@
  * provider (on 127.0.0.1) are real.
  */
 import assert from "node:assert/strict";
+import { setImmediate as tick } from "node:timers/promises";
 import { describe, it } from "node:test";
 import { callCost, formatUsdc, recoverDigestSigner, voucherDigest } from "@agentmesh/sdk";
 import { countPromptTokens } from "@agentmesh/sdk/tokens";
-import { completion, honestUsage, startProvider, startRelayerApp } from "./app-harness.ts";
+import { completion, contentChunk, honestUsage, sseData, startProvider, startRelayerApp } from "./app-harness.ts";
 
 const MESSAGES = [{ role: "user" as const, content: "hi" }];
 const ANSWER = "hello";
@@ -96,5 +97,50 @@ describe("chat through createApp, on a fake chain", () => {
       assert.equal((await errorOf(next)).code, "voucher_required");
       assert.equal(provider.requests.length, 1);
     });
+  });
+
+  it("answers a retried call with the same Idempotency-Key as it was answered, billing it once", async () => {
+    await withApp({}, async (app, provider) => {
+      const first = await app.chat({}, { "idempotency-key": "call-1" });
+      assert.equal(first.status, 200);
+      const answered = await first.json();
+      const retried = await app.chat({}, { "idempotency-key": "call-1" });
+      assert.deepEqual([retried.status, retried.headers.get("idempotent-replayed"), await retried.json()], [200, "true", answered]);
+      assert.deepEqual([provider.requests.length, app.receipts().length], [1, 1]);
+      const reused = await app.chat({ temperature: 1 }, { "idempotency-key": "call-1" });
+      assert.deepEqual([reused.status, (await errorOf(reused)).code], [422, "idempotency_key_reused"]);
+      assert.deepEqual([provider.requests.length, app.receipts().length], [1, 1]);
+    });
+  });
+
+  it("bills a stream the client stops reading for what was delivered, keeping that output for the agent", async () => {
+    let providerGone!: () => void;
+    const gone = new Promise<void>((resolve) => (providerGone = resolve));
+    const provider = await startProvider((_request, res) => {
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.write(`data: ${contentChunk(ANSWER)}\n\n`); // then silent, until the relayer hangs up
+      res.on("close", providerGone);
+    });
+    const app = await startRelayerApp(provider.url);
+    try {
+      const response = await app.chat({ stream: true, max_tokens: 50 });
+      const reader = response.body!.getReader();
+      let text = "";
+      for (let reads = 0; reads < 100 && sseData(text).length === 0; reads++) text += new TextDecoder().decode((await reader.read()).value);
+      assert.equal(JSON.parse(sseData(text)[0]).choices[0].delta.content, ANSWER);
+      await reader.cancel(); // the client stops reading and hangs up
+      await gone; // the relayer stopped the provider's stream when its client left
+      for (let turns = 0; turns < 1_000 && app.receipts().length === 0; turns++) await tick();
+      const [record] = app.receipts();
+      const promptTokens = countPromptTokens({ messages: MESSAGES });
+      assert.deepEqual(
+        [record.receipt.sequence, record.receipt.inputTokens, record.receipt.outputTokens, record.countedByRelayer, record.deliveredOutput],
+        [1, promptTokens, honestUsage(MESSAGES, ANSWER).completion_tokens, true, { content: ANSWER, toolCalls: [] }],
+      );
+      assert.equal(record.receipt.cost, callCost(app.terms, promptTokens, record.receipt.outputTokens));
+    } finally {
+      await app.close();
+      await provider.close();
+    }
   });
 });
