@@ -23,6 +23,7 @@ import {
   type SessionTerms,
   type SignedVoucher,
 } from "@agentmesh/sdk";
+import type { ChainPort } from "./core/chain-port.ts";
 import { redactRpcErrors } from "./redact.ts";
 import type { Repository } from "./store/repository.ts";
 import { TxManager, type SentTx, type TxManagerOptions, type TxRequest } from "./tx-manager.ts";
@@ -85,8 +86,11 @@ export function contractRevert(error: unknown): ContractRevert | undefined {
   return { errorName: reverted.data.errorName, args: reverted.data.args ?? [] };
 }
 
-/** The relayer's view of the chain: registry reads and the escrow transactions it pays gas for. */
-export class ChainGateway {
+/**
+ * The relayer's view of the chain: registry reads and the escrow transactions it pays gas for. The
+ * services use it through {@link ChainPort}; the indexer and the transaction manager use its clients.
+ */
+export class ChainGateway implements ChainPort {
   readonly chainId: number;
   readonly escrow: Address;
   readonly registry: Address;
@@ -212,6 +216,30 @@ export class ChainGateway {
     const functionName = kind === "settle" ? "settle" : "closeCooperative";
     await this.publicClient.simulateContract({ account: this.account, address: this.escrow, abi: computeEscrowAbi, functionName, args: [vouchers] });
     return { to: this.escrow, data: encodeFunctionData({ abi: computeEscrowAbi, functionName, args: [vouchers] }) };
+  }
+
+  /** The receipt status of `hash`, or "unknown" when the chain has no receipt for it (yet). */
+  async receiptStatus(hash: Hex): Promise<"success" | "reverted" | "unknown"> {
+    try {
+      return (await this.publicClient.getTransactionReceipt({ hash })).status;
+    } catch {
+      return "unknown";
+    }
+  }
+
+  /** Whether the node knows transaction `hash` (mined, or in its mempool). */
+  async knowsTransaction(hash: Hex): Promise<boolean> {
+    try {
+      await this.publicClient.getTransaction({ hash });
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** The latest block's timestamp, in seconds. */
+  async latestBlockTime(): Promise<bigint> {
+    return (await this.publicClient.getBlock({ blockTag: "latest" })).timestamp;
   }
 
   /**

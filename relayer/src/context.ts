@@ -1,11 +1,11 @@
 import { LRUCache } from "lru-cache";
 import type { Address, Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
-import type { ChainGateway, RegisteredProvider } from "./chain.ts";
-import type { MarketplaceGateway } from "./marketplace.ts";
+import type { RegisteredProvider } from "./chain.ts";
+import type { ChainPort, MarketplacePort, ProviderMetrics } from "./core/chain-port.ts";
 import type { OutboundHttp } from "./outbound.ts";
 import type { Readiness } from "./readiness.ts";
-import type { X402Gateway } from "./x402.ts";
+import type { X402Gateway } from "./core/x402.ts";
 import type { ProviderStats } from "./stats.ts";
 import type { ChainIndex } from "./store/chain-index.ts";
 import type { Repository } from "./store/repository.ts";
@@ -147,24 +147,22 @@ export class ChainViewCache {
   private readonly providerMetrics: LRUCache<string, ProviderMetrics>;
   private readonly chainIndex: Pick<ChainIndex, "lastBlock">;
 
-  constructor(chain: Pick<ChainGateway, "feeBps" | "metrics">, chainIndex: Pick<ChainIndex, "lastBlock">, ttlMs: number) {
+  constructor(chain: Pick<ChainPort, "feeBps" | "metrics">, chainIndex: Pick<ChainIndex, "lastBlock">, ttlMs: number) {
     this.chainIndex = chainIndex;
     this.fee = new LRUCache({ max: 4, ttl: ttlMs, fetchMethod: () => chain.feeBps() });
     this.providerMetrics = new LRUCache({ max: 10_000, ttl: ttlMs, fetchMethod: (key) => chain.metrics(Number(key.split("@")[0])) });
   }
 
-  /** The escrow's current fee (see `ChainGateway.feeBps`), as of the indexed block at most `ttlMs` ago. */
+  /** The escrow's current fee (see `ChainPort.feeBps`), as of the indexed block at most `ttlMs` ago. */
   async feeBps(): Promise<number> {
     return (await this.fee.fetch(this.chainIndex.lastBlock() ?? -1))!;
   }
 
-  /** Provider `id`'s settlement totals (see `ChainGateway.metrics`), as of the indexed block at most `ttlMs` ago. */
+  /** Provider `id`'s settlement totals (see `ChainPort.metrics`), as of the indexed block at most `ttlMs` ago. */
   async metrics(id: number): Promise<ProviderMetrics> {
     return (await this.providerMetrics.fetch(`${id}@${this.chainIndex.lastBlock() ?? -1}`))!;
   }
 }
-
-type ProviderMetrics = Awaited<ReturnType<ChainGateway["metrics"]>>;
 
 /**
  * Requests per provider per rolling minute, as each provider registered (the registry requires > 0).
@@ -196,10 +194,14 @@ export class RateLimiter {
   }
 }
 
-/** Everything request handlers share. */
+/**
+ * Everything the request handler and the services share: the app's dependencies (`createApp(deps)`,
+ * app.ts). `startRelayer` wires the real ones; unit tests pass a fake {@link ChainPort}.
+ */
 export interface RelayerContext {
   repo: Repository;
-  chain: ChainGateway;
+  /** The chain, through the methods the services use (the real one: `ChainGateway`). */
+  chain: ChainPort;
   domainSeparator: Hex;
   receiptSigners: ReceiptSigners;
   limits: RelayerLimits;
@@ -219,7 +221,7 @@ export interface RelayerContext {
   /** What the chain indexer has seen: every provider (with models), budget and session on-chain. */
   chainIndex: ChainIndex;
   /** The agent marketplace and its x402 gateway, when the relayer is configured with one. */
-  marketplace?: MarketplaceGateway;
+  marketplace?: MarketplacePort;
   x402?: X402Gateway;
   /** Whether the relayer serves calls yet (start-up, shutdown); absent in unit tests of rules. */
   readiness?: Readiness;

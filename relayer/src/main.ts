@@ -12,7 +12,7 @@
  */
 import { ChainConfigurationError, startRelayer } from "./server.ts";
 import { ConfigError, readRelayerConfig } from "./config.ts";
-import { SettlementOptionsError } from "./settlement.ts";
+import { SettlementOptionsError } from "./core/settlement.ts";
 import { TxManagerOptionsError } from "./tx-manager.ts";
 import { log } from "./log.ts";
 

@@ -1,6 +1,22 @@
-import { decodeEventLog, getAbiItem, isAddressEqual, parseEventLogs, parseSignature, serializeSignature, type Address, type Hex } from "viem";
+import type { PaymentPayload, PaymentRequirements, VerifyResponse } from "@x402/core/types";
+import { toFacilitatorEvmSigner } from "@x402/evm";
+import { ExactEvmScheme } from "@x402/evm/exact/facilitator";
+import {
+  decodeEventLog,
+  encodeFunctionData,
+  getAbiItem,
+  isAddressEqual,
+  parseEventLogs,
+  parseSignature,
+  publicActions,
+  serializeSignature,
+  type Address,
+  type Hex,
+} from "viem";
 import { agentMarketplaceAbi, mockUSDCAbi, pendingDistribution, splitsLedgerAbi } from "@agentmesh/sdk";
 import type { ChainGateway } from "./chain.ts";
+import type { MarketplacePort } from "./core/chain-port.ts";
+import type { TxRequest } from "./tx-manager.ts";
 import { PeriodicPass } from "./periodic.ts";
 import type { PayoutLogs, StoredLog } from "./store/agent-payments.ts";
 import { log } from "./log.ts";
@@ -53,7 +69,7 @@ export interface PayoutLog extends StoredLog {
  * pending payments, and distributing the ledger splits such a distribution credited. All are
  * permissionless on the contracts; the relayer only relays.
  */
-export class MarketplaceGateway {
+export class MarketplaceGateway implements MarketplacePort {
   readonly address: Address;
   private readonly chain: ChainGateway;
   private readonly cacheMs: number;
@@ -61,11 +77,20 @@ export class MarketplaceGateway {
   private readonly agentIdsByPaymentAddress = new Map<string, number>();
   private token?: Promise<{ address: Address; name: string; version: string }>;
   private ledgerAddress?: Promise<Address>;
+  /** The official x402 EVM `exact` facilitator's checks, signing as the relayer's gas account. */
+  private readonly scheme: ExactEvmScheme;
 
   constructor(chain: ChainGateway, address: Address, cacheMs = 2_000) {
     this.chain = chain;
     this.address = address;
     this.cacheMs = cacheMs;
+    const client = chain.walletClient.extend(publicActions);
+    this.scheme = new ExactEvmScheme(toFacilitatorEvmSigner({ ...client, address: chain.account.address } as never));
+  }
+
+  /** Checks an x402 `exact` payment against `requirements` without settling it (read-only). */
+  verifyPayment(payload: PaymentPayload, requirements: PaymentRequirements): Promise<VerifyResponse> {
+    return this.scheme.verify(payload, requirements);
   }
 
   /** Listing `id`, or undefined when there is none. */
@@ -151,9 +176,10 @@ export class MarketplaceGateway {
    * Simulates executing `authorization` (signed by its `from`) through the marketplace, which moves
    * the USDC through agent `agentId`'s payment address into the marketplace's ledger balance and
    * records the payment, with the payer's referrer, on the agent's payment chain. Resolves to the
-   * request to send; a payment the chain would refuse rejects here, costing no gas.
+   * request to send (through the transaction manager); a payment the chain would refuse rejects
+   * here, costing no gas.
    */
-  async simulatePayment(agentId: number, authorization: TransferAuthorization, signature: Hex) {
+  async preparePayment(agentId: number, authorization: TransferAuthorization, signature: Hex): Promise<TxRequest> {
     const { request } = await this.chain.publicClient.simulateContract({
       account: this.chain.account,
       address: this.address,
@@ -169,7 +195,7 @@ export class MarketplaceGateway {
         serializeSignature(parseSignature(signature)),
       ],
     });
-    return request;
+    return { to: request.address, data: encodeFunctionData({ abi: request.abi, functionName: request.functionName, args: request.args }) };
   }
 
   /** Whether the token has used `payer`'s authorization `nonce` (EIP-3009 `authorizationState`), as of the latest block. */

@@ -1,20 +1,16 @@
-import { randomUUID } from "node:crypto";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Hex } from "viem";
-import { escrowDomainSeparator, formatUsdc } from "@agentmesh/sdk";
-import { ChainGateway, type ChainOptions, type RegisteredProvider } from "./chain.ts";
-import { chatCompletions } from "./chat.ts";
+import { escrowDomainSeparator } from "@agentmesh/sdk";
+import { createApp } from "./app.ts";
+import { ChainGateway, type ChainOptions } from "./chain.ts";
 import { ChainViewCache, DEFAULT_LIMITS, RateLimiter, ReceiptSigners, TokenBuckets, type RelayerContext, type RelayerLimits } from "./context.ts";
-import { ApiError, bearerToken, sendError, sendJson } from "@agentmesh/sdk/http";
-import { chainUnavailable } from "./chain-errors.ts";
-import { closeSession, openSession, receiptStatus, revokeKey, sessionStatus, submitVoucher } from "./sessions.ts";
-import { SettlementWorker, settlementOptions, type SettlementOptions } from "./settlement.ts";
+import { SettlementWorker, settlementOptions, type SettlementOptions } from "./core/settlement.ts";
+import { X402Gateway } from "./core/x402.ts";
 import { HealthProber } from "./health.ts";
 import { MarketplaceGateway, PayoutWorker } from "./marketplace.ts";
 import { OutboundHttp, outboundPolicy } from "./outbound.ts";
-import { callAgent, facilitatorSettle, facilitatorSupported, facilitatorVerify, listAgents, showAgent, X402Gateway } from "./x402.ts";
 import { ChainIndexer, type IndexerOptions } from "./indexer.ts";
 import { ChainIndex } from "./store/chain-index.ts";
 import { ProviderStats } from "./stats.ts";
@@ -52,10 +48,16 @@ export interface RelayerOptions {
   drainTimeoutMs?: number;
 }
 
+/** The app's dependencies as `startRelayer` wires them: the real chain gateway and marketplace. */
+export interface WiredContext extends RelayerContext {
+  chain: ChainGateway;
+  marketplace?: MarketplaceGateway;
+}
+
 export interface Relayer {
   url: string;
   port: number;
-  context: RelayerContext;
+  context: WiredContext;
   /** The settlement worker; it exists once the relayer is ready (see `ready`). */
   readonly settlement: SettlementWorker;
   health: HealthProber;
@@ -77,39 +79,6 @@ export interface Relayer {
   close(): Promise<void>;
 }
 
-type Handler = (ctx: RelayerContext, req: IncomingMessage, res: ServerResponse, param: string) => unknown;
-
-const ROUTES: { method: string; pattern: RegExp; handler: Handler }[] = [
-  { method: "GET", pattern: /^\/healthz$/, handler: (ctx, _req, res) => sendJson(res, 200, { status: "ok", chainId: ctx.chain.chainId }) },
-  { method: "GET", pattern: /^\/readyz$/, handler: (ctx, _req, res) => readyz(ctx, res) },
-  {
-    method: "GET",
-    pattern: /^\/metrics$/,
-    handler: async (ctx, _req, res) => {
-      const text = await ctx.stats.prometheus();
-      res.writeHead(200, { "content-type": ctx.stats.registry.contentType });
-      res.end(text);
-    },
-  },
-  { method: "GET", pattern: /^\/v1\/models$/, handler: (ctx, _req, res) => listModels(ctx, res) },
-  { method: "POST", pattern: /^\/v1\/chat\/completions$/, handler: chatCompletions },
-  { method: "POST", pattern: /^\/v1\/sessions$/, handler: openSession },
-  { method: "GET", pattern: /^\/v1\/sessions\/([^/]+)$/, handler: sessionStatus },
-  { method: "POST", pattern: /^\/v1\/sessions\/([^/]+)\/vouchers$/, handler: submitVoucher },
-  { method: "POST", pattern: /^\/v1\/sessions\/([^/]+)\/close$/, handler: closeSession },
-  { method: "DELETE", pattern: /^\/v1\/sessions\/([^/]+)\/key$/, handler: revokeKey },
-  { method: "GET", pattern: /^\/v1\/receipts\/([^/]+)$/, handler: (ctx, _req, res, hash) => receiptStatus(ctx, res, hash) },
-  { method: "GET", pattern: /^\/v1\/budgets\/([^/]+)$/, handler: (ctx, _req, res, id) => showBudget(ctx, res, id) },
-  { method: "GET", pattern: /^\/v1\/providers$/, handler: (ctx, _req, res) => listProviders(ctx, res) },
-  { method: "GET", pattern: /^\/v1\/providers\/([^/]+)$/, handler: (ctx, _req, res, id) => showProvider(ctx, res, id) },
-  { method: "GET", pattern: /^\/v1\/agents$/, handler: listAgents },
-  { method: "GET", pattern: /^\/v1\/agents\/([^/]+)$/, handler: showAgent },
-  { method: "POST", pattern: /^\/agents\/([^/]+)$/, handler: callAgent },
-  { method: "GET", pattern: /^\/x402\/supported$/, handler: facilitatorSupported },
-  { method: "POST", pattern: /^\/x402\/verify$/, handler: facilitatorVerify },
-  { method: "POST", pattern: /^\/x402\/settle$/, handler: facilitatorSettle },
-];
-
 /** The chain refuses the relayer's configuration (its RPC serves another chain): it can never be ready. */
 export class ChainConfigurationError extends Error {
   constructor(message: string) {
@@ -119,7 +88,8 @@ export class ChainConfigurationError extends Error {
 }
 
 /**
- * Starts the relayer: HTTP API, store, chain indexer, settlement worker. It listens at once and
+ * Starts the relayer: wires the real dependencies (store, chain gateway, indexer, workers), serves
+ * `createApp(context)` (app.ts) over HTTP, and drains and closes them at shutdown. It listens at once and
  * returns; it is ready once the chain has answered and the indexer has caught up (`ready`,
  * `GET /readyz`). Until then calls that need the chain index are refused with 503
  * `relayer_not_ready`; while the RPC is unreachable, start-up retries with backoff.
@@ -155,7 +125,7 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
   );
   const limits = { ...DEFAULT_LIMITS, ...options.limits };
   const readiness = new Readiness(() => indexer.status());
-  const context: RelayerContext = {
+  const context: WiredContext = {
     repo,
     chain,
     domainSeparator: escrowDomainSeparator(chain.chainId, chain.escrow),
@@ -220,7 +190,7 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
   // Calls in flight, for the drain at shutdown.
   let inFlight = 0;
   let drained: (() => void) | undefined;
-  const handle = requestHandler(context);
+  const handle = createApp(context);
   const server: Server = createServer((req, res) => {
     inFlight++;
     res.once("close", () => {
@@ -305,219 +275,4 @@ async function flushVouchers(settlement: SettlementWorker): Promise<void> {
   } catch (error) {
     log.error({ err: error }, "settling signed vouchers at shutdown failed (the next start settles them)");
   }
-}
-
-/** `GET /readyz`: 200 when the relayer serves calls, else 503 naming what is missing. */
-function readyz(ctx: RelayerContext, res: ServerResponse): void {
-  const problems = ctx.readiness?.problems() ?? [];
-  const status = problems.length === 0 ? 200 : 503;
-  sendJson(res, status, { status: status === 200 ? "ready" : "not_ready", chainId: ctx.chain.chainId, indexedBlock: ctx.chainIndex.lastBlock() ?? null, problems });
-}
-
-/**
- * Browsers (the dApp) may call the API from any origin: nothing is authorized by cookies, only by the
- * session's bearer key, so a permissive CORS policy exposes nothing.
- */
-const CORS_HEADERS = {
-  "access-control-allow-origin": "*",
-  "access-control-allow-methods": "GET, POST, DELETE, OPTIONS",
-  // @x402/fetch also sends Access-Control-Expose-Headers on its paid retry.
-  "access-control-allow-headers": "authorization, content-type, payment-signature, access-control-expose-headers, idempotency-key, x-request-id",
-  "access-control-expose-headers": "payment-required, payment-response, x-request-id, retry-after, idempotent-replayed",
-  "access-control-max-age": "86400",
-};
-
-/**
- * Calls refused (503) until the chain index has caught up, and during shutdown: they serve, open or
- * close sessions by what the index says. Status reads and voucher submissions are always served.
- */
-const NEEDS_CHAIN_INDEX = new Set<Handler>([chatCompletions, openSession, closeSession, callAgent]);
-
-/**
- * The relayer's HTTP API over `ctx`: what `startRelayer` serves, and what tests call in-process.
- * Every response carries an `x-request-id` (the client's, when it sent a sane one).
- */
-export function requestHandler(ctx: RelayerContext): (req: IncomingMessage, res: ServerResponse) => void {
-  return (req, res) => {
-    void route(ctx, req, res);
-  };
-}
-
-/** A client's request id is echoed only if it is short and plain (it goes into logs and headers). */
-const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
-
-/** Each route's label for metrics and logs: its pattern, ids as `:id` (e.g. `/v1/sessions/:id/close`). */
-const ROUTE_LABELS = new Map(ROUTES.map(({ pattern }) => [pattern, pattern.source.replace(/^\^|\$$/g, "").replaceAll("\\/", "/").replaceAll("([^/]+)", ":id")]));
-/** Methods that label metrics as themselves; any other is "other" (a client must not mint series). */
-const METHOD_LABELS = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
-
-async function route(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const started = performance.now();
-  const path = (req.url ?? "/").split("?")[0];
-  const clientId = req.headers["x-request-id"];
-  const requestId = typeof clientId === "string" && CLIENT_REQUEST_ID.test(clientId) ? clientId : `req_${randomUUID().replaceAll("-", "")}`;
-  res.setHeader("x-request-id", requestId);
-  // One line and one histogram sample per request, when it ends (answered, or cut by the client).
-  const requestLog = log.child({ requestId });
-  let label = "unmatched";
-  res.once("close", () => {
-    const durationMs = performance.now() - started;
-    ctx.stats.recordRequest(METHOD_LABELS.has(req.method ?? "") ? req.method! : "other", label, res.statusCode, durationMs / 1000);
-    requestLog.info({ method: req.method, path, route: label, status: res.statusCode, durationMs: Math.round(durationMs * 10) / 10, ...(!res.writableFinished && { aborted: true }) }, "request");
-  });
-  for (const [name, value] of Object.entries(CORS_HEADERS)) res.setHeader(name, value);
-  if (req.method === "OPTIONS") {
-    const preflighted = ROUTES.find((candidate) => candidate.pattern.test(path));
-    if (preflighted !== undefined) label = ROUTE_LABELS.get(preflighted.pattern)!;
-    res.writeHead(204).end();
-    return;
-  }
-  try {
-    throttle(ctx, req);
-    const matches = ROUTES.filter((candidate) => candidate.pattern.test(path));
-    if (matches.length === 0) throw new ApiError(404, "not_found", `no route ${path}`);
-    label = ROUTE_LABELS.get(matches[0].pattern)!;
-    const routeEntry = matches.find((candidate) => candidate.method === req.method);
-    if (routeEntry === undefined) {
-      const allow = [...new Set([...matches.map((candidate) => candidate.method), "OPTIONS"])].join(", ");
-      throw new ApiError(405, "method_not_allowed", `${req.method} is not allowed on ${path} (allowed: ${allow})`, { headers: { allow } });
-    }
-    if (NEEDS_CHAIN_INDEX.has(routeEntry.handler)) ctx.readiness?.requireServing();
-    let param: string;
-    try {
-      param = decodeURIComponent(routeEntry.pattern.exec(path)?.[1] ?? "");
-    } catch {
-      throw new ApiError(400, "invalid_path", `${path} is not a valid path: a % escape is malformed`);
-    }
-    await routeEntry.handler(ctx, req, res, param);
-  } catch (error) {
-    if (error instanceof ApiError) {
-      sendError(res, withRetryAfter(error));
-      return;
-    }
-    if (chainUnavailable(error)) {
-      requestLog.error({ method: req.method, path, err: error }, "the chain's RPC is unavailable");
-      sendError(res, new ApiError(503, "chain_unavailable", "the chain's RPC is unavailable; try again shortly", { headers: { "retry-after": "5" } }));
-      return;
-    }
-    requestLog.error({ method: req.method, path, err: error }, "request failed");
-    sendError(res, new ApiError(500, "internal_error", "internal error"));
-  }
-}
-
-/**
- * Takes a token of the client IP's bucket and, when the request carries a bearer key, of the key's
- * (see `RelayerLimits`); a 429 with `Retry-After` when either is empty. The IP is the connection's
- * peer: behind a reverse proxy, every client shares the proxy's bucket (limit there, or raise this).
- */
-function throttle(ctx: RelayerContext, req: IncomingMessage): void {
-  const key = bearerToken(req);
-  const ipWait = ctx.clientLimits.ip.take(req.socket.remoteAddress ?? "unknown");
-  const keyWait = ipWait === 0 && key !== undefined ? ctx.clientLimits.key.take(key) : 0;
-  const wait = Math.max(ipWait, keyWait);
-  if (wait === 0) return;
-  const what = ipWait > 0 ? "this address" : "this API key";
-  throw new ApiError(429, "rate_limit_exceeded", `too many requests from ${what}: retry in ${wait} s`, {
-    type: "rate_limit_error",
-    headers: { "retry-after": String(wait) },
-  });
-}
-
-/** Every 429 says when to try again (a second, unless its handler knew better). */
-function withRetryAfter(error: ApiError): ApiError {
-  if (error.status !== 429 || Object.keys(error.headers).some((name) => name.toLowerCase() === "retry-after")) return error;
-  (error.headers as Record<string, string>)["retry-after"] = "1";
-  return error;
-}
-
-/** `GET /v1/models`: every model of every active served provider, grouped by name. */
-function listModels(ctx: RelayerContext, res: ServerResponse): void {
-  const byName = new Map<string, unknown[]>();
-  for (const provider of servedProviders(ctx)) {
-    for (const model of provider.models.filter((candidate) => candidate.active)) {
-      const offers = byName.get(model.name) ?? [];
-      offers.push({
-        providerId: provider.id,
-        modelId: model.id,
-        inputPricePer1K: formatUsdc(BigInt(model.inputPricePer1K)),
-        outputPricePer1K: formatUsdc(BigInt(model.outputPricePer1K)),
-        minChargePerCall: formatUsdc(BigInt(provider.minChargePerCall)),
-        contextLength: model.maxContextTokens,
-        features: provider.features.toString(),
-      });
-      byName.set(model.name, offers);
-    }
-  }
-  sendJson(res, 200, {
-    object: "list",
-    data: [...byName].map(([id, providers]) => ({ id, object: "model", created: 0, owned_by: "agentmesh", providers })),
-  });
-}
-
-function servedProviders(ctx: RelayerContext): RegisteredProvider[] {
-  return ctx.chainIndex.providers().filter((provider) => ctx.receiptSigners.serves(provider));
-}
-
-/**
- * A provider with its metrics, and `feeBps`, the escrow's current protocol fee: with the provider's
- * prices, minimum charge and receipt signer, what the terms of a session opened now must carry.
- */
-async function providerView(ctx: RelayerContext, provider: RegisteredProvider, feeBps: number) {
-  const metrics = await ctx.chainViews.metrics(provider.id);
-  return {
-    ...provider,
-    feeBps,
-    metrics: {
-      ...metrics,
-      earnings: formatUsdc(metrics.earnings),
-      averageLatencyMs: metrics.requests === 0n ? null : Number(metrics.latencyMs) / Number(metrics.requests),
-      p50LatencyMs: ctx.stats.latencyPercentile(provider.id, 50),
-      p95LatencyMs: ctx.stats.latencyPercentile(provider.id, 95),
-      outputTokensPerSecond: ctx.stats.throughput(provider.id),
-      uptimeScore: ctx.stats.uptime(provider.id),
-    },
-  };
-}
-
-async function listProviders(ctx: RelayerContext, res: ServerResponse): Promise<void> {
-  const providers = ctx.chainIndex.providers();
-  const feeBps = await ctx.chainViews.feeBps();
-  sendJson(res, 200, { object: "list", data: await Promise.all(providers.map((provider) => providerView(ctx, provider, feeBps))) });
-}
-
-async function showProvider(ctx: RelayerContext, res: ServerResponse, id: string): Promise<void> {
-  const providerId = Number(id);
-  if (!/^\d+$/.test(id) || providerId < 1) throw new ApiError(400, "invalid_provider_id", `"${id}" is not a provider id`);
-  const provider = ctx.chainIndex.provider(providerId);
-  if (provider === undefined) throw new ApiError(404, "provider_not_found", `no provider ${providerId}`);
-  sendJson(res, 200, await providerView(ctx, provider, await ctx.chainViews.feeBps()));
-}
-
-/**
- * `GET /v1/budgets/{id}`: the budget and its sessions as the indexer last saw them on-chain, each
- * with its live spend when this relayer serves it (signed and served but not yet settled).
- */
-function showBudget(ctx: RelayerContext, res: ServerResponse, id: string): void {
-  const budgetId = Number(id);
-  if (!/^\d+$/.test(id) || budgetId < 1) throw new ApiError(400, "invalid_budget_id", `"${id}" is not a budget id`);
-  const budget = ctx.chainIndex.budget(budgetId);
-  if (budget === undefined) throw new ApiError(404, "budget_not_found", `no budget ${budgetId} (as of block ${ctx.chainIndex.lastBlock()})`);
-  const sessions = ctx.chainIndex.sessionsOfBudget(budgetId).map((session) => {
-    const served = ctx.repo.getSession(session.id);
-    const spent = served?.state.cumulativeCost ?? session.settled;
-    return {
-      ...session,
-      maxSpend: formatUsdc(session.maxSpend),
-      settled: formatUsdc(session.settled),
-      spent: formatUsdc(spent > session.settled ? spent : session.settled),
-      requests: served?.state.requestCount ?? null,
-    };
-  });
-  sendJson(res, 200, {
-    ...budget,
-    available: formatUsdc(budget.available),
-    perSessionLimit: formatUsdc(budget.perSessionLimit),
-    indexedBlock: ctx.chainIndex.lastBlock(),
-    sessions,
-  });
 }

@@ -7,7 +7,7 @@ import { after, describe, it } from "node:test";
 import { INITIAL_STATE, sessionIdOf } from "@agentmesh/sdk";
 import { ApiError } from "@agentmesh/sdk/http";
 import { DEFAULT_LIMITS, ReceiptSigners, TokenBuckets, type RelayerContext } from "../src/context.ts";
-import { authenticate, keySession } from "../src/sessions.ts";
+import { authenticate, keySession } from "../src/core/sessions.ts";
 import { ChainIndex } from "../src/store/chain-index.ts";
 import { MIGRATIONS, openDatabase } from "../src/store/database.ts";
 import { Repository, hashApiKey } from "../src/store/repository.ts";

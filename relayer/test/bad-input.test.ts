@@ -9,7 +9,7 @@ import { describe, it } from "node:test";
 import { toCompactSignature } from "@agentmesh/sdk";
 import { ChainGateway } from "../src/chain.ts";
 import { ChainViewCache, type RelayerContext } from "../src/context.ts";
-import { closeServer, listen, startProvider, startRelayerApp } from "./chat-harness.ts";
+import { closeServer, listen, startProvider, startRelayerApp } from "./app-harness.ts";
 
 interface ErrorBody {
   error: { message: string; type: string; code: string; param: string | null };

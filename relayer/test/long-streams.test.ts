@@ -9,7 +9,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { describe, it } from "node:test";
 import { hashCompletionOutput } from "@agentmesh/sdk";
 import { countOutputTokens } from "@agentmesh/sdk/tokens";
-import { API_KEY, MODEL, contentChunk, sseData, startProvider, startRelayerApp } from "./chat-harness.ts";
+import { API_KEY, MODEL, contentChunk, sseData, startProvider, startRelayerApp } from "./app-harness.ts";
 
 const USAGE = { prompt_tokens: 8, completion_tokens: 3, total_tokens: 11 };
 

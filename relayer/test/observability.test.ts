@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { RelayerContext } from "../src/context.ts";
 import { configureLogger, log, redactUrlInLogs } from "../src/log.ts";
-import { API_KEY, completion, honestUsage, startProvider, startRelayerApp } from "./chat-harness.ts";
+import { API_KEY, completion, honestUsage, startProvider, startRelayerApp } from "./app-harness.ts";
 
 // Issue 12 §10 / issue 13: structured logs (pino) with request ids and no secrets; /metrics by prom-client.
 

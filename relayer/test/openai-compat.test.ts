@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import OpenAI from "openai";
-import { API_KEY, MODEL, completion, contentChunk, honestUsage, startProvider, startRelayerApp } from "./chat-harness.ts";
+import { API_KEY, MODEL, completion, contentChunk, honestUsage, startProvider, startRelayerApp } from "./app-harness.ts";
 
 const MESSAGES = [{ role: "user" as const, content: "hi" }];
 const ANSWER = "Hello there, agent.";

@@ -26,7 +26,7 @@ import {
 } from "../src/outbound.ts";
 import { startReferenceProvider } from "../src/reference-provider/server.ts";
 import { UpstreamError, callUpstream, type UpstreamOptions } from "../src/upstream.ts";
-import { forwardToAgent } from "../src/x402.ts";
+import { forwardToAgent } from "../src/core/x402.ts";
 
 /** Base mainnet: any chain but the local one. */
 const BASE = 8453;

@@ -14,7 +14,7 @@ import {
 } from "@agentmesh/sdk";
 import { ContractFunctionRevertedError, encodeErrorResult, type Hex } from "viem";
 import type { RelayerContext } from "../src/context.ts";
-import { DEFAULT_SETTLEMENT, SettlementOptionsError, SettlementWorker, settlementOptions } from "../src/settlement.ts";
+import { DEFAULT_SETTLEMENT, SettlementOptionsError, SettlementWorker, settlementOptions } from "../src/core/settlement.ts";
 import { ChainIndex } from "../src/store/chain-index.ts";
 import { openDatabase } from "../src/store/database.ts";
 import { Repository } from "../src/store/repository.ts";

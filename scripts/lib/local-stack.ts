@@ -16,7 +16,7 @@ import {
   type ReferenceProvider,
   type ReferenceProviderOptions,
 } from "../../relayer/src/reference-provider/server.ts";
-import type { SettlementOptions } from "../../relayer/src/settlement.ts";
+import type { SettlementOptions } from "../../relayer/src/core/settlement.ts";
 import { startDemoAgent } from "../../relayer/src/demo-agent.ts";
 
 const hardhatCli = path.join(path.dirname(createRequire(import.meta.url).resolve("hardhat/package.json")), "dist/src/cli.js");

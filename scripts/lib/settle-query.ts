@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Address, Hex } from "viem";
 import { GENESIS_RECEIPT_HASH, type CompactSignature, type Receipt, type SessionTerms, type VoucherState } from "../../sdk/src/index.ts";
-import { DEFAULT_SETTLEMENT } from "../../relayer/src/settlement.ts";
+import { DEFAULT_SETTLEMENT } from "../../relayer/src/core/settlement.ts";
 import { openDatabase } from "../../relayer/src/store/database.ts";
 import { Repository, type SettlementItem } from "../../relayer/src/store/repository.ts";
 

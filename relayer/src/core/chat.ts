@@ -1,6 +1,4 @@
-import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Hex } from "viem";
-import { z } from "zod";
 import {
   callCost,
   checkReceipt,
@@ -13,79 +11,91 @@ import {
   voucherDigest,
   type Receipt,
 } from "@agentmesh/sdk";
-import type { RegisteredModel, RegisteredProvider } from "./chain.ts";
-import type { RelayerContext } from "./context.ts";
-import { ApiError, badRequest, bearerToken, readJsonBody, sendJson } from "@agentmesh/sdk/http";
-import { idempotencyStore, requestHashOf, type StoredResponse } from "./store/idempotency.ts";
-import { authenticate, keySession, parseBody, receiptView, recordVoucher, sessionSignerKey, voucherSchema } from "./sessions.ts";
-import { servingRefusal } from "./serving.ts";
-import type { SessionRecord } from "./store/repository.ts";
+import type { RegisteredModel, RegisteredProvider } from "../chain.ts";
+import type { RelayerContext } from "../context.ts";
+import { ApiError } from "@agentmesh/sdk/http";
+import { idempotencyStore, requestHashOf, type StoredResponse } from "../store/idempotency.ts";
+import { receiptView, recordVoucher, sessionSignerKey, type VoucherInput } from "./sessions.ts";
+import { servingRefusal } from "../serving.ts";
+import type { SessionRecord } from "../store/repository.ts";
 import { countOutputTokens, countPromptTokens, type ChatMessage } from "@agentmesh/sdk/tokens";
-import { UpstreamError, callUpstream, type Usage, type UpstreamResult } from "./upstream.ts";
+import { UpstreamError, callUpstream, type Usage, type UpstreamResult } from "../upstream.ts";
 
 /**
- * Content parts the relayer can bound the cost of: text, and images (at their detail's bound, see
- * the SDK's token counter). Others (audio, files) would be billed by the provider beyond the credit
- * the call was given, so they are refused.
+ * Chat completions on a session: the credit bound, the serving checks, the call to the provider,
+ * billing (receipt, next state, co-signature) and Idempotency-Key replays. No HTTP: the route
+ * (routes/chat.ts) authenticates and parses the request, streams through a {@link StreamOutput} it
+ * implements over the response, and writes the {@link ChatAnswer}.
  */
-const METERED_PART_TYPES = new Set(["text", "image_url"]);
 
-const contentPartSchema = z
-  .object({ type: z.string(), text: z.string().optional() })
-  .passthrough()
-  .refine((part) => METERED_PART_TYPES.has(part.type), {
-    error: (issue) => `content part type ${JSON.stringify((issue.input as { type: unknown }).type)} is not metered: use text or image_url`,
-  });
+/**
+ * A chat request as the route validated it: the OpenAI fields the relayer reads, AgentMesh's
+ * routing fields, and any other field, passed through to the provider.
+ */
+export interface ChatRequest {
+  model: string;
+  messages: unknown[];
+  max_tokens?: number;
+  max_completion_tokens?: number;
+  stream?: boolean;
+  stream_options?: { include_usage?: boolean; [field: string]: unknown };
+  tools?: unknown[];
+  /** AgentMesh: serve with this provider only. */
+  providerId?: number;
+  /** AgentMesh: the API key's session (a key serves its own session only). */
+  sessionId?: string;
+  /** AgentMesh: the agent's voucher for the session's previous call. */
+  voucher?: VoucherInput;
+  /** AgentMesh, OpenRouter-style routing preferences, checked against the key's session. */
+  provider?: {
+    order?: number[];
+    allow_fallbacks?: boolean;
+    /** Highest acceptable prices, in USDC per 1K tokens. */
+    max_price?: { prompt?: number; completion?: number };
+    sort?: "price" | "latency";
+  };
+  [field: string]: unknown;
+}
 
-const messageSchema = z
-  .object({
-    role: z.enum(["system", "developer", "user", "assistant", "tool"]),
-    content: z.union([z.string(), z.array(contentPartSchema), z.null()], { error: "must be a string, a list of content parts or null" }).optional(),
-    name: z.string().optional(),
-    tool_calls: z.array(z.object({ function: z.object({ name: z.string(), arguments: z.string() }).passthrough() }).passthrough()).optional(),
-  })
-  .passthrough();
+/** A chat call on the session its API key opens. */
+export interface ChatCall {
+  /** The session of the request's API key (see `authenticate`). */
+  keyed: SessionRecord;
+  request: ChatRequest;
+  /** The body as sent: its messages are counted and hashed as the agent sent them. */
+  body: Record<string, unknown>;
+  /** The request's `Idempotency-Key`, already checked for shape, if it sent one. */
+  idempotencyKey: string | undefined;
+}
 
-const chatSchema = z
-  .object({
-    model: z.string().min(1, "must name a model"),
-    messages: z.array(messageSchema).min(1, "must hold at least one message"),
-    max_tokens: z.number().int().positive().optional(),
-    max_completion_tokens: z.number().int().positive().optional(),
-    stream: z.boolean().optional(),
-    /** One choice per call: a receipt meters one output. */
-    n: z.literal(1, { error: "only n = 1 is served: a call is metered for one choice" }).optional(),
-    stream_options: z.object({ include_usage: z.boolean().optional() }).passthrough().optional(),
-    temperature: z.number().min(0).max(2).optional(),
-    tools: z.array(z.unknown()).optional(),
-    tool_choice: z.unknown().optional(),
-    /** AgentMesh: serve with this provider only. */
-    providerId: z.number().int().positive().optional(),
-    /** AgentMesh: the API key's session (optional: a key serves its own session only). */
-    sessionId: z.string().regex(/^0x[0-9a-fA-F]{64}$/, "must be a session id").transform((id) => id.toLowerCase()).optional(),
-    /**
-     * AgentMesh: the agent's voucher for the session's previous call, so that one request per call
-     * suffices (instead of also posting it to /v1/sessions/{id}/vouchers). For the key's session.
-     */
-    voucher: voucherSchema.optional(),
-    /**
-     * AgentMesh, OpenRouter-style routing preferences, checked against the key's session.
-     * `allow_fallbacks` and `sort` are accepted for OpenRouter clients: a key serves one session, so
-     * the agent proxy, which holds a session per provider, is what sorts and falls back.
-     */
-    provider: z
-      .object({
-        order: z.array(z.number().int().positive()).optional(),
-        allow_fallbacks: z.boolean().optional(),
-        /** Highest acceptable prices, in USDC per 1K tokens. */
-        max_price: z.object({ prompt: z.number().nonnegative().optional(), completion: z.number().nonnegative().optional() }).optional(),
-        sort: z.enum(["price", "latency"]).optional(),
-      })
-      .optional(),
-  })
-  .passthrough();
+/**
+ * Where a streamed answer goes, with no HTTP: the route implements it over the response. Writes go
+ * out as they come (backpressure is {@link drained}'s); comments keep an idle stream alive.
+ */
+export interface StreamOutput {
+  /** The request's id, passed on to the provider. */
+  readonly requestId: string | undefined;
+  /** Runs `listener` if the client goes away before the answer is complete; returns what stops listening. */
+  onClientGone(listener: () => void): () => void;
+  /** Opens the event stream at once (status and headers), unless an answer has begun. */
+  open(): void;
+  /** Writes `text` (SSE events or comments) to the stream. */
+  write(text: string): void;
+  /** Whether the client has yet to take what was written (its buffer is full). */
+  readonly backedUp: boolean;
+  /**
+   * Undefined when the client keeps up; else resolves once it took what was buffered, or went away.
+   * A client that takes nothing for `idleTimeoutMs` is cut off: it has stopped reading.
+   */
+  drained(idleTimeoutMs: number): Promise<void> | undefined;
+}
 
-type ChatRequest = z.infer<typeof chatSchema>;
+/**
+ * What to answer once a call is done (a stream has been open since the provider's first byte):
+ * a JSON body, the stream's last events, or nothing (the client went away). `replayed` when it is
+ * a call stored under its Idempotency-Key, answered again (nothing is billed).
+ */
+export type ChatAnswer = { kind: "json"; body: unknown; replayed: boolean } | { kind: "stream"; text: string; replayed: boolean } | { kind: "none" };
 
 /** The prompt as the agent sent it, counted and hashed before the call: what its receipt commits to. */
 interface SentPrompt {
@@ -115,9 +125,6 @@ const CREDIT_REFUSAL_STATUS = {
 } as const;
 type CreditRefusal = keyof typeof CREDIT_REFUSAL_STATUS;
 
-/** An `Idempotency-Key`: printable ASCII without spaces, as Stripe and OpenAI's clients send them. */
-const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
-
 /** A call's `Idempotency-Key`: scoped to the session its API key serves (a key opens one session). */
 interface Idempotency {
   scope: Hex;
@@ -125,37 +132,27 @@ interface Idempotency {
   requestHash: Hex;
 }
 
-/** A request's `Idempotency-Key` and the hash of what it asks, or undefined when it sent none. */
-function idempotencyOf(req: IncomingMessage, body: Record<string, unknown>, sessionId: Hex): Idempotency | undefined {
-  const key = req.headers["idempotency-key"];
-  if (key === undefined) return undefined;
-  if (typeof key !== "string" || !IDEMPOTENCY_KEY.test(key)) {
-    throw badRequest("Idempotency-Key: must be 1 to 255 printable ASCII characters without spaces", "invalid_idempotency_key");
-  }
-  return { scope: sessionId, key, requestHash: requestHashOf(body) };
-}
-
-/** `POST /v1/chat/completions`. */
-export async function chatCompletions(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const keyed = authenticate(ctx, bearerToken(req));
-  const body = await readJsonBody(req, ctx.limits.maxBodyBytes);
-  const request = parseBody(chatSchema, body);
-  request.sessionId = keySession(keyed, request.sessionId); // a key serves its own session only
-  const idempotency = idempotencyOf(req, body as Record<string, unknown>, keyed.id);
+/**
+ * Serves a chat call (`POST /v1/chat/completions`) on its API key's session. A voucher it carries
+ * is stored first (even when the call is refused or replayed: it pays for a call already served).
+ * With an Idempotency-Key, a call already answered is answered again as it was (nothing billed), a
+ * key reused for another request is refused (422), and one in flight is refused (409).
+ */
+export async function completeChat(ctx: RelayerContext, { keyed, request, body, idempotencyKey }: ChatCall, output: StreamOutput): Promise<ChatAnswer> {
+  const idempotency = idempotencyKey === undefined ? undefined : { scope: keyed.id, key: idempotencyKey, requestHash: requestHashOf(body) };
   if (request.voucher !== undefined) {
     // A retried request carries a voucher already stored: that is not an error. The voucher pays for
     // a call already served, so it is kept even when this call is refused or replayed below.
     recordVoucher(ctx, keyed, request.voucher);
   }
-  if (idempotency === undefined) return serveKeyedSession(ctx, res, keyed, request, body, undefined);
+  if (idempotency === undefined) return serveKeyedSession(ctx, output, keyed, request, body, undefined);
   const store = idempotencyStore(ctx.repo);
   const stored = store.get(idempotency.scope, idempotency.key);
   if (stored !== undefined) {
     if (stored.requestHash !== idempotency.requestHash) {
       throw new ApiError(422, "idempotency_key_reused", `Idempotency-Key ${JSON.stringify(idempotency.key)} was used for another request in the last 24 hours`);
     }
-    replay(res, stored.response);
-    return;
+    return replay(stored.response);
   }
   if (!store.claim(idempotency.scope, idempotency.key)) {
     throw new ApiError(409, "idempotency_key_in_use", `a request with Idempotency-Key ${JSON.stringify(idempotency.key)} is in flight`, {
@@ -163,24 +160,17 @@ export async function chatCompletions(ctx: RelayerContext, req: IncomingMessage,
     });
   }
   try {
-    await serveKeyedSession(ctx, res, keyed, request, body, idempotency);
+    return await serveKeyedSession(ctx, output, keyed, request, body, idempotency);
   } finally {
     store.release(idempotency.scope, idempotency.key);
   }
 }
 
-/** Answers a call stored under its Idempotency-Key again, as it was answered (nothing is billed). */
-function replay(res: ServerResponse, response: StoredResponse): void {
-  if (response.kind === "json") {
-    sendJson(res, 200, response.body, { "idempotent-replayed": "true" });
-    return;
-  }
-  res.writeHead(200, { ...STREAM_HEADERS, "idempotent-replayed": "true" });
-  res.end(`data: ${JSON.stringify(response.chunk)}\n\ndata: ${JSON.stringify(response.final)}\n\n${response.done ? "data: [DONE]\n\n" : ""}`);
+/** A call stored under its Idempotency-Key, answered again as it was (a stream's output as one chunk). */
+function replay(response: StoredResponse): ChatAnswer {
+  if (response.kind === "json") return { kind: "json", body: response.body, replayed: true };
+  return { kind: "stream", text: `data: ${JSON.stringify(response.chunk)}\n\ndata: ${JSON.stringify(response.final)}\n\n${response.done ? "data: [DONE]\n\n" : ""}`, replayed: true };
 }
-
-/** Headers of a relayed stream (`x-accel-buffering`: proxies such as nginx must not buffer it). */
-const STREAM_HEADERS = { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive", "x-accel-buffering": "no" };
 
 /**
  * Serves the call on the API key's session, once the chain, the request's routing preferences and
@@ -189,12 +179,12 @@ const STREAM_HEADERS = { "content-type": "text/event-stream", "cache-control": "
  */
 async function serveKeyedSession(
   ctx: RelayerContext,
-  res: ServerResponse,
+  output: StreamOutput,
   keyed: SessionRecord,
   request: ChatRequest,
   body: unknown,
   idempotency: Idempotency | undefined,
-): Promise<void> {
+): Promise<ChatAnswer> {
   const sent = body as { messages: ChatMessage[] };
   const requestedMax = request.max_tokens ?? request.max_completion_tokens;
   if (requestedMax !== undefined && requestedMax > ctx.limits.maxTokensCap) {
@@ -232,7 +222,7 @@ async function serveKeyedSession(
   }
   ctx.busySessions.add(session.id);
   try {
-    await serve(ctx, res, request, { session, provider, model, maxTokens: credit }, prompt, session.agent, idempotency);
+    return await serve(ctx, output, request, { session, provider, model, maxTokens: credit }, prompt, idempotency);
   } catch (error) {
     if (!(error instanceof UpstreamError)) throw error;
     throw new ApiError(502, "upstream_error", `provider ${provider.id}: ${error.message}`, { type: "upstream_error" });
@@ -321,13 +311,12 @@ function largestAffordable(session: SessionRecord, promptTokens: number, remaini
  */
 async function serve(
   ctx: RelayerContext,
-  res: ServerResponse,
+  output: StreamOutput,
   request: ChatRequest,
   candidate: Candidate,
   prompt: SentPrompt,
-  agent: Hex,
   idempotency: Idempotency | undefined,
-): Promise<void> {
+): Promise<ChatAnswer> {
   // The OpenAI request minus AgentMesh's routing fields, with usage always on. An output limit the
   // client set goes out unchanged, in the field it used (newer models take only
   // max_completion_tokens); with none, max_tokens carries the one the credit check chose.
@@ -338,15 +327,12 @@ async function serve(
     ...(request.stream ? { stream_options: { ...request.stream_options, include_usage: true } } : {}),
   };
   const clientGone = new AbortController();
-  const onClose = () => {
-    if (!res.writableFinished) clientGone.abort();
-  };
-  res.on("close", onClose);
-  const keepAlive = new KeepAlive(res, ctx.limits.keepAliveIntervalMs);
+  const stopWatching = output.onClientGone(() => clientGone.abort());
+  const keepAlive = new KeepAlive(output, ctx.limits.keepAliveIntervalMs);
   const started = performance.now();
   let result: UpstreamResult;
   try {
-    const requestId = res.getHeader("x-request-id");
+    const { requestId } = output;
     result = await callUpstream(
       candidate.provider.endpoint,
       upstreamBody,
@@ -359,33 +345,27 @@ async function serve(
         // failed before its first chunk may already have sent them), then keep-alive comments
         // while it is silent: a reasoning model may think for minutes before its first token.
         onStreamStart: () => {
-          if (!res.headersSent) {
-            res.writeHead(200, STREAM_HEADERS);
-            res.flushHeaders();
-          }
+          output.open();
           keepAlive.start();
         },
         onChunk: (line) => {
-          // Node corks the socket for the rest of the tick on a response's first write, so chunks
-          // forwarded in the same tick leave in one write. (Corking it here as well broke 'drain':
-          // a corked response under backpressure never emitted it.)
-          res.write(`data: ${line}\n\n`);
+          output.write(`data: ${line}\n\n`);
           keepAlive.wrote();
         },
-        drained: () => drained(res, ctx.limits.idleTimeoutMs),
+        drained: () => output.drained(ctx.limits.idleTimeoutMs),
       },
-      typeof requestId === "string" ? { "x-request-id": requestId } : {},
+      requestId !== undefined ? { "x-request-id": requestId } : {},
     );
   } finally {
     keepAlive.stop();
-    res.off("close", onClose);
+    stopWatching();
   }
   const latencyMs = Math.max(0, Math.round(performance.now() - started));
   if (result.kind === "refused") throw new ApiError(result.status, result.error.code, result.error.message, { type: result.error.type, param: result.error.param ?? undefined });
   ctx.stats.recordUpstream(candidate.provider.id, latencyMs, result.kind === "failed" || (result.kind === "cut" && !result.clientGone));
   if (result.kind === "failed") throw new UpstreamError(result.message);
   // A whole answer whose client left before it could be sent reached nobody: it is not billed.
-  if (result.kind === "completed" && !request.stream && clientGone.signal.aborted) return;
+  if (result.kind === "completed" && !request.stream && clientGone.signal.aborted) return { kind: "none" };
   const record = bill(ctx, request, candidate, prompt, latencyMs, result);
   const cost = { amount: formatUsdc(record.receipt.cost), amountAtomic: record.receipt.cost.toString(), currency: "USDC", txHash: null };
   const extension = { cost, latencyMs, receipt: receiptView(record) };
@@ -408,9 +388,9 @@ async function serve(
   }
   if (idempotency !== undefined) idempotencyStore(ctx.repo).put(idempotency.scope, idempotency.key, { requestHash: idempotency.requestHash, receiptHash: record.hash, response });
   await ctx.repo.committed(); // the receipt is on disk before anyone is told of it
-  if (result.kind === "cut" && result.clientGone) return;
-  if (response.kind === "json") sendJson(res, 200, response.body);
-  else res.end(`data: ${JSON.stringify(response.final)}\n\n${response.done ? "data: [DONE]\n\n" : ""}`);
+  if (result.kind === "cut" && result.clientGone) return { kind: "none" };
+  if (response.kind === "json") return { kind: "json", body: response.body, replayed: false };
+  return { kind: "stream", text: `data: ${JSON.stringify(response.final)}\n\n${response.done ? "data: [DONE]\n\n" : ""}`, replayed: false };
 }
 
 /** A stream's whole output as one chunk: what an Idempotency-Key replay sends (it hashes the same). */
@@ -432,39 +412,20 @@ function outputChunk(result: Extract<UpstreamResult, { kind: "completed" | "cut"
   };
 }
 
-/**
- * Undefined when the client keeps up with the stream; else resolves once its buffer drained, or it
- * went away. A client that takes nothing for `idleTimeoutMs` is cut off: it has stopped reading.
- */
-function drained(res: ServerResponse, idleTimeoutMs: number): Promise<void> | undefined {
-  if (!res.writableNeedDrain || res.destroyed) return undefined;
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => res.destroy(), idleTimeoutMs);
-    const done = () => {
-      clearTimeout(timer);
-      res.off("drain", done);
-      res.off("close", done);
-      resolve();
-    };
-    res.on("drain", done);
-    res.on("close", done);
-  });
-}
-
 /** SSE comments to the client while a stream is silent, every `intervalMs` of silence. */
 class KeepAlive {
   private timer: NodeJS.Timeout | undefined;
-  private readonly res: ServerResponse;
+  private readonly output: StreamOutput;
   private readonly intervalMs: number;
 
-  constructor(res: ServerResponse, intervalMs: number) {
-    this.res = res;
+  constructor(output: StreamOutput, intervalMs: number) {
+    this.output = output;
     this.intervalMs = intervalMs;
   }
 
   start(): void {
     this.timer ??= setInterval(() => {
-      if (!this.res.writableNeedDrain) this.res.write(": keep-alive\n\n");
+      if (!this.output.backedUp) this.output.write(": keep-alive\n\n");
     }, this.intervalMs);
   }
 

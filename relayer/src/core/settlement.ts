@@ -1,10 +1,10 @@
 import type { Hex } from "viem";
 import { formatUsdc, type SignedVoucher } from "@agentmesh/sdk";
-import type { ContractRevert } from "./chain.ts";
-import type { RelayerContext } from "./context.ts";
+import type { ContractRevert } from "../chain.ts";
+import type { RelayerContext } from "../context.ts";
 import { SettlementRejectedError, reconcileOpens, settleNow } from "./sessions.ts";
-import type { SessionRecord, SettlementRecord } from "./store/repository.ts";
-import { log } from "./log.ts";
+import type { SessionRecord, SettlementRecord } from "../store/repository.ts";
+import { log } from "../log.ts";
 
 /** `claimEnd` of a finalized session (ComputeEscrow.FINALIZED). */
 const FINALIZED = 1;

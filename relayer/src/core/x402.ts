@@ -1,21 +1,16 @@
 import { createHash } from "node:crypto";
-import type { IncomingMessage, ServerResponse } from "node:http";
-import { decodePaymentSignatureHeader, encodePaymentRequiredHeader, encodePaymentResponseHeader } from "@x402/core/http";
 import type { PaymentPayload, PaymentRequirements, SettleResponse, SupportedResponse, VerifyResponse } from "@x402/core/types";
-import { toFacilitatorEvmSigner } from "@x402/evm";
-import { ExactEvmScheme } from "@x402/evm/exact/facilitator";
-import { encodeFunctionData, getAddress, isAddress, isHex, keccak256, publicActions, toBytes, type Address, type Hex } from "viem";
-import { z } from "zod";
+import { getAddress, isAddress, isHex, keccak256, toBytes, type Hex } from "viem";
 import { formatUsdc } from "@agentmesh/sdk";
-import { ApiError, badRequest, readJsonBody, sendJson } from "@agentmesh/sdk/http";
-import type { RelayerContext } from "./context.ts";
-import type { ListedAgent, MarketplaceGateway, TransferAuthorization } from "./marketplace.ts";
-import { PeriodicPass } from "./periodic.ts";
-import { parseBody } from "./sessions.ts";
-import { EndpointRefusedError, ResponseTooLargeError, readCapped, readHead, type EndpointUrl } from "./outbound.ts";
-import type { SentTx } from "./tx-manager.ts";
-import { PaymentLocks, type PaymentKind, type PaymentRecord } from "./store/agent-payments.ts";
-import { log } from "./log.ts";
+import { ApiError } from "@agentmesh/sdk/http";
+import type { RelayerContext } from "../context.ts";
+import type { ListedAgent, TransferAuthorization } from "../marketplace.ts";
+import { PeriodicPass } from "../periodic.ts";
+import { EndpointRefusedError, ResponseTooLargeError, readCapped, readHead, type EndpointUrl } from "../outbound.ts";
+import type { SentTx, TxRequest } from "../tx-manager.ts";
+import type { MarketplacePort } from "./chain-port.ts";
+import { PaymentLocks, type PaymentKind, type PaymentRecord } from "../store/agent-payments.ts";
+import { log } from "../log.ts";
 
 /**
  * Agents sold per call over x402 (protocol version 2), with the relayer as its own facilitator.
@@ -40,6 +35,9 @@ import { log } from "./log.ts";
  * The facilitator API is served as well: `GET /x402/supported`, `POST /x402/verify`, and
  * `POST /x402/settle` (settling only payments to AgentMesh agents, since the relayer pays the gas),
  * under the same lock: one authorization sends at most one transaction at a time.
+ *
+ * This module holds the rules, with no HTTP: the routes (routes/x402.ts) read the headers
+ * (`PAYMENT-SIGNATURE`), call {@link callAgent} or the {@link X402Gateway}, and write the answer.
  */
 
 /** How long a payment authorization may take to settle after it is signed. */
@@ -54,7 +52,7 @@ const RECONCILE_BATCH = 100;
 /** How long a call's answer is kept for retries of its payment once the payment is resolved. */
 const ANSWER_RETENTION_MS = 24 * 3_600_000;
 /** What a payer is told to wait before retrying a payment in flight or pending. */
-const RETRY_AFTER_SECONDS = 2;
+export const RETRY_AFTER_SECONDS = 2;
 
 /**
  * Where the transfer of a payment stands after an attempt to settle it:
@@ -98,20 +96,17 @@ export class MalformedPaymentError extends Error {
 
 export class X402Gateway {
   private readonly ctx: RelayerContext;
-  private readonly marketplace: MarketplaceGateway;
-  private readonly scheme: ExactEvmScheme;
+  private readonly marketplace: MarketplacePort;
   private readonly payments: PaymentLocks;
   /** Payments held in this process, by `payer:nonce`: a second user of one joins the first. */
   private readonly inFlight = new Map<string, InFlight>();
   private readonly reconciler: PeriodicPass<{ settled: number; failed: number; pending: number }>;
   readonly network: `eip155:${number}`;
 
-  constructor(ctx: RelayerContext, marketplace: MarketplaceGateway) {
+  constructor(ctx: RelayerContext, marketplace: MarketplacePort) {
     this.ctx = ctx;
     this.marketplace = marketplace;
     this.network = `eip155:${ctx.chain.chainId}`;
-    const client = ctx.chain.walletClient.extend(publicActions);
-    this.scheme = new ExactEvmScheme(toFacilitatorEvmSigner({ ...client, address: ctx.chain.account.address } as never));
     this.payments = new PaymentLocks(ctx.repo);
     this.reconciler = new PeriodicPass("x402 settlement reconciliation", RECONCILE_INTERVAL_MS, () => this.reconcilePass());
   }
@@ -155,7 +150,7 @@ export class X402Gateway {
 
   /** Checks `payload` against `requirements` without settling it (read-only). */
   verify(payload: PaymentPayload, requirements: PaymentRequirements): Promise<VerifyResponse> {
-    return this.scheme.verify(payload, requirements);
+    return this.marketplace.verifyPayment(payload, requirements);
   }
 
   /**
@@ -287,7 +282,7 @@ export class X402Gateway {
     const key = this.key(payment);
     let request;
     try {
-      request = await this.marketplace.simulatePayment(agent.id, payment.authorization, payment.signature);
+      request = await this.marketplace.preparePayment(agent.id, payment.authorization, payment.signature);
     } catch (error) {
       // Refused by the chain: used meanwhile (then it is paid), or it cannot be paid (nothing is charged).
       if (await this.marketplace.authorizationUsed(payment.authorization.from, payment.authorization.nonce).catch(() => false)) {
@@ -320,18 +315,8 @@ export class X402Gateway {
    * (which owns the gas account's nonces, re-broadcasts and bumps it); `recorded` runs in the same
    * database transaction that records it. The one place the facilitator broadcasts a transaction.
    */
-  private sendPayment(request: Awaited<ReturnType<MarketplaceGateway["simulatePayment"]>>, recorded: (sent: SentTx) => void): Promise<SentTx> {
-    const data = encodeFunctionData({ abi: request.abi, functionName: request.functionName, args: request.args });
-    return this.ctx.chain.transactions.send("payWithAuthorization", { to: request.address, data }, recorded);
-  }
-
-  /** The receipt status of `hash`, or "unknown" when the chain has no receipt for it (yet). */
-  private async statusOf(hash: Hex): Promise<"success" | "reverted" | "unknown"> {
-    try {
-      return (await this.ctx.chain.publicClient.getTransactionReceipt({ hash })).status;
-    } catch {
-      return "unknown";
-    }
+  private sendPayment(request: TxRequest, recorded: (sent: SentTx) => void): Promise<SentTx> {
+    return this.ctx.chain.transactions.send("payWithAuthorization", request, recorded);
   }
 
   /**
@@ -345,7 +330,7 @@ export class X402Gateway {
     const { from, nonce, validBefore } = payment.authorization;
     const key = this.key(payment);
     try {
-      const status = record.txHash === null ? "none" : await this.statusOf(record.txHash);
+      const status = record.txHash === null ? "none" : await this.ctx.chain.receiptStatus(record.txHash);
       if (await this.marketplace.authorizationUsed(from, nonce)) {
         return this.settled(key, status === "success" ? record.txHash : ((await this.marketplace.authorizationTx(from, nonce)) ?? record.txHash));
       }
@@ -357,8 +342,7 @@ export class X402Gateway {
       if (status === "success" || (record.txHash !== null && (await this.knownTransaction(record.txHash)))) {
         return { state: "pending", transaction: record.txHash };
       }
-      const block = await this.ctx.chain.publicClient.getBlock({ blockTag: "latest" });
-      if (block.timestamp >= validBefore) {
+      if ((await this.ctx.chain.latestBlockTime()) >= validBefore) {
         const message = "the payment's authorization expired before its transfer mined; nothing was charged";
         this.payments.failed(key, message);
         return { state: "failed", reason: "settlement_failed", message };
@@ -378,12 +362,7 @@ export class X402Gateway {
    */
   private async knownTransaction(hash: Hex): Promise<boolean> {
     if (this.ctx.chain.transactions.inFlight().some((tx) => tx.hashes.includes(hash))) return true;
-    try {
-      await this.ctx.chain.publicClient.getTransaction({ hash });
-      return true;
-    } catch {
-      return false;
-    }
+    return this.ctx.chain.knowsTransaction(hash);
   }
 
   private settled(key: { payer: Hex; nonce: Hex }, transaction: Hex | null): SettlementOutcome {
@@ -439,12 +418,17 @@ function sameUse(
   return undefined;
 }
 
-function pendingMessage(transaction: Hex | null): string {
+/** What a payer whose payment's transfer is pending is told (answered 409 `payment_pending`, never 402). */
+export function pendingMessage(transaction: Hex | null): string {
   return `the payment's transfer ${transaction ?? "(hash unknown)"} has not mined yet; it may still: retry with the same payment to get the result (it is never charged twice)`;
 }
 
-/** The EIP-3009 authorization and signature inside an `exact` payload, checked for shape. */
-function exactPayment(payload: PaymentPayload): ExactPayment {
+/**
+ * The EIP-3009 authorization and signature inside an `exact` payload, checked for shape.
+ *
+ * @throws {MalformedPaymentError} when it has none.
+ */
+export function exactPayment(payload: PaymentPayload): ExactPayment {
   const inner = (payload as { payload?: unknown }).payload as { authorization?: Record<string, unknown>; signature?: unknown } | undefined;
   const raw = inner?.authorization;
   const signature = inner?.signature;
@@ -480,87 +464,52 @@ function exactPayment(payload: PaymentPayload): ExactPayment {
   return { authorization, signature, authorizationHash };
 }
 
-function requireX402(ctx: RelayerContext): X402Gateway {
+/** The x402 gateway, or a 404 when the relayer serves no marketplace. */
+export function requireX402(ctx: RelayerContext): X402Gateway {
   if (ctx.x402 === undefined) throw new ApiError(404, "agents_unavailable", "this relayer is not configured with an agent marketplace");
   return ctx.x402;
 }
 
-async function listedAgent(ctx: RelayerContext, id: string): Promise<ListedAgent> {
-  if (!/^\d+$/.test(id) || Number(id) < 1) throw badRequest(`"${id}" is not an agent id`, "invalid_agent_id");
-  const agent = await ctx.marketplace!.agent(Number(id));
+/** Agent `id`'s listing, or a 404. */
+export async function listedAgent(ctx: RelayerContext, id: number): Promise<ListedAgent> {
+  const agent = await ctx.marketplace!.agent(id);
   if (agent === undefined) throw new ApiError(404, "agent_not_found", `no agent ${id}`);
   return agent;
 }
 
-function agentView(agent: ListedAgent, relayerUrl: string) {
+/** A listing as the API shows it, with its paid URL at `relayerUrl`. */
+export function agentView(agent: ListedAgent, relayerUrl: string) {
   return { ...agent, pricePerCall: formatUsdc(agent.pricePerCall), pricePerCallAtomic: agent.pricePerCall.toString(), url: `${relayerUrl}/agents/${agent.id}` };
 }
 
-/** `GET /v1/agents`: every listing, with its paid URL. */
-export async function listAgents(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+/** Every listing, with its paid URL at `relayerUrl`. */
+export async function listAgents(ctx: RelayerContext, relayerUrl: string) {
   requireX402(ctx);
   const agents = await ctx.marketplace!.agentList();
-  sendJson(res, 200, { object: "list", data: agents.map((agent) => agentView(agent, origin(req))) });
+  return { object: "list", data: agents.map((agent) => agentView(agent, relayerUrl)) };
 }
 
-/** `GET /v1/agents/{id}`. */
-export async function showAgent(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
-  requireX402(ctx);
-  sendJson(res, 200, agentView(await listedAgent(ctx, id), origin(req)));
+/**
+ * Whether `agent` runs a new call: a paused or retired agent, or one whose endpoint is refused, is
+ * not offered for payment and runs no new call (409, or 502 `agent_endpoint_refused`).
+ */
+export function requireRunnable(ctx: Pick<RelayerContext, "outbound">, agent: ListedAgent): void {
+  if (agent.status !== "active") throw new ApiError(409, `agent_${agent.status}`, `agent ${agent.id} is ${agent.status}`);
+  agentUrl(ctx, agent);
 }
 
-function origin(req: IncomingMessage): string {
-  return `http://${req.headers.host ?? "127.0.0.1"}`;
-}
-
-/** `POST /agents/{id}`: a paid call (see the module comment). */
-export async function callAgent(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
-  const x402 = requireX402(ctx);
-  const agent = await listedAgent(ctx, id);
-  // A paused or retired agent, or one whose endpoint is refused, is not offered for payment and
-  // runs no new call; a payment that already bought an answer still gets it (checked at the run).
-  const runnable = () => {
-    if (agent.status !== "active") throw new ApiError(409, `agent_${agent.status}`, `agent ${agent.id} is ${agent.status}`);
-    agentUrl(ctx, agent);
-  };
-  const body = await readJsonBody(req, ctx.limits.maxBodyBytes);
-  const requirements = await x402.requirements(agent);
-  const resource = { url: `${origin(req)}/agents/${agent.id}`, description: agent.name, mimeType: "application/json" };
-  const paymentRequired = (error: string, message: string) => {
-    res.setHeader("payment-required", encodePaymentRequiredHeader({ x402Version: 2, error, resource, accepts: [requirements] }));
-    return new ApiError(402, error, message, { type: "payment_required" });
-  };
-  const header = req.headers["payment-signature"];
-  if (typeof header !== "string") {
-    runnable();
-    throw paymentRequired("payment_required", `agent ${agent.id} costs ${formatUsdc(agent.pricePerCall)} USDC per call: pay with x402 (PAYMENT-SIGNATURE)`);
-  }
-  let payload: PaymentPayload;
-  try {
-    payload = decodePaymentSignatureHeader(header);
-    exactPayment(payload);
-  } catch {
-    throw paymentRequired("invalid_payment", "PAYMENT-SIGNATURE is not a base64-encoded x402 `exact` payment payload");
-  }
+/**
+ * A paid call to `agent` with `payload` (an `exact` payment, see {@link exactPayment}) for request
+ * `body`: the agent runs once for the payment, which settles only if it answered (see the module
+ * comment). A payment that already bought an answer to this same body gets it again, even from an
+ * agent paused since.
+ */
+export function callAgent(ctx: RelayerContext, agent: ListedAgent, requirements: PaymentRequirements, payload: PaymentPayload, body: unknown): Promise<CallOutcome> {
   const requestHash = createHash("sha256").update(JSON.stringify(body)).digest("hex");
-  const outcome = await x402.call(agent, requirements, payload, requestHash, () => {
-    runnable();
+  return requireX402(ctx).call(agent, requirements, payload, requestHash, () => {
+    requireRunnable(ctx, agent);
     return forwardToAgent(ctx, agent, body);
   });
-  switch (outcome.state) {
-    case "served":
-      res.setHeader("payment-response", encodePaymentResponseHeader(outcome.settlement));
-      res.writeHead(200, { "content-type": "application/json" });
-      res.end(outcome.answer);
-      return;
-    case "failed":
-      throw paymentRequired(outcome.reason, outcome.message);
-    case "pending":
-      throw new ApiError(409, "payment_pending", pendingMessage(outcome.transaction), { headers: { "retry-after": String(RETRY_AFTER_SECONDS) } });
-    case "conflict":
-      if (outcome.code === "payment_answer_expired") throw new ApiError(410, outcome.code, outcome.message);
-      throw new ApiError(409, outcome.code, outcome.message, outcome.code === "payment_in_flight" ? { headers: { "retry-after": String(RETRY_AFTER_SECONDS) } } : {});
-  }
 }
 
 function endpointRefused(agent: ListedAgent, error: EndpointRefusedError): ApiError {
@@ -615,44 +564,4 @@ export async function forwardToAgent(ctx: Pick<RelayerContext, "outbound">, agen
     throw upstreamError("agent_error", `agent ${agent.id} did not answer JSON; the payment was not settled`);
   }
   return text;
-}
-
-const facilitatorRequest = z.object({
-  x402Version: z.literal(2),
-  paymentPayload: z.object({ x402Version: z.literal(2), accepted: z.record(z.string(), z.unknown()), payload: z.record(z.string(), z.unknown()) }).passthrough(),
-  paymentRequirements: z
-    .object({
-      scheme: z.string(),
-      network: z.string(),
-      asset: z.string(),
-      amount: z.string(),
-      payTo: z.string(),
-      maxTimeoutSeconds: z.number(),
-      extra: z.record(z.string(), z.unknown()),
-    })
-    .passthrough(),
-});
-
-async function readFacilitatorRequest(ctx: RelayerContext, req: IncomingMessage) {
-  const request = parseBody(facilitatorRequest, await readJsonBody(req, ctx.limits.maxBodyBytes));
-  return { payload: request.paymentPayload as unknown as PaymentPayload, requirements: request.paymentRequirements as unknown as PaymentRequirements };
-}
-
-/** `GET /x402/supported`. */
-export function facilitatorSupported(ctx: RelayerContext, _req: IncomingMessage, res: ServerResponse): void {
-  sendJson(res, 200, requireX402(ctx).supported());
-}
-
-/** `POST /x402/verify`: 200 with `isValid` either way, as facilitators answer. */
-export async function facilitatorVerify(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const x402 = requireX402(ctx);
-  const { payload, requirements } = await readFacilitatorRequest(ctx, req);
-  sendJson(res, 200, await x402.verify(payload, requirements));
-}
-
-/** `POST /x402/settle`. */
-export async function facilitatorSettle(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const x402 = requireX402(ctx);
-  const { payload, requirements } = await readFacilitatorRequest(ctx, req);
-  sendJson(res, 200, await x402.settle(payload, requirements));
 }

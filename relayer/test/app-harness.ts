@@ -1,7 +1,7 @@
 /**
- * The relayer's HTTP API in-process over real parts — SQLite in memory, the outbound HTTP client of
- * the local chain, a test-local provider on 127.0.0.1 — with one open session of the fixtures'
- * agent, indexed as open on-chain. No chain: chat calls never need one.
+ * The relayer's app (`createApp(deps)`, app.ts) in-process over real parts — SQLite in memory, the
+ * outbound HTTP client of the local chain, a test-local provider on 127.0.0.1 — and a fake chain
+ * (fake-chain.ts), with one open session of the fixtures' agent, indexed as open on-chain.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -9,14 +9,16 @@ import { countOutputTokens, countPromptTokens, type ChatMessage } from "@agentme
 import { INITIAL_STATE, escrowDomainSeparator, sessionIdOf, type SessionTerms } from "@agentmesh/sdk";
 import type { Hex } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
+import { createApp } from "../src/app.ts";
 import type { RegisteredProvider } from "../src/chain.ts";
-import { DEFAULT_LIMITS, RateLimiter, ReceiptSigners, TokenBuckets, type RelayerContext, type RelayerLimits } from "../src/context.ts";
+import { ChainViewCache, DEFAULT_LIMITS, RateLimiter, ReceiptSigners, TokenBuckets, type RelayerContext, type RelayerLimits } from "../src/context.ts";
+import { X402Gateway } from "../src/core/x402.ts";
 import { OutboundHttp, outboundPolicy } from "../src/outbound.ts";
-import { requestHandler } from "../src/server.ts";
 import { ProviderStats } from "../src/stats.ts";
 import { ChainIndex } from "../src/store/chain-index.ts";
 import { openDatabase } from "../src/store/database.ts";
 import { Repository } from "../src/store/repository.ts";
+import { ESCROW, FakeChain, FakeMarketplace } from "./fake-chain.ts";
 import { registeredProvider, sessionTerms } from "./fixtures.ts";
 
 export const API_KEY = "am_test-key";
@@ -82,11 +84,12 @@ export const completion = (content: string, usage: Record<string, unknown>) => (
 
 /**
  * A relayer over `providerUrl` with one session of the fixtures' agent (API key {@link API_KEY}),
- * provider 1 serving {@link MODEL}; `limits` override the defaults.
+ * provider 1 serving {@link MODEL}, on a {@link FakeChain} (`chain`); `limits` override the
+ * defaults. With `agents`, it serves an agent marketplace (a {@link FakeMarketplace}) over x402.
  */
 export async function startRelayerApp(
   providerUrl: string,
-  options: { limits?: Partial<RelayerLimits>; terms?: Partial<SessionTerms>; provider?: Partial<RegisteredProvider> } = {},
+  options: { limits?: Partial<RelayerLimits>; terms?: Partial<SessionTerms>; provider?: Partial<RegisteredProvider>; agents?: boolean } = {},
 ) {
   const signerKey = generatePrivateKey();
   const signer = privateKeyToAccount(signerKey).address;
@@ -103,26 +106,38 @@ export async function startRelayerApp(
   chainIndex.openSession({ id: sessionId, budgetId: 1, agent: terms.agent, providerId: 1, maxSpend: terms.maxSpend, claimEnd: terms.deadline + 86_400 }, 10);
   chainIndex.observeHead(10, now, Date.now());
   const limits = { ...DEFAULT_LIMITS, ...options.limits };
-  const context = {
+  const chain = new FakeChain();
+  chain.sessions.set(sessionId, { settled: 0n, sequence: 0, claimEnd: terms.deadline + 86_400 });
+  const context: RelayerContext = {
     repo,
     chainIndex,
-    chain: { chainId: 31337 },
-    domainSeparator: escrowDomainSeparator(31337, "0x5FbDB2315678afecb367f032d93F642f64180aa3"),
+    chain,
+    domainSeparator: escrowDomainSeparator(chain.chainId, ESCROW),
     receiptSigners: new ReceiptSigners([signerKey]),
     limits,
     clientLimits: { ip: new TokenBuckets(limits.ipRateLimit), key: new TokenBuckets(limits.keyRateLimit) },
+    chainViews: new ChainViewCache(chain, chainIndex, limits.chainViewCacheMs),
     busySessions: new Set<Hex>(),
     stats: new ProviderStats(),
     rateLimiter: new RateLimiter(),
-    outbound: new OutboundHttp(outboundPolicy(31337)),
-  } as unknown as RelayerContext;
-  const server = createServer(requestHandler(context));
+    outbound: new OutboundHttp(outboundPolicy(chain.chainId)),
+  };
+  const marketplace = options.agents ? new FakeMarketplace(chain) : undefined;
+  if (marketplace !== undefined) {
+    context.marketplace = marketplace;
+    context.x402 = new X402Gateway(context, marketplace);
+  }
+  const server = createServer(createApp(context));
   const port = await listen(server);
   const url = `http://127.0.0.1:${port}`;
   return {
     url,
     context,
     repo,
+    chainIndex,
+    chain,
+    marketplace,
+    signer,
     sessionId,
     terms,
     /** `POST /v1/chat/completions` with the session's key (or `headers` given). */

@@ -1,7 +1,5 @@
 import { randomBytes } from "node:crypto";
-import type { IncomingMessage, ServerResponse } from "node:http";
-import { BaseError, ContractFunctionRevertedError, getAddress, isAddress, recoverMessageAddress, type Hex } from "viem";
-import { z } from "zod";
+import { BaseError, ContractFunctionRevertedError, recoverMessageAddress, type Hex } from "viem";
 import {
   INITIAL_STATE,
   formatUsdc,
@@ -16,51 +14,26 @@ import {
   type SignedVoucher,
   type VoucherState,
 } from "@agentmesh/sdk";
-import { contractRevert, type ContractRevert } from "./chain.ts";
-import { chainUnavailable } from "./chain-errors.ts";
-import type { RelayerContext } from "./context.ts";
+import { contractRevert, type ContractRevert } from "../chain.ts";
+import { chainUnavailable } from "../chain-errors.ts";
+import type { RelayerContext } from "../context.ts";
 import { reconcileSettlement } from "./settlement.ts";
-import { TxPendingError, type TxRequest } from "./tx-manager.ts";
-import { ApiError, badRequest, bearerToken, readJsonBody, sendJson } from "@agentmesh/sdk/http";
-import { servingRefusal } from "./serving.ts";
-import type { ReceiptRecord, SessionRecord } from "./store/repository.ts";
-import { log } from "./log.ts";
+import { TxPendingError, type TxRequest } from "../tx-manager.ts";
+import { ApiError, badRequest } from "@agentmesh/sdk/http";
+import { servingRefusal } from "../serving.ts";
+import type { ReceiptRecord, SessionRecord } from "../store/repository.ts";
+import { log } from "../log.ts";
 
-const hex32 = z.string().regex(/^0x[0-9a-fA-F]{64}$/, "must be 0x-prefixed 32-byte hex").transform((value) => value.toLowerCase() as Hex);
-const uint = (bits: number) =>
-  z
-    .union([z.number().int().nonnegative(), z.string().regex(/^\d+$/, "must be a non-negative integer")])
-    .transform((value) => BigInt(value))
-    .refine((value) => value < 1n << BigInt(bits), `must fit in uint${bits}`);
-const uint32 = uint(32).transform(Number);
-const address = z.string().refine(isAddress, "must be an address").transform((value) => getAddress(value));
-const signatureSchema = z.object({ r: hex32, yParityAndS: hex32 });
-const termsSchema = z.object({
-  agent: address,
-  budgetId: uint(64),
-  providerId: uint32,
-  modelId: uint32,
-  receiptSigner: address,
-  inputPricePer1K: uint32,
-  outputPricePer1K: uint32,
-  minChargePerCall: uint32,
-  feeBps: uint(16).transform(Number),
-  maxSpend: uint(64),
-  deadline: uint32,
-  salt: uint(64),
-});
+/**
+ * Sessions: opening one from the agent's signed terms, its API key, vouchers, the cooperative close,
+ * and the views of its state, receipts and settlement. No HTTP: the routes (routes/sessions.ts)
+ * parse the requests and call these; errors are `ApiError`s (the wire protocol's code and status).
+ */
 
-const openSchema = z.object({ terms: termsSchema, signature: signatureSchema });
-/** The agent's signature of the state after call `sequence` (posted alone, or with the next chat request). */
-export const voucherSchema = z.object({ sequence: z.number().int().positive(), signature: signatureSchema });
-const closeSchema = z.object({ signature: signatureSchema });
-
-/** Parses `value` with `schema`, or throws a 400 naming every bad field. */
-export function parseBody<T>(schema: z.ZodType<T>, value: unknown): T {
-  const result = schema.safeParse(value);
-  if (result.success) return result.data;
-  const fields = result.error.issues.map((issue) => `${issue.path.join(".") || "body"}: ${issue.message}`);
-  throw badRequest(`invalid request: ${fields.join("; ")}`);
+/** The agent's voucher for call `sequence`: its signature of the session's state after that call. */
+export interface VoucherInput {
+  sequence: number;
+  signature: CompactSignature;
 }
 
 /** The custom error name of a reverted contract call, for a useful 4xx message. */
@@ -139,13 +112,12 @@ function sessionView(ctx: RelayerContext, session: SessionRecord, receipts: Rece
 }
 
 /**
- * `POST /v1/sessions`: opens a session on-chain with the agent's signature; returns its API key,
- * which opens this session only (see {@link authenticate}). The
- * terms must name a receipt signer this relayer holds; the escrow checks the rest (prices, signer and
- * fee as the chain has them now).
+ * Opens a session on-chain with the agent's signature (`POST /v1/sessions`); returns its API key,
+ * which opens this session only (see {@link authenticate}). The terms must name a receipt signer
+ * this relayer holds; the escrow checks the rest (prices, signer and fee as the chain has them now).
+ * The open is simulated before anything is recorded, and recorded before it is sent.
  */
-export async function openSession(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const { terms, signature } = parseBody(openSchema, await readJsonBody(req, ctx.limits.maxBodyBytes));
+export async function openSession(ctx: RelayerContext, { terms, signature }: { terms: SessionTerms; signature: CompactSignature }) {
   if (ctx.receiptSigners.keyOf(terms.receiptSigner) === undefined) {
     throw badRequest(`receipt signer ${terms.receiptSigner} is not one of this relayer's: it cannot co-sign the session`, "unknown_receipt_signer");
   }
@@ -193,7 +165,7 @@ export async function openSession(ctx: RelayerContext, req: IncomingMessage, res
     recordOpened(ctx, sessionId, terms, model.name, openTx);
     ctx.repo.addSessionKey(apiKey, sessionId);
   });
-  sendJson(res, 201, { sessionId, apiKey, model: model.name, providerId: terms.providerId, openTxHash: openTx });
+  return { sessionId, apiKey, model: model.name, providerId: terms.providerId, openTxHash: openTx };
 }
 
 /** Sends the simulated open of `sessionId` (already recorded) and waits for it; its transaction hash. */
@@ -273,53 +245,33 @@ export function sessionSignerKey(ctx: RelayerContext, session: SessionRecord): H
   return key;
 }
 
-export function requireSession(ctx: RelayerContext, id: string): SessionRecord {
-  const parsed = hex32.safeParse(id);
-  if (!parsed.success) throw badRequest(`"${id}" is not a session id (0x-prefixed 32-byte hex)`, "invalid_session_id");
-  const session = ctx.repo.getSession(parsed.data);
-  if (session === undefined) throw new ApiError(404, "session_not_found", `no session ${parsed.data}`);
+/** Session `id` as this relayer records it, or a 404. */
+export function requireSession(ctx: RelayerContext, id: Hex): SessionRecord {
+  const session = ctx.repo.getSession(id);
+  if (session === undefined) throw new ApiError(404, "session_not_found", `no session ${id}`);
   return session;
 }
 
-/** Receipts per page of `GET /v1/sessions/{id}`: by default, and at most. */
-export const RECEIPT_PAGE = { default: 100, max: 200 } as const;
-
-const pageSchema = z.object({
-  after: z.string().regex(/^\d{1,10}$/, "must be a receipt sequence").transform(Number).default(0),
-  limit: z
-    .string()
-    .regex(/^\d{1,4}$/, "must be a whole number")
-    .transform(Number)
-    .refine((limit) => limit >= 1 && limit <= RECEIPT_PAGE.max, `must be 1 to ${RECEIPT_PAGE.max}`)
-    .default(RECEIPT_PAGE.default),
-});
-
 /**
- * `GET /v1/sessions/{id}?after={sequence}&limit={n}`: cumulative totals, settlement, and one page of
- * receipts (those after `after`, in order; `nextAfter` is the cursor of the next page, or null).
- * Authorized by the session's API key or a read signature (see {@link authorizeRead}).
+ * A session's status for `reader` (`GET /v1/sessions/{id}`): cumulative totals, settlement, and one
+ * page of receipts (those after `after`, in order; `nextAfter` is the cursor of the next page, or
+ * null). Only the agent sees the output delivered on a call it has not signed.
  */
-export async function sessionStatus(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
-  const session = requireSession(ctx, id);
-  const reader = await authorizeRead(ctx, req, session);
-  const query = new URL(req.url ?? "/", "http://relayer").searchParams;
-  const { after, limit } = parseBody(pageSchema, { after: query.get("after") ?? undefined, limit: query.get("limit") ?? undefined });
+export function sessionPage(ctx: RelayerContext, session: SessionRecord, { after, limit }: { after: number; limit: number }, reader: "agent" | "creator") {
   const receipts = ctx.repo.receiptsAfter(session.id, after, limit + 1);
   const nextAfter = receipts.length > limit ? receipts[limit - 1].receipt.sequence : null;
-  sendJson(res, 200, { ...sessionView(ctx, session, receipts.slice(0, limit), reader === "agent"), receiptsPage: { after, limit, nextAfter } });
+  return { ...sessionView(ctx, session, receipts.slice(0, limit), reader === "agent"), receiptsPage: { after, limit, nextAfter } };
 }
 
-/** `GET /v1/receipts/{hash}`: the receipt, its verification and its settlement. */
-export async function receiptStatus(ctx: RelayerContext, res: ServerResponse, hash: string): Promise<void> {
-  const parsed = hex32.safeParse(hash);
-  if (!parsed.success) throw badRequest(`"${hash}" is not a receipt hash (0x-prefixed 32-byte hex)`, "invalid_receipt_hash");
-  const record = ctx.repo.getReceipt(parsed.data);
-  if (record === undefined) throw new ApiError(404, "receipt_not_found", `no receipt ${parsed.data}`);
+/** Receipt `hash` (`GET /v1/receipts/{hash}`): the receipt, its verification and its settlement; a 404 when unknown. */
+export function receiptStatus(ctx: RelayerContext, hash: Hex) {
+  const record = ctx.repo.getReceipt(hash);
+  if (record === undefined) throw new ApiError(404, "receipt_not_found", `no receipt ${hash}`);
   const session = ctx.repo.getSession(record.receipt.sessionId)!;
   const digest = voucherDigest(ctx.domainSeparator, session.id, record.state);
   const providerSigner = recoverDigestSigner(digest, record.providerSignature);
   const agentSigner = record.agentSignature && recoverDigestSigner(digest, record.agentSignature);
-  sendJson(res, 200, {
+  return {
     receipt: receiptView(record),
     verification: {
       providerSignatureValid: providerSigner === session.terms.receiptSigner,
@@ -327,18 +279,19 @@ export async function receiptStatus(ctx: RelayerContext, res: ServerResponse, ha
       chainsTo: record.receipt.previousHash,
     },
     settlementTxHash: record.settlementTx,
-  });
+  };
 }
 
-/** `POST /v1/sessions/{id}/vouchers`: the agent's signature of the state after a served call. */
-export async function submitVoucher(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
-  const session = requireSession(ctx, id);
-  const voucher = parseBody(voucherSchema, await readJsonBody(req, ctx.limits.maxBodyBytes));
+/**
+ * Stores the agent's voucher for a served call of `session` (`POST /v1/sessions/{id}/vouchers`),
+ * once it is on disk; a 409 when it is stale (see {@link recordVoucher}).
+ */
+export async function submitVoucher(ctx: RelayerContext, session: SessionRecord, voucher: VoucherInput) {
   if (!recordVoucher(ctx, session, voucher)) {
     throw new ApiError(409, "stale_voucher", `voucher ${voucher.sequence} is stale: the agent already signed up to ${session.signedSequence}`);
   }
   await ctx.repo.committed();
-  sendJson(res, 200, { sessionId: session.id, signedSequence: voucher.sequence });
+  return { sessionId: session.id, signedSequence: voucher.sequence };
 }
 
 /**
@@ -346,7 +299,7 @@ export async function submitVoucher(ctx: RelayerContext, req: IncomingMessage, r
  * nothing, when a voucher at or after that sequence is already stored; throws when the sequence has
  * no receipt or the signature is not the session agent's.
  */
-export function recordVoucher(ctx: RelayerContext, session: SessionRecord, { sequence, signature }: z.infer<typeof voucherSchema>): boolean {
+export function recordVoucher(ctx: RelayerContext, session: SessionRecord, { sequence, signature }: VoucherInput): boolean {
   if (sequence <= session.signedSequence) return false;
   // Usually the voucher is for the latest call, whose state is the session's: no receipt read.
   const state = sequence === session.state.sequence ? session.state : ctx.repo.receiptAt(session.id, sequence)?.state;
@@ -369,15 +322,13 @@ function requireAgentSignature(ctx: RelayerContext, session: SessionRecord, stat
 }
 
 /**
- * `POST /v1/sessions/{id}/close`: cooperative close. The agent signs the final state (the latest
+ * Cooperative close (`POST /v1/sessions/{id}/close`). The agent signs the final state (the latest
  * state with the next sequence and isFinal); the provider co-signs and the escrow finalizes at once.
  * A session that no longer serves (closing, expired, its provider inactive or its signer rotated)
  * still closes this way until it is finalized: the final state pays nothing the agent has not
  * signed, and the unused lock returns to the budget without waiting out a challenge window.
  */
-export async function closeSession(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
-  const session = requireSession(ctx, id);
-  const { signature } = parseBody(closeSchema, await readJsonBody(req, ctx.limits.maxBodyBytes));
+export async function closeSession(ctx: RelayerContext, session: SessionRecord, signature: CompactSignature) {
   if (session.status === "closed") throw new ApiError(409, "session_closed", `session ${session.id} is already closed`);
   if (ctx.busySessions.has(session.id)) throw new ApiError(409, "session_busy", `session ${session.id} has a call in flight`);
   const final: VoucherState = { ...session.state, sequence: session.state.sequence + 1, isFinal: true };
@@ -393,7 +344,7 @@ export async function closeSession(ctx: RelayerContext, req: IncomingMessage, re
       if (!(error instanceof TxPendingError)) throw error;
       throw new ApiError(503, "close_pending", `the close was sent (${error.hash}) and is not confirmed yet; it completes on its own`);
     });
-    sendJson(res, 200, { sessionId: session.id, status: "closed", closeTxHash: txHash, settled: formatUsdc(final.cumulativeCost) });
+    return { sessionId: session.id, status: "closed", closeTxHash: txHash, settled: formatUsdc(final.cumulativeCost) };
   } finally {
     ctx.busySessions.delete(session.id);
   }
@@ -478,25 +429,29 @@ export function keySession(keyed: SessionRecord, requested: string | undefined):
 }
 
 /**
- * Who may read `session` (its receipts and what was delivered): the holder of its API key, or
- * whoever shows `Authorization: AgentMesh-Signature <expiresAt> <signature>`, an EIP-191 signature of
- * `sessionReadMessage(sessionId, expiresAt)` by the session's agent or its budget's creator, valid
- * until `expiresAt` (unix seconds, at most an hour ahead). The agent (by key or signature) also sees
- * the output delivered on a call it has not signed; the creator does not.
+ * What a reader of a session shows: the session's API key (possibly none), or a read signature
+ * (`Authorization: AgentMesh-Signature <expiresAt> <signature>`, see {@link authorizeRead}).
  */
-export async function authorizeRead(ctx: RelayerContext, req: IncomingMessage, session: SessionRecord): Promise<"agent" | "creator"> {
-  const header = req.headers.authorization;
-  const signed = header === undefined ? null : /^AgentMesh-Signature\s+(\d{1,12})\s+(0x[0-9a-fA-F]{130})$/i.exec(header);
-  if (signed === null) {
-    keySession(authenticate(ctx, bearerToken(req)), session.id);
+export type ReadCredentials = { apiKey: string | undefined } | { expiresAt: number; signature: Hex };
+
+/**
+ * Who may read `session` (its receipts and what was delivered): the holder of its API key, or
+ * whoever shows a read signature: an EIP-191 signature of `sessionReadMessage(sessionId, expiresAt)`
+ * by the session's agent or its budget's creator, valid until `expiresAt` (unix seconds, at most an
+ * hour ahead). The agent (by key or signature) also sees the output delivered on a call it has not
+ * signed; the creator does not.
+ */
+export async function authorizeRead(ctx: RelayerContext, session: SessionRecord, credentials: ReadCredentials): Promise<"agent" | "creator"> {
+  if ("apiKey" in credentials) {
+    keySession(authenticate(ctx, credentials.apiKey), session.id);
     return "agent";
   }
-  const expiresAt = Number(signed[1]);
+  const { expiresAt } = credentials;
   const now = Math.floor(Date.now() / 1000);
   if (expiresAt <= now || expiresAt > now + SESSION_READ_MAX_SECONDS) {
     throw unauthorized("invalid_signature", `the read signature expires at ${expiresAt}: it must be in the future, at most ${SESSION_READ_MAX_SECONDS} s ahead`);
   }
-  const signer = await recoverMessageAddress({ message: sessionReadMessage(session.id, expiresAt), signature: signed[2] as Hex }).catch(() => undefined);
+  const signer = await recoverMessageAddress({ message: sessionReadMessage(session.id, expiresAt), signature: credentials.signature }).catch(() => undefined);
   const creator = ctx.chainIndex.budget(Number(session.terms.budgetId))?.creator;
   if (signer?.toLowerCase() === session.agent.toLowerCase()) return "agent";
   if (signer !== undefined && signer.toLowerCase() === creator?.toLowerCase()) return "creator";
@@ -504,14 +459,12 @@ export async function authorizeRead(ctx: RelayerContext, req: IncomingMessage, s
 }
 
 /**
- * `DELETE /v1/sessions/{id}/key`: revokes the API key the request carries, which must be session
- * `id`'s. It is refused from then on, at once. (Whoever holds a key may already spend with it; the
- * agent ends its use for good by closing the session, which its key does not authorize.)
+ * Revokes `apiKey` (`DELETE /v1/sessions/{id}/key`), which must be `session`'s. It is refused from
+ * then on, at once. (Whoever holds a key may already spend with it; the agent ends its use for good
+ * by closing the session, which its key does not authorize.)
  */
-export function revokeKey(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse, id: string): void {
-  const session = requireSession(ctx, id);
-  const apiKey = bearerToken(req);
+export function revokeKey(ctx: RelayerContext, session: SessionRecord, apiKey: string | undefined) {
   keySession(authenticate(ctx, apiKey), session.id);
   ctx.repo.revokeApiKey(apiKey!);
-  sendJson(res, 200, { sessionId: session.id, revoked: true });
+  return { sessionId: session.id, revoked: true };
 }

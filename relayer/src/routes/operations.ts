@@ -1,0 +1,26 @@
+import { sendJson } from "@agentmesh/sdk/http";
+import type { Route } from "./route.ts";
+
+/** Liveness, readiness and Prometheus metrics, for operators and orchestrators. */
+export const operationRoutes: Route[] = [
+  { method: "GET", pattern: /^\/healthz$/, handler: (ctx, _req, res) => sendJson(res, 200, { status: "ok", chainId: ctx.chain.chainId }) },
+  {
+    method: "GET",
+    pattern: /^\/readyz$/,
+    // 200 when the relayer serves calls, else 503 naming what is missing (see readiness.ts).
+    handler: (ctx, _req, res) => {
+      const problems = ctx.readiness?.problems() ?? [];
+      const status = problems.length === 0 ? 200 : 503;
+      sendJson(res, status, { status: status === 200 ? "ready" : "not_ready", chainId: ctx.chain.chainId, indexedBlock: ctx.chainIndex.lastBlock() ?? null, problems });
+    },
+  },
+  {
+    method: "GET",
+    pattern: /^\/metrics$/,
+    handler: async (ctx, _req, res) => {
+      const text = await ctx.stats.prometheus();
+      res.writeHead(200, { "content-type": ctx.stats.registry.contentType });
+      res.end(text);
+    },
+  },
+];

@@ -1,0 +1,116 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { decodePaymentSignatureHeader, encodePaymentRequiredHeader, encodePaymentResponseHeader } from "@x402/core/http";
+import type { PaymentPayload, PaymentRequirements } from "@x402/core/types";
+import { z } from "zod";
+import { formatUsdc } from "@agentmesh/sdk";
+import { ApiError, readJsonBody, sendJson } from "@agentmesh/sdk/http";
+import type { RelayerContext } from "../context.ts";
+import { RETRY_AFTER_SECONDS, agentView, callAgent, exactPayment, listAgents, listedAgent, pendingMessage, requireRunnable, requireX402 } from "../core/x402.ts";
+import { parseBody, pathId, type Route } from "./route.ts";
+
+/** `POST /x402/verify` and `/x402/settle`: an x402 v2 facilitator request. */
+const facilitatorRequest = z.object({
+  x402Version: z.literal(2),
+  paymentPayload: z.object({ x402Version: z.literal(2), accepted: z.record(z.string(), z.unknown()), payload: z.record(z.string(), z.unknown()) }).passthrough(),
+  paymentRequirements: z
+    .object({
+      scheme: z.string(),
+      network: z.string(),
+      asset: z.string(),
+      amount: z.string(),
+      payTo: z.string(),
+      maxTimeoutSeconds: z.number(),
+      extra: z.record(z.string(), z.unknown()),
+    })
+    .passthrough(),
+});
+
+/** Agents over x402 (see core/x402.ts), and the facilitator API. */
+export const x402Routes: Route[] = [
+  { method: "GET", pattern: /^\/v1\/agents$/, handler: (ctx, req, res) => getAgents(ctx, req, res) },
+  { method: "GET", pattern: /^\/v1\/agents\/([^/]+)$/, handler: showAgent },
+  { method: "POST", pattern: /^\/agents\/([^/]+)$/, handler: postAgentCall, needsChainIndex: true },
+  { method: "GET", pattern: /^\/x402\/supported$/, handler: (ctx, _req, res) => sendJson(res, 200, requireX402(ctx).supported()) },
+  { method: "POST", pattern: /^\/x402\/verify$/, handler: facilitatorVerify },
+  { method: "POST", pattern: /^\/x402\/settle$/, handler: facilitatorSettle },
+];
+
+/** The relayer's URL as the client addressed it (paid URLs are built from it). */
+function origin(req: IncomingMessage): string {
+  return `http://${req.headers.host ?? "127.0.0.1"}`;
+}
+
+/** `GET /v1/agents`: every listing, with its paid URL. */
+async function getAgents(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  sendJson(res, 200, await listAgents(ctx, origin(req)));
+}
+
+/** `GET /v1/agents/{id}`. */
+async function showAgent(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
+  requireX402(ctx);
+  sendJson(res, 200, agentView(await listedAgent(ctx, pathId(id, "agent")), origin(req)));
+}
+
+/**
+ * `POST /agents/{id}`: a paid call (see core/x402.ts). Without a `PAYMENT-SIGNATURE`, 402 with
+ * `PAYMENT-REQUIRED`; with one, the call's outcome: the agent's answer with `PAYMENT-RESPONSE`, 402
+ * when the payment failed (nothing was charged), 409 `payment_pending` while its transfer may still
+ * mine (never 402), 409/410 when the payment is in use or was used for something else.
+ */
+async function postAgentCall(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
+  const x402 = requireX402(ctx);
+  const agent = await listedAgent(ctx, pathId(id, "agent"));
+  const body = await readJsonBody(req, ctx.limits.maxBodyBytes);
+  const requirements = await x402.requirements(agent);
+  const resource = { url: `${origin(req)}/agents/${agent.id}`, description: agent.name, mimeType: "application/json" };
+  const paymentRequired = (error: string, message: string) => {
+    res.setHeader("payment-required", encodePaymentRequiredHeader({ x402Version: 2, error, resource, accepts: [requirements] }));
+    return new ApiError(402, error, message, { type: "payment_required" });
+  };
+  const header = req.headers["payment-signature"];
+  if (typeof header !== "string") {
+    requireRunnable(ctx, agent);
+    throw paymentRequired("payment_required", `agent ${agent.id} costs ${formatUsdc(agent.pricePerCall)} USDC per call: pay with x402 (PAYMENT-SIGNATURE)`);
+  }
+  let payload: PaymentPayload;
+  try {
+    payload = decodePaymentSignatureHeader(header);
+    exactPayment(payload);
+  } catch {
+    throw paymentRequired("invalid_payment", "PAYMENT-SIGNATURE is not a base64-encoded x402 `exact` payment payload");
+  }
+  const outcome = await callAgent(ctx, agent, requirements, payload, body);
+  switch (outcome.state) {
+    case "served":
+      res.setHeader("payment-response", encodePaymentResponseHeader(outcome.settlement));
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(outcome.answer);
+      return;
+    case "failed":
+      throw paymentRequired(outcome.reason, outcome.message);
+    case "pending":
+      throw new ApiError(409, "payment_pending", pendingMessage(outcome.transaction), { headers: { "retry-after": String(RETRY_AFTER_SECONDS) } });
+    case "conflict":
+      if (outcome.code === "payment_answer_expired") throw new ApiError(410, outcome.code, outcome.message);
+      throw new ApiError(409, outcome.code, outcome.message, outcome.code === "payment_in_flight" ? { headers: { "retry-after": String(RETRY_AFTER_SECONDS) } } : {});
+  }
+}
+
+async function readFacilitatorRequest(ctx: RelayerContext, req: IncomingMessage) {
+  const request = parseBody(facilitatorRequest, await readJsonBody(req, ctx.limits.maxBodyBytes));
+  return { payload: request.paymentPayload as unknown as PaymentPayload, requirements: request.paymentRequirements as unknown as PaymentRequirements };
+}
+
+/** `POST /x402/verify`: 200 with `isValid` either way, as facilitators answer. */
+async function facilitatorVerify(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const x402 = requireX402(ctx);
+  const { payload, requirements } = await readFacilitatorRequest(ctx, req);
+  sendJson(res, 200, await x402.verify(payload, requirements));
+}
+
+/** `POST /x402/settle`. */
+async function facilitatorSettle(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const x402 = requireX402(ctx);
+  const { payload, requirements } = await readFacilitatorRequest(ctx, req);
+  sendJson(res, 200, await x402.settle(payload, requirements));
+}
