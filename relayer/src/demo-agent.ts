@@ -11,6 +11,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { z } from "zod";
 import { ApiError, readJsonBody, sendError, sendJson } from "@agentmesh/sdk/http";
+import { foreignCode } from "@agentmesh/sdk/protocol";
 
 export interface DemoAgentOptions {
   host?: string;
@@ -59,10 +60,10 @@ export async function startDemoAgent(options: DemoAgentOptions): Promise<DemoAge
           cost?: unknown;
           error?: { message?: string };
         };
-        if (!response.ok) throw new ApiError(502, "inference_failed", `the model call failed: ${completion.error?.message ?? response.status}`);
+        if (!response.ok) throw new ApiError(502, foreignCode("inference_failed"), `the model call failed: ${completion.error?.message ?? response.status}`);
         sendJson(res, 200, { output: completion.choices?.[0]?.message?.content ?? "", model: options.model, usage: completion.usage, cost: completion.cost });
       } catch (error) {
-        sendError(res, error instanceof ApiError ? error : new ApiError(502, "inference_failed", (error as Error).message));
+        sendError(res, error instanceof ApiError ? error : new ApiError(502, foreignCode("inference_failed"), (error as Error).message));
       }
     })();
   });

@@ -1,13 +1,9 @@
+import type { ReadinessView } from "@agentmesh/sdk/protocol";
 import { ApiError } from "@agentmesh/sdk/http";
 import { ReorgTooDeepError, type IndexerStatus } from "./indexer.ts";
 
 /** One reason the relayer is not ready, as `GET /readyz` lists it. */
-export interface ReadinessProblem {
-  check: "configuration" | "rpc" | "indexer" | "shutdown";
-  message: string;
-  /** For `indexer`: how many confirmed blocks are not indexed yet (null before the head is known). */
-  behindBlocks?: number | null;
-}
+export type ReadinessProblem = ReadinessView["problems"][number];
 
 /**
  * Whether the relayer can serve calls, and why not. The relayer listens at once; until the chain

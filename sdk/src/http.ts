@@ -1,4 +1,5 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
+import type { ErrorCode, ForeignErrorCode } from "./protocol.ts";
 
 /**
  * HTTP plumbing shared by the agent proxy, the relayer and the reference provider (as
@@ -11,7 +12,8 @@ import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:
  */
 export class ApiError extends Error {
   readonly status: number;
-  readonly code: string;
+  /** One of the relayer's codes (checked when written), or another server's passed on. */
+  readonly code: ErrorCode | ForeignErrorCode;
   readonly param: string | null;
   readonly type: string;
   /** Extra response headers, such as `Allow` for a 405. */
@@ -19,7 +21,7 @@ export class ApiError extends Error {
 
   constructor(
     status: number,
-    code: string,
+    code: ErrorCode | ForeignErrorCode,
     message: string,
     details: { param?: string; headers?: OutgoingHttpHeaders; type?: string } = {},
   ) {
@@ -39,7 +41,7 @@ export class ApiError extends Error {
 }
 
 /** A 400 `invalid_request_error`. */
-export const badRequest = (message: string, code = "invalid_request") => new ApiError(400, code, message);
+export const badRequest = (message: string, code: ErrorCode | ForeignErrorCode = "invalid_request") => new ApiError(400, code, message);
 
 /** Sends a complete JSON response (bigints as decimal strings). */
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: OutgoingHttpHeaders = {}): void {

@@ -158,6 +158,9 @@ export const chatRequestSchema = z
   .passthrough();
 
 export type ChatRequest = z.infer<typeof chatRequestSchema>;
+export type OpenSessionRequest = z.infer<typeof openSessionRequestSchema>;
+export type VoucherRequest = z.infer<typeof voucherSchema>;
+export type ReceiptPageQuery = z.infer<typeof receiptPageQuerySchema>;
 
 // ---- primitives, as responses carry them (validated, left as the JSON has them) ------------------
 
@@ -206,6 +209,9 @@ export const ERROR_CODES = [
   "key_not_for_session",
   "invalid_signature",
   "invalid_proxy_token",
+  "proxy_error",
+  "host_not_allowed",
+  "origin_not_allowed",
   // sessions and their money
   "session_not_found",
   "session_exists",
@@ -248,6 +254,8 @@ export const ERROR_CODES = [
   "agent_unreachable",
   "agent_error",
   "payment_required",
+  "invalid_payment",
+  "settlement_failed",
   "payment_pending",
   "payment_in_flight",
   "payment_already_used",
@@ -265,6 +273,18 @@ export const ERROR_CODES = [
 /** An error code of the relayer's (see {@link ERROR_CODES}). */
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
+/**
+ * An error code outside the relayer's own: a provider's or an agent's 4xx that the relayer passes
+ * through, an x402 verification reason, the relayer's answer passed on by the agent proxy, and the
+ * codes of the reference provider and the demo agent (which speak as a provider and an agent do).
+ * Made with {@link foreignCode}, so that every code the relayer defines itself is checked against
+ * {@link ErrorCode} where it is written.
+ */
+export type ForeignErrorCode = string & { readonly foreignErrorCode: true };
+
+/** Marks `code` as another server's (see {@link ForeignErrorCode}). */
+export const foreignCode = (code: string): ForeignErrorCode => code as ForeignErrorCode;
+
 /** The OpenAI-shaped error body of every 4xx and 5xx. */
 export const errorBodySchema = z.object({
   error: z.object({ message: z.string(), type: z.string(), param: z.string().nullable(), code: z.string().nullable() }),
@@ -278,7 +298,14 @@ export const readinessSchema = z.object({
   status: z.enum(["ready", "not_ready"]),
   chainId: z.number().int(),
   indexedBlock: z.number().int().nullable(),
-  problems: z.array(z.string()),
+  problems: z.array(
+    z.object({
+      check: z.enum(["configuration", "rpc", "indexer", "shutdown"]),
+      message: z.string(),
+      /** For `indexer`: how many confirmed blocks are not indexed yet (null before the head is known). */
+      behindBlocks: z.number().int().nullable().optional(),
+    }),
+  ),
 });
 
 /** A provider's model as registered on-chain (prices in atomic USDC per 1K tokens). */
@@ -521,6 +548,13 @@ export type SessionView = z.infer<typeof sessionViewSchema>;
 export type ReceiptStatus = z.infer<typeof receiptStatusSchema>;
 export type BudgetView = z.infer<typeof budgetViewSchema>;
 export type AgentView = z.infer<typeof agentViewSchema>;
+export type AgentList = z.infer<typeof agentListSchema>;
+export type ProviderList = z.infer<typeof providerListSchema>;
+export type VoucherAccepted = z.infer<typeof voucherAcceptedSchema>;
+export type ClosedSession = z.infer<typeof closedSessionSchema>;
+export type KeyRevoked = z.infer<typeof keyRevokedSchema>;
+export type HealthView = z.infer<typeof healthSchema>;
+export type ReadinessView = z.infer<typeof readinessSchema>;
 
 /** Any schema of this module; a client's generic reader takes one (see {@link parseAnswer}). */
 export type WireSchema = z.ZodType;

@@ -5,7 +5,7 @@ import { Readable } from "node:stream";
 import type { Address, Hex } from "viem";
 import { AgentSession } from "./agent.ts";
 import { ApiError, readJsonBody, sendError, sendJson } from "./http.ts";
-import { modelListSchema, type ErrorCode } from "./protocol.ts";
+import { foreignCode, modelListSchema, type ErrorCode, type ForeignErrorCode } from "./protocol.ts";
 import { RelayerError, errorCodeOf, relayerJson } from "./relayer-client.ts";
 
 /**
@@ -48,7 +48,7 @@ export interface AgentProxy {
 /** Largest request body the proxy forwards. */
 const MAX_BODY_BYTES = 1024 * 1024;
 
-const fail = (status: number, code: string, message: string) => new ApiError(status, code, message);
+const fail = (status: number, code: ErrorCode | ForeignErrorCode, message: string) => new ApiError(status, code, message);
 
 /**
  * The relayer's error codes for a session that will serve no more calls: spent, closing or
@@ -255,7 +255,7 @@ export async function startAgentProxy(options: AgentProxyOptions): Promise<Agent
     };
     handle().catch((error: unknown) => {
       if (error instanceof ApiError) sendError(res, error);
-      else if (error instanceof RelayerError) sendError(res, fail(error.status, error.code, error.message));
+      else if (error instanceof RelayerError) sendError(res, fail(error.status, foreignCode(error.code), error.message));
       else sendError(res, fail(502, "proxy_error", (error as Error).message));
     });
   });

@@ -18,6 +18,7 @@ import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { hardhat } from "viem/chains";
 import { AgentSession, mockUSDCAbi, sessionReadAuthorization, sessionReadMessage, signSessionRead } from "../../sdk/src/index.ts";
 import { startLocalStack, type RunningStack } from "../../scripts/lib/local-stack.ts";
+import { errorBodySchema, type ErrorCode, type ForeignErrorCode } from "../../sdk/src/protocol.ts";
 
 const USDC = 1_000_000n;
 const ZERO32 = `0x${"00".repeat(32)}`;
@@ -33,7 +34,8 @@ interface Case {
   /** Send the session's API key (default true on chat); a `headers.authorization` replaces it. */
   auth?: boolean;
   status: number;
-  code: string;
+  /** The relayer's code, checked against the protocol's union; a provider's own, passed through, as `foreignCode(…)`. */
+  code: ErrorCode | ForeignErrorCode;
 }
 
 describe("bad-input table", { timeout: 300_000 }, () => {
@@ -142,7 +144,7 @@ describe("bad-input table", { timeout: 300_000 }, () => {
 
   function cases(): Case[] {
     const id = session.sessionId;
-    const chat = (name: string, body: unknown, status: number, code: string, extra: Partial<Case> = {}): Case => ({
+    const chat = (name: string, body: unknown, status: number, code: ErrorCode | ForeignErrorCode, extra: Partial<Case> = {}): Case => ({
       name: `chat: ${name}`,
       method: "POST",
       path: "/v1/chat/completions",
@@ -154,7 +156,7 @@ describe("bad-input table", { timeout: 300_000 }, () => {
     const ok = { model: "agentmesh-small", messages: [{ role: "user", content: "hi" }] };
     const terms = { ...session.terms, salt: session.terms.salt + 1n };
     const key = (session: AgentSession) => `Bearer ${(session.openAIOptions() as { apiKey: string }).apiKey}`;
-    const read = (name: string, query: string, authorization: string | undefined, status: number, code: string, sessionId: string = id): Case => ({
+    const read = (name: string, query: string, authorization: string | undefined, status: number, code: ErrorCode | ForeignErrorCode, sessionId: string = id): Case => ({
       name: `read: ${name}`,
       method: "GET",
       path: `/v1/sessions/${sessionId}${query}`,
@@ -162,7 +164,7 @@ describe("bad-input table", { timeout: 300_000 }, () => {
       status,
       code,
     });
-    const revoke = (name: string, authorization: string | undefined, status: number, code: string, sessionId: string = id): Case => ({
+    const revoke = (name: string, authorization: string | undefined, status: number, code: ErrorCode | ForeignErrorCode, sessionId: string = id): Case => ({
       name: `revoke key: ${name}`,
       method: "DELETE",
       path: `/v1/sessions/${sessionId}/key`,
@@ -171,7 +173,7 @@ describe("bad-input table", { timeout: 300_000 }, () => {
       code,
     });
     const mine = `Bearer ${apiKey}`;
-    const open = (name: string, body: unknown, status: number, code: string, headers?: Record<string, string>): Case => ({
+    const open = (name: string, body: unknown, status: number, code: ErrorCode | ForeignErrorCode, headers?: Record<string, string>): Case => ({
       name: `open: ${name}`,
       method: "POST",
       path: "/v1/sessions",
@@ -331,9 +333,11 @@ describe("bad-input table", { timeout: 300_000 }, () => {
         body: entry.body === undefined ? undefined : typeof entry.body === "string" ? entry.body : JSON.stringify(entry.body, (_key, value) => (typeof value === "bigint" ? value.toString() : value)),
       });
       const text = await response.text();
-      let code = "";
+      // Every error answer follows the protocol's error body.
+      let code: string;
       try {
-        code = (JSON.parse(text) as { error?: { code?: string } }).error?.code ?? "";
+        const body = errorBodySchema.safeParse(JSON.parse(text));
+        code = body.success ? (body.data.error.code ?? "(no code)") : `(off the protocol: ${text.slice(0, 80)})`;
       } catch {
         code = `(not JSON: ${text.slice(0, 80)})`;
       }

@@ -2,6 +2,7 @@ import { formatUsdc } from "@agentmesh/sdk";
 import { ApiError } from "@agentmesh/sdk/http";
 import type { RegisteredProvider } from "../chain.ts";
 import type { RelayerContext } from "../context.ts";
+import type { BudgetView, ModelList, ProviderList, ProviderView } from "@agentmesh/sdk/protocol";
 
 /**
  * What the relayer offers, as the chain index and the relayer's own measures show it: models,
@@ -10,8 +11,8 @@ import type { RelayerContext } from "../context.ts";
  */
 
 /** Every model of every active served provider, grouped by name (`GET /v1/models`). */
-export function listModels(ctx: RelayerContext) {
-  const byName = new Map<string, unknown[]>();
+export function listModels(ctx: RelayerContext): ModelList {
+  const byName = new Map<string, ModelList["data"][number]["providers"]>();
   for (const provider of servedProviders(ctx)) {
     for (const model of provider.models.filter((candidate) => candidate.active)) {
       const offers = byName.get(model.name) ?? [];
@@ -41,7 +42,7 @@ function servedProviders(ctx: RelayerContext): RegisteredProvider[] {
  * A provider with its metrics, and `feeBps`, the escrow's current protocol fee: with the provider's
  * prices, minimum charge and receipt signer, what the terms of a session opened now must carry.
  */
-async function providerView(ctx: RelayerContext, provider: RegisteredProvider, feeBps: number) {
+async function providerView(ctx: RelayerContext, provider: RegisteredProvider, feeBps: number): Promise<ProviderView> {
   const metrics = await ctx.chainViews.metrics(provider.id);
   return {
     ...provider,
@@ -59,14 +60,14 @@ async function providerView(ctx: RelayerContext, provider: RegisteredProvider, f
 }
 
 /** Every registered provider with its metrics (`GET /v1/providers`). */
-export async function listProviders(ctx: RelayerContext) {
+export async function listProviders(ctx: RelayerContext): Promise<ProviderList> {
   const providers = ctx.chainIndex.providers();
   const feeBps = await ctx.chainViews.feeBps();
   return { object: "list", data: await Promise.all(providers.map((provider) => providerView(ctx, provider, feeBps))) };
 }
 
 /** Provider `providerId` with its metrics (`GET /v1/providers/{id}`), or a 404. */
-export async function showProvider(ctx: RelayerContext, providerId: number) {
+export async function showProvider(ctx: RelayerContext, providerId: number): Promise<ProviderView> {
   const provider = ctx.chainIndex.provider(providerId);
   if (provider === undefined) throw new ApiError(404, "provider_not_found", `no provider ${providerId}`);
   return providerView(ctx, provider, await ctx.chainViews.feeBps());
@@ -76,7 +77,7 @@ export async function showProvider(ctx: RelayerContext, providerId: number) {
  * Budget `budgetId` and its sessions as the indexer last saw them on-chain (`GET /v1/budgets/{id}`),
  * each with its live spend when this relayer serves it (signed and served but not yet settled); a 404.
  */
-export function showBudget(ctx: RelayerContext, budgetId: number) {
+export function showBudget(ctx: RelayerContext, budgetId: number): BudgetView {
   const budget = ctx.chainIndex.budget(budgetId);
   if (budget === undefined) throw new ApiError(404, "budget_not_found", `no budget ${budgetId} (as of block ${ctx.chainIndex.lastBlock()})`);
   const sessions = ctx.chainIndex.sessionsOfBudget(budgetId).map((session) => {
@@ -94,7 +95,7 @@ export function showBudget(ctx: RelayerContext, budgetId: number) {
     ...budget,
     available: formatUsdc(budget.available),
     perSessionLimit: formatUsdc(budget.perSessionLimit),
-    indexedBlock: ctx.chainIndex.lastBlock(),
+    indexedBlock: ctx.chainIndex.lastBlock() ?? null,
     sessions,
   };
 }

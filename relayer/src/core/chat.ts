@@ -15,7 +15,8 @@ import type { RegisteredModel, RegisteredProvider } from "../chain.ts";
 import type { RelayerContext } from "../context.ts";
 import { ApiError } from "@agentmesh/sdk/http";
 import { idempotencyStore, requestHashOf, type StoredResponse } from "../store/idempotency.ts";
-import { receiptView, recordVoucher, sessionSignerKey, type VoucherInput } from "./sessions.ts";
+import { receiptView, recordVoucher, sessionSignerKey } from "./sessions.ts";
+import { foreignCode, type ChatRequest } from "@agentmesh/sdk/protocol";
 import { servingRefusal } from "../serving.ts";
 import type { SessionRecord } from "../store/repository.ts";
 import { countOutputTokens, countPromptTokens, type ChatMessage } from "@agentmesh/sdk/tokens";
@@ -27,35 +28,6 @@ import { UpstreamError, callUpstream, type Usage, type UpstreamResult } from "..
  * (routes/chat.ts) authenticates and parses the request, streams through a {@link StreamOutput} it
  * implements over the response, and writes the {@link ChatAnswer}.
  */
-
-/**
- * A chat request as the route validated it: the OpenAI fields the relayer reads, AgentMesh's
- * routing fields, and any other field, passed through to the provider.
- */
-export interface ChatRequest {
-  model: string;
-  messages: unknown[];
-  max_tokens?: number;
-  max_completion_tokens?: number;
-  stream?: boolean;
-  stream_options?: { include_usage?: boolean; [field: string]: unknown };
-  tools?: unknown[];
-  /** AgentMesh: serve with this provider only. */
-  providerId?: number;
-  /** AgentMesh: the API key's session (a key serves its own session only). */
-  sessionId?: string;
-  /** AgentMesh: the agent's voucher for the session's previous call. */
-  voucher?: VoucherInput;
-  /** AgentMesh, OpenRouter-style routing preferences, checked against the key's session. */
-  provider?: {
-    order?: number[];
-    allow_fallbacks?: boolean;
-    /** Highest acceptable prices, in USDC per 1K tokens. */
-    max_price?: { prompt?: number; completion?: number };
-    sort?: "price" | "latency";
-  };
-  [field: string]: unknown;
-}
 
 /** A chat call on the session its API key opens. */
 export interface ChatCall {
@@ -361,7 +333,7 @@ async function serve(
     stopWatching();
   }
   const latencyMs = Math.max(0, Math.round(performance.now() - started));
-  if (result.kind === "refused") throw new ApiError(result.status, result.error.code, result.error.message, { type: result.error.type, param: result.error.param ?? undefined });
+  if (result.kind === "refused") throw new ApiError(result.status, foreignCode(result.error.code), result.error.message, { type: result.error.type, param: result.error.param ?? undefined });
   ctx.stats.recordUpstream(candidate.provider.id, latencyMs, result.kind === "failed" || (result.kind === "cut" && !result.clientGone));
   if (result.kind === "failed") throw new UpstreamError(result.message);
   // A whole answer whose client left before it could be sent reached nobody: it is not billed.

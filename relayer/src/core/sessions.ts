@@ -23,18 +23,25 @@ import { ApiError, badRequest } from "@agentmesh/sdk/http";
 import { servingRefusal } from "../serving.ts";
 import type { ReceiptRecord, SessionRecord } from "../store/repository.ts";
 import { log } from "../log.ts";
+import type {
+  ClosedSession,
+  ErrorCode,
+  KeyRevoked,
+  OpenSessionRequest,
+  OpenedSession,
+  ReceiptPageQuery,
+  ReceiptStatus,
+  ReceiptView,
+  SessionView,
+  VoucherAccepted,
+  VoucherRequest,
+} from "@agentmesh/sdk/protocol";
 
 /**
  * Sessions: opening one from the agent's signed terms, its API key, vouchers, the cooperative close,
  * and the views of its state, receipts and settlement. No HTTP: the routes (routes/sessions.ts)
  * parse the requests and call these; errors are `ApiError`s (the wire protocol's code and status).
  */
-
-/** The agent's voucher for call `sequence`: its signature of the session's state after that call. */
-export interface VoucherInput {
-  sequence: number;
-  signature: CompactSignature;
-}
 
 /** The custom error name of a reverted contract call, for a useful 4xx message. */
 function revertReason(error: unknown): string {
@@ -47,7 +54,7 @@ function revertReason(error: unknown): string {
 }
 
 /** JSON view of a receipt as the API returns it. */
-export function receiptView(record: ReceiptRecord) {
+export function receiptView(record: ReceiptRecord): ReceiptView {
   const { receipt, state } = record;
   return {
     hash: record.hash,
@@ -117,7 +124,7 @@ function sessionView(ctx: RelayerContext, session: SessionRecord, receipts: Rece
  * this relayer holds; the escrow checks the rest (prices, signer and fee as the chain has them now).
  * The open is simulated before anything is recorded, and recorded before it is sent.
  */
-export async function openSession(ctx: RelayerContext, { terms, signature }: { terms: SessionTerms; signature: CompactSignature }) {
+export async function openSession(ctx: RelayerContext, { terms, signature }: OpenSessionRequest): Promise<OpenedSession> {
   if (ctx.receiptSigners.keyOf(terms.receiptSigner) === undefined) {
     throw badRequest(`receipt signer ${terms.receiptSigner} is not one of this relayer's: it cannot co-sign the session`, "unknown_receipt_signer");
   }
@@ -257,14 +264,14 @@ export function requireSession(ctx: RelayerContext, id: Hex): SessionRecord {
  * page of receipts (those after `after`, in order; `nextAfter` is the cursor of the next page, or
  * null). Only the agent sees the output delivered on a call it has not signed.
  */
-export function sessionPage(ctx: RelayerContext, session: SessionRecord, { after, limit }: { after: number; limit: number }, reader: "agent" | "creator") {
+export function sessionPage(ctx: RelayerContext, session: SessionRecord, { after, limit }: ReceiptPageQuery, reader: "agent" | "creator"): SessionView {
   const receipts = ctx.repo.receiptsAfter(session.id, after, limit + 1);
   const nextAfter = receipts.length > limit ? receipts[limit - 1].receipt.sequence : null;
   return { ...sessionView(ctx, session, receipts.slice(0, limit), reader === "agent"), receiptsPage: { after, limit, nextAfter } };
 }
 
 /** Receipt `hash` (`GET /v1/receipts/{hash}`): the receipt, its verification and its settlement; a 404 when unknown. */
-export function receiptStatus(ctx: RelayerContext, hash: Hex) {
+export function receiptStatus(ctx: RelayerContext, hash: Hex): ReceiptStatus {
   const record = ctx.repo.getReceipt(hash);
   if (record === undefined) throw new ApiError(404, "receipt_not_found", `no receipt ${hash}`);
   const session = ctx.repo.getSession(record.receipt.sessionId)!;
@@ -286,7 +293,7 @@ export function receiptStatus(ctx: RelayerContext, hash: Hex) {
  * Stores the agent's voucher for a served call of `session` (`POST /v1/sessions/{id}/vouchers`),
  * once it is on disk; a 409 when it is stale (see {@link recordVoucher}).
  */
-export async function submitVoucher(ctx: RelayerContext, session: SessionRecord, voucher: VoucherInput) {
+export async function submitVoucher(ctx: RelayerContext, session: SessionRecord, voucher: VoucherRequest): Promise<VoucherAccepted> {
   if (!recordVoucher(ctx, session, voucher)) {
     throw new ApiError(409, "stale_voucher", `voucher ${voucher.sequence} is stale: the agent already signed up to ${session.signedSequence}`);
   }
@@ -299,7 +306,7 @@ export async function submitVoucher(ctx: RelayerContext, session: SessionRecord,
  * nothing, when a voucher at or after that sequence is already stored; throws when the sequence has
  * no receipt or the signature is not the session agent's.
  */
-export function recordVoucher(ctx: RelayerContext, session: SessionRecord, { sequence, signature }: VoucherInput): boolean {
+export function recordVoucher(ctx: RelayerContext, session: SessionRecord, { sequence, signature }: VoucherRequest): boolean {
   if (sequence <= session.signedSequence) return false;
   // Usually the voucher is for the latest call, whose state is the session's: no receipt read.
   const state = sequence === session.state.sequence ? session.state : ctx.repo.receiptAt(session.id, sequence)?.state;
@@ -328,7 +335,7 @@ function requireAgentSignature(ctx: RelayerContext, session: SessionRecord, stat
  * still closes this way until it is finalized: the final state pays nothing the agent has not
  * signed, and the unused lock returns to the budget without waiting out a challenge window.
  */
-export async function closeSession(ctx: RelayerContext, session: SessionRecord, signature: CompactSignature) {
+export async function closeSession(ctx: RelayerContext, session: SessionRecord, signature: CompactSignature): Promise<ClosedSession> {
   if (session.status === "closed") throw new ApiError(409, "session_closed", `session ${session.id} is already closed`);
   if (ctx.busySessions.has(session.id)) throw new ApiError(409, "session_busy", `session ${session.id} has a call in flight`);
   const final: VoucherState = { ...session.state, sequence: session.state.sequence + 1, isFinal: true };
@@ -357,7 +364,7 @@ const CLOSE_WAIT_MS = 60_000;
 export class SettlementRejectedError extends ApiError {
   readonly revert: ContractRevert | undefined;
 
-  constructor(status: number, code: string, message: string, revert: ContractRevert | undefined, cause: unknown) {
+  constructor(status: number, code: ErrorCode, message: string, revert: ContractRevert | undefined, cause: unknown) {
     super(status, code, message);
     this.name = "SettlementRejectedError";
     this.revert = revert;
@@ -388,17 +395,17 @@ export async function settleNow(
     ({ hash, id: txId } = await ctx.chain.transactions.send(kind, request, (tx) => ctx.repo.linkSettlementTx(id, tx.id, tx.hash, tx.nonce)));
   } catch (error) {
     ctx.repo.failSettlement(id, revertReason(error));
-    throw new SettlementRejectedError(400, `${kind}_rejected`, `the escrow refused the ${kind}: ${revertReason(error)}`, contractRevert(error), error);
+    throw new SettlementRejectedError(400, `${kind}_rejected` as const, `the escrow refused the ${kind}: ${revertReason(error)}`, contractRevert(error), error);
   }
   if (waitMs === undefined) return hash;
   await ctx.chain.transactions.wait(txId, waitMs); // TxPendingError: still sent; the settlement worker resolves it
   const resolved = await reconcileSettlement(ctx, ctx.repo.getSettlement(id)!);
   if (resolved.status === "settled") return resolved.hash ?? hash;
   if (resolved.status === "pending") throw new TxPendingError(txId, hash, "the escrow could not be read to resolve it");
-  throw new SettlementRejectedError(502, `${kind}_reverted`, `transaction ${hash} did not ${kind}: ${resolved.reason}`, undefined, undefined);
+  throw new SettlementRejectedError(502, `${kind}_reverted` as const, `transaction ${hash} did not ${kind}: ${resolved.reason}`, undefined, undefined);
 }
 
-const unauthorized = (code: string, message: string) => new ApiError(401, code, message, { type: "authentication_error" });
+const unauthorized = (code: ErrorCode, message: string) => new ApiError(401, code, message, { type: "authentication_error" });
 
 /**
  * The session a request's API key opens, or a 401. A key opens the one session it was issued with,
@@ -463,7 +470,7 @@ export async function authorizeRead(ctx: RelayerContext, session: SessionRecord,
  * then on, at once. (Whoever holds a key may already spend with it; the agent ends its use for good
  * by closing the session, which its key does not authorize.)
  */
-export function revokeKey(ctx: RelayerContext, session: SessionRecord, apiKey: string | undefined) {
+export function revokeKey(ctx: RelayerContext, session: SessionRecord, apiKey: string | undefined): KeyRevoked {
   keySession(authenticate(ctx, apiKey), session.id);
   ctx.repo.revokeApiKey(apiKey!);
   return { sessionId: session.id, revoked: true };

@@ -11,6 +11,7 @@ import type { SentTx, TxRequest } from "../tx-manager.ts";
 import type { MarketplacePort } from "./chain-port.ts";
 import { PaymentLocks, type PaymentKind, type PaymentRecord } from "../store/agent-payments.ts";
 import { log } from "../log.ts";
+import type { AgentList, AgentView, ErrorCode } from "@agentmesh/sdk/protocol";
 
 /**
  * Agents sold per call over x402 (protocol version 2), with the relayer as its own facilitator.
@@ -69,7 +70,7 @@ export type SettlementOutcome =
 export type CallOutcome =
   | { state: "served"; answer: string; settlement: SettleResponse }
   | Exclude<SettlementOutcome, { state: "settled" }>
-  | { state: "conflict"; code: string; message: string };
+  | { state: "conflict"; code: ErrorCode; message: string };
 
 /** A payment held by a request or a reconciliation in this process. */
 interface InFlight {
@@ -239,7 +240,7 @@ export class X402Gateway {
     kind: PaymentKind,
     requestHash: string | null,
     run: (record: PaymentRecord) => Promise<SettlementOutcome>,
-  ): Promise<SettlementOutcome | { state: "conflict"; code: string; message: string }> {
+  ): Promise<SettlementOutcome | { state: "conflict"; code: ErrorCode; message: string }> {
     const key = this.key(payment);
     const id = inFlightId(key);
     const wanted = { kind, authorizationHash: payment.authorizationHash, requestHash };
@@ -408,7 +409,7 @@ const inFlightConflict = () =>
 function sameUse(
   use: Pick<InFlight, "kind" | "authorizationHash" | "requestHash">,
   wanted: Pick<InFlight, "kind" | "authorizationHash" | "requestHash">,
-): { state: "conflict"; code: string; message: string } | undefined {
+): { state: "conflict"; code: ErrorCode; message: string } | undefined {
   if (use.authorizationHash !== wanted.authorizationHash) {
     return { state: "conflict", code: "payment_nonce_reused", message: "another authorization with this payer and nonce is already in use: sign a new payment" };
   }
@@ -478,12 +479,12 @@ export async function listedAgent(ctx: RelayerContext, id: number): Promise<List
 }
 
 /** A listing as the API shows it, with its paid URL at `relayerUrl`. */
-export function agentView(agent: ListedAgent, relayerUrl: string) {
+export function agentView(agent: ListedAgent, relayerUrl: string): AgentView {
   return { ...agent, pricePerCall: formatUsdc(agent.pricePerCall), pricePerCallAtomic: agent.pricePerCall.toString(), url: `${relayerUrl}/agents/${agent.id}` };
 }
 
 /** Every listing, with its paid URL at `relayerUrl`. */
-export async function listAgents(ctx: RelayerContext, relayerUrl: string) {
+export async function listAgents(ctx: RelayerContext, relayerUrl: string): Promise<AgentList> {
   requireX402(ctx);
   const agents = await ctx.marketplace!.agentList();
   return { object: "list", data: agents.map((agent) => agentView(agent, relayerUrl)) };
@@ -531,7 +532,7 @@ function agentUrl(ctx: Pick<RelayerContext, "outbound">, agent: ListedAgent): En
  * settled then). The answer is read up to MAX_AGENT_RESPONSE_BYTES, no further.
  */
 export async function forwardToAgent(ctx: Pick<RelayerContext, "outbound">, agent: ListedAgent, body: unknown): Promise<string> {
-  const upstreamError = (code: string, message: string) => new ApiError(502, code, message, { type: "upstream_error" });
+  const upstreamError = (code: ErrorCode, message: string) => new ApiError(502, code, message, { type: "upstream_error" });
   const url = agentUrl(ctx, agent);
   let response;
   try {

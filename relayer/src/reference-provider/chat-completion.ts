@@ -6,6 +6,7 @@ import type { FaultMode, FaultPlan } from "./faults.ts";
 import { ApiError, readJsonBody, sendJson } from "@agentmesh/sdk/http";
 import { HANG_LIMIT_MS, MAX_BODY_BYTES, type ResolvedOptions } from "./options.ts";
 import { completionBody, newResponseIdentity, streamChunks, type StreamChunks } from "./response-bodies.ts";
+import { foreignCode } from "@agentmesh/sdk/protocol";
 
 /** What serving chat completions needs from the provider. */
 export interface ChatCompletionContext {
@@ -34,7 +35,7 @@ export async function serveChatCompletion(
   context.onAccepted(fault);
 
   if (fault === "error") {
-    throw new ApiError(500, "injected_fault", "Injected fault: the reference provider failed this request.");
+    throw new ApiError(500, foreignCode("injected_fault"), "Injected fault: the reference provider failed this request.");
   }
   const signal = abortedOnClose(res);
   if (fault === "timeout") {

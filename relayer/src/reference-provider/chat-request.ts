@@ -2,6 +2,7 @@ import { z } from "zod";
 import { ApiError } from "@agentmesh/sdk/http";
 import { countPromptTokens, type PromptRequest } from "@agentmesh/sdk/tokens";
 import { MAX_TOKENS_LIMIT } from "./options.ts";
+import { foreignCode } from "@agentmesh/sdk/protocol";
 
 const textPartSchema = z.object({ type: z.literal("text"), text: z.string() });
 
@@ -128,7 +129,7 @@ function forcedTool(tools: readonly z.output<typeof toolSchema>[], choice: ToolC
       choice === "required"
         ? 'tool_choice "required" needs at least one tool.'
         : `tool_choice names the function ${JSON.stringify(choice.function.name)}, which is not among the tools.`;
-    throw new ApiError(400, "invalid_value", message, { param: "tool_choice" });
+    throw new ApiError(400, foreignCode("invalid_value"), message, { param: "tool_choice" });
   }
   return wanted.function;
 }
@@ -136,13 +137,13 @@ function forcedTool(tools: readonly z.output<typeof toolSchema>[], choice: ToolC
 function invalidRequest(issues: readonly z.core.$ZodIssue[]): ApiError {
   const issue = issues[0];
   if (issue.path.length === 0) {
-    return new ApiError(400, issueCode(issue), `Invalid request body: ${issue.message}`);
+    return new ApiError(400, foreignCode(issueCode(issue)), `Invalid request body: ${issue.message}`);
   }
   const param = formatPath(issue.path);
   if (issue.code === "invalid_type" && issue.input === undefined) {
-    return new ApiError(400, "missing_required_parameter", `Missing required parameter: ${param}.`, { param });
+    return new ApiError(400, foreignCode("missing_required_parameter"), `Missing required parameter: ${param}.`, { param });
   }
-  return new ApiError(400, issueCode(issue), `Invalid ${param}: ${issue.message}`, { param });
+  return new ApiError(400, foreignCode(issueCode(issue)), `Invalid ${param}: ${issue.message}`, { param });
 }
 
 /** The OpenAI error code for a validation issue. */

@@ -7,6 +7,7 @@ import {
 import type { ChatCompletionRequest, ToolDefinition } from "./chat-request.ts";
 import { ApiError } from "@agentmesh/sdk/http";
 import { createSeededRandom, type SeededRandom } from "./seeded-random.ts";
+import { foreignCode } from "@agentmesh/sdk/protocol";
 
 /** Why a completion ended, as in the OpenAI API. */
 export type FinishReason = "stop" | "length" | "tool_calls";
@@ -77,7 +78,7 @@ export function generateCompletion(request: ChatCompletionRequest, seed: string)
     if (usage.completion_tokens > request.maxTokens) {
       throw new ApiError(
         400,
-        "max_tokens_too_small",
+        foreignCode("max_tokens_too_small"),
         `The call to ${toolCall.function.name} takes ${usage.completion_tokens} tokens, ` +
           `more than max_tokens (${request.maxTokens}).`,
         { param: "max_tokens" },

@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders } from "node:http";
 import { ApiError } from "@agentmesh/sdk/http";
 import type { ResolvedFaultOptions } from "./options.ts";
 import { createSeededRandom } from "./seeded-random.ts";
+import { foreignCode } from "@agentmesh/sdk/protocol";
 
 /** The request header that injects a fault into one request. */
 export const FAULT_HEADER = "x-reference-fault";
@@ -62,7 +63,7 @@ function requestedFault(headers: IncomingHttpHeaders): FaultMode | undefined {
   if (mode === undefined) {
     throw new ApiError(
       400,
-      "invalid_fault",
+      foreignCode("invalid_fault"),
       `The ${FAULT_HEADER} header must be one of ${FAULT_MODES.join(", ")}; got ${JSON.stringify(value)}.`,
     );
   }

@@ -1,9 +1,10 @@
 import { sendJson } from "@agentmesh/sdk/http";
+import type { HealthView, ReadinessView } from "@agentmesh/sdk/protocol";
 import type { Route } from "./route.ts";
 
 /** Liveness, readiness and Prometheus metrics, for operators and orchestrators. */
 export const operationRoutes: Route[] = [
-  { method: "GET", pattern: /^\/healthz$/, handler: (ctx, _req, res) => sendJson(res, 200, { status: "ok", chainId: ctx.chain.chainId }) },
+  { method: "GET", pattern: /^\/healthz$/, handler: (ctx, _req, res) => sendJson(res, 200, { status: "ok", chainId: ctx.chain.chainId } satisfies HealthView) },
   {
     method: "GET",
     pattern: /^\/readyz$/,
@@ -11,7 +12,8 @@ export const operationRoutes: Route[] = [
     handler: (ctx, _req, res) => {
       const problems = ctx.readiness?.problems() ?? [];
       const status = problems.length === 0 ? 200 : 503;
-      sendJson(res, status, { status: status === 200 ? "ready" : "not_ready", chainId: ctx.chain.chainId, indexedBlock: ctx.chainIndex.lastBlock() ?? null, problems });
+      const readiness: ReadinessView = { status: status === 200 ? "ready" : "not_ready", chainId: ctx.chain.chainId, indexedBlock: ctx.chainIndex.lastBlock() ?? null, problems };
+      sendJson(res, status, readiness);
     },
   },
   {

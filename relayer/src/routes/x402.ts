@@ -7,6 +7,7 @@ import { ApiError, readJsonBody, sendJson } from "@agentmesh/sdk/http";
 import type { RelayerContext } from "../context.ts";
 import { RETRY_AFTER_SECONDS, agentView, callAgent, exactPayment, listAgents, listedAgent, pendingMessage, requireRunnable, requireX402 } from "../core/x402.ts";
 import { parseBody, pathId, type Route } from "./route.ts";
+import { foreignCode, type ErrorCode, type ForeignErrorCode } from "@agentmesh/sdk/protocol";
 
 /** `POST /x402/verify` and `/x402/settle`: an x402 v2 facilitator request. */
 const facilitatorRequest = z.object({
@@ -63,7 +64,7 @@ async function postAgentCall(ctx: RelayerContext, req: IncomingMessage, res: Ser
   const body = await readJsonBody(req, ctx.limits.maxBodyBytes);
   const requirements = await x402.requirements(agent);
   const resource = { url: `${origin(req)}/agents/${agent.id}`, description: agent.name, mimeType: "application/json" };
-  const paymentRequired = (error: string, message: string) => {
+  const paymentRequired = (error: ErrorCode | ForeignErrorCode, message: string) => {
     res.setHeader("payment-required", encodePaymentRequiredHeader({ x402Version: 2, error, resource, accepts: [requirements] }));
     return new ApiError(402, error, message, { type: "payment_required" });
   };
@@ -87,7 +88,7 @@ async function postAgentCall(ctx: RelayerContext, req: IncomingMessage, res: Ser
       res.end(outcome.answer);
       return;
     case "failed":
-      throw paymentRequired(outcome.reason, outcome.message);
+      throw paymentRequired(foreignCode(outcome.reason), outcome.message); // ours, or an x402 verifier's reason
     case "pending":
       throw new ApiError(409, "payment_pending", pendingMessage(outcome.transaction), { headers: { "retry-after": String(RETRY_AFTER_SECONDS) } });
     case "conflict":
