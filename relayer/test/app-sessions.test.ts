@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { formatUsdc, recoverDigestSigner, sessionIdOf, signDigest, voucherDigest, type SessionTerms, type VoucherState } from "@agentmesh/sdk";
+import { formatUsdc, recoverDigestSigner, sessionIdOf, signDigest, signSessionRead, voucherDigest, type SessionTerms, type VoucherState } from "@agentmesh/sdk";
 import type { Hex } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { API_KEY, completion, honestUsage, startProvider, startRelayerApp } from "./app-harness.ts";
@@ -152,6 +152,23 @@ describe("sessions through createApp, on a fake chain", () => {
       assert.equal(after.status, 410);
       assert.equal(((await after.json()) as { error: { code: string } }).error.code, "session_finalized");
       assert.equal(provider.requests.length, 1, "a closed session serves nothing");
+    });
+  });
+
+  it("shows a receipt only to whoever may read its session: its key, or its agent's read signature", async () => {
+    await withApp(async (app) => {
+      assert.equal((await app.chat({})).status, 200);
+      const { hash } = app.repo.receiptAt(app.sessionId, 1)!;
+      const path = `/v1/receipts/${hash}`;
+      // The hash chain is public (settlements carry receipt heads): a stranger must not walk it.
+      const anonymous = await call(app, "GET", path);
+      assert.deepEqual([anonymous.status, anonymous.body.error?.code, anonymous.body.receipt], [401, "missing_api_key", undefined]);
+      const byStranger = await call(app, "GET", path, undefined, { authorization: await signSessionRead(generatePrivateKey(), app.sessionId) });
+      assert.deepEqual([byStranger.status, byStranger.body.error?.code], [401, "invalid_signature"]);
+      const byKey = await call(app, "GET", path, undefined, { authorization: `Bearer ${API_KEY}` });
+      assert.deepEqual([byKey.status, byKey.body.receipt?.hash, byKey.body.verification?.providerSignatureValid], [200, hash, true]);
+      const bySignature = await call(app, "GET", path, undefined, { authorization: await signSessionRead(AGENT_KEY, app.sessionId) });
+      assert.deepEqual([bySignature.status, bySignature.body.receipt?.hash], [200, hash]);
     });
   });
 

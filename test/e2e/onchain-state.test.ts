@@ -249,7 +249,8 @@ describe("serving follows the session's on-chain state", { timeout: 300_000 }, (
     };
     const signatureValid = async (session: AgentSession) => {
       const { receipts } = (await view(session.sessionId)) as unknown as { receipts: { hash: Hex }[] };
-      const status = (await (await fetch(`${running.relayer.url}/v1/receipts/${receipts.at(-1)!.hash}`)).json()) as { verification: { providerSignatureValid: boolean } };
+      const authorization = await signSessionRead(running.stack.accounts.creator.privateKey, session.sessionId); // the budget's creator may read it
+      const status = (await (await fetch(`${running.relayer.url}/v1/receipts/${receipts.at(-1)!.hash}`, { headers: { authorization } })).json()) as { verification: { providerSignatureValid: boolean } };
       return status.verification.providerSignatureValid;
     };
     /** A call through the stack's agent proxy, which keeps a session per provider and model. */

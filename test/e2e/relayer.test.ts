@@ -308,7 +308,8 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
       const receiptSigners = await Promise.all(
         [earlier, later].map(async (session) => {
           const { receipts } = (await readSession(running.relayer.url, session.sessionId, running.stack.accounts.agent.privateKey)) as { receipts: { hash: Hex }[] };
-          const status = (await (await fetch(`${running.relayer.url}/v1/receipts/${receipts[0].hash}`)).json()) as { verification: { providerSignatureValid: boolean } };
+          const authorization = await signSessionRead(running.stack.accounts.agent.privateKey, session.sessionId);
+          const status = (await (await fetch(`${running.relayer.url}/v1/receipts/${receipts[0].hash}`, { headers: { authorization } })).json()) as { verification: { providerSignatureValid: boolean } };
           return status.verification.providerSignatureValid;
         }),
       );

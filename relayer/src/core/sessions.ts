@@ -270,11 +270,16 @@ export function sessionPage(ctx: RelayerContext, session: SessionRecord, { after
   return { ...sessionView(ctx, session, receipts.slice(0, limit), reader === "agent"), receiptsPage: { after, limit, nextAfter } };
 }
 
-/** Receipt `hash` (`GET /v1/receipts/{hash}`): the receipt, its verification and its settlement; a 404 when unknown. */
-export function receiptStatus(ctx: RelayerContext, hash: Hex): ReceiptStatus {
+/**
+ * Receipt `hash` (`GET /v1/receipts/{hash}`): the receipt, its verification and its settlement, to
+ * whoever may read its session (see {@link authorizeRead}); a 404 when unknown. Receipt heads are
+ * public on-chain once settled, so the hash alone must not open a session's history.
+ */
+export async function receiptStatus(ctx: RelayerContext, hash: Hex, credentials: ReadCredentials): Promise<ReceiptStatus> {
   const record = ctx.repo.getReceipt(hash);
   if (record === undefined) throw new ApiError(404, "receipt_not_found", `no receipt ${hash}`);
   const session = ctx.repo.getSession(record.receipt.sessionId)!;
+  await authorizeRead(ctx, session, credentials);
   const digest = voucherDigest(ctx.domainSeparator, session.id, record.state);
   const providerSigner = recoverDigestSigner(digest, record.providerSignature);
   const agentSigner = record.agentSignature && recoverDigestSigner(digest, record.agentSignature);

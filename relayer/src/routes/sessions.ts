@@ -49,10 +49,7 @@ async function postSession(ctx: RelayerContext, req: IncomingMessage, res: Serve
  */
 async function getSession(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
   const session = pathSession(ctx, id);
-  const header = req.headers.authorization;
-  const signed = header === undefined ? null : READ_SIGNATURE.exec(header);
-  const credentials: ReadCredentials = signed === null ? { apiKey: bearerToken(req) } : { expiresAt: Number(signed[1]), signature: signed[2] as Hex };
-  const reader = await authorizeRead(ctx, session, credentials);
+  const reader = await authorizeRead(ctx, session, readCredentials(req));
   const query = new URL(req.url ?? "/", "http://relayer").searchParams;
   const page = parseBody(receiptPageQuerySchema, { after: query.get("after") ?? undefined, limit: query.get("limit") ?? undefined });
   sendJson(res, 200, sessionPage(ctx, session, page, reader));
@@ -78,9 +75,16 @@ function deleteKey(ctx: RelayerContext, req: IncomingMessage, res: ServerRespons
   sendJson(res, 200, revokeKey(ctx, session, bearerToken(req)));
 }
 
-/** `GET /v1/receipts/{hash}`: the receipt, its verification and its settlement. */
-function getReceipt(ctx: RelayerContext, _req: IncomingMessage, res: ServerResponse, hash: string): void {
+/** `GET /v1/receipts/{hash}`: the receipt, its verification and its settlement, to a reader of its session. */
+async function getReceipt(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse, hash: string): Promise<void> {
   const parsed = hex32Schema.safeParse(hash);
   if (!parsed.success) throw badRequest(`"${hash}" is not a receipt hash (0x-prefixed 32-byte hex)`, "invalid_receipt_hash");
-  sendJson(res, 200, receiptStatus(ctx, parsed.data));
+  sendJson(res, 200, await receiptStatus(ctx, parsed.data, readCredentials(req)));
+}
+
+/** A read's credentials: a read signature (`AgentMesh-Signature …`), else the bearer API key, if any. */
+function readCredentials(req: IncomingMessage): ReadCredentials {
+  const header = req.headers.authorization;
+  const signed = header === undefined ? null : READ_SIGNATURE.exec(header);
+  return signed === null ? { apiKey: bearerToken(req) } : { expiresAt: Number(signed[1]), signature: signed[2] as Hex };
 }
