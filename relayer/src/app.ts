@@ -22,11 +22,11 @@ export type AppDeps = RelayerContext;
 const ROUTES: Route[] = [...operationRoutes, ...chatRoutes, ...sessionRoutes, ...catalogRoutes, ...x402Routes];
 
 /**
- * Browsers (the dApp) may call the API from any origin: nothing is authorized by cookies, only by the
- * session's bearer key, so a permissive CORS policy exposes nothing.
+ * Browsers (the dApp) may call the API from any origin by default: nothing is authorized by cookies,
+ * only by the session's bearer key or a signature, so a permissive CORS policy exposes nothing. An
+ * operator may still name the origins allowed (`corsOrigins`); see {@link allowOrigin}.
  */
 const CORS_HEADERS = {
-  "access-control-allow-origin": "*",
   "access-control-allow-methods": "GET, POST, DELETE, OPTIONS",
   // @x402/fetch also sends Access-Control-Expose-Headers on its paid retry.
   "access-control-allow-headers": "authorization, content-type, payment-signature, access-control-expose-headers, idempotency-key, x-request-id",
@@ -59,6 +59,17 @@ export function createApp(deps: AppDeps): (req: IncomingMessage, res: ServerResp
   };
 }
 
+/** `Access-Control-Allow-Origin`: `*`, or the request's Origin when it is one of `ctx.corsOrigins` (none otherwise). */
+function allowOrigin(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse): void {
+  if (ctx.corsOrigins === undefined) {
+    res.setHeader("access-control-allow-origin", "*");
+    return;
+  }
+  res.setHeader("vary", "origin"); // caches keep one answer per page
+  const origin = req.headers.origin;
+  if (origin !== undefined && ctx.corsOrigins.includes(origin)) res.setHeader("access-control-allow-origin", origin);
+}
+
 async function route(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const started = performance.now();
   const path = (req.url ?? "/").split("?")[0];
@@ -74,6 +85,7 @@ async function route(ctx: RelayerContext, req: IncomingMessage, res: ServerRespo
     requestLog.info({ method: req.method, path, route: label, status: res.statusCode, durationMs: Math.round(durationMs * 10) / 10, ...(!res.writableFinished && { aborted: true }) }, "request");
   });
   for (const [name, value] of Object.entries(CORS_HEADERS)) res.setHeader(name, value);
+  allowOrigin(ctx, req, res);
   if (req.method === "OPTIONS") {
     const preflighted = ROUTES.find((candidate) => candidate.pattern.test(path));
     if (preflighted !== undefined) label = ROUTE_LABELS.get(preflighted.pattern)!;

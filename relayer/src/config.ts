@@ -38,6 +38,8 @@ const FLAGS = {
   host: { type: "string", env: "AGENTMESH_HOST" },
   port: { type: "string", env: "AGENTMESH_PORT" },
   db: { type: "string", env: "AGENTMESH_DB" },
+  "public-url": { type: "string", env: "AGENTMESH_PUBLIC_URL" },
+  "cors-origin": { type: "string", multiple: true, env: "AGENTMESH_CORS_ORIGINS" },
   "settle-batch": { type: "string" },
   "settle-age-ms": { type: "string" },
   confirmations: { type: "string" },
@@ -70,6 +72,16 @@ const configSchema = z.object({
   host: z.string().min(1).default("127.0.0.1"),
   port: integer(0, 65_535).default(8787),
   db: z.string().min(1).default(".agentmesh/relayer.db"),
+  /** The relayer's URL as clients reach it (x402 resource URLs, agents' paid URLs): scheme and host only. */
+  "public-url": z
+    .string()
+    .regex(/^https?:\/\/[^/?#\s]+$/, "must be the relayer's public origin, such as https://relayer.example.com")
+    .optional(),
+  /** Origins whose pages may call the API (a variable holds a comma-separated list); default any. */
+  "cors-origin": z
+    .union([z.string().transform((list) => list.split(",").map((origin) => origin.trim())), z.array(z.string())])
+    .pipe(z.array(z.string().regex(/^https?:\/\/[^/?#\s]+$/, "must be origins such as https://app.example.com")).min(1))
+    .optional(),
   /** Checked against the escrow's MAX_BATCH once the chain answers (see `settlementOptions`). */
   "settle-batch": integer(1, 1_000_000).default(100),
   "settle-age-ms": integer(0, 86_400_000).default(30_000),
@@ -131,6 +143,8 @@ export async function readRelayerConfig(argv: string[], env: NodeJS.ProcessEnv =
   return {
     host: config.host,
     port: config.port,
+    publicUrl: config["public-url"],
+    corsOrigins: config["cors-origin"],
     databasePath: config.db,
     chain: {
       rpcUrl,

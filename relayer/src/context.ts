@@ -225,4 +225,11 @@ export interface RelayerContext {
   x402?: X402Gateway;
   /** Whether the relayer serves calls yet (start-up, shutdown); absent in unit tests of rules. */
   readiness?: Readiness;
+  /**
+   * The relayer's URL as clients reach it (behind TLS: `https://…`), which x402 resource URLs and
+   * agents' paid URLs name; without it, `http://` and the request's Host header (local use).
+   */
+  publicUrl?: string;
+  /** Origins whose web pages may call the API (CORS); absent: any (`*`). */
+  corsOrigins?: readonly string[];
 }

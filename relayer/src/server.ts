@@ -46,6 +46,10 @@ export interface RelayerOptions {
   payoutIntervalMs?: number;
   /** How long `close()` waits for calls in flight before cutting them (default 30 s). */
   drainTimeoutMs?: number;
+  /** The relayer's URL as clients reach it, e.g. behind TLS (see `RelayerContext.publicUrl`). */
+  publicUrl?: string;
+  /** Origins whose web pages may call the API (default: any). */
+  corsOrigins?: readonly string[];
 }
 
 /** The app's dependencies as `startRelayer` wires them: the real chain gateway and marketplace. */
@@ -139,6 +143,8 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
     outbound: new OutboundHttp(outboundPolicy(chain.chainId)),
     chainIndex,
     readiness,
+    publicUrl: options.publicUrl,
+    corsOrigins: options.corsOrigins,
   };
   context.stats.collectProcessMetrics();
   let payouts: PayoutWorker | undefined;

@@ -4,7 +4,7 @@
  * per payment. The store, the HTTP API and the agent's endpoint (on 127.0.0.1) are real.
  */
 import assert from "node:assert/strict";
-import { createServer } from "node:http";
+import { createServer, request } from "node:http";
 import { describe, it } from "node:test";
 import { decodePaymentResponseHeader, encodePaymentSignatureHeader } from "@x402/core/http";
 import type { PaymentPayload } from "@x402/core/types";
@@ -94,6 +94,28 @@ describe("x402 through createApp, on a fake chain", () => {
       assert.equal(unpaid.body.error.code, "payment_required");
       assert.ok(unpaid.headers.get("payment-required"));
       assert.deepEqual([agent.runs, app.chain.transactions.sent.length], [0, 0]);
+    });
+  });
+
+  it("names an agent's paid URL by the configured public URL, never by the request's Host header", async () => {
+    await withApp(async (app) => {
+      // fetch sets Host from the URL; node:http lets a client send any Host.
+      const hostile = { host: "attacker.example" };
+      const get = (path: string, headers: Record<string, string>) =>
+        new Promise<{ status: number; headers: Record<string, unknown>; body: string }>((resolve, reject) => {
+          const req = request(`${app.url}${path}`, { method: path.startsWith("/agents") ? "POST" : "GET", headers: { "content-type": "application/json", ...headers } }, (res) => {
+            let body = "";
+            res.setEncoding("utf8").on("data", (piece: string) => (body += piece)).on("end", () => resolve({ status: res.statusCode!, headers: res.headers, body }));
+          });
+          req.on("error", reject).end(path.startsWith("/agents") ? "{}" : undefined);
+        });
+      app.context.publicUrl = "https://relayer.example";
+      const listing = await get("/v1/agents/1", hostile);
+      assert.equal(JSON.parse(listing.body).url, "https://relayer.example/agents/1");
+      const unpaid = await get("/agents/1", hostile);
+      assert.equal(unpaid.status, 402);
+      const required = JSON.parse(Buffer.from(String(unpaid.headers["payment-required"]), "base64").toString("utf8"));
+      assert.equal(required.resource.url, "https://relayer.example/agents/1");
     });
   });
 

@@ -84,6 +84,16 @@ describe("relayer configuration (flags and environment, one schema)", () => {
     assert.deepEqual(options.settlement, { maxBatch: 100, maxAgeMs: 30_000 });
   });
 
+  it("takes the public URL and the allowed CORS origins from flags or a comma-separated variable", async () => {
+    const base = ["--deployment", deploymentFile, "--rpc", "https://rpc.example"];
+    const byFlags = await readRelayerConfig([...base, "--public-url", "https://relayer.example", "--cors-origin", "https://a.example", "--cors-origin", "http://localhost:5173"], secrets);
+    assert.deepEqual([byFlags.publicUrl, byFlags.corsOrigins], ["https://relayer.example", ["https://a.example", "http://localhost:5173"]]);
+    const byEnv = await readRelayerConfig(base, { ...secrets, AGENTMESH_PUBLIC_URL: "https://r.example", AGENTMESH_CORS_ORIGINS: "https://a.example, https://b.example" });
+    assert.deepEqual([byEnv.publicUrl, byEnv.corsOrigins], ["https://r.example", ["https://a.example", "https://b.example"]]);
+    const byDefault = await readRelayerConfig(base, secrets);
+    assert.deepEqual([byDefault.publicUrl, byDefault.corsOrigins], [undefined, undefined]);
+  });
+
   it("finds a public network's deployment by name, and a flag wins over its variable", async () => {
     const options = await readRelayerConfig(["--network", "base-sepolia", "--rpc", "https://flag.example"], { ...secrets, AGENTMESH_RPC_URL: "https://env.example" });
     assert.equal(options.chain.chainId, 84_532);
@@ -124,6 +134,8 @@ describe("relayer configuration (flags and environment, one schema)", () => {
     ["a keystore with the wrong password", ["--deployment", "deployment.json", "--rpc", "https://rpc.example", "--gas-keystore", "gas.json"], { AGENTMESH_SIGNER_KEYS: SIGNER_KEYS[0], AGENTMESH_KEYSTORE_PASSWORD: "wrong" }, /^wrong password for the keystore gas\.json$/],
     ["a keystore that is not one", ["--deployment", "deployment.json", "--rpc", "https://rpc.example", "--gas-keystore", "deployment.json"], { AGENTMESH_SIGNER_KEYS: SIGNER_KEYS[0], AGENTMESH_KEYSTORE_PASSWORD: PASSWORD }, /^deployment\.json is not a JSON keystore/],
     ["a gas key given twice", ["--deployment", "deployment.json", "--rpc", "https://rpc.example", "--gas-keystore", "gas.json"], secrets, /^give the gas key once/],
+    ["a public URL with a path", ["--public-url", "https://relayer.example/v1"], {}, /^--public-url \(or AGENTMESH_PUBLIC_URL\) must be the relayer's public origin/],
+    ["a CORS origin with a path", [], { AGENTMESH_CORS_ORIGINS: "https://a.example,https://b.example/app" }, /^--cors-origin \(or AGENTMESH_CORS_ORIGINS\) must be origins such as/],
     ["a confirmation depth of 0", ["--confirmations", "0"], {}, /^--confirmations must be an integer from 1 to 1000$/],
   ];
   for (const [what, argv, env, message] of refusals) {

@@ -37,19 +37,20 @@ export const x402Routes: Route[] = [
 ];
 
 /** The relayer's URL as the client addressed it (paid URLs are built from it). */
-function origin(req: IncomingMessage): string {
-  return `http://${req.headers.host ?? "127.0.0.1"}`;
+/** The relayer's URL for the URLs it hands out: the configured public URL, else the request's host (local use). */
+function origin(ctx: RelayerContext, req: IncomingMessage): string {
+  return ctx.publicUrl ?? `http://${req.headers.host ?? "127.0.0.1"}`;
 }
 
 /** `GET /v1/agents`: every listing, with its paid URL. */
 async function getAgents(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  sendJson(res, 200, await listAgents(ctx, origin(req)));
+  sendJson(res, 200, await listAgents(ctx, origin(ctx, req)));
 }
 
 /** `GET /v1/agents/{id}`. */
 async function showAgent(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
   requireX402(ctx);
-  sendJson(res, 200, agentView(await listedAgent(ctx, pathId(id, "agent")), origin(req)));
+  sendJson(res, 200, agentView(await listedAgent(ctx, pathId(id, "agent")), origin(ctx, req)));
 }
 
 /**
@@ -63,7 +64,7 @@ async function postAgentCall(ctx: RelayerContext, req: IncomingMessage, res: Ser
   const agent = await listedAgent(ctx, pathId(id, "agent"));
   const body = await readJsonBody(req, ctx.limits.maxBodyBytes);
   const requirements = await x402.requirements(agent);
-  const resource = { url: `${origin(req)}/agents/${agent.id}`, description: agent.name, mimeType: "application/json" };
+  const resource = { url: `${origin(ctx, req)}/agents/${agent.id}`, description: agent.name, mimeType: "application/json" };
   const paymentRequired = (error: ErrorCode | ForeignErrorCode, message: string) => {
     res.setHeader("payment-required", encodePaymentRequiredHeader({ x402Version: 2, error, resource, accepts: [requirements] }));
     return new ApiError(402, error, message, { type: "payment_required" });
