@@ -275,7 +275,8 @@ describe("settlement worker", () => {
   });
 
   it("issue 12 §3: a settlement whose receipt never comes is not left pending: a nonce taken by another transaction is resolved by the escrow's state", async () => {
-    const { repo, escrow, ids, worker, rows } = await workerSetup(2);
+    // A back-off long enough that a loaded machine cannot run out the first one between two passes.
+    const { repo, escrow, ids, worker, rows } = await workerSetup(2, { retryBaseMs: 300 });
     const [lost] = ids;
     escrow.hold = true;
     await worker.settleDue(true); // batch of both, transaction 1
@@ -283,7 +284,7 @@ describe("settlement worker", () => {
     escrow.hold = false;
     await worker.settleDue(true); // resolves it: failed, both back off briefly
     assert.deepEqual(rows(lost), [["failed", "nonce 1 was used by another transaction"]]);
-    await sleep(10);
+    await sleep(350);
     await worker.settleDue(true);
     assert.deepEqual(ids.map((id) => repo.getSession(id)?.settledSequence), [1, 1], "sent again and settled");
 
