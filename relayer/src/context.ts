@@ -5,6 +5,7 @@ import type { RegisteredProvider } from "./chain.ts";
 import type { ChainPort, MarketplacePort, ProviderMetrics } from "./core/chain-port.ts";
 import type { OutboundHttp } from "./outbound.ts";
 import type { Readiness } from "./readiness.ts";
+import type { RelayerInfo } from "@agentmesh/sdk/protocol";
 import type { X402Gateway } from "./core/x402.ts";
 import type { ProviderStats } from "./stats.ts";
 import type { ChainIndex } from "./store/chain-index.ts";
@@ -26,6 +27,11 @@ export class ReceiptSigners {
   /** The key of `signer` (a checksummed address), if this relayer holds it. */
   keyOf(signer: Address): Hex | undefined {
     return this.keys.get(signer);
+  }
+
+  /** The addresses of the keys held, in the order given. */
+  addresses(): Address[] {
+    return [...this.keys.keys()];
   }
 
   /** Whether new sessions with `provider` can be opened here: it is active and its current signer is ours. */
@@ -232,4 +238,6 @@ export interface RelayerContext {
   publicUrl?: string;
   /** Origins whose web pages may call the API (CORS); absent: any (`*`). */
   corsOrigins?: readonly string[];
+  /** What `GET /v1/relayer` publishes: chain, contracts, gas and signer addresses, version, settlement policy. */
+  about: RelayerInfo;
 }

@@ -1,3 +1,4 @@
+import { createRequire } from "node:module";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -6,7 +7,7 @@ import { escrowDomainSeparator } from "@agentmesh/sdk";
 import { createApp } from "./app.ts";
 import { ChainGateway, type ChainOptions } from "./chain.ts";
 import { ChainViewCache, DEFAULT_LIMITS, RateLimiter, ReceiptSigners, TokenBuckets, type RelayerContext, type RelayerLimits } from "./context.ts";
-import { SettlementWorker, settlementOptions, type SettlementOptions } from "./core/settlement.ts";
+import { DEFAULT_SETTLEMENT, SettlementWorker, settlementOptions, type SettlementOptions } from "./core/settlement.ts";
 import { X402Gateway } from "./core/x402.ts";
 import { HealthProber } from "./health.ts";
 import { MarketplaceGateway, PayoutWorker } from "./marketplace.ts";
@@ -20,6 +21,9 @@ import { Repository } from "./store/repository.ts";
 import { PayoutLogs } from "./store/agent-payments.ts";
 import { txManagerOptions, type TxManagerOptions } from "./tx-manager.ts";
 import { log, redactUrlInLogs } from "./log.ts";
+
+/** This relayer's version, as `GET /v1/relayer` publishes it. */
+const RELAYER_VERSION: string = createRequire(import.meta.url)("../package.json").version;
 
 export interface RelayerOptions {
   host?: string;
@@ -129,11 +133,13 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
   );
   const limits = { ...DEFAULT_LIMITS, ...options.limits };
   const readiness = new Readiness(() => indexer.status());
+  const receiptSigners = new ReceiptSigners(options.receiptSignerKeys);
+  const requestedSettlement = { ...DEFAULT_SETTLEMENT, ...options.settlement }; // checked against the escrow once it answers
   const context: WiredContext = {
     repo,
     chain,
     domainSeparator: escrowDomainSeparator(chain.chainId, chain.escrow),
-    receiptSigners: new ReceiptSigners(options.receiptSignerKeys),
+    receiptSigners,
     limits,
     clientLimits: { ip: new TokenBuckets(limits.ipRateLimit), key: new TokenBuckets(limits.keyRateLimit) },
     chainViews: new ChainViewCache(chain, chainIndex, limits.chainViewCacheMs),
@@ -145,6 +151,19 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
     readiness,
     publicUrl: options.publicUrl,
     corsOrigins: options.corsOrigins,
+    about: {
+      version: RELAYER_VERSION,
+      chainId: chain.chainId,
+      contracts: { ComputeEscrow: chain.escrow, ProviderRegistry: options.chain.registry, AgentMarketplace: options.chain.marketplace },
+      gasAddress: chain.account.address,
+      receiptSigners: receiptSigners.addresses(),
+      settlement: {
+        maxBatch: requestedSettlement.maxBatch,
+        maxAgeMs: requestedSettlement.maxAgeMs,
+        confirmations: txConfig.confirmations,
+        maxFeePerGasGwei: Number(txConfig.maxFeePerGas) / 1e9,
+      },
+    },
   };
   context.stats.collectProcessMetrics();
   let payouts: PayoutWorker | undefined;

@@ -121,6 +121,14 @@ export async function startRelayerApp(
     stats: new ProviderStats(),
     rateLimiter: new RateLimiter(),
     outbound: new OutboundHttp(outboundPolicy(chain.chainId)),
+    about: {
+      version: "0.0.0-test",
+      chainId: chain.chainId,
+      contracts: { ComputeEscrow: ESCROW, ProviderRegistry: ESCROW },
+      gasAddress: chain.account.address,
+      receiptSigners: [signer],
+      settlement: { maxBatch: 100, maxAgeMs: 30_000, confirmations: 1, maxFeePerGasGwei: 50 },
+    },
   };
   const marketplace = options.agents ? new FakeMarketplace(chain) : undefined;
   if (marketplace !== undefined) {

@@ -371,6 +371,29 @@ export const modelListSchema = listOf(
   }),
 );
 
+/**
+ * `GET /v1/relayer`: who this relayer is. Its chain and contracts, the gas account that pays for
+ * opens and settlements, the receipt signers it holds keys for (it serves the providers that
+ * registered one of them), its version, and its settlement policy.
+ */
+export const relayerInfoSchema = z.object({
+  version: z.string(),
+  chainId: z.number().int(),
+  contracts: z.object({ ComputeEscrow: addressOutSchema, ProviderRegistry: addressOutSchema, AgentMarketplace: addressOutSchema.optional() }),
+  gasAddress: addressOutSchema,
+  receiptSigners: z.array(addressOutSchema),
+  settlement: z.object({
+    /** Vouchers per settlement transaction at most. */
+    maxBatch: z.number().int(),
+    /** How long a signed voucher waits for a batch before it is settled anyway. */
+    maxAgeMs: z.number().int(),
+    /** Blocks a settlement must be under before it counts. */
+    confirmations: z.number().int(),
+    /** The most the relayer pays per gas. */
+    maxFeePerGasGwei: z.number(),
+  }),
+});
+
 /** `POST /v1/sessions` (201): the opened session and the API key that serves it alone. */
 export const openedSessionSchema = z.object({
   sessionId: hashSchema,
@@ -549,6 +572,7 @@ export type ReceiptStatus = z.infer<typeof receiptStatusSchema>;
 export type BudgetView = z.infer<typeof budgetViewSchema>;
 export type AgentView = z.infer<typeof agentViewSchema>;
 export type AgentList = z.infer<typeof agentListSchema>;
+export type RelayerInfo = z.infer<typeof relayerInfoSchema>;
 export type ProviderList = z.infer<typeof providerListSchema>;
 export type VoucherAccepted = z.infer<typeof voucherAcceptedSchema>;
 export type ClosedSession = z.infer<typeof closedSessionSchema>;

@@ -27,6 +27,7 @@ import {
   type SessionTerms,
 } from "../../sdk/src/index.ts";
 import { countPromptTokens } from "../../sdk/src/tokens.ts";
+import { relayerInfoSchema } from "../../sdk/src/protocol.ts";
 import { startLocalStack, type RunningStack } from "../../scripts/lib/local-stack.ts";
 
 const USDC = 1_000_000n;
@@ -344,6 +345,20 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
     assert.equal(code, 2, stderr);
     // It listened at once (start-up no longer waits for the chain), but never became ready.
     assert.equal(stderr.trim(), "the settlement batch size (--settle-batch) must be an integer from 1 to 100, the escrow's MAX_BATCH, got 101");
+  });
+
+  it("publishes its chain, contracts, gas and receipt-signer addresses, version and settlement policy at GET /v1/relayer", async () => {
+    const response = await fetch(`${running.relayer.url}/v1/relayer`);
+    assert.equal(response.status, 200);
+    const { stack } = running;
+    assert.deepEqual(relayerInfoSchema.parse(await response.json()), {
+      version: "0.1.0",
+      chainId: stack.chainId,
+      contracts: { ComputeEscrow: stack.contracts.ComputeEscrow, ProviderRegistry: stack.contracts.ProviderRegistry, AgentMarketplace: stack.contracts.AgentMarketplace },
+      gasAddress: stack.accounts.relayer.address,
+      receiptSigners: [stack.accounts.receiptSignerA.address, stack.accounts.receiptSignerB.address],
+      settlement: { maxBatch: 100, maxAgeMs: 3_600_000, confirmations: 1, maxFeePerGasGwei: 50 },
+    });
   });
 
   it("keeps the local chain's clock with the wall clock while it mines a block per transaction", async () => {
