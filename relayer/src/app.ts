@@ -1,12 +1,13 @@
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { ApiError, bearerToken, sendError } from "@agentmesh/sdk/http";
+import { ApiError, bearerToken, sendError, sendJson } from "@agentmesh/sdk/http";
 import { chainUnavailable } from "./chain-errors.ts";
 import type { RelayerContext } from "./context.ts";
 import { log } from "./log.ts";
 import { catalogRoutes } from "./routes/catalog.ts";
 import { chatRoutes } from "./routes/chat.ts";
 import { operationRoutes } from "./routes/operations.ts";
+import { openApiDocument } from "./routes/openapi.ts";
 import type { Route } from "./routes/route.ts";
 import { sessionRoutes } from "./routes/sessions.ts";
 import { x402Routes } from "./routes/x402.ts";
@@ -18,8 +19,22 @@ import { x402Routes } from "./routes/x402.ts";
  */
 export type AppDeps = RelayerContext;
 
-/** Every route, one table: each route file (routes/) lists its own. */
-const ROUTES: Route[] = [...operationRoutes, ...chatRoutes, ...sessionRoutes, ...catalogRoutes, ...x402Routes];
+/** Every route, one table: each route file (routes/) lists its own; `/openapi.json` describes them all. */
+export const ROUTES: readonly Route[] = [
+  ...operationRoutes,
+  ...chatRoutes,
+  ...sessionRoutes,
+  ...catalogRoutes,
+  ...x402Routes,
+  {
+    method: "GET",
+    pattern: /^\/openapi\.json$/,
+    handler: (ctx, _req, res) => sendJson(res, 200, (openApi ??= openApiDocument(ROUTES, ctx.about.version))),
+    doc: { summary: "This API as an OpenAPI 3.1 document, generated from the wire protocol's schemas" },
+  },
+];
+/** The OpenAPI document, built on its first request. */
+let openApi: Record<string, unknown> | undefined;
 
 /**
  * Browsers (the dApp) may call the API from any origin by default: nothing is authorized by cookies,

@@ -171,8 +171,9 @@ export type ReceiptPageQuery = z.infer<typeof receiptPageQuerySchema>;
 const jsonIntSchema = z.union([z.number().int().nonnegative(), z.string().regex(/^\d+$/), z.bigint().nonnegative()]);
 /** Decimal USDC with 6 decimals, e.g. "1.250000" (`formatUsdc`); negative never. */
 const usdcSchema = z.string().regex(/^\d+\.\d{6}$/, "must be decimal USDC");
-const hashSchema = z.custom<Hex>((value) => typeof value === "string" && /^0x[0-9a-fA-F]{64}$/.test(value), "must be a 32-byte hash");
-const addressOutSchema = z.custom<Address>((value) => typeof value === "string" && /^0x[0-9a-fA-F]{40}$/.test(value), "must be an address");
+// Plain string schemas (so that the OpenAPI document shows their patterns), typed as viem's.
+const hashSchema = z.string().regex(/^0x[0-9a-fA-F]{64}$/, "must be a 32-byte hash") as unknown as z.ZodType<Hex>;
+const addressOutSchema = z.string().regex(/^0x[0-9a-fA-F]{40}$/, "must be an address") as unknown as z.ZodType<Address>;
 const signatureOutSchema = z.object({ r: hashSchema, yParityAndS: hashSchema });
 const listOf = <T extends z.ZodType>(item: T) => z.object({ object: z.literal("list"), data: z.array(item) });
 
@@ -516,6 +517,26 @@ export const keyRevokedSchema = z.object({ sessionId: hashSchema, revoked: z.lit
 
 /** What AgentMesh adds to a chat completion (and to a stream's last data chunk): the call's receipt. */
 export const chatReceiptFieldsSchema = z.object({ cost: usdcSchema, latencyMs: z.number().int(), receipt: receiptViewSchema });
+
+/** `POST /v1/chat/completions`, not streamed: OpenAI's chat completion, with the call's receipt. */
+export const chatCompletionSchema = chatReceiptFieldsSchema.extend({ id: z.string(), object: z.literal("chat.completion"), choices: z.array(z.unknown()) }).passthrough();
+
+/** `POST /x402/verify` and `/x402/settle`: an x402 v2 facilitator request (the relayer settles payments to its agents only). */
+export const facilitatorRequestSchema = z.object({
+  x402Version: z.literal(2),
+  paymentPayload: z.object({ x402Version: z.literal(2), accepted: z.record(z.string(), z.unknown()), payload: z.record(z.string(), z.unknown()) }).passthrough(),
+  paymentRequirements: z
+    .object({
+      scheme: z.string(),
+      network: z.string(),
+      asset: z.string(),
+      amount: z.string(),
+      payTo: z.string(),
+      maxTimeoutSeconds: z.number(),
+      extra: z.record(z.string(), z.unknown()),
+    })
+    .passthrough(),
+});
 
 /** `GET /v1/budgets/{id}`: the budget and its sessions as the indexer last saw them on-chain. */
 export const budgetViewSchema = z.object({

@@ -4,7 +4,7 @@ import type { RelayerContext } from "../context.ts";
 import { completeChat, type ChatAnswer, type StreamOutput } from "../core/chat.ts";
 import { authenticate, keySession } from "../core/sessions.ts";
 import { parseBody, type Route } from "./route.ts";
-import { chatRequestSchema } from "@agentmesh/sdk/protocol";
+import { chatCompletionSchema, chatRequestSchema } from "@agentmesh/sdk/protocol";
 
 /** An `Idempotency-Key`: printable ASCII without spaces, as Stripe and OpenAI's clients send them. */
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
@@ -13,7 +13,7 @@ const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
 const STREAM_HEADERS = { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive", "x-accel-buffering": "no" };
 
 /** OpenAI's chat completions, metered on the API key's session (see core/chat.ts). */
-export const chatRoutes: Route[] = [{ method: "POST", pattern: /^\/v1\/chat\/completions$/, handler: chatCompletions, needsChainIndex: true }];
+export const chatRoutes: Route[] = [{ method: "POST", pattern: /^\/v1\/chat\/completions$/, handler: chatCompletions, needsChainIndex: true, doc: { summary: "An OpenAI chat completion, metered on the API key's session; streamed as server-sent events with `stream: true`", body: chatRequestSchema, response: chatCompletionSchema, auth: "apiKey" } }];
 
 /** `POST /v1/chat/completions`: authenticates the key, parses the request, serves it on the key's session. */
 async function chatCompletions(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse): Promise<void> {

@@ -1,10 +1,15 @@
 import { sendJson } from "@agentmesh/sdk/http";
-import type { HealthView, ReadinessView } from "@agentmesh/sdk/protocol";
+import { healthSchema, readinessSchema, type HealthView, type ReadinessView } from "@agentmesh/sdk/protocol";
 import type { Route } from "./route.ts";
 
 /** Liveness, readiness and Prometheus metrics, for operators and orchestrators. */
 export const operationRoutes: Route[] = [
-  { method: "GET", pattern: /^\/healthz$/, handler: (ctx, _req, res) => sendJson(res, 200, { status: "ok", chainId: ctx.chain.chainId } satisfies HealthView) },
+  {
+    method: "GET",
+    pattern: /^\/healthz$/,
+    handler: (ctx, _req, res) => sendJson(res, 200, { status: "ok", chainId: ctx.chain.chainId } satisfies HealthView),
+    doc: { summary: "Liveness", response: healthSchema },
+  },
   {
     method: "GET",
     pattern: /^\/readyz$/,
@@ -15,6 +20,7 @@ export const operationRoutes: Route[] = [
       const readiness: ReadinessView = { status: status === 200 ? "ready" : "not_ready", chainId: ctx.chain.chainId, indexedBlock: ctx.chainIndex.lastBlock() ?? null, problems };
       sendJson(res, status, readiness);
     },
+    doc: { summary: "Readiness: 200 when calls are served, else 503 naming what is missing", response: readinessSchema },
   },
   {
     method: "GET",
@@ -24,5 +30,6 @@ export const operationRoutes: Route[] = [
       res.writeHead(200, { "content-type": ctx.stats.registry.contentType });
       res.end(text);
     },
+    doc: { summary: "Prometheus metrics", mediaType: "text/plain" },
   },
 ];

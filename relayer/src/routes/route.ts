@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { z } from "zod";
 import { badRequest } from "@agentmesh/sdk/http";
+import type { WireSchema } from "@agentmesh/sdk/protocol";
 import type { RelayerContext } from "../context.ts";
 
 /**
@@ -21,6 +22,23 @@ export interface Route {
    * or closes sessions by what the index says. Status reads and voucher submissions are always served.
    */
   needsChainIndex?: boolean;
+  /** What `GET /openapi.json` says of it (see routes/openapi.ts). */
+  doc: RouteDoc;
+}
+
+/** A route in the OpenAPI document: its schemas are the wire protocol's, as the route uses them. */
+export interface RouteDoc {
+  summary: string;
+  /** The path parameter's name, for a pattern with a capture group (default `id`). */
+  param?: string;
+  /** The JSON request body's schema. */
+  body?: WireSchema;
+  /** The answer's status (default 200) and JSON schema; `mediaType` for an answer that is not JSON. */
+  status?: number;
+  response?: WireSchema;
+  mediaType?: string;
+  /** How the request authenticates, when it must. */
+  auth?: "apiKey" | "sessionRead" | "x402";
 }
 
 /**

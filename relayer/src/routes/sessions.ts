@@ -15,19 +15,58 @@ import {
 } from "../core/sessions.ts";
 import type { SessionRecord } from "../store/repository.ts";
 import { parseBody, type Route } from "./route.ts";
-import { closeSessionRequestSchema, hex32Schema, openSessionRequestSchema, receiptPageQuerySchema, voucherSchema } from "@agentmesh/sdk/protocol";
+import {
+  closeSessionRequestSchema,
+  closedSessionSchema,
+  hex32Schema,
+  keyRevokedSchema,
+  openSessionRequestSchema,
+  openedSessionSchema,
+  receiptPageQuerySchema,
+  receiptStatusSchema,
+  sessionViewSchema,
+  voucherAcceptedSchema,
+  voucherSchema,
+} from "@agentmesh/sdk/protocol";
 
 /** `Authorization: AgentMesh-Signature <expiresAt> <signature>` (a read signature, see core/sessions.ts). */
 const READ_SIGNATURE = /^AgentMesh-Signature\s+(\d{1,12})\s+(0x[0-9a-fA-F]{130})$/i;
 
 /** Sessions (see core/sessions.ts) and receipts. */
 export const sessionRoutes: Route[] = [
-  { method: "POST", pattern: /^\/v1\/sessions$/, handler: postSession, needsChainIndex: true },
-  { method: "GET", pattern: /^\/v1\/sessions\/([^/]+)$/, handler: getSession },
-  { method: "POST", pattern: /^\/v1\/sessions\/([^/]+)\/vouchers$/, handler: postVoucher },
-  { method: "POST", pattern: /^\/v1\/sessions\/([^/]+)\/close$/, handler: postClose, needsChainIndex: true },
-  { method: "DELETE", pattern: /^\/v1\/sessions\/([^/]+)\/key$/, handler: deleteKey },
-  { method: "GET", pattern: /^\/v1\/receipts\/([^/]+)$/, handler: getReceipt },
+  {
+    method: "POST",
+    pattern: /^\/v1\/sessions$/,
+    handler: postSession,
+    needsChainIndex: true,
+    doc: { summary: "Open a session on-chain from the agent's signed terms; returns its API key", body: openSessionRequestSchema, status: 201, response: openedSessionSchema },
+  },
+  {
+    method: "GET",
+    pattern: /^\/v1\/sessions\/([^/]+)$/,
+    handler: getSession,
+    doc: { summary: "A session's state, settlement and one page of receipts (`?after=&limit=`)", response: sessionViewSchema, auth: "sessionRead" },
+  },
+  {
+    method: "POST",
+    pattern: /^\/v1\/sessions\/([^/]+)\/vouchers$/,
+    handler: postVoucher,
+    doc: { summary: "The agent's voucher for the state after a served call", body: voucherSchema, response: voucherAcceptedSchema },
+  },
+  {
+    method: "POST",
+    pattern: /^\/v1\/sessions\/([^/]+)\/close$/,
+    handler: postClose,
+    needsChainIndex: true,
+    doc: { summary: "Close cooperatively with the agent's signature of the final state", body: closeSessionRequestSchema, response: closedSessionSchema },
+  },
+  { method: "DELETE", pattern: /^\/v1\/sessions\/([^/]+)\/key$/, handler: deleteKey, doc: { summary: "Revoke the session's API key", response: keyRevokedSchema, auth: "apiKey" } },
+  {
+    method: "GET",
+    pattern: /^\/v1\/receipts\/([^/]+)$/,
+    handler: getReceipt,
+    doc: { summary: "A receipt, its signature checks and its settlement", param: "hash", response: receiptStatusSchema, auth: "sessionRead" },
+  },
 ];
 
 /** The session a path names, or a 400 (not a session id) or a 404. */

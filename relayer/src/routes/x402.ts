@@ -1,39 +1,27 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { decodePaymentSignatureHeader, encodePaymentRequiredHeader, encodePaymentResponseHeader } from "@x402/core/http";
 import type { PaymentPayload, PaymentRequirements } from "@x402/core/types";
-import { z } from "zod";
 import { formatUsdc } from "@agentmesh/sdk";
 import { ApiError, readJsonBody, sendJson } from "@agentmesh/sdk/http";
 import type { RelayerContext } from "../context.ts";
 import { RETRY_AFTER_SECONDS, agentView, callAgent, exactPayment, listAgents, listedAgent, pendingMessage, requireRunnable, requireX402 } from "../core/x402.ts";
 import { parseBody, pathId, type Route } from "./route.ts";
-import { foreignCode, type ErrorCode, type ForeignErrorCode } from "@agentmesh/sdk/protocol";
-
-/** `POST /x402/verify` and `/x402/settle`: an x402 v2 facilitator request. */
-const facilitatorRequest = z.object({
-  x402Version: z.literal(2),
-  paymentPayload: z.object({ x402Version: z.literal(2), accepted: z.record(z.string(), z.unknown()), payload: z.record(z.string(), z.unknown()) }).passthrough(),
-  paymentRequirements: z
-    .object({
-      scheme: z.string(),
-      network: z.string(),
-      asset: z.string(),
-      amount: z.string(),
-      payTo: z.string(),
-      maxTimeoutSeconds: z.number(),
-      extra: z.record(z.string(), z.unknown()),
-    })
-    .passthrough(),
-});
+import { agentListSchema, agentViewSchema, facilitatorRequestSchema, foreignCode, type ErrorCode, type ForeignErrorCode } from "@agentmesh/sdk/protocol";
 
 /** Agents over x402 (see core/x402.ts), and the facilitator API. */
 export const x402Routes: Route[] = [
-  { method: "GET", pattern: /^\/v1\/agents$/, handler: (ctx, req, res) => getAgents(ctx, req, res) },
-  { method: "GET", pattern: /^\/v1\/agents\/([^/]+)$/, handler: showAgent },
-  { method: "POST", pattern: /^\/agents\/([^/]+)$/, handler: postAgentCall, needsChainIndex: true },
-  { method: "GET", pattern: /^\/x402\/supported$/, handler: (ctx, _req, res) => sendJson(res, 200, requireX402(ctx).supported()) },
-  { method: "POST", pattern: /^\/x402\/verify$/, handler: facilitatorVerify },
-  { method: "POST", pattern: /^\/x402\/settle$/, handler: facilitatorSettle },
+  { method: "GET", pattern: /^\/v1\/agents$/, handler: (ctx, req, res) => getAgents(ctx, req, res), doc: { summary: "Every agent listing with its paid URL", response: agentListSchema } },
+  { method: "GET", pattern: /^\/v1\/agents\/([^/]+)$/, handler: showAgent, doc: { summary: "An agent listing with its paid URL", response: agentViewSchema } },
+  {
+    method: "POST",
+    pattern: /^\/agents\/([^/]+)$/,
+    handler: postAgentCall,
+    needsChainIndex: true,
+    doc: { summary: "Call an agent, paid per call with x402 (402 with PAYMENT-REQUIRED without PAYMENT-SIGNATURE); answers the agent's JSON", auth: "x402" },
+  },
+  { method: "GET", pattern: /^\/x402\/supported$/, handler: (ctx, _req, res) => sendJson(res, 200, requireX402(ctx).supported()), doc: { summary: "x402 facilitator: the kinds of payment supported" } },
+  { method: "POST", pattern: /^\/x402\/verify$/, handler: facilitatorVerify, doc: { summary: "x402 facilitator: verify a payment to an AgentMesh agent", body: facilitatorRequestSchema } },
+  { method: "POST", pattern: /^\/x402\/settle$/, handler: facilitatorSettle, doc: { summary: "x402 facilitator: settle a payment to an AgentMesh agent", body: facilitatorRequestSchema } },
 ];
 
 /** The relayer's URL as the client addressed it (paid URLs are built from it). */
@@ -99,7 +87,7 @@ async function postAgentCall(ctx: RelayerContext, req: IncomingMessage, res: Ser
 }
 
 async function readFacilitatorRequest(ctx: RelayerContext, req: IncomingMessage) {
-  const request = parseBody(facilitatorRequest, await readJsonBody(req, ctx.limits.maxBodyBytes));
+  const request = parseBody(facilitatorRequestSchema, await readJsonBody(req, ctx.limits.maxBodyBytes));
   return { payload: request.paymentPayload as unknown as PaymentPayload, requirements: request.paymentRequirements as unknown as PaymentRequirements };
 }
 
