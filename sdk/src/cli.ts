@@ -5,14 +5,19 @@
  * See the "Command line" section of sdk/README.md.
  */
 import { describeError } from "./contract-errors.ts";
-import { budget } from "./cli/budget.ts";
-import { keystore } from "./cli/keystore.ts";
-import { balance, withdraw } from "./cli/ledger.ts";
 import { UsageError } from "./cli/options.ts";
-import { provider } from "./cli/provider.ts";
-import { proxy } from "./cli/proxy.ts";
 
-const COMMANDS: Record<string, (args: readonly string[]) => Promise<void>> = { balance, withdraw, budget, provider, keystore, proxy };
+type Command = (args: readonly string[]) => Promise<void>;
+
+/** Each command's module is loaded only when it runs, so that a run starts quickly. */
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  balance: async () => (await import("./cli/ledger.ts")).balance,
+  withdraw: async () => (await import("./cli/ledger.ts")).withdraw,
+  budget: async () => (await import("./cli/budget.ts")).budget,
+  provider: async () => (await import("./cli/provider.ts")).provider,
+  keystore: async () => (await import("./cli/keystore.ts")).keystore,
+  proxy: async () => (await import("./cli/proxy.ts")).proxy,
+};
 
 const USAGE = `usage: agentmesh <command> [options]
 
@@ -29,14 +34,14 @@ chain options: --network base-sepolia|base|local | --deployment <file>, --rpc <u
 keys: AGENTMESH_PRIVATE_KEY, or --keystore <file> with AGENTMESH_KEYSTORE_PASSWORD or a prompt`;
 
 const [command, ...rest] = process.argv.slice(2);
-const run = command === undefined ? undefined : COMMANDS[command];
+const load = command === undefined || !Object.hasOwn(COMMANDS, command) ? undefined : COMMANDS[command];
 const json = rest.includes("--json");
-if (run === undefined) {
+if (load === undefined) {
   console.error(command === undefined || command === "help" || command === "--help" ? USAGE : `unknown command "${command}"\n${USAGE}`);
   process.exit(command === "help" || command === "--help" ? 0 : 2);
 }
 try {
-  await run(rest);
+  await (await load())(rest);
 } catch (error) {
   const usage = error instanceof UsageError;
   const message = usage ? error.message : describeError(error);

@@ -57,6 +57,8 @@ describe("agentmesh command line", { timeout: 240_000 }, () => {
   let client: ReturnType<typeof createPublicClient>;
   let testClient: ReturnType<typeof createTestClient>;
   let at: string[];
+  /** The budget the CLI creates (7 days long; the provider test later moves time past its expiry). */
+  let createdBudget: bigint;
   const key = (role: string) => ({ AGENTMESH_PRIVATE_KEY: stack.accounts[role]!.privateKey });
   const addr = (role: string) => stack.accounts[role]!.address as Address;
 
@@ -122,6 +124,7 @@ describe("agentmesh command line", { timeout: 240_000 }, () => {
 
     const created = json(await cli(["budget", "create", "--amount", "25.5", "--session-limit", "2", "--days", "7", "--agent", addr("agent"), ...keystore, ...at, "--json"], env));
     const budgetId = BigInt(created.budgetId);
+    createdBudget = budgetId;
     assert.equal(created.transactions.length, 1, "one transaction: the permit rides along");
     assert.match(created.transactions[0].hash, /^0x[0-9a-f]{64}$/);
     assert.equal(created.transactions[0].url, undefined, "the local chain has no explorer");
@@ -250,7 +253,7 @@ describe("agentmesh command line", { timeout: 240_000 }, () => {
       { name: "an unknown network", args: ["withdraw", "1", "--network", "mars"], env: agentKey, code: 2, message: /--network must be base-sepolia, base or local/ },
       { name: "an RPC that is not a URL", args: ["withdraw", "1", "--deployment", path.join(dir, "local.json"), "--rpc", "localhost"], env: agentKey, code: 2, message: /--rpc must be an http\(s\) URL/ },
       { name: "an unknown option", args: ["withdraw", "1", "--amount", "2", ...at], env: agentKey, code: 2, message: /Unknown option '--amount'/ },
-      { name: "a network with no deployment file", args: ["withdraw", "1", "--network", "base-sepolia"], env: agentKey, code: 2, message: /84532\.json: cannot be read/ },
+      { name: "a network with no deployment file", args: ["withdraw", "1", "--network", "base"], env: agentKey, code: 2, message: /8453\.json: cannot be read/ },
       { name: "a deployment for another chain", args: ["withdraw", "1", "--deployment", otherChain, "--rpc", chain.rpcUrl], env: agentKey, code: 2, message: /serves chain 31337, but the deployment is for chain 84532/ },
       { name: "no key", args: ["withdraw", "1", ...at], code: 2, message: /a key is needed: set AGENTMESH_PRIVATE_KEY or give --keystore/ },
       { name: "a malformed key", args: ["withdraw", "1", ...at], env: { AGENTMESH_PRIVATE_KEY: "0x1234" }, code: 2, message: /AGENTMESH_PRIVATE_KEY must be a 0x-prefixed 32-byte hex private key/ },
@@ -263,6 +266,13 @@ describe("agentmesh command line", { timeout: 240_000 }, () => {
       { name: "withdrawing more than the balance", args: ["withdraw", "1000", ...at], env: agentKey, code: 1, message: /0x[0-9a-fA-F]{4}…[0-9a-fA-F]{4} holds 7\.499999 USDC in the ledger, so 1,000\.000000 USDC cannot be moved\./ },
       { name: "refunding another's budget", args: ["budget", "refund", String(stack.budgetId), "1", ...at], env: agentKey, code: 1, message: new RegExp(`Only the creator of budget #${stack.budgetId} can do this`) },
       { name: "topping up an unknown budget", args: ["budget", "top-up", "999", "1", ...at], env: agentKey, code: 1, message: /Budget #999 does not exist\./ },
+      {
+        name: "topping up an expired budget (refused before the approval is sent)",
+        args: ["budget", "top-up", String(createdBudget), "1", ...creatorKeystore, ...at],
+        env: { AGENTMESH_KEYSTORE_PASSWORD: PASSWORD },
+        code: 1,
+        message: new RegExp(`Budget #${createdBudget} expired on \\d{4}-\\d\\d-\\d\\d`),
+      },
       { name: "topping up with more than the wallet holds", args: ["budget", "top-up", String(stack.budgetId), "999999", ...at], env: agentKey, code: 2, message: /holds .* less than the 999999\.000000 USDC needed/ },
       { name: "a budget whose session limit is missing", args: ["budget", "create", "--amount", "1", ...at], env: agentKey, code: 2, message: /--session-limit must be a USDC amount/ },
       { name: "a stake below the minimum", args: ["provider", "register", "--endpoint", "http://127.0.0.1:1", "--model", "m:0:0:1", "--stake", "1", ...at], env: agentKey, code: 1, message: /A stake of 1\.000000 USDC is below the minimum of 100\.000000 USDC\./ },
@@ -280,11 +290,16 @@ describe("agentmesh command line", { timeout: 240_000 }, () => {
       provider: await providerOf(1n),
     });
     const before = await snapshot();
-    for (const { name, args, env, code, message } of cases) {
-      const run = await cli(args, env);
-      assert.equal(run.code, code, `${name}: exit ${run.code}, ${run.stderr}`);
-      assert.match(run.stderr, message, name);
-      assert.doesNotMatch(run.stderr, /at .*\.ts:\d+/, `${name}: no stack trace`);
+    // None of them sends anything, so they run four at a time.
+    for (let index = 0; index < cases.length; index += 4) {
+      await Promise.all(
+        cases.slice(index, index + 4).map(async ({ name, args, env, code, message }) => {
+          const run = await cli(args, env);
+          assert.equal(run.code, code, `${name}: exit ${run.code}, ${run.stderr}`);
+          assert.match(run.stderr, message, name);
+          assert.doesNotMatch(run.stderr, /at .*\.ts:\d+/, `${name}: no stack trace`);
+        }),
+      );
     }
     assert.deepEqual(await snapshot(), before, "nothing changed on-chain");
 

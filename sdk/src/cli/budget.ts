@@ -1,6 +1,7 @@
 import { getAddress, parseEventLogs, type Address } from "viem";
 import { z } from "zod";
 import { computeEscrowAbi } from "../abi/contracts.ts";
+import { describeContractError } from "../contract-errors.ts";
 import { approveIfNeeded, connect, signPermit, usdcText, type Context } from "./context.ts";
 import { addressSchema, idSchema, parseCommand, parseField, parseUsdcAmount, UsageError } from "./options.ts";
 
@@ -98,7 +99,9 @@ function idAndAmount(args: readonly string[], usage: string) {
 async function topUp(args: readonly string[]): Promise<void> {
   const { common, budgetId, amount } = idAndAmount(args, "agentmesh budget top-up <budgetId> <amount>");
   const ctx = await connect(common);
-  await readBudget(ctx, budgetId);
+  const found = await readBudget(ctx, budgetId);
+  // The approval comes first, so what would make topUp revert is checked before it: nothing is sent.
+  if ((await ctx.client.getBlock()).timestamp >= BigInt(found.expiry)) throw new Error(describeContractError("EscrowBudgetExpired", [budgetId, found.expiry]));
   const escrow = ctx.deployment.contracts.ComputeEscrow;
   await approveIfNeeded(ctx, escrow, amount);
   await ctx.send(`top up budget #${budgetId} with ${usdcText(amount)}`, { address: escrow, abi: computeEscrowAbi, functionName: "topUp", args: [budgetId, amount] });

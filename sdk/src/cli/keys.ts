@@ -64,25 +64,25 @@ export async function keystorePassword(env: NodeJS.ProcessEnv, question = "keyst
 }
 
 /** Reads a Web3 Secret Storage file, refusing anything else (a plain key in a file above all). */
-export async function readKeystore(file: string): Promise<{ json: string; address: Hex }> {
+export async function readKeystore(file: string, label = "--keystore"): Promise<{ json: string; address: Hex }> {
   let json: string;
   try {
     json = await readFile(file, "utf8");
   } catch {
-    throw new UsageError(`--keystore ${file} cannot be read`);
+    throw new UsageError(`${label} ${file} cannot be read`);
   }
   let parsed: unknown;
   try {
     parsed = JSON.parse(json);
   } catch {
-    throw new UsageError(`--keystore ${file} is not an encrypted JSON keystore`);
+    throw new UsageError(`${label} ${file} is not an encrypted JSON keystore`);
   }
   const record = parsed as { address?: unknown; crypto?: unknown; Crypto?: unknown };
   if (typeof record !== "object" || record === null || (record.crypto === undefined && record.Crypto === undefined)) {
-    throw new UsageError(`--keystore ${file} is not an encrypted JSON keystore`);
+    throw new UsageError(`${label} ${file} is not an encrypted JSON keystore`);
   }
   if (typeof record.address !== "string" || !/^(0x)?[0-9a-fA-F]{40}$/.test(record.address)) {
-    throw new UsageError(`--keystore ${file} names no address`);
+    throw new UsageError(`${label} ${file} names no address`);
   }
   const address = (record.address.startsWith("0x") ? record.address : `0x${record.address}`) as Hex;
   return { json, address };

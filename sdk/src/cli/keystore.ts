@@ -17,7 +17,7 @@ export async function keystore(args: readonly string[], env: NodeJS.ProcessEnv =
   if (positionals.length !== 1 || !["new", "import", "address"].includes(action ?? "")) throw new UsageError(USAGE);
   const file = positionals[0]!;
   if (action === "address") {
-    const { address } = await readKeystore(file);
+    const { address } = await readKeystore(file, "keystore");
     print(json, getAddress(address), file);
     return;
   }

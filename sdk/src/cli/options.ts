@@ -15,6 +15,16 @@ export const NETWORK_CHAIN_IDS = { "base-sepolia": 84532, base: 8453 } as const;
 /** Public RPC endpoints used when neither `--rpc` nor AGENTMESH_RPC_URL is given. */
 export const DEFAULT_RPC_URLS: Record<number, string> = { 84532: "https://sepolia.base.org", 8453: "https://mainnet.base.org" };
 
+/** Whether `text` is an absolute http: or https: URL. */
+export function isHttpUrl(text: string): boolean {
+  try {
+    const { protocol } = new URL(text);
+    return protocol === "http:" || protocol === "https:";
+  } catch {
+    return false;
+  }
+}
+
 /** The options every chain command takes, as parseArgs reads them. */
 export const COMMON_OPTIONS = {
   network: { type: "string" },
@@ -31,11 +41,7 @@ export const commonSchema = z
     network: z.enum(["base-sepolia", "base", "local"], { message: "must be base-sepolia, base or local" }).optional(),
     deployment: z.string().min(1, "must be a file path").optional(),
     "local-file": z.string().min(1, "must be a file path").default(".agentmesh/local.json"),
-    rpc: z
-      .string()
-      .url("must be an http(s) URL")
-      .refine((url) => /^https?:\/\//.test(url), "must be an http(s) URL")
-      .optional(),
+    rpc: z.string().refine(isHttpUrl, "must be an http(s) URL").optional(),
     keystore: z.string().min(1, "must be a file path").optional(),
     json: z.boolean(),
   })
@@ -46,14 +52,13 @@ export const commonSchema = z
 
 export type CommonOptions = z.infer<typeof commonSchema>;
 
-/** The first zod issue as "--field: message". */
+/** Zod's issues as "--field message", joined by "; ". */
 export function describeIssues(error: z.ZodError): string {
-  return error.issues
-    .map((issue) => {
-      const field = issue.path.join(".");
-      return field === "" ? issue.message : `--${field} ${issue.message}`;
-    })
-    .join("; ");
+  const lines = error.issues.map((issue) => {
+    const field = issue.path.join(".");
+    return field === "" ? issue.message : `--${field} ${issue.message}`;
+  });
+  return [...new Set(lines)].join("; ");
 }
 
 /**

@@ -1,8 +1,9 @@
 import { getAddress, parseEventLogs, type Address } from "viem";
 import { z } from "zod";
 import { providerRegistryAbi } from "../abi/contracts.ts";
+import { describeContractError } from "../contract-errors.ts";
 import { approveIfNeeded, connect, signPermit, usdcText, type Context } from "./context.ts";
-import { addressSchema, idSchema, parseCommand, parseField, parseUsdcAmount, UsageError } from "./options.ts";
+import { addressSchema, idSchema, isHttpUrl, parseCommand, parseField, parseUsdcAmount, UsageError } from "./options.ts";
 
 const USAGE = `usage:
   agentmesh provider register --endpoint <url> --model <name:in:out:context>... --stake <usdc>
@@ -80,7 +81,7 @@ interface ProviderConfig {
 
 /** The registry's config from the options, each one absent taken from `base`. */
 function configFrom(values: ConfigValues, base: ProviderConfig): ProviderConfig {
-  const endpoint = values.endpoint === undefined ? base.endpoint : parseField("--endpoint", z.string().url("must be an http(s) URL").regex(/^https?:\/\//, "must be an http(s) URL"), values.endpoint);
+  const endpoint = values.endpoint === undefined ? base.endpoint : parseField("--endpoint", z.string().refine(isHttpUrl, "must be an http(s) URL"), values.endpoint);
   let providerType = base.providerType;
   if (values.type !== undefined) {
     if (!(values.type in PROVIDER_TYPES)) throw new UsageError(`--type must be one of ${TYPE_NAMES.join(", ")}, got "${values.type}"`);
@@ -287,9 +288,11 @@ async function stake(args: readonly string[], action: "stake" | "unstake"): Prom
   const providerId = parseField("providerId", idSchema, positionals[0]);
   const amount = parseUsdcAmount("amount", positionals[1]);
   const ctx = await connect(common);
-  await readProvider(ctx, providerId);
+  const found = await readProvider(ctx, providerId);
   const registry = ctx.deployment.contracts.ProviderRegistry;
   if (action === "stake") {
+    // The approval comes first, so what would make addStake revert is checked before it.
+    if (found.slashed) throw new Error(describeContractError("RegistryProviderSlashed", [providerId]));
     await approveIfNeeded(ctx, registry, amount);
     await ctx.send(`stake ${usdcText(amount)} on provider #${providerId}`, { address: registry, abi: providerRegistryAbi, functionName: "addStake", args: [providerId, amount] });
   } else {
