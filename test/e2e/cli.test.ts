@@ -230,7 +230,7 @@ describe("agentmesh command line", { timeout: 240_000 }, () => {
     assert.equal(await wallet(owner), start - 100n * USDC);
   });
 
-  it("reads --network local from the stack file in the working directory", async () => {
+  it("reads --network local from the stack file in the working directory, and lists agents", async () => {
     const work = path.join(dir, "work");
     await rm(work, { recursive: true, force: true });
     const { mkdir } = await import("node:fs/promises");
@@ -238,6 +238,14 @@ describe("agentmesh command line", { timeout: 240_000 }, () => {
     await writeFile(path.join(work, ".agentmesh/local.json"), await readFile(path.join(dir, "local.json")));
     const shown = json(await cli(["balance", "--network", "local", "--address", addr("agent"), "--json"], {}, work));
     assert.equal(shown.ledger, (await ledger(addr("agent"))).toString());
+
+    const listed = json(await cli(["agent", "list", "--network", "local", "--json"], {}, work));
+    assert.deepEqual(
+      listed.agents.map((listing: Record<string, unknown>) => [listing.id, listing.status, listing.pricePerCall, listing.paymentAddress]),
+      [[stack.demoAgent.id, "active", stack.demoAgent.pricePerCall, stack.demoAgent.paymentAddress]],
+    );
+    const byOther = json(await cli(["agent", "list", "--owner", addr("treasury"), "--network", "local", "--json"], {}, work));
+    assert.deepEqual(byOther.agents, []);
   });
 
   it("refuses bad input with a clear message and changes nothing on-chain", async () => {

@@ -56,11 +56,16 @@ export async function promptHidden(question: string, envName: string): Promise<s
   }
 }
 
-/** The keystore password from AGENTMESH_KEYSTORE_PASSWORD, else a hidden prompt. */
-export async function keystorePassword(env: NodeJS.ProcessEnv, question = "keystore password: "): Promise<string> {
+/**
+ * The keystore password from AGENTMESH_KEYSTORE_PASSWORD, else a hidden prompt; a new password
+ * (`confirm`) is typed twice, so a typo cannot lock the key away.
+ */
+export async function keystorePassword(env: NodeJS.ProcessEnv, { confirm = false } = {}): Promise<string> {
   const fromEnv = env[KEYSTORE_PASSWORD_ENV];
   if (fromEnv !== undefined && fromEnv !== "") return fromEnv;
-  return promptHidden(question, KEYSTORE_PASSWORD_ENV);
+  const password = await promptHidden(confirm ? "new keystore password: " : "keystore password: ", KEYSTORE_PASSWORD_ENV);
+  if (confirm && (await promptHidden("the same password again: ", KEYSTORE_PASSWORD_ENV)) !== password) throw new UsageError("the two passwords differ");
+  return password;
 }
 
 /** Reads a Web3 Secret Storage file, refusing anything else (a plain key in a file above all). */

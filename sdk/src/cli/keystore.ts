@@ -27,7 +27,7 @@ export async function keystore(args: readonly string[], env: NodeJS.ProcessEnv =
     const raw = env[PRIVATE_KEY_ENV];
     privateKey = parsePrivateKey(PRIVATE_KEY_ENV, raw !== undefined && raw !== "" ? raw : await promptHidden("private key: ", PRIVATE_KEY_ENV));
   }
-  const password = await keystorePassword(env, "new keystore password: ");
+  const password = await keystorePassword(env, { confirm: true });
   if (password.length < 8) throw new UsageError(`the keystore password must have at least 8 characters`);
   const encrypted = await encryptKey(privateKey, password);
   try {
