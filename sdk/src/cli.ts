@@ -15,6 +15,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   withdraw: async () => (await import("./cli/ledger.ts")).withdraw,
   budget: async () => (await import("./cli/budget.ts")).budget,
   provider: async () => (await import("./cli/provider.ts")).provider,
+  session: async () => (await import("./cli/session.ts")).session,
   agent: async () => (await import("./cli/agent.ts")).agent,
   keystore: async () => (await import("./cli/keystore.ts")).keystore,
   proxy: async () => (await import("./cli/proxy.ts")).proxy,
@@ -27,6 +28,7 @@ commands:
   withdraw <amount> [--to 0x…]              move ledger balance to a wallet
   budget create|top-up|allow|deny|refund|show
   provider register|update|models|stake|unstake|withdraw|delegate-signer|show
+  session list [--budget <id>] [--agent 0x…] | session close <sessionId>
   agent list [--owner 0x…] [--all]          the agent marketplace's listings
   keystore new|import|address <file>
   proxy                                     the local OpenAI-compatible agent proxy

@@ -248,6 +248,60 @@ describe("agentmesh command line", { timeout: 240_000 }, () => {
     assert.deepEqual(byOther.agents, []);
   });
 
+  it("lists a budget's sessions, and closes one as its agent and then as its provider", async () => {
+    const budgetId = BigInt(stack.budgetId);
+    const [provider] = stack.providers;
+    const quote = await client.readContract({ address: stack.contracts.ProviderRegistry, abi: providerRegistryAbi, functionName: "quote", args: [BigInt(provider!.id), 0n] });
+    const feeBps = await client.readContract({ address: stack.contracts.ComputeEscrow, abi: computeEscrowAbi, functionName: "feeBps" });
+    const now = (await client.getBlock()).timestamp;
+    const terms = {
+      agent: addr("agent"),
+      budgetId,
+      providerId: provider!.id,
+      modelId: 0,
+      receiptSigner: quote.receiptSigner,
+      inputPricePer1K: quote.inputPricePer1K,
+      outputPricePer1K: quote.outputPricePer1K,
+      minChargePerCall: quote.minChargePerCall,
+      feeBps: Number(feeBps),
+      maxSpend: USDC,
+      deadline: Number(now) + 3_600,
+      salt: 7n,
+    };
+    const availableBefore = (await budgetOf(budgetId)).available;
+    const agentWallet = createWalletClient({ chain: hardhat, transport: http(chain.rpcUrl), account: privateKeyToAccount(stack.accounts.agent!.privateKey) });
+    const zero = `0x${"00".repeat(32)}` as Hex;
+    // The agent opens it itself (the escrow skips the signature for its own agent).
+    await client.waitForTransactionReceipt({
+      hash: await agentWallet.writeContract({ address: stack.contracts.ComputeEscrow, abi: computeEscrowAbi, functionName: "openSession", args: [terms, { r: zero, yParityAndS: zero }] }),
+    });
+    const sessionId = await client.readContract({ address: stack.contracts.ComputeEscrow, abi: computeEscrowAbi, functionName: "sessionIdOf", args: [terms] });
+    assert.equal((await budgetOf(budgetId)).available, availableBefore - USDC);
+
+    const listed = json(await cli(["session", "list", "--budget", String(budgetId), "--agent", addr("agent"), ...at, "--json"]));
+    const mine = listed.sessions.find((entry: { sessionId: string }) => entry.sessionId === sessionId);
+    assert.deepEqual([mine.status, mine.maxSpend, mine.settled, mine.providerId], ["open", "1000000", "0", provider!.id]);
+
+    const requested = json(await cli(["session", "close", sessionId, ...at, "--json"], key("agent")));
+    assert.match(requested.transactions[0].action, /^request to close session/);
+    const claimEnd = (await client.readContract({ address: stack.contracts.ComputeEscrow, abi: computeEscrowAbi, functionName: "getSession", args: [sessionId] })).claimEnd;
+    assert.equal(requested.claimEnd, claimEnd);
+    assert.ok(BigInt(claimEnd) <= (await client.getBlock()).timestamp + 86_400n, "the claim window now ends a challenge window from now");
+
+    const stranger = await cli(["session", "close", sessionId, ...at], key("treasury"));
+    assert.equal(stranger.code, 1);
+    assert.match(stranger.stderr, /0x[0-9a-fA-F]{4}…[0-9a-fA-F]{4} may not close session 0x[0-9a-f]{4}…[0-9a-f]{4} this way\./);
+
+    const byProvider = json(await cli(["session", "close", sessionId, ...at, "--json"], key("providerA")));
+    assert.match(byProvider.transactions[0].action, /as its provider$/);
+    assert.equal(byProvider.claimEnd, 1, "finalized");
+    assert.equal((await budgetOf(budgetId)).available, availableBefore, "the unused lock is back in the budget");
+
+    const again = await cli(["session", "close", sessionId, ...at], key("agent"));
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /is not open: it is unknown or already closed\./);
+  });
+
   it("refuses bad input with a clear message and changes nothing on-chain", async () => {
     const otherChain = path.join(dir, "84532.json");
     await writeFile(otherChain, JSON.stringify({ ...stack, chainId: 84532 }));
