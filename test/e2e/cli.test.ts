@@ -12,7 +12,7 @@ import { after, before, describe, it } from "node:test";
 import { createPublicClient, createTestClient, createWalletClient, http, type Address, type Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { hardhat } from "viem/chains";
-import { computeEscrowAbi, mockUSDCAbi, providerRegistryAbi, splitsLedgerAbi, type LocalStack } from "../../sdk/src/index.ts";
+import { agentMarketplaceAbi, computeEscrowAbi, mockUSDCAbi, providerRegistryAbi, splitsLedgerAbi, type LocalStack } from "../../sdk/src/index.ts";
 import { freePort, startSeededChain, type SeededChain } from "../../scripts/lib/local-stack.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
@@ -119,6 +119,8 @@ describe("agentmesh command line", { timeout: 240_000 }, () => {
   it("creates, tops up, whitelists, refunds and shows a budget, signing with a keystore", async () => {
     const keystore = ["--keystore", path.join(dir, "creator.json")];
     const env = { AGENTMESH_KEYSTORE_PASSWORD: PASSWORD };
+    // The keystore signs the creation; the rest use the environment's key (each decryption runs scrypt).
+    const creatorKey = key("creator");
     const creator = addr("creator");
     const start = await wallet(creator);
 
@@ -135,19 +137,19 @@ describe("agentmesh command line", { timeout: 240_000 }, () => {
     assert.equal(await wallet(creator), start - 25_500_000n);
     assert.equal(await client.readContract({ address: stack.contracts.ComputeEscrow, abi: computeEscrowAbi, functionName: "isAgentAllowed", args: [budgetId, addr("agent")] }), true);
 
-    const topUp = await cli(["budget", "top-up", String(budgetId), "1.000001", ...keystore, ...at], env);
+    const topUp = await cli(["budget", "top-up", String(budgetId), "1.000001", ...at], creatorKey);
     assert.equal(topUp.code, 0, topUp.stderr);
     assert.match(topUp.stdout, /approve .* for 1\.000001 USDC: 0x[0-9a-f]{64}/);
     assert.match(topUp.stdout, /unallocated\s+26\.500001 USDC/);
     assert.equal((await budgetOf(budgetId)).available, 26_500_001n);
     assert.equal(await wallet(creator), start - 26_500_001n);
 
-    const denied = json(await cli(["budget", "deny", String(budgetId), addr("agent"), ...keystore, ...at, "--json"], env));
+    const denied = json(await cli(["budget", "deny", String(budgetId), addr("agent"), ...at, "--json"], creatorKey));
     assert.equal(denied.allowed, false);
     assert.equal(await client.readContract({ address: stack.contracts.ComputeEscrow, abi: computeEscrowAbi, functionName: "isAgentAllowed", args: [budgetId, addr("agent")] }), false);
-    json(await cli(["budget", "allow", String(budgetId), addr("agent"), ...keystore, ...at, "--json"], env));
+    json(await cli(["budget", "allow", String(budgetId), addr("agent"), ...at, "--json"], creatorKey));
 
-    const refunded = json(await cli(["budget", "refund", String(budgetId), "6.5", ...keystore, ...at, "--json"], env));
+    const refunded = json(await cli(["budget", "refund", String(budgetId), "6.5", ...at, "--json"], creatorKey));
     assert.equal(refunded.budget.available, "20000001");
     assert.equal((await budgetOf(budgetId)).available, 20_000_001n);
     assert.equal(await wallet(creator), start - 20_000_001n);
@@ -230,7 +232,7 @@ describe("agentmesh command line", { timeout: 240_000 }, () => {
     assert.equal(await wallet(owner), start - 100n * USDC);
   });
 
-  it("reads --network local from the stack file in the working directory, and lists agents", async () => {
+  it("reads --network local from the stack file in the working directory; publishes and lists agents", async () => {
     const work = path.join(dir, "work");
     await rm(work, { recursive: true, force: true });
     const { mkdir } = await import("node:fs/promises");
@@ -246,6 +248,27 @@ describe("agentmesh command line", { timeout: 240_000 }, () => {
     );
     const byOther = json(await cli(["agent", "list", "--owner", addr("treasury"), "--network", "local", "--json"], {}, work));
     assert.deepEqual(byOther.agents, []);
+
+    const published = json(
+      await cli(["agent", "publish", "--name", "Summarizer", "--endpoint", "http://127.0.0.1:9998/run", "--price", "0.07", "--payout", addr("treasury"), "--network", "local", "--json"], key("agentAuthor"), work),
+    );
+    const listing = await client.readContract({ address: stack.contracts.AgentMarketplace!, abi: agentMarketplaceAbi, functionName: "getAgent", args: [BigInt(published.agentId)] });
+    assert.deepEqual(
+      [listing.owner, listing.status, listing.pricePerCall, listing.paymentAddress, listing.metadata.name, listing.metadata.endpoint],
+      [addr("agentAuthor"), 1, 70_000n, published.paymentAddress, "Summarizer", "http://127.0.0.1:9998/run"],
+    );
+    // The listing's flow sends all of a payment to --payout: its remainder, and nothing else.
+    const allToPayout = { fixedAmounts: [], shares: [], payerReferrerShare: 0, payeeReferrerShare: 0, remainder: { kind: 0, account: addr("treasury"), budgetId: 0n } };
+    assert.equal(listing.flowHash, await client.readContract({ address: stack.contracts.AgentMarketplace!, abi: agentMarketplaceAbi, functionName: "hashFlow", args: [allToPayout] }));
+    const byAuthor = json(await cli(["agent", "list", "--owner", addr("agentAuthor"), "--network", "local", "--json"], {}, work));
+    // The seeded demo agent is agentAuthor's too.
+    assert.deepEqual(
+      byAuthor.agents.map((entry: { id: number; pricePerCall: string }) => [entry.id, entry.pricePerCall]),
+      [
+        [stack.demoAgent.id, stack.demoAgent.pricePerCall],
+        [Number(published.agentId), "70000"],
+      ],
+    );
   });
 
   it("lists a budget's sessions, and closes one as its agent and then as its provider", async () => {
@@ -308,7 +331,7 @@ describe("agentmesh command line", { timeout: 240_000 }, () => {
     const wrongPassword = { AGENTMESH_KEYSTORE_PASSWORD: "not the password" };
     const creatorKeystore = ["--keystore", path.join(dir, "creator.json")];
     const agentKey = key("agent");
-    const cases: { name: string; args: string[]; env?: Record<string, string>; code: number; message: RegExp }[] = [
+    const cases: { name: string; args: string[]; env?: Record<string, string>; code: number; message: RegExp; secret?: string }[] = [
       { name: "no command", args: [], code: 2, message: /usage: agentmesh <command>/ },
       { name: "an unknown command", args: ["pay-everyone"], code: 2, message: /unknown command "pay-everyone"/ },
       { name: "neither --network nor --deployment", args: ["withdraw", "1"], env: agentKey, code: 2, message: /--network give exactly one of --network base-sepolia\|base\|local and --deployment/ },
@@ -316,6 +339,14 @@ describe("agentmesh command line", { timeout: 240_000 }, () => {
       { name: "an RPC that is not a URL", args: ["withdraw", "1", "--deployment", path.join(dir, "local.json"), "--rpc", "localhost"], env: agentKey, code: 2, message: /--rpc must be an http\(s\) URL/ },
       { name: "an unknown option", args: ["withdraw", "1", "--amount", "2", ...at], env: agentKey, code: 2, message: /Unknown option '--amount'/ },
       { name: "a network with no deployment file", args: ["withdraw", "1", "--network", "base"], env: agentKey, code: 2, message: /8453\.json: cannot be read/ },
+      {
+        name: "an RPC that does not answer, its API key kept out of the message",
+        args: ["withdraw", "1", "--deployment", path.join(dir, "local.json"), "--rpc", "http://127.0.0.1:1/v2/SECRETAPIKEY"],
+        env: agentKey,
+        code: 2,
+        message: /--rpc http:\/\/127\.0\.0\.1:1 does not answer/,
+        secret: "SECRETAPIKEY",
+      },
       { name: "a deployment for another chain", args: ["withdraw", "1", "--deployment", otherChain, "--rpc", chain.rpcUrl], env: agentKey, code: 2, message: /serves chain 31337, but the deployment is for chain 84532/ },
       { name: "no key", args: ["withdraw", "1", ...at], code: 2, message: /a key is needed: set AGENTMESH_PRIVATE_KEY or give --keystore/ },
       { name: "a malformed key", args: ["withdraw", "1", ...at], env: { AGENTMESH_PRIVATE_KEY: "0x1234" }, code: 2, message: /AGENTMESH_PRIVATE_KEY must be a 0x-prefixed 32-byte hex private key/ },
@@ -330,8 +361,8 @@ describe("agentmesh command line", { timeout: 240_000 }, () => {
       { name: "topping up an unknown budget", args: ["budget", "top-up", "999", "1", ...at], env: agentKey, code: 1, message: /Budget #999 does not exist\./ },
       {
         name: "topping up an expired budget (refused before the approval is sent)",
-        args: ["budget", "top-up", String(createdBudget), "1", ...creatorKeystore, ...at],
-        env: { AGENTMESH_KEYSTORE_PASSWORD: PASSWORD },
+        args: ["budget", "top-up", String(createdBudget), "1", ...at],
+        env: key("creator"),
         code: 1,
         message: new RegExp(`Budget #${createdBudget} expired on \\d{4}-\\d\\d-\\d\\d`),
       },
@@ -340,6 +371,8 @@ describe("agentmesh command line", { timeout: 240_000 }, () => {
       { name: "a stake below the minimum", args: ["provider", "register", "--endpoint", "http://127.0.0.1:1", "--model", "m:0:0:1", "--stake", "1", ...at], env: agentKey, code: 1, message: /A stake of 1\.000000 USDC is below the minimum of 100\.000000 USDC\./ },
       { name: "a malformed model", args: ["provider", "register", "--endpoint", "http://127.0.0.1:1", "--model", "m:0.0000001:0:1", "--stake", "100", ...at], env: agentKey, code: 2, message: /--model m input price has 7 decimals/ },
       { name: "a provider type that does not exist", args: ["provider", "register", "--endpoint", "http://127.0.0.1:1", "--model", "m:0:0:1", "--stake", "100", "--type", "quantum", ...at], env: agentKey, code: 2, message: /--type must be one of self-hosted, cloud, decentralized/ },
+      { name: "an agent price with 7 decimals", args: ["agent", "publish", "--name", "x", "--endpoint", "http://127.0.0.1:1", "--price", "0.0000001", ...at], env: agentKey, code: 2, message: /--price has 7 decimals/ },
+      { name: "an agent with no name", args: ["agent", "publish", "--endpoint", "http://127.0.0.1:1", "--price", "1", ...at], env: agentKey, code: 2, message: /--name is required/ },
       { name: "another owner's provider", args: ["provider", "delegate-signer", "1", addr("agent"), ...at], env: agentKey, code: 1, message: /Only the owner of provider #1 can do this/ },
     ];
     const watched = [addr("agent"), addr("creator"), addr("treasury")];
@@ -355,10 +388,11 @@ describe("agentmesh command line", { timeout: 240_000 }, () => {
     // None of them sends anything, so they run four at a time.
     for (let index = 0; index < cases.length; index += 4) {
       await Promise.all(
-        cases.slice(index, index + 4).map(async ({ name, args, env, code, message }) => {
+        cases.slice(index, index + 4).map(async ({ name, args, env, code, message, secret }) => {
           const run = await cli(args, env);
           assert.equal(run.code, code, `${name}: exit ${run.code}, ${run.stderr}`);
           assert.match(run.stderr, message, name);
+          if (secret !== undefined) assert.ok(!`${run.stdout}${run.stderr}`.includes(secret), `${name}: the secret is printed`);
           assert.doesNotMatch(run.stderr, /at .*\.ts:\d+/, `${name}: no stack trace`);
         }),
       );

@@ -97,7 +97,7 @@ export interface Context {
   send<const abi extends Abi, name extends ContractFunctionName<abi, "nonpayable">>(
     action: string,
     call: { address: Address; abi: abi; functionName: name; args: ContractFunctionArgs<abi, "nonpayable", name> },
-  ): Promise<{ hash: Hex; result: unknown; logs: readonly { address: Address; topics: readonly Hex[]; data: Hex }[] }>;
+  ): Promise<{ hash: Hex; logs: readonly { address: Address; topics: readonly Hex[]; data: Hex }[] }>;
 }
 
 /**
@@ -113,14 +113,16 @@ export async function connect(options: CommonOptions, env: NodeJS.ProcessEnv = p
     rpcUrls: { default: { http: [rpcUrl] } },
   });
   const client = createPublicClient({ chain, transport: http(rpcUrl, { retryCount: 1 }) }) as PublicClient;
+  // Only the origin is ever printed: a provider's RPC URL often carries an API key in its path.
+  const rpcOrigin = new URL(rpcUrl).origin;
   let rpcChainId: number;
   try {
     rpcChainId = await client.getChainId();
   } catch (error) {
-    throw new UsageError(`--rpc ${rpcUrl} does not answer: ${describeError(error)}`);
+    throw new UsageError(`--rpc ${rpcOrigin} does not answer: ${describeError(error)}`);
   }
   if (rpcChainId !== deployment.chainId) {
-    throw new UsageError(`--rpc ${rpcUrl} serves chain ${rpcChainId}, but the deployment is for chain ${deployment.chainId}`);
+    throw new UsageError(`--rpc ${rpcOrigin} serves chain ${rpcChainId}, but the deployment is for chain ${deployment.chainId}`);
   }
   const out = new Output(options.json);
   let account: Promise<PrivateKeyAccount> | undefined;
@@ -133,7 +135,7 @@ export async function connect(options: CommonOptions, env: NodeJS.ProcessEnv = p
     account: getAccount,
     async send(action, call) {
       const signer = await getAccount();
-      const { request, result } = await client.simulateContract({ ...call, account: signer } as never);
+      const { request } = await client.simulateContract({ ...call, account: signer } as never);
       const wallet = createWalletClient({ account: signer, chain, transport: http(rpcUrl) });
       const hash = await wallet.writeContract(request);
       const receipt = await client.waitForTransactionReceipt({ hash });
@@ -141,7 +143,7 @@ export async function connect(options: CommonOptions, env: NodeJS.ProcessEnv = p
       const url = explorerTxUrl(rpcChainId, hash);
       out.transactions.push({ action, hash, ...(url ? { url } : {}) });
       out.say(`${action}: ${hash}${url ? ` ${url}` : ""}`);
-      return { hash, result: result as unknown, logs: receipt.logs };
+      return { hash, logs: receipt.logs };
     },
   };
 }
