@@ -2,7 +2,7 @@ import { chmod, mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import type { Hex } from "viem";
-import { loadLocalStack } from "../deployment.ts";
+import { DeploymentFileError, loadLocalStack } from "../deployment.ts";
 import { startAgentProxy } from "../proxy.ts";
 import { parseUsdcAmount, UsageError } from "./options.ts";
 
@@ -40,7 +40,9 @@ export async function proxy(args: readonly string[]): Promise<void> {
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new UsageError(`--port must be a TCP port number, got "${values.port}"`);
   const sessionMaxSpend = parseUsdcAmount("--session-max-spend", values["session-max-spend"]);
-  const stack = await loadLocalStack(values["local-file"]);
+  const stack = await loadLocalStack(values["local-file"]).catch((error: unknown) => {
+    throw error instanceof DeploymentFileError ? new UsageError(error.message) : error;
+  });
   if (stack.relayerUrl === undefined) throw new Error(`${values["local-file"]} names no relayer: is \`npm start\` running?`);
   const privateKey = (process.env.AGENTMESH_AGENT_KEY as Hex | undefined) ?? stack.accounts.agent.privateKey;
 
