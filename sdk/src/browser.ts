@@ -12,3 +12,4 @@ export * from "./pricing.ts";
 export * from "./receipts.ts";
 export * from "./agent-payouts.ts";
 export * from "./session-read.ts";
+export * from "./contract-errors.ts";

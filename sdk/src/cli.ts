@@ -1,78 +1,55 @@
 #!/usr/bin/env node
 /**
- * The AgentMesh command line.
- *
- *   agentmesh proxy [--local-file .agentmesh/local.json] [--port 8788] [--session-max-spend 5]
- *                   [--token-file .agentmesh/proxy-token] [--allow-origin http://localhost:5173 ...]
- *
- * `proxy` serves an OpenAI-compatible endpoint on 127.0.0.1 for the agent of the stack file (its
- * key comes from AGENTMESH_AGENT_KEY, else the file's dev-only `agent` account): point any OpenAI
- * client at http://127.0.0.1:8788/v1 with the proxy's token as its API key. The token comes from
- * AGENTMESH_PROXY_TOKEN, else is generated at start; either way it is printed and written to the
- * token file (mode 0600). Web pages may call the proxy only from an origin given with
- * --allow-origin.
+ * The AgentMesh command line (`agentmesh <command>`): dispatches to the commands in `cli/`.
+ * Exit status: 0 done, 2 bad or missing input (nothing sent), 1 refused by the chain or failed.
+ * See the "Command line" section of sdk/README.md.
  */
-import { chmod, mkdir, writeFile } from "node:fs/promises";
-import path from "node:path";
-import { parseArgs } from "node:util";
-import { parseUnits, type Hex } from "viem";
-import { loadLocalStack } from "./deployment.ts";
-import { startAgentProxy } from "./proxy.ts";
+import { describeError } from "./contract-errors.ts";
+import { UsageError } from "./cli/options.ts";
+
+type Command = (args: readonly string[]) => Promise<void>;
+
+/** Each command's module is loaded only when it runs, so that a run starts quickly. */
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  balance: async () => (await import("./cli/ledger.ts")).balance,
+  withdraw: async () => (await import("./cli/ledger.ts")).withdraw,
+  budget: async () => (await import("./cli/budget.ts")).budget,
+  provider: async () => (await import("./cli/provider.ts")).provider,
+  session: async () => (await import("./cli/session.ts")).session,
+  agent: async () => (await import("./cli/agent.ts")).agent,
+  keystore: async () => (await import("./cli/keystore.ts")).keystore,
+  proxy: async () => (await import("./cli/proxy.ts")).proxy,
+};
+
+const USAGE = `usage: agentmesh <command> [options]
+
+commands:
+  balance [--address 0x…]                   ledger balance and wallet USDC
+  withdraw <amount> [--to 0x…]              move ledger balance to a wallet
+  budget create|top-up|allow|deny|refund|show
+  provider register|update|models|stake|unstake|withdraw|delegate-signer|show
+  session list [--budget <id>] [--agent 0x…] | session close <sessionId>
+  agent publish|list                        list an agent for sale; the marketplace's listings
+  keystore new|import|address <file>
+  proxy                                     the local OpenAI-compatible agent proxy
+
+chain options: --network base-sepolia|base|local | --deployment <file>, --rpc <url> (or AGENTMESH_RPC_URL),
+  --local-file <stack file> (with --network local), --json
+keys: AGENTMESH_PRIVATE_KEY, or --keystore <file> with AGENTMESH_KEYSTORE_PASSWORD or a prompt`;
 
 const [command, ...rest] = process.argv.slice(2);
-if (command !== "proxy") {
-  console.error(
-    "usage: agentmesh proxy [--local-file .agentmesh/local.json] [--port 8788] [--session-max-spend 5] [--token-file .agentmesh/proxy-token] [--allow-origin <origin>]...",
-  );
-  process.exit(2);
+const load = command === undefined || !Object.hasOwn(COMMANDS, command) ? undefined : COMMANDS[command];
+const json = rest.includes("--json");
+if (load === undefined) {
+  console.error(command === undefined || command === "help" || command === "--help" ? USAGE : `unknown command "${command}"\n${USAGE}`);
+  process.exit(command === "help" || command === "--help" ? 0 : 2);
 }
-const { values } = parseArgs({
-  args: rest,
-  options: {
-    "local-file": { type: "string", default: ".agentmesh/local.json" },
-    port: { type: "string", default: "8788" },
-    "session-max-spend": { type: "string", default: "5" },
-    "token-file": { type: "string", default: ".agentmesh/proxy-token" },
-    "allow-origin": { type: "string", multiple: true, default: [] },
-  },
-});
-for (const origin of values["allow-origin"]) {
-  // An origin is scheme://host[:port], exactly as a browser sends it.
-  if (!/^https?:\/\/[^/?#\s]+$/.test(origin)) {
-    console.error(`--allow-origin must be an origin such as http://localhost:5173, got "${origin}"`);
-    process.exit(2);
-  }
+try {
+  await (await load())(rest);
+} catch (error) {
+  const usage = error instanceof UsageError;
+  const message = usage ? error.message : describeError(error);
+  if (json) console.log(JSON.stringify({ error: message }));
+  console.error(`agentmesh ${command}: ${message}`);
+  process.exitCode = usage ? 2 : 1;
 }
-const port = Number(values.port);
-if (!Number.isInteger(port) || port < 0 || port > 65_535) {
-  console.error(`--port must be a TCP port number, got "${values.port}"`);
-  process.exit(2);
-}
-if (!/^\d+(\.\d{1,6})?$/.test(values["session-max-spend"])) {
-  console.error(`--session-max-spend must be a USDC amount such as 5 or 0.25, got "${values["session-max-spend"]}"`);
-  process.exit(2);
-}
-const stack = await loadLocalStack(values["local-file"]);
-if (stack.relayerUrl === undefined) throw new Error(`${values["local-file"]} names no relayer: is \`npm start\` running?`);
-const privateKey = (process.env.AGENTMESH_AGENT_KEY as Hex | undefined) ?? stack.accounts.agent.privateKey;
-
-const proxy = await startAgentProxy({
-  relayerUrl: stack.relayerUrl,
-  privateKey,
-  chainId: stack.chainId,
-  escrow: stack.contracts.ComputeEscrow,
-  budgetId: BigInt(stack.budgetId),
-  sessionMaxSpend: parseUnits(values["session-max-spend"], 6),
-  port,
-  token: process.env.AGENTMESH_PROXY_TOKEN,
-  allowedOrigins: values["allow-origin"],
-});
-const tokenFile = values["token-file"];
-await mkdir(path.dirname(tokenFile), { recursive: true });
-await writeFile(tokenFile, `${proxy.token}\n`, { mode: 0o600 });
-await chmod(tokenFile, 0o600); // writeFile's mode applies only to a new file
-console.log(`agent proxy on ${proxy.url}/v1 (relayer ${stack.relayerUrl})`);
-console.log(`its token (the OpenAI client's apiKey), also in ${tokenFile}: ${proxy.token}`);
-const stop = () => void proxy.close().then(() => process.exit(0));
-process.on("SIGINT", stop);
-process.on("SIGTERM", stop);

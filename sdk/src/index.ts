@@ -11,3 +11,4 @@ export * from "./metering.ts";
 export * from "./session-read.ts";
 export * from "./agent.ts";
 export * from "./proxy.ts";
+export * from "./contract-errors.ts";

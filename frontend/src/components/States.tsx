@@ -3,7 +3,7 @@ import { ConnectButton } from "@rainbow-me/rainbowkit";
 import { useAccount } from "wagmi";
 import { useDeployment } from "../hooks/useAppConfig.ts";
 import type { ChainDeployment } from "../lib/config.ts";
-import { describeError } from "../lib/errors.ts";
+import { describeError } from "@agentmesh/sdk/browser";
 
 /** A placeholder while data loads. */
 export function Loading({ what }: { what: string }) {

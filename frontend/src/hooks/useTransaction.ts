@@ -3,7 +3,7 @@ import { useCallback, useState } from "react";
 import type { Abi, Address, ContractFunctionName, ContractFunctionParameters, Hex, PublicClient, SimulateContractParameters, TransactionReceipt, WalletClient } from "viem";
 import { useConfig, usePublicClient } from "wagmi";
 import { getWalletClient } from "wagmi/actions";
-import { describeError } from "../lib/errors.ts";
+import { describeError } from "@agentmesh/sdk/browser";
 
 /** Where a transaction (or a signature) stands, for {@link TransactionStatus}. */
 export type TxState =

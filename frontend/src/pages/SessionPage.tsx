@@ -8,7 +8,7 @@ import { SESSION_PAGE, useSession } from "../hooks/useRelayer.ts";
 import { useSessionReadAuthorization } from "../hooks/useSessionRead.ts";
 import type { ChainDeployment } from "../lib/config.ts";
 import { shortHex } from "../lib/explorer.ts";
-import { describeError } from "../lib/errors.ts";
+import { describeError } from "@agentmesh/sdk/browser";
 import { RelayerRequestError } from "../lib/relayer.ts";
 import type { SessionView } from "@agentmesh/sdk/protocol";
 import { formatBps } from "../lib/splits.ts";

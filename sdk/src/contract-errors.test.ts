@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { BaseError, ContractFunctionRevertedError, encodeErrorResult, UserRejectedRequestError, type Abi } from "viem";
-import { computeEscrowAbi, mockUSDCAbi, providerRegistryAbi, splitsLedgerAbi } from "@agentmesh/sdk/browser";
-import { CONTRACT_ERRORS_ABI, DESCRIBED_ERRORS, describeContractError, describeError } from "./errors.ts";
+import { computeEscrowAbi, mockUSDCAbi, providerRegistryAbi, splitsLedgerAbi } from "./abi/contracts.ts";
+import { CONTRACT_ERRORS_ABI, DESCRIBED_ERRORS, describeContractError, describeError } from "./contract-errors.ts";
 
 /** A revert as viem reports it from a simulation of `abi`'s `functionName`. */
 function revert(abi: Abi, errorName: string, args: readonly unknown[], decodeWith: Abi = abi) {

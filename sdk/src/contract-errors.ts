@@ -1,3 +1,7 @@
+/**
+ * Every AgentMesh contract's custom errors as sentences a user can act on; the dApp and the
+ * `agentmesh` command line both print these.
+ */
 import {
   BaseError,
   ContractFunctionRevertedError,
@@ -7,12 +11,8 @@ import {
   type Abi,
   type Hex,
 } from "viem";
-import { agentMarketplaceAbi, computeEscrowAbi, mockUSDCAbi, providerRegistryAbi, splitsLedgerAbi } from "@agentmesh/sdk/browser";
-import { shortHex } from "./explorer.ts";
-import { AGENT_STATUS_NAMES } from "./agentStatus.ts";
-import { formatBps } from "./splits.ts";
-import { formatUsdcAmount } from "./usdc.ts";
-import { formatTimestamp } from "./validation.ts";
+import { agentMarketplaceAbi, computeEscrowAbi, mockUSDCAbi, providerRegistryAbi, splitsLedgerAbi } from "./abi/contracts.ts";
+import { formatUsdc } from "./pricing.ts";
 
 /**
  * Every custom error of every AgentMesh contract and of USDC, so that a revert bubbling up from a
@@ -28,10 +28,22 @@ export const CONTRACT_ERRORS_ABI: Abi = [
 
 type Args = readonly unknown[];
 
-const usdc = (value: unknown) => `${formatUsdcAmount(BigInt(value as bigint))} USDC`;
-const date = (value: unknown) => formatTimestamp(BigInt(value as bigint));
-const short = (value: unknown) => shortHex(String(value));
-const percent = (bps: unknown) => formatBps(bps as bigint);
+/** `IAgentMarketplace.AgentStatus` names, by value. */
+const AGENT_STATUS_NAMES = ["not listed", "active", "paused", "retired"] as const;
+
+/** "1,234.500000 USDC": six decimals, thousands separated. */
+const usdc = (value: unknown) => {
+  const [whole, fraction] = formatUsdc(BigInt(value as bigint)).split(".");
+  return `${whole.replace(/\B(?=(\d{3})+(?!\d))/g, ",")}.${fraction} USDC`;
+};
+/** "2030-01-01 00:00 UTC". */
+const date = (value: unknown) => `${new Date(Number(value) * 1000).toISOString().slice(0, 16).replace("T", " ")} UTC`;
+/** "0x1234…abcd": enough of a hash or address to recognise it. */
+const short = (value: unknown) => {
+  const text = String(value);
+  return text.length > 14 ? `${text.slice(0, 6)}…${text.slice(-4)}` : text;
+};
+const percent = (bps: unknown) => `${Number(bps) / 100}%`;
 
 /** One sentence per custom error, built from its arguments. */
 const SENTENCES: Record<string, (args: Args) => string> = {
