@@ -193,9 +193,9 @@ async function contractsSource(config: ParsedConfig): Promise<ContractsSource> {
  * by default its dev accounts' (the `relayer` account, and every seeded provider's signer).
  */
 async function relayerKeys(config: ParsedConfig, source: ContractsSource, env: NodeJS.ProcessEnv): Promise<{ gas: Hex; signers: Hex[] }> {
-  const decrypt = async (file: string) => {
+  const decrypt = async (file: string, flag: "--gas-keystore" | "--signer-keystore") => {
     try {
-      return await decryptKeystoreFile(file, await keystorePassword(file, env));
+      return await decryptKeystoreFile(file, await keystorePassword(env), flag);
     } catch (error) {
       if (error instanceof KeystoreError) throw new ConfigError(error.message);
       throw error;
@@ -207,8 +207,8 @@ async function relayerKeys(config: ParsedConfig, source: ContractsSource, env: N
   if (config["signer-keystore"] !== undefined && config[SIGNER_KEYS_VARIABLE] !== undefined) {
     throw new ConfigError(`give the receipt-signer keys once: --signer-keystore or ${SIGNER_KEYS_VARIABLE}, not both`);
   }
-  let gas = config["gas-keystore"] === undefined ? config[GAS_KEY_VARIABLE] : await decrypt(config["gas-keystore"]);
-  let signers = config["signer-keystore"] === undefined ? config[SIGNER_KEYS_VARIABLE] : await Promise.all(config["signer-keystore"].map(decrypt));
+  let gas = config["gas-keystore"] === undefined ? config[GAS_KEY_VARIABLE] : await decrypt(config["gas-keystore"], "--gas-keystore");
+  let signers = config["signer-keystore"] === undefined ? config[SIGNER_KEYS_VARIABLE] : await Promise.all(config["signer-keystore"].map((file) => decrypt(file, "--signer-keystore")));
   if (source.kind === "local") {
     const { stack, file } = source;
     gas ??= stack.accounts.relayer?.privateKey;

@@ -2,7 +2,8 @@ import { chmod, writeFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { getAddress, type Hex } from "viem";
-import { encryptKey, keystorePassword, parsePrivateKey, PRIVATE_KEY_ENV, promptHidden, readKeystore } from "./keys.ts";
+import { encryptKeystore, keystorePassword, promptHidden, readKeystoreFile } from "../keystore.ts";
+import { parsePrivateKey, PRIVATE_KEY_ENV, withKeystore } from "./keys.ts";
 import { UsageError } from "./options.ts";
 
 const USAGE = `usage:
@@ -17,7 +18,7 @@ export async function keystore(args: readonly string[], env: NodeJS.ProcessEnv =
   if (positionals.length !== 1 || !["new", "import", "address"].includes(action ?? "")) throw new UsageError(USAGE);
   const file = positionals[0]!;
   if (action === "address") {
-    const { address } = await readKeystore(file, "keystore");
+    const { address } = await withKeystore(() => readKeystoreFile(file));
     print(json, getAddress(address), file);
     return;
   }
@@ -25,11 +26,11 @@ export async function keystore(args: readonly string[], env: NodeJS.ProcessEnv =
   if (action === "new") privateKey = generatePrivateKey();
   else {
     const raw = env[PRIVATE_KEY_ENV];
-    privateKey = parsePrivateKey(PRIVATE_KEY_ENV, raw !== undefined && raw !== "" ? raw : await promptHidden("private key: ", PRIVATE_KEY_ENV));
+    privateKey = parsePrivateKey(PRIVATE_KEY_ENV, raw !== undefined && raw !== "" ? raw : await withKeystore(() => promptHidden("private key: ", PRIVATE_KEY_ENV)));
   }
-  const password = await keystorePassword(env, { confirm: true });
+  const password = await withKeystore(() => keystorePassword(env, { confirm: true }));
   if (password.length < 8) throw new UsageError(`the keystore password must have at least 8 characters`);
-  const encrypted = await encryptKey(privateKey, password);
+  const encrypted = await encryptKeystore(privateKey, password);
   try {
     // "wx": never overwrite a keystore (and the key in it) unless --force says so.
     await writeFile(file, `${encrypted}\n`, { mode: 0o600, flag: force ? "w" : "wx" });
