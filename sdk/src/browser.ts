@@ -8,6 +8,7 @@
 export * from "./abi/contracts.ts";
 export * from "./typed-data.ts";
 export * from "./usdc.ts";
+export * from "./registry.ts";
 export * from "./pricing.ts";
 export * from "./receipts.ts";
 export * from "./agent-payouts.ts";

@@ -2,6 +2,7 @@ export * from "./typed-data.ts";
 export * from "./abi/contracts.ts";
 export * from "./deployment.ts";
 export * from "./usdc.ts";
+export * from "./registry.ts";
 export * from "./pricing.ts";
 export * from "./receipts.ts";
 export * from "./completion-output.ts";

@@ -1,4 +1,3 @@
-import type { Address } from "viem";
 import { featureMask, featureNames } from "./features.ts";
 import type { Parsed } from "./parse.ts";
 import { parseUsdcInput, usdcInputValue } from "./usdc.ts";
@@ -7,24 +6,9 @@ import { parseAddress, parseEndpoint, parseInteger, parseModelName, UINT32_MAX }
 /** `IProviderRegistry.ProviderType`, in enum order. */
 export const PROVIDER_TYPES = ["Self-hosted", "Cloud", "Decentralized"] as const;
 
-/** `IProviderRegistry.ProviderConfig`. */
-export interface ProviderConfig {
-  endpoint: string;
-  providerType: number;
-  rateLimitPerMinute: number;
-  minChargePerCall: number;
-  features: bigint;
-  receiptSigner: Address;
-  payout: Address;
-}
+import type { ModelConfig, ProviderConfig } from "@agentmesh/sdk/browser";
 
-/** `IProviderRegistry.ModelConfig`. */
-export interface ModelConfig {
-  name: string;
-  inputPricePer1K: number;
-  outputPricePer1K: number;
-  maxContextTokens: number;
-}
+export type { ModelConfig, ProviderConfig };
 
 /** A provider's terms as typed in the console. */
 export interface ProviderTermsInput {

@@ -2,6 +2,7 @@ import { getAddress, parseEventLogs, type Address } from "viem";
 import { z } from "zod";
 import { providerRegistryAbi } from "../abi/contracts.ts";
 import { describeContractError } from "../contract-errors.ts";
+import type { ProviderConfig } from "../registry.ts";
 import { approveIfNeeded, connect, signPermit, usdcText, type Context } from "./context.ts";
 import { addressSchema, idSchema, isHttpUrl, parseCommand, parseField, parseUsdcAmount, UsageError } from "./options.ts";
 
@@ -68,16 +69,6 @@ const CONFIG_OPTIONS = {
 } as const;
 
 type ConfigValues = Partial<Record<keyof typeof CONFIG_OPTIONS, string>>;
-
-interface ProviderConfig {
-  endpoint: string;
-  providerType: number;
-  rateLimitPerMinute: number;
-  minChargePerCall: number;
-  features: bigint;
-  receiptSigner: Address;
-  payout: Address;
-}
 
 /** The registry's config from the options, each one absent taken from `base`. */
 function configFrom(values: ConfigValues, base: ProviderConfig): ProviderConfig {
