@@ -20,6 +20,9 @@ export class Readiness {
   private fatal: Error | undefined;
   private started = false;
   private draining = false;
+  /** What the last operating check found wrong with the store and the gas account (see operating-checks.ts). */
+  private storeProblem: string | undefined;
+  private gasProblem: string | undefined;
 
   constructor(indexer: () => IndexerStatus) {
     this.indexer = indexer;
@@ -41,6 +44,16 @@ export class Readiness {
     this.fatal = error;
   }
 
+  /** The last write to the store failed (`problem`), or succeeded (undefined). */
+  storeChecked(problem: string | undefined): void {
+    this.storeProblem = problem;
+  }
+
+  /** The gas account cannot pay for a settlement (`problem`), or can (undefined). */
+  gasChecked(problem: string | undefined): void {
+    this.gasProblem = problem;
+  }
+
   /** Shutdown began: no new calls. */
   drain(): void {
     this.draining = true;
@@ -51,6 +64,8 @@ export class Readiness {
     const problems: ReadinessProblem[] = [];
     if (this.draining) problems.push({ check: "shutdown", message: "the relayer is shutting down" });
     if (this.fatal !== undefined) problems.push({ check: "configuration", message: this.fatal.message });
+    if (this.storeProblem !== undefined) problems.push({ check: "store", message: this.storeProblem });
+    if (this.gasProblem !== undefined) problems.push({ check: "gas", message: this.gasProblem });
     const status = this.indexer();
     if (status.lastError instanceof ReorgTooDeepError) problems.push({ check: "indexer", message: status.lastError.message });
     const rpcError = this.startupError ?? (this.started && !(status.lastError instanceof ReorgTooDeepError) ? status.lastError : undefined);

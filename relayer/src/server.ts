@@ -17,6 +17,7 @@ import { ChainIndex } from "./store/chain-index.ts";
 import { ProviderStats } from "./stats.ts";
 import { openDatabase, startCheckpointer } from "./store/database.ts";
 import { Readiness } from "./readiness.ts";
+import { OperatingChecks } from "./operating-checks.ts";
 import { Repository } from "./store/repository.ts";
 import { PayoutLogs } from "./store/agent-payments.ts";
 import { txManagerOptions, type TxManagerOptions } from "./tx-manager.ts";
@@ -174,6 +175,7 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
   }
   const health = new HealthProber(context, options.healthProbeIntervalMs ?? 15_000);
   health.start();
+  const operatingChecks = new OperatingChecks({ repo, publicClient: chain.publicClient, gasAddress: chain.account.address, maxFeePerGas: txConfig.maxFeePerGas, readiness });
 
   // Start-up against the chain, in the background: the chain id (which decides, among other things,
   // whether private endpoints may be called) and the escrow's batch limit, retried with backoff
@@ -199,6 +201,7 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
     }
     const settlementConfig = settlementOptions(options.settlement ?? {}, escrowMaxBatch);
     readiness.chainChecked();
+    await operatingChecks.start(); // the store and the gas account, for /readyz
     indexer.start();
     indexer.catchUp().catch(() => undefined); // the first pass now; failures retry with backoff
     await Promise.race([indexer.whenSynced(), abortion(stopping.signal)]);
@@ -266,6 +269,7 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
         await context.x402?.stop();
         await indexer.stop();
         await health.stop();
+        await operatingChecks.stop();
         if (settlement !== undefined) {
           await settlement.stop();
           await flushVouchers(settlement);

@@ -7,6 +7,9 @@ import { describe, it } from "node:test";
 import { ApiError } from "@agentmesh/sdk/http";
 import { ReorgTooDeepError, isRangeTooLargeError, type IndexerStatus } from "../src/indexer.ts";
 import { Readiness } from "../src/readiness.ts";
+import { OperatingChecks } from "../src/operating-checks.ts";
+import { openDatabase } from "../src/store/database.ts";
+import { Repository } from "../src/store/repository.ts";
 
 const status = (overrides: Partial<IndexerStatus> = {}): IndexerStatus => ({
   synced: false,
@@ -18,6 +21,44 @@ const status = (overrides: Partial<IndexerStatus> = {}): IndexerStatus => ({
 });
 
 describe("readiness", () => {
+  it("issue 13: is not ready while the gas account cannot pay for a settlement or the store takes no writes, and says so", async () => {
+    const readiness = new Readiness(() => status({ synced: true, lastBlock: 10, target: 10 }));
+    readiness.chainChecked();
+    const repo = new Repository(openDatabase(":memory:"));
+    const chain = { balance: 0n, fee: 2_000_000_000n }; // 2 gwei
+    const checks = new OperatingChecks({
+      repo,
+      publicClient: {
+        getBalance: async () => chain.balance,
+        estimateFeesPerGas: (async () => ({ maxFeePerGas: chain.fee, maxPriorityFeePerGas: 1n })) as never,
+      },
+      gasAddress: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+      maxFeePerGas: 50_000_000_000n,
+      readiness,
+    });
+    const named = () => readiness.problems().map((problem) => [problem.check, problem.message]);
+
+    await checks.check();
+    assert.deepEqual(named(), [
+      ["gas", "the gas account 0x70997970C51812dc3A010C7d01b50e0d17dc79C8 holds 0 ETH; a settlement needs about 0.00022 ETH (110000 gas at 2 gwei)"],
+    ]);
+    chain.balance = 220_000_000_000_000n - 1n; // a wei short
+    await checks.check();
+    assert.equal(named()[0][0], "gas");
+    chain.balance = 220_000_000_000_000n;
+    await checks.check();
+    assert.deepEqual(named(), [], "ready once it can pay");
+    chain.fee = 500_000_000_000n; // fees spike above the relayer's cap: it prices at its cap (50 gwei)
+    await checks.check();
+    assert.match(named()[0][1], /a settlement needs about 0\.0055 ETH \(110000 gas at 50 gwei\)$/);
+    chain.fee = 2_000_000_000n;
+
+    repo.close(); // a store that takes no writes
+    await checks.check();
+    assert.deepEqual(named().map(([check]) => check), ["store"]);
+    assert.match(named()[0][1], /^the store takes no writes: /);
+  });
+
   it("names the RPC and the indexer's lag until the index has caught up once", () => {
     let current = status();
     const readiness = new Readiness(() => current);

@@ -227,6 +227,19 @@ describe("operations: start-up, shutdown, reorgs", { timeout: 300_000 }, () => {
     }
   });
 
+  it("issue 13: a relayer whose gas account cannot pay for a settlement reports not ready, naming the account", async () => {
+    const emptyGasKey = generatePrivateKey(); // no ETH
+    const base = relayerOptions("empty-gas");
+    const relayer: Relayer = await startRelayer({ ...base, chain: { ...base.chain, relayerPrivateKey: emptyGasKey } });
+    extra.push(relayer);
+    await relayer.ready;
+    const answer = await fetch(`${relayer.url}/readyz`);
+    assert.equal(answer.status, 503);
+    const { problems } = (await answer.json()) as { problems: { check: string; message: string }[] };
+    assert.deepEqual(problems.map((problem) => problem.check), ["gas"]);
+    assert.match(problems[0].message, new RegExp(`^the gas account ${privateKeyToAccount(emptyGasKey).address} holds 0 ETH; a settlement needs about [0-9.]+ ETH \\(110000 gas at [0-9.]+ gwei\\)$`));
+  });
+
   it("issue 12 §12: the relayer process reports ready, and on SIGTERM drains and exits 0", async () => {
     const port = await freePort();
     const child = spawn(

@@ -255,6 +255,12 @@ export const MIGRATIONS: readonly string[] = [
      error TEXT,
      created_at INTEGER NOT NULL
    );`,
+  // Readiness (issue 13): /readyz is ready only while the store takes writes; a periodic check
+  // writes this one row.
+  `CREATE TABLE store_probe (
+     id INTEGER PRIMARY KEY CHECK (id = 1),
+     written_at INTEGER NOT NULL
+   );`,
 ];
 
 /**

@@ -195,6 +195,12 @@ export class Repository {
     return this.openBatch?.committed ?? Promise.resolve();
   }
 
+  /** Writes the store's probe row at once (its own transaction): throws when the store takes no writes. */
+  probeWrite(at: number): void {
+    this.commitBatch();
+    this.db.prepare("INSERT INTO store_probe (id, written_at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at").run(at);
+  }
+
   /** Commits any open batch, then closes the database. */
   close(): void {
     this.commitBatch();
