@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -28,7 +28,7 @@ import {
 } from "../../sdk/src/index.ts";
 import { countPromptTokens } from "../../sdk/src/tokens.ts";
 import { relayerInfoSchema } from "../../sdk/src/protocol.ts";
-import { startLocalStack, type RunningStack } from "../../scripts/lib/local-stack.ts";
+import { freePort, startLocalStack, type RunningStack } from "../../scripts/lib/local-stack.ts";
 
 const USDC = 1_000_000n;
 const ROOT = path.resolve(import.meta.dirname, "../..");
@@ -500,6 +500,45 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
     const sessions = running.relayer.context.repo.openSessionsFor(running.stack.accounts.agent.address, "agentmesh-large");
     assert.equal(sessions.length, 1);
     assert.equal(sessions[0].signedSequence, 2);
+  });
+
+  it("issue 13: agentmesh proxy runs from a deployment file with the agent's key from the environment, and refuses a relayer of another escrow", async () => {
+    const { stack } = running;
+    const deployment = { chainId: stack.chainId, startBlock: stack.startBlock, usdc: stack.usdc, contracts: stack.contracts };
+    const deploymentFile = path.join(dir, "deployment.json");
+    await writeFile(deploymentFile, JSON.stringify(deployment));
+    const env = { PATH: process.env.PATH, AGENTMESH_PRIVATE_KEY: stack.accounts.agent.privateKey, AGENTMESH_PROXY_TOKEN: "proxy-token-for-the-e2e-test" };
+    const port = await freePort();
+    const args = (file: string) => ["--disable-warning=ExperimentalWarning", "sdk/src/cli.ts", "proxy", "--deployment", file, "--rpc", stack.rpcUrl, "--relayer", running.relayer.url, "--budget", String(stack.budgetId), "--port", String(port), "--token-file", path.join(dir, "proxy-token")];
+
+    const child = spawn(process.execPath, args(deploymentFile), { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    child.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    const exited = once(child, "exit") as Promise<[number | null, string | null]>;
+    try {
+      for (let attempt = 0; attempt < 300 && !output.includes("agent proxy on"); attempt++) await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.match(output, /agent proxy on http:\/\/127\.0\.0\.1:\d+\/v1 \(relayer http:\/\/127\.0\.0\.1:\d+\)/);
+      assert.equal(output.includes(stack.accounts.agent.privateKey.slice(2)), false, "the key is never printed");
+      const openai = new OpenAI({ baseURL: `http://127.0.0.1:${port}/v1`, apiKey: env.AGENTMESH_PROXY_TOKEN });
+      const reply = await openai.chat.completions.create({ model: "agentmesh-small", messages: [{ role: "user", content: "hello from a deployment" }], max_tokens: 12 });
+      const receipt = (reply as unknown as { receipt: { sessionId: Hex; cost: string } }).receipt;
+      const session = running.relayer.context.repo.getSession(receipt.sessionId.toLowerCase() as Hex)!;
+      assert.deepEqual([session.agent, session.terms.budgetId, session.state.cumulativeCost], [stack.accounts.agent.address, BigInt(stack.budgetId), BigInt(receipt.cost)]);
+    } finally {
+      child.kill("SIGTERM");
+    }
+    assert.deepEqual(await exited, [0, null], output);
+
+    // A relayer whose escrow is not the deployment's is refused before anything is opened.
+    const otherFile = path.join(dir, "other-escrow.json");
+    await writeFile(otherFile, JSON.stringify({ ...deployment, contracts: { ...deployment.contracts, ComputeEscrow: stack.contracts.ProviderRegistry } }));
+    const refused = spawn(process.execPath, args(otherFile), { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+    let stderr = "";
+    refused.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    const [code] = (await once(refused, "exit")) as [number | null];
+    assert.equal(code, 2, stderr);
+    assert.match(stderr, new RegExp(`serves the escrow ${stack.contracts.ComputeEscrow} on chain 31337, not this deployment's ${stack.contracts.ProviderRegistry} on chain 31337`));
   });
 
   it("issue 12 items 7-8: a receipt commits to the messages as sent and counts tools, response format and images; n > 1 and unmeterable parts are refused", async () => {

@@ -26,12 +26,17 @@ export async function withKeystore<T>(operation: () => Promise<T>): Promise<T> {
 }
 
 /**
- * The account that signs: from `--keystore` (its password from the environment or a prompt) or
- * from AGENTMESH_PRIVATE_KEY.
+ * The key that signs: from `--keystore` (its password from the environment or a prompt) or from
+ * AGENTMESH_PRIVATE_KEY.
  */
-export async function loadAccount(keystore: string | undefined, env: NodeJS.ProcessEnv): Promise<PrivateKeyAccount> {
-  if (keystore !== undefined) return privateKeyToAccount(await withKeystore(async () => decryptKeystoreFile(keystore, await keystorePassword(env), "--keystore")));
+export async function loadPrivateKey(keystore: string | undefined, env: NodeJS.ProcessEnv): Promise<Hex> {
+  if (keystore !== undefined) return withKeystore(async () => decryptKeystoreFile(keystore, await keystorePassword(env), "--keystore"));
   const raw = env[PRIVATE_KEY_ENV];
   if (raw === undefined || raw === "") throw new UsageError(`a key is needed: set ${PRIVATE_KEY_ENV} or give --keystore <file>`);
-  return privateKeyToAccount(parsePrivateKey(PRIVATE_KEY_ENV, raw));
+  return parsePrivateKey(PRIVATE_KEY_ENV, raw);
+}
+
+/** The account of {@link loadPrivateKey}'s key. */
+export async function loadAccount(keystore: string | undefined, env: NodeJS.ProcessEnv): Promise<PrivateKeyAccount> {
+  return privateKeyToAccount(await loadPrivateKey(keystore, env));
 }
