@@ -29,7 +29,7 @@ commands:
   budget create|top-up|allow|deny|refund|show
   provider register|update|models|stake|unstake|withdraw|delegate-signer|show
   session list [--budget <id>] [--agent 0x…] | session close <sessionId>
-  agent publish|list                        list an agent for sale; the marketplace's listings
+  agent publish|list|call                   list an agent for sale; the listings; pay one over x402
   keystore new|import|address <file>
   proxy                                     the local OpenAI-compatible agent proxy
 

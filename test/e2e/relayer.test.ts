@@ -19,6 +19,7 @@ import {
   escrowDomain,
   formatUsdc,
   hashRequestMessages,
+  mockUSDCAbi,
   providerRegistryAbi,
   sessionTermsTypes,
   signSessionRead,
@@ -539,6 +540,30 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
     const [code] = (await once(refused, "exit")) as [number | null];
     assert.equal(code, 2, stderr);
     assert.match(stderr, new RegExp(`serves the escrow ${stack.contracts.ComputeEscrow} on chain 31337, not this deployment's ${stack.contracts.ProviderRegistry} on chain 31337`));
+  });
+
+  it("issue 13: agentmesh agent call pays the listed price over x402 and prints the agent's answer", async () => {
+    const { stack } = running;
+    const deploymentFile = path.join(dir, "call-deployment.json");
+    await writeFile(deploymentFile, JSON.stringify({ chainId: stack.chainId, startBlock: stack.startBlock, usdc: stack.usdc, contracts: stack.contracts }));
+    const payer = stack.accounts.creator;
+    const usdcOf = (address: Address) => client.readContract({ address: stack.usdc, abi: mockUSDCAbi, functionName: "balanceOf", args: [address] });
+    const before = await usdcOf(payer.address);
+    const run = spawn(
+      process.execPath,
+      ["--disable-warning=ExperimentalWarning", "sdk/src/cli.ts", "agent", "call", String(stack.demoAgent.id), "--deployment", deploymentFile, "--rpc", stack.rpcUrl, "--relayer", running.relayer.url, "--input", "What is AgentMesh?", "--json"],
+      { cwd: ROOT, env: { PATH: process.env.PATH, AGENTMESH_PRIVATE_KEY: payer.privateKey }, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let stdout = "";
+    let stderr = "";
+    run.stdout!.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+    run.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    const [code] = (await once(run, "exit")) as [number | null];
+    assert.equal(code, 0, stderr);
+    const printed = JSON.parse(stdout) as { answer: { output: string }; paid: string; settlementTx: Hex };
+    assert.ok(printed.answer.output.length > 0, "the agent's answer");
+    assert.equal((await client.waitForTransactionReceipt({ hash: printed.settlementTx })).status, "success");
+    assert.equal(before - (await usdcOf(payer.address)), BigInt(stack.demoAgent.pricePerCall), "paid exactly the listed price");
   });
 
   it("issue 12 items 7-8: a receipt commits to the messages as sent and counts tools, response format and images; n > 1 and unmeterable parts are refused", async () => {

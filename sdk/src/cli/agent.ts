@@ -1,14 +1,17 @@
-import { getAddress, parseEventLogs, zeroAddress } from "viem";
+import { createWalletClient, custom, getAddress, parseEventLogs, zeroAddress, type Hex } from "viem";
 import { z } from "zod";
 import { agentMarketplaceAbi, splitsLedgerAbi } from "../abi/contracts.ts";
-import { connect, usdcText, type Context } from "./context.ts";
-import { addressSchema, isHttpUrl, parseCommand, parseField, parseUsdcAmount, UsageError } from "./options.ts";
+import { agentViewSchema } from "../protocol.ts";
+import { connect, explorerTxUrl, usdcText, type Context } from "./context.ts";
+import { addressSchema, idSchema, isHttpUrl, parseCommand, parseField, parseUsdcAmount, UsageError } from "./options.ts";
+import { checkedRelayer } from "./relayer.ts";
 
 const USAGE = `usage:
   agentmesh agent publish --name <name> --endpoint <url> --price <usdc per call> [--payout 0x…] [--metadata-uri <uri>]
   agentmesh agent list [--owner 0x…] [--all]
+  agentmesh agent call <id> --relayer <url> --input <text>   pays the listed price over x402
 (publish sends every payment to one account or ledger split, the signer by default; richer flows of
-funds, and paying an agent over x402, are in the dApp)`;
+funds are in the dApp)`;
 
 /** `IAgentMarketplace.RecipientKind`. */
 const RecipientKind = { Account: 0, Split: 1 } as const;
@@ -21,6 +24,7 @@ export async function agent(args: readonly string[]): Promise<void> {
   const [action, ...rest] = args;
   if (action === "list") return list(rest);
   if (action === "publish") return publish(rest);
+  if (action === "call") return call(rest);
   throw new UsageError(action === undefined ? USAGE : `unknown agent action "${action}"\n${USAGE}`);
 }
 
@@ -102,5 +106,40 @@ async function list(args: readonly string[]): Promise<void> {
     ctx.out.say(`agent #${listing.id} ${listing.metadata.name} (${STATUS_NAMES[listing.status] ?? listing.status}): ${usdcText(listing.pricePerCall)} a call`);
     ctx.out.say(`  owner ${listing.owner}, pays into ${listing.paymentAddress}, endpoint ${listing.metadata.endpoint}`);
   }
+  ctx.out.finish();
+}
+
+/**
+ * Calls agent `<id>` through `--relayer` (checked to serve this deployment), paying its listed
+ * price over x402 from the signer's USDC (an EIP-3009 authorization: no gas, and never more than
+ * the listing's price); prints the agent's answer and the settlement transaction.
+ */
+async function call(args: readonly string[]): Promise<void> {
+  const { common, values, positionals } = parseCommand(args, { relayer: { type: "string" }, input: { type: "string" } });
+  if (positionals.length !== 1) throw new UsageError(USAGE);
+  const agentId = parseField("agent id", idSchema, positionals[0]);
+  const input = parseField("--input", z.string().min(1, "must be the text to send the agent"), values.input ?? "");
+  const ctx = await connect(common);
+  const { url: relayerUrl } = await checkedRelayer(values.relayer, { chainId: ctx.chainId, escrow: ctx.deployment.contracts.ComputeEscrow });
+  const answer = await fetch(`${relayerUrl}/v1/agents/${agentId}`);
+  const listing = agentViewSchema.safeParse(await answer.json().catch(() => undefined));
+  if (!answer.ok || !listing.success) throw new UsageError(`the relayer lists no agent #${agentId} (it answered ${answer.status})`);
+  if (listing.data.status !== "active") throw new UsageError(`agent #${agentId} is ${listing.data.status}: it takes no calls`);
+  const account = await ctx.account();
+  const { callAgentWithPayment } = await import("../x402-call.ts"); // the x402 libraries load only here
+  const result = await callAgentWithPayment({
+    url: listing.data.url,
+    input,
+    chainId: ctx.chainId,
+    usdc: ctx.deployment.usdc,
+    maxAmount: BigInt(listing.data.pricePerCallAtomic),
+    walletClient: createWalletClient({ account, transport: custom(ctx.client) }),
+    publicClient: ctx.client,
+  });
+  const transaction = (result.settlement?.transaction || undefined) as Hex | undefined;
+  const link = transaction === undefined ? undefined : explorerTxUrl(ctx.chainId, transaction);
+  ctx.out.set("answer", result.answer, JSON.stringify(result.answer));
+  ctx.out.set("paid", listing.data.pricePerCall, `paid ${listing.data.pricePerCall} USDC to agent #${agentId}${transaction ? `: ${transaction}${link ? ` ${link}` : ""}` : ""}`);
+  if (transaction !== undefined) ctx.out.set("settlementTx", transaction);
   ctx.out.finish();
 }

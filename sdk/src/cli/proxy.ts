@@ -2,12 +2,11 @@ import { chmod, mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import type { Address, Hex } from "viem";
-import { z } from "zod";
 import { DeploymentFileError, loadLocalStack } from "../deployment.ts";
-import { relayerInfoSchema } from "../protocol.ts";
 import { startAgentProxy } from "../proxy.ts";
 import { connect } from "./context.ts";
 import { loadPrivateKey } from "./keys.ts";
+import { checkedRelayer, relayerUrlSchema } from "./relayer.ts";
 import { idSchema, parseCommand, parseField, parseUsdcAmount, UsageError } from "./options.ts";
 
 const USAGE = `usage:
@@ -100,22 +99,11 @@ async function stackTarget(args: readonly string[], env: NodeJS.ProcessEnv): Pro
 /** A deployment's escrow, the agent's key, `--budget`, and `--relayer` once it names the same chain and escrow. */
 async function deploymentTarget(args: readonly string[], env: NodeJS.ProcessEnv): Promise<{ options: ProxyOptions; target: ProxyTarget }> {
   const { common, values } = parseCommand(args, { ...PROXY_OPTIONS, relayer: { type: "string" }, budget: { type: "string" } }, env);
-  const relayerUrl = parseField("--relayer", z.url({ protocol: /^https?$/, error: "must be the relayer's http(s) URL" }), values.relayer).replace(/\/$/, "");
+  parseField("--relayer", relayerUrlSchema, values.relayer); // a bad URL is refused before the RPC is asked
   const budgetId = parseField("--budget", idSchema, values.budget);
   const context = await connect(common, env);
   const escrow = context.deployment.contracts.ComputeEscrow;
-  let about;
-  try {
-    const answer = await fetch(`${relayerUrl}/v1/relayer`);
-    about = relayerInfoSchema.parse(await answer.json());
-  } catch (error) {
-    throw new UsageError(`--relayer ${relayerUrl} does not answer GET /v1/relayer as a relayer: ${(error as Error).message.split("\n")[0]}`);
-  }
-  if (about.chainId !== context.chainId || about.contracts.ComputeEscrow.toLowerCase() !== escrow.toLowerCase()) {
-    throw new UsageError(
-      `--relayer ${relayerUrl} serves the escrow ${about.contracts.ComputeEscrow} on chain ${about.chainId}, not this deployment's ${escrow} on chain ${context.chainId}`,
-    );
-  }
+  const { url: relayerUrl } = await checkedRelayer(values.relayer, { chainId: context.chainId, escrow });
   return {
     options: values as unknown as ProxyOptions,
     target: { relayerUrl, privateKey: await loadPrivateKey(common.keystore, env), chainId: context.chainId, escrow, budgetId },

@@ -6,7 +6,7 @@ import { useTransaction } from "../../hooks/useTransaction.ts";
 import type { ChainDeployment } from "../../lib/config.ts";
 import type { AgentView } from "@agentmesh/sdk/protocol";
 import { formatUsdcAmount } from "../../lib/usdc.ts";
-import type { AgentCallResult } from "../../lib/x402Call.ts";
+import type { AgentCallResult } from "@agentmesh/sdk/x402";
 
 /** What calling an agent needs: its paid URL on the relayer, its name, status and price. */
 export interface CallableAgent {
@@ -48,7 +48,7 @@ export function AgentCall({ agent, deployment }: { agent: CallableAgent; deploym
         event.preventDefault();
         setResult(undefined);
         void run(async (tx) => {
-          const { callAgentWithPayment } = await import("../../lib/x402Call.ts");
+          const { callAgentWithPayment } = await import("@agentmesh/sdk/x402");
           const answer = await tx.sign(`Pay ${formatUsdcAmount(price)} USDC and call ${agent.name}`, () =>
             callAgentWithPayment({
               url: agent.url,

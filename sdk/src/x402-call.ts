@@ -6,11 +6,11 @@ import { wrapFetchWithPayment } from "@x402/fetch";
 import type { Address, Hex, PublicClient, WalletClient } from "viem";
 
 /**
- * A paid call to an agent over x402 (v2) with the connected wallet paying: the first POST answers
- * 402 with `PAYMENT-REQUIRED`, the wallet signs an EIP-3009 USDC authorization (typed data, no gas),
- * the call is retried with `PAYMENT-SIGNATURE`, and the answer carries `PAYMENT-RESPONSE` with the
- * settlement transaction. Loaded with a dynamic `import()` on the first call, so the x402 libraries
- * stay out of the first load.
+ * A paid call to an agent over x402 (v2), shared by the dApp and `agentmesh agent call`
+ * (`@agentmesh/sdk/x402`): the first POST answers 402 with `PAYMENT-REQUIRED`, the wallet signs an
+ * EIP-3009 USDC authorization (typed data, no gas), the call is retried with `PAYMENT-SIGNATURE`,
+ * and the answer carries `PAYMENT-RESPONSE` with the settlement transaction. The dApp loads it with
+ * a dynamic `import()` on the first call, so the x402 libraries stay out of its first load.
  */
 
 export interface AgentCallParameters {
@@ -36,7 +36,7 @@ export interface AgentCallResult {
 /** Calls the agent at `url` with `{ input }`, paying its price from the wallet's USDC. */
 export async function callAgentWithPayment({ url, input, chainId, usdc, maxAmount, walletClient, publicClient }: AgentCallParameters): Promise<AgentCallResult> {
   const account = walletClient.account;
-  if (account === undefined) throw new Error("Connect a wallet first.");
+  if (account === undefined) throw new Error("Connect a wallet first (the wallet client has no account).");
   const network = `eip155:${chainId}` as const;
   const signer = toClientEvmSigner(
     {
