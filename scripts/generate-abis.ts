@@ -7,7 +7,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
-export const ABI_CONTRACTS = ["ComputeEscrow", "ProviderRegistry", "SplitsLedger", "AgentMarketplace", "MockUSDC"] as const;
+export const ABI_CONTRACTS = ["ComputeEscrow", "ProviderRegistry", "SplitsLedger", "AgentMarketplace", "RelayerDirectory", "MockUSDC"] as const;
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 export const ABI_MODULE_PATH = path.join(root, "sdk/src/abi/contracts.ts");

@@ -38,6 +38,8 @@ export interface ChainOptions {
   registry: Address;
   /** The agent marketplace, when this relayer serves agents over x402. */
   marketplace?: Address;
+  /** The RelayerDirectory, where this relayer announces its public URL for its receipt signers. */
+  directory?: Address;
   /** Key of the account that pays gas for opens and settlements; it holds no one's funds. */
   relayerPrivateKey: Hex;
 }

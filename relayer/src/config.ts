@@ -152,6 +152,7 @@ export async function readRelayerConfig(argv: string[], env: NodeJS.ProcessEnv =
       escrow: deployment.contracts.ComputeEscrow,
       registry: deployment.contracts.ProviderRegistry,
       marketplace: deployment.contracts.AgentMarketplace,
+      directory: deployment.contracts.RelayerDirectory,
       relayerPrivateKey: keys.gas,
     },
     receiptSignerKeys: keys.signers,

@@ -23,6 +23,8 @@ export class Readiness {
   /** What the last operating check found wrong with the store and the gas account (see operating-checks.ts). */
   private storeProblem: string | undefined;
   private gasProblem: string | undefined;
+  /** What the last directory pass could not announce (see directory-announcer.ts). */
+  private directoryProblem: string | undefined;
 
   constructor(indexer: () => IndexerStatus) {
     this.indexer = indexer;
@@ -54,6 +56,11 @@ export class Readiness {
     this.gasProblem = problem;
   }
 
+  /** The directory points some receipt signer elsewhere than here (`problem`), or none (undefined). */
+  directoryChecked(problem: string | undefined): void {
+    this.directoryProblem = problem;
+  }
+
   /** Shutdown began: no new calls. */
   drain(): void {
     this.draining = true;
@@ -66,6 +73,7 @@ export class Readiness {
     if (this.fatal !== undefined) problems.push({ check: "configuration", message: this.fatal.message });
     if (this.storeProblem !== undefined) problems.push({ check: "store", message: this.storeProblem });
     if (this.gasProblem !== undefined) problems.push({ check: "gas", message: this.gasProblem });
+    if (this.directoryProblem !== undefined) problems.push({ check: "directory", message: this.directoryProblem });
     const status = this.indexer();
     if (status.lastError instanceof ReorgTooDeepError) problems.push({ check: "indexer", message: status.lastError.message });
     const rpcError = this.startupError ?? (this.started && !(status.lastError instanceof ReorgTooDeepError) ? status.lastError : undefined);

@@ -18,6 +18,7 @@ import { ProviderStats } from "./stats.ts";
 import { openDatabase, startCheckpointer } from "./store/database.ts";
 import { Readiness } from "./readiness.ts";
 import { OperatingChecks } from "./operating-checks.ts";
+import { DirectoryAnnouncer } from "./directory-announcer.ts";
 import { Repository } from "./store/repository.ts";
 import { PayoutLogs } from "./store/agent-payments.ts";
 import { txManagerOptions, type TxManagerOptions } from "./tx-manager.ts";
@@ -51,7 +52,10 @@ export interface RelayerOptions {
   payoutIntervalMs?: number;
   /** How long `close()` waits for calls in flight before cutting them (default 30 s). */
   drainTimeoutMs?: number;
-  /** The relayer's URL as clients reach it, e.g. behind TLS (see `RelayerContext.publicUrl`). */
+  /**
+   * The relayer's URL as clients reach it, e.g. behind TLS (see `RelayerContext.publicUrl`). With a
+   * `chain.directory`, it is announced there for every receipt signer (see directory-announcer.ts).
+   */
   publicUrl?: string;
   /** Origins whose web pages may call the API (default: any). */
   corsOrigins?: readonly string[];
@@ -176,6 +180,11 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
   const health = new HealthProber(context, options.healthProbeIntervalMs ?? 15_000);
   health.start();
   const operatingChecks = new OperatingChecks({ repo, publicClient: chain.publicClient, gasAddress: chain.account.address, maxFeePerGas: txConfig.maxFeePerGas, readiness });
+  const { directory } = options.chain;
+  const announcer =
+    directory !== undefined && options.publicUrl !== undefined
+      ? new DirectoryAnnouncer({ chain, directory, signerKeys: options.receiptSignerKeys, url: options.publicUrl, readiness })
+      : undefined;
 
   // Start-up against the chain, in the background: the chain id (which decides, among other things,
   // whether private endpoints may be called) and the escrow's batch limit, retried with backoff
@@ -202,6 +211,7 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
     const settlementConfig = settlementOptions(options.settlement ?? {}, escrowMaxBatch);
     readiness.chainChecked();
     await operatingChecks.start(); // the store and the gas account, for /readyz
+    await announcer?.start(); // where agents find this relayer: before it says it is ready
     indexer.start();
     indexer.catchUp().catch(() => undefined); // the first pass now; failures retry with backoff
     await Promise.race([indexer.whenSynced(), abortion(stopping.signal)]);
@@ -270,6 +280,7 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
         await indexer.stop();
         await health.stop();
         await operatingChecks.stop();
+        await announcer?.stop();
         if (settlement !== undefined) {
           await settlement.stop();
           await flushVouchers(settlement);

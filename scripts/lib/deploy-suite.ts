@@ -4,6 +4,7 @@ import type {
   ComputeEscrow,
   MockUSDC,
   ProviderRegistry,
+  RelayerDirectory,
   SplitsLedger,
 } from "../../types/ethers-contracts/index.ts";
 
@@ -46,12 +47,14 @@ export interface Suite {
   registry: ProviderRegistry;
   escrow: ComputeEscrow;
   marketplace: AgentMarketplace;
+  /** Receipt signer -> relayer URL: how agents find the relayer serving a provider. */
+  directory: RelayerDirectory;
   /** Block of the first deployment transaction: where indexers start. */
   startBlock: number;
 }
 
 /**
- * Deploys the ledger, registry, escrow and agent marketplace (and MockUSDC on the local chain), then,
+ * Deploys the ledger, registry, escrow, agent marketplace and relayer directory (and MockUSDC on the local chain), then,
  * as the deployer, makes the one-time bindings: the registry's escrow (the only contract that slashes and
  * records settlements) and the ledger's custodians (escrow, registry, marketplace: the contracts whose
  * ledger balances hold other people's funds). The admin role goes straight to `options.admin`.
@@ -104,11 +107,13 @@ export async function deploySuite(
     [usdcAddress, ledgerAddress, await escrow.getAddress(), adminDelay, admin, options.treasury],
     deployer,
   );
+  const directory = await ethers.deployContract("RelayerDirectory", [], deployer);
   await Promise.all([
     ledger.waitForDeployment(),
     registry.waitForDeployment(),
     escrow.waitForDeployment(),
     marketplace.waitForDeployment(),
+    directory.waitForDeployment(),
   ]);
 
   const escrowAddress = await escrow.getAddress();
@@ -122,6 +127,7 @@ export async function deploySuite(
     registry: registry as unknown as ProviderRegistry,
     escrow: escrow as unknown as ComputeEscrow,
     marketplace: marketplace as unknown as AgentMarketplace,
+    directory: directory as unknown as RelayerDirectory,
     startBlock,
   };
 }

@@ -16,6 +16,7 @@ export async function describeDeployment(chainId: number, suite: Suite, mockUsdc
       ProviderRegistry: (await suite.registry.getAddress()) as `0x${string}`,
       ComputeEscrow: (await suite.escrow.getAddress()) as `0x${string}`,
       AgentMarketplace: (await suite.marketplace.getAddress()) as `0x${string}`,
+      RelayerDirectory: (await suite.directory.getAddress()) as `0x${string}`,
     },
   };
 }

@@ -197,6 +197,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
           escrow: seeded.contracts.ComputeEscrow,
           registry: seeded.contracts.ProviderRegistry,
           marketplace: seeded.contracts.AgentMarketplace,
+          directory: seeded.contracts.RelayerDirectory,
           relayerPrivateKey: seeded.accounts.relayer.privateKey,
         },
         receiptSignerKeys: [seeded.accounts.receiptSignerA.privateKey, seeded.accounts.receiptSignerB.privateKey],
@@ -204,6 +205,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         healthProbeIntervalMs: options.healthProbeIntervalMs,
         payoutIntervalMs: options.payoutIntervalMs,
         indexer: { startBlock: seeded.startBlock },
+        // Announced in the RelayerDirectory, so agents find this relayer from the chain as on Base.
+        publicUrl: `http://127.0.0.1:${relayerPort}`,
       });
       // Ready: the indexer has caught up with the seeded chain.
       await started.ready.catch(async (error: unknown) => {

@@ -1,7 +1,7 @@
 /**
  * The SDK modules that run in a browser as they are (`@agentmesh/sdk/browser`): typed ABIs, EIP-712
  * definitions, USDC messages, pricing, receipt hashing, agents' pending payouts and session read
- * signatures. Nothing here
+ * signatures, and finding relayers on-chain. Nothing here
  * touches Node built-ins or WebAssembly; signature recovery in a browser uses viem over these
  * typed-data definitions.
  */
@@ -14,3 +14,4 @@ export * from "./receipts.ts";
 export * from "./agent-payouts.ts";
 export * from "./session-read.ts";
 export * from "./contract-errors.ts";
+export * from "./discovery.ts";

@@ -21,6 +21,8 @@ export const deploymentSchema = z.object({
     ComputeEscrow: address,
     /** Agent listings and their payment splits; absent from deployments made before it existed. */
     AgentMarketplace: address.optional(),
+    /** Receipt signer -> relayer URL; absent from deployments made before it existed (no discovery there). */
+    RelayerDirectory: address.optional(),
   }),
 });
 

@@ -13,3 +13,4 @@ export * from "./session-read.ts";
 export * from "./agent.ts";
 export * from "./proxy.ts";
 export * from "./contract-errors.ts";
+export * from "./discovery.ts";

@@ -301,7 +301,7 @@ export const readinessSchema = z.object({
   indexedBlock: z.number().int().nullable(),
   problems: z.array(
     z.object({
-      check: z.enum(["configuration", "rpc", "indexer", "store", "gas", "shutdown"]),
+      check: z.enum(["configuration", "rpc", "indexer", "store", "gas", "directory", "shutdown"]),
       message: z.string(),
       /** For `indexer`: how many confirmed blocks are not indexed yet (null before the head is known). */
       behindBlocks: z.number().int().nullable().optional(),

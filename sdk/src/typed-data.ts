@@ -72,6 +72,19 @@ export const transferAuthorizationTypes = {
 } as const;
 
 /**
+ * A receipt signer's announcement of its relayer's URL (`RelayerDirectory.announceWithSignature`),
+ * which anyone may submit: a relayer's gas account submits it for its signers.
+ */
+export const announcementTypes = {
+  Announcement: [
+    { name: "signer", type: "address" },
+    { name: "url", type: "string" },
+    { name: "nonce", type: "uint256" },
+    { name: "deadline", type: "uint256" },
+  ],
+} as const;
+
+/**
  * A session's terms, fixed at open; the session id is their EIP-712 struct hash. The prices, the
  * receipt signer and the fee must equal the registry's and the escrow's when the session opens.
  */
@@ -144,4 +157,9 @@ export function escrowDomain(chainId: number, verifyingContract: Address): Contr
 /** The EIP-712 domain of the SplitsLedger at `verifyingContract` on `chainId`. */
 export function ledgerDomain(chainId: number, verifyingContract: Address): ContractDomain {
   return { name: "AgentMesh Ledger", version: "1", chainId, verifyingContract };
+}
+
+/** The EIP-712 domain of the RelayerDirectory at `verifyingContract` on `chainId`. */
+export function directoryDomain(chainId: number, verifyingContract: Address): ContractDomain {
+  return { name: "AgentMesh RelayerDirectory", version: "1", chainId, verifyingContract };
 }

@@ -18,7 +18,7 @@ import OpenAI from "openai";
 import { createPublicClient, createTestClient, createWalletClient, http, toFunctionSelector, type Address, type Hex } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { hardhat } from "viem/chains";
-import { AgentSession, computeEscrowAbi } from "../../sdk/src/index.ts";
+import { AgentSession, computeEscrowAbi, relayerDirectoryAbi } from "../../sdk/src/index.ts";
 import { freePort, startLocalStack, type RunningStack } from "../../scripts/lib/local-stack.ts";
 import { startRelayer, type Relayer, type RelayerOptions } from "../../relayer/src/server.ts";
 
@@ -227,17 +227,33 @@ describe("operations: start-up, shutdown, reorgs", { timeout: 300_000 }, () => {
     }
   });
 
-  it("issue 13: a relayer whose gas account cannot pay for a settlement reports not ready, naming the account", async () => {
+  it("issue 13: a relayer whose gas account cannot pay for a settlement reports not ready, naming the account, and announces nothing", async () => {
+    const { stack } = running;
     const emptyGasKey = generatePrivateKey(); // no ETH
     const base = relayerOptions("empty-gas");
-    const relayer: Relayer = await startRelayer({ ...base, chain: { ...base.chain, relayerPrivateKey: emptyGasKey } });
+    const directory = stack.contracts.RelayerDirectory!;
+    const entryOf = (signer: Address) => client.readContract({ address: directory, abi: relayerDirectoryAbi, functionName: "relayerUrl", args: [signer] });
+    const relayer: Relayer = await startRelayer({
+      ...base,
+      chain: { ...base.chain, relayerPrivateKey: emptyGasKey, directory },
+      publicUrl: "https://moved.example",
+    });
     extra.push(relayer);
     await relayer.ready;
     const answer = await fetch(`${relayer.url}/readyz`);
     assert.equal(answer.status, 503);
     const { problems } = (await answer.json()) as { problems: { check: string; message: string }[] };
-    assert.deepEqual(problems.map((problem) => problem.check), ["gas"]);
+    assert.deepEqual(problems.map((problem) => problem.check), ["gas", "directory"]);
     assert.match(problems[0].message, new RegExp(`^the gas account ${privateKeyToAccount(emptyGasKey).address} holds 0 ETH; a settlement needs about [0-9.]+ ETH \\(110000 gas at [0-9.]+ gwei\\)$`));
+    assert.equal(
+      problems[1].message,
+      [stack.accounts.receiptSignerA.address, stack.accounts.receiptSignerB.address]
+        .map((signer) => `the directory does not point receipt signer ${signer} at https://moved.example: waiting for the gas account to be able to pay`)
+        .join("; "),
+    );
+    // Nothing was sent: the entries still name the stack's relayer, and the empty account has no nonce used.
+    assert.equal(await entryOf(stack.accounts.receiptSignerA.address), running.relayer.url);
+    assert.equal(await client.getTransactionCount({ address: privateKeyToAccount(emptyGasKey).address }), 0);
   });
 
   it("issue 12 §12: the relayer process reports ready, and on SIGTERM drains and exits 0", async () => {

@@ -10,17 +10,20 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import OpenAI from "openai";
-import { createPublicClient, createWalletClient, http, type Address, type Hex } from "viem";
+import { createPublicClient, createWalletClient, http, type Address, type Hex, type PublicClient } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { hardhat } from "viem/chains";
 import {
   AgentSession,
   computeEscrowAbi,
   escrowDomain,
+  findRelayer,
   formatUsdc,
   hashRequestMessages,
   mockUSDCAbi,
   providerRegistryAbi,
+  relayerDirectoryAbi,
+  relayersOnChain,
   sessionTermsTypes,
   signSessionRead,
   splitsLedgerAbi,
@@ -362,6 +365,27 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
     });
   });
 
+  it("issue 13: announces its public URL in the RelayerDirectory for its receipt signers, where agents find it from the chain alone", async () => {
+    const { stack } = running;
+    const directory = stack.contracts.RelayerDirectory!;
+    const signers = [stack.accounts.receiptSignerA.address, stack.accounts.receiptSignerB.address];
+    for (const signer of signers) {
+      assert.equal(await client.readContract({ address: directory, abi: relayerDirectoryAbi, functionName: "relayerUrl", args: [signer] }), running.relayer.url);
+      assert.equal(await client.readContract({ address: directory, abi: relayerDirectoryAbi, functionName: "nonces", args: [signer] }), 1n, "announced once");
+    }
+    const candidates = await relayersOnChain(client as PublicClient, stack);
+    assert.deepEqual(candidates, [{ url: running.relayer.url, signers, providerIds: stack.providers.map((provider) => provider.id) }]);
+    const found = await findRelayer(client as PublicClient, stack, stack.providers[1].id);
+    assert.deepEqual([found.url, found.providerIds, found.about.receiptSigners], [running.relayer.url, [stack.providers[1].id], signers]);
+    // A deployment whose escrow the announced relayer does not serve finds none, and says why.
+    const otherEscrow = { ...stack, contracts: { ...stack.contracts, ComputeEscrow: stack.contracts.ProviderRegistry } };
+    await assert.rejects(findRelayer(client as PublicClient, otherEscrow), {
+      name: "RelayerDiscoveryError",
+      message: `no relayer announced for any active provider serves this deployment: ${running.relayer.url} serves the escrow ${stack.contracts.ComputeEscrow} on chain 31337, not this deployment's ${stack.contracts.ProviderRegistry} on chain 31337`,
+    });
+    await assert.rejects(findRelayer(client as PublicClient, stack, 99), { name: "RelayerDiscoveryError", message: "provider 99 is not registered" });
+  });
+
   it("keeps the local chain's clock with the wall clock while it mines a block per transaction", async () => {
     // Agents set session deadlines by the wall clock. Were each block a second after the last, a few
     // transactions a second would run the chain's clock ahead (an hour into a soak) and end sessions early.
@@ -503,14 +527,15 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
     assert.equal(sessions[0].signedSequence, 2);
   });
 
-  it("issue 13: agentmesh proxy runs from a deployment file with the agent's key from the environment, and refuses a relayer of another escrow", async () => {
+  it("issue 13: agentmesh proxy runs from a deployment file with the agent's key from the environment, finds the relayer on-chain, and refuses a relayer of another escrow", async () => {
     const { stack } = running;
     const deployment = { chainId: stack.chainId, startBlock: stack.startBlock, usdc: stack.usdc, contracts: stack.contracts };
     const deploymentFile = path.join(dir, "deployment.json");
     await writeFile(deploymentFile, JSON.stringify(deployment));
     const env = { PATH: process.env.PATH, AGENTMESH_PRIVATE_KEY: stack.accounts.agent.privateKey, AGENTMESH_PROXY_TOKEN: "proxy-token-for-the-e2e-test" };
     const port = await freePort();
-    const args = (file: string) => ["--disable-warning=ExperimentalWarning", "sdk/src/cli.ts", "proxy", "--deployment", file, "--rpc", stack.rpcUrl, "--relayer", running.relayer.url, "--budget", String(stack.budgetId), "--port", String(port), "--token-file", path.join(dir, "proxy-token")];
+    // No --relayer: the proxy finds it from the providers' receipt signers' RelayerDirectory entries.
+    const args = (file: string) => ["--disable-warning=ExperimentalWarning", "sdk/src/cli.ts", "proxy", "--deployment", file, "--rpc", stack.rpcUrl, "--budget", String(stack.budgetId), "--port", String(port), "--token-file", path.join(dir, "proxy-token")];
 
     const child = spawn(process.execPath, args(deploymentFile), { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
     let output = "";
@@ -519,7 +544,7 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
     const exited = once(child, "exit") as Promise<[number | null, string | null]>;
     try {
       for (let attempt = 0; attempt < 300 && !output.includes("agent proxy on"); attempt++) await new Promise((resolve) => setTimeout(resolve, 100));
-      assert.match(output, /agent proxy on http:\/\/127\.0\.0\.1:\d+\/v1 \(relayer http:\/\/127\.0\.0\.1:\d+\)/);
+      assert.ok(output.includes(`agent proxy on http://127.0.0.1:${port}/v1 (relayer ${running.relayer.url})`), output);
       assert.equal(output.includes(stack.accounts.agent.privateKey.slice(2)), false, "the key is never printed");
       const openai = new OpenAI({ baseURL: `http://127.0.0.1:${port}/v1`, apiKey: env.AGENTMESH_PROXY_TOKEN });
       const reply = await openai.chat.completions.create({ model: "agentmesh-small", messages: [{ role: "user", content: "hello from a deployment" }], max_tokens: 12 });

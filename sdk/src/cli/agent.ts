@@ -4,12 +4,12 @@ import { agentMarketplaceAbi, splitsLedgerAbi } from "../abi/contracts.ts";
 import { agentViewSchema } from "../protocol.ts";
 import { connect, explorerTxUrl, usdcText, type Context } from "./context.ts";
 import { addressSchema, idSchema, isHttpUrl, parseCommand, parseField, parseUsdcAmount, UsageError } from "./options.ts";
-import { checkedRelayer } from "./relayer.ts";
+import { chosenRelayer, RELAYER_OPTION } from "./relayer.ts";
 
 const USAGE = `usage:
   agentmesh agent publish --name <name> --endpoint <url> --price <usdc per call> [--payout 0x…] [--metadata-uri <uri>]
   agentmesh agent list [--owner 0x…] [--all]
-  agentmesh agent call <id> --relayer <url> --input <text>   pays the listed price over x402
+  agentmesh agent call <id> --input <text> [--relayer <url>]   pays the listed price over x402 (relayer found on-chain by default)
 (publish sends every payment to one account or ledger split, the signer by default; richer flows of
 funds are in the dApp)`;
 
@@ -110,17 +110,17 @@ async function list(args: readonly string[]): Promise<void> {
 }
 
 /**
- * Calls agent `<id>` through `--relayer` (checked to serve this deployment), paying its listed
+ * Calls agent `<id>` through `--relayer` or the relayer the chain names (checked to serve this deployment), paying its listed
  * price over x402 from the signer's USDC (an EIP-3009 authorization: no gas, and never more than
  * the listing's price); prints the agent's answer and the settlement transaction.
  */
 async function call(args: readonly string[]): Promise<void> {
-  const { common, values, positionals } = parseCommand(args, { relayer: { type: "string" }, input: { type: "string" } });
+  const { common, values, positionals } = parseCommand(args, { ...RELAYER_OPTION, input: { type: "string" } });
   if (positionals.length !== 1) throw new UsageError(USAGE);
   const agentId = parseField("agent id", idSchema, positionals[0]);
   const input = parseField("--input", z.string().min(1, "must be the text to send the agent"), values.input ?? "");
   const ctx = await connect(common);
-  const { url: relayerUrl } = await checkedRelayer(values.relayer, { chainId: ctx.chainId, escrow: ctx.deployment.contracts.ComputeEscrow });
+  const { url: relayerUrl } = await chosenRelayer(ctx, values.relayer);
   const answer = await fetch(`${relayerUrl}/v1/agents/${agentId}`);
   const listing = agentViewSchema.safeParse(await answer.json().catch(() => undefined));
   if (!answer.ok || !listing.success) throw new UsageError(`the relayer lists no agent #${agentId} (it answered ${answer.status})`);

@@ -6,13 +6,14 @@ import { DeploymentFileError, loadLocalStack } from "../deployment.ts";
 import { startAgentProxy } from "../proxy.ts";
 import { connect } from "./context.ts";
 import { loadPrivateKey } from "./keys.ts";
-import { checkedRelayer, relayerUrlSchema } from "./relayer.ts";
+import { chosenRelayer, RELAYER_OPTION, relayerUrlSchema } from "./relayer.ts";
 import { idSchema, parseCommand, parseField, parseUsdcAmount, UsageError } from "./options.ts";
 
 const USAGE = `usage:
   agentmesh proxy [--local-file .agentmesh/local.json] [options]        the agent of the dev stack file
-  agentmesh proxy --network base-sepolia|base|local | --deployment <file> --relayer <url> --budget <id>
-                  [--rpc <url>] [--keystore <file>] [options]             an agent's key from AGENTMESH_PRIVATE_KEY or --keystore
+  agentmesh proxy --network base-sepolia|base|local | --deployment <file> --budget <id> [--relayer <url>]
+                  [--rpc <url>] [--keystore <file>] [options]             an agent's key from AGENTMESH_PRIVATE_KEY or --keystore;
+                                                                          the relayer found on-chain unless --relayer names one
 options: [--port 8788] [--session-max-spend 5] [--token-file .agentmesh/proxy-token] [--allow-origin <origin>]...`;
 
 /** The proxy's own options, in either mode. */
@@ -37,7 +38,8 @@ interface ProxyTarget {
  * an agent on a budget: point any OpenAI client at http://127.0.0.1:8788/v1 with the proxy's token
  * as its API key. On a deployment (`--network`, `--deployment`) the agent's key comes from
  * AGENTMESH_PRIVATE_KEY or `--keystore`, the budget from `--budget` and the relayer from
- * `--relayer`, whose `GET /v1/relayer` must name the deployment's chain and escrow. Without them it
+ * `--relayer` or else from the chain (the RelayerDirectory entry of the active providers' receipt
+ * signers); its `GET /v1/relayer` must name the deployment's chain and escrow. Without them it
  * serves the agent of the dev stack file (its key from AGENTMESH_AGENT_KEY, else the file's dev-only
  * `agent` account). The token comes from AGENTMESH_PROXY_TOKEN, else is generated at start; either
  * way it is printed and written to the token file (mode 0600). Web pages may call the proxy only
@@ -96,14 +98,17 @@ async function stackTarget(args: readonly string[], env: NodeJS.ProcessEnv): Pro
   };
 }
 
-/** A deployment's escrow, the agent's key, `--budget`, and `--relayer` once it names the same chain and escrow. */
+/**
+ * A deployment's escrow, the agent's key, `--budget`, and the relayer: `--relayer`, or the one the
+ * chain names; either way checked to serve the same chain and escrow.
+ */
 async function deploymentTarget(args: readonly string[], env: NodeJS.ProcessEnv): Promise<{ options: ProxyOptions; target: ProxyTarget }> {
-  const { common, values } = parseCommand(args, { ...PROXY_OPTIONS, relayer: { type: "string" }, budget: { type: "string" } }, env);
-  parseField("--relayer", relayerUrlSchema, values.relayer); // a bad URL is refused before the RPC is asked
+  const { common, values } = parseCommand(args, { ...PROXY_OPTIONS, ...RELAYER_OPTION, budget: { type: "string" } }, env);
+  if (values.relayer !== undefined) parseField("--relayer", relayerUrlSchema, values.relayer); // a bad URL is refused before the RPC is asked
   const budgetId = parseField("--budget", idSchema, values.budget);
   const context = await connect(common, env);
   const escrow = context.deployment.contracts.ComputeEscrow;
-  const { url: relayerUrl } = await checkedRelayer(values.relayer, { chainId: context.chainId, escrow });
+  const { url: relayerUrl } = await chosenRelayer(context, values.relayer);
   return {
     options: values as unknown as ProxyOptions,
     target: { relayerUrl, privateKey: await loadPrivateKey(common.keystore, env), chainId: context.chainId, escrow, budgetId },
