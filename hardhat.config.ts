@@ -51,6 +51,9 @@ export default defineConfig({
   test: {
     solidity: { blockGasLimit: BASE_TRANSACTION_GAS_CAP },
   },
+  // `npx hardhat verify --network baseSepolia|base <address> <constructor args…>` (see README, "Run it
+  // for real"): BaseScan through Etherscan's multichain API; Hardhat knows both chains' explorers.
+  verify: { etherscan: { apiKey: configVariable("ETHERSCAN_API_KEY") } },
   networks: {
     // The in-process chain of the contract tests. Its blocks hold no more gas than
     // Base lets one transaction use, so no test, benchmark or demo passes with a transaction Base refuses.

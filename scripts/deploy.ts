@@ -15,6 +15,9 @@ import type { HardhatRuntimeEnvironment } from "hardhat/types/hre";
 import { DEFAULT_SUITE_OPTIONS, LOCAL_CHAIN_ID, deploySuite } from "./lib/deploy-suite.ts";
 import { describeDeployment, writeJson } from "./lib/deployment-file.ts";
 
+/** The Hardhat network (hardhat.config.ts) of each public chain, for the verify commands printed. */
+const HARDHAT_NETWORKS: Record<number, string> = { 84532: "baseSepolia", 8453: "base" };
+
 /** The task's options, as Hardhat parses them. */
 export interface DeployArguments {
   admin: string;
@@ -51,9 +54,14 @@ export default async function deploy(args: DeployArguments, hre: HardhatRuntimeE
   const outputPath = path.join("deployments", `${chainId}.json`);
   await writeJson(outputPath, deployment);
   console.log(JSON.stringify(deployment, null, 2));
+  const network = HARDHAT_NETWORKS[chainId];
+  const verify = suite.deployed.map(({ address, args }) => `  npx hardhat verify --network ${network ?? "<network>"} ${address} ${args.map(String).join(" ")}`.trimEnd());
   console.log(`Deployed to chain ${chainId}; wrote ${outputPath}.
 The admin ${admin} holds every contract's admin role; the deployer ${deployer.address} holds none.
 Next steps:
+- Verify the contracts on BaseScan (ETHERSCAN_API_KEY from the Hardhat keystore or the environment):
+${verify.join("\n")}
 - From the admin, grant the ledger's COMPLIANCE_ROLE only if you run compliance freezes.
-- Verify the contracts on BaseScan (see the README), then run a relayer from ${outputPath}.`);
+- Run a relayer from ${outputPath} with --public-url (it announces itself in the RelayerDirectory), and
+  commit ${outputPath}: every role, the CLI and the dApp build read it.`);
 }

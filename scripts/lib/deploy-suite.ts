@@ -49,8 +49,17 @@ export interface Suite {
   marketplace: AgentMarketplace;
   /** Receipt signer -> relayer URL: how agents find the relayer serving a provider. */
   directory: RelayerDirectory;
+  /** Every contract deployed, with its constructor arguments (what explorer verification needs). */
+  deployed: DeployedContract[];
   /** Block of the first deployment transaction: where indexers start. */
   startBlock: number;
+}
+
+/** A contract the suite deployed, as `hardhat verify` needs it. */
+export interface DeployedContract {
+  contract: "SplitsLedger" | "ProviderRegistry" | "ComputeEscrow" | "AgentMarketplace" | "RelayerDirectory";
+  address: string;
+  args: (string | number | bigint)[];
 }
 
 /**
@@ -81,33 +90,28 @@ export async function deploySuite(
   const usdcAddress = await usdc.getAddress();
 
   const { admin, adminDelay } = options;
-  const ledger = await ethers.deployContract("SplitsLedger", [usdcAddress, adminDelay, admin], deployer);
+  const deployed: DeployedContract[] = [];
+  /** Deploys `contract` with `args`, recording both for verification. */
+  const deploy = async (contract: DeployedContract["contract"], args: DeployedContract["args"]) => {
+    const instance = await ethers.deployContract(contract, args, deployer);
+    deployed.push({ contract, address: await instance.getAddress(), args });
+    return instance;
+  };
+  const ledger = await deploy("SplitsLedger", [usdcAddress, adminDelay, admin]);
   const ledgerAddress = await ledger.getAddress();
-  const registry = await ethers.deployContract(
-    "ProviderRegistry",
-    [usdcAddress, ledgerAddress, options.minStake, options.unstakeDelay, adminDelay, admin],
-    deployer,
-  );
-  const escrow = await ethers.deployContract(
-    "ComputeEscrow",
-    [
-      usdcAddress,
-      await registry.getAddress(),
-      ledgerAddress,
-      options.challengeWindow,
-      adminDelay,
-      admin,
-      options.treasury,
-      options.feeBps,
-    ],
-    deployer,
-  );
-  const marketplace = await ethers.deployContract(
-    "AgentMarketplace",
-    [usdcAddress, ledgerAddress, await escrow.getAddress(), adminDelay, admin, options.treasury],
-    deployer,
-  );
-  const directory = await ethers.deployContract("RelayerDirectory", [], deployer);
+  const registry = await deploy("ProviderRegistry", [usdcAddress, ledgerAddress, options.minStake, options.unstakeDelay, adminDelay, admin]);
+  const escrow = await deploy("ComputeEscrow", [
+    usdcAddress,
+    await registry.getAddress(),
+    ledgerAddress,
+    options.challengeWindow,
+    adminDelay,
+    admin,
+    options.treasury,
+    options.feeBps,
+  ]);
+  const marketplace = await deploy("AgentMarketplace", [usdcAddress, ledgerAddress, await escrow.getAddress(), adminDelay, admin, options.treasury]);
+  const directory = await deploy("RelayerDirectory", []);
   await Promise.all([
     ledger.waitForDeployment(),
     registry.waitForDeployment(),
@@ -128,6 +132,7 @@ export async function deploySuite(
     escrow: escrow as unknown as ComputeEscrow,
     marketplace: marketplace as unknown as AgentMarketplace,
     directory: directory as unknown as RelayerDirectory,
+    deployed,
     startBlock,
   };
 }

@@ -260,6 +260,34 @@ describe("agentmesh command line", { timeout: 240_000 }, () => {
     // The listing's flow sends all of a payment to --payout: its remainder, and nothing else.
     const allToPayout = { fixedAmounts: [], shares: [], payerReferrerShare: 0, payeeReferrerShare: 0, remainder: { kind: 0, account: addr("treasury"), budgetId: 0n } };
     assert.equal(listing.flowHash, await client.readContract({ address: stack.contracts.AgentMarketplace!, abi: agentMarketplaceAbi, functionName: "hashFlow", args: [allToPayout] }));
+
+    // Several payees: a fixed amount first, then shares of what is left, then the rest to --payout.
+    const shared = json(
+      await cli(
+        ["agent", "publish", "--name", "Team agent", "--endpoint", "http://127.0.0.1:9998/team", "--price", "0.1", "--fixed", `${addr("creator")}:0.01`, "--share", `${addr("providerA")}:12.5`, "--share", `${addr("providerB")}:0.0001`, "--payout", addr("treasury"), "--network", "local", "--json"],
+        key("agentAuthor"),
+        work,
+      ),
+    );
+    const team = await client.readContract({ address: stack.contracts.AgentMarketplace!, abi: agentMarketplaceAbi, functionName: "getAgent", args: [BigInt(shared.agentId)] });
+    const account = (name: string) => ({ kind: 0, account: addr(name), budgetId: 0n });
+    const teamFlow = {
+      fixedAmounts: [{ recipient: account("creator"), amount: 10_000n }],
+      shares: [
+        { recipient: account("providerA"), share: 125_000 },
+        { recipient: account("providerB"), share: 1 },
+      ],
+      payerReferrerShare: 0,
+      payeeReferrerShare: 0,
+      remainder: account("treasury"),
+    };
+    assert.equal(team.flowHash, await client.readContract({ address: stack.contracts.AgentMarketplace!, abi: agentMarketplaceAbi, functionName: "hashFlow", args: [teamFlow] }));
+    // Shares above 100% are the marketplace's refusal, as a sentence; nothing is listed.
+    const countBefore = await client.readContract({ address: stack.contracts.AgentMarketplace!, abi: agentMarketplaceAbi, functionName: "agentCount" });
+    const over = await cli(["agent", "publish", "--name", "Greedy", "--endpoint", "http://127.0.0.1:9998/x", "--price", "1", "--share", `${addr("creator")}:60`, "--share", `${addr("treasury")}:50`, "--network", "local"], key("agentAuthor"), work);
+    assert.equal(over.code, 1, over.stderr);
+    assert.match(over.stderr, /shares/i);
+    assert.equal(await client.readContract({ address: stack.contracts.AgentMarketplace!, abi: agentMarketplaceAbi, functionName: "agentCount" }), countBefore);
     const byAuthor = json(await cli(["agent", "list", "--owner", addr("agentAuthor"), "--network", "local", "--json"], {}, work));
     // The seeded demo agent is agentAuthor's too.
     assert.deepEqual(
@@ -267,6 +295,7 @@ describe("agentmesh command line", { timeout: 240_000 }, () => {
       [
         [stack.demoAgent.id, stack.demoAgent.pricePerCall],
         [Number(published.agentId), "70000"],
+        [Number(shared.agentId), "100000"],
       ],
     );
   });
@@ -372,6 +401,8 @@ describe("agentmesh command line", { timeout: 240_000 }, () => {
       { name: "a malformed model", args: ["provider", "register", "--endpoint", "http://127.0.0.1:1", "--model", "m:0.0000001:0:1", "--stake", "100", ...at], env: agentKey, code: 2, message: /--model m input price has 7 decimals/ },
       { name: "a provider type that does not exist", args: ["provider", "register", "--endpoint", "http://127.0.0.1:1", "--model", "m:0:0:1", "--stake", "100", "--type", "quantum", ...at], env: agentKey, code: 2, message: /--type must be one of self-hosted, cloud, decentralized/ },
       { name: "an agent price with 7 decimals", args: ["agent", "publish", "--name", "x", "--endpoint", "http://127.0.0.1:1", "--price", "0.0000001", ...at], env: agentKey, code: 2, message: /--price has 7 decimals/ },
+      { name: "a share that is not address:percent", args: ["agent", "publish", "--name", "x", "--endpoint", "http://127.0.0.1:1", "--price", "1", "--share", "12.5", ...at], env: agentKey, code: 2, message: /--share must be <address>:<percent>/ },
+      { name: "a fixed amount with 7 decimals", args: ["agent", "publish", "--name", "x", "--endpoint", "http://127.0.0.1:1", "--price", "1", "--fixed", "0x0000000000000000000000000000000000000001:0.0000001", ...at], env: agentKey, code: 2, message: /--fixed has 7 decimals/ },
       { name: "an agent with no name", args: ["agent", "publish", "--endpoint", "http://127.0.0.1:1", "--price", "1", ...at], env: agentKey, code: 2, message: /--name is required/ },
       { name: "another owner's provider", args: ["provider", "delegate-signer", "1", addr("agent"), ...at], env: agentKey, code: 1, message: /Only the owner of provider #1 can do this/ },
     ];

@@ -1,4 +1,4 @@
-import { createWalletClient, custom, getAddress, parseEventLogs, zeroAddress, type Hex } from "viem";
+import { createWalletClient, custom, getAddress, parseEventLogs, zeroAddress, type Address, type Hex } from "viem";
 import { z } from "zod";
 import { agentMarketplaceAbi, splitsLedgerAbi } from "../abi/contracts.ts";
 import { agentViewSchema } from "../protocol.ts";
@@ -7,11 +7,13 @@ import { addressSchema, idSchema, isHttpUrl, parseCommand, parseField, parseUsdc
 import { chosenRelayer, RELAYER_OPTION } from "./relayer.ts";
 
 const USAGE = `usage:
-  agentmesh agent publish --name <name> --endpoint <url> --price <usdc per call> [--payout 0x…] [--metadata-uri <uri>]
+  agentmesh agent publish --name <name> --endpoint <url> --price <usdc per call> [--metadata-uri <uri>]
+                          [--fixed 0x…:<usdc>]... [--share 0x…:<percent>]... [--payout 0x…]
   agentmesh agent list [--owner 0x…] [--all]
   agentmesh agent call <id> --input <text> [--relayer <url>]   pays the listed price over x402 (relayer found on-chain by default)
-(publish sends every payment to one account or ledger split, the signer by default; richer flows of
-funds are in the dApp)`;
+(each payment pays the --fixed amounts first, then the --share percentages of what is left, then the
+rest to --payout, the signer by default; a recipient may be an account or a ledger split; referral
+rewards and budget recipients are set in the dApp)`;
 
 /** `IAgentMarketplace.RecipientKind`. */
 const RecipientKind = { Account: 0, Split: 1 } as const;
@@ -34,13 +36,41 @@ function marketplaceOf(ctx: Context) {
   return marketplace;
 }
 
-/** Lists an agent whose every payment goes to one account or ledger split (`--payout`, the signer by default). */
+/** Shares are parts per million on-chain; `--share` takes percent with up to 4 decimals. */
+const PERCENT_TO_PPM = 10_000;
+
+/** `--share 0x…:<percent>`: the address and its share in parts per million. */
+function parseShare(text: string): { account: Address; share: number } {
+  const [account, percent, ...rest] = text.split(":");
+  if (rest.length > 0 || percent === undefined || !/^\d{1,3}(\.\d{1,4})?$/.test(percent)) {
+    throw new UsageError(`--share must be <address>:<percent> with at most 4 decimals, such as 0x…:12.5, got "${text}"`);
+  }
+  const share = Math.round(Number(percent) * PERCENT_TO_PPM);
+  if (share === 0 || share > 100 * PERCENT_TO_PPM) throw new UsageError(`--share must be a percentage above 0 and at most 100, got "${text}"`);
+  return { account: getAddress(parseField("--share", addressSchema, account)), share };
+}
+
+/** `--fixed 0x…:<usdc>`: the address and its atomic USDC per call. */
+function parseFixed(text: string): { account: Address; amount: bigint } {
+  const [account, amount, ...rest] = text.split(":");
+  if (rest.length > 0 || amount === undefined) throw new UsageError(`--fixed must be <address>:<usdc per call>, such as 0x…:0.01, got "${text}"`);
+  return { account: getAddress(parseField("--fixed", addressSchema, account)), amount: parseUsdcAmount("--fixed", amount) };
+}
+
+/**
+ * Lists an agent whose payments go to `--fixed` amounts, then `--share`s of what is left, then the
+ * rest to `--payout` (the signer by default); each recipient an account or a ledger split. The
+ * marketplace checks the flow (shares above 100%, fixed amounts above the price, too many parts):
+ * a flow it refuses is never sent, and its reason printed.
+ */
 async function publish(args: readonly string[]): Promise<void> {
   const { common, values, positionals } = parseCommand(args, {
     name: { type: "string" },
     endpoint: { type: "string" },
     price: { type: "string" },
     payout: { type: "string" },
+    fixed: { type: "string", multiple: true, default: [] },
+    share: { type: "string", multiple: true, default: [] },
     "metadata-uri": { type: "string", default: "" },
   });
   if (positionals.length > 0) throw new UsageError(USAGE);
@@ -48,17 +78,24 @@ async function publish(args: readonly string[]): Promise<void> {
   const endpoint = parseField("--endpoint", z.string().refine(isHttpUrl, "must be an http(s) URL"), values.endpoint ?? "");
   const price = parseUsdcAmount("--price", values.price);
   const payoutOption = values.payout === undefined ? undefined : getAddress(parseField("--payout", addressSchema, values.payout));
+  const fixed = (values.fixed as string[]).map(parseFixed);
+  const shares = (values.share as string[]).map(parseShare);
   const ctx = await connect(common);
   const marketplace = marketplaceOf(ctx);
   const payout = payoutOption ?? (await ctx.account()).address;
-  const isSplit = await ctx.client.readContract({ address: ctx.deployment.contracts.SplitsLedger, abi: splitsLedgerAbi, functionName: "isSplit", args: [payout] });
+  /** An account or, when the ledger knows it as one, a split. */
+  const recipient = async (account: Address) => {
+    const isSplit = await ctx.client.readContract({ address: ctx.deployment.contracts.SplitsLedger, abi: splitsLedgerAbi, functionName: "isSplit", args: [account] });
+    return { kind: isSplit ? RecipientKind.Split : RecipientKind.Account, account, budgetId: 0n };
+  };
   const flow = {
-    fixedAmounts: [],
-    shares: [],
+    fixedAmounts: await Promise.all(fixed.map(async ({ account, amount }) => ({ recipient: await recipient(account), amount }))),
+    shares: await Promise.all(shares.map(async ({ account, share }) => ({ recipient: await recipient(account), share }))),
     payerReferrerShare: 0,
     payeeReferrerShare: 0,
-    remainder: { kind: isSplit ? RecipientKind.Split : RecipientKind.Account, account: payout, budgetId: 0n },
+    remainder: await recipient(payout),
   };
+  const isSplit = flow.remainder.kind === RecipientKind.Split;
   const { logs } = await ctx.send(`publish agent ${name} at ${usdcText(price)} a call`, {
     address: marketplace,
     abi: agentMarketplaceAbi,
@@ -69,7 +106,12 @@ async function publish(args: readonly string[]): Promise<void> {
   const agentId = listed[0]?.args.agentId;
   if (agentId === undefined) throw new Error("the marketplace emitted no AgentListed event");
   const found = await ctx.client.readContract({ address: marketplace, abi: agentMarketplaceAbi, functionName: "getAgent", args: [agentId] });
-  ctx.out.set("agentId", agentId, `agent #${agentId} ${name}: ${usdcText(price)} a call, paid to ${payout}${isSplit ? " (a ledger split)" : ""}`);
+  const parts = [
+    ...fixed.map(({ account, amount }) => `${usdcText(amount)} to ${account}`),
+    ...shares.map(({ account, share }) => `${share / PERCENT_TO_PPM}% of the rest to ${account}`),
+    `${fixed.length + shares.length > 0 ? "the rest" : "all"} to ${payout}${isSplit ? " (a ledger split)" : ""}`,
+  ];
+  ctx.out.set("agentId", agentId, `agent #${agentId} ${name}: ${usdcText(price)} a call, paid ${parts.join(", ")}`);
   ctx.out.set("paymentAddress", found.paymentAddress, `  its payment address ${found.paymentAddress}; a relayer serves it paid over x402 at <relayer URL>/agents/${agentId}`);
   ctx.out.finish();
 }
