@@ -159,7 +159,12 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
     about: {
       version: RELAYER_VERSION,
       chainId: chain.chainId,
-      contracts: { ComputeEscrow: chain.escrow, ProviderRegistry: options.chain.registry, AgentMarketplace: options.chain.marketplace },
+      contracts: {
+        ComputeEscrow: chain.escrow,
+        ProviderRegistry: options.chain.registry,
+        AgentMarketplace: options.chain.marketplace,
+        RelayerDirectory: options.chain.directory,
+      },
       gasAddress: chain.account.address,
       receiptSigners: receiptSigners.addresses(),
       settlement: {

@@ -26,6 +26,7 @@ const deployment: Deployment = {
     ProviderRegistry: "0x1000000000000000000000000000000000000002",
     ComputeEscrow: "0x1000000000000000000000000000000000000003",
     AgentMarketplace: "0x1000000000000000000000000000000000000004",
+    RelayerDirectory: "0x1000000000000000000000000000000000000005",
   },
 };
 
@@ -75,6 +76,7 @@ describe("relayer configuration (flags and environment, one schema)", () => {
     assert.equal(options.chain.escrow, deployment.contracts.ComputeEscrow);
     assert.equal(options.chain.registry, deployment.contracts.ProviderRegistry);
     assert.equal(options.chain.marketplace, deployment.contracts.AgentMarketplace);
+    assert.equal(options.chain.directory, deployment.contracts.RelayerDirectory);
     assert.equal(options.chain.relayerPrivateKey, GAS_KEY);
     assert.deepEqual(options.receiptSignerKeys, SIGNER_KEYS);
     assert.equal(options.indexer.startBlock, 123);

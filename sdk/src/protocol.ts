@@ -380,7 +380,13 @@ export const modelListSchema = listOf(
 export const relayerInfoSchema = z.object({
   version: z.string(),
   chainId: z.number().int(),
-  contracts: z.object({ ComputeEscrow: addressOutSchema, ProviderRegistry: addressOutSchema, AgentMarketplace: addressOutSchema.optional() }),
+  contracts: z.object({
+    ComputeEscrow: addressOutSchema,
+    ProviderRegistry: addressOutSchema,
+    AgentMarketplace: addressOutSchema.optional(),
+    /** Where this relayer announces its public URL for its receipt signers. */
+    RelayerDirectory: addressOutSchema.optional(),
+  }),
   gasAddress: addressOutSchema,
   receiptSigners: z.array(addressOutSchema),
   settlement: z.object({

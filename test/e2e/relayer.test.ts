@@ -358,7 +358,12 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
     assert.deepEqual(relayerInfoSchema.parse(await response.json()), {
       version: "0.1.0",
       chainId: stack.chainId,
-      contracts: { ComputeEscrow: stack.contracts.ComputeEscrow, ProviderRegistry: stack.contracts.ProviderRegistry, AgentMarketplace: stack.contracts.AgentMarketplace },
+      contracts: {
+        ComputeEscrow: stack.contracts.ComputeEscrow,
+        ProviderRegistry: stack.contracts.ProviderRegistry,
+        AgentMarketplace: stack.contracts.AgentMarketplace,
+        RelayerDirectory: stack.contracts.RelayerDirectory,
+      },
       gasAddress: stack.accounts.relayer.address,
       receiptSigners: [stack.accounts.receiptSignerA.address, stack.accounts.receiptSignerB.address],
       settlement: { maxBatch: 100, maxAgeMs: 3_600_000, confirmations: 1, maxFeePerGasGwei: 50 },
