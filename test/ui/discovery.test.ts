@@ -135,7 +135,10 @@ describe("dApp finding its relayer on-chain", { timeout: 300_000 }, () => {
     await ui.waitFor(reason.waitFor(WAIT));
     assert.match(
       (await reason.textContent())!,
-      new RegExp(`^No relayer announced for any active provider serves this deployment: ${dead} does not answer GET /v1/relayer as a relayer: .+\\.$`),
+      new RegExp(
+        `^No relayer announced for any active provider serves this deployment: ${dead} does not answer GET /v1/relayer as a relayer: .+\\. ` +
+          `A relayer that does not allow calls from ${app.url} \\(its --cors-origin\\) cannot answer this page either\\.$`,
+      ),
     );
     assert.equal(await page.getByTestId("offers").count(), 0);
     await ui.shot("relayer-not-found");

@@ -45,7 +45,7 @@ export function RelayerMissing({ relayer }: { relayer: RelayerChoice }): ReactNo
   return (
     <div className="state state-empty" role="status" data-testid="relayer-missing">
       <p>
-        <strong>No relayer found for this network.</strong> <span data-testid="relayer-missing-reason">{discoverySentence(relayer.error ?? "no relayer is known")}</span>
+        <strong>No relayer found for this network.</strong> <span data-testid="relayer-missing-reason">{discoverySentence(relayer.error ?? "no relayer is known", window.location.origin)}</span>
       </p>
       <p className="muted">Live marketplace data (providers, agents, sessions) is unavailable; what the chain holds still shows.</p>
     </div>

@@ -125,5 +125,12 @@ describe("which relayer a view uses", () => {
       "The deployment on chain 84532 has no RelayerDirectory: give the relayer's URL.",
     );
     assert.equal(discoverySentence(new Error("Already a sentence.")), "Already a sentence.");
+    // A relayer that did not answer may have refused this page's origin: the browser cannot tell.
+    const silent = new RelayerDiscoveryError("no relayer announced for any active provider serves this deployment: https://r.example.com does not answer GET /v1/relayer as a relayer: Failed to fetch");
+    assert.equal(
+      discoverySentence(silent, "https://app.example.com"),
+      "No relayer announced for any active provider serves this deployment: https://r.example.com does not answer GET /v1/relayer as a relayer: Failed to fetch. A relayer that does not allow calls from https://app.example.com (its --cors-origin) cannot answer this page either.",
+    );
+    assert.equal(discoverySentence(new RelayerDiscoveryError("provider 4 is not registered"), "https://app.example.com"), "Provider 4 is not registered.");
   });
 });

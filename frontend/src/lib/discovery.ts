@@ -52,11 +52,17 @@ export function relayerOfProvider(relayers: Relayers, providerId: number): Found
   return relayers.find((relayer) => relayer.providerIds.includes(providerId));
 }
 
-/** A discovery error (a lowercase clause) as a sentence to show. */
-export function discoverySentence(error: unknown): string {
+/**
+ * A discovery error (a lowercase clause) as a sentence to show. Where a relayer did not answer and
+ * the page's `origin` is given, it adds that a relayer refusing this origin (CORS) looks the same:
+ * a browser cannot tell the two apart.
+ */
+export function discoverySentence(error: unknown, origin?: string): string {
   const message = error instanceof Error ? error.message : String(error);
-  const sentence = message.charAt(0).toUpperCase() + message.slice(1);
-  return /[.!?]$/.test(sentence) ? sentence : `${sentence}.`;
+  const capitalized = message.charAt(0).toUpperCase() + message.slice(1);
+  const sentence = /[.!?]$/.test(capitalized) ? capitalized : `${capitalized}.`;
+  if (origin === undefined || !message.includes("does not answer GET /v1/relayer")) return sentence;
+  return `${sentence} A relayer that does not allow calls from ${origin} (its --cors-origin) cannot answer this page either.`;
 }
 
 /** How a relayer is named in a picker: its host, and how many providers it serves. */
