@@ -5,7 +5,9 @@
  * and says why when no relayer can be used.
  */
 import assert from "node:assert/strict";
-import { writeFile } from "node:fs/promises";
+import { once } from "node:events";
+import { readFile, writeFile } from "node:fs/promises";
+import { createServer } from "node:http";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import OpenAI from "openai";
@@ -142,5 +144,34 @@ describe("dApp finding its relayer on-chain", { timeout: 300_000 }, () => {
     );
     assert.equal(await page.getByTestId("offers").count(), 0);
     await ui.shot("relayer-not-found");
+  });
+
+  it("runs from a static host without rewrites: a deep link gets the app, which holds no local stack", async () => {
+    // A plain file server, as a static host is: unknown paths answer 404.html with status 404.
+    const dist = path.resolve(import.meta.dirname, "../../frontend/dist");
+    const types: Record<string, string> = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".json": "application/json", ".svg": "image/svg+xml" };
+    const host = createServer((req, res) => {
+      const file = path.join(dist, path.normalize(decodeURIComponent((req.url ?? "/").split("?")[0])).replace(/^(\.\.[/\\])+/, ""));
+      readFile(file.endsWith("/") ? path.join(file, "index.html") : file).then(
+        (body) => res.writeHead(200, { "content-type": types[path.extname(file)] ?? "application/octet-stream" }).end(body),
+        () => readFile(path.join(dist, "404.html")).then((body) => res.writeHead(404, { "content-type": "text/html" }).end(body)),
+      );
+    });
+    host.listen(0, "127.0.0.1");
+    await once(host, "listening");
+    try {
+      const origin = `http://127.0.0.1:${(host.address() as { port: number }).port}`;
+      const published = JSON.parse(await (await fetch(`${origin}/agentmesh.json`)).text()) as { local: unknown; deployments: Record<string, unknown> };
+      assert.equal(published.local, null);
+      assert.doesNotMatch(JSON.stringify(published), /privateKey|relayerUrl|rpcUrl/);
+      const answer = await page.goto(`${origin}/agents`);
+      assert.equal(answer?.status(), 404);
+      await ui.waitFor(page.getByRole("heading", { name: "Agents", level: 1 }).waitFor(WAIT));
+      // A build offers Base and Base Sepolia only; with no deployment file for Base it says so.
+      if (published.deployments["8453"] === undefined) await ui.waitForText(page.locator(".state"), "AgentMesh is not deployed on this network (chain 8453)");
+    } finally {
+      host.close();
+      await once(host, "close");
+    }
   });
 });
