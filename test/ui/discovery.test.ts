@@ -128,7 +128,7 @@ describe("dApp finding its relayer on-chain", { timeout: 300_000 }, () => {
     await session.close();
   });
 
-  it("shows the discovery error's sentence when every directory entry points at a dead URL", async () => {
+  it("shows the discovery error's sentence when every directory entry points at a dead URL, and looks again on request", async () => {
     const dead = `http://127.0.0.1:${await freePort()}`;
     await announce("receiptSignerA", dead);
     await announce("receiptSignerB", dead);
@@ -144,6 +144,11 @@ describe("dApp finding its relayer on-chain", { timeout: 300_000 }, () => {
     );
     assert.equal(await page.getByTestId("offers").count(), 0);
     await ui.shot("relayer-not-found");
+    // Once provider 1's signer points at the relayer again, looking again finds it.
+    await announce("receiptSignerA", relayer());
+    await page.getByRole("button", { name: "Look again" }).click();
+    await ui.waitFor(page.getByTestId("offer-1-agentmesh-small").waitFor(WAIT));
+    assert.equal(await page.getByTestId("offers").locator("tbody tr").count(), 4); // the relayer lists every provider
   });
 
   it("runs from a static host without rewrites: a deep link gets the app, which holds no local stack", async () => {

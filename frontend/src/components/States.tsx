@@ -48,6 +48,11 @@ export function RelayerMissing({ relayer }: { relayer: RelayerChoice }): ReactNo
         <strong>No relayer found for this network.</strong> <span data-testid="relayer-missing-reason">{discoverySentence(relayer.error ?? "no relayer is known", window.location.origin)}</span>
       </p>
       <p className="muted">Live marketplace data (providers, agents, sessions) is unavailable; what the chain holds still shows.</p>
+      {relayer.retry && (
+        <button type="button" className="secondary" onClick={relayer.retry}>
+          Look again
+        </button>
+      )}
     </div>
   );
 }

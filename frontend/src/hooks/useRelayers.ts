@@ -16,6 +16,8 @@ export interface RelayerChoice {
   pending: boolean;
   /** Why no relayer can be used (a `RelayerDiscoveryError` names it). */
   error: unknown;
+  /** Looks again (the chain and the relayers), where looking can be repeated. */
+  retry?: () => void;
 }
 
 /**
@@ -85,7 +87,13 @@ export function useMarketplaceRelayer(): RelayerChoice & { relayers: Relayers } 
   const [picked] = useRelayerPick();
   if (deployment?.relayerUrl !== undefined) return { url: deployment.relayerUrl, pending: false, error: undefined, relayers: [] };
   const relayers = discovered.data ?? [];
-  return { url: chooseRelayer(relayers, picked)?.url, pending: discovered.isPending, error: discovered.error ?? undefined, relayers };
+  return {
+    url: chooseRelayer(relayers, picked)?.url,
+    pending: discovered.isPending || (discovered.isError && discovered.isFetching), // looking again
+    error: discovered.error ?? undefined,
+    retry: () => void discovered.refetch(),
+    relayers,
+  };
 }
 
 /**
@@ -110,5 +118,5 @@ export function useProviderRelayer(providerId: number | undefined): RelayerChoic
   if (deployment?.relayerUrl !== undefined || providerId === undefined) return marketplace;
   if (listed !== undefined) return { url: listed.url, pending: false, error: undefined };
   if (marketplace.pending) return { url: undefined, pending: true, error: undefined };
-  return { url: own.data?.url, pending: own.isPending, error: own.error ?? undefined };
+  return { url: own.data?.url, pending: own.isPending || (own.isError && own.isFetching), error: own.error ?? undefined, retry: () => void own.refetch() };
 }
