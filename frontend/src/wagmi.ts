@@ -3,11 +3,20 @@ import { coinbaseWallet, injectedWallet, metaMaskWallet, rainbowWallet, walletCo
 import { defineChain, type Chain } from "viem";
 import { base, baseSepolia, hardhat } from "viem/chains";
 import { createConfig, http } from "wagmi";
-import type { AppConfig } from "./lib/config.ts";
+import { buildRpcUrl, type AppConfig } from "./lib/config.ts";
 import { localDevWallet } from "./wallet/localDevWallet.ts";
 
 /** WalletConnect Cloud project id (build-time `VITE_WALLETCONNECT_PROJECT_ID`); QR-code wallets need it. */
 const walletConnectProjectId: string | undefined = import.meta.env.VITE_WALLETCONNECT_PROJECT_ID;
+
+/**
+ * Each public chain's RPC URL, when one is set at build time (else viem's public endpoint): the
+ * public endpoints are rate-limited, so a deployed dApp names its own.
+ */
+const publicRpcUrls = (): Record<number, string | undefined> => ({
+  [base.id]: buildRpcUrl("VITE_BASE_RPC_URL", import.meta.env.VITE_BASE_RPC_URL),
+  [baseSepolia.id]: buildRpcUrl("VITE_BASE_SEPOLIA_RPC_URL", import.meta.env.VITE_BASE_SEPOLIA_RPC_URL),
+});
 
 /**
  * The dApp's one wagmi configuration: Base and Base Sepolia with real wallets, and — when a local
@@ -25,10 +34,11 @@ export function createWagmiConfig(app: AppConfig) {
         : [injectedWallet, coinbaseWallet],
     },
   ];
+  const rpcUrls = publicRpcUrls();
   return createConfig({
     chains,
     connectors: connectorsForWallets(wallets, { appName: "AgentMesh", projectId: walletConnectProjectId ?? "" }),
-    transports: Object.fromEntries(chains.map((chain) => [chain.id, http()])),
+    transports: Object.fromEntries(chains.map((chain) => [chain.id, http(rpcUrls[chain.id])])),
   });
 }
 

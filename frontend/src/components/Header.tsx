@@ -1,5 +1,7 @@
 import { ConnectButton } from "@rainbow-me/rainbowkit";
 import { useAccount, useChainId, useChains, useSwitchChain } from "wagmi";
+import { useMarketplaceRelayer, useRelayerPick } from "../hooks/useRelayers.ts";
+import { relayerLabel } from "../lib/discovery.ts";
 import { shortHex } from "../lib/explorer.ts";
 import { NAV, type Route } from "../lib/routes.ts";
 import { LOCAL_DEV_CONNECTOR_ID, type LocalDevControls } from "../wallet/localDevWallet.ts";
@@ -49,7 +51,29 @@ function NetworkSelect() {
   );
 }
 
-/** The top bar: brand, navigation, network and wallet. */
+/**
+ * Which of the relayers found on-chain serves the marketplace views, remembered per network (shown
+ * only when there is a choice). A session's page uses its provider's relayer whatever is picked.
+ */
+function RelayerSelect() {
+  const { url, relayers } = useMarketplaceRelayer();
+  const [, pick] = useRelayerPick();
+  if (relayers.length < 2) return null;
+  return (
+    <label className="network-select">
+      <span className="visually-hidden">Relayer</span>
+      <select value={url} onChange={(event) => pick(event.target.value)} title="The relayer that serves the marketplace views">
+        {relayers.map((relayer) => (
+          <option key={relayer.url} value={relayer.url}>
+            {relayerLabel(relayer)}
+          </option>
+        ))}
+      </select>
+    </label>
+  );
+}
+
+/** The top bar: brand, navigation, network, relayer and wallet. */
 export function Header({ route }: { route: Route }) {
   return (
     <header className="header">
@@ -59,6 +83,7 @@ export function Header({ route }: { route: Route }) {
         </Link>
         <div className="wallet">
           <NetworkSelect />
+          <RelayerSelect />
           <LocalAccountPicker />
           <ConnectButton showBalance={false} accountStatus={{ smallScreen: "avatar", largeScreen: "full" }} chainStatus="icon" />
         </div>

@@ -2,8 +2,10 @@ import type { ReactNode } from "react";
 import { ConnectButton } from "@rainbow-me/rainbowkit";
 import { useAccount } from "wagmi";
 import { useDeployment } from "../hooks/useAppConfig.ts";
+import { useMarketplaceRelayer, type RelayerChoice } from "../hooks/useRelayers.ts";
 import type { ChainDeployment } from "../lib/config.ts";
 import { describeError } from "@agentmesh/sdk/browser";
+import { discoverySentence } from "../lib/discovery.ts";
 
 /** A placeholder while data loads. */
 export function Loading({ what }: { what: string }) {
@@ -33,9 +35,35 @@ export function ErrorState({ error, retry }: { error: unknown; retry?: () => voi
   );
 }
 
-/** Renders `children` with the current chain's deployment, or a "not deployed" notice. */
+/**
+ * Why no relayer serves this view, while it is being looked for, or (undefined) nothing: the
+ * relayer is known.
+ */
+export function RelayerMissing({ relayer }: { relayer: RelayerChoice }): ReactNode {
+  if (relayer.url !== undefined) return undefined;
+  if (relayer.pending) return <Loading what="the relayer" />;
+  return (
+    <div className="state state-empty" role="status" data-testid="relayer-missing">
+      <p>
+        <strong>No relayer found for this network.</strong> <span data-testid="relayer-missing-reason">{discoverySentence(relayer.error ?? "no relayer is known", window.location.origin)}</span>
+      </p>
+      <p className="muted">Live marketplace data (providers, agents, sessions) is unavailable; what the chain holds still shows.</p>
+      {relayer.retry && (
+        <button type="button" className="secondary" onClick={relayer.retry}>
+          Look again
+        </button>
+      )}
+    </div>
+  );
+}
+
+/**
+ * Renders `children` with the current chain's deployment, or a "not deployed" notice; with
+ * `relayer`, only once the relayer serving the marketplace views is known (else why it is not).
+ */
 export function WithDeployment({ children, relayer = false }: { children: (deployment: ChainDeployment) => ReactNode; relayer?: boolean }) {
   const { chainId, deployment } = useDeployment();
+  const marketplaceRelayer = useMarketplaceRelayer();
   if (deployment === undefined) {
     return (
       <div className="state state-empty">
@@ -45,9 +73,7 @@ export function WithDeployment({ children, relayer = false }: { children: (deplo
       </div>
     );
   }
-  if (relayer && deployment.relayerUrl === undefined) {
-    return <p className="state state-empty">No relayer is configured for this network, so live marketplace data is unavailable.</p>;
-  }
+  if (relayer && marketplaceRelayer.url === undefined) return <RelayerMissing relayer={marketplaceRelayer} />;
   return children(deployment);
 }
 

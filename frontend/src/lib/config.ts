@@ -9,8 +9,12 @@ export interface ChainDeployment {
   /** Block before the first deployment transaction: where event scans start. */
   startBlock: bigint;
   usdc: Address;
-  /** `AgentMarketplace` is absent from deployments made before the agent marketplace. */
-  contracts: { SplitsLedger: Address; ProviderRegistry: Address; ComputeEscrow: Address; AgentMarketplace?: Address };
+  /**
+   * `AgentMarketplace` is absent from deployments made before the agent marketplace, and
+   * `RelayerDirectory` (where relayers are found, see `discovery.ts`) from those made before it.
+   */
+  contracts: { SplitsLedger: Address; ProviderRegistry: Address; ComputeEscrow: Address; AgentMarketplace?: Address; RelayerDirectory?: Address };
+  /** The relayer to use, skipping discovery: the local stack file names its own (an override). */
   relayerUrl?: string;
 }
 
@@ -62,7 +66,7 @@ export function parseDeployment(value: unknown, source = "deployment"): ChainDep
   if (!isRecord(value)) throw new ConfigFileError(source, "not an object");
   const contracts = field(source, value, "contracts", isRecord);
   const address = (name: string) => getAddress(field(source, contracts, name, isAddressString));
-  const marketplace = contracts.AgentMarketplace === undefined ? undefined : address("AgentMarketplace");
+  const optional = (name: "AgentMarketplace" | "RelayerDirectory") => (contracts[name] === undefined ? {} : { [name]: address(name) });
   const relayerUrl = value.relayerUrl === undefined ? undefined : field(source, value, "relayerUrl", isUrl);
   return {
     chainId: field(source, value, "chainId", isCount),
@@ -72,7 +76,8 @@ export function parseDeployment(value: unknown, source = "deployment"): ChainDep
       SplitsLedger: address("SplitsLedger"),
       ProviderRegistry: address("ProviderRegistry"),
       ComputeEscrow: address("ComputeEscrow"),
-      ...(marketplace === undefined ? {} : { AgentMarketplace: marketplace }),
+      ...optional("AgentMarketplace"),
+      ...optional("RelayerDirectory"),
     },
     ...(relayerUrl === undefined ? {} : { relayerUrl }),
   };
@@ -106,4 +111,44 @@ export function parseAppConfig(value: unknown): AppConfig {
   const local = value.local === null || value.local === undefined ? undefined : parseLocalStack(value.local);
   if (local) deployments[LOCAL_CHAIN_ID] = local.deployment;
   return { local, deployments };
+}
+
+/** A deployment as a public record in JSON (`deployments/<chainId>.json`, without anything else). */
+export interface DeploymentRecord {
+  chainId: number;
+  startBlock: number;
+  usdc: Address;
+  contracts: ChainDeployment["contracts"];
+}
+
+/**
+ * What a build of the dApp publishes of the deployment files (`deployments/<chainId>.json`, by file
+ * name without `.json`): each validated and reduced to its public fields, so nothing else a file
+ * holds (a key, a local relayer's URL) is served; the local chain's is left out (a build does not
+ * offer that chain).
+ *
+ * @throws {ConfigFileError} a file is malformed, or named for another chain than its own.
+ */
+export function publicDeployments(files: Record<string, unknown>): Record<string, DeploymentRecord> {
+  const records: Record<string, DeploymentRecord> = {};
+  for (const [name, json] of Object.entries(files)) {
+    const source = `deployments/${name}.json`;
+    const { chainId, startBlock, usdc, contracts } = parseDeployment(json, source);
+    if (String(chainId) !== name) throw new ConfigFileError(source, `it is for chain ${chainId}`);
+    if (chainId !== LOCAL_CHAIN_ID) records[name] = { chainId, startBlock: Number(startBlock), usdc, contracts };
+  }
+  return records;
+}
+
+/**
+ * A public chain's RPC URL set at build time (`VITE_BASE_RPC_URL`, `VITE_BASE_SEPOLIA_RPC_URL`):
+ * undefined when unset or empty (viem's public endpoint serves), else the http(s) URL given.
+ *
+ * @throws {ConfigFileError} it is set to something else than an http(s) URL.
+ */
+export function buildRpcUrl(name: string, value: string | undefined): string | undefined {
+  if (value === undefined || value.trim() === "") return undefined;
+  const url = value.trim();
+  if (!URL.canParse(url) || !["http:", "https:"].includes(new URL(url).protocol)) throw new ConfigFileError(name, `"${url}" is not an http(s) URL`);
+  return url;
 }

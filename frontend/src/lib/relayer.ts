@@ -35,7 +35,9 @@ export async function relayerGet<T extends WireSchema>(
     response = await fetch(`${baseUrl.replace(/\/$/, "")}${path}`, { signal, headers });
   } catch (cause) {
     if (signal?.aborted) throw cause;
-    throw new RelayerRequestError(0, `The relayer at ${baseUrl} cannot be reached.`);
+    // A browser reports a refusal by CORS as it does a network failure: name both.
+    const origin = globalThis.location?.origin;
+    throw new RelayerRequestError(0, `The relayer at ${baseUrl} cannot be reached${origin === undefined ? "" : `, or does not allow calls from ${origin} (its --cors-origin)`}.`);
   }
   const body: unknown = await response.json().catch(() => undefined);
   if (!response.ok) {

@@ -1,14 +1,17 @@
 import { useState } from "react";
+import { getAbiItem, type Hex } from "viem";
 import { useAccount } from "wagmi";
 import { ChainLink } from "../components/ChainLink.tsx";
 import { Link } from "../components/Link.tsx";
-import { EmptyState, ErrorState, Loading, WithDeployment } from "../components/States.tsx";
+import { EmptyState, ErrorState, Loading, RelayerMissing, WithDeployment } from "../components/States.tsx";
 import { UsdcAmount } from "../components/UsdcAmount.tsx";
 import { SESSION_PAGE, useSession } from "../hooks/useRelayer.ts";
+import { useEventLogs } from "../hooks/useEventLogs.ts";
+import { useProviderRelayer } from "../hooks/useRelayers.ts";
 import { useSessionReadAuthorization } from "../hooks/useSessionRead.ts";
 import type { ChainDeployment } from "../lib/config.ts";
 import { shortHex } from "../lib/explorer.ts";
-import { describeError } from "@agentmesh/sdk/browser";
+import { computeEscrowAbi, describeError } from "@agentmesh/sdk/browser";
 import { RelayerRequestError } from "../lib/relayer.ts";
 import type { SessionView } from "@agentmesh/sdk/protocol";
 import { formatBps } from "../lib/splits.ts";
@@ -102,12 +105,30 @@ function SignToRead({ read }: { read: ReturnType<typeof useSessionReadAuthorizat
   );
 }
 
+const sessionOpened = getAbiItem({ abi: computeEscrowAbi, name: "SessionOpened" });
+
+/**
+ * The relayer serving the session's provider: where the deployment names no relayer, the provider
+ * is read from the session's `SessionOpened` event and its relayer found on-chain. A session the
+ * chain does not know is asked of the marketplace's relayer (which says it does not know it either).
+ */
+function useSessionRelayer(deployment: ChainDeployment, sessionId: string) {
+  const opened = useEventLogs(
+    deployment.relayerUrl === undefined ? { address: deployment.contracts.ComputeEscrow, event: sessionOpened, args: { sessionId: sessionId as Hex } } : undefined,
+  );
+  const providerId = opened.data?.[0]?.args.terms.providerId;
+  const relayer = useProviderRelayer(providerId);
+  return deployment.relayerUrl === undefined && opened.isPending ? { ...relayer, url: undefined, pending: true } : relayer;
+}
+
 function Session({ deployment, sessionId }: { deployment: ChainDeployment; sessionId: string }) {
   const read = useSessionReadAuthorization(sessionId);
   const [after, setAfter] = useState(0);
-  const session = useSession(sessionId, read.authorization, after);
+  const relayer = useSessionRelayer(deployment, sessionId);
+  const session = useSession(relayer.url, sessionId, read.authorization, after);
   const refused = session.error instanceof RelayerRequestError && (session.error.status === 401 || session.error.status === 403);
   if (read.authorization === undefined) return <SignToRead read={read} />;
+  if (relayer.url === undefined) return <RelayerMissing relayer={relayer} />;
   if (session.isPending) return <Loading what="the session" />;
   if (session.isError) return <ErrorState error={session.error} retry={() => (refused ? read.forget() : void session.refetch())} />;
   const data = session.data;

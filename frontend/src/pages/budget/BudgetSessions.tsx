@@ -1,14 +1,17 @@
 import { ChainLink } from "../../components/ChainLink.tsx";
 import { Link } from "../../components/Link.tsx";
-import { EmptyState, ErrorState, Loading } from "../../components/States.tsx";
+import { EmptyState, ErrorState, Loading, RelayerMissing } from "../../components/States.tsx";
 import { UsdcAmount } from "../../components/UsdcAmount.tsx";
 import { useBudgetSessions } from "../../hooks/useRelayer.ts";
+import { useMarketplaceRelayer } from "../../hooks/useRelayers.ts";
 import { shortHex } from "../../lib/explorer.ts";
 import { parseUsdcDecimal } from "../../lib/usdc.ts";
 
 /** A budget's sessions with their live spend (polled from the relayer). */
 export function BudgetSessions({ budgetId }: { budgetId: bigint }) {
   const view = useBudgetSessions(budgetId);
+  const relayer = useMarketplaceRelayer();
+  if (relayer.url === undefined) return <RelayerMissing relayer={relayer} />;
   if (view.isPending) return <Loading what="sessions" />;
   if (view.isError) return <ErrorState error={view.error} retry={() => void view.refetch()} />;
   if (view.data.sessions.length === 0) return <EmptyState>No agent has opened a session on this budget yet.</EmptyState>;
