@@ -51,10 +51,11 @@ function baseUrl(url: string): string | undefined {
 }
 
 /**
- * Every relayer URL announced for an active provider's receipt signer (optionally only provider
- * `providerId`'s), the one serving the most providers first. Not yet checked with the relayers.
+ * Every relayer URL announced for an active provider's receipt signer, the one serving the most
+ * providers first; or, with `providerId`, the URL announced for that provider's signer, active or
+ * not (its past sessions are still read there). Not yet checked with the relayers.
  *
- * @throws {RelayerDiscoveryError} the deployment has no RelayerDirectory.
+ * @throws {RelayerDiscoveryError} the deployment has no RelayerDirectory, or `providerId` is not registered.
  */
 export async function relayersOnChain(client: PublicClient, deployment: DiscoveryDeployment, providerId?: number): Promise<RelayerCandidate[]> {
   const { ProviderRegistry: registry, RelayerDirectory: directory } = deployment.contracts;
@@ -65,7 +66,7 @@ export async function relayersOnChain(client: PublicClient, deployment: Discover
   const providers = await Promise.all(
     ids.map(async (id) => ({ id, ...(await client.readContract({ address: registry, abi: providerRegistryAbi, functionName: "getProvider", args: [BigInt(id)] })) })),
   );
-  const active = providers.filter((provider) => provider.active);
+  const active = providerId === undefined ? providers.filter((provider) => provider.active) : providers;
   const signers = [...new Set(active.map((provider) => getAddress(provider.receiptSigner)))];
   const urls = await Promise.all(signers.map((signer) => client.readContract({ address: directory, abi: relayerDirectoryAbi, functionName: "relayerUrl", args: [signer] })));
   const byUrl = new Map<string, RelayerCandidate>();
@@ -104,22 +105,35 @@ export async function checkRelayer(url: string, deployment: DiscoveryDeployment,
 }
 
 /**
- * The relayer serving the deployment (or provider `providerId`), found on-chain and checked: the
- * first candidate of {@link relayersOnChain} that {@link checkRelayer} accepts.
+ * The `candidates` whose relayers pass {@link checkRelayer}, all checked at once, in their order.
+ * `whose` names what they were found for, in the errors.
+ *
+ * @throws {RelayerDiscoveryError} none passes: naming why each was refused, or that there was none.
+ */
+export async function checkedRelayers(candidates: readonly RelayerCandidate[], deployment: DiscoveryDeployment, whose = "any active provider"): Promise<FoundRelayer[]> {
+  const results = await Promise.allSettled(candidates.map((candidate) => checkRelayer(candidate.url, deployment, candidate.signers)));
+  const found = candidates.flatMap((candidate, index) => {
+    const result = results[index];
+    return result.status === "fulfilled" ? [{ ...candidate, about: result.value }] : [];
+  });
+  if (found.length > 0) return found;
+  if (candidates.length === 0) throw new RelayerDiscoveryError(`no relayer is announced in the RelayerDirectory for ${whose}'s receipt signer`);
+  const refusals = results.map((result) => (result.status === "rejected" ? (result.reason as Error).message : ""));
+  throw new RelayerDiscoveryError(`no relayer announced for ${whose} serves this deployment: ${refusals.join("; ")}`);
+}
+
+/**
+ * The relayers serving the deployment (or provider `providerId`), found on-chain and checked:
+ * the candidates of {@link relayersOnChain} that {@link checkRelayer} accepts, most providers first.
  *
  * @throws {RelayerDiscoveryError} naming why each candidate was refused, or that there was none.
  */
-export async function findRelayer(client: PublicClient, deployment: DiscoveryDeployment, providerId?: number): Promise<FoundRelayer> {
+export async function findRelayers(client: PublicClient, deployment: DiscoveryDeployment, providerId?: number): Promise<FoundRelayer[]> {
   const candidates = await relayersOnChain(client, deployment, providerId);
-  const refusals: string[] = [];
-  for (const candidate of candidates) {
-    try {
-      return { ...candidate, about: await checkRelayer(candidate.url, deployment, candidate.signers) };
-    } catch (error) {
-      refusals.push((error as Error).message);
-    }
-  }
-  const whose = providerId === undefined ? "any active provider" : `provider ${providerId}`;
-  if (refusals.length === 0) throw new RelayerDiscoveryError(`no relayer is announced in the RelayerDirectory for ${whose}'s receipt signer`);
-  throw new RelayerDiscoveryError(`no relayer announced for ${whose} serves this deployment: ${refusals.join("; ")}`);
+  return checkedRelayers(candidates, deployment, providerId === undefined ? "any active provider" : `provider ${providerId}`);
+}
+
+/** The first of {@link findRelayers}: the relayer serving the most providers (or provider `providerId`). */
+export async function findRelayer(client: PublicClient, deployment: DiscoveryDeployment, providerId?: number): Promise<FoundRelayer> {
+  return (await findRelayers(client, deployment, providerId))[0];
 }

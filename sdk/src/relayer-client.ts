@@ -27,7 +27,9 @@ export class RelayerError extends Error {
  * follow the protocol.
  */
 export async function relayerJson<T extends z.ZodType>(url: string, schema: T, init?: RequestInit): Promise<z.infer<T>> {
-  const response = await fetch(url, { ...init, headers: { "content-type": "application/json", ...init?.headers } });
+  // A body's type only: on a GET it would make a browser send a CORS preflight for nothing.
+  const headers = init?.body === undefined ? init?.headers : { "content-type": "application/json", ...init.headers };
+  const response = await fetch(url, { ...init, headers });
   const body: unknown = await response.json().catch(() => undefined);
   if (!response.ok) {
     const error = errorBodySchema.safeParse(body);

@@ -2,8 +2,8 @@ import { useQuery } from "@tanstack/react-query";
 import { useCallback, useSyncExternalStore } from "react";
 import type { PublicClient } from "viem";
 import { usePublicClient } from "wagmi";
-import { findRelayer } from "@agentmesh/sdk/browser";
-import { chooseRelayer, discoverRelayers, relayerOfProvider, type Relayers } from "../lib/discovery.ts";
+import { findRelayer, findRelayers } from "@agentmesh/sdk/browser";
+import { chooseRelayer, relayerOfProvider, type Relayers } from "../lib/discovery.ts";
 import { useDeployment } from "./useAppConfig.ts";
 
 /** How long relayers found on-chain are kept before the chain is asked again. */
@@ -30,7 +30,7 @@ export function useDiscoveredRelayers() {
   const { chainId, deployment } = useDeployment();
   return useQuery({
     queryKey: ["relayers", chainId, deployment?.contracts.RelayerDirectory ?? null],
-    queryFn: () => discoverRelayers(client as PublicClient, deployment!),
+    queryFn: () => findRelayers(client as PublicClient, deployment!),
     enabled: client !== undefined && deployment !== undefined && deployment.relayerUrl === undefined,
     staleTime: DISCOVERY_REFRESH_MS,
     refetchInterval: DISCOVERY_REFRESH_MS,
