@@ -9877,7 +9877,13 @@ export const agentMarketplaceAbi = [
 
 export const mockUSDCAbi = [
   {
-    "inputs": [],
+    "inputs": [
+      {
+        "internalType": "string",
+        "name": "name_",
+        "type": "string"
+      }
+    ],
     "stateMutability": "nonpayable",
     "type": "constructor"
   },
