@@ -5,7 +5,8 @@ import react from "@vitejs/plugin-react";
 import { defineConfig, type Plugin, type UserConfig } from "vite";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
-const DEPLOYMENTS = path.join(ROOT, "deployments");
+/** The public deployment records: AGENTMESH_DEPLOYMENTS_DIR, else the repository's `deployments/`. */
+const DEPLOYMENTS = path.resolve(process.env.AGENTMESH_DEPLOYMENTS_DIR || path.join(ROOT, "deployments"));
 
 /** The public deployment records (`deployments/<chainId>.json`) by chain id. */
 async function publicDeployments(): Promise<Record<string, unknown>> {
