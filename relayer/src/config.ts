@@ -47,6 +47,7 @@ const FLAGS = {
   "max-fee-gwei": { type: "string" },
   "gas-keystore": { type: "string" },
   "signer-keystore": { type: "string", multiple: true },
+  "allow-private-endpoints": { type: "boolean" },
 } as const;
 
 /** Secrets: environment only, so that they never sit in a shell history or a process list. */
@@ -92,6 +93,8 @@ const configSchema = z.object({
   "max-fee-gwei": integer(1, 100_000).default(50),
   "gas-keystore": z.string().min(1).optional(),
   "signer-keystore": z.array(z.string().min(1)).optional(),
+  /** Call endpoints on private and loopback addresses off the local chain (see outbound.ts). */
+  "allow-private-endpoints": z.boolean().default(false),
   [GAS_KEY_VARIABLE]: privateKey.optional(),
   [SIGNER_KEYS_VARIABLE]: z
     .string()
@@ -146,6 +149,7 @@ export async function readRelayerConfig(argv: string[], env: NodeJS.ProcessEnv =
     port: config.port,
     publicUrl: config["public-url"],
     corsOrigins: config["cors-origin"],
+    allowPrivateEndpoints: config["allow-private-endpoints"],
     databasePath: config.db,
     chain: {
       rpcUrl,
