@@ -119,7 +119,7 @@ function fieldName(field: string): string {
  * deployment or keystore that cannot be read.
  */
 export async function readRelayerConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<RelayerOptions> {
-  let flags: Record<string, string | string[] | undefined>;
+  let flags: Record<string, string | string[] | boolean | undefined>;
   try {
     ({ values: flags } = parseArgs({ args: argv, options: FLAGS, strict: true, allowPositionals: false }));
   } catch (error) {
