@@ -735,6 +735,14 @@ describe("the public-network rehearsal on a Base Sepolia stand-in", { timeout: 2
         message: /other-chain\/84532\.json is for chain 8453, not base-sepolia \(84532\)/,
       },
       {
+        name: "a proxy with no budget",
+        command: process.execPath,
+        args: [CLI, "proxy", ...onNetwork(), ...relayerDiscoveryFlags(relayerUrl), "--port", "0"],
+        env: keyEnv("agent"),
+        code: 2,
+        message: /^agentmesh proxy: --budget is required$/m,
+      },
+      {
         name: "a proxy whose agent keystore's password is wrong",
         command: process.execPath,
         args: [CLI, "proxy", ...onNetwork(), "--budget", String(budgetId), ...relayerDiscoveryFlags(relayerUrl), "--keystore", path.join(dir, "provider-owner.json"), "--port", "0"],
