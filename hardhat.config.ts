@@ -69,6 +69,18 @@ export default defineConfig({
       blockGasLimit: BASE_TRANSACTION_GAS_CAP,
       allowBlocksWithSameTimestamp: true,
     },
+    // A stand-in for Base Sepolia (chain id 84532) on which test/e2e/rehearsal.test.ts runs the public-network
+    // path (`hardhat node --network baseSepoliaStandIn`): no stack file, USDC installed at Base Sepolia's
+    // address. Like Base it mines blocks on a clock, so that a relayer, which reads the chain a few
+    // blocks behind its head off the local chain, sees what was sent without anyone mining for it.
+    baseSepoliaStandIn: {
+      type: "edr-simulated",
+      chainType: "op",
+      chainId: 84532,
+      blockGasLimit: BASE_TRANSACTION_GAS_CAP,
+      allowBlocksWithSameTimestamp: true,
+      mining: { auto: true, interval: 500 },
+    },
     localhost: { type: "http", chainType: "op", url: process.env.AGENTMESH_RPC_URL ?? "http://127.0.0.1:8545" },
     baseSepolia: {
       type: "http",

@@ -6,7 +6,8 @@ import { defineConfig, type Plugin, type UserConfig } from "vite";
 import { publicDeployments } from "./src/lib/config.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
-const DEPLOYMENTS = path.join(ROOT, "deployments");
+/** The public deployment records: AGENTMESH_DEPLOYMENTS_DIR, else the repository's `deployments/`. */
+const DEPLOYMENTS = path.resolve(process.env.AGENTMESH_DEPLOYMENTS_DIR || path.join(ROOT, "deployments"));
 
 /** The public deployment records (`deployments/<chainId>.json`) by chain id, their public fields only. */
 async function deploymentRecords(): Promise<Record<string, unknown>> {

@@ -1,7 +1,8 @@
 /**
  * The `deploy` task: deploys the AgentMesh contracts to the network given with `--network` (Base
  * Sepolia, Base, or a local node) with the network's USDC, hands every admin role to `--admin` (a
- * multisig), names `--treasury` for fees and slashing proceeds, and writes `deployments/<chainId>.json`.
+ * multisig), names `--treasury` for fees and slashing proceeds, and writes `deployments/<chainId>.json`
+ * (in AGENTMESH_DEPLOYMENTS_DIR instead of `deployments/` when that variable is set).
  *
  *   npm run deploy:base-sepolia -- --admin 0xMultisig --treasury 0xTreasury [--admin-delay 259200]
  *
@@ -51,7 +52,7 @@ export default async function deploy(args: DeployArguments, hre: HardhatRuntimeE
   const chainId = Number((await ethers.provider.getNetwork()).chainId);
   const suite = await deploySuite(ethers, deployer, { ...DEFAULT_SUITE_OPTIONS, admin, treasury, adminDelay });
   const deployment = await describeDeployment(chainId, suite, chainId === LOCAL_CHAIN_ID);
-  const outputPath = path.join("deployments", `${chainId}.json`);
+  const outputPath = path.join(process.env.AGENTMESH_DEPLOYMENTS_DIR || "deployments", `${chainId}.json`);
   await writeJson(outputPath, deployment);
   console.log(JSON.stringify(deployment, null, 2));
   const network = HARDHAT_NETWORKS[chainId];

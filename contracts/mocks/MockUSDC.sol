@@ -10,11 +10,13 @@ import {IERC3009} from "../interfaces/IERC3009.sol";
 
 /// @title MockUSDC
 /// @notice Development and test stand-in for USDC that behaves like FiatToken v2.2 where AgentMesh can
-/// tell: 6 decimals, EIP-2612 permit and EIP-3009 with USDC's exact typehashes and EIP-712 domain (name
-/// "USD Coin", version "2") and `bytes` signatures, a pause that stops every transfer, approval and
-/// authorization, a blacklist (`isBlacklisted`) that stops blacklisted senders, receivers, spenders and
-/// callers, and transfers to the zero address refused. Its deployer acts as pauser and blacklister; its
-/// mint only works on the local chain. Never deployed outside it: real USDC is used on Base.
+/// tell: 6 decimals, EIP-2612 permit and EIP-3009 with USDC's exact typehashes and EIP-712 domain (the
+/// name given at deployment: "USD Coin" as on Base, or "USDC" as on Base Sepolia; version "2") and
+/// `bytes` signatures, a pause that stops every transfer, approval and authorization, a blacklist
+/// (`isBlacklisted`) that stops blacklisted senders, receivers, spenders and callers, and transfers to
+/// the zero address refused. Its deployer acts as pauser and blacklister; its mint only works on the
+/// local chain. Never deployed to a public network: real USDC is used on Base and Base Sepolia (the
+/// end-to-end rehearsal installs it at Base Sepolia's USDC address on a local stand-in node).
 /// @dev OpenZeppelin's ERC20Permit hard-codes domain version "1", so permit is implemented here on
 /// the token's own EIP712 domain. Storage follows FiatToken v2.2 so that gas figures measured against
 /// this mock stay close to USDC's: an account's blacklist flag is the top bit of its balance word (a
@@ -71,7 +73,8 @@ contract MockUSDC is ERC20, EIP712, Nonces, IERC20Permit, IERC3009 {
     mapping(address account => uint256) private _balanceAndBlacklistStates;
     mapping(address authorizer => mapping(bytes32 nonce => bool used)) private _authorizationStates;
 
-    constructor() ERC20("USD Coin", "USDC") EIP712("USD Coin", "2") {
+    /// @param name_ The token's name, also its EIP-712 domain name (USDC's differs between deployments).
+    constructor(string memory name_) ERC20(name_, "USDC") EIP712(name_, "2") {
         _pauser = msg.sender;
     }
 

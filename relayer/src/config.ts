@@ -3,7 +3,8 @@
  * one place. A bad or missing value is a {@link ConfigError} naming the flag (and its variable);
  * `main.ts` prints it and exits with status 2.
  *
- * Where the contracts are: `--network base-sepolia|base` (`deployments/<chainId>.json`),
+ * Where the contracts are: `--network base-sepolia|base` (`deployments/<chainId>.json`, or in
+ * AGENTMESH_DEPLOYMENTS_DIR),
  * `--deployment <file>`, or the dev stack file (`--network local`, `--local-file`, the default),
  * whose dev accounts also provide the keys. Off the dev stack the keys come from the environment
  * (`AGENTMESH_GAS_KEY`, `AGENTMESH_SIGNER_KEYS`) or from encrypted keystores (`--gas-keystore`,
@@ -46,6 +47,7 @@ const FLAGS = {
   "max-fee-gwei": { type: "string" },
   "gas-keystore": { type: "string" },
   "signer-keystore": { type: "string", multiple: true },
+  "allow-private-endpoints": { type: "boolean" },
 } as const;
 
 /** Secrets: environment only, so that they never sit in a shell history or a process list. */
@@ -91,6 +93,8 @@ const configSchema = z.object({
   "max-fee-gwei": integer(1, 100_000).default(50),
   "gas-keystore": z.string().min(1).optional(),
   "signer-keystore": z.array(z.string().min(1)).optional(),
+  /** Call endpoints on private and loopback addresses off the local chain (see outbound.ts). */
+  "allow-private-endpoints": z.boolean().default(false),
   [GAS_KEY_VARIABLE]: privateKey.optional(),
   [SIGNER_KEYS_VARIABLE]: z
     .string()
@@ -115,7 +119,7 @@ function fieldName(field: string): string {
  * deployment or keystore that cannot be read.
  */
 export async function readRelayerConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<RelayerOptions> {
-  let flags: Record<string, string | string[] | undefined>;
+  let flags: Record<string, string | string[] | boolean | undefined>;
   try {
     ({ values: flags } = parseArgs({ args: argv, options: FLAGS, strict: true, allowPositionals: false }));
   } catch (error) {
@@ -135,7 +139,7 @@ export async function readRelayerConfig(argv: string[], env: NodeJS.ProcessEnv =
     throw new ConfigError(`${fieldName(field)} ${issue.message}`);
   }
   const config = parsed.data;
-  const source = await contractsSource(config);
+  const source = await contractsSource(config, env.AGENTMESH_DEPLOYMENTS_DIR || "deployments");
   const keys = await relayerKeys(config, source, env);
   const rpcUrl = config.rpc ?? (source.kind === "local" ? source.stack.rpcUrl : undefined);
   if (rpcUrl === undefined) throw new ConfigError(`${fieldName("rpc")} is required: the RPC URL of chain ${source.deployment.chainId}`);
@@ -145,6 +149,7 @@ export async function readRelayerConfig(argv: string[], env: NodeJS.ProcessEnv =
     port: config.port,
     publicUrl: config["public-url"],
     corsOrigins: config["cors-origin"],
+    allowPrivateEndpoints: config["allow-private-endpoints"],
     databasePath: config.db,
     chain: {
       rpcUrl,
@@ -167,14 +172,17 @@ export async function readRelayerConfig(argv: string[], env: NodeJS.ProcessEnv =
 
 type ContractsSource = { kind: "local"; deployment: LocalStack; stack: LocalStack; file: string } | { kind: "deployment"; deployment: Deployment; file: string };
 
-/** The deployment the flags name: one of --network, --deployment and --local-file (default: the dev stack file). */
-async function contractsSource(config: ParsedConfig): Promise<ContractsSource> {
+/**
+ * The deployment the flags name: one of --network (`<deploymentsDir>/<chainId>.json`), --deployment
+ * and --local-file (default: the dev stack file).
+ */
+async function contractsSource(config: ParsedConfig, deploymentsDir: string): Promise<ContractsSource> {
   const given = (["network", "deployment", "local-file"] as const).filter((name) => config[name] !== undefined);
   if (given.length > 1) throw new ConfigError(`give one of --network, --deployment and --local-file, not ${given.map((name) => `--${name}`).join(" and ")}`);
   try {
     if (config.network !== undefined && config.network !== "local") {
       const chainId = NETWORKS[config.network as keyof typeof NETWORKS];
-      const file = path.join("deployments", `${chainId}.json`);
+      const file = path.join(deploymentsDir, `${chainId}.json`);
       const deployment = await loadDeployment(file);
       if (deployment.chainId !== chainId) throw new ConfigError(`${file} is a deployment on chain ${deployment.chainId}, not ${config.network} (${chainId})`);
       return { kind: "deployment", deployment, file };

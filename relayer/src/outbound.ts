@@ -18,8 +18,9 @@
  *   server cannot bounce a call to a private one.
  * - **Response sizes** are capped while reading (`readCapped`, `cappedText`, `readHead`): the read
  *   stops, and the body is destroyed, as soon as the cap is passed.
- * - **Private destinations are allowed only on the local chain** (`outboundPolicy`, chain id 31337):
- *   the one place that decision is made.
+ * - **Private destinations are allowed only on the local chain** (`outboundPolicy`, chain id 31337),
+ *   or when the operator allows them (`--allow-private-endpoints`: a relayer whose providers and agents
+ *   run on its own network): the one place that decision is made.
  *
  * Connections are pooled per origin (undici `Agent`: a keep-alive `Pool` per origin, dropped once
  * its connections close).
@@ -70,12 +71,12 @@ export interface OutboundPolicy {
 }
 
 /**
- * The outbound policy of a relayer on chain `chainId`: anything on the local chain, only public
- * unicast addresses and names elsewhere. The one place that decides whether private endpoints may
- * be called.
+ * The outbound policy of a relayer on chain `chainId`: anything on the local chain or when
+ * `allowPrivate` (the operator's `--allow-private-endpoints`), only public unicast addresses and
+ * names elsewhere. The one place that decides whether private endpoints may be called.
  */
-export function outboundPolicy(chainId: number): OutboundPolicy {
-  if (chainId === LOCAL_CHAIN_ID) return { refuse: () => undefined, privateNames: true, lookup: dnsLookup as LookupFunction };
+export function outboundPolicy(chainId: number, allowPrivate = false): OutboundPolicy {
+  if (chainId === LOCAL_CHAIN_ID || allowPrivate) return { refuse: () => undefined, privateNames: true, lookup: dnsLookup as LookupFunction };
   return { refuse: specialPurposeRange, privateNames: false, lookup: dnsLookup as LookupFunction };
 }
 

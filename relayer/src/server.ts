@@ -59,6 +59,11 @@ export interface RelayerOptions {
   publicUrl?: string;
   /** Origins whose web pages may call the API (default: any). */
   corsOrigins?: readonly string[];
+  /**
+   * Call provider and agent endpoints on private and loopback addresses off the local chain too
+   * (default false): for a relayer whose providers and agents run on its own network.
+   */
+  allowPrivateEndpoints?: boolean;
 }
 
 /** The app's dependencies as `startRelayer` wires them: the real chain gateway and marketplace. */
@@ -151,7 +156,7 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
     busySessions: new Set(),
     stats: new ProviderStats(),
     rateLimiter: new RateLimiter(),
-    outbound: new OutboundHttp(outboundPolicy(chain.chainId)),
+    outbound: new OutboundHttp(outboundPolicy(chain.chainId, options.allowPrivateEndpoints)),
     chainIndex,
     readiness,
     publicUrl: options.publicUrl,

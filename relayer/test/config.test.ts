@@ -102,6 +102,21 @@ describe("relayer configuration (flags and environment, one schema)", () => {
     assert.equal(options.chain.rpcUrl, "https://flag.example");
   });
 
+  it("reads --network's deployment from AGENTMESH_DEPLOYMENTS_DIR when it is set", async () => {
+    const elsewhere = path.join(dir, "elsewhere");
+    await mkdir(elsewhere);
+    await writeFile(path.join(elsewhere, "84532.json"), JSON.stringify({ ...deployment, startBlock: 456 }));
+    const options = await readRelayerConfig(["--network", "base-sepolia", "--rpc", "https://rpc.example"], { ...secrets, AGENTMESH_DEPLOYMENTS_DIR: elsewhere });
+    assert.equal(options.indexer.startBlock, 456);
+    await assert.rejects(readRelayerConfig(["--network", "base", "--rpc", "https://rpc.example"], { ...secrets, AGENTMESH_DEPLOYMENTS_DIR: elsewhere }), /elsewhere\/8453\.json/);
+  });
+
+  it("calls private endpoints off the local chain only with --allow-private-endpoints", async () => {
+    const base = ["--deployment", deploymentFile, "--rpc", "https://rpc.example"];
+    assert.equal((await readRelayerConfig(base, secrets)).allowPrivateEndpoints, false);
+    assert.equal((await readRelayerConfig([...base, "--allow-private-endpoints"], secrets)).allowPrivateEndpoints, true);
+  });
+
   it("takes the gas key from an encrypted keystore, its password from the environment", async () => {
     const options = await readRelayerConfig(["--deployment", deploymentFile, "--rpc", "https://rpc.example", "--gas-keystore", gasKeystore], {
       AGENTMESH_SIGNER_KEYS: SIGNER_KEYS[0],

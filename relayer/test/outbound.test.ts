@@ -368,6 +368,18 @@ describe("outbound policy", () => {
       chainNode.requests = 0;
     });
 
+    it("calls loopback endpoints off the local chain only when the operator allows private endpoints", async () => {
+      assert.match(offChain.refuse("127.0.0.1") ?? "", /loopback/);
+      const outbound = new OutboundHttp(outboundPolicy(BASE, true));
+      try {
+        assert.deepEqual(JSON.parse(await rpcThrough(outbound, `http://127.0.0.1:${chainNode.port}/`)).result, [HARDHAT_ACCOUNT_0]);
+        assert.throws(() => outbound.endpointUrl(`http://127.0.0.1:${chainNode.port}/?`), EndpointRefusedError, "shape rules still hold");
+      } finally {
+        await outbound.close();
+      }
+      chainNode.requests = 0;
+    });
+
     it("connects to the address its check resolved, once per connection, and keeps the connection alive", async () => {
       const sockets = new Set<unknown>();
       let host = "";

@@ -84,7 +84,7 @@ export async function deploySuite(
   if (token !== undefined && chainId !== LOCAL_CHAIN_ID) throw new Error("Only the local chain takes another token");
   const usdc = (
     knownUsdc === undefined && token === undefined
-      ? await ethers.deployContract("MockUSDC", [], deployer)
+      ? await ethers.deployContract("MockUSDC", ["USD Coin"], deployer)
       : await ethers.getContractAt("MockUSDC", token ?? knownUsdc!, deployer)
   ) as unknown as MockUSDC;
   const usdcAddress = await usdc.getAddress();

@@ -19,7 +19,8 @@ import {
 import type { SettlementOptions } from "../../relayer/src/core/settlement.ts";
 import { startDemoAgent } from "../../relayer/src/demo-agent.ts";
 
-const hardhatCli = path.join(path.dirname(createRequire(import.meta.url).resolve("hardhat/package.json")), "dist/src/cli.js");
+/** Hardhat's command line script, run with `node` (the chain node, builds, scripts). */
+export const hardhatCli = path.join(path.dirname(createRequire(import.meta.url).resolve("hardhat/package.json")), "dist/src/cli.js");
 const ROOT = path.resolve(import.meta.dirname, "../..");
 
 export interface LocalStackOptions {
@@ -73,7 +74,8 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-async function waitForRpc(rpcUrl: string, chain: ChildProcess, timeoutMs: number): Promise<void> {
+/** Waits (at most `timeoutMs`) until the JSON-RPC node at `rpcUrl`, run by `chain`, answers. */
+export async function waitForRpc(rpcUrl: string, chain: ChildProcess, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (chain.exitCode !== null) throw new Error(`the local chain exited with code ${chain.exitCode}`);

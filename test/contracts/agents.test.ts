@@ -459,7 +459,7 @@ describe("AgentMarketplace: listings", () => {
       expect(await marketplace.token()).to.equal(await usdc.getAddress());
       expect(await marketplace.ledger()).to.equal(await ledger.getAddress());
       expect(await marketplace.escrow()).to.equal(await escrow.getAddress());
-      const other = await ethers.deployContract("MockUSDC");
+      const other = await ethers.deployContract("MockUSDC", ["USD Coin"]);
       const otherLedger = await ethers.deployContract("SplitsLedger", [await other.getAddress(), DELAY, admin.address]);
       const factory = await ethers.getContractFactory("AgentMarketplace");
       await expect(

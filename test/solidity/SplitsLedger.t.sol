@@ -16,7 +16,7 @@ contract SplitsLedgerFuzzTest is TestBase {
     address internal remainder = address(0xBEEF00);
 
     function setUp() public {
-        usdc = IMockUSDC(_deploy("contracts/mocks/MockUSDC.sol:MockUSDC", ""));
+        usdc = IMockUSDC(_deploy("contracts/mocks/MockUSDC.sol:MockUSDC", abi.encode("USD Coin")));
         ledger = ITestLedger(
             _deploy("contracts/SplitsLedger.sol:SplitsLedger", abi.encode(usdc, uint48(2 days), address(this)))
         );

@@ -10168,7 +10168,13 @@ export const relayerDirectoryAbi = [
 
 export const mockUSDCAbi = [
   {
-    "inputs": [],
+    "inputs": [
+      {
+        "internalType": "string",
+        "name": "name_",
+        "type": "string"
+      }
+    ],
     "stateMutability": "nonpayable",
     "type": "constructor"
   },

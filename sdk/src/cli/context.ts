@@ -21,8 +21,8 @@ import { formatUsdc } from "../pricing.ts";
 import { loadAccount } from "./keys.ts";
 import { DEFAULT_RPC_URLS, NETWORK_CHAIN_IDS, UsageError, type CommonOptions } from "./options.ts";
 
-/** Where the repository keeps public deployments: `deployments/<chainId>.json`. */
-export const DEPLOYMENTS_DIR = path.resolve(import.meta.dirname, "../../../deployments");
+/** Where `--network` finds public deployments (`<chainId>.json`): AGENTMESH_DEPLOYMENTS_DIR, else the repository's `deployments/`. */
+export const DEPLOYMENTS_DIR = path.resolve(process.env.AGENTMESH_DEPLOYMENTS_DIR || path.join(import.meta.dirname, "../../../deployments"));
 
 /** Block explorers of the public networks; the local chain has none. */
 const EXPLORERS: Record<number, string> = { 8453: "https://basescan.org", 84532: "https://sepolia.basescan.org" };

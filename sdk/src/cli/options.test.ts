@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { explorerTxUrl } from "./context.ts";
-import { parseCommand, parseUsdcAmount, UsageError } from "./options.ts";
+import { idSchema, parseCommand, parseField, parseUsdcAmount, UsageError } from "./options.ts";
 import { parseModelSpec } from "./provider.ts";
 
 const HASH = `0x${"ab".repeat(32)}` as const;
@@ -40,6 +40,12 @@ describe("command-line options", () => {
     assert.equal(refused(["--network", "base", "--rpc", "ftp://node"]), "--rpc must be an http(s) URL");
     assert.equal(refused(["--network", "base"], { AGENTMESH_RPC_URL: "not a url" }), "--rpc must be an http(s) URL");
     assert.match(refused(["--network", "base", "--to", "0x1"]), /Unknown option '--to'/);
+  });
+
+  it("names a required option that is missing as required, not by the validator's type message", () => {
+    assert.throws(() => parseField("--budget", idSchema, undefined), (error: Error) => error instanceof UsageError && error.message === "--budget is required");
+    assert.throws(() => parseField("--budget", idSchema, "0"), /^UsageError: --budget must be a positive whole number$/);
+    assert.equal(parseField("--budget", idSchema, "12"), 12n);
   });
 
   it("takes the RPC from AGENTMESH_RPC_URL unless --rpc is given", () => {

@@ -82,10 +82,10 @@ export function parseCommand<const T extends NonNullable<ParseArgsConfig["option
   return { common: common.data, values: parsed.values, positionals: parsed.positionals };
 }
 
-/** Validates one value with `schema`, naming `field` in the error. */
+/** Validates one value with `schema`, naming `field` in the error ("is required" when it is missing). */
 export function parseField<T>(field: string, schema: z.ZodType<T>, value: unknown): T {
   const result = schema.safeParse(value);
-  if (!result.success) throw new UsageError(`${field} ${result.error.issues[0]?.message ?? "is invalid"}`);
+  if (!result.success) throw new UsageError(`${field} ${value === undefined ? "is required" : (result.error.issues[0]?.message ?? "is invalid")}`);
   return result.data;
 }
 

@@ -34,7 +34,7 @@ abstract contract Suite is TestBase {
         vm.pauseGasMetering();
         vm.warp(START_TIME);
         admin = address(this);
-        usdc = IMockUSDC(_deploy("contracts/mocks/MockUSDC.sol:MockUSDC", ""));
+        usdc = IMockUSDC(_deploy("contracts/mocks/MockUSDC.sol:MockUSDC", abi.encode("USD Coin")));
         ledger = ITestLedger(
             _deploy("contracts/SplitsLedger.sol:SplitsLedger", abi.encode(usdc, ADMIN_DELAY, admin))
         );
