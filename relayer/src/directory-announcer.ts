@@ -10,6 +10,12 @@ import { TxPendingError } from "./tx-manager.ts";
 /** How long a signed announcement stays valid: it is sent at once, so this only bounds a stuck one. */
 const ANNOUNCEMENT_VALIDITY_S = 3_600n;
 
+/**
+ * How often the entries are checked: as often as the operating checks, so that a gas account the
+ * operator just funded is followed by the announcement within seconds. A pass is one read per signer.
+ */
+const CHECK_INTERVAL_MS = 15_000;
+
 /** What the announcer needs. */
 export interface DirectoryAnnouncerDeps {
   chain: Pick<ChainGateway, "chainId" | "publicClient" | "transactions">;
@@ -37,7 +43,7 @@ export class DirectoryAnnouncer {
   /** The announcement transaction sent for each signer, until its entry points here. */
   private readonly sent = new Map<Address, number>();
 
-  constructor(deps: DirectoryAnnouncerDeps, intervalMs = 300_000) {
+  constructor(deps: DirectoryAnnouncerDeps, intervalMs = CHECK_INTERVAL_MS) {
     this.deps = deps;
     this.pass = new PeriodicPass("directory announcement", intervalMs, () => this.announce());
   }

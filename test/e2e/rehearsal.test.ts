@@ -38,16 +38,19 @@ import {
   zeroAddress,
   type Address,
   type Hex,
+  type PublicClient,
 } from "viem";
 import { generatePrivateKey, privateKeyToAccount, type PrivateKeyAccount } from "viem/accounts";
 import {
   agentMarketplaceAbi,
   callCost,
   computeEscrowAbi,
+  findRelayer,
   formatUsdc,
   mockUSDCAbi,
   permitTypes,
   providerRegistryAbi,
+  relayerDirectoryAbi,
   splitsLedgerAbi,
   transferWithAuthorizationTypes,
   usdcDomain,
@@ -63,13 +66,6 @@ const USDC_ADDRESS: Address = "0x036CbD53842c5426634e7929541eC2318f3dCF7e";
 const USDC = 1_000_000n;
 const PASSWORD = "rehearsal keystore password";
 const DEFAULT_ADMIN_ROLE = `0x${"00".repeat(32)}` as Hex;
-
-/**
- * How the proxy finds the relayer. Until on-chain relayer discovery (the RelayerDirectory) is on
- * this branch, `agentmesh proxy` is told the relayer's URL; once discovery lands, this returns []
- * and the proxy finds the relayer from the chain alone.
- */
-const relayerDiscoveryFlags = (relayerUrl: string): string[] => ["--relayer", relayerUrl];
 
 interface Run {
   code: number | null;
@@ -224,6 +220,7 @@ describe("the public-network rehearsal on a Base Sepolia stand-in", { timeout: 2
   const onNetwork = () => ["--network", "base-sepolia", "--rpc", rpcUrl];
   const deploymentsEnv = () => ({ AGENTMESH_DEPLOYMENTS_DIR: deploymentsDir });
   const keyEnv = (role: Role) => ({ ...deploymentsEnv(), AGENTMESH_PRIVATE_KEY: keys[role] });
+  const directoryEntry = (signer: string) => client.readContract({ address: deployment.contracts.RelayerDirectory!, abi: relayerDirectoryAbi, functionName: "relayerUrl", args: [signer as Address] });
   const relayerInfo = async () => (await fetch(`${relayerUrl}/v1/relayer`)).json() as Promise<{ chainId: number; contracts: Record<string, string>; gasAddress: string; receiptSigners: string[] }>;
   const readiness = async () => {
     const answer = await fetch(`${relayerUrl}/readyz`);
@@ -375,7 +372,16 @@ describe("the public-network rehearsal on a Base Sepolia stand-in", { timeout: 2
     deployment = JSON.parse(await readFile(file, "utf8"));
     assert.equal(deployment.chainId, BASE_SEPOLIA);
     assert.equal(deployment.usdc, USDC_ADDRESS, "Base Sepolia's USDC, no mock deployed");
-    assert.deepEqual(Object.keys(deployment.contracts).sort(), ["AgentMarketplace", "ComputeEscrow", "ProviderRegistry", "SplitsLedger"]);
+    assert.deepEqual(Object.keys(deployment.contracts).sort(), ["AgentMarketplace", "ComputeEscrow", "ProviderRegistry", "RelayerDirectory", "SplitsLedger"]);
+    // The next steps name the exact BaseScan verification of each contract, constructor arguments included.
+    const { contracts } = deployment;
+    for (const line of [
+      `npx hardhat verify --network baseSepolia ${contracts.SplitsLedger} ${USDC_ADDRESS} 259200 ${admin}`,
+      `npx hardhat verify --network baseSepolia ${contracts.AgentMarketplace} ${USDC_ADDRESS} ${contracts.SplitsLedger} ${contracts.ComputeEscrow} 259200 ${admin} ${treasury}`,
+      `npx hardhat verify --network baseSepolia ${contracts.RelayerDirectory}`,
+    ]) {
+      assert.ok(deployed.stdout.split("\n").some((printed) => printed.trim() === line), `${line}\n${deployed.stdout}`);
+    }
     for (const [name, address] of Object.entries(deployment.contracts)) assert.ok((await client.getCode({ address: address as Address }))!.length > 2, `${name} has code`);
     for (const [name, address, abi] of [
       ["ComputeEscrow", deployment.contracts.ComputeEscrow, computeEscrowAbi],
@@ -413,14 +419,21 @@ describe("the public-network rehearsal on a Base Sepolia stand-in", { timeout: 2
 
     const about = await relayerInfo();
     assert.equal(about.chainId, BASE_SEPOLIA);
-    assert.deepEqual(about.contracts, { ComputeEscrow: deployment.contracts.ComputeEscrow, ProviderRegistry: deployment.contracts.ProviderRegistry, AgentMarketplace: deployment.contracts.AgentMarketplace });
+    assert.deepEqual(about.contracts, {
+      ComputeEscrow: deployment.contracts.ComputeEscrow,
+      ProviderRegistry: deployment.contracts.ProviderRegistry,
+      AgentMarketplace: deployment.contracts.AgentMarketplace,
+      RelayerDirectory: deployment.contracts.RelayerDirectory,
+    });
     assert.equal(about.gasAddress, addr("gas"));
     assert.deepEqual(about.receiptSigners, [signerAddress]);
 
-    // Caught up with the chain, it lacks only gas.
-    const notReady = await until("the relayer's readiness", readiness, (state) => state.problems.length === 1 && state.problems[0]!.check === "gas");
+    // Caught up with the chain, it lacks only gas, and so has not announced itself in the directory yet.
+    const notReady = await until("the relayer's readiness", readiness, (state) => state.problems.map((problem) => problem.check).join() === "gas,directory");
     assert.deepEqual([notReady.httpStatus, notReady.status], [503, "not_ready"]);
     assert.match(notReady.problems[0]!.message, new RegExp(`^the gas account ${addr("gas")} holds 0 ETH; a settlement needs about`));
+    assert.equal(notReady.problems[1]!.message, `the directory does not point receipt signer ${signerAddress} at ${relayerUrl}: waiting for the gas account to be able to pay`);
+    assert.equal(await directoryEntry(signerAddress), "", "nothing announced without gas");
     assert.doesNotMatch(relayer.output, new RegExp(keys.gas.slice(2), "i"), "the gas key is never logged");
     // The operator funds it; the relayer reports ready at its next check (awaited before the first call).
     await testClient.setBalance({ address: addr("gas"), value: 10n ** 18n });
@@ -465,9 +478,10 @@ describe("the public-network rehearsal on a Base Sepolia stand-in", { timeout: 2
   });
 
   it("serves the official openai client through `agentmesh proxy --network base-sepolia`; the relayer settles; the provider withdraws its earnings", async () => {
-    // Ready now (the gas account was funded), and its index holds the provider and the budget.
+    // Ready now (the gas account was funded, so the relayer announced itself), and its index holds the provider and the budget.
     const head = Number(await client.getBlockNumber());
     await until("the relayer ready with the chain indexed", readiness, (state) => state.httpStatus === 200 && (state.indexedBlock ?? 0) >= head, 40_000);
+    assert.equal(await directoryEntry(signerAddress), relayerUrl, "the relayer's signer names it in the RelayerDirectory");
 
     const proxyPort = await freePort();
     const token = `proxy-${randomBytes(16).toString("hex")}`;
@@ -481,7 +495,6 @@ describe("the public-network rehearsal on a Base Sepolia stand-in", { timeout: 2
         ...onNetwork(),
         "--budget",
         String(budgetId),
-        ...relayerDiscoveryFlags(relayerUrl),
         "--port",
         String(proxyPort),
         "--session-max-spend",
@@ -573,8 +586,11 @@ describe("the public-network rehearsal on a Base Sepolia stand-in", { timeout: 2
     const published = json(await agentmesh(["agent", "publish", "--name", "Echo", "--endpoint", endpoint, "--price", "0.05", ...onNetwork(), "--json"], keyEnv("seller")));
     const agentId = BigInt(published.agentId);
     const paymentAddress = published.paymentAddress as Address;
-    const url = `${relayerUrl}/agents/${agentId}`;
-    await until("the relayer's view of the listing", async () => (await fetch(`${relayerUrl}/v1/agents/${agentId}`)).status, (status) => status === 200);
+    // A buyer finds a relayer serving this deployment from the chain alone, and pays the agent there.
+    const found = await findRelayer(client as PublicClient, deployment);
+    assert.equal(found.url, relayerUrl);
+    const url = `${found.url}/agents/${agentId}`;
+    await until("the relayer's view of the listing", async () => (await fetch(`${found.url}/v1/agents/${agentId}`)).status, (status) => status === 200);
 
     const unpaid = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ input: "hi" }) });
     assert.equal(unpaid.status, 402);
@@ -737,7 +753,7 @@ describe("the public-network rehearsal on a Base Sepolia stand-in", { timeout: 2
       {
         name: "a proxy with no budget",
         command: process.execPath,
-        args: [CLI, "proxy", ...onNetwork(), ...relayerDiscoveryFlags(relayerUrl), "--port", "0"],
+        args: [CLI, "proxy", ...onNetwork(), "--port", "0"],
         env: keyEnv("agent"),
         code: 2,
         message: /^agentmesh proxy: --budget is required$/m,
@@ -745,7 +761,7 @@ describe("the public-network rehearsal on a Base Sepolia stand-in", { timeout: 2
       {
         name: "a proxy whose agent keystore's password is wrong",
         command: process.execPath,
-        args: [CLI, "proxy", ...onNetwork(), "--budget", String(budgetId), ...relayerDiscoveryFlags(relayerUrl), "--keystore", path.join(dir, "provider-owner.json"), "--port", "0"],
+        args: [CLI, "proxy", ...onNetwork(), "--budget", String(budgetId), "--keystore", path.join(dir, "provider-owner.json"), "--port", "0"],
         env: { ...deploymentsEnv(), AGENTMESH_KEYSTORE_PASSWORD: "not the password" },
         code: 2,
         message: /provider-owner\.json could not be decrypted: wrong password/,
