@@ -9,6 +9,8 @@ import type { Hex } from "viem";
 import { DEFAULT_SUITE_OPTIONS, deploySuite } from "./lib/deploy-suite.ts";
 import { ethersTypes } from "./lib/ethers-types.ts";
 import {
+  announcementTypes,
+  directoryDomain,
   escrowDomain,
   sessionTermsTypes,
   toCompactSignature,
@@ -26,7 +28,7 @@ const USDC = 1_000_000n;
 
 const { ethers } = await network.create();
 const [admin, treasury, providerOwner, creator, payer, payee, relayer, ...recipients] = await ethers.getSigners();
-const { usdc, ledger, registry, escrow, marketplace } = await deploySuite(ethers, admin, {
+const { usdc, ledger, registry, escrow, marketplace, directory } = await deploySuite(ethers, admin, {
   ...DEFAULT_SUITE_OPTIONS,
   admin: admin.address,
   treasury: treasury.address,
@@ -227,6 +229,19 @@ const withdrawer = recipients[3];
 await (await usdc.mint(withdrawer.address, 1n)).wait(); // the receiving wallet already holds USDC
 const withdrawGas = await gasOf(
   ledger.connect(withdrawer).withdraw(withdrawer.address, await ledger.balanceOf(withdrawer.address)),
+);
+
+// --- Relayer directory: a relayer's gas account announces its URL for a signer that holds no ETH ---
+const announcingSigner = Wallet.createRandom();
+const announcedUrl = "https://relayer.example.com";
+const announcementDeadline = BigInt((await ethers.provider.getBlock("latest"))!.timestamp) + 3_600n;
+const announcement = await announcingSigner.signTypedData(
+  directoryDomain(chainId, (await directory.getAddress()) as `0x${string}`),
+  ethersTypes(announcementTypes),
+  { signer: announcingSigner.address, url: announcedUrl, nonce: 0n, deadline: announcementDeadline },
+);
+const directoryAnnounceGas = await gasOf(
+  directory.connect(relayer).announceWithSignature(announcingSigner.address, announcedUrl, announcementDeadline, announcement),
 );
 
 // --- Agent marketplace: the OpenAgents example ----------------------------------------------------
@@ -456,6 +471,7 @@ const figures = {
   closeCooperativeBatch100PerSessionGas: Number(closeBatchGas / BigInt(BATCH)),
   splitPerExtraRecipientGas: Number(splitPerExtraRecipientGas),
   withdrawGas: Number(withdrawGas),
+  directoryAnnounceGas: Number(directoryAnnounceGas),
   agentPayWithAuthorizationGas: Number(agentPayWithAuthorizationGas),
   agentPaymentSplitGas: Number(agentPaymentSplitGas),
   agentPaymentBatch100PerPaymentGas: Number(agentPaymentBatch100Gas / BigInt(BATCH)),
