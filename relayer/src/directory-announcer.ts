@@ -1,5 +1,5 @@
 import { encodeFunctionData, type Address, type Hex } from "viem";
-import { privateKeyToAccount } from "viem/accounts";
+import { privateKeyToAccount, type PrivateKeyAccount } from "viem/accounts";
 import { announcementTypes, directoryDomain, relayerDirectoryAbi } from "@agentmesh/sdk";
 import type { ChainGateway } from "./chain.ts";
 import { log } from "./log.ts";
@@ -40,11 +40,14 @@ export interface DirectoryAnnouncerDeps {
 export class DirectoryAnnouncer {
   private readonly pass: PeriodicPass<void>;
   private readonly deps: DirectoryAnnouncerDeps;
+  /** The receipt signers, derived from their keys once. */
+  private readonly signers: PrivateKeyAccount[];
   /** The announcement transaction sent for each signer, until its entry points here. */
   private readonly sent = new Map<Address, number>();
 
   constructor(deps: DirectoryAnnouncerDeps, intervalMs = CHECK_INTERVAL_MS) {
     this.deps = deps;
+    this.signers = deps.signerKeys.map((key) => privateKeyToAccount(key));
     this.pass = new PeriodicPass("directory announcement", intervalMs, () => this.announce());
   }
 
@@ -61,8 +64,7 @@ export class DirectoryAnnouncer {
   /** One pass over the signers; returns once every entry is checked (and set where it differed). */
   async announce(): Promise<void> {
     const problems: string[] = [];
-    for (const key of this.deps.signerKeys) {
-      const signer = privateKeyToAccount(key);
+    for (const signer of this.signers) {
       try {
         const problem = await this.announceFor(signer);
         if (problem !== undefined) problems.push(`the directory does not point receipt signer ${signer.address} at ${this.deps.url}: ${problem}`);
@@ -75,7 +77,7 @@ export class DirectoryAnnouncer {
   }
 
   /** Sets `signer`'s entry if it differs; what still keeps it from pointing here, if anything. */
-  private async announceFor(signer: ReturnType<typeof privateKeyToAccount>): Promise<string | undefined> {
+  private async announceFor(signer: PrivateKeyAccount): Promise<string | undefined> {
     const { chain, directory, url, readiness } = this.deps;
     const read = <T>(functionName: "relayerUrl" | "nonces") =>
       chain.publicClient.readContract({ address: directory, abi: relayerDirectoryAbi, functionName, args: [signer.address] }) as Promise<T>;

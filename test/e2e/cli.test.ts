@@ -4,7 +4,6 @@
  * unit; every bad input gets a clear message, a non-zero exit status, and changes nothing on-chain.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -14,40 +13,15 @@ import { privateKeyToAccount } from "viem/accounts";
 import { hardhat } from "viem/chains";
 import { agentMarketplaceAbi, computeEscrowAbi, mockUSDCAbi, providerRegistryAbi, splitsLedgerAbi, type LocalStack } from "../../sdk/src/index.ts";
 import { freePort, startSeededChain, type SeededChain } from "../../scripts/lib/local-stack.ts";
+import { CLI, json, ROOT, runToEnd, type Run } from "./child-runs.ts";
 
-const ROOT = path.resolve(import.meta.dirname, "../..");
-const CLI = path.join(ROOT, "sdk/src/cli.ts");
 const USDC = 1_000_000n;
 const PASSWORD = "correct horse battery staple";
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 /** Runs the bin with only the AGENTMESH_* variables given (none inherited). */
 function cli(args: readonly string[], env: Record<string, string> = {}, cwd = ROOT): Promise<Run> {
   const inherited = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("AGENTMESH_")));
-  const child = spawn(process.execPath, ["--disable-warning=ExperimentalWarning", CLI, ...args], {
-    cwd,
-    env: { ...inherited, ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-  return new Promise((resolve, reject) => {
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-/** The one JSON object a `--json` run prints. */
-function json(run: Run): Record<string, any> {
-  assert.equal(run.code, 0, `exit ${run.code}: ${run.stderr}`);
-  return JSON.parse(run.stdout);
+  return runToEnd(process.execPath, ["--disable-warning=ExperimentalWarning", CLI, ...args], { ...inherited, ...env }, cwd);
 }
 
 describe("agentmesh command line", { timeout: 240_000 }, () => {

@@ -57,21 +57,14 @@ import {
   type Deployment,
 } from "../../sdk/src/index.ts";
 import { freePort, hardhatCli, waitForRpc } from "../../scripts/lib/local-stack.ts";
+import { CLI, json, ROOT, runToEnd } from "./child-runs.ts";
 
-const ROOT = path.resolve(import.meta.dirname, "../..");
-const CLI = path.join(ROOT, "sdk/src/cli.ts");
 const BASE_SEPOLIA = 84_532;
 /** USDC on Base Sepolia: its EIP-712 domain is named "USDC" (on Base, "USD Coin"). */
 const USDC_ADDRESS: Address = "0x036CbD53842c5426634e7929541eC2318f3dCF7e";
 const USDC = 1_000_000n;
 const PASSWORD = "rehearsal keystore password";
 const DEFAULT_ADMIN_ROLE = `0x${"00".repeat(32)}` as Hex;
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 /** The environment of a child: ours without any AgentMesh or deployment setting, plus `env`. */
 function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
@@ -80,26 +73,10 @@ function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
 }
 
 /** Runs `command` from the repository's root to its end. */
-function run(command: string, args: readonly string[], env: Record<string, string> = {}): Promise<Run> {
-  const child = spawn(command, args, { cwd: ROOT, env: childEnv(env), stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-  return new Promise((resolve, reject) => {
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const run = (command: string, args: readonly string[], env: Record<string, string> = {}) => runToEnd(command, args, childEnv(env));
 
 /** `agentmesh <args>` as the README runs it from a clone. */
 const agentmesh = (args: readonly string[], env: Record<string, string> = {}) => run(process.execPath, ["--disable-warning=ExperimentalWarning", CLI, ...args], env);
-
-/** The one JSON object a `--json` run prints. */
-function json(result: Run): Record<string, any> {
-  assert.equal(result.code, 0, `exit ${result.code}: ${result.stderr}`);
-  return JSON.parse(result.stdout);
-}
 
 /**
  * A long-running child (chain node, relayer, provider, proxy) in its own process group, so that
