@@ -261,6 +261,39 @@ export const MIGRATIONS: readonly string[] = [
      id INTEGER PRIMARY KEY CHECK (id = 1),
      written_at INTEGER NOT NULL
    );`,
+  // Scale-out (issue 14): what several relayer instances on one database share.
+  // - A call holds its session (serving_token, until serving_until): one call per session at a
+  //   time across instances, and only the holder may record the next state (a fencing token).
+  // - Each instance signs with its own gas account: a transaction row names its sender. Rows from
+  //   before this migration are the one gas account's (see TxManager.start).
+  // - Leases: one owner at a time for fleet-wide work (the indexer, settlement, payouts).
+  // - Fixed-window request counters shared by every instance (provider, key and IP rate limits).
+  // - The chain head the indexer saw, so that instances that do not index keep the chain's clock.
+  // - Idempotency keys in flight, so that a retry sent to another instance is refused too.
+  `ALTER TABLE sessions ADD COLUMN serving_token TEXT;
+   ALTER TABLE sessions ADD COLUMN serving_until INTEGER;
+   ALTER TABLE transactions ADD COLUMN sender TEXT;
+   CREATE TABLE leases (
+     name TEXT PRIMARY KEY,
+     owner TEXT NOT NULL,
+     expires_at INTEGER NOT NULL
+   );
+   CREATE TABLE rate_windows (
+     scope TEXT NOT NULL,
+     window_start INTEGER NOT NULL,
+     count INTEGER NOT NULL,
+     PRIMARY KEY (scope, window_start)
+   );
+   CREATE INDEX rate_windows_by_age ON rate_windows (window_start);
+   ALTER TABLE indexer_state ADD COLUMN head_number INTEGER;
+   ALTER TABLE indexer_state ADD COLUMN head_timestamp INTEGER;
+   ALTER TABLE indexer_state ADD COLUMN head_seen_at INTEGER;
+   CREATE TABLE idempotency_claims (
+     session_id TEXT NOT NULL,
+     key TEXT NOT NULL,
+     expires_at INTEGER NOT NULL,
+     PRIMARY KEY (session_id, key)
+   );`,
 ];
 
 /**
