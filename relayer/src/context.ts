@@ -161,12 +161,12 @@ export class ChainViewCache {
 
   /** The escrow's current fee (see `ChainPort.feeBps`), as of the indexed block at most `ttlMs` ago. */
   async feeBps(): Promise<number> {
-    return (await this.fee.fetch(this.chainIndex.lastBlock() ?? -1))!;
+    return (await this.fee.fetch((await this.chainIndex.lastBlock()) ?? -1))!;
   }
 
   /** Provider `id`'s settlement totals (see `ChainPort.metrics`), as of the indexed block at most `ttlMs` ago. */
   async metrics(id: number): Promise<ProviderMetrics> {
-    return (await this.providerMetrics.fetch(`${id}@${this.chainIndex.lastBlock() ?? -1}`))!;
+    return (await this.providerMetrics.fetch(`${id}@${(await this.chainIndex.lastBlock()) ?? -1}`))!;
   }
 }
 
@@ -211,8 +211,6 @@ export interface RelayerContext {
   domainSeparator: Hex;
   receiptSigners: ReceiptSigners;
   limits: RelayerLimits;
-  /** Sessions with a call in flight: a session serves one call at a time. */
-  busySessions: Set<Hex>;
   stats: ProviderStats;
   rateLimiter: RateLimiter;
   /** Requests per client IP and per API key (see `RelayerLimits.ipRateLimit`, `keyRateLimit`). */

@@ -86,7 +86,9 @@ export class DirectoryAnnouncer {
       return undefined;
     }
     const previous = this.sent.get(signer.address);
-    if (previous !== undefined && chain.transactions.outcomeOf(previous) === undefined) return `its announcement (transaction ${chain.transactions.get(previous)?.hashes.at(-1)}) is not mined yet`;
+    if (previous !== undefined && (await chain.transactions.outcomeOf(previous)) === undefined) {
+      return `its announcement (transaction ${(await chain.transactions.get(previous))?.hashes.at(-1)}) is not mined yet`;
+    }
     if (readiness.problems().some((problem) => problem.check === "gas")) return "waiting for the gas account to be able to pay";
     const [nonce, { timestamp }] = await Promise.all([read<bigint>("nonces"), chain.publicClient.getBlock({ blockTag: "latest" })]);
     const deadline = timestamp + ANNOUNCEMENT_VALIDITY_S;

@@ -50,8 +50,7 @@ export class HealthProber {
 
   private async probeRound(): Promise<void> {
     await Promise.all(
-      this.ctx.chainIndex
-        .providers()
+      (await this.ctx.chainIndex.providers())
         .filter((provider) => this.ctx.receiptSigners.serves(provider))
         .map(async (provider) => this.ctx.stats.recordProbe(provider.id, await probeEndpoint(this.ctx.outbound, provider.endpoint))),
     );

@@ -3,6 +3,7 @@ import type { Address, Hex } from "viem";
 import { contractRevert, type ChainGateway } from "./chain.ts";
 import { PeriodicPass } from "./periodic.ts";
 import type { ChainIndex, IndexedBudget, IndexedSession } from "./store/chain-index.ts";
+import type { Repository } from "./store/repository.ts";
 import { log } from "./log.ts";
 
 export interface IndexerOptions {
@@ -42,7 +43,10 @@ export interface ChainSessionChange {
 }
 
 /** Called inside the transaction that applies a range, with every session the range touched. */
-export type SessionChangeListener = (changes: ChainSessionChange[]) => void;
+export type SessionChangeListener = (changes: ChainSessionChange[], repo: Repository) => Promise<void>;
+
+/** Runs `work` in one store transaction, with the repository bound to it. */
+export type StoreTransaction = (work: (repo: Repository) => Promise<void>) => Promise<void>;
 
 /** How far the indexer has come, for readiness. */
 export interface IndexerStatus {
@@ -96,7 +100,7 @@ export function isRangeTooLargeError(error: unknown): boolean {
 export class ChainIndexer {
   private readonly chain: ChainGateway;
   private readonly index: ChainIndex;
-  private readonly transaction: <T>(work: () => T) => T;
+  private readonly transaction: StoreTransaction;
   private readonly options: IndexerOptions;
   private readonly onSessions: SessionChangeListener | undefined;
   private readonly passes: PeriodicPass<void>;
@@ -110,6 +114,8 @@ export class ChainIndexer {
   private markSynced!: () => void;
   /** Resolves once a pass has reached the head (see {@link whenSynced}). */
   private readonly syncedOnce = new Promise<void>((resolve) => (this.markSynced = resolve));
+  /** The last block this indexer applied (read from the index at the start of each pass). */
+  private indexedBlock: number | undefined;
   /** The head whose ancestry was last checked against the recorded hashes. */
   private verifiedHead: Hex | undefined;
 
@@ -120,7 +126,7 @@ export class ChainIndexer {
   constructor(
     chain: ChainGateway,
     index: ChainIndex,
-    transaction: <T>(work: () => T) => T,
+    transaction: StoreTransaction,
     options: Pick<IndexerOptions, "startBlock" | "confirmations" | "pollMs"> & Partial<IndexerOptions>,
     onSessions?: SessionChangeListener,
   ) {
@@ -165,7 +171,7 @@ export class ChainIndexer {
     const head = this.index.headBlock();
     return {
       synced: this.synced,
-      lastBlock: this.index.lastBlock(),
+      lastBlock: this.indexedBlock,
       target: head === undefined ? undefined : head - this.options.confirmations,
       lastError: this.lastError,
       range: this.range,
@@ -200,7 +206,8 @@ export class ChainIndexer {
       this.verifiedHead = latest.hash;
     }
     const head = Number(latest.number) - this.options.confirmations;
-    let from = (this.index.lastBlock() ?? this.options.startBlock - 1) + 1;
+    this.indexedBlock = await this.index.lastBlock();
+    let from = (this.indexedBlock ?? this.options.startBlock - 1) + 1;
     while (from <= head) {
       const to = Math.min(head, from + this.range - 1);
       const toHash = to === Number(latest.number) ? latest.hash : (await this.chain.publicClient.getBlock({ blockNumber: BigInt(to) })).hash;
@@ -214,6 +221,7 @@ export class ChainIndexer {
       }
       this.range = Math.min(this.options.maxRange, this.range * 2);
       await this.indexRange(from, to, toHash, events);
+      this.indexedBlock = to;
       from = to + 1;
     }
   }
@@ -230,13 +238,13 @@ export class ChainIndexer {
    * index back to the latest recorded block that is.
    */
   private async followReorg(latest: { number: number; hash: Hex }): Promise<void> {
-    const last = this.index.lastBlock();
+    const last = await this.index.lastBlock();
     if (last === undefined) return;
-    const recorded = this.index.blockHashes(this.options.maxReorgDepth);
+    const recorded = await this.index.blockHashes(this.options.maxReorgDepth);
     if (recorded[0]?.number !== last) {
       // Indexed before hashes were recorded: the chain as it is now is the reference.
       const hash = await this.hashAt(last, latest);
-      if (hash !== undefined) this.index.putBlockHash(last, hash);
+      if (hash !== undefined) await this.index.putBlockHash(last, hash);
       return;
     }
     if ((await this.hashAt(last, latest)) === recorded[0].hash) return;
@@ -255,7 +263,7 @@ export class ChainIndexer {
   /** Rolls every row written after `ancestor` back to its state at `ancestor`, read from the chain. */
   private async rollBack(ancestor: number): Promise<void> {
     const at = BigInt(ancestor);
-    const changed = this.index.changedAfter(ancestor);
+    const changed = await this.index.changedAfter(ancestor);
     /** `read`'s result, or undefined when the contract reverts (the object did not exist yet). */
     const unlessUnknown = <T>(read: Promise<T>) => read.catch((error: unknown) => {
       if (contractRevert(error) !== undefined) return undefined;
@@ -273,14 +281,17 @@ export class ChainIndexer {
       { concurrency: this.options.readConcurrency },
     );
     const sessions = await pMap(changed.sessions, async (id) => ({ id, state: await this.chain.session(id, at) }), { concurrency: this.options.readConcurrency });
-    this.transaction(() => {
-      this.index.rollBack(ancestor, { providers, budgets, sessions });
-      const changes = sessions.flatMap(({ id }) => {
-        const session = this.index.session(id);
-        return session === undefined ? [] : [{ session, finalizedTx: null, rolledBack: true }];
-      });
-      if (this.onSessions !== undefined && changes.length > 0) this.onSessions(changes);
+    await this.transaction(async (repo) => {
+      const index = this.index.on(repo.sql);
+      await index.rollBack(ancestor, { providers, budgets, sessions });
+      const changes: ChainSessionChange[] = [];
+      for (const { id } of sessions) {
+        const session = await index.session(id);
+        if (session !== undefined) changes.push({ session, finalizedTx: null, rolledBack: true });
+      }
+      if (this.onSessions !== undefined && changes.length > 0) await this.onSessions(changes, repo);
     });
+    this.indexedBlock = ancestor;
   }
 
   /** Applies `events`, the logs of [from, to], with every object they name read at `to` (hash `toHash`). */
@@ -311,7 +322,7 @@ export class ChainIndexer {
         finalizedBy.set(event.args.sessionId, event.transactionHash);
         // The unused lock went back to the session's budget.
         const { sessionId } = event.args;
-        const budgetId = opened.find((session) => session.id === sessionId)?.budgetId ?? this.index.budgetOfSession(sessionId);
+        const budgetId = opened.find((session) => session.id === sessionId)?.budgetId ?? (await this.index.budgetOfSession(sessionId));
         if (budgetId !== undefined) budgets.add(budgetId);
       }
     }
@@ -321,29 +332,31 @@ export class ChainIndexer {
     const providerStates = await pMap(providers, (id) => this.chain.provider(id, at), { concurrency });
     const budgetStates = await pMap(budgets, async (id) => ({ id, budget: await this.chain.budget(id, at) }), { concurrency });
     const sessionStates = await pMap(sessions, async (id) => ({ id, state: await this.chain.session(id, at) }), { concurrency });
-    this.transaction(() => {
-      for (const provider of providerStates) this.index.putProvider(provider, to);
+    await this.transaction(async (repo) => {
+      const index = this.index.on(repo.sql);
+      for (const provider of providerStates) await index.putProvider(provider, to);
       for (const { id, budget } of budgetStates) {
-        this.index.putBudget({ id, creator: budget.creator, available: budget.available, perSessionLimit: budget.perSessionLimit, expiry: budget.expiry }, to);
+        await index.putBudget({ id, creator: budget.creator, available: budget.available, perSessionLimit: budget.perSessionLimit, expiry: budget.expiry }, to);
       }
-      for (const session of opened) this.index.openSession({ ...session, claimEnd: 0 }, to);
+      for (const session of opened) await index.openSession({ ...session, claimEnd: 0 }, to);
       for (const { id, state } of sessionStates) {
-        this.index.settleSession(id, state.sequence, state.settled, to);
-        if (state.claimEnd === 1) this.index.finalizeSession(id, state.settled, to);
-        else this.index.setClaimEnd(id, state.claimEnd, to);
+        await index.settleSession(id, state.sequence, state.settled, to);
+        if (state.claimEnd === 1) await index.finalizeSession(id, state.settled, to);
+        else await index.setClaimEnd(id, state.claimEnd, to);
         const request = closeRequests.get(id);
-        if (request !== undefined) this.index.requestClose(id, request.by, to, request.block);
+        if (request !== undefined) await index.requestClose(id, request.by, to, request.block);
       }
       if (this.onSessions !== undefined && sessionStates.length > 0) {
-        const changes = sessionStates.flatMap(({ id }) => {
-          const session = this.index.session(id);
-          return session === undefined ? [] : [{ session, finalizedTx: finalizedBy.get(id) ?? null, rolledBack: false }];
-        });
-        this.onSessions(changes);
+        const changes: ChainSessionChange[] = [];
+        for (const { id } of sessionStates) {
+          const session = await index.session(id);
+          if (session !== undefined) changes.push({ session, finalizedTx: finalizedBy.get(id) ?? null, rolledBack: false });
+        }
+        await this.onSessions(changes, repo);
       }
-      this.index.setLastBlock(to);
-      this.index.putBlockHash(to, toHash);
-      this.index.pruneBlockHashes(this.options.maxReorgDepth);
+      await index.setLastBlock(to);
+      await index.putBlockHash(to, toHash);
+      await index.pruneBlockHashes(this.options.maxReorgDepth);
     });
   }
 }

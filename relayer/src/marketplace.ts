@@ -418,12 +418,12 @@ export class PayoutWorker {
 
   /** Reads the logs of the blocks after the cursor up to `head`, range by range; the new cursor. */
   private async scan(head: bigint, sent: PayoutPass): Promise<bigint> {
-    let cursor = this.logs.cursor() ?? this.startBlock - 1n;
+    let cursor = (await this.logs.cursor()) ?? this.startBlock - 1n;
     while (cursor < head) {
       const fromBlock = cursor + 1n;
       const toBlock = head - fromBlock + 1n > this.maxRange ? fromBlock + this.maxRange - 1n : head;
       const logs = await this.marketplace.payoutLogs(fromBlock, toBlock);
-      this.logs.append(toBlock, logs);
+      await this.logs.append(toBlock, logs);
       sent.scanned.push({ fromBlock, toBlock });
       cursor = toBlock;
     }
@@ -433,16 +433,16 @@ export class PayoutWorker {
   /** Distributes `agent`'s payments as of block `atBlock` (the cursor); undefined when it has none. */
   private async payOut(agent: ListedAgent, atBlock: bigint, sent: PayoutPass): Promise<Hex | undefined> {
     const { head, pending, held } = await this.marketplace.paymentState(agent, atBlock);
-    this.logs.prune(agent.id, atBlock, Number(pending));
+    await this.logs.prune(agent.id, atBlock, Number(pending));
     if (pending === 0n && held === 0n) return undefined;
-    let paid = this.logs.logs(agent.id, "AgentPaid", atBlock);
-    let terms = this.logs.logs(agent.id, "AgentTermsSet", atBlock);
+    let paid = await this.logs.logs(agent.id, "AgentPaid", atBlock);
+    let terms = await this.logs.logs(agent.id, "AgentTermsSet", atBlock);
     if (terms.length === 0 || (pending > 0n && (BigInt(paid.length) < pending || lastChainHead(paid) !== head))) {
       await this.rebuild(agent.id, atBlock);
       sent.rebuilt.push(agent.id);
-      this.logs.prune(agent.id, atBlock, Number(pending));
-      paid = this.logs.logs(agent.id, "AgentPaid", atBlock);
-      terms = this.logs.logs(agent.id, "AgentTermsSet", atBlock);
+      await this.logs.prune(agent.id, atBlock, Number(pending));
+      paid = await this.logs.logs(agent.id, "AgentPaid", atBlock);
+      terms = await this.logs.logs(agent.id, "AgentTermsSet", atBlock);
     }
     return this.marketplace.distribute(agent.id, terms, paid, pending);
   }
@@ -454,7 +454,7 @@ export class PayoutWorker {
       const end = fromBlock + this.maxRange - 1n < toBlock ? fromBlock + this.maxRange - 1n : toBlock;
       logs.push(...(await this.marketplace.payoutLogs(fromBlock, end, agentId)));
     }
-    this.logs.replace(agentId, toBlock, logs);
+    await this.logs.replace(agentId, toBlock, logs);
   }
 }
 

@@ -47,7 +47,7 @@ export class OperatingChecks {
   async check(): Promise<void> {
     const { repo, publicClient, gasAddress, maxFeePerGas, readiness } = this.deps;
     try {
-      repo.probeWrite(Date.now());
+      await repo.probeWrite(Date.now());
       readiness.storeChecked(undefined);
     } catch (error) {
       readiness.storeChecked(`the store takes no writes: ${(error as Error).message}`);

@@ -15,7 +15,7 @@ import { OutboundHttp, outboundPolicy } from "./outbound.ts";
 import { ChainIndexer, type IndexerOptions } from "./indexer.ts";
 import { ChainIndex } from "./store/chain-index.ts";
 import { ProviderStats } from "./stats.ts";
-import { openDatabase, startCheckpointer } from "./store/database.ts";
+import { openStore } from "./store/open.ts";
 import { Readiness } from "./readiness.ts";
 import { OperatingChecks } from "./operating-checks.ts";
 import { DirectoryAnnouncer } from "./directory-announcer.ts";
@@ -116,11 +116,10 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
   redactUrlInLogs(options.chain.rpcUrl);
   const chain = new ChainGateway(options.chain);
   const txConfig = txManagerOptions(options.transactions ?? {}, chain.chainId);
-  const db = openDatabase(options.databasePath);
-  const checkpointer = startCheckpointer(options.databasePath);
-  const repo = new Repository(db);
+  const store = await openStore(options.databasePath);
+  const repo = new Repository(store.database);
   const transactions = chain.manageTransactions(repo, txConfig);
-  const chainIndex = new ChainIndex(db);
+  const chainIndex = new ChainIndex(store.database);
   // The indexer looks at the head twice per block (Base: every second; a look with no new block is
   // one RPC), and marks this relayer's sessions closing or closed in the same transaction as it
   // applies what it saw: serving reads both per call.
@@ -133,11 +132,11 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
       pollMs: Math.min(1_000, (chain.publicClient.chain?.blockTime ?? 1_000) / 2),
       ...options.indexer,
     },
-    (changes) => {
+    async (changes, tx) => {
       for (const { session, finalizedTx, rolledBack } of changes) {
         const { id, settled, sequence, finalized } = session;
-        if (rolledBack && session.closeRequestedBy === null) repo.reopenAfterReorg(id);
-        repo.followChain({ id, settled, sequence, finalized, closeRequested: session.closeRequestedBy !== null, closeTx: finalizedTx });
+        if (rolledBack && session.closeRequestedBy === null) await tx.reopenAfterReorg(id);
+        await tx.followChain({ id, settled, sequence, finalized, closeRequested: session.closeRequestedBy !== null, closeTx: finalizedTx });
       }
     },
   );
@@ -153,7 +152,6 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
     limits,
     clientLimits: { ip: new TokenBuckets(limits.ipRateLimit), key: new TokenBuckets(limits.keyRateLimit) },
     chainViews: new ChainViewCache(chain, chainIndex, limits.chainViewCacheMs),
-    busySessions: new Set(),
     stats: new ProviderStats(),
     rateLimiter: new RateLimiter(),
     outbound: new OutboundHttp(outboundPolicy(chain.chainId, options.allowPrivateEndpoints)),
@@ -227,7 +225,7 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
     await Promise.race([indexer.whenSynced(), abortion(stopping.signal)]);
     settlement = new SettlementWorker(context, settlementConfig);
     await settlement.start();
-    context.x402?.start();
+    await context.x402?.start();
     payouts?.start();
   })();
   // The caller sees the refusal through `ready` (main.ts exits with it), and /readyz names it.
@@ -297,8 +295,7 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
         }
         await transactions.stop();
         await context.outbound.close();
-        repo.close();
-        await checkpointer.stop();
+        await store.close();
       })();
       return closing;
     },

@@ -58,12 +58,12 @@ const iso = (seconds: number) => new Date(seconds * 1000).toISOString().replace(
  * the agent signed before still settle, and it may still close cooperatively.
  *
  * @example
- * const refusal = servingRefusal(ctx, session);
+ * const refusal = await servingRefusal(ctx, session);
  * if (refusal !== undefined) throw refusal; // 409 or 410, e.g. code "session_closing"
  */
-export function servingRefusal(ctx: RelayerContext, session: SessionRecord, now = ctx.chainIndex.chainTime()): SessionNotServableError | undefined {
+export async function servingRefusal(ctx: RelayerContext, session: SessionRecord, now = ctx.chainIndex.chainTime()): Promise<SessionNotServableError | undefined> {
   const { id, terms } = session;
-  const onChain = ctx.chainIndex.session(id);
+  const onChain = await ctx.chainIndex.session(id);
   if (session.status === "closed" || onChain?.finalized) {
     const tx = session.closeTx === null ? "" : ` in transaction ${session.closeTx}`;
     return new SessionNotServableError("session_finalized", `session ${id} was finalized on-chain${tx}: it serves no more calls; open a new session`);
@@ -83,14 +83,14 @@ export function servingRefusal(ctx: RelayerContext, session: SessionRecord, now 
       `session ${id} ended at its deadline ${iso(terms.deadline)} (chain time ${iso(now)}, serving stops ${margin} s before); open a new session`,
     );
   }
-  const budget = ctx.chainIndex.budget(Number(terms.budgetId));
+  const budget = await ctx.chainIndex.budget(Number(terms.budgetId));
   if (budget !== undefined && now + margin >= budget.expiry) {
     return new SessionNotServableError(
       "budget_expired",
       `budget ${budget.id} of session ${id} expired at ${iso(budget.expiry)} (chain time ${iso(now)}, serving stops ${margin} s before): it funds no more calls`,
     );
   }
-  const provider = ctx.chainIndex.provider(session.providerId);
+  const provider = await ctx.chainIndex.provider(session.providerId);
   if (provider === undefined || !provider.active) {
     return new SessionNotServableError(
       "provider_inactive",

@@ -1,4 +1,3 @@
-import type { StatementSync } from "node:sqlite";
 import { keccak256, type Account, type Address, type Hex, type PublicClient } from "viem";
 import type { Repository } from "./store/repository.ts";
 import { log } from "./log.ts";
@@ -153,7 +152,6 @@ export class TxManager {
   private readonly repo: Repository;
   private readonly chain: TxChain;
   private readonly options: TxManagerOptions;
-  private readonly statements = new Map<string, StatementSync>();
   /** The next nonce to assign; undefined until {@link start} reconciled it with the chain. */
   private nextNonce: number | undefined;
   /** Serializes nonce assignment. */
@@ -181,7 +179,10 @@ export class TxManager {
   /** Reconciles the next nonce with the chain, re-broadcasts what a previous run left pending, then polls. */
   async start(): Promise<void> {
     const pendingCount = await this.chain.publicClient.getTransactionCount({ address: this.address, blockTag: "pending" });
-    const highest = this.sql("SELECT MAX(nonce) AS nonce FROM transactions").get() as Row;
+    // Rows recorded before transactions named their sender were this account's: one gas account
+    // per database then.
+    await this.repo.sql.run("UPDATE transactions SET sender = ? WHERE sender IS NULL", [this.sender]);
+    const highest = (await this.repo.sql.get("SELECT MAX(nonce) AS nonce FROM transactions WHERE sender = ?", [this.sender]))!;
     this.nextNonce = Math.max(pendingCount, highest.nonce === null ? 0 : Number(highest.nonce) + 1);
     this.stopped = false;
     await this.poll();
@@ -196,18 +197,19 @@ export class TxManager {
     await this.polling;
     // Whoever waits learns it is still in flight (recorded: the next start follows it).
     for (const [id, waiters] of [...this.waiters]) {
-      const hash = this.get(id)!.hashes.at(-1)!;
+      const hash = (await this.get(id))!.hashes.at(-1)!;
       for (const waiter of waiters) waiter(new TxPendingError(id, hash, "the transaction manager stopped"));
     }
   }
 
   /**
    * Sends `request`: estimates its gas (a revert surfaces here, before anything is recorded), signs
-   * it at the next nonce, records it (and runs `link` with the row in the same database transaction,
-   * so that what it is for is on disk before it can mine), then broadcasts it. Never throws after
+   * it at the next nonce, records it (and runs `link` with the row and the repository bound to the
+   * same database transaction, so that what it is for is on disk before it can mine), then
+   * broadcasts it. Never throws after
    * recording: a failed broadcast is retried by the poller.
    */
-  async send(purpose: string, request: TxRequest, link?: (sent: SentTx) => void): Promise<SentTx> {
+  async send(purpose: string, request: TxRequest, link?: (sent: SentTx, repo: Repository) => Promise<void>): Promise<SentTx> {
     const [gas, fees, chainCount] = await Promise.all([
       this.chain.publicClient.estimateGas({ account: this.chain.account, to: request.to, data: request.data, value: request.value }),
       this.marketFees(),
@@ -220,16 +222,22 @@ export class TxManager {
       // below nextNonce, so this never reuses one, and a lagging or reorged count never lowers it.
       const nonce = Math.max(this.nextNonce, chainCount);
       const attempt = await this.sign(request, nonce, (gas * 6n) / 5n, fees);
-      const sent = this.repo.transaction(() => {
-        const id = Number(
-          this.sql(
-            `INSERT INTO transactions (purpose, nonce, request, attempts, status, created_at, updated_at)
-             VALUES (?, ?, ?, ?, 'pending', ?, ?)`,
-          ).run(purpose, nonce, JSON.stringify({ ...request, value: (request.value ?? 0n).toString(), gas: ((gas * 6n) / 5n).toString() }), JSON.stringify([attempt]), Date.now(), Date.now())
-            .lastInsertRowid,
+      const sent = await this.repo.transaction(async (repo) => {
+        const { rows } = await repo.sql.run(
+          `INSERT INTO transactions (sender, purpose, nonce, request, attempts, status, created_at, updated_at)
+           VALUES (?, ?, ?, ?, ?, 'pending', ?, ?) RETURNING id`,
+          [
+            this.sender,
+            purpose,
+            nonce,
+            JSON.stringify({ ...request, value: (request.value ?? 0n).toString(), gas: ((gas * 6n) / 5n).toString() }),
+            JSON.stringify([attempt]),
+            Date.now(),
+            Date.now(),
+          ],
         );
-        const result = { id, nonce, hash: attempt.hash };
-        link?.(result);
+        const result = { id: Number(rows[0].id), nonce, hash: attempt.hash };
+        await link?.(result, repo);
         return result;
       });
       this.nextNonce = nonce + 1;
@@ -247,9 +255,9 @@ export class TxManager {
    * @throws {TxPendingError} when it is still in flight after `timeoutMs`: it stays sent and followed.
    */
   async wait(id: number, timeoutMs = 60_000): Promise<TxOutcome> {
-    const known = this.outcomeOf(id);
+    const known = await this.outcomeOf(id);
     if (known !== undefined) return known;
-    const hash = this.get(id)!.hashes.at(-1)!;
+    const hash = (await this.get(id))!.hashes.at(-1)!;
     if (this.stopped) throw new TxPendingError(id, hash, "the transaction manager is stopped");
     return new Promise<TxOutcome>((resolve, reject) => {
       const settle = (outcome: TxOutcome | TxPendingError) => {
@@ -268,14 +276,14 @@ export class TxManager {
   }
 
   /** Transaction `id` as recorded. */
-  get(id: number): TxRecord | undefined {
-    const row = this.sql("SELECT * FROM transactions WHERE id = ?").get(id) as Row | undefined;
+  async get(id: number): Promise<TxRecord | undefined> {
+    const row = await this.repo.sql.get("SELECT * FROM transactions WHERE id = ? AND sender = ?", [id, this.sender]);
     return row && toRecord(row);
   }
 
   /** Its final outcome, or undefined while it is pending or mined but not yet deep enough. */
-  outcomeOf(id: number): TxOutcome | undefined {
-    const record = this.get(id);
+  async outcomeOf(id: number): Promise<TxOutcome | undefined> {
+    const record = await this.get(id);
     if (record === undefined) throw new Error(`no managed transaction ${id}`);
     if (record.status === "confirmed" || record.status === "reverted") return { status: record.status, hash: record.minedHash!, blockNumber: record.minedBlock! };
     if (record.status === "replaced") return { status: "replaced", hash: null, blockNumber: null };
@@ -283,8 +291,8 @@ export class TxManager {
   }
 
   /** Transactions not final yet (pending or mined), by nonce. */
-  inFlight(): TxRecord[] {
-    return (this.sql("SELECT * FROM transactions WHERE status IN ('pending', 'mined') ORDER BY nonce").all() as Row[]).map(toRecord);
+  async inFlight(): Promise<TxRecord[]> {
+    return (await this.repo.sql.all("SELECT * FROM transactions WHERE status IN ('pending', 'mined') AND sender = ? ORDER BY nonce", [this.sender])).map(toRecord);
   }
 
   /**
@@ -307,7 +315,7 @@ export class TxManager {
   }
 
   private async pass(): Promise<void> {
-    const open = this.sql("SELECT * FROM transactions WHERE status IN ('pending', 'mined') ORDER BY nonce").all() as Row[];
+    const open = await this.repo.sql.all("SELECT * FROM transactions WHERE status IN ('pending', 'mined') AND sender = ? ORDER BY nonce", [this.sender]);
     if (open.length === 0) return;
     const [head, usedCount] = await Promise.all([
       this.chain.publicClient.getBlockNumber({ cacheTime: 0 }),
@@ -340,9 +348,9 @@ export class TxManager {
         log.warn({ txHash: found.hash, nonce, fromBlock: row.mined_block, toBlock: found.blockNumber }, "transaction moved to another block (reorg)");
       }
       if (head - found.blockNumber + 1 >= this.options.confirmations) {
-        this.finish(id, found.success ? "confirmed" : "reverted", found);
+        await this.finish(id, found.success ? "confirmed" : "reverted", found);
       } else {
-        this.write("UPDATE transactions SET status = 'mined', mined_hash = ?, mined_block = ?, mined_block_hash = ?, updated_at = ? WHERE id = ?", [
+        await this.write("UPDATE transactions SET status = 'mined', mined_hash = ?, mined_block = ?, mined_block_hash = ?, updated_at = ? WHERE id = ?", [
           found.hash,
           found.blockNumber,
           found.blockHash,
@@ -355,7 +363,7 @@ export class TxManager {
     if (row.status === "mined") {
       // Its receipt is gone: the block that held it was reorged out. Pending again, and re-sent.
       log.warn({ txHash: row.mined_hash, nonce, block: row.mined_block }, "transaction left the chain (reorg); sending it again");
-      this.write("UPDATE transactions SET status = 'pending', mined_hash = NULL, mined_block = NULL, mined_block_hash = NULL, updated_at = ? WHERE id = ?", [Date.now(), id]);
+      await this.write("UPDATE transactions SET status = 'pending', mined_hash = NULL, mined_block = NULL, mined_block_hash = NULL, updated_at = ? WHERE id = ?", [Date.now(), id]);
     }
     if (nonce < usedCount) {
       // The nonce is used, by none of our hashes that this node has a receipt for. If the block that
@@ -371,7 +379,7 @@ export class TxManager {
       this.missing.set(id, passes);
       if (passes >= this.options.replacedAfterPasses) {
         this.missing.delete(id);
-        this.finish(id, "replaced", undefined);
+        await this.finish(id, "replaced", undefined);
       }
       return;
     }
@@ -380,7 +388,7 @@ export class TxManager {
       const replacement = await this.replacement(row, last);
       if (replacement !== undefined) {
         attempts.push(replacement);
-        this.write("UPDATE transactions SET attempts = ?, updated_at = ? WHERE id = ?", [JSON.stringify(attempts), Date.now(), id]);
+        await this.write("UPDATE transactions SET attempts = ?, updated_at = ? WHERE id = ?", [JSON.stringify(attempts), Date.now(), id]);
         await this.broadcast(replacement.raw);
         return;
       }
@@ -420,7 +428,7 @@ export class TxManager {
     const capped = maxFeePerGas > this.options.maxFeePerGas ? this.options.maxFeePerGas : maxFeePerGas;
     // A replacement must raise both fees by the node's minimum (10 %); at the cap there is no room.
     if (capped * 100n < BigInt(last.maxFeePerGas) * 110n) {
-      this.write("UPDATE transactions SET error = ?, updated_at = ? WHERE id = ?", [
+      await this.write("UPDATE transactions SET error = ?, updated_at = ? WHERE id = ?", [
         `stuck at the max fee per gas (${this.options.maxFeePerGas} wei); re-broadcasting`,
         Date.now(),
         Number(row.id),
@@ -482,8 +490,8 @@ export class TxManager {
     }
   }
 
-  private finish(id: number, status: "confirmed" | "reverted" | "replaced", mined: { hash: Hex; blockNumber: number; blockHash: Hex } | undefined): void {
-    this.write("UPDATE transactions SET status = ?, mined_hash = ?, mined_block = ?, mined_block_hash = ?, updated_at = ? WHERE id = ?", [
+  private async finish(id: number, status: "confirmed" | "reverted" | "replaced", mined: { hash: Hex; blockNumber: number; blockHash: Hex } | undefined): Promise<void> {
+    await this.write("UPDATE transactions SET status = ?, mined_hash = ?, mined_block = ?, mined_block_hash = ?, updated_at = ? WHERE id = ?", [
       status,
       mined?.hash ?? null,
       mined?.blockNumber ?? null,
@@ -491,7 +499,7 @@ export class TxManager {
       Date.now(),
       id,
     ]);
-    const outcome = this.outcomeOf(id)!;
+    const outcome = (await this.outcomeOf(id))!;
     for (const waiter of this.waiters.get(id) ?? []) waiter(outcome);
   }
 
@@ -503,14 +511,13 @@ export class TxManager {
   }
 
   /** One write, committed before this returns. */
-  private write(text: string, values: (string | number | null)[]): void {
-    this.repo.transaction(() => this.sql(text).run(...values));
+  private async write(text: string, values: (string | number | null)[]): Promise<void> {
+    await this.repo.sql.run(text, values);
   }
 
-  private sql(text: string): StatementSync {
-    let statement = this.statements.get(text);
-    if (statement === undefined) this.statements.set(text, (statement = this.repo.db.prepare(text)));
-    return statement;
+  /** This account's address as its transactions record it. */
+  private get sender(): string {
+    return this.address.toLowerCase();
   }
 }
 

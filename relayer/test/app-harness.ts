@@ -16,7 +16,7 @@ import { X402Gateway } from "../src/core/x402.ts";
 import { OutboundHttp, outboundPolicy } from "../src/outbound.ts";
 import { ProviderStats } from "../src/stats.ts";
 import { ChainIndex } from "../src/store/chain-index.ts";
-import { openDatabase } from "../src/store/database.ts";
+import { openSqlite } from "../src/store/sqlite.ts";
 import { Repository } from "../src/store/repository.ts";
 import { ESCROW, FakeChain, FakeMarketplace } from "./fake-chain.ts";
 import { registeredProvider, sessionTerms } from "./fixtures.ts";
@@ -93,20 +93,21 @@ export async function startRelayerApp(
 ) {
   const signerKey = generatePrivateKey();
   const signer = privateKeyToAccount(signerKey).address;
-  const db = openDatabase(":memory:");
-  const repo = new Repository(db);
-  const chainIndex = new ChainIndex(db);
+  const database = openSqlite(":memory:");
+  const repo = new Repository(database);
+  const chainIndex = new ChainIndex(database);
   const now = Math.floor(Date.now() / 1000);
   const terms = sessionTerms({ receiptSigner: signer, deadline: now + 3600, ...options.terms });
   const sessionId = sessionIdOf(terms);
-  repo.insertSession({ id: sessionId, agent: terms.agent, providerId: 1, modelId: 0, model: MODEL, terms, state: INITIAL_STATE, openTx: `0x${"ab".repeat(32)}` });
-  repo.addSessionKey(API_KEY, sessionId);
-  chainIndex.putProvider(registeredProvider({ receiptSigner: signer, endpoint: providerUrl, ...options.provider }), 10);
-  chainIndex.putBudget({ id: 1, creator: terms.agent, available: 0n, perSessionLimit: 10n ** 9n, expiry: now + 86_400 }, 10);
-  chainIndex.openSession({ id: sessionId, budgetId: 1, agent: terms.agent, providerId: 1, maxSpend: terms.maxSpend, claimEnd: terms.deadline + 86_400 }, 10);
+  await repo.insertSession({ id: sessionId, agent: terms.agent, providerId: 1, modelId: 0, model: MODEL, terms, state: INITIAL_STATE, openTx: `0x${"ab".repeat(32)}` });
+  await repo.addSessionKey(API_KEY, sessionId);
+  await chainIndex.putProvider(registeredProvider({ receiptSigner: signer, endpoint: providerUrl, ...options.provider }), 10);
+  await chainIndex.putBudget({ id: 1, creator: terms.agent, available: 0n, perSessionLimit: 10n ** 9n, expiry: now + 86_400 }, 10);
+  await chainIndex.openSession({ id: sessionId, budgetId: 1, agent: terms.agent, providerId: 1, maxSpend: terms.maxSpend, claimEnd: terms.deadline + 86_400 }, 10);
   chainIndex.observeHead(10, now, Date.now());
   const limits = { ...DEFAULT_LIMITS, ...options.limits };
   const chain = new FakeChain();
+  chain.transactions.repo = repo;
   chain.sessions.set(sessionId, { settled: 0n, sequence: 0, claimEnd: terms.deadline + 86_400 });
   const context: RelayerContext = {
     repo,
@@ -117,7 +118,6 @@ export async function startRelayerApp(
     limits,
     clientLimits: { ip: new TokenBuckets(limits.ipRateLimit), key: new TokenBuckets(limits.keyRateLimit) },
     chainViews: new ChainViewCache(chain, chainIndex, limits.chainViewCacheMs),
-    busySessions: new Set<Hex>(),
     stats: new ProviderStats(),
     rateLimiter: new RateLimiter(),
     outbound: new OutboundHttp(outboundPolicy(chain.chainId)),
@@ -160,7 +160,7 @@ export async function startRelayerApp(
     async close() {
       await closeServer(server);
       await context.outbound.close();
-      repo.close();
+      await repo.close();
     },
   };
 }

@@ -5,6 +5,7 @@
  * records every simulation and transaction so that tests can assert on them. Everything else
  * (store, HTTP, providers, agents) is real in the tests that use it.
  */
+import type { Repository } from "../src/store/repository.ts";
 import type { PaymentPayload, PaymentRequirements, VerifyResponse } from "@x402/core/types";
 import { getAddress, type Address, type Hex } from "viem";
 import { sessionIdOf, type CompactSignature, type SessionTerms, type SignedVoucher } from "@agentmesh/sdk";
@@ -41,14 +42,17 @@ export class FakeTransactions implements TransactionsPort {
   /** The effect that mining the request whose data is `data` has (set by the chain's simulations). */
   readonly pending = new Map<Hex, Effect>();
 
-  async send(purpose: string, request: TxRequest, link?: (sent: SentTx) => void): Promise<SentTx> {
+  /** The store `link` records in (the relayer's, set by the harness). */
+  repo: Repository | undefined;
+
+  async send(purpose: string, request: TxRequest, link?: (sent: SentTx, repo: Repository) => Promise<void>): Promise<SentTx> {
     const id = this.sent.length + 1;
     const hash = `0x${id.toString(16).padStart(64, "0")}` as Hex;
     const tx: FakeTx = { id, purpose, nonce: id - 1, status: "pending", hashes: [hash], minedHash: null, minedBlock: null, request };
     this.sent.push(tx);
     this.effects.set(id, this.pending.get(request.data) ?? (() => undefined));
     const sent = { id, nonce: tx.nonce, hash };
-    link?.(sent);
+    if (link !== undefined) await this.repo!.transaction((repo) => link(sent, repo));
     this.onBroadcast?.(tx);
     if (!this.hold.has(purpose)) this.finish(id, "confirmed");
     return sent;
@@ -68,11 +72,11 @@ export class FakeTransactions implements TransactionsPort {
     throw new TxPendingError(id, tx.hashes[0], "held by the test");
   }
 
-  get(id: number): TxRecord | undefined {
+  async get(id: number): Promise<TxRecord | undefined> {
     return this.sent[id - 1];
   }
 
-  inFlight(): TxRecord[] {
+  async inFlight(): Promise<TxRecord[]> {
     return this.sent.filter((tx) => tx.status === "pending" || tx.status === "mined");
   }
 

@@ -11,9 +11,9 @@ import type { BudgetView, ModelList, ProviderList, ProviderView } from "@agentme
  */
 
 /** Every model of every active served provider, grouped by name (`GET /v1/models`). */
-export function listModels(ctx: RelayerContext): ModelList {
+export async function listModels(ctx: RelayerContext): Promise<ModelList> {
   const byName = new Map<string, ModelList["data"][number]["providers"]>();
-  for (const provider of servedProviders(ctx)) {
+  for (const provider of await servedProviders(ctx)) {
     for (const model of provider.models.filter((candidate) => candidate.active)) {
       const offers = byName.get(model.name) ?? [];
       offers.push({
@@ -34,8 +34,8 @@ export function listModels(ctx: RelayerContext): ModelList {
   };
 }
 
-function servedProviders(ctx: RelayerContext): RegisteredProvider[] {
-  return ctx.chainIndex.providers().filter((provider) => ctx.receiptSigners.serves(provider));
+async function servedProviders(ctx: RelayerContext): Promise<RegisteredProvider[]> {
+  return (await ctx.chainIndex.providers()).filter((provider) => ctx.receiptSigners.serves(provider));
 }
 
 /**
@@ -61,14 +61,14 @@ async function providerView(ctx: RelayerContext, provider: RegisteredProvider, f
 
 /** Every registered provider with its metrics (`GET /v1/providers`). */
 export async function listProviders(ctx: RelayerContext): Promise<ProviderList> {
-  const providers = ctx.chainIndex.providers();
+  const providers = await ctx.chainIndex.providers();
   const feeBps = await ctx.chainViews.feeBps();
   return { object: "list", data: await Promise.all(providers.map((provider) => providerView(ctx, provider, feeBps))) };
 }
 
 /** Provider `providerId` with its metrics (`GET /v1/providers/{id}`), or a 404. */
 export async function showProvider(ctx: RelayerContext, providerId: number): Promise<ProviderView> {
-  const provider = ctx.chainIndex.provider(providerId);
+  const provider = await ctx.chainIndex.provider(providerId);
   if (provider === undefined) throw new ApiError(404, "provider_not_found", `no provider ${providerId}`);
   return providerView(ctx, provider, await ctx.chainViews.feeBps());
 }
@@ -77,11 +77,13 @@ export async function showProvider(ctx: RelayerContext, providerId: number): Pro
  * Budget `budgetId` and its sessions as the indexer last saw them on-chain (`GET /v1/budgets/{id}`),
  * each with its live spend when this relayer serves it (signed and served but not yet settled); a 404.
  */
-export function showBudget(ctx: RelayerContext, budgetId: number): BudgetView {
-  const budget = ctx.chainIndex.budget(budgetId);
-  if (budget === undefined) throw new ApiError(404, "budget_not_found", `no budget ${budgetId} (as of block ${ctx.chainIndex.lastBlock()})`);
-  const sessions = ctx.chainIndex.sessionsOfBudget(budgetId).map((session) => {
-    const served = ctx.repo.getSession(session.id);
+export async function showBudget(ctx: RelayerContext, budgetId: number): Promise<BudgetView> {
+  const budget = await ctx.chainIndex.budget(budgetId);
+  const indexedBlock = (await ctx.chainIndex.lastBlock()) ?? null;
+  if (budget === undefined) throw new ApiError(404, "budget_not_found", `no budget ${budgetId} (as of block ${indexedBlock})`);
+  const onChain = await ctx.chainIndex.sessionsOfBudget(budgetId);
+  const sessions = await Promise.all(onChain.map(async (session) => {
+    const served = await ctx.repo.getSession(session.id);
     const spent = served?.state.cumulativeCost ?? session.settled;
     return {
       ...session,
@@ -90,12 +92,12 @@ export function showBudget(ctx: RelayerContext, budgetId: number): BudgetView {
       spent: formatUsdc(spent > session.settled ? spent : session.settled),
       requests: served?.state.requestCount ?? null,
     };
-  });
+  }));
   return {
     ...budget,
     available: formatUsdc(budget.available),
     perSessionLimit: formatUsdc(budget.perSessionLimit),
-    indexedBlock: ctx.chainIndex.lastBlock() ?? null,
+    indexedBlock,
     sessions,
   };
 }

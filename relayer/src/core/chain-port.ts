@@ -3,6 +3,7 @@ import type { Address, Hex } from "viem";
 import type { CompactSignature, SessionTerms, SignedVoucher } from "@agentmesh/sdk";
 import type { ListedAgent, TransferAuthorization } from "../marketplace.ts";
 import type { SentTx, TxOutcome, TxRecord, TxRequest } from "../tx-manager.ts";
+import type { Repository } from "../store/repository.ts";
 
 /**
  * The chain as the services in `core/` use it: exactly the reads and transactions they need, and
@@ -37,10 +38,10 @@ export interface ChainPort {
 
 /** What the services ask of the transaction manager (see `TxManager` for each method's rules). */
 export interface TransactionsPort {
-  send(purpose: string, request: TxRequest, link?: (sent: SentTx) => void): Promise<SentTx>;
+  send(purpose: string, request: TxRequest, link?: (sent: SentTx, repo: Repository) => Promise<void>): Promise<SentTx>;
   wait(id: number, timeoutMs?: number): Promise<TxOutcome>;
-  get(id: number): TxRecord | undefined;
-  inFlight(): TxRecord[];
+  get(id: number): Promise<TxRecord | undefined>;
+  inFlight(): Promise<TxRecord[]>;
   poll(): Promise<void>;
 }
 

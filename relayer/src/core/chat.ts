@@ -15,6 +15,8 @@ import type { RegisteredModel, RegisteredProvider } from "../chain.ts";
 import type { RelayerContext } from "../context.ts";
 import { ApiError } from "@agentmesh/sdk/http";
 import { idempotencyStore, requestHashOf, type StoredResponse } from "../store/idempotency.ts";
+import { SESSION_HOLD_MS, SessionHold } from "./session-hold.ts";
+import { SessionHoldLostError } from "../store/repository.ts";
 import { receiptView, recordVoucher, sessionSignerKey } from "./sessions.ts";
 import { foreignCode, type ChatRequest } from "@agentmesh/sdk/protocol";
 import { servingRefusal } from "../serving.ts";
@@ -82,6 +84,8 @@ const MAX_UINT32 = 0xffff_ffff;
 
 /** A session that may serve this request, with what serving it would take. */
 interface Candidate {
+  /** The call's hold on its session: `hold.session` is the state the call builds on. */
+  hold: SessionHold;
   session: SessionRecord;
   provider: RegisteredProvider;
   model: RegisteredModel;
@@ -115,18 +119,17 @@ export async function completeChat(ctx: RelayerContext, { keyed, request, body, 
   if (request.voucher !== undefined) {
     // A retried request carries a voucher already stored: that is not an error. The voucher pays for
     // a call already served, so it is kept even when this call is refused or replayed below.
-    recordVoucher(ctx, keyed, request.voucher);
+    await recordVoucher(ctx, keyed, request.voucher);
   }
   if (idempotency === undefined) return serveKeyedSession(ctx, output, keyed, request, body, undefined);
-  const store = idempotencyStore(ctx.repo);
-  const stored = store.get(idempotency.scope, idempotency.key);
+  const stored = await idempotencyStore.get(ctx.repo, idempotency.scope, idempotency.key);
   if (stored !== undefined) {
     if (stored.requestHash !== idempotency.requestHash) {
       throw new ApiError(422, "idempotency_key_reused", `Idempotency-Key ${JSON.stringify(idempotency.key)} was used for another request in the last 24 hours`);
     }
     return replay(stored.response);
   }
-  if (!store.claim(idempotency.scope, idempotency.key)) {
+  if (!(await idempotencyStore.claim(ctx.repo, idempotency.scope, idempotency.key, Date.now() + SESSION_HOLD_MS))) {
     throw new ApiError(409, "idempotency_key_in_use", `a request with Idempotency-Key ${JSON.stringify(idempotency.key)} is in flight`, {
       headers: { "retry-after": "1" },
     });
@@ -134,7 +137,7 @@ export async function completeChat(ctx: RelayerContext, { keyed, request, body, 
   try {
     return await serveKeyedSession(ctx, output, keyed, request, body, idempotency);
   } finally {
-    store.release(idempotency.scope, idempotency.key);
+    await idempotencyStore.release(ctx.repo, idempotency.scope, idempotency.key);
   }
 }
 
@@ -157,17 +160,40 @@ async function serveKeyedSession(
   body: unknown,
   idempotency: Idempotency | undefined,
 ): Promise<ChatAnswer> {
-  const sent = body as { messages: ChatMessage[] };
   const requestedMax = request.max_tokens ?? request.max_completion_tokens;
   if (requestedMax !== undefined && requestedMax > ctx.limits.maxTokensCap) {
     throw new ApiError(400, "invalid_max_tokens", `max_tokens ${requestedMax} is above the cap of ${ctx.limits.maxTokensCap}`);
   }
-  // Re-read: a voucher recorded above (or another call) may have moved the session on.
-  const session = ctx.repo.getSession(keyed.id)!;
+  // Held, on every instance sharing the store, from here until the call is recorded or refused; the
+  // hold returns the session as of now (a voucher recorded above, or another call, moved it on).
+  const hold = await SessionHold.take(ctx.repo, keyed.id);
+  if (hold === undefined) {
+    throw new ApiError(CREDIT_REFUSAL_STATUS.session_busy, "session_busy", `session ${keyed.id} has a call in flight`, { headers: { "retry-after": "1" } });
+  }
+  if (idempotency !== undefined) hold.renewWith((until) => idempotencyStore.renew(ctx.repo, idempotency.scope, idempotency.key, until));
+  try {
+    return await serveHeld(ctx, output, hold, request, body, idempotency);
+  } finally {
+    await hold.release(); // nothing when the call's record ended the hold
+  }
+}
+
+/** {@link serveKeyedSession} once the session is held. */
+async function serveHeld(
+  ctx: RelayerContext,
+  output: StreamOutput,
+  hold: SessionHold,
+  request: ChatRequest,
+  body: unknown,
+  idempotency: Idempotency | undefined,
+): Promise<ChatAnswer> {
+  const { session } = hold;
+  const sent = body as { messages: ChatMessage[] };
+  const requestedMax = request.max_tokens ?? request.max_completion_tokens;
   // The chain's state of the session, its budget and its provider first: its refusal is the answer.
-  const refusal = servingRefusal(ctx, session);
+  const refusal = await servingRefusal(ctx, session);
   if (refusal !== undefined) throw refusal;
-  const offered = ctx.chainIndex.providers().some(
+  const offered = (await ctx.chainIndex.providers()).some(
     (provider) => ctx.receiptSigners.serves(provider) && provider.models.some((model) => model.active && model.name === request.model),
   );
   if (!offered) throw new ApiError(404, "model_not_found", `no provider of this relayer offers model "${request.model}" (see GET /v1/models)`);
@@ -175,7 +201,7 @@ async function serveKeyedSession(
   if (mismatch !== undefined) {
     throw new ApiError(402, "session_required", `this API key's session ${session.id} ${mismatch}; open a session that does with POST /v1/sessions`);
   }
-  const provider = ctx.chainIndex.provider(session.providerId)!;
+  const provider = (await ctx.chainIndex.provider(session.providerId))!;
   const model = provider.models[session.modelId];
   const prompt: SentPrompt = {
     tokens: countPromptTokens({ messages: sent.messages, tools: request.tools, response_format: request.response_format }),
@@ -192,14 +218,11 @@ async function serveKeyedSession(
       headers: { "retry-after": String(Math.max(1, Math.ceil(waitMs / 1000))) },
     });
   }
-  ctx.busySessions.add(session.id);
   try {
-    return await serve(ctx, output, request, { session, provider, model, maxTokens: credit }, prompt, idempotency);
+    return await serve(ctx, output, request, { hold, session, provider, model, maxTokens: credit }, prompt, idempotency);
   } catch (error) {
     if (!(error instanceof UpstreamError)) throw error;
     throw new ApiError(502, "upstream_error", `provider ${provider.id}: ${error.message}`, { type: "upstream_error" });
-  } finally {
-    ctx.busySessions.delete(session.id);
   }
 }
 
@@ -232,7 +255,6 @@ function checkCredit(
   promptTokens: number,
   requestedMax: number | undefined,
 ): number | { reason: CreditRefusal; detail: string } {
-  if (ctx.busySessions.has(session.id)) return { reason: "session_busy", detail: `session ${session.id} has a call in flight` };
   if (session.state.sequence > session.signedSequence) {
     return {
       reason: "voucher_required",
@@ -338,7 +360,7 @@ async function serve(
   if (result.kind === "failed") throw new UpstreamError(result.message);
   // A whole answer whose client left before it could be sent reached nobody: it is not billed.
   if (result.kind === "completed" && !request.stream && clientGone.signal.aborted) return { kind: "none" };
-  const record = bill(ctx, request, candidate, prompt, latencyMs, result);
+  const record = meter(ctx, request, candidate, prompt, latencyMs, result);
   const cost = { amount: formatUsdc(record.receipt.cost), amountAtomic: record.receipt.cost.toString(), currency: "USDC", txHash: null };
   const extension = { cost, latencyMs, receipt: receiptView(record) };
   const usage: Usage = result.usage ?? {
@@ -358,8 +380,21 @@ async function serve(
     };
     response = { kind: "stream", chunk: outputChunk(result), final, done: result.kind === "completed" };
   }
-  if (idempotency !== undefined) idempotencyStore(ctx.repo).put(idempotency.scope, idempotency.key, { requestHash: idempotency.requestHash, receiptHash: record.hash, response });
-  await ctx.repo.committed(); // the receipt is on disk before anyone is told of it
+  // The receipt is on disk, with the key's answer, before anyone is told of it; and only if this
+  // call still holds the session (else another state may be signed at its sequence: it is dropped).
+  await ctx.repo
+    .transaction(async (repo) => {
+      await repo.recordCall(record, candidate.hold.token);
+      if (idempotency !== undefined) {
+        await idempotencyStore.put(repo, idempotency.scope, idempotency.key, { requestHash: idempotency.requestHash, receiptHash: record.hash, response });
+      }
+    })
+    .catch((error: unknown) => {
+      if (error instanceof SessionHoldLostError) throw new ApiError(409, "session_busy", `${error.message}; this call is not billed`);
+      throw error;
+    });
+  candidate.hold.ended();
+  ctx.stats.recordCall(candidate.provider.id, record.receipt, record.tokenMismatch);
   if (result.kind === "cut" && result.clientGone) return { kind: "none" };
   if (response.kind === "json") return { kind: "json", body: response.body, replayed: false };
   return { kind: "stream", text: `data: ${JSON.stringify(response.final)}\n\n${response.done ? "data: [DONE]\n\n" : ""}`, replayed: false };
@@ -413,11 +448,12 @@ class KeepAlive {
 }
 
 /**
- * Meters a served call: receipt, next state, the provider's co-signature, all stored at once. A cut
+ * Meters a served call: its receipt, the next state and the provider's co-signature (stored by the
+ * caller, and given out only once stored). A cut
  * stream is billed for what was delivered: by the provider's usage if it sent one before the cut,
  * else by the relayer's count, and the receipt says so (`countedByRelayer`).
  */
-function bill(
+function meter(
   ctx: RelayerContext,
   request: ChatRequest,
   { session, provider, maxTokens }: Candidate,
@@ -469,7 +505,5 @@ function bill(
   const providerSignature = signDigest(sessionSignerKey(ctx, session), voucherDigest(ctx.domainSeparator, session.id, state));
   const deliveredOutput = result.kind === "cut" ? { content: result.content, toolCalls: result.toolCalls } : null;
   const record = { hash: receiptHash(receipt), receipt, state, providerSignature, tokenMismatch, countedByRelayer, deliveredOutput };
-  ctx.repo.recordCall(record);
-  ctx.stats.recordCall(provider.id, receipt, tokenMismatch);
   return { ...record, agentSignature: null, settlementTx: null, createdAt: Date.now() };
 }

@@ -21,7 +21,8 @@ import { reconcileSettlement } from "./settlement.ts";
 import { TxPendingError, type TxRequest } from "../tx-manager.ts";
 import { ApiError, badRequest } from "@agentmesh/sdk/http";
 import { servingRefusal } from "../serving.ts";
-import type { ReceiptRecord, SessionRecord } from "../store/repository.ts";
+import type { ReceiptRecord, Repository, SessionRecord } from "../store/repository.ts";
+import { SessionHold } from "./session-hold.ts";
 import { log } from "../log.ts";
 import type {
   ClosedSession,
@@ -73,26 +74,26 @@ export function receiptView(record: ReceiptRecord): ReceiptView {
  * Where a session's settlement stands: what the escrow holds (when it was finalized, else as the
  * indexer last saw it), and the agent's signed vouchers that can never settle, with why (terminal).
  */
-function settlementView(ctx: RelayerContext, session: SessionRecord) {
-  const indexed = ctx.chainIndex.session(session.id);
+async function settlementView(ctx: RelayerContext, session: SessionRecord) {
+  const indexed = await ctx.chainIndex.session(session.id);
   const onChainSettled = session.finalSettled ?? indexed?.settled ?? null;
   const onChainSequence = session.finalSequence ?? indexed?.sequence ?? null;
   let unsettled = null;
   // Terminal: recorded so, or finalized (a call in flight when it was finalized may be signed after).
   if ((session.unsettledReason !== null || session.status === "closed") && session.signedSequence > session.settledSequence) {
-    const costAt = (sequence: number) => ctx.repo.receiptAt(session.id, sequence)?.state.cumulativeCost ?? 0n;
-    const settled = session.finalSettled ?? costAt(session.settledSequence);
+    const costAt = async (sequence: number) => (await ctx.repo.receiptAt(session.id, sequence))?.state.cumulativeCost ?? 0n;
+    const settled = session.finalSettled ?? (await costAt(session.settledSequence));
     unsettled = {
       fromSequence: session.settledSequence + 1,
       toSequence: session.signedSequence,
-      amount: formatUsdc(costAt(session.signedSequence) - settled),
+      amount: formatUsdc((await costAt(session.signedSequence)) - settled),
       reason: session.unsettledReason ?? "the session was finalized on-chain",
     };
   }
   return { onChainSettled: onChainSettled === null ? null : formatUsdc(onChainSettled), onChainSequence, unsettled };
 }
 
-function sessionView(ctx: RelayerContext, session: SessionRecord, receipts: ReceiptRecord[], forTheAgent = false) {
+async function sessionView(ctx: RelayerContext, session: SessionRecord, receipts: ReceiptRecord[], forTheAgent = false) {
   return {
     sessionId: session.id,
     status: session.status,
@@ -107,7 +108,7 @@ function sessionView(ctx: RelayerContext, session: SessionRecord, receipts: Rece
     settledSequence: session.settledSequence,
     openTxHash: session.openTx,
     closeTxHash: session.closeTx,
-    settlement: settlementView(ctx, session),
+    settlement: await settlementView(ctx, session),
     // Only the agent sees what was delivered of a call it has not signed yet (a stream it stopped
     // reading): it checks the receipt against that before signing. Nobody else sees any output.
     receipts: receipts.map((record) =>
@@ -128,18 +129,18 @@ export async function openSession(ctx: RelayerContext, { terms, signature }: Ope
   if (ctx.receiptSigners.keyOf(terms.receiptSigner) === undefined) {
     throw badRequest(`receipt signer ${terms.receiptSigner} is not one of this relayer's: it cannot co-sign the session`, "unknown_receipt_signer");
   }
-  const provider = ctx.chainIndex.provider(terms.providerId);
+  const provider = await ctx.chainIndex.provider(terms.providerId);
   const model = provider?.models[terms.modelId];
   if (provider === undefined || model === undefined) {
     throw badRequest(`provider ${terms.providerId} has no model ${terms.modelId}`, "model_not_found");
   }
   const sessionId = sessionIdOf(terms);
-  const requireNew = () => {
-    if (ctx.repo.getSession(sessionId) !== undefined) {
+  const requireNew = async () => {
+    if ((await ctx.repo.getSession(sessionId)) !== undefined) {
       throw new ApiError(409, "session_exists", `session ${sessionId} is already open (to release its lock, close it: POST /v1/sessions/${sessionId}/close)`);
     }
   };
-  requireNew();
+  await requireNew();
   // Simulated before anything is recorded: terms or a signature the escrow refuses are answered 400
   // and leave no trace (bad input changes nothing).
   let request: TxRequest;
@@ -149,10 +150,10 @@ export async function openSession(ctx: RelayerContext, { terms, signature }: Ope
     if (chainUnavailable(error)) throw error; // answered 503: an outage is no refusal of the terms
     throw badRequest(`the escrow refused to open the session: ${revertReason(error)}`, "open_rejected");
   }
-  requireNew(); // again: the same open may have completed while this one was simulated
+  await requireNew(); // again: the same open may have completed while this one was simulated
   // Recorded before it is sent: an open that mines while the relayer is down is known after a
   // restart (reconcileOpens), so its lock can be closed and released instead of stranded.
-  if (!ctx.repo.recordOpen(sessionId, JSON.stringify({ terms: termsJson(terms), model: model.name }))) {
+  if (!(await ctx.repo.recordOpen(sessionId, JSON.stringify({ terms: termsJson(terms), model: model.name })))) {
     throw new ApiError(409, "open_pending", `session ${sessionId} is being opened already`);
   }
   let openTx: Hex;
@@ -164,13 +165,13 @@ export async function openSession(ctx: RelayerContext, { terms, signature }: Ope
     }
     if (error instanceof ApiError) throw error;
     if (chainUnavailable(error)) throw error; // answered 503: an outage is no refusal of the terms
-    ctx.repo.finishOpen(sessionId, "failed", revertReason(error));
+    await ctx.repo.finishOpen(sessionId, "failed", revertReason(error));
     throw badRequest(`the escrow refused to open the session: ${revertReason(error)}`, "open_rejected");
   }
   const apiKey = `am_${randomBytes(32).toString("base64url")}`;
-  ctx.repo.transaction(() => {
-    recordOpened(ctx, sessionId, terms, model.name, openTx);
-    ctx.repo.addSessionKey(apiKey, sessionId);
+  await ctx.repo.transaction(async (repo) => {
+    await recordOpened(repo, sessionId, terms, model.name, openTx);
+    await repo.addSessionKey(apiKey, sessionId);
   });
   return { sessionId, apiKey, model: model.name, providerId: terms.providerId, openTxHash: openTx };
 }
@@ -180,14 +181,14 @@ async function sendOpen(ctx: RelayerContext, sessionId: Hex, request: TxRequest)
   let sent;
   opening.add(sessionId);
   try {
-    sent = await ctx.chain.transactions.send("openSession", request, (tx) => ctx.repo.linkOpenTx(sessionId, tx.id));
+    sent = await ctx.chain.transactions.send("openSession", request, (tx, repo) => repo.linkOpenTx(sessionId, tx.id));
   } finally {
     opening.delete(sessionId);
   }
   const outcome = await ctx.chain.transactions.wait(sent.id, OPEN_WAIT_MS);
   if (outcome.status === "confirmed") return outcome.hash;
   await reconcileOpens(ctx); // reverted, or its nonce taken: the chain says whether it opened
-  const opened = ctx.repo.getSession(sessionId);
+  const opened = await ctx.repo.getSession(sessionId);
   if (opened !== undefined) return opened.openTx;
   throw badRequest(`the escrow did not open the session (its transaction was ${outcome.status})`, "open_rejected");
 }
@@ -201,12 +202,12 @@ const OPEN_WAIT_MS = 60_000;
 const termsJson = (terms: SessionTerms) => ({ ...terms, budgetId: terms.budgetId.toString(), maxSpend: terms.maxSpend.toString(), salt: terms.salt.toString() });
 
 /** Records session `sessionId` as opened by `openTx` (once: a reconciled open may have recorded it). */
-function recordOpened(ctx: RelayerContext, sessionId: Hex, terms: SessionTerms, model: string, openTx: Hex): void {
-  ctx.repo.transaction(() => {
-    if (ctx.repo.getSession(sessionId) === undefined) {
-      ctx.repo.insertSession({ id: sessionId, agent: terms.agent, providerId: terms.providerId, modelId: terms.modelId, model, terms, state: INITIAL_STATE, openTx });
+function recordOpened(repo: Repository, sessionId: Hex, terms: SessionTerms, model: string, openTx: Hex): Promise<void> {
+  return repo.transaction(async (tx) => {
+    if ((await tx.getSession(sessionId)) === undefined) {
+      await tx.insertSession({ id: sessionId, agent: terms.agent, providerId: terms.providerId, modelId: terms.modelId, model, terms, state: INITIAL_STATE, openTx });
     }
-    ctx.repo.finishOpen(sessionId, "opened");
+    await tx.finishOpen(sessionId, "opened");
   });
 }
 
@@ -218,13 +219,13 @@ function recordOpened(ctx: RelayerContext, sessionId: Hex, terms: SessionTerms, 
  * taken while the escrow has no such session, failed. One still in flight waits.
  */
 export async function reconcileOpens(ctx: RelayerContext): Promise<void> {
-  for (const open of ctx.repo.pendingOpens()) {
+  for (const open of await ctx.repo.pendingOpens()) {
     const { terms: raw, model } = JSON.parse(open.request) as { terms: Record<string, unknown>; model: string };
     const terms = { ...raw, budgetId: BigInt(raw.budgetId as string), maxSpend: BigInt(raw.maxSpend as string), salt: BigInt(raw.salt as string) } as SessionTerms;
-    const tx = open.txId === null ? undefined : ctx.chain.transactions.get(open.txId);
+    const tx = open.txId === null ? undefined : await ctx.chain.transactions.get(open.txId);
     if (tx !== undefined && (tx.status === "pending" || tx.status === "mined")) continue;
     if (tx?.status === "confirmed") {
-      recordOpened(ctx, open.sessionId, terms, model, tx.minedHash!);
+      await recordOpened(ctx.repo, open.sessionId, terms, model, tx.minedHash!);
       continue;
     }
     if (tx === undefined && opening.has(open.sessionId)) continue; // being sent right now
@@ -235,8 +236,8 @@ export async function reconcileOpens(ctx: RelayerContext): Promise<void> {
       log.warn({ sessionId: open.sessionId, err: error }, "open of session: the escrow could not be read; retried next pass");
       continue;
     }
-    if (state.claimEnd !== 0) recordOpened(ctx, open.sessionId, terms, model, tx?.minedHash ?? (`0x${"0".repeat(64)}` as Hex));
-    else ctx.repo.finishOpen(open.sessionId, "failed", tx === undefined ? "never sent" : `transaction ${tx.status}`);
+    if (state.claimEnd !== 0) await recordOpened(ctx.repo, open.sessionId, terms, model, tx?.minedHash ?? (`0x${"0".repeat(64)}` as Hex));
+    else await ctx.repo.finishOpen(open.sessionId, "failed", tx === undefined ? "never sent" : `transaction ${tx.status}`);
   }
 }
 
@@ -253,8 +254,8 @@ export function sessionSignerKey(ctx: RelayerContext, session: SessionRecord): H
 }
 
 /** Session `id` as this relayer records it, or a 404. */
-export function requireSession(ctx: RelayerContext, id: Hex): SessionRecord {
-  const session = ctx.repo.getSession(id);
+export async function requireSession(ctx: RelayerContext, id: Hex): Promise<SessionRecord> {
+  const session = await ctx.repo.getSession(id);
   if (session === undefined) throw new ApiError(404, "session_not_found", `no session ${id}`);
   return session;
 }
@@ -264,10 +265,10 @@ export function requireSession(ctx: RelayerContext, id: Hex): SessionRecord {
  * page of receipts (those after `after`, in order; `nextAfter` is the cursor of the next page, or
  * null). Only the agent sees the output delivered on a call it has not signed.
  */
-export function sessionPage(ctx: RelayerContext, session: SessionRecord, { after, limit }: ReceiptPageQuery, reader: "agent" | "creator"): SessionView {
-  const receipts = ctx.repo.receiptsAfter(session.id, after, limit + 1);
+export async function sessionPage(ctx: RelayerContext, session: SessionRecord, { after, limit }: ReceiptPageQuery, reader: "agent" | "creator"): Promise<SessionView> {
+  const receipts = await ctx.repo.receiptsAfter(session.id, after, limit + 1);
   const nextAfter = receipts.length > limit ? receipts[limit - 1].receipt.sequence : null;
-  return { ...sessionView(ctx, session, receipts.slice(0, limit), reader === "agent"), receiptsPage: { after, limit, nextAfter } };
+  return { ...(await sessionView(ctx, session, receipts.slice(0, limit), reader === "agent")), receiptsPage: { after, limit, nextAfter } };
 }
 
 /**
@@ -276,9 +277,9 @@ export function sessionPage(ctx: RelayerContext, session: SessionRecord, { after
  * public on-chain once settled, so the hash alone must not open a session's history.
  */
 export async function receiptStatus(ctx: RelayerContext, hash: Hex, credentials: ReadCredentials): Promise<ReceiptStatus> {
-  const record = ctx.repo.getReceipt(hash);
+  const record = await ctx.repo.getReceipt(hash);
   if (record === undefined) throw new ApiError(404, "receipt_not_found", `no receipt ${hash}`);
-  const session = ctx.repo.getSession(record.receipt.sessionId)!;
+  const session = (await ctx.repo.getSession(record.receipt.sessionId))!;
   await authorizeRead(ctx, session, credentials);
   const digest = voucherDigest(ctx.domainSeparator, session.id, record.state);
   const providerSigner = recoverDigestSigner(digest, record.providerSignature);
@@ -296,13 +297,12 @@ export async function receiptStatus(ctx: RelayerContext, hash: Hex, credentials:
 
 /**
  * Stores the agent's voucher for a served call of `session` (`POST /v1/sessions/{id}/vouchers`),
- * once it is on disk; a 409 when it is stale (see {@link recordVoucher}).
+ * answered once it is on disk; a 409 when it is stale (see {@link recordVoucher}).
  */
 export async function submitVoucher(ctx: RelayerContext, session: SessionRecord, voucher: VoucherRequest): Promise<VoucherAccepted> {
-  if (!recordVoucher(ctx, session, voucher)) {
+  if (!(await recordVoucher(ctx, session, voucher))) {
     throw new ApiError(409, "stale_voucher", `voucher ${voucher.sequence} is stale: the agent already signed up to ${session.signedSequence}`);
   }
-  await ctx.repo.committed();
   return { sessionId: session.id, signedSequence: voucher.sequence };
 }
 
@@ -311,13 +311,13 @@ export async function submitVoucher(ctx: RelayerContext, session: SessionRecord,
  * nothing, when a voucher at or after that sequence is already stored; throws when the sequence has
  * no receipt or the signature is not the session agent's.
  */
-export function recordVoucher(ctx: RelayerContext, session: SessionRecord, { sequence, signature }: VoucherRequest): boolean {
+export async function recordVoucher(ctx: RelayerContext, session: SessionRecord, { sequence, signature }: VoucherRequest): Promise<boolean> {
   if (sequence <= session.signedSequence) return false;
   // Usually the voucher is for the latest call, whose state is the session's: no receipt read.
-  const state = sequence === session.state.sequence ? session.state : ctx.repo.receiptAt(session.id, sequence)?.state;
+  const state = sequence === session.state.sequence ? session.state : (await ctx.repo.receiptAt(session.id, sequence))?.state;
   if (state === undefined) throw badRequest(`session ${session.id} has no call ${sequence} to sign for`, "unknown_sequence");
   requireAgentSignature(ctx, session, state, signature);
-  ctx.repo.recordAgentSignature(session.id, sequence, signature);
+  await ctx.repo.recordAgentSignature(session.id, sequence, signature);
   return true;
 }
 
@@ -340,25 +340,28 @@ function requireAgentSignature(ctx: RelayerContext, session: SessionRecord, stat
  * still closes this way until it is finalized: the final state pays nothing the agent has not
  * signed, and the unused lock returns to the budget without waiting out a challenge window.
  */
-export async function closeSession(ctx: RelayerContext, session: SessionRecord, signature: CompactSignature): Promise<ClosedSession> {
-  if (session.status === "closed") throw new ApiError(409, "session_closed", `session ${session.id} is already closed`);
-  if (ctx.busySessions.has(session.id)) throw new ApiError(409, "session_busy", `session ${session.id} has a call in flight`);
-  const final: VoucherState = { ...session.state, sequence: session.state.sequence + 1, isFinal: true };
-  requireAgentSignature(ctx, session, final, signature);
-  const voucher: SignedVoucher = {
-    voucher: { terms: session.terms, ...final },
-    agentSignature: signature,
-    providerSignature: signDigest(sessionSignerKey(ctx, session), voucherDigest(ctx.domainSeparator, session.id, final)),
-  };
-  ctx.busySessions.add(session.id);
+export async function closeSession(ctx: RelayerContext, keyed: SessionRecord, signature: CompactSignature): Promise<ClosedSession> {
+  if (keyed.status === "closed") throw new ApiError(409, "session_closed", `session ${keyed.id} is already closed`);
+  // Held like a call (no call runs meanwhile, on any instance), and closed at the state held.
+  const hold = await SessionHold.take(ctx.repo, keyed.id);
+  if (hold === undefined) throw new ApiError(409, "session_busy", `session ${keyed.id} has a call in flight`);
   try {
+    const { session } = hold;
+    if (session.status === "closed") throw new ApiError(409, "session_closed", `session ${session.id} is already closed`);
+    const final: VoucherState = { ...session.state, sequence: session.state.sequence + 1, isFinal: true };
+    requireAgentSignature(ctx, session, final, signature);
+    const voucher: SignedVoucher = {
+      voucher: { terms: session.terms, ...final },
+      agentSignature: signature,
+      providerSignature: signDigest(sessionSignerKey(ctx, session), voucherDigest(ctx.domainSeparator, session.id, final)),
+    };
     const txHash = await settleNow(ctx, "close", [voucher], [{ sessionId: session.id, sequence: final.sequence }], CLOSE_WAIT_MS).catch((error: unknown) => {
       if (!(error instanceof TxPendingError)) throw error;
       throw new ApiError(503, "close_pending", `the close was sent (${error.hash}) and is not confirmed yet; it completes on its own`);
     });
     return { sessionId: session.id, status: "closed", closeTxHash: txHash, settled: formatUsdc(final.cumulativeCost) };
   } finally {
-    ctx.busySessions.delete(session.id);
+    await hold.release();
   }
 }
 
@@ -390,21 +393,22 @@ export async function settleNow(
   items: { sessionId: Hex; sequence: number }[],
   waitMs?: number,
 ): Promise<Hex> {
-  const id = ctx.repo.insertSettlement(kind, items);
+  const id = await ctx.repo.insertSettlement(kind, items);
+  if (id === undefined) throw new ApiError(409, "session_busy", `a settlement of ${items.map((item) => item.sessionId).join(", ")} is in flight`);
   let hash: Hex;
   let txId: number;
   try {
     const request = await ctx.chain.prepareSettlement(kind, vouchers);
     // Recorded with its transaction before it is broadcast; from here on it is sent, whatever the
     // broadcast or a lookup after it answers, and only the chain's state resolves it.
-    ({ hash, id: txId } = await ctx.chain.transactions.send(kind, request, (tx) => ctx.repo.linkSettlementTx(id, tx.id, tx.hash, tx.nonce)));
+    ({ hash, id: txId } = await ctx.chain.transactions.send(kind, request, (tx, repo) => repo.linkSettlementTx(id, tx.id, tx.hash, tx.nonce)));
   } catch (error) {
-    ctx.repo.failSettlement(id, revertReason(error));
+    await ctx.repo.failSettlement(id, revertReason(error));
     throw new SettlementRejectedError(400, `${kind}_rejected` as const, `the escrow refused the ${kind}: ${revertReason(error)}`, contractRevert(error), error);
   }
   if (waitMs === undefined) return hash;
   await ctx.chain.transactions.wait(txId, waitMs); // TxPendingError: still sent; the settlement worker resolves it
-  const resolved = await reconcileSettlement(ctx, ctx.repo.getSettlement(id)!);
+  const resolved = await reconcileSettlement(ctx, (await ctx.repo.getSettlement(id))!);
   if (resolved.status === "settled") return resolved.hash ?? hash;
   if (resolved.status === "pending") throw new TxPendingError(txId, hash, "the escrow could not be read to resolve it");
   throw new SettlementRejectedError(502, `${kind}_reverted` as const, `transaction ${hash} did not ${kind}: ${resolved.reason}`, undefined, undefined);
@@ -417,18 +421,18 @@ const unauthorized = (code: ErrorCode, message: string) => new ApiError(401, cod
  * until the key is revoked (401 `api_key_revoked`) or the session is closed or past its deadline by
  * the chain's clock (410 `session_finalized` or `session_expired`).
  */
-export function authenticate(ctx: RelayerContext, apiKey: string | undefined): SessionRecord {
+export async function authenticate(ctx: RelayerContext, apiKey: string | undefined): Promise<SessionRecord> {
   if (apiKey === undefined) {
     throw unauthorized("missing_api_key", "missing API key: send `Authorization: Bearer <key>` (the key returned by POST /v1/sessions)");
   }
-  const key = ctx.repo.apiKey(apiKey);
-  const session = key && ctx.repo.getSession(key.sessionId);
+  const key = await ctx.repo.apiKey(apiKey);
+  const session = key && (await ctx.repo.getSession(key.sessionId));
   if (key === undefined || session === undefined) throw unauthorized("invalid_api_key", "invalid API key");
   if (key.revokedAt !== null) throw unauthorized("api_key_revoked", `this API key of session ${session.id} was revoked`);
   // The key ends with its session, and is refused as the session is, saying why (410
   // session_finalized or session_expired, which clients take as "open a new session").
   const now = ctx.chainIndex.chainTime();
-  if (session.status === "closed" || now >= session.terms.deadline) throw servingRefusal(ctx, session, now)!;
+  if (session.status === "closed" || now >= session.terms.deadline) throw (await servingRefusal(ctx, session, now))!;
   return session;
 }
 
@@ -455,7 +459,7 @@ export type ReadCredentials = { apiKey: string | undefined } | { expiresAt: numb
  */
 export async function authorizeRead(ctx: RelayerContext, session: SessionRecord, credentials: ReadCredentials): Promise<"agent" | "creator"> {
   if ("apiKey" in credentials) {
-    keySession(authenticate(ctx, credentials.apiKey), session.id);
+    keySession(await authenticate(ctx, credentials.apiKey), session.id);
     return "agent";
   }
   const { expiresAt } = credentials;
@@ -464,7 +468,7 @@ export async function authorizeRead(ctx: RelayerContext, session: SessionRecord,
     throw unauthorized("invalid_signature", `the read signature expires at ${expiresAt}: it must be in the future, at most ${SESSION_READ_MAX_SECONDS} s ahead`);
   }
   const signer = await recoverMessageAddress({ message: sessionReadMessage(session.id, expiresAt), signature: credentials.signature }).catch(() => undefined);
-  const creator = ctx.chainIndex.budget(Number(session.terms.budgetId))?.creator;
+  const creator = (await ctx.chainIndex.budget(Number(session.terms.budgetId)))?.creator;
   if (signer?.toLowerCase() === session.agent.toLowerCase()) return "agent";
   if (signer !== undefined && signer.toLowerCase() === creator?.toLowerCase()) return "creator";
   throw unauthorized("invalid_signature", `the read signature is not by session ${session.id}'s agent or its budget's creator`);
@@ -475,8 +479,8 @@ export async function authorizeRead(ctx: RelayerContext, session: SessionRecord,
  * then on, at once. (Whoever holds a key may already spend with it; the agent ends its use for good
  * by closing the session, which its key does not authorize.)
  */
-export function revokeKey(ctx: RelayerContext, session: SessionRecord, apiKey: string | undefined): KeyRevoked {
-  keySession(authenticate(ctx, apiKey), session.id);
-  ctx.repo.revokeApiKey(apiKey!);
+export async function revokeKey(ctx: RelayerContext, session: SessionRecord, apiKey: string | undefined): Promise<KeyRevoked> {
+  keySession(await authenticate(ctx, apiKey), session.id);
+  await ctx.repo.revokeApiKey(apiKey!);
   return { sessionId: session.id, revoked: true };
 }

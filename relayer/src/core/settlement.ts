@@ -68,10 +68,10 @@ export type SettlementResolution = { status: "settled"; hash: Hex | null } | { s
  */
 export async function reconcileSettlement(ctx: RelayerContext, settlement: SettlementRecord): Promise<SettlementResolution> {
   if (settlement.status !== "pending") return settlement.status === "confirmed" ? { status: "settled", hash: settlement.txHash } : { status: "unsettled", reason: settlement.error ?? "failed" };
-  const tx = settlement.txId === null ? undefined : ctx.chain.transactions.get(settlement.txId);
+  const tx = settlement.txId === null ? undefined : await ctx.chain.transactions.get(settlement.txId);
   if (tx === undefined || tx.status === "pending" || tx.status === "mined") return { status: "pending" };
   if (tx.status === "confirmed") {
-    ctx.repo.confirmSettlement(settlement.id, tx.minedHash!);
+    await ctx.repo.confirmSettlement(settlement.id, tx.minedHash!);
     return { status: "settled", hash: tx.minedHash };
   }
   let states;
@@ -82,12 +82,12 @@ export async function reconcileSettlement(ctx: RelayerContext, settlement: Settl
   }
   for (const { item, state } of states) {
     const finalized = state.claimEnd === FINALIZED;
-    ctx.repo.followChain({ id: item.sessionId, settled: state.settled, sequence: state.sequence, closeRequested: false, finalized, closeTx: null });
+    await ctx.repo.followChain({ id: item.sessionId, settled: state.settled, sequence: state.sequence, closeRequested: false, finalized, closeTx: null });
   }
   const settledByChain = states.every(({ item, state }) => state.sequence >= item.sequence);
   const what = tx.status === "reverted" ? `transaction ${tx.minedHash} reverted` : `nonce ${tx.nonce} was used by another transaction`;
   const reason = settledByChain ? `${what}; the escrow shows its vouchers settled` : what;
-  ctx.repo.failSettlement(settlement.id, reason);
+  await ctx.repo.failSettlement(settlement.id, reason);
   return settledByChain ? { status: "settled", hash: null } : { status: "unsettled", reason };
 }
 
@@ -122,7 +122,7 @@ export class SettlementWorker {
 
   /** Reconciles what a previous run left pending, then polls. */
   async start(): Promise<void> {
-    this.recover();
+    await this.recover();
     await this.reconcile().catch((error: unknown) => log.error({ err: error }, "settlement reconciliation failed"));
     this.stopped = false;
     this.schedule();
@@ -154,16 +154,16 @@ export class SettlementWorker {
 
   /** Resolves every pending settlement whose transaction is final, and the opens left unresolved. */
   async reconcile(): Promise<void> {
-    for (const settlement of this.ctx.repo.pendingSettlements()) {
+    for (const settlement of await this.ctx.repo.pendingSettlements()) {
       const resolved = await reconcileSettlement(this.ctx, settlement);
-      if (resolved.status === "unsettled") for (const { sessionId } of settlement.items) this.fail(sessionId, new Error(resolved.reason));
+      if (resolved.status === "unsettled") for (const { sessionId } of settlement.items) await this.fail(sessionId, new Error(resolved.reason));
     }
     await reconcileOpens(this.ctx);
   }
 
   private async sendDue(force: boolean): Promise<Hex | undefined> {
     const now = Date.now();
-    const due = this.ctx.repo.sessionsToSettle(this.options.maxBatch, now);
+    const due = await this.ctx.repo.sessionsToSettle(this.options.maxBatch, now);
     if (due.length === 0) return undefined;
     const oldest = Math.min(...due.map(({ signedAt }) => signedAt));
     const chainNow = this.ctx.chainIndex.chainTime(now);
@@ -188,7 +188,7 @@ export class SettlementWorker {
   /** After a failure that names no session (a revert on-chain, a transport error): one by one. */
   private async settleOneByOne(sessions: SessionRecord[], error: unknown): Promise<Hex | undefined> {
     if (sessions.length === 1) {
-      this.fail(sessions[0].id, error);
+      await this.fail(sessions[0].id, error);
       return undefined;
     }
     let last: Hex | undefined;
@@ -198,7 +198,7 @@ export class SettlementWorker {
         this.failures.delete(session.id);
       } catch (singleError) {
         const refused = refusedSession(singleError, [session]);
-        if (refused === undefined) this.fail(session.id, singleError);
+        if (refused === undefined) await this.fail(session.id, singleError);
         else await this.refused(session, refused.revert, singleError);
       }
     }
@@ -212,14 +212,14 @@ export class SettlementWorker {
    */
   private async refused(session: SessionRecord, revert: ContractRevert, error: unknown): Promise<void> {
     if (!SESSION_STATE_REFUSALS.has(revert.errorName)) {
-      this.fail(session.id, error);
+      await this.fail(session.id, error);
       return;
     }
     let state: Awaited<ReturnType<RelayerContext["chain"]["session"]>>;
     try {
       state = await this.ctx.chain.session(session.id);
     } catch (readError) {
-      this.fail(session.id, readError);
+      await this.fail(session.id, readError);
       return;
     }
     const finalized = state.claimEnd === FINALIZED;
@@ -228,24 +228,21 @@ export class SettlementWorker {
     else if (state.claimEnd === 0) why = `the escrow has no session ${session.id}`;
     else if (revert.errorName === "EscrowClaimWindowOver") why = `its claim window ended at ${new Date(state.claimEnd * 1000).toISOString()}`;
     const reason = `${revert.errorName}: ${why}`;
-    this.ctx.repo.followChain({ id: session.id, settled: state.settled, sequence: state.sequence, closeRequested: false, finalized, closeTx: null }, reason);
+    await this.ctx.repo.followChain({ id: session.id, settled: state.settled, sequence: state.sequence, closeRequested: false, finalized, closeTx: null }, reason);
     this.failures.delete(session.id);
-    const after = this.ctx.repo.getSession(session.id)!;
+    const after = (await this.ctx.repo.getSession(session.id))!;
     if (after.signedSequence <= after.settledSequence) return; // already settled on-chain: nothing is lost
-    if (!finalized) this.ctx.repo.markUnsettled(session.id, reason);
+    if (!finalized) await this.ctx.repo.markUnsettled(session.id, reason);
     this.ctx.stats.recordSettlements("unsettleable", 1);
     log.error({ sessionId: session.id, fromSequence: after.settledSequence + 1, toSequence: after.signedSequence, reason }, "vouchers can never settle");
   }
 
-  private settle(sessions: SessionRecord[]): Promise<Hex> {
-    const vouchers: SignedVoucher[] = sessions.map((session) => {
-      const record = this.ctx.repo.receiptAt(session.id, session.signedSequence)!;
-      return {
-        voucher: { terms: session.terms, ...record.state },
-        agentSignature: record.agentSignature!,
-        providerSignature: record.providerSignature,
-      };
-    });
+  private async settle(sessions: SessionRecord[]): Promise<Hex> {
+    const vouchers: SignedVoucher[] = [];
+    for (const session of sessions) {
+      const record = (await this.ctx.repo.receiptAt(session.id, session.signedSequence))!;
+      vouchers.push({ voucher: { terms: session.terms, ...record.state }, agentSignature: record.agentSignature!, providerSignature: record.providerSignature });
+    }
     const items = sessions.map((session) => ({ sessionId: session.id, sequence: session.signedSequence }));
     return settleNow(this.ctx, "settle", vouchers, items).then((hash) => {
       this.ctx.stats.recordSettlements("settled", sessions.length);
@@ -254,11 +251,11 @@ export class SettlementWorker {
   }
 
   /** Backs session `id` off, alone, in the store: the due query skips it until its retry time. */
-  private fail(id: Hex, error: unknown): void {
+  private async fail(id: Hex, error: unknown): Promise<void> {
     const failures = (this.failures.get(id) ?? 0) + 1;
     this.failures.set(id, failures);
     const delay = this.options.retryBaseMs * 2 ** Math.min(failures - 1, 6);
-    this.ctx.repo.deferSettlement(id, Date.now() + delay);
+    await this.ctx.repo.deferSettlement(id, Date.now() + delay);
     this.ctx.stats.recordSettlements("retried", 1);
     log.warn({ sessionId: id, retryInMs: delay, err: error }, "settlement of session failed; retried");
   }
@@ -268,9 +265,9 @@ export class SettlementWorker {
    * (or an earlier version sent them, unmanaged). They are failed, so their vouchers are due again:
    * one already settled on-chain is refused as stale, which counts as settled.
    */
-  private recover(): void {
-    for (const settlement of this.ctx.repo.pendingSettlements()) {
-      if (settlement.txId === null) this.ctx.repo.failSettlement(settlement.id, settlement.txHash === null ? "never sent (relayer stopped before sending)" : "sent unmanaged by an earlier relayer; re-posted");
+  private async recover(): Promise<void> {
+    for (const settlement of await this.ctx.repo.pendingSettlements()) {
+      if (settlement.txId === null) await this.ctx.repo.failSettlement(settlement.id, settlement.txHash === null ? "never sent (relayer stopped before sending)" : "sent unmanaged by an earlier relayer; re-posted");
     }
   }
 

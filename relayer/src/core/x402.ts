@@ -9,6 +9,7 @@ import { PeriodicPass } from "../periodic.ts";
 import { EndpointRefusedError, ResponseTooLargeError, readCapped, readHead, type EndpointUrl } from "../outbound.ts";
 import type { SentTx, TxRequest } from "../tx-manager.ts";
 import type { MarketplacePort } from "./chain-port.ts";
+import type { Repository } from "../store/repository.ts";
 import { PaymentLocks, type PaymentKind, type PaymentRecord } from "../store/agent-payments.ts";
 import { log } from "../log.ts";
 import type { AgentList, AgentView, ErrorCode } from "@agentmesh/sdk/protocol";
@@ -50,6 +51,11 @@ const MAX_AGENT_RESPONSE_BYTES = 4 * 1024 * 1024;
 /** How often unresolved settlements are reconciled with the chain, and how many per pass. */
 const RECONCILE_INTERVAL_MS = 5_000;
 const RECONCILE_BATCH = 100;
+/**
+ * A reservation older than this, on a database several instances share, is a stopped instance's: a
+ * live one verifies the payment and calls the agent (AGENT_TIMEOUT_MS) well within it.
+ */
+const STALE_RESERVATION_MS = 5 * AGENT_TIMEOUT_MS;
 /** How long a call's answer is kept for retries of its payment once the payment is resolved. */
 const ANSWER_RETENTION_MS = 24 * 3_600_000;
 /** What a payer is told to wait before retrying a payment in flight or pending. */
@@ -116,8 +122,11 @@ export class X402Gateway {
    * Releases the reservations a previous process left (nothing was sent for them) and starts
    * reconciling unresolved settlements every RECONCILE_INTERVAL_MS.
    */
-  start(): void {
-    const released = this.payments.releaseReservations();
+  async start(): Promise<void> {
+    // Alone on its database, reservations left were a previous run's; sharing it, one older than a
+    // call may last is a stopped instance's (a live one keeps its call within that).
+    const before = this.ctx.repo.database.dialect === "sqlite" ? Date.now() : Date.now() - STALE_RESERVATION_MS;
+    const released = await this.payments.releaseReservations(before);
     if (released > 0) log.warn({ released }, "released x402 payments reserved by a previous run (nothing was settled for them)");
     this.reconciler.start();
   }
@@ -170,7 +179,7 @@ export class X402Gateway {
     }
     const payer = payment.authorization.from;
     const outcome = await this.use(agent, requirements, payload, payment, "settle", null, async () => {
-      this.payments.settling(this.key(payment), null);
+      await this.payments.settling(this.key(payment), null);
       return this.sendAndAwait(agent, payment);
     });
     switch (outcome.state) {
@@ -200,15 +209,15 @@ export class X402Gateway {
         try {
           answer = await call();
         } catch (error) {
-          this.payments.failed(this.key(payment), `the agent call failed: ${(error as Error).message}`);
+          await this.payments.failed(this.key(payment), `the agent call failed: ${(error as Error).message}`);
           throw error;
         }
       }
-      this.payments.settling(this.key(payment), answer);
+      await this.payments.settling(this.key(payment), answer);
       return this.sendAndAwait(agent, payment);
     });
     if (outcome.state !== "settled") return outcome;
-    const answer = this.payments.get(this.key(payment))?.response;
+    const answer = (await this.payments.get(this.key(payment)))?.response;
     if (answer == null) {
       const hours = ANSWER_RETENTION_MS / 3_600_000;
       return { state: "conflict", code: "payment_answer_expired", message: `this payment was settled and answered more than ${hours} hours ago; its answer is no longer kept` };
@@ -247,7 +256,7 @@ export class X402Gateway {
     for (let attempt = 0; attempt < 3; attempt++) {
       const running = this.inFlight.get(id);
       if (running !== undefined) return sameUse(running, wanted) ?? running.outcome;
-      const stored = this.payments.get(key);
+      const stored = await this.payments.get(key);
       if (stored !== undefined && stored.state !== "failed") {
         const conflict = sameUse(stored, wanted);
         if (conflict !== undefined) return conflict;
@@ -256,13 +265,13 @@ export class X402Gateway {
         return this.hold(id, wanted, () => this.reconcile(stored));
       }
       const verified = await this.verify(payload, requirements);
-      if (this.inFlight.has(id) || this.payments.get(key)?.state !== stored?.state) continue; // taken meanwhile: look again
+      if (this.inFlight.has(id) || (await this.payments.get(key))?.state !== stored?.state) continue; // taken meanwhile: look again
       if (!verified.isValid) {
         return { state: "failed", reason: verified.invalidReason ?? "invalid_payment", message: verified.invalidMessage ?? "the payment is invalid" };
       }
       const reserved = { ...key, ...wanted, agentId: agent.id, payload: JSON.stringify(payload) };
-      if (!this.payments.reserve(reserved)) continue;
-      const record = this.payments.get(key)!;
+      if (!(await this.payments.reserve(reserved))) continue;
+      const record = (await this.payments.get(key))!;
       return this.hold(id, wanted, () => run(record));
     }
     return inFlightConflict();
@@ -290,25 +299,25 @@ export class X402Gateway {
         return this.settled(key, (await this.marketplace.authorizationTx(payment.authorization.from, payment.authorization.nonce).catch(() => undefined)) ?? null);
       }
       const message = `the payment could not be settled: ${(error as Error).message.split("\n")[0]}`;
-      this.payments.failed(key, message);
+      await this.payments.failed(key, message);
       return { state: "failed", reason: "settlement_failed", message };
     }
     let sent: SentTx;
     try {
-      sent = await this.sendPayment(request, (recorded) => this.payments.sent(key, recorded.hash));
+      sent = await this.sendPayment(request, (recorded, repo) => this.payments.sent(key, recorded.hash, repo));
     } catch (error) {
       // Refused before the transaction manager recorded it (gas estimation): nothing was sent yet.
-      this.payments.note(key, `sending the transfer failed: ${(error as Error).message.split("\n")[0]}`);
+      await this.payments.note(key, `sending the transfer failed: ${(error as Error).message.split("\n")[0]}`);
       return { state: "pending", transaction: null };
     }
     try {
       const outcome = await this.ctx.chain.transactions.wait(sent.id, this.ctx.limits.x402SettleTimeoutMs);
       if (outcome.status === "confirmed") return this.settled(key, outcome.hash);
     } catch (error) {
-      this.payments.note(key, `no receipt for ${sent.hash} yet: ${(error as Error).message.split("\n")[0]}`);
+      await this.payments.note(key, `no receipt for ${sent.hash} yet: ${(error as Error).message.split("\n")[0]}`);
       return { state: "pending", transaction: sent.hash };
     }
-    return this.reconcile(this.payments.get(key)!);
+    return this.reconcile((await this.payments.get(key))!);
   }
 
   /**
@@ -316,7 +325,7 @@ export class X402Gateway {
    * (which owns the gas account's nonces, re-broadcasts and bumps it); `recorded` runs in the same
    * database transaction that records it. The one place the facilitator broadcasts a transaction.
    */
-  private sendPayment(request: TxRequest, recorded: (sent: SentTx) => void): Promise<SentTx> {
+  private sendPayment(request: TxRequest, recorded: (sent: SentTx, repo: Repository) => Promise<void>): Promise<SentTx> {
     return this.ctx.chain.transactions.send("payWithAuthorization", request, recorded);
   }
 
@@ -337,7 +346,7 @@ export class X402Gateway {
       }
       if (status === "reverted") {
         const message = `the settlement transaction ${record.txHash} reverted; nothing was charged`;
-        this.payments.failed(key, message);
+        await this.payments.failed(key, message);
         return { state: "failed", reason: "settlement_failed", message };
       }
       if (status === "success" || (record.txHash !== null && (await this.knownTransaction(record.txHash)))) {
@@ -345,14 +354,14 @@ export class X402Gateway {
       }
       if ((await this.ctx.chain.latestBlockTime()) >= validBefore) {
         const message = "the payment's authorization expired before its transfer mined; nothing was charged";
-        this.payments.failed(key, message);
+        await this.payments.failed(key, message);
         return { state: "failed", reason: "settlement_failed", message };
       }
       const agent = await this.marketplace.agent(record.agentId);
       if (agent === undefined) throw new Error(`agent ${record.agentId} is not listed`);
       return await this.sendAndAwait(agent, payment);
     } catch (error) {
-      this.payments.note(key, `reconciling failed: ${(error as Error).message.split("\n")[0]}`);
+      await this.payments.note(key, `reconciling failed: ${(error as Error).message.split("\n")[0]}`);
       return { state: "pending", transaction: record.txHash };
     }
   }
@@ -362,12 +371,12 @@ export class X402Gateway {
    * re-broadcasts what the node dropped, and may replace it with higher fees), or the node knows it.
    */
   private async knownTransaction(hash: Hex): Promise<boolean> {
-    if (this.ctx.chain.transactions.inFlight().some((tx) => tx.hashes.includes(hash))) return true;
+    if ((await this.ctx.chain.transactions.inFlight()).some((tx) => tx.hashes.includes(hash))) return true;
     return this.ctx.chain.knowsTransaction(hash);
   }
 
-  private settled(key: { payer: Hex; nonce: Hex }, transaction: Hex | null): SettlementOutcome {
-    this.payments.settled(key, transaction);
+  private async settled(key: { payer: Hex; nonce: Hex }, transaction: Hex | null): Promise<SettlementOutcome> {
+    await this.payments.settled(key, transaction);
     return { state: "settled", transaction };
   }
 
@@ -380,9 +389,9 @@ export class X402Gateway {
   }
 
   private async reconcilePass(): Promise<{ settled: number; failed: number; pending: number }> {
-    this.payments.forgetAnswers(Date.now() - ANSWER_RETENTION_MS);
+    await this.payments.forgetAnswers(Date.now() - ANSWER_RETENTION_MS);
     const counts = { settled: 0, failed: 0, pending: 0 };
-    for (const record of this.payments.settlingPayments(RECONCILE_BATCH)) {
+    for (const record of await this.payments.settlingPayments(RECONCILE_BATCH)) {
       const id = inFlightId(record);
       if (this.inFlight.has(id)) continue;
       const outcome = await this.hold(id, record, () => this.reconcile(record));

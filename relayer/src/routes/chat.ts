@@ -17,7 +17,7 @@ export const chatRoutes: Route[] = [{ method: "POST", pattern: /^\/v1\/chat\/com
 
 /** `POST /v1/chat/completions`: authenticates the key, parses the request, serves it on the key's session. */
 async function chatCompletions(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const keyed = authenticate(ctx, bearerToken(req));
+  const keyed = await authenticate(ctx, bearerToken(req));
   const body = await readJsonBody(req, ctx.limits.maxBodyBytes);
   const request = parseBody(chatRequestSchema, body);
   request.sessionId = keySession(keyed, request.sessionId); // a key serves its own session only

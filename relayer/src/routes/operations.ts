@@ -14,10 +14,10 @@ export const operationRoutes: Route[] = [
     method: "GET",
     pattern: /^\/readyz$/,
     // 200 when the relayer serves calls, else 503 naming what is missing (see readiness.ts).
-    handler: (ctx, _req, res) => {
+    handler: async (ctx, _req, res) => {
       const problems = ctx.readiness?.problems() ?? [];
       const status = problems.length === 0 ? 200 : 503;
-      const readiness: ReadinessView = { status: status === 200 ? "ready" : "not_ready", chainId: ctx.chain.chainId, indexedBlock: ctx.chainIndex.lastBlock() ?? null, problems };
+      const readiness: ReadinessView = { status: status === 200 ? "ready" : "not_ready", chainId: ctx.chain.chainId, indexedBlock: (await ctx.chainIndex.lastBlock()) ?? null, problems };
       sendJson(res, status, readiness);
     },
     doc: { summary: "Readiness: 200 when calls are served, else 503 naming what is missing", response: readinessSchema },

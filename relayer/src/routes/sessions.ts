@@ -70,7 +70,7 @@ export const sessionRoutes: Route[] = [
 ];
 
 /** The session a path names, or a 400 (not a session id) or a 404. */
-function pathSession(ctx: RelayerContext, id: string): SessionRecord {
+function pathSession(ctx: RelayerContext, id: string): Promise<SessionRecord> {
   const parsed = hex32Schema.safeParse(id);
   if (!parsed.success) throw badRequest(`"${id}" is not a session id (0x-prefixed 32-byte hex)`, "invalid_session_id");
   return requireSession(ctx, parsed.data);
@@ -87,31 +87,31 @@ async function postSession(ctx: RelayerContext, req: IncomingMessage, res: Serve
  * receipts, for the holder of its API key or of a read signature.
  */
 async function getSession(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
-  const session = pathSession(ctx, id);
+  const session = await pathSession(ctx, id);
   const reader = await authorizeRead(ctx, session, readCredentials(req));
   const query = new URL(req.url ?? "/", "http://relayer").searchParams;
   const page = parseBody(receiptPageQuerySchema, { after: query.get("after") ?? undefined, limit: query.get("limit") ?? undefined });
-  sendJson(res, 200, sessionPage(ctx, session, page, reader));
+  sendJson(res, 200, await sessionPage(ctx, session, page, reader));
 }
 
 /** `POST /v1/sessions/{id}/vouchers`: the agent's signature of the state after a served call. */
 async function postVoucher(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
-  const session = pathSession(ctx, id);
+  const session = await pathSession(ctx, id);
   const voucher = parseBody(voucherSchema, await readJsonBody(req, ctx.limits.maxBodyBytes));
   sendJson(res, 200, await submitVoucher(ctx, session, voucher));
 }
 
 /** `POST /v1/sessions/{id}/close`: the cooperative close, with the agent's signature of the final state. */
 async function postClose(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
-  const session = pathSession(ctx, id);
+  const session = await pathSession(ctx, id);
   const { signature } = parseBody(closeSessionRequestSchema, await readJsonBody(req, ctx.limits.maxBodyBytes));
   sendJson(res, 200, await closeSession(ctx, session, signature));
 }
 
 /** `DELETE /v1/sessions/{id}/key`: revokes the API key the request carries (the session's). */
-function deleteKey(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse, id: string): void {
-  const session = pathSession(ctx, id);
-  sendJson(res, 200, revokeKey(ctx, session, bearerToken(req)));
+async function deleteKey(ctx: RelayerContext, req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
+  const session = await pathSession(ctx, id);
+  sendJson(res, 200, await revokeKey(ctx, session, bearerToken(req)));
 }
 
 /** `GET /v1/receipts/{hash}`: the receipt, its verification and its settlement, to a reader of its session. */

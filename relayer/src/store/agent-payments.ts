@@ -1,7 +1,6 @@
-import type { StatementSync } from "node:sqlite";
 import type { Hex } from "viem";
-import { statementCache } from "./database.ts";
 import type { Repository } from "./repository.ts";
+import type { SqlRunner } from "./sql.ts";
 
 /**
  * Where an x402 payment (one EIP-3009 authorization, keyed by payer and nonce) stands here:
@@ -49,120 +48,105 @@ const keyOf = ({ payer, nonce }: PaymentKey) => [payer.toLowerCase(), nonce.toLo
  */
 export class PaymentLocks {
   private readonly repo: Repository;
-  private readonly statement: (sql: string) => StatementSync;
 
   constructor(repo: Repository) {
     this.repo = repo;
-    this.statement = statementCache(repo.db);
   }
 
-  get(key: PaymentKey): PaymentRecord | undefined {
-    const row = this.statement("SELECT * FROM x402_payments WHERE payer = ? AND nonce = ?").get(...keyOf(key)) as Row | undefined;
+  async get(key: PaymentKey): Promise<PaymentRecord | undefined> {
+    const row = await this.repo.sql.get("SELECT * FROM x402_payments WHERE payer = ? AND nonce = ?", keyOf(key));
     return row && toPayment(row);
   }
 
   /**
    * Takes the lock of `payment` for a new attempt: true when there was no row, or only a `failed`
    * one (nothing was charged). A failed call's stored answer is kept when the same payment retries
-   * the same request, so the agent is not run again. False when the payment is held or used.
+   * the same request, so the agent is not run again. False when the payment is held or used. The
+   * primary key (payer, nonce) makes this hold across every instance sharing the database: of two
+   * taking one payment at once, one inserts and the other finds its row.
    */
-  reserve(payment: Pick<PaymentRecord, "payer" | "nonce" | "kind" | "agentId" | "authorizationHash" | "requestHash" | "payload">): boolean {
+  async reserve(payment: Pick<PaymentRecord, "payer" | "nonce" | "kind" | "agentId" | "authorizationHash" | "requestHash" | "payload">): Promise<boolean> {
     const now = Date.now();
-    return this.repo.transaction(() => {
-      const existing = this.get(payment);
-      if (existing === undefined) {
-        this.statement(
-            `INSERT INTO x402_payments (payer, nonce, kind, agent_id, authorization_hash, request_hash, state, payload, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, 'reserved', ?, ?, ?)`,
-          )
-          .run(...keyOf(payment), payment.kind, payment.agentId, payment.authorizationHash, payment.requestHash, payment.payload, now, now);
-        return true;
-      }
-      if (existing.state !== "failed") return false;
-      const sameCall =
-        existing.kind === payment.kind &&
-        existing.agentId === payment.agentId &&
-        existing.authorizationHash === payment.authorizationHash &&
-        existing.requestHash === payment.requestHash;
-      this.statement(
-          `UPDATE x402_payments SET kind = ?, agent_id = ?, authorization_hash = ?, request_hash = ?, state = 'reserved', payload = ?,
-             response = ?, tx_hash = NULL, error = NULL, updated_at = ? WHERE payer = ? AND nonce = ?`,
-        )
-        .run(payment.kind, payment.agentId, payment.authorizationHash, payment.requestHash, payment.payload, sameCall ? existing.response : null, now, ...keyOf(payment));
-      return true;
-    });
+    const { changes } = await this.repo.sql.run(
+      `INSERT INTO x402_payments (payer, nonce, kind, agent_id, authorization_hash, request_hash, state, payload, created_at, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, 'reserved', ?, ?, ?)
+       ON CONFLICT (payer, nonce) DO UPDATE SET kind = excluded.kind, agent_id = excluded.agent_id,
+         authorization_hash = excluded.authorization_hash, request_hash = excluded.request_hash, state = 'reserved',
+         payload = excluded.payload, tx_hash = NULL, error = NULL, updated_at = excluded.updated_at,
+         response = CASE WHEN x402_payments.kind = excluded.kind AND x402_payments.agent_id = excluded.agent_id
+             AND x402_payments.authorization_hash = excluded.authorization_hash
+             AND COALESCE(x402_payments.request_hash, '') = COALESCE(excluded.request_hash, '')
+           THEN x402_payments.response ELSE NULL END
+       WHERE x402_payments.state = 'failed'`,
+      [...keyOf(payment), payment.kind, payment.agentId, payment.authorizationHash, payment.requestHash, payment.payload, now, now],
+    );
+    return changes > 0;
   }
 
   /** reserved → settling, with the agent's answer (calls): the transfer may be sent once this returns. */
-  settling(key: PaymentKey, response: string | null): void {
-    this.update(key, "state = 'settling', response = COALESCE(?, response), tx_hash = NULL, error = NULL", response);
+  async settling(key: PaymentKey, response: string | null): Promise<void> {
+    await this.update(key, "state = 'settling', response = COALESCE(?, response), tx_hash = NULL, error = NULL", response);
   }
 
-  /** Records the transfer sent for a `settling` payment. */
-  sent(key: PaymentKey, txHash: Hex): void {
-    this.update(key, "tx_hash = ?", txHash);
+  /** Records the transfer sent for a `settling` payment (in the transaction manager's recording transaction when `repo` is given). */
+  async sent(key: PaymentKey, txHash: Hex, repo: Repository = this.repo): Promise<void> {
+    await repo.sql.run("UPDATE x402_payments SET tx_hash = ?, updated_at = ? WHERE payer = ? AND nonce = ?", [txHash, Date.now(), ...keyOf(key)]);
   }
 
   /** Records why a `settling` payment is still unresolved (an RPC error, say), keeping its state. */
-  note(key: PaymentKey, error: string): void {
-    this.update(key, "error = ?", error.slice(0, 2000));
+  async note(key: PaymentKey, error: string): Promise<void> {
+    await this.update(key, "error = ?", error.slice(0, 2000));
   }
 
   /** The authorization was used on-chain (by `txHash` when known). */
-  settled(key: PaymentKey, txHash: Hex | null): void {
-    this.update(key, "state = 'settled', tx_hash = COALESCE(?, tx_hash), error = NULL", txHash);
+  async settled(key: PaymentKey, txHash: Hex | null): Promise<void> {
+    await this.update(key, "state = 'settled', tx_hash = COALESCE(?, tx_hash), error = NULL", txHash);
   }
 
   /** Nothing was charged and nothing can be: the lock is released (the answer, if any, is kept). */
-  failed(key: PaymentKey, error: string): void {
-    this.update(key, "state = 'failed', error = ?", error.slice(0, 2000));
+  async failed(key: PaymentKey, error: string): Promise<void> {
+    await this.update(key, "state = 'failed', error = ?", error.slice(0, 2000));
   }
 
-  /** Unresolved `settling` payments, least recently looked at first. */
-  settlingPayments(limit: number): PaymentRecord[] {
-    const rows = this.statement(
-        `SELECT * FROM x402_payments INDEXED BY x402_payments_unresolved
-          WHERE state IN ('reserved', 'settling') AND state = 'settling' ORDER BY updated_at LIMIT ?`,
-      )
-      .all(limit) as Row[];
+  /** Unresolved `settling` payments, least recently looked at first (the partial index x402_payments_unresolved). */
+  async settlingPayments(limit: number): Promise<PaymentRecord[]> {
+    const rows = await this.repo.sql.all(
+      "SELECT * FROM x402_payments WHERE state IN ('reserved', 'settling') AND state = 'settling' ORDER BY updated_at LIMIT ?",
+      [limit],
+    );
     return rows.map(toPayment);
   }
 
   /**
-   * Releases the reservations a previous process left (it stopped while verifying or calling the
-   * agent: nothing was sent, since a transfer is sent only from `settling`). Returns how many.
+   * Releases reservations older than `before` (ms): their holder stopped while verifying or calling
+   * the agent (nothing was sent, since a transfer is sent only from `settling`). On one instance,
+   * `before` is its start; several instances pass the longest a call may take. Returns how many.
    */
-  releaseReservations(): number {
-    return this.repo.transaction(() =>
-      Number(
-        this.statement(`UPDATE x402_payments SET state = 'failed', error = 'the relayer stopped before the call was settled', updated_at = ?
-           WHERE state IN ('reserved', 'settling') AND state = 'reserved'`)
-          .run(Date.now()).changes,
-      ),
+  async releaseReservations(before: number): Promise<number> {
+    const { changes } = await this.repo.sql.run(
+      `UPDATE x402_payments SET state = 'failed', error = 'the relayer stopped before the call was settled', updated_at = ?
+        WHERE state IN ('reserved', 'settling') AND state = 'reserved' AND updated_at < ?`,
+      [Date.now(), before],
     );
+    return changes;
   }
 
   /**
    * Drops the stored answers of payments resolved (settled or failed) before `before` (ms), at most
-   * 1,000 a call: a retry after that gets no answer (settled) or a new run (failed).
+   * 1,000 a call (the partial index x402_payments_answers): a retry after that gets no answer
+   * (settled) or a new run (failed).
    */
-  forgetAnswers(before: number): number {
-    return this.repo.transaction(() =>
-      Number(
-        this.statement(
-            `UPDATE x402_payments SET response = NULL WHERE rowid IN
-               (SELECT rowid FROM x402_payments INDEXED BY x402_payments_answers
-                 WHERE response IS NOT NULL AND updated_at < ? AND state IN ('settled', 'failed') LIMIT 1000)`,
-          )
-          .run(before).changes,
-      ),
+  async forgetAnswers(before: number): Promise<number> {
+    const { changes } = await this.repo.sql.run(
+      `UPDATE x402_payments SET response = NULL WHERE (payer, nonce) IN
+         (SELECT payer, nonce FROM x402_payments WHERE response IS NOT NULL AND updated_at < ? AND state IN ('settled', 'failed') LIMIT 1000)`,
+      [before],
     );
+    return changes;
   }
 
-  private update(key: PaymentKey, assignments: string, value: string | null): void {
-    this.repo.transaction(() =>
-      this.statement(`UPDATE x402_payments SET ${assignments}, updated_at = ? WHERE payer = ? AND nonce = ?`).run(value, Date.now(), ...keyOf(key)),
-    );
+  private async update(key: PaymentKey, assignments: string, value: string | null): Promise<void> {
+    await this.repo.sql.run(`UPDATE x402_payments SET ${assignments}, updated_at = ? WHERE payer = ? AND nonce = ?`, [value, Date.now(), ...keyOf(key)]);
   }
 }
 
@@ -199,35 +183,32 @@ export interface StoredLog {
  */
 export class PayoutLogs {
   private readonly repo: Repository;
-  private readonly statement: (sql: string) => StatementSync;
 
   constructor(repo: Repository) {
     this.repo = repo;
-    this.statement = statementCache(repo.db);
   }
 
   /** The last block scanned, or undefined before the first scan. */
-  cursor(): bigint | undefined {
-    const row = this.statement("SELECT last_block FROM payout_cursor WHERE id = 1").get() as Row | undefined;
+  async cursor(): Promise<bigint | undefined> {
+    const row = await this.repo.sql.get("SELECT last_block FROM payout_cursor WHERE id = 1");
     return row === undefined ? undefined : BigInt(row.last_block as number);
   }
 
   /** Stores the logs of a scanned range and moves the cursor to its end. */
-  append(toBlock: bigint, logs: readonly (StoredLog & { agentId: number; event: "AgentTermsSet" | "AgentPaid" })[]): void {
-    this.repo.transaction(() => {
-      for (const log of logs) {
-        this.statement("INSERT OR REPLACE INTO payout_logs (block, log_index, agent_id, event, topics, data) VALUES (?, ?, ?, ?, ?, ?)")
-          .run(Number(log.blockNumber), log.logIndex, log.agentId, log.event, JSON.stringify(log.topics), log.data);
-      }
-      this.statement("INSERT INTO payout_cursor (id, last_block) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET last_block = excluded.last_block")
-        .run(Number(toBlock));
+  append(toBlock: bigint, logs: readonly (StoredLog & { agentId: number; event: "AgentTermsSet" | "AgentPaid" })[]): Promise<void> {
+    return this.repo.transaction(async ({ sql }) => {
+      for (const log of logs) await putLog(sql, log.agentId, log);
+      await sql.run("INSERT INTO payout_cursor (id, last_block) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET last_block = excluded.last_block", [Number(toBlock)]);
     });
   }
 
   /** Agent `agentId`'s stored logs of `event` up to `toBlock`, oldest first. */
-  logs(agentId: number, event: "AgentTermsSet" | "AgentPaid", toBlock: bigint): StoredLog[] {
-    const rows = this.statement("SELECT * FROM payout_logs WHERE agent_id = ? AND event = ? AND block <= ? ORDER BY block, log_index")
-      .all(agentId, event, Number(toBlock)) as Row[];
+  async logs(agentId: number, event: "AgentTermsSet" | "AgentPaid", toBlock: bigint): Promise<StoredLog[]> {
+    const rows = await this.repo.sql.all("SELECT * FROM payout_logs WHERE agent_id = ? AND event = ? AND block <= ? ORDER BY block, log_index", [
+      agentId,
+      event,
+      Number(toBlock),
+    ]);
     return rows.map((row) => ({ blockNumber: BigInt(row.block as number), logIndex: Number(row.log_index), topics: JSON.parse(row.topics as string), data: row.data as Hex }));
   }
 
@@ -235,27 +216,32 @@ export class PayoutLogs {
    * Forgets what agent `agentId` no longer needs as of `atBlock`: all but its last terms, and all
    * but its last `pending` payments (the earlier ones were distributed).
    */
-  prune(agentId: number, atBlock: bigint, pending: number): void {
-    const keepFrom = (event: string, keep: number) =>
-      this.statement(
+  prune(agentId: number, atBlock: bigint, pending: number): Promise<void> {
+    return this.repo.transaction(async ({ sql }) => {
+      for (const [event, keep] of [["AgentTermsSet", 1], ["AgentPaid", pending]] as const) {
+        await sql.run(
           `DELETE FROM payout_logs WHERE agent_id = ? AND event = ? AND block <= ? AND (block, log_index) NOT IN
              (SELECT block, log_index FROM payout_logs WHERE agent_id = ? AND event = ? AND block <= ? ORDER BY block DESC, log_index DESC LIMIT ?)`,
-        )
-        .run(agentId, event, Number(atBlock), agentId, event, Number(atBlock), keep);
-    this.repo.transaction(() => {
-      keepFrom("AgentTermsSet", 1);
-      keepFrom("AgentPaid", pending);
+          [agentId, event, Number(atBlock), agentId, event, Number(atBlock), keep],
+        );
+      }
     });
   }
 
   /** Replaces agent `agentId`'s logs up to `toBlock` by `logs` (a rescan of that agent alone). */
-  replace(agentId: number, toBlock: bigint, logs: readonly (StoredLog & { event: "AgentTermsSet" | "AgentPaid" })[]): void {
-    this.repo.transaction(() => {
-      this.statement("DELETE FROM payout_logs WHERE agent_id = ? AND block <= ?").run(agentId, Number(toBlock));
-      for (const log of logs) {
-        this.statement("INSERT OR REPLACE INTO payout_logs (block, log_index, agent_id, event, topics, data) VALUES (?, ?, ?, ?, ?, ?)")
-          .run(Number(log.blockNumber), log.logIndex, agentId, log.event, JSON.stringify(log.topics), log.data);
-      }
+  replace(agentId: number, toBlock: bigint, logs: readonly (StoredLog & { event: "AgentTermsSet" | "AgentPaid" })[]): Promise<void> {
+    return this.repo.transaction(async ({ sql }) => {
+      await sql.run("DELETE FROM payout_logs WHERE agent_id = ? AND block <= ?", [agentId, Number(toBlock)]);
+      for (const log of logs) await putLog(sql, agentId, log);
     });
   }
+}
+
+/** Stores one marketplace log (again, when a rescan finds it: its content is the chain's). */
+async function putLog(sql: SqlRunner, agentId: number, log: StoredLog & { event: "AgentTermsSet" | "AgentPaid" }): Promise<void> {
+  await sql.run(
+    `INSERT INTO payout_logs (block, log_index, agent_id, event, topics, data) VALUES (?, ?, ?, ?, ?, ?)
+     ON CONFLICT (block, log_index) DO UPDATE SET agent_id = excluded.agent_id, event = excluded.event, topics = excluded.topics, data = excluded.data`,
+    [Number(log.blockNumber), log.logIndex, agentId, log.event, JSON.stringify(log.topics), log.data],
+  );
 }

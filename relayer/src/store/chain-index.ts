@@ -1,7 +1,6 @@
-import type { DatabaseSync, StatementSync } from "node:sqlite";
 import type { Address, Hex } from "viem";
 import type { RegisteredProvider } from "../chain.ts";
-import { statementCache } from "./database.ts";
+import type { SqlRunner } from "./sql.ts";
 
 /** A budget as the indexer last saw it on-chain. */
 export interface IndexedBudget {
@@ -36,25 +35,35 @@ interface HeadObservation {
 
 type Row = Record<string, unknown>;
 
+/** How long providers read from the database are reused (the indexer's own writes drop them at once). */
+export const PROVIDER_CACHE_MS = 1_000;
+
 /** The chain indexer's tables: what the contracts' events say, as of the last indexed block. */
 export class ChainIndex {
-  private readonly db: DatabaseSync;
-  /** Parsed providers, read on every chat request; dropped whenever the indexer writes one. */
-  private cachedProviders: RegisteredProvider[] | undefined;
+  private readonly sql: SqlRunner;
+  /** Shared by every view of one index (see {@link on}). */
+  private readonly shared: {
+    /** Parsed providers, read on every chat request, and when; dropped whenever the indexer writes one. */
+    providers: { list: RegisteredProvider[]; readAt: number } | undefined;
+    /** The latest head seen; in memory only (the first pass after a start sees it again). */
+    head: HeadObservation | undefined;
+  };
 
-  private readonly statement: (sql: string) => StatementSync;
-  /** The latest head seen; in memory only (the first pass after a start sees it again). */
-  private head: HeadObservation | undefined;
+  constructor(sql: SqlRunner, shared?: ChainIndex["shared"]) {
+    this.sql = sql;
+    this.shared = shared ?? { providers: undefined, head: undefined };
+  }
 
-  constructor(db: DatabaseSync) {
-    this.db = db;
-    this.statement = statementCache(db);
+  /** This index, with its statements run on `sql` (a transaction). */
+  on(sql: SqlRunner): ChainIndex {
+    return new ChainIndex(sql, this.shared);
   }
 
   /** Records the chain head the indexer just read (`seenAt`: wall-clock ms). */
   observeHead(number: number, timestamp: number, seenAt = Date.now()): void {
-    if (this.head !== undefined && number < this.head.number) return; // an older answer arriving late
-    this.head = { number, timestamp, seenAt };
+    const head = this.shared.head;
+    if (head !== undefined && number < head.number) return; // an older answer arriving late
+    this.shared.head = { number, timestamp, seenAt };
   }
 
   /**
@@ -63,40 +72,41 @@ export class ChainIndex {
    * current. Before the indexer has seen a head, the wall clock.
    */
   chainTime(now = Date.now()): number {
-    if (this.head === undefined) return Math.floor(now / 1000);
-    return this.head.timestamp + Math.max(0, Math.floor((now - this.head.seenAt) / 1000));
+    const head = this.shared.head;
+    if (head === undefined) return Math.floor(now / 1000);
+    return head.timestamp + Math.max(0, Math.floor((now - head.seenAt) / 1000));
   }
 
   /** The number of the latest head the indexer saw, or undefined before it saw one. */
   headBlock(): number | undefined {
-    return this.head?.number;
+    return this.shared.head?.number;
   }
 
   /** Records the hash of indexed block `number` (the last of a range), for reorg detection. */
-  putBlockHash(number: number, hash: Hex): void {
-    this.statement("INSERT INTO chain_blocks (number, hash) VALUES (?, ?) ON CONFLICT (number) DO UPDATE SET hash = excluded.hash").run(number, hash);
+  async putBlockHash(number: number, hash: Hex): Promise<void> {
+    await this.sql.run("INSERT INTO chain_blocks (number, hash) VALUES (?, ?) ON CONFLICT (number) DO UPDATE SET hash = excluded.hash", [number, hash]);
   }
 
   /** The recorded hashes of indexed blocks, latest first, at most `limit`. */
-  blockHashes(limit: number): { number: number; hash: Hex }[] {
-    return (this.statement("SELECT number, hash FROM chain_blocks ORDER BY number DESC LIMIT ?").all(limit) as Row[]).map((row) => ({
+  async blockHashes(limit: number): Promise<{ number: number; hash: Hex }[]> {
+    return (await this.sql.all("SELECT number, hash FROM chain_blocks ORDER BY number DESC LIMIT ?", [limit])).map((row) => ({
       number: Number(row.number),
       hash: row.hash as Hex,
     }));
   }
 
   /** Forgets block hashes older than the `keep` latest (a reorg deeper than that is not followed). */
-  pruneBlockHashes(keep: number): void {
-    this.statement("DELETE FROM chain_blocks WHERE number < (SELECT MIN(number) FROM (SELECT number FROM chain_blocks ORDER BY number DESC LIMIT ?))").run(keep);
+  async pruneBlockHashes(keep: number): Promise<void> {
+    await this.sql.run("DELETE FROM chain_blocks WHERE number < (SELECT MIN(number) FROM (SELECT number FROM chain_blocks ORDER BY number DESC LIMIT ?) AS kept)", [keep]);
   }
 
   /**
    * What the indexer wrote after block `ancestor`: each row keeps the block of its last change, so
    * these are exactly the rows a reorg back to `ancestor` may have made wrong.
    */
-  changedAfter(ancestor: number): { providers: number[]; budgets: number[]; sessions: Hex[] } {
-    const ids = (table: string) => (this.statement(`SELECT id FROM ${table} WHERE block > ?`).all(ancestor) as Row[]).map((row) => row.id);
-    return { providers: ids("chain_providers").map(Number), budgets: ids("chain_budgets").map(Number), sessions: ids("chain_sessions") as Hex[] };
+  async changedAfter(ancestor: number): Promise<{ providers: number[]; budgets: number[]; sessions: Hex[] }> {
+    const ids = async (table: string) => (await this.sql.all(`SELECT id FROM ${table} WHERE block > ?`, [ancestor])).map((row) => row.id);
+    return { providers: (await ids("chain_providers")).map(Number), budgets: (await ids("chain_budgets")).map(Number), sessions: (await ids("chain_sessions")) as Hex[] };
   }
 
   /**
@@ -105,83 +115,95 @@ export class ChainIndex {
    * it did not exist then; a close request made after it is forgotten; hashes of later blocks go.
    * Indexing then resumes at `ancestor + 1`, on the new chain.
    */
-  rollBack(
+  async rollBack(
     ancestor: number,
     restored: {
       providers: { id: number; provider: RegisteredProvider | undefined }[];
       budgets: { id: number; budget: IndexedBudget | undefined }[];
       sessions: { id: Hex; state: { settled: bigint; sequence: number; claimEnd: number } }[];
     },
-  ): void {
+  ): Promise<void> {
     for (const { id, provider } of restored.providers) {
-      if (provider === undefined) this.statement("DELETE FROM chain_providers WHERE id = ?").run(id);
-      else this.putProvider(provider, ancestor);
+      if (provider === undefined) await this.sql.run("DELETE FROM chain_providers WHERE id = ?", [id]);
+      else await this.putProvider(provider, ancestor);
     }
-    this.cachedProviders = undefined;
+    this.shared.providers = undefined;
     for (const { id, budget } of restored.budgets) {
-      if (budget === undefined) this.statement("DELETE FROM chain_budgets WHERE id = ?").run(id);
-      else this.putBudget(budget, ancestor);
+      if (budget === undefined) await this.sql.run("DELETE FROM chain_budgets WHERE id = ?", [id]);
+      else await this.putBudget(budget, ancestor);
     }
     for (const { id, state } of restored.sessions) {
       const key = id.toLowerCase();
       // claimEnd 0: the session did not exist yet (ComputeEscrow.getSession).
       if (state.claimEnd === 0) {
-        this.statement("DELETE FROM chain_sessions WHERE id = ?").run(key);
+        await this.sql.run("DELETE FROM chain_sessions WHERE id = ?", [key]);
         continue;
       }
-      this.statement(
+      await this.sql.run(
         `UPDATE chain_sessions SET settled = ?, sequence = ?, claim_end = ?, finalized = ?, block = ?,
            close_requested_by = CASE WHEN close_requested_block > ? THEN NULL ELSE close_requested_by END,
            close_requested_block = CASE WHEN close_requested_block > ? THEN NULL ELSE close_requested_block END
          WHERE id = ?`,
-      ).run(state.settled.toString(), state.sequence, state.claimEnd, state.claimEnd === 1 ? 1 : 0, ancestor, ancestor, ancestor, key);
+        [state.settled.toString(), state.sequence, state.claimEnd, state.claimEnd === 1 ? 1 : 0, ancestor, ancestor, ancestor, key],
+      );
     }
-    this.statement("DELETE FROM chain_blocks WHERE number > ?").run(ancestor);
-    this.setLastBlock(ancestor);
+    await this.sql.run("DELETE FROM chain_blocks WHERE number > ?", [ancestor]);
+    await this.setLastBlock(ancestor);
     // The head seen may be the replaced chain's (and higher than the new chain's): forget it.
-    this.head = undefined;
+    this.shared.head = undefined;
   }
 
   /** Last block fully applied, or undefined before the first pass. */
-  lastBlock(): number | undefined {
-    const row = this.statement("SELECT last_block FROM indexer_state WHERE id = 1").get() as Row | undefined;
+  async lastBlock(): Promise<number | undefined> {
+    const row = await this.sql.get("SELECT last_block FROM indexer_state WHERE id = 1");
     return row === undefined ? undefined : Number(row.last_block);
   }
 
-  setLastBlock(block: number): void {
-    this.statement("INSERT INTO indexer_state (id, last_block) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET last_block = excluded.last_block").run(block);
+  async setLastBlock(block: number): Promise<void> {
+    await this.sql.run("INSERT INTO indexer_state (id, last_block) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET last_block = excluded.last_block", [block]);
   }
 
-  putProvider(provider: RegisteredProvider, block: number): void {
+  async putProvider(provider: RegisteredProvider, block: number): Promise<void> {
     const data = JSON.stringify(provider, (_key, value) => (typeof value === "bigint" ? value.toString() : value));
-    this.statement("INSERT INTO chain_providers (id, data, block) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET data = excluded.data, block = excluded.block").run(provider.id, data, block);
-    this.cachedProviders = undefined;
+    await this.sql.run("INSERT INTO chain_providers (id, data, block) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET data = excluded.data, block = excluded.block", [
+      provider.id,
+      data,
+      block,
+    ]);
+    this.shared.providers = undefined;
   }
 
-  /** Every registered provider with its models, as of the last indexed block. */
-  providers(): RegisteredProvider[] {
-    this.cachedProviders ??= (this.statement("SELECT data FROM chain_providers ORDER BY id").all() as Row[]).map((row) => {
+  /**
+   * Every registered provider with its models, as of the last indexed block: read at most every
+   * {@link PROVIDER_CACHE_MS} (another instance may be the one indexing), and at once after this
+   * instance wrote one.
+   */
+  async providers(now = Date.now()): Promise<RegisteredProvider[]> {
+    const cached = this.shared.providers;
+    if (cached !== undefined && now - cached.readAt < PROVIDER_CACHE_MS) return cached.list;
+    const list = (await this.sql.all("SELECT data FROM chain_providers ORDER BY id")).map((row) => {
       const raw = JSON.parse(row.data as string);
-      return { ...raw, features: BigInt(raw.features) };
+      return { ...raw, features: BigInt(raw.features) } as RegisteredProvider;
     });
-    return this.cachedProviders;
+    this.shared.providers = { list, readAt: now };
+    return list;
   }
 
-  provider(id: number): RegisteredProvider | undefined {
-    return this.providers().find((provider) => provider.id === id);
+  async provider(id: number): Promise<RegisteredProvider | undefined> {
+    return (await this.providers()).find((provider) => provider.id === id);
   }
 
-  putBudget(budget: IndexedBudget, block: number): void {
-    this.statement(
-        `INSERT INTO chain_budgets (id, creator, available, per_session_limit, expiry, block) VALUES (?, ?, ?, ?, ?, ?)
-         ON CONFLICT (id) DO UPDATE SET creator = excluded.creator, available = excluded.available,
-           per_session_limit = excluded.per_session_limit, expiry = excluded.expiry, block = excluded.block`,
-      )
-      .run(budget.id, budget.creator, budget.available.toString(), budget.perSessionLimit.toString(), budget.expiry, block);
+  async putBudget(budget: IndexedBudget, block: number): Promise<void> {
+    await this.sql.run(
+      `INSERT INTO chain_budgets (id, creator, available, per_session_limit, expiry, block) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET creator = excluded.creator, available = excluded.available,
+         per_session_limit = excluded.per_session_limit, expiry = excluded.expiry, block = excluded.block`,
+      [budget.id, budget.creator, budget.available.toString(), budget.perSessionLimit.toString(), budget.expiry, block],
+    );
   }
 
-  budget(id: number): IndexedBudget | undefined {
-    const row = this.statement("SELECT * FROM chain_budgets WHERE id = ?").get(id) as Row | undefined;
+  async budget(id: number): Promise<IndexedBudget | undefined> {
+    const row = await this.sql.get("SELECT * FROM chain_budgets WHERE id = ?", [id]);
     if (row === undefined) return undefined;
     return {
       id: Number(row.id),
@@ -192,49 +214,48 @@ export class ChainIndex {
     };
   }
 
-  openSession(session: Omit<IndexedSession, "settled" | "sequence" | "finalized" | "closeRequestedBy">, block: number): void {
-    this.statement(
-        `INSERT INTO chain_sessions (id, budget_id, agent, provider_id, max_spend, claim_end, block) VALUES (?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (id) DO NOTHING`,
-      )
-      .run(session.id.toLowerCase(), session.budgetId, session.agent, session.providerId, session.maxSpend.toString(), session.claimEnd, block);
+  async openSession(session: Omit<IndexedSession, "settled" | "sequence" | "finalized" | "closeRequestedBy">, block: number): Promise<void> {
+    await this.sql.run(
+      `INSERT INTO chain_sessions (id, budget_id, agent, provider_id, max_spend, claim_end, block) VALUES (?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (id) DO NOTHING`,
+      [session.id.toLowerCase(), session.budgetId, session.agent, session.providerId, session.maxSpend.toString(), session.claimEnd, block],
+    );
   }
 
-  settleSession(id: Hex, sequence: number, settled: bigint, block: number): void {
-    this.statement("UPDATE chain_sessions SET sequence = ?, settled = ?, block = ? WHERE id = ?")
-      .run(sequence, settled.toString(), block, id.toLowerCase());
+  async settleSession(id: Hex, sequence: number, settled: bigint, block: number): Promise<void> {
+    await this.sql.run("UPDATE chain_sessions SET sequence = ?, settled = ?, block = ? WHERE id = ?", [sequence, settled.toString(), block, id.toLowerCase()]);
   }
 
-  setClaimEnd(id: Hex, claimEnd: number, block: number): void {
-    this.statement("UPDATE chain_sessions SET claim_end = ?, block = ? WHERE id = ?").run(claimEnd, block, id.toLowerCase());
+  async setClaimEnd(id: Hex, claimEnd: number, block: number): Promise<void> {
+    await this.sql.run("UPDATE chain_sessions SET claim_end = ?, block = ? WHERE id = ?", [claimEnd, block, id.toLowerCase()]);
   }
 
-  finalizeSession(id: Hex, settled: bigint, block: number): void {
-    this.statement("UPDATE chain_sessions SET finalized = 1, settled = ?, block = ? WHERE id = ?")
-      .run(settled.toString(), block, id.toLowerCase());
+  async finalizeSession(id: Hex, settled: bigint, block: number): Promise<void> {
+    await this.sql.run("UPDATE chain_sessions SET finalized = 1, settled = ?, block = ? WHERE id = ?", [settled.toString(), block, id.toLowerCase()]);
   }
 
   /** Records that `by` asked to close session `id` in block `requestedAt` (indexed up to `block`). */
-  requestClose(id: Hex, by: Address, block: number, requestedAt = block): void {
-    this.statement(
+  async requestClose(id: Hex, by: Address, block: number, requestedAt = block): Promise<void> {
+    await this.sql.run(
       `UPDATE chain_sessions SET close_requested_by = COALESCE(close_requested_by, ?),
          close_requested_block = COALESCE(close_requested_block, ?), block = ? WHERE id = ?`,
-    ).run(by, requestedAt, block, id.toLowerCase());
+      [by, requestedAt, block, id.toLowerCase()],
+    );
   }
 
   /** Session `id` as of the last indexed block (one primary-key read: cheap enough for every call). */
-  session(id: Hex): IndexedSession | undefined {
-    const row = this.statement("SELECT * FROM chain_sessions WHERE id = ?").get(id.toLowerCase()) as Row | undefined;
+  async session(id: Hex): Promise<IndexedSession | undefined> {
+    const row = await this.sql.get("SELECT * FROM chain_sessions WHERE id = ?", [id.toLowerCase()]);
     return row && toIndexedSession(row);
   }
 
-  budgetOfSession(id: Hex): number | undefined {
-    const row = this.statement("SELECT budget_id FROM chain_sessions WHERE id = ?").get(id.toLowerCase()) as Row | undefined;
+  async budgetOfSession(id: Hex): Promise<number | undefined> {
+    const row = await this.sql.get("SELECT budget_id FROM chain_sessions WHERE id = ?", [id.toLowerCase()]);
     return row === undefined ? undefined : Number(row.budget_id);
   }
 
-  sessionsOfBudget(budgetId: number): IndexedSession[] {
-    return (this.statement("SELECT * FROM chain_sessions WHERE budget_id = ? ORDER BY block, id").all(budgetId) as Row[]).map(toIndexedSession);
+  async sessionsOfBudget(budgetId: number): Promise<IndexedSession[]> {
+    return (await this.sql.all("SELECT * FROM chain_sessions WHERE budget_id = ? ORDER BY block, id", [budgetId])).map(toIndexedSession);
   }
 }
 

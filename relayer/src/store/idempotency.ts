@@ -1,7 +1,5 @@
 import { createHash } from "node:crypto";
-import type { StatementSync } from "node:sqlite";
 import type { Hex } from "viem";
-import { statementCache } from "./database.ts";
 import type { Repository } from "./repository.ts";
 
 /** How long a key's response is kept (OpenAI's and Stripe's idempotency window). */
@@ -29,68 +27,65 @@ export interface IdempotentCall {
 }
 
 /**
- * The responses of billed chat calls sent with an `Idempotency-Key`, by session and key. Written in
- * the same group commit as the call's receipt, so a key is never stored without its call nor a
- * call's receipt without its key.
+ * The responses of billed chat calls sent with an `Idempotency-Key`, by session and key, and the
+ * keys in flight, in the database every instance shares. A response is stored in the same
+ * transaction as the call's receipt, so a key is never stored without its call nor a call's receipt
+ * without its key.
  */
 export class IdempotencyStore {
-  private readonly statement: (sql: string) => StatementSync;
   private lastPrune = 0;
-  /** Keys with a call in flight: a second request with one is refused until the first is answered. */
-  private readonly inFlight = new Set<string>();
-
-  private readonly repo: Repository;
-
-  constructor(repo: Repository) {
-    this.repo = repo;
-    this.statement = statementCache(repo.db);
-  }
 
   /** The call stored for `key` of `session`, if any within the window. */
-  get(session: Hex, key: string, now = Date.now()): IdempotentCall | undefined {
-    const row = this.statement(
-      "SELECT request_hash, receipt_hash, response FROM idempotent_calls WHERE session_id = ? AND key = ? AND created_at >= ?",
-    ).get(session.toLowerCase(), key, now - IDEMPOTENCY_WINDOW_MS) as { request_hash: string; receipt_hash: string; response: string } | undefined;
+  async get(repo: Repository, session: Hex, key: string, now = Date.now()): Promise<IdempotentCall | undefined> {
+    const row = await repo.sql.get("SELECT request_hash, receipt_hash, response FROM idempotent_calls WHERE session_id = ? AND key = ? AND created_at >= ?", [
+      session.toLowerCase(),
+      key,
+      now - IDEMPOTENCY_WINDOW_MS,
+    ]);
     if (row === undefined) return undefined;
-    return { requestHash: row.request_hash as Hex, receiptHash: row.receipt_hash as Hex, response: JSON.parse(row.response) as StoredResponse };
+    return { requestHash: row.request_hash as Hex, receiptHash: row.receipt_hash as Hex, response: JSON.parse(row.response as string) as StoredResponse };
   }
 
-  /** Marks `key` of `session` in flight; false when it already is. */
-  claim(session: Hex, key: string): boolean {
-    const id = `${session.toLowerCase()}\n${key}`;
-    if (this.inFlight.has(id)) return false;
-    this.inFlight.add(id);
-    return true;
+  /**
+   * Marks `key` of `session` in flight until `until` (ms; a holder that died lets go then); false
+   * when another request holds it, on any instance.
+   */
+  async claim(repo: Repository, session: Hex, key: string, until: number, now = Date.now()): Promise<boolean> {
+    const { changes } = await repo.sql.run(
+      `INSERT INTO idempotency_claims (session_id, key, expires_at) VALUES (?, ?, ?)
+       ON CONFLICT (session_id, key) DO UPDATE SET expires_at = excluded.expires_at WHERE idempotency_claims.expires_at < ?`,
+      [session.toLowerCase(), key, until, now],
+    );
+    return changes > 0;
   }
 
-  release(session: Hex, key: string): void {
-    this.inFlight.delete(`${session.toLowerCase()}\n${key}`);
+  /** Keeps the claim of `key` of `session` until `until`. */
+  async renew(repo: Repository, session: Hex, key: string, until: number): Promise<void> {
+    await repo.sql.run("UPDATE idempotency_claims SET expires_at = ? WHERE session_id = ? AND key = ?", [until, session.toLowerCase(), key]);
   }
 
-  /** Stores `call` for `key` in this turn's batch (await `repo.committed()` before answering). */
-  put(session: Hex, key: string, call: IdempotentCall, now = Date.now()): void {
-    this.repo.batch(() => {
-      if (now - this.lastPrune >= PRUNE_EVERY_MS) {
-        this.statement("DELETE FROM idempotent_calls WHERE created_at < ?").run(now - IDEMPOTENCY_WINDOW_MS);
-        this.lastPrune = now;
-      }
-      this.statement(
-        `INSERT INTO idempotent_calls (session_id, key, request_hash, receipt_hash, response, created_at) VALUES (?, ?, ?, ?, ?, ?)
-         ON CONFLICT (session_id, key) DO UPDATE SET request_hash = excluded.request_hash, receipt_hash = excluded.receipt_hash,
-           response = excluded.response, created_at = excluded.created_at`,
-      ).run(session.toLowerCase(), key, call.requestHash, call.receiptHash, JSON.stringify(call.response), now);
-    });
+  async release(repo: Repository, session: Hex, key: string): Promise<void> {
+    await repo.sql.run("DELETE FROM idempotency_claims WHERE session_id = ? AND key = ?", [session.toLowerCase(), key]);
+  }
+
+  /** Stores `call` for `key` (with `repo` bound to the transaction that records the call). */
+  async put(repo: Repository, session: Hex, key: string, call: IdempotentCall, now = Date.now()): Promise<void> {
+    if (now - this.lastPrune >= PRUNE_EVERY_MS) {
+      this.lastPrune = now;
+      await repo.sql.run("DELETE FROM idempotent_calls WHERE created_at < ?", [now - IDEMPOTENCY_WINDOW_MS]);
+      await repo.sql.run("DELETE FROM idempotency_claims WHERE expires_at < ?", [now]);
+    }
+    await repo.sql.run(
+      `INSERT INTO idempotent_calls (session_id, key, request_hash, receipt_hash, response, created_at) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (session_id, key) DO UPDATE SET request_hash = excluded.request_hash, receipt_hash = excluded.receipt_hash,
+         response = excluded.response, created_at = excluded.created_at`,
+      [session.toLowerCase(), key, call.requestHash, call.receiptHash, JSON.stringify(call.response), now],
+    );
   }
 }
 
-const stores = new WeakMap<Repository, IdempotencyStore>();
-
-/** The idempotency store of `repo`'s database (one per repository). */
-export function idempotencyStore(repo: Repository): IdempotencyStore {
-  let store = stores.get(repo);
-  if (store === undefined) stores.set(repo, (store = new IdempotencyStore(repo)));
-  return store;
-}
+/** The process's idempotency store (it keeps only when it last pruned). */
+export const idempotencyStore = new IdempotencyStore();
 
 /** What a request is compared by: its body as sent, less the voucher a retry may add or change. */
 export function requestHashOf(body: Record<string, unknown>): Hex {

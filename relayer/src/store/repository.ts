@@ -1,9 +1,8 @@
 import { createHash } from "node:crypto";
-import type { DatabaseSync, StatementSync } from "node:sqlite";
 import type { Address, Hex } from "viem";
 import { formatUsdc, type CompactSignature, type CompletionOutput, type Receipt, type SessionTerms, type VoucherState } from "@agentmesh/sdk";
-import { statementCache } from "./database.ts";
-import { log } from "../log.ts";
+import { LRUCache } from "lru-cache";
+import type { SqlDatabase, SqlRunner } from "./sql.ts";
 
 export interface SessionRecord {
   id: Hex;
@@ -92,8 +91,21 @@ export interface SettlementRecord {
 
 type Row = Record<string, unknown>;
 
-/** Sessions kept in memory at most; past that the cache starts over. */
-const SESSION_CACHE_SIZE = 10_000;
+/** API keys kept in memory at most (least recently used first out). */
+const API_KEY_CACHE_SIZE = 10_000;
+/**
+ * How long an API key read from the database is trusted without reading it again. A key is never
+ * reassigned; a revocation on this instance applies here at once, and on the others within this.
+ */
+export const API_KEY_CACHE_MS = 1_000;
+
+/** A hold on a session that is no longer this call's: its result cannot be recorded. */
+export class SessionHoldLostError extends Error {
+  constructor(sessionId: Hex) {
+    super(`session ${sessionId} was taken over by another call (this call's hold lapsed); nothing was recorded`);
+    this.name = "SessionHoldLostError";
+  }
+}
 
 const termsToJson = (terms: SessionTerms) =>
   JSON.stringify({ ...terms, budgetId: terms.budgetId.toString(), maxSpend: terms.maxSpend.toString(), salt: terms.salt.toString() });
@@ -110,202 +122,129 @@ export function hashApiKey(apiKey: string): string {
   return createHash("sha256").update(apiKey).digest("hex");
 }
 
+/** The later of a session's voucher time and its settlement retry time: when it is due (see `sessions_due`). */
+export const SESSION_DUE_AT = "CASE WHEN COALESCE(settle_retry_at, 0) > voucher_signed_at THEN settle_retry_at ELSE voucher_signed_at END";
+
 /**
- * Typed access to the relayer's tables. Amounts are bigints in memory and decimal strings on disk.
- *
- * Two ways to write, both atomic per unit of work:
- * - {@link Repository.transaction} commits before it returns. Everything that must be on disk before
- *   an outside effect (a transaction sent to the chain, say) uses it.
- * - {@link Repository.batch}, for the writes of every served call: units of the same event-loop
- *   turn share one SQLite transaction, committed at the end of the turn (group commit). A commit
- *   costs more than a call's writes, so under load this saves most of the store's cost per call.
- *   Callers `await` {@link Repository.committed} before acknowledging what they wrote.
+ * Typed access to the relayer's tables, on either backend (see sql.ts). Amounts are bigints in
+ * memory and decimal strings in SQL. Every method is one atomic unit, committed before it resolves;
+ * {@link Repository.transaction} makes several one unit. The database is the only source of truth:
+ * several relayer instances may share it, so nothing read from it is kept in memory, except API
+ * keys for {@link API_KEY_CACHE_MS}.
  */
 export class Repository {
-  readonly db: DatabaseSync;
+  /** The database every instance shares. */
+  readonly database: SqlDatabase;
+  /** Where this repository's statements run: the database, or the transaction it is bound to. */
+  readonly sql: SqlRunner;
+  private readonly inTransaction: boolean;
+  private readonly keyCache: LRUCache<string, ApiKeyRecord>;
 
-  private readonly statement: (sql: string) => StatementSync;
-  /**
-   * API keys by hash, as last read here (in memory only: the database holds nothing but hashes of
-   * the keys). A key is never reassigned; revoking it updates its entry at once. Bounded like the
-   * session cache.
-   */
-  private readonly keyCache = new Map<string, ApiKeyRecord>();
-  /**
-   * Sessions by id, as last read or written here: a call reads its session several times, and only
-   * this connection writes them. Records are shared: treat them as read-only. Any rollback empties it.
-   */
-  private readonly sessionCache = new Map<Hex, SessionRecord>();
-  /** How many units of work are running (nested calls join the outermost). */
-  private depth = 0;
-  /** This turn's open group-commit transaction, if any. */
-  private openBatch: { committed: Promise<void>; resolve: () => void; reject: (error: unknown) => void } | undefined;
-
-  constructor(db: DatabaseSync) {
-    this.db = db;
-    this.statement = statementCache(db);
-  }
-
-  /** Runs `work` in one transaction, committed before this returns (nested calls join the outer unit). */
-  transaction<T>(work: () => T): T {
-    if (this.depth > 0) return this.nested(work);
-    this.commitBatch();
-    this.statement("BEGIN IMMEDIATE").run();
-    try {
-      const result = this.nested(work);
-      this.statement("COMMIT").run();
-      return result;
-    } catch (error) {
-      if (this.db.isTransaction) this.statement("ROLLBACK").run();
-      this.sessionCache.clear();
-      throw error;
-    }
+  constructor(database: SqlDatabase, bound?: { sql: SqlRunner; keyCache: LRUCache<string, ApiKeyRecord> }) {
+    this.database = database;
+    this.sql = bound?.sql ?? database;
+    this.inTransaction = bound !== undefined;
+    this.keyCache = bound?.keyCache ?? new LRUCache({ max: API_KEY_CACHE_SIZE, ttl: API_KEY_CACHE_MS });
   }
 
   /**
-   * Runs `work` atomically inside this turn's group-commit transaction, opening it (and scheduling
-   * its commit for the end of the turn) if needed. A unit that throws is rolled back alone.
+   * Runs `work` in one transaction, with a repository bound to it (nested calls join the outer
+   * one). `work` must await nothing but the store.
    */
-  batch<T>(work: () => T): T {
-    if (this.depth > 0) return this.nested(work);
-    if (this.openBatch === undefined) {
-      this.statement("BEGIN IMMEDIATE").run();
-      let resolve!: () => void;
-      let reject!: (error: unknown) => void;
-      const committed = new Promise<void>((onCommit, onFailure) => ((resolve = onCommit), (reject = onFailure)));
-      committed.catch(() => {}); // a failed commit is logged, and reported to whoever awaits it
-      this.openBatch = { committed, resolve, reject };
-      setImmediate(() => this.commitBatch());
-    }
-    this.statement("SAVEPOINT unit").run();
-    try {
-      const result = this.nested(work);
-      this.statement("RELEASE unit").run();
-      return result;
-    } catch (error) {
-      this.statement("ROLLBACK TO unit").run();
-      this.statement("RELEASE unit").run();
-      this.sessionCache.clear();
-      throw error;
-    }
+  transaction<T>(work: (repo: Repository) => Promise<T>): Promise<T> {
+    if (this.inTransaction) return work(this);
+    return this.database.transaction((sql) => work(new Repository(this.database, { sql, keyCache: this.keyCache })));
   }
 
-  /** Resolves once every unit batched so far is committed; rejects if their commit failed. */
-  committed(): Promise<void> {
-    return this.openBatch?.committed ?? Promise.resolve();
+  /** Runs `work` on this repository's runner as one unit (its transaction, or a new one). */
+  private unit<T>(work: (sql: SqlRunner) => Promise<T>): Promise<T> {
+    return this.inTransaction ? work(this.sql) : this.database.transaction(work);
   }
 
   /** Writes the store's probe row at once (its own transaction): throws when the store takes no writes. */
-  probeWrite(at: number): void {
-    this.commitBatch();
-    this.db.prepare("INSERT INTO store_probe (id, written_at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at").run(at);
+  async probeWrite(at: number): Promise<void> {
+    await this.sql.run("INSERT INTO store_probe (id, written_at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at", [at]);
   }
 
-  /** Commits any open batch, then closes the database. */
-  close(): void {
-    this.commitBatch();
-    this.db.close();
-  }
-
-  private nested<T>(work: () => T): T {
-    this.depth++;
-    try {
-      return work();
-    } finally {
-      this.depth--;
-    }
-  }
-
-  /** Commits this turn's batch now, if one is open. */
-  private commitBatch(): void {
-    const batch = this.openBatch;
-    if (batch === undefined) return;
-    this.openBatch = undefined;
-    if (!this.db.isOpen) {
-      batch.reject(new Error("the database was closed before this turn's writes were committed"));
-      return;
-    }
-    try {
-      this.statement("COMMIT").run();
-      batch.resolve();
-    } catch (error) {
-      log.error({ err: error }, "group commit failed");
-      if (this.db.isTransaction) this.statement("ROLLBACK").run();
-      this.sessionCache.clear();
-      batch.reject(error);
-    }
+  /** Closes the database (after what is in progress). */
+  close(): Promise<void> {
+    return this.database.close();
   }
 
   // ---- API keys ------------------------------------------------------------------------------
 
   /** Stores a new API key for session `sessionId` (only its hash is kept). */
-  addSessionKey(apiKey: string, sessionId: Hex): void {
-    this.transaction(() =>
-      this.statement("INSERT INTO api_keys (key_hash, session_id, created_at) VALUES (?, ?, ?)").run(hashApiKey(apiKey), sessionId.toLowerCase(), Date.now()),
-    );
+  async addSessionKey(apiKey: string, sessionId: Hex): Promise<void> {
+    await this.sql.run("INSERT INTO api_keys (key_hash, session_id, created_at) VALUES (?, ?, ?)", [hashApiKey(apiKey), sessionId.toLowerCase(), Date.now()]);
   }
 
   /** The session and revocation time of `apiKey`, or undefined for a key this relayer never issued. */
-  apiKey(apiKey: string): ApiKeyRecord | undefined {
+  async apiKey(apiKey: string): Promise<ApiKeyRecord | undefined> {
     const hash = hashApiKey(apiKey);
     let record = this.keyCache.get(hash);
     if (record === undefined) {
-      const row = this.statement("SELECT session_id, revoked_at FROM api_keys WHERE key_hash = ?").get(hash) as Row | undefined;
+      const row = await this.sql.get("SELECT session_id, revoked_at FROM api_keys WHERE key_hash = ?", [hash]);
       if (row === undefined) return undefined;
       record = { sessionId: row.session_id as Hex, revokedAt: row.revoked_at === null ? null : Number(row.revoked_at) };
-      if (this.keyCache.size >= SESSION_CACHE_SIZE) this.keyCache.clear();
       this.keyCache.set(hash, record);
     }
     return record;
   }
 
   /** Revokes `apiKey` for good (committed before this returns); false when it was already revoked. */
-  revokeApiKey(apiKey: string): boolean {
+  async revokeApiKey(apiKey: string): Promise<boolean> {
     const hash = hashApiKey(apiKey);
-    const changed = this.transaction(
-      () => this.statement("UPDATE api_keys SET revoked_at = ? WHERE key_hash = ? AND revoked_at IS NULL").run(Date.now(), hash).changes,
-    );
+    const { changes } = await this.sql.run("UPDATE api_keys SET revoked_at = ? WHERE key_hash = ? AND revoked_at IS NULL", [Date.now(), hash]);
     this.keyCache.delete(hash);
-    return Number(changed) > 0;
+    return changes > 0;
   }
 
   // ---- sessions -------------------------------------------------------------------------------
 
-  insertSession(
+  async insertSession(
     session: Omit<SessionRecord, "status" | "signedSequence" | "settledSequence" | "closeTx" | "createdAt" | "finalSettled" | "finalSequence" | "unsettledReason">,
-  ): void {
-    this.transaction(() =>
-      this.statement(
-          `INSERT INTO sessions (id, agent, provider_id, model_id, model, terms, status, receipt_head, open_tx, created_at)
-           VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?, ?)`,
-        )
-        .run(session.id.toLowerCase(), session.agent, session.providerId, session.modelId, session.model, termsToJson(session.terms), session.state.receiptHead, session.openTx, Date.now()),
+  ): Promise<void> {
+    await this.sql.run(
+      `INSERT INTO sessions (id, agent, provider_id, model_id, model, terms, status, receipt_head, open_tx, created_at)
+       VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?, ?)`,
+      [session.id.toLowerCase(), session.agent, session.providerId, session.modelId, session.model, termsToJson(session.terms), session.state.receiptHead, session.openTx, Date.now()],
     );
   }
 
-  getSession(id: Hex): SessionRecord | undefined {
-    const key = id.toLowerCase() as Hex;
-    let session = this.sessionCache.get(key);
-    if (session === undefined) {
-      const row = this.statement("SELECT * FROM sessions WHERE id = ?").get(key) as Row | undefined;
-      if (row === undefined) return undefined;
-      if (this.sessionCache.size >= SESSION_CACHE_SIZE) this.sessionCache.clear();
-      this.sessionCache.set(key, (session = toSession(row)));
-    }
-    return session;
+  async getSession(id: Hex): Promise<SessionRecord | undefined> {
+    const row = await this.sql.get("SELECT * FROM sessions WHERE id = ?", [id.toLowerCase()]);
+    return row && toSession(row);
   }
 
-  /** Replaces the cached record of session `id`, if cached, by `update` of it. */
-  private updateCachedSession(id: Hex, update: (session: SessionRecord) => SessionRecord): void {
-    const key = id.toLowerCase() as Hex;
-    const cached = this.sessionCache.get(key);
-    if (cached !== undefined) this.sessionCache.set(key, update(cached));
+  /**
+   * Holds session `id` for one call, across every instance sharing the database, until `until`
+   * (ms; renew it with {@link renewSessionHold} while the call runs): the session as of now, or
+   * undefined when another call holds it. Only the holder may record the session's next state
+   * ({@link recordCall} checks `token`), so no two instances ever sign a state at one sequence.
+   */
+  async holdSession(id: Hex, token: string, until: number, now = Date.now()): Promise<SessionRecord | undefined> {
+    const { rows } = await this.sql.run(
+      `UPDATE sessions SET serving_token = ?, serving_until = ?
+        WHERE id = ? AND (serving_token IS NULL OR serving_until < ?) RETURNING *`,
+      [token, until, id.toLowerCase(), now],
+    );
+    return rows[0] && toSession(rows[0]);
+  }
+
+  /** Extends this call's hold on session `id`; false when it no longer holds it. */
+  async renewSessionHold(id: Hex, token: string, until: number): Promise<boolean> {
+    const { changes } = await this.sql.run("UPDATE sessions SET serving_until = ? WHERE id = ? AND serving_token = ?", [until, id.toLowerCase(), token]);
+    return changes > 0;
+  }
+
+  /** Ends this call's hold on session `id` (nothing when another call holds it now). */
+  async releaseSessionHold(id: Hex, token: string): Promise<void> {
+    await this.sql.run("UPDATE sessions SET serving_token = NULL, serving_until = NULL WHERE id = ? AND serving_token = ?", [id.toLowerCase(), token]);
   }
 
   /** The agent's sessions for `model` that are not closed (open or closing), oldest first. */
-  openSessionsFor(agent: Address, model: string): SessionRecord[] {
-    const rows = this.statement("SELECT * FROM sessions WHERE agent = ? AND model = ? AND status IN ('open', 'closing') ORDER BY created_at")
-      .all(agent, model) as Row[];
+  async openSessionsFor(agent: Address, model: string): Promise<SessionRecord[]> {
+    const rows = await this.sql.all("SELECT * FROM sessions WHERE agent = ? AND model = ? AND status IN ('open', 'closing') ORDER BY created_at", [agent, model]);
     return rows.map(toSession);
   }
 
@@ -313,24 +252,25 @@ export class Repository {
    * Records an open about to be sent (before it is), so that one that mines while the relayer is
    * down is known after a restart. False, changing nothing, when an open of `id` is already pending.
    */
-  recordOpen(id: Hex, request: string): boolean {
-    return this.transaction(() => {
-      const existing = this.statement("SELECT status FROM session_opens WHERE session_id = ?").get(id.toLowerCase()) as Row | undefined;
-      if (existing?.status === "pending") return false;
-      this.statement("INSERT OR REPLACE INTO session_opens (session_id, open_request, status, created_at) VALUES (?, ?, 'pending', ?)")
-        .run(id.toLowerCase(), request, Date.now());
-      return true;
-    });
+  async recordOpen(id: Hex, request: string): Promise<boolean> {
+    const { changes } = await this.sql.run(
+      `INSERT INTO session_opens (session_id, open_request, status, created_at) VALUES (?, ?, 'pending', ?)
+       ON CONFLICT (session_id) DO UPDATE SET open_request = excluded.open_request, status = 'pending', tx_id = NULL, error = NULL,
+         created_at = excluded.created_at
+       WHERE session_opens.status <> 'pending'`,
+      [id.toLowerCase(), request, Date.now()],
+    );
+    return changes > 0;
   }
 
   /** Links the pending open of session `id` to its managed transaction (in the manager's recording transaction). */
-  linkOpenTx(id: Hex, txId: number): void {
-    this.transaction(() => this.statement("UPDATE session_opens SET tx_id = ? WHERE session_id = ?").run(txId, id.toLowerCase()));
+  async linkOpenTx(id: Hex, txId: number): Promise<void> {
+    await this.sql.run("UPDATE session_opens SET tx_id = ? WHERE session_id = ?", [txId, id.toLowerCase()]);
   }
 
   /** Opens recorded and not resolved yet. */
-  pendingOpens(): { sessionId: Hex; request: string; txId: number | null }[] {
-    return (this.statement("SELECT * FROM session_opens WHERE status = 'pending' ORDER BY created_at").all() as Row[]).map((row) => ({
+  async pendingOpens(): Promise<{ sessionId: Hex; request: string; txId: number | null }[]> {
+    return (await this.sql.all("SELECT * FROM session_opens WHERE status = 'pending' ORDER BY created_at")).map((row) => ({
       sessionId: row.session_id as Hex,
       request: row.open_request as string,
       txId: row.tx_id === null ? null : Number(row.tx_id),
@@ -338,10 +278,8 @@ export class Repository {
   }
 
   /** Resolves the open of session `id`: it opened (the session is recorded with it), or it failed, saying why. */
-  finishOpen(id: Hex, status: "opened" | "failed", error: string | null = null): void {
-    this.transaction(() =>
-      this.statement("UPDATE session_opens SET status = ?, error = ? WHERE session_id = ? AND status = 'pending'").run(status, error, id.toLowerCase()),
-    );
+  async finishOpen(id: Hex, status: "opened" | "failed", error: string | null = null): Promise<void> {
+    await this.sql.run("UPDATE session_opens SET status = ?, error = ? WHERE session_id = ? AND status = 'pending'", [status, error, id.toLowerCase()]);
   }
 
   /**
@@ -350,10 +288,11 @@ export class Repository {
    * request makes it 'closing'; finalization makes it 'closed' and records what the escrow settled,
    * and, when the agent signed vouchers beyond that, that they can never settle, saying why.
    */
-  followChain(chain: OnChainSession, unsettledReason?: string): void {
-    this.transaction(() => {
-      const session = this.getSession(chain.id);
-      if (session === undefined) return;
+  followChain(chain: OnChainSession, unsettledReason?: string): Promise<void> {
+    return this.unit(async (sql) => {
+      const row = await sql.get("SELECT * FROM sessions WHERE id = ?", [chain.id.toLowerCase()]);
+      if (row === undefined) return;
+      const session = toSession(row);
       // A cooperative close settles one sequence past the last receipt; receipts go only that far.
       const settledSequence = Math.max(session.settledSequence, Math.min(chain.sequence, session.state.sequence));
       const key = session.id.toLowerCase();
@@ -364,17 +303,16 @@ export class Repository {
               unsettledReason ??
               `the session was finalized on-chain with ${formatUsdc(chain.settled)} USDC settled (sequence ${chain.sequence})`)
             : session.unsettledReason;
-        this.statement(
-            `UPDATE sessions SET status = 'closed', settled_sequence = ?, close_tx = COALESCE(close_tx, ?),
-               final_settled = COALESCE(final_settled, ?), final_sequence = COALESCE(final_sequence, ?), unsettled_reason = ?
-             WHERE id = ?`,
-          )
-          .run(settledSequence, chain.closeTx, chain.settled.toString(), chain.sequence, reason, key);
+        await sql.run(
+          `UPDATE sessions SET status = 'closed', settled_sequence = ?, close_tx = COALESCE(close_tx, ?),
+             final_settled = COALESCE(final_settled, ?), final_sequence = COALESCE(final_sequence, ?), unsettled_reason = ?
+           WHERE id = ?`,
+          [settledSequence, chain.closeTx, chain.settled.toString(), chain.sequence, reason, key],
+        );
       } else {
         const status = session.status === "open" && chain.closeRequested ? "closing" : session.status;
-        this.statement("UPDATE sessions SET status = ?, settled_sequence = ? WHERE id = ?").run(status, settledSequence, key);
+        await sql.run("UPDATE sessions SET status = ?, settled_sequence = ? WHERE id = ?", [status, settledSequence, key]);
       }
-      this.sessionCache.delete(key as Hex);
     });
   }
 
@@ -382,35 +320,53 @@ export class Repository {
    * ops: session `id` is 'open' again when it was 'closing': the close request was on a chain that
    * a reorg replaced (the indexer saw it roll back).
    */
-  reopenAfterReorg(id: Hex): void {
-    this.transaction(() => {
-      this.statement("UPDATE sessions SET status = 'open' WHERE id = ? AND status = 'closing'").run(id.toLowerCase());
-      this.sessionCache.delete(id.toLowerCase() as Hex);
-    });
+  async reopenAfterReorg(id: Hex): Promise<void> {
+    await this.sql.run("UPDATE sessions SET status = 'open' WHERE id = ? AND status = 'closing'", [id.toLowerCase()]);
   }
 
   /** Records that session `id`'s unsettled vouchers can never settle (terminal): the worker stops. */
-  markUnsettled(id: Hex, reason: string): void {
-    this.transaction(() => {
-      this.statement("UPDATE sessions SET unsettled_reason = COALESCE(unsettled_reason, ?) WHERE id = ?").run(reason, id.toLowerCase());
-      this.sessionCache.delete(id.toLowerCase() as Hex);
-    });
+  async markUnsettled(id: Hex, reason: string): Promise<void> {
+    await this.sql.run("UPDATE sessions SET unsettled_reason = COALESCE(unsettled_reason, ?) WHERE id = ?", [reason, id.toLowerCase()]);
   }
 
-  /** Records a served call, its receipt and the session's new state, in this turn's batch. */
+  /**
+   * Records a served call, its receipt and the session's new state, and ends the call's hold on
+   * the session (`holdToken`).
+   *
+   * @throws {SessionHoldLostError} when the call no longer holds the session, or its state moved
+   *   (the receipt must then never be given out: another state may be signed at its sequence).
+   */
   recordCall(
     record: Omit<ReceiptRecord, "agentSignature" | "settlementTx" | "createdAt" | "deliveredOutput" | "countedByRelayer"> & {
       deliveredOutput?: CompletionOutput | null;
       countedByRelayer?: boolean;
     },
-  ): void {
+    holdToken: string,
+  ): Promise<void> {
     const { receipt, state } = record;
-    this.batch(() => {
-      this.statement(
-          `INSERT INTO receipts (hash, session_id, sequence, body, provider_signature, token_mismatch, created_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?)`,
-        )
-        .run(
+    return this.unit(async (sql) => {
+      const { changes } = await sql.run(
+        `UPDATE sessions SET sequence = ?, cumulative_cost = ?, request_count = ?, input_tokens = ?, output_tokens = ?,
+           latency_ms = ?, receipt_head = ?, serving_token = NULL, serving_until = NULL
+         WHERE id = ? AND serving_token = ? AND sequence = ?`,
+        [
+          state.sequence,
+          state.cumulativeCost.toString(),
+          state.requestCount,
+          state.inputTokens,
+          state.outputTokens,
+          state.latencyMs,
+          state.receiptHead,
+          receipt.sessionId.toLowerCase(),
+          holdToken,
+          state.sequence - 1,
+        ],
+      );
+      if (changes === 0) throw new SessionHoldLostError(receipt.sessionId);
+      await sql.run(
+        `INSERT INTO receipts (hash, session_id, sequence, body, provider_signature, token_mismatch, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)`,
+        [
           record.hash,
           receipt.sessionId.toLowerCase(),
           receipt.sequence,
@@ -423,143 +379,152 @@ export class Repository {
           JSON.stringify(record.providerSignature),
           record.tokenMismatch ? 1 : 0,
           Date.now(),
-        );
-      this.statement(
-          `UPDATE sessions SET sequence = ?, cumulative_cost = ?, request_count = ?, input_tokens = ?, output_tokens = ?,
-             latency_ms = ?, receipt_head = ? WHERE id = ?`,
-        )
-        .run(state.sequence, state.cumulativeCost.toString(), state.requestCount, state.inputTokens, state.outputTokens, state.latencyMs, state.receiptHead, receipt.sessionId.toLowerCase());
-      this.updateCachedSession(receipt.sessionId, (session) => ({ ...session, state }));
+        ],
+      );
     });
   }
 
-  /** Stores the agent's signature of the voucher at `sequence` (already verified), in this turn's batch. */
-  recordAgentSignature(sessionId: Hex, sequence: number, signature: CompactSignature): void {
-    this.batch(() => {
-      this.statement("UPDATE receipts SET agent_signature = ?, signed_at = ? WHERE session_id = ? AND sequence = ?")
-        .run(JSON.stringify(signature), Date.now(), sessionId.toLowerCase(), sequence);
-      this.statement(
-          `UPDATE sessions SET signed_sequence = MAX(signed_sequence, ?),
-             voucher_signed_at = CASE WHEN ? > signed_sequence THEN ? ELSE voucher_signed_at END WHERE id = ?`,
-        )
-        .run(sequence, sequence, Date.now(), sessionId.toLowerCase());
-      this.updateCachedSession(sessionId, (session) => ({ ...session, signedSequence: Math.max(session.signedSequence, sequence) }));
+  /** Stores the agent's signature of the voucher at `sequence` (already verified). */
+  recordAgentSignature(sessionId: Hex, sequence: number, signature: CompactSignature): Promise<void> {
+    const now = Date.now();
+    return this.unit(async (sql) => {
+      await sql.run("UPDATE receipts SET agent_signature = ?, signed_at = ? WHERE session_id = ? AND sequence = ?", [
+        JSON.stringify(signature),
+        now,
+        sessionId.toLowerCase(),
+        sequence,
+      ]);
+      await sql.run(
+        `UPDATE sessions SET signed_sequence = CASE WHEN ? > signed_sequence THEN ? ELSE signed_sequence END,
+           voucher_signed_at = CASE WHEN ? > signed_sequence THEN ? ELSE voucher_signed_at END WHERE id = ?`,
+        [sequence, sequence, sequence, now, sessionId.toLowerCase()],
+      );
     });
   }
 
-  getReceipt(hash: Hex): ReceiptRecord | undefined {
-    const row = this.statement("SELECT * FROM receipts WHERE hash = ?").get(hash.toLowerCase()) as Row | undefined;
+  async getReceipt(hash: Hex): Promise<ReceiptRecord | undefined> {
+    const row = await this.sql.get("SELECT * FROM receipts WHERE hash = ?", [hash.toLowerCase()]);
     return row && toReceipt(row);
   }
 
-  receiptAt(sessionId: Hex, sequence: number): ReceiptRecord | undefined {
-    const row = this.statement("SELECT * FROM receipts WHERE session_id = ? AND sequence = ?")
-      .get(sessionId.toLowerCase(), sequence) as Row | undefined;
+  async receiptAt(sessionId: Hex, sequence: number): Promise<ReceiptRecord | undefined> {
+    const row = await this.sql.get("SELECT * FROM receipts WHERE session_id = ? AND sequence = ?", [sessionId.toLowerCase(), sequence]);
     return row && toReceipt(row);
   }
 
   /** Up to `limit` receipts of session `sessionId` after sequence `after`, in order (one index range read). */
-  receiptsAfter(sessionId: Hex, after: number, limit: number): ReceiptRecord[] {
-    const rows = this.statement("SELECT * FROM receipts WHERE session_id = ? AND sequence > ? ORDER BY sequence LIMIT ?")
-      .all(sessionId.toLowerCase(), after, limit) as Row[];
+  async receiptsAfter(sessionId: Hex, after: number, limit: number): Promise<ReceiptRecord[]> {
+    const rows = await this.sql.all("SELECT * FROM receipts WHERE session_id = ? AND sequence > ? ORDER BY sequence LIMIT ?", [sessionId.toLowerCase(), after, limit]);
     return rows.map(toReceipt);
   }
 
-  receiptsOf(sessionId: Hex): ReceiptRecord[] {
-    const rows = this.statement("SELECT * FROM receipts WHERE session_id = ? ORDER BY sequence").all(sessionId.toLowerCase()) as Row[];
-    return rows.map(toReceipt);
+  async receiptsOf(sessionId: Hex): Promise<ReceiptRecord[]> {
+    return (await this.sql.all("SELECT * FROM receipts WHERE session_id = ? ORDER BY sequence", [sessionId.toLowerCase()])).map(toReceipt);
   }
 
   // ---- settlement -----------------------------------------------------------------------------
 
   /**
    * Open or closing sessions with a signed voucher newer than what was settled, and not recorded as
-   * unable to settle, oldest signature first.
+   * unable to settle, oldest signature first. The partial index `sessions_due` holds exactly these
+   * rows, in this order: sessions backing off sort after `now` and are never read, however many.
    */
-  sessionsToSettle(limit: number, now = Date.now()): { session: SessionRecord; signedAt: number }[] {
-    // INDEXED BY: the partial index sessions_due holds exactly these rows, in this order (the query
-    // fails loudly instead of scanning if a change ever makes it unusable). Sessions backing off sort
-    // after `now` and are never read, however many there are.
-    const rows = this.statement(
-        `SELECT * FROM sessions INDEXED BY sessions_due
-          WHERE status IN ('open', 'closing') AND unsettled_reason IS NULL AND settling_id IS NULL AND signed_sequence > settled_sequence
-            AND MAX(voucher_signed_at, COALESCE(settle_retry_at, 0)) <= ?
-          ORDER BY MAX(voucher_signed_at, COALESCE(settle_retry_at, 0)) LIMIT ?`,
-      )
-      .all(now, limit) as Row[];
+  async sessionsToSettle(limit: number, now = Date.now()): Promise<{ session: SessionRecord; signedAt: number }[]> {
+    const rows = await this.sql.all(
+      `SELECT * FROM sessions
+        WHERE status IN ('open', 'closing') AND unsettled_reason IS NULL AND settling_id IS NULL AND signed_sequence > settled_sequence
+          AND ${SESSION_DUE_AT} <= ?
+        ORDER BY ${SESSION_DUE_AT} LIMIT ?`,
+      [now, limit],
+    );
     return rows.map((row) => ({ session: toSession(row), signedAt: Number(row.voucher_signed_at) }));
   }
 
   /** Session `id`'s settlement failed: not due again before `retryAt` (0: due at once). */
-  deferSettlement(id: Hex, retryAt: number): void {
-    this.transaction(() => this.statement("UPDATE sessions SET settle_retry_at = ? WHERE id = ?").run(retryAt === 0 ? null : retryAt, id.toLowerCase()));
+  async deferSettlement(id: Hex, retryAt: number): Promise<void> {
+    await this.sql.run("UPDATE sessions SET settle_retry_at = ? WHERE id = ?", [retryAt === 0 ? null : retryAt, id.toLowerCase()]);
   }
 
-  /** Records a settlement about to be sent; its sessions are not due again until it is resolved. */
-  insertSettlement(kind: SettlementRecord["kind"], items: SettlementItem[]): number {
+  /**
+   * Records a settlement about to be sent; its sessions are not due again until it is resolved.
+   * Undefined, recording nothing, when another settlement took one of them meanwhile (another
+   * instance's): one settlement per session at a time.
+   */
+  insertSettlement(kind: SettlementRecord["kind"], items: SettlementItem[]): Promise<number | undefined> {
     const now = Date.now();
-    return this.transaction(() => {
-      const id = Number(
-        this.statement("INSERT INTO settlements (kind, status, items, created_at, updated_at) VALUES (?, 'pending', ?, ?, ?)")
-          .run(kind, JSON.stringify(items.map((item) => ({ ...item, sessionId: item.sessionId.toLowerCase() }))), now, now).lastInsertRowid,
-      );
-      for (const { sessionId } of items) this.statement("UPDATE sessions SET settling_id = ? WHERE id = ?").run(id, sessionId.toLowerCase());
+    return this.unit(async (sql) => {
+      const { rows } = await sql.run("INSERT INTO settlements (kind, status, items, created_at, updated_at) VALUES (?, 'pending', ?, ?, ?) RETURNING id", [
+        kind,
+        JSON.stringify(items.map((item) => ({ ...item, sessionId: item.sessionId.toLowerCase() }))),
+        now,
+        now,
+      ]);
+      const id = Number(rows[0].id);
+      for (const { sessionId } of items) {
+        const { changes } = await sql.run("UPDATE sessions SET settling_id = ? WHERE id = ? AND settling_id IS NULL", [id, sessionId.toLowerCase()]);
+        if (changes === 0) throw new SettlementTakenError(sessionId);
+      }
       return id;
+    }).catch((error: unknown) => {
+      if (error instanceof SettlementTakenError) return undefined;
+      throw error;
     });
   }
 
-  /** Frees the sessions a resolved settlement held (unless a later one holds them now). */
-  private releaseSettlement(settlement: SettlementRecord): void {
-    for (const { sessionId } of settlement.items) {
-      this.statement("UPDATE sessions SET settling_id = NULL WHERE id = ? AND settling_id = ?").run(sessionId, settlement.id);
-    }
-  }
-
   /** Links settlement `id` to the managed transaction that carries it (in the manager's recording transaction). */
-  linkSettlementTx(id: number, txId: number, txHash: Hex, nonce: number): void {
-    this.transaction(() =>
-      this.statement("UPDATE settlements SET tx_id = ?, tx_hash = ?, nonce = ?, updated_at = ? WHERE id = ?").run(txId, txHash, nonce, Date.now(), id),
-    );
+  async linkSettlementTx(id: number, txId: number, txHash: Hex, nonce: number): Promise<void> {
+    await this.sql.run("UPDATE settlements SET tx_id = ?, tx_hash = ?, nonce = ?, updated_at = ? WHERE id = ?", [txId, txHash, nonce, Date.now(), id]);
   }
 
-  getSettlement(id: number): SettlementRecord | undefined {
-    const row = this.statement("SELECT * FROM settlements WHERE id = ?").get(id) as Row | undefined;
+  async getSettlement(id: number): Promise<SettlementRecord | undefined> {
+    const row = await this.sql.get("SELECT * FROM settlements WHERE id = ?", [id]);
     return row && toSettlement(row);
   }
 
-  pendingSettlements(): SettlementRecord[] {
-    return (this.statement("SELECT * FROM settlements WHERE status = 'pending' ORDER BY id").all() as Row[]).map(toSettlement);
+  async pendingSettlements(): Promise<SettlementRecord[]> {
+    return (await this.sql.all("SELECT * FROM settlements WHERE status = 'pending' ORDER BY id")).map(toSettlement);
   }
 
   /**
    * Marks a settlement confirmed and applies it to its sessions and their receipts; `minedHash` is
-   * the hash that mined when a fee-bumped replacement did.
+   * the hash that mined when a fee-bumped replacement did. Nothing when it is resolved already.
    */
-  confirmSettlement(id: number, minedHash?: Hex): void {
-    this.transaction(() => {
-      if (minedHash !== undefined) this.statement("UPDATE settlements SET tx_hash = ? WHERE id = ?").run(minedHash, id);
-      const row = this.statement("SELECT * FROM settlements WHERE id = ?").get(id) as Row;
+  confirmSettlement(id: number, minedHash?: Hex): Promise<void> {
+    return this.unit(async (sql) => {
+      const row = await sql.get("SELECT * FROM settlements WHERE id = ? AND status = 'pending'", [id]);
+      if (row === undefined) return;
       const settlement = toSettlement(row);
+      const txHash = minedHash ?? settlement.txHash;
       for (const { sessionId, sequence } of settlement.items) {
-        this.statement(
-            `UPDATE sessions SET settled_sequence = MAX(settled_sequence, ?)${settlement.kind === "close" ? ", status = 'closed', close_tx = ?" : ""} WHERE id = ?`,
-          )
-          .run(...(settlement.kind === "close" ? [sequence, settlement.txHash, sessionId] : [sequence, sessionId]));
-        this.statement("UPDATE receipts SET settlement_tx = ? WHERE session_id = ? AND sequence <= ? AND settlement_tx IS NULL")
-          .run(settlement.txHash, sessionId, sequence);
-        this.statement("UPDATE sessions SET settle_retry_at = NULL WHERE id = ?").run(sessionId);
-        this.sessionCache.delete(sessionId.toLowerCase() as Hex);
+        await sql.run(
+          `UPDATE sessions SET settled_sequence = CASE WHEN ? > settled_sequence THEN ? ELSE settled_sequence END, settle_retry_at = NULL,
+             settling_id = CASE WHEN settling_id = ? THEN NULL ELSE settling_id END${settlement.kind === "close" ? ", status = 'closed', close_tx = ?" : ""}
+           WHERE id = ?`,
+          settlement.kind === "close" ? [sequence, sequence, id, txHash, sessionId] : [sequence, sequence, id, sessionId],
+        );
+        await sql.run("UPDATE receipts SET settlement_tx = ? WHERE session_id = ? AND sequence <= ? AND settlement_tx IS NULL", [txHash, sessionId, sequence]);
       }
-      this.releaseSettlement(settlement);
-      this.statement("UPDATE settlements SET status = 'confirmed', updated_at = ? WHERE id = ?").run(Date.now(), id);
+      await sql.run("UPDATE settlements SET status = 'confirmed', tx_hash = ?, updated_at = ? WHERE id = ?", [txHash, Date.now(), id]);
     });
   }
 
-  failSettlement(id: number, error: string): void {
-    this.transaction(() => {
-      this.releaseSettlement(toSettlement(this.statement("SELECT * FROM settlements WHERE id = ?").get(id) as Row));
-      this.statement("UPDATE settlements SET status = 'failed', error = ?, updated_at = ? WHERE id = ?").run(error.slice(0, 2000), Date.now(), id);
+  /** Marks a pending settlement failed, freeing its sessions (unless a later one holds them now). */
+  failSettlement(id: number, error: string): Promise<void> {
+    return this.unit(async (sql) => {
+      const row = await sql.get("SELECT * FROM settlements WHERE id = ? AND status = 'pending'", [id]);
+      if (row === undefined) return;
+      for (const { sessionId } of toSettlement(row).items) {
+        await sql.run("UPDATE sessions SET settling_id = NULL WHERE id = ? AND settling_id = ?", [sessionId, id]);
+      }
+      await sql.run("UPDATE settlements SET status = 'failed', error = ?, updated_at = ? WHERE id = ?", [error.slice(0, 2000), Date.now(), id]);
     });
+  }
+}
+
+/** A session of a settlement being recorded is held by another settlement (rolls the recording back). */
+class SettlementTakenError extends Error {
+  constructor(sessionId: Hex) {
+    super(`session ${sessionId} is in another settlement`);
   }
 }
 
