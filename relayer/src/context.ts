@@ -9,6 +9,7 @@ import type { RelayerInfo } from "@agentmesh/sdk/protocol";
 import type { X402Gateway } from "./core/x402.ts";
 import type { ProviderStats } from "./stats.ts";
 import type { ChainIndex } from "./store/chain-index.ts";
+import type { Leases } from "./store/leases.ts";
 import type { Repository } from "./store/repository.ts";
 
 /**
@@ -206,6 +207,11 @@ export class RateLimiter {
  */
 export interface RelayerContext {
   repo: Repository;
+  /**
+   * Leases over the work that runs once across every instance sharing the store (see
+   * store/leases.ts); undefined in unit tests, where every pass runs here.
+   */
+  leases?: Leases;
   /** The chain, through the methods the services use (the real one: `ChainGateway`). */
   chain: ChainPort;
   domainSeparator: Hex;

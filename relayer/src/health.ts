@@ -1,6 +1,7 @@
 import type { RelayerContext } from "./context.ts";
 import { readCapped, type OutboundHttp } from "./outbound.ts";
 import { PeriodicPass } from "./periodic.ts";
+import { passLeaseMs } from "./store/leases.ts";
 
 /** Time a provider has to answer a probe. */
 const PROBE_TIMEOUT_MS = 5_000;
@@ -32,7 +33,9 @@ export class HealthProber {
 
   constructor(ctx: RelayerContext, intervalMs: number) {
     this.ctx = ctx;
-    this.passes = new PeriodicPass("health probes", intervalMs, () => this.probeRound());
+    // Once across the fleet (the stats it feeds are the prober's instance's).
+    const lease = ctx.leases && { leases: ctx.leases, name: "health-probes", ttlMs: passLeaseMs(intervalMs) };
+    this.passes = new PeriodicPass("health probes", intervalMs, () => this.probeRound(), lease);
   }
 
   start(): void {

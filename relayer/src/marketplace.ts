@@ -18,6 +18,7 @@ import type { ChainGateway } from "./chain.ts";
 import type { MarketplacePort } from "./core/chain-port.ts";
 import type { TxRequest } from "./tx-manager.ts";
 import { PeriodicPass } from "./periodic.ts";
+import { passLeaseMs, type Leases } from "./store/leases.ts";
 import type { PayoutLogs, StoredLog } from "./store/agent-payments.ts";
 import { log } from "./log.ts";
 
@@ -340,6 +341,8 @@ export interface PayoutOptions {
   /** The deployment's start block: the first block scanned. */
   startBlock: bigint;
   intervalMs: number;
+  /** The fleet's leases: passes run on one instance at a time (none: here). */
+  leases?: Leases;
   /** The most blocks one `getLogs` covers (default 5,000, what common RPC providers accept). */
   maxRange?: number;
 }
@@ -374,7 +377,8 @@ export class PayoutWorker {
     this.startBlock = options.startBlock;
     this.maxRange = BigInt(options.maxRange ?? 5_000);
     if (this.maxRange < 1n) throw new Error(`the payout worker's maxRange must be at least 1 block, not ${options.maxRange}`);
-    this.passes = new PeriodicPass("agent payouts", options.intervalMs, () => this.pass());
+    const lease = options.leases && { leases: options.leases, name: "agent-payouts", ttlMs: passLeaseMs(options.intervalMs) };
+    this.passes = new PeriodicPass("agent payouts", options.intervalMs, () => this.pass(), lease);
   }
 
   start(): void {

@@ -6,6 +6,7 @@ import { ApiError } from "@agentmesh/sdk/http";
 import type { RelayerContext } from "../context.ts";
 import type { ListedAgent, TransferAuthorization } from "../marketplace.ts";
 import { PeriodicPass } from "../periodic.ts";
+import { passLeaseMs } from "../store/leases.ts";
 import { EndpointRefusedError, ResponseTooLargeError, readCapped, readHead, type EndpointUrl } from "../outbound.ts";
 import type { SentTx, TxRequest } from "../tx-manager.ts";
 import type { MarketplacePort } from "./chain-port.ts";
@@ -115,7 +116,8 @@ export class X402Gateway {
     this.marketplace = marketplace;
     this.network = `eip155:${ctx.chain.chainId}`;
     this.payments = new PaymentLocks(ctx.repo);
-    this.reconciler = new PeriodicPass("x402 settlement reconciliation", RECONCILE_INTERVAL_MS, () => this.reconcilePass());
+    const lease = ctx.leases && { leases: ctx.leases, name: "x402-reconciliation", ttlMs: passLeaseMs(RECONCILE_INTERVAL_MS) };
+    this.reconciler = new PeriodicPass("x402 settlement reconciliation", RECONCILE_INTERVAL_MS, () => this.reconcilePass(), lease);
   }
 
   /**
