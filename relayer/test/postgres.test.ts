@@ -71,6 +71,8 @@ describe("PostgreSQL port", () => {
       `SELECT '?', "a?", $1 AS x, 'it''s ?', $2 FROM t WHERE b = $3`,
     );
     assert.equal(numberPlaceholders("SELECT 1"), "SELECT 1");
+    assert.equal(numberPlaceholders("SELECT ? -- isn't ?\n, ? /* it's ? */ , ?"), "SELECT $1 -- isn't ?\n, $2 /* it's ? */ , $3");
+    assert.equal(numberPlaceholders("SELECT ?, 'unterminated ?"), "SELECT $1, 'unterminated ?");
   });
 
   it("runs, gets and lists rows, with many placeholders and a '?' in a literal", async () => {
@@ -197,6 +199,17 @@ describe("PostgreSQL port", () => {
     assert.deepEqual(await db.all("SELECT name FROM leases ORDER BY name"), [{ name: "first" }, { name: "second" }]);
   });
 
+  it("names its connections after the instance, and bounds statements and idle transactions", async () => {
+    const { db } = await freshDatabase({ instance: "relayer-7" });
+    assert.deepEqual(
+      await db.get(
+        "SELECT current_setting('application_name') AS name, current_setting('statement_timeout') AS statement, current_setting('idle_in_transaction_session_timeout') AS idle",
+      ),
+      { name: "agentmesh-relayer/relayer-7", statement: "30s", idle: "1min" },
+    );
+    await assert.rejects(openPostgres(server.url, { poolSize: 0 }), { name: "RangeError", message: "poolSize must be a positive integer, not 0" });
+  });
+
   it("discards a connection that fails mid-transaction, and the next statement gets a new one", async () => {
     const { db } = await freshDatabase({ poolSize: 1 });
     const before = (await db.get("SELECT pg_backend_pid() AS pid"))?.pid;
@@ -281,6 +294,8 @@ describe("PostgreSQL migrations", () => {
     const again = await open(url);
     assert.equal(again.migrationsRun, 0);
     assert.deepEqual((await snapshot(url)).versions, [{ version: POSTGRES_MIGRATIONS.length }]);
+    await again.close();
+    await again.close(); // closing twice is closing once (afterEach closes it again)
   });
 
   it("two instances opening an empty database at once: one migrates, the other finds it current", async () => {
@@ -350,10 +365,14 @@ describe("PostgreSQL bad configuration: a clear error, nothing changed, no passw
 
   it("a wrong password, or none", async () => {
     const url = await server.createDatabase();
-    const wrong = "not-the-password-7f3a";
+    const wrong = "not-the-p%40ssword-7f3a";
     await assert.rejects(
       openPostgres(url.replace(server.password, wrong)),
-      check("credentials", /^PostgreSQL refused the credentials of user "agentmesh" at 127\.0\.0\.1:\d+: password authentication failed/, [wrong, server.password]),
+      check("credentials", /^PostgreSQL refused the credentials of user "agentmesh" at 127\.0\.0\.1:\d+: password authentication failed/, [
+        wrong,
+        decodeURIComponent(wrong),
+        server.password,
+      ]),
     );
     await assert.rejects(
       openPostgres(url.replace(`:${server.password}@`, "@")),
@@ -371,6 +390,7 @@ describe("PostgreSQL bad configuration: a clear error, nothing changed, no passw
 
   it("a URL that is not a PostgreSQL URL", async () => {
     await assert.rejects(openPostgres(`postgres://agentmesh:${server.password}@127.0.0.1:port/x`), check("url", /is not a URL/, [server.password]));
+    await assert.rejects(openPostgres(`postgres://agentmesh:${server.password}%zz@127.0.0.1/x`), check("url", /malformed %-escape/, [server.password]));
     await assert.rejects(openPostgres(`mysql://agentmesh:${server.password}@127.0.0.1/x`), check("url", /must start with postgres:\/\//, [server.password]));
   });
 

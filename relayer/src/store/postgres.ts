@@ -41,6 +41,7 @@ export const MIGRATION_LOCK_KEY = 0x6167656e746d7368n;
 
 const CONNECT_TIMEOUT_MS = 5_000;
 const STATEMENT_TIMEOUT_MS = 30_000;
+const IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000;
 const DEFAULT_POOL_SIZE = 10;
 const INT8_OID = 20;
 const NUMERIC_OID = 1700;
@@ -71,10 +72,12 @@ export async function openPostgres(url: string, options: PostgresOptions = {}): 
     application_name: options.instance === undefined ? "agentmesh-relayer" : `agentmesh-relayer/${options.instance}`,
     connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
     statement_timeout: STATEMENT_TIMEOUT_MS,
+    // A transaction left open by a stalled instance must not hold its row locks for ever.
+    idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_TIMEOUT_MS,
     types: poolTypes(),
   });
   // An idle connection that fails (the server restarted) is dropped by the pool; the next query opens another.
-  pool.on("error", (error) => log.warn({ err: scrubError(error, target.password) }, "idle PostgreSQL connection failed"));
+  pool.on("error", (error) => log.warn({ err: scrubError(error, target.secrets) }, "idle PostgreSQL connection failed"));
   let migrationsRun: number;
   try {
     migrationsRun = await migrate(pool, target);
@@ -91,7 +94,8 @@ interface Target {
   address: string;
   user: string;
   database: string;
-  password: string;
+  /** The password as the URL spells it and decoded: what no message may show. */
+  secrets: string[];
 }
 
 function describeTarget(url: string): Target {
@@ -105,13 +109,20 @@ function describeTarget(url: string): Target {
   if (parsed.protocol !== "postgres:" && parsed.protocol !== "postgresql:") {
     throw new PostgresOpenError("url", `the PostgreSQL URL must start with postgres:// or postgresql://, not ${parsed.protocol}//`);
   }
-  const user = decodeURIComponent(parsed.username);
-  const host = parsed.searchParams.get("host") ?? (decodeURIComponent(parsed.hostname) || "localhost");
+  const decode = (text: string) => {
+    try {
+      return decodeURIComponent(text);
+    } catch {
+      throw new PostgresOpenError("url", "the PostgreSQL URL has a malformed %-escape (write a % in the user or password as %25)");
+    }
+  };
+  const user = decode(parsed.username);
+  const host = parsed.searchParams.get("host") ?? (decode(parsed.hostname) || "localhost");
   return {
     address: `${host}:${parsed.port || "5432"}`,
     user,
-    database: decodeURIComponent(parsed.pathname.slice(1)) || user,
-    password: decodeURIComponent(parsed.password),
+    database: decode(parsed.pathname.slice(1)) || user,
+    secrets: [...new Set([parsed.password, decode(parsed.password)])].filter((secret) => secret.length > 0),
   };
 }
 
@@ -195,7 +206,7 @@ async function schemaVersion(client: pg.PoolClient): Promise<number> {
 
 /** The clear error for a failure to connect or to read the schema, by its cause (scrubbed of the password). */
 function openFailure(cause: unknown, target: Target): Error {
-  const error = scrubError(cause, target.password);
+  const error = scrubError(cause, target.secrets);
   const code = typeof error === "object" && error !== null ? (error as { code?: unknown }).code : undefined;
   const detail = error instanceof Error ? error.message : String(error);
   if (code === "28P01" || code === "28000" || /client password must be a string/.test(detail)) {
@@ -216,9 +227,8 @@ function openFailure(cause: unknown, target: Target): Error {
   return error instanceof Error ? error : new Error(detail);
 }
 
-/** `error` and its causes with every occurrence of `password` in their messages and stacks replaced. */
-function scrubError<E>(error: E, password: string): E {
-  if (password.length === 0) return error;
+/** `error` and its causes with every occurrence of each secret in their messages and stacks replaced. */
+function scrubError<E>(error: E, secrets: readonly string[]): E {
   const seen = new Set<object>();
   let current: unknown = error;
   while (typeof current === "object" && current !== null && !seen.has(current)) {
@@ -226,7 +236,7 @@ function scrubError<E>(error: E, password: string): E {
     const record = current as Record<string, unknown>;
     for (const field of ["message", "stack", "detail"]) {
       const value = record[field];
-      if (typeof value === "string" && value.includes(password)) record[field] = value.split(password).join("***");
+      if (typeof value === "string") record[field] = secrets.reduce((text, secret) => text.split(secret).join("***"), value);
     }
     current = record.cause;
   }
@@ -235,26 +245,37 @@ function scrubError<E>(error: E, password: string): E {
 
 /**
  * `sql` with its `?` placeholders numbered `$1`, `$2`, … in order. A `?` inside a quoted string
- * literal ('…') or identifier ("…") is text, not a placeholder. (PostgreSQL's jsonb `?` operators
- * cannot be written through this port; the store does not use them.)
+ * literal ('…'), a quoted identifier ("…") or a comment is text, not a placeholder. (PostgreSQL's
+ * jsonb `?` operators cannot be written through this port; the store does not use them.)
  */
 export function numberPlaceholders(sql: string): string {
   let result = "";
   let count = 0;
-  let quote: "'" | '"' | undefined;
-  for (const char of sql) {
-    if (quote !== undefined) {
-      if (char === quote) quote = undefined; // a doubled quote closes and reopens: still right
-    } else if (char === "'" || char === '"') {
-      quote = char;
-    } else if (char === "?") {
-      result += `$${++count}`;
+  let index = 0;
+  while (index < sql.length) {
+    const quoted = QUOTES.find(([opener]) => sql.startsWith(opener, index));
+    if (quoted === undefined) {
+      result += sql[index] === "?" ? `$${++count}` : sql[index];
+      index++;
       continue;
     }
-    result += char;
+    // copied as it is up to its closer (a doubled quote, as in 'it''s', closes and reopens: the same text)
+    const [opener, closer] = quoted;
+    const close = sql.indexOf(closer, index + opener.length);
+    const end = close === -1 ? sql.length : close + closer.length; // unterminated: the server will say so
+    result += sql.slice(index, end);
+    index = end;
   }
   return result;
 }
+
+/** What {@link numberPlaceholders} copies unchanged: each opener and its closer. */
+const QUOTES: readonly (readonly [string, string])[] = [
+  ["'", "'"],
+  ['"', '"'],
+  ["--", "\n"],
+  ["/*", "*/"],
+];
 
 /** The values pg is given: bigints as decimal strings (pg sends numbers and strings as they are). */
 function bindable(params: readonly SqlValue[]): (string | number | null)[] {
@@ -262,6 +283,7 @@ function bindable(params: readonly SqlValue[]): (string | number | null)[] {
 }
 
 function postgresDatabase(pool: pg.Pool, migrationsRun: number): PostgresDatabase {
+  let closed: Promise<void> | undefined;
   const translations = new LRUCache<string, string>({ max: 1024 });
   const translate = (sql: string): string => {
     let text = translations.get(sql);
@@ -306,6 +328,6 @@ function postgresDatabase(pool: pg.Pool, migrationsRun: number): PostgresDatabas
         client.release(clientError); // a failed connection is discarded, not reused
       }
     },
-    close: () => pool.end(),
+    close: () => (closed ??= pool.end()),
   };
 }
