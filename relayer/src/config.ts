@@ -16,6 +16,7 @@ import { parseArgs } from "node:util";
 import type { Hex } from "viem";
 import { z } from "zod";
 import { DeploymentFileError, loadDeployment, loadLocalStack, type Deployment, type LocalStack } from "@agentmesh/sdk";
+import { isPostgresUrl } from "./store/open.ts";
 import { KeystoreError, decryptKeystoreFile, keystorePassword } from "@agentmesh/sdk/keystore";
 import type { RelayerOptions } from "./server.ts";
 
@@ -73,6 +74,10 @@ const configSchema = z.object({
   rpc: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).optional(),
   host: z.string().min(1).default("127.0.0.1"),
   port: integer(0, 65_535).default(8787),
+  /**
+   * The store: a SQLite file (one instance), or a `postgres://` URL that several instances share
+   * (also from DATABASE_URL).
+   */
   db: z.string().min(1).default(".agentmesh/relayer.db"),
   /** The relayer's URL as clients reach it (x402 resource URLs, agents' paid URLs): scheme and host only. */
   "public-url": z
@@ -131,6 +136,10 @@ export async function readRelayerConfig(argv: string[], env: NodeJS.ProcessEnv =
     if (raw[name] === undefined && fromEnv !== undefined && fromEnv !== "") raw[name] = fromEnv;
   }
   for (const variable of [GAS_KEY_VARIABLE, SIGNER_KEYS_VARIABLE]) if (env[variable]) raw[variable] = env[variable];
+  if (raw.db === undefined && env.DATABASE_URL) raw.db = env.DATABASE_URL;
+  if (typeof flags.db === "string" && isPostgresUrl(flags.db) && URL.canParse(flags.db) && new URL(flags.db).password !== "") {
+    throw new ConfigError("--db: a PostgreSQL password goes in DATABASE_URL or AGENTMESH_DB (the environment), never on the command line");
+  }
   const parsed = configSchema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];

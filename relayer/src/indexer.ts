@@ -2,6 +2,10 @@ import pMap from "p-map";
 import type { Address, Hex } from "viem";
 import { contractRevert, type ChainGateway } from "./chain.ts";
 import { PeriodicPass } from "./periodic.ts";
+import { passLeaseMs, type Leases } from "./store/leases.ts";
+
+/** The lease of the one instance that indexes. */
+const INDEXER_LEASE = "indexer";
 import type { ChainIndex, IndexedBudget, IndexedSession } from "./store/chain-index.ts";
 import type { Repository } from "./store/repository.ts";
 import { log } from "./log.ts";
@@ -24,6 +28,11 @@ export interface IndexerOptions {
   readConcurrency: number;
   /** Longest wait between two passes after failures (default 30 s); the wait doubles per failure. */
   maxBackoffMs: number;
+  /**
+   * The fleet's leases: one instance indexes (the holder of lease "indexer"); the others follow
+   * what it writes, and take over once its lease expires. None: this instance indexes.
+   */
+  leases?: Leases;
 }
 
 export const DEFAULT_INDEXER: Omit<IndexerOptions, "startBlock" | "confirmations" | "pollMs"> = {
@@ -91,6 +100,10 @@ export function isRangeTooLargeError(error: unknown): boolean {
  * together with the block it reached and that block's hash, so a restart resumes exactly where it
  * stopped. Every pass also records the head's timestamp: the chain's clock, which serving reads.
  *
+ * Several instances on one store: the one holding the "indexer" lease indexes, and records the
+ * head it saw; each other instance's pass only reads that head and the last block applied (the
+ * chain's clock, and its readiness). When the indexer dies, another takes the lease once it expires.
+ *
  * Reorgs: before going on, a pass checks that the last block it applied is still on the chain (by
  * hash). When it is not, it finds the latest recorded block that is (the common ancestor, at most
  * `maxReorgDepth` ranges back), rolls every row written after it back to its state there, and
@@ -155,6 +168,7 @@ export class ChainIndexer {
   async stop(): Promise<void> {
     clearInterval(this.timer);
     await this.passes.stop();
+    await this.options.leases?.release(INDEXER_LEASE).catch(() => undefined);
   }
 
   /** Indexes every confirmed block not indexed yet, after any pass under way (also used by tests). */
@@ -180,7 +194,14 @@ export class ChainIndexer {
 
   private async pass(): Promise<void> {
     try {
-      await this.follow();
+      const { leases } = this.options;
+      if (leases !== undefined && !(await leases.acquire(INDEXER_LEASE, passLeaseMs(this.options.pollMs)))) {
+        this.indexedBlock = await this.index.followHead();
+        if (this.indexedBlock === undefined) throw new Error("the indexing instance has not indexed a block yet");
+      } else {
+        await this.follow();
+        await this.index.saveHead(this.options.startBlock);
+      }
       this.failures = 0;
       this.retryAt = 0;
       this.lastError = undefined;

@@ -16,6 +16,7 @@ import { ChainIndexer, type IndexerOptions } from "./indexer.ts";
 import { ChainIndex } from "./store/chain-index.ts";
 import { ProviderStats } from "./stats.ts";
 import { openStore } from "./store/open.ts";
+import { LeaseKeeper, Leases, gasAccountLease } from "./store/leases.ts";
 import { Readiness } from "./readiness.ts";
 import { OperatingChecks } from "./operating-checks.ts";
 import { DirectoryAnnouncer } from "./directory-announcer.ts";
@@ -97,6 +98,12 @@ export interface Relayer {
   close(): Promise<void>;
 }
 
+/**
+ * How long an instance's hold on its gas account outlives it: another instance started on the same
+ * account waits this long after a crash (a clean stop gives it up at once).
+ */
+const GAS_LEASE_MS = 15_000;
+
 /** The chain refuses the relayer's configuration (its RPC serves another chain): it can never be ready. */
 export class ChainConfigurationError extends Error {
   constructor(message: string) {
@@ -116,8 +123,12 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
   redactUrlInLogs(options.chain.rpcUrl);
   const chain = new ChainGateway(options.chain);
   const txConfig = txManagerOptions(options.transactions ?? {}, chain.chainId);
-  const store = await openStore(options.databasePath);
+  const store = await openStore(options.databasePath, { instance: chain.account.address.toLowerCase() });
   const repo = new Repository(store.database);
+  // Work that runs once across the instances sharing the store is leased (store/leases.ts); this
+  // instance holds its gas account's lease for as long as it runs.
+  const leases = new Leases(repo);
+  const gasLease = new LeaseKeeper({ leases, name: gasAccountLease(chain.account.address), ttlMs: GAS_LEASE_MS });
   const transactions = chain.manageTransactions(repo, txConfig);
   const chainIndex = new ChainIndex(store.database);
   // The indexer looks at the head twice per block (Base: every second; a look with no new block is
@@ -129,6 +140,7 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
     (work) => repo.transaction(work),
     {
       confirmations: chain.chainId === 31337 ? 0 : 3,
+      leases,
       pollMs: Math.min(1_000, (chain.publicClient.chain?.blockTime ?? 1_000) / 2),
       ...options.indexer,
     },
@@ -146,6 +158,7 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
   const requestedSettlement = { ...DEFAULT_SETTLEMENT, ...options.settlement }; // checked against the escrow once it answers
   const context: WiredContext = {
     repo,
+    leases,
     chain,
     domainSeparator: escrowDomainSeparator(chain.chainId, chain.escrow),
     receiptSigners,
@@ -183,7 +196,7 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
   if (options.chain.marketplace !== undefined) {
     context.marketplace = new MarketplaceGateway(chain, options.chain.marketplace);
     context.x402 = new X402Gateway(context, context.marketplace);
-    payouts = new PayoutWorker(context.marketplace, new PayoutLogs(repo), { startBlock: BigInt(options.indexer.startBlock), intervalMs: options.payoutIntervalMs ?? 60_000 });
+    payouts = new PayoutWorker(context.marketplace, new PayoutLogs(repo), { startBlock: BigInt(options.indexer.startBlock), intervalMs: options.payoutIntervalMs ?? 60_000, leases });
   }
   const health = new HealthProber(context, options.healthProbeIntervalMs ?? 15_000);
   health.start();
@@ -206,6 +219,11 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
         const rpcChainId = await chain.publicClient.getChainId();
         if (rpcChainId !== chain.chainId) throw new ChainConfigurationError(`the RPC serves chain ${rpcChainId}, not the configured chain ${chain.chainId}`);
         escrowMaxBatch = await chain.maxBatch();
+        // Never two instances on one gas account: their nonces would collide. A stopped instance's
+        // lease expires within GAS_LEASE_MS; a running one's never does.
+        await gasLease.take(stopping.signal, ({ expiresAt }) =>
+          readiness.startupFailed(new Error(`another relayer instance holds gas account ${chain.account.address} (its lease runs until ${new Date(expiresAt).toISOString()})`)),
+        );
         await transactions.start(); // the gas account's next nonce, and what a previous run left in flight
         break;
       } catch (error) {
@@ -294,6 +312,7 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
           await flushVouchers(settlement);
         }
         await transactions.stop();
+        await gasLease.release();
         await context.outbound.close();
         await store.close();
       })();

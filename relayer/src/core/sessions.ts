@@ -23,6 +23,7 @@ import { ApiError, badRequest } from "@agentmesh/sdk/http";
 import { servingRefusal } from "../serving.ts";
 import type { ReceiptRecord, Repository, SessionRecord } from "../store/repository.ts";
 import { SessionHold } from "./session-hold.ts";
+import { gasAccountLease } from "../store/leases.ts";
 import { log } from "../log.ts";
 import type {
   ClosedSession,
@@ -196,6 +197,12 @@ async function sendOpen(ctx: RelayerContext, sessionId: Hex, request: TxRequest)
 /** Opens of this process between being recorded and their transaction being recorded (sent). */
 const opening = new Set<Hex>();
 
+/**
+ * How long an open recorded and not sent yet may be another instance's in progress: it simulates
+ * and sends within moments (RPC timeouts included). Past this, it was never sent.
+ */
+const UNSENT_OPEN_MS = 5 * 60_000;
+
 /** How long `POST /v1/sessions` waits for its open to confirm before answering that it is pending. */
 const OPEN_WAIT_MS = 60_000;
 
@@ -219,16 +226,28 @@ function recordOpened(repo: Repository, sessionId: Hex, terms: SessionTerms, mod
  * taken while the escrow has no such session, failed. One still in flight waits.
  */
 export async function reconcileOpens(ctx: RelayerContext): Promise<void> {
+  const me = ctx.chain.account.address.toLowerCase();
   for (const open of await ctx.repo.pendingOpens()) {
     const { terms: raw, model } = JSON.parse(open.request) as { terms: Record<string, unknown>; model: string };
     const terms = { ...raw, budgetId: BigInt(raw.budgetId as string), maxSpend: BigInt(raw.maxSpend as string), salt: BigInt(raw.salt as string) } as SessionTerms;
+    const theirs = open.sender !== null && open.sender !== me;
+    if (theirs) {
+      // Another instance's: it resolves it, unless it stopped; then the escrow alone says whether
+      // it opened (its transaction may still mine: it stays pending until then).
+      const owner = ctx.leases && (await ctx.leases.current(gasAccountLease(open.sender!)));
+      if (owner !== undefined) continue;
+      const state = await ctx.chain.session(open.sessionId).catch(() => undefined);
+      if (state !== undefined && state.claimEnd !== 0) await recordOpened(ctx.repo, open.sessionId, terms, model, `0x${"0".repeat(64)}` as Hex);
+      continue;
+    }
     const tx = open.txId === null ? undefined : await ctx.chain.transactions.get(open.txId);
     if (tx !== undefined && (tx.status === "pending" || tx.status === "mined")) continue;
     if (tx?.status === "confirmed") {
       await recordOpened(ctx.repo, open.sessionId, terms, model, tx.minedHash!);
       continue;
     }
-    if (tx === undefined && opening.has(open.sessionId)) continue; // being sent right now
+    // Being sent right now, here or by another instance (an open is sent within moments of being recorded).
+    if (tx === undefined && (opening.has(open.sessionId) || (ctx.leases !== undefined && Date.now() - open.createdAt < UNSENT_OPEN_MS))) continue;
     let state;
     try {
       state = await ctx.chain.session(open.sessionId);
@@ -393,7 +412,7 @@ export async function settleNow(
   items: { sessionId: Hex; sequence: number }[],
   waitMs?: number,
 ): Promise<Hex> {
-  const id = await ctx.repo.insertSettlement(kind, items);
+  const id = await ctx.repo.insertSettlement(kind, items, ctx.chain.account.address);
   if (id === undefined) throw new ApiError(409, "session_busy", `a settlement of ${items.map((item) => item.sessionId).join(", ")} is in flight`);
   let hash: Hex;
   let txId: number;

@@ -5,6 +5,7 @@ import type { RelayerContext } from "../context.ts";
 import { SettlementRejectedError, reconcileOpens, settleNow } from "./sessions.ts";
 import type { SessionRecord, SettlementRecord } from "../store/repository.ts";
 import { log } from "../log.ts";
+import { gasAccountLease, passLeaseMs } from "../store/leases.ts";
 
 /** `claimEnd` of a finalized session (ComputeEscrow.FINALIZED). */
 const FINALIZED = 1;
@@ -26,6 +27,9 @@ export interface SettlementOptions {
   /** First retry delay after a failure; doubles per failure up to 64×. */
   retryBaseMs: number;
 }
+
+/** The lease of the one instance that sends what is due. */
+const SETTLEMENT_LEASE = "settlement";
 
 export const DEFAULT_SETTLEMENT: SettlementOptions = { maxBatch: 100, maxAgeMs: 30_000, pollMs: 1_000, retryBaseMs: 2_000 };
 
@@ -128,11 +132,12 @@ export class SettlementWorker {
     this.schedule();
   }
 
-  /** Stops polling and waits for a batch in flight. */
+  /** Stops polling, waits for a batch in flight, and gives the lease up. */
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
     await this.running;
+    await this.ctx.leases?.release(SETTLEMENT_LEASE).catch(() => undefined);
   }
 
   /**
@@ -152,9 +157,16 @@ export class SettlementWorker {
     return hash;
   }
 
-  /** Resolves every pending settlement whose transaction is final, and the opens left unresolved. */
-  async reconcile(): Promise<void> {
+  /**
+   * Resolves every pending settlement of this instance whose transaction is final, and the opens
+   * left unresolved; with `adopt`, also those that stopped instances left (see {@link adoptOrphan}).
+   */
+  async reconcile(adopt = true): Promise<void> {
     for (const settlement of await this.ctx.repo.pendingSettlements()) {
+      if (!this.mine(settlement)) {
+        if (adopt) await this.adoptOrphan(settlement);
+        continue;
+      }
       const resolved = await reconcileSettlement(this.ctx, settlement);
       if (resolved.status === "unsettled") for (const { sessionId } of settlement.items) await this.fail(sessionId, new Error(resolved.reason));
     }
@@ -267,14 +279,54 @@ export class SettlementWorker {
    */
   private async recover(): Promise<void> {
     for (const settlement of await this.ctx.repo.pendingSettlements()) {
-      if (settlement.txId === null) await this.ctx.repo.failSettlement(settlement.id, settlement.txHash === null ? "never sent (relayer stopped before sending)" : "sent unmanaged by an earlier relayer; re-posted");
+      if (settlement.txId === null && this.mine(settlement)) await this.ctx.repo.failSettlement(settlement.id, settlement.txHash === null ? "never sent (relayer stopped before sending)" : "sent unmanaged by an earlier relayer; re-posted");
     }
+  }
+
+  /** Whether this instance sends `settlement` (or it predates instances sharing a store). */
+  private mine(settlement: SettlementRecord): boolean {
+    return settlement.owner === null || settlement.owner === this.ctx.chain.account.address.toLowerCase();
+  }
+
+  /**
+   * Resolves `settlement`, which another instance sent, once that instance has stopped (its gas
+   * account's lease expired), by the escrow's state alone: a session whose settled sequence reached
+   * the voucher's is settled (whichever transaction did it); the others are due again and this
+   * instance settles them. The stopped instance's transaction may still mine after that: the escrow
+   * then refuses the second settlement of those vouchers as stale, and nothing is paid twice.
+   */
+  private async adoptOrphan(settlement: SettlementRecord): Promise<void> {
+    const leases = this.ctx.leases;
+    if (leases === undefined || (await leases.current(gasAccountLease(settlement.owner!))) !== undefined) return; // its instance runs
+    let states;
+    try {
+      states = await Promise.all(settlement.items.map(async (item) => ({ item, state: await this.ctx.chain.session(item.sessionId) })));
+    } catch {
+      return; // the escrow could not be read: next pass
+    }
+    for (const { item, state } of states) {
+      await this.ctx.repo.followChain({ id: item.sessionId, settled: state.settled, sequence: state.sequence, closeRequested: false, finalized: state.claimEnd === FINALIZED, closeTx: null });
+    }
+    const settled = states.every(({ item, state }) => state.sequence >= item.sequence);
+    if (settled) await this.ctx.repo.confirmSettlement(settlement.id);
+    else await this.ctx.repo.failSettlement(settlement.id, `its instance (gas account ${settlement.owner}) stopped before it was resolved; the vouchers are due again`);
+    log.warn({ settlementId: settlement.id, owner: settlement.owner, settled }, "took over a settlement a stopped instance left");
+  }
+
+  /**
+   * One scheduled pass. Several instances on one store: the holder of the "settlement" lease sends
+   * what is due and adopts what stopped instances left; every other one resolves its own.
+   */
+  private async tick(): Promise<void> {
+    const { leases } = this.ctx;
+    if (leases === undefined || (await leases.acquire(SETTLEMENT_LEASE, passLeaseMs(this.options.pollMs)))) await this.settleDue();
+    else await this.reconcile(false);
   }
 
   private schedule(): void {
     if (this.stopped) return;
     this.timer = setTimeout(() => {
-      this.running = this.settleDue()
+      this.running = this.tick()
         .then(() => undefined)
         .catch((error: unknown) => log.error({ err: error }, "settlement pass failed"))
         .finally(() => this.schedule());

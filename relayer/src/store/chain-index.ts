@@ -153,6 +153,31 @@ export class ChainIndex {
     this.shared.head = undefined;
   }
 
+  /**
+   * Records the head this instance's indexer saw, for the instances that do not index (see
+   * {@link followHead}); `startBlock` stands for the last block applied before the first range.
+   */
+  async saveHead(startBlock: number): Promise<void> {
+    const head = this.shared.head;
+    if (head === undefined) return;
+    await this.sql.run(
+      `INSERT INTO indexer_state (id, last_block, head_number, head_timestamp, head_seen_at) VALUES (1, ?, ?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET head_number = excluded.head_number, head_timestamp = excluded.head_timestamp, head_seen_at = excluded.head_seen_at`,
+      [startBlock - 1, head.number, head.timestamp, head.seenAt],
+    );
+  }
+
+  /**
+   * Takes the head the indexing instance last recorded as this instance's own (the chain's clock
+   * follows it); the last block it applied, or undefined before it applied one.
+   */
+  async followHead(): Promise<number | undefined> {
+    const row = await this.sql.get("SELECT last_block, head_number, head_timestamp, head_seen_at FROM indexer_state WHERE id = 1");
+    if (row === undefined) return undefined;
+    if (row.head_number !== null) this.observeHead(Number(row.head_number), Number(row.head_timestamp), Number(row.head_seen_at));
+    return Number(row.last_block);
+  }
+
   /** Last block fully applied, or undefined before the first pass. */
   async lastBlock(): Promise<number | undefined> {
     const row = await this.sql.get("SELECT last_block FROM indexer_state WHERE id = 1");

@@ -3,6 +3,7 @@ import path from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { Worker } from "node:worker_threads";
 import { log } from "../log.ts";
+import { SESSIONS_DUE_AT } from "./postgres-schema.ts";
 
 /**
  * The relayer's SQLite database (node:sqlite, WAL). Migrations are an append-only list; the
@@ -270,7 +271,14 @@ export const MIGRATIONS: readonly string[] = [
   // - Fixed-window request counters shared by every instance (provider, key and IP rate limits).
   // - The chain head the indexer saw, so that instances that do not index keep the chain's clock.
   // - Idempotency keys in flight, so that a retry sent to another instance is refused too.
+  // - A settlement names the instance (gas account) that sends it, so that another can take over
+  //   the ones a stopped instance left.
+  // - The due index orders by a CASE both backends index alike (SESSIONS_DUE_AT).
   `ALTER TABLE sessions ADD COLUMN serving_token TEXT;
+   ALTER TABLE settlements ADD COLUMN owner TEXT;
+   DROP INDEX sessions_due;
+   CREATE INDEX sessions_due ON sessions (${SESSIONS_DUE_AT})
+     WHERE status IN ('open', 'closing') AND unsettled_reason IS NULL AND settling_id IS NULL AND signed_sequence > settled_sequence;
    ALTER TABLE sessions ADD COLUMN serving_until INTEGER;
    ALTER TABLE transactions ADD COLUMN sender TEXT;
    CREATE TABLE leases (

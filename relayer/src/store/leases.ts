@@ -1,5 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
+import { setTimeout as sleep } from "node:timers/promises";
+import { log } from "../log.ts";
 import type { Repository } from "./repository.ts";
 
 /**
@@ -58,3 +60,47 @@ export interface LeaseTerms {
 export function passLeaseMs(intervalMs: number): number {
   return Math.max(10_000, Math.ceil(2.5 * intervalMs));
 }
+
+/**
+ * Keeps one lease for as long as this process runs: taken at start (waiting while another holder's
+ * lease runs), renewed every third of its length. Each instance holds its gas account's this way, so
+ * that two instances never sign with one account (their nonces would collide), and so that the
+ * others know when an instance stopped (its lease expired) and take over what it left.
+ */
+export class LeaseKeeper {
+  private readonly terms: LeaseTerms;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(terms: LeaseTerms) {
+    this.terms = terms;
+  }
+
+  /**
+   * Takes the lease, retrying every second while another process holds it (it may be a stopped
+   * instance's, which expires) until `signal` aborts.
+   */
+  async take(signal: AbortSignal, onWait: (holder: { holder: string; expiresAt: number }) => void): Promise<void> {
+    const { leases, name, ttlMs } = this.terms;
+    while (!(await leases.acquire(name, ttlMs))) {
+      const current = await leases.current(name);
+      if (current !== undefined) onWait(current);
+      await sleep(1_000, undefined, { signal });
+    }
+    this.timer = setInterval(() => {
+      leases.acquire(name, ttlMs).then(
+        (held) => held || log.error({ lease: name }, "lost a lease this instance must hold (the store was unreachable longer than the lease)"),
+        (error: unknown) => log.warn({ lease: name, err: error }, "renewing a lease failed (retried)"),
+      );
+    }, ttlMs / 3);
+    this.timer.unref();
+  }
+
+  /** Stops renewing and gives the lease up. */
+  async release(): Promise<void> {
+    clearInterval(this.timer);
+    await this.terms.leases.release(this.terms.name).catch(() => undefined);
+  }
+}
+
+/** The lease each instance holds over its gas account (see {@link LeaseKeeper}). */
+export const gasAccountLease = (address: string) => `gas:${address.toLowerCase()}`;

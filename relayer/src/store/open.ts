@@ -1,4 +1,5 @@
 import { startCheckpointer } from "./database.ts";
+import { openPostgres } from "./postgres.ts";
 import { openSqlite } from "./sqlite.ts";
 import type { SqlDatabase } from "./sql.ts";
 
@@ -18,7 +19,11 @@ export function isPostgresUrl(location: string): boolean {
  * Opens the store at `location`: a SQLite file (or ":memory:"), with its checkpointer, for one
  * instance; or a PostgreSQL URL, which several instances share. Either is migrated first.
  */
-export async function openStore(location: string): Promise<OpenStore> {
+export async function openStore(location: string, options: { instance?: string; poolSize?: number } = {}): Promise<OpenStore> {
+  if (isPostgresUrl(location)) {
+    const database = await openPostgres(location, options);
+    return { database, close: () => database.close() };
+  }
   const database = openSqlite(location);
   const checkpointer = startCheckpointer(location);
   return {

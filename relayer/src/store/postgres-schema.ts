@@ -85,7 +85,8 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
      error TEXT,
      created_at BIGINT NOT NULL,
      updated_at BIGINT NOT NULL,
-     tx_id BIGINT
+     tx_id BIGINT,
+     owner TEXT
    );
    CREATE TABLE indexer_state (
      id INTEGER PRIMARY KEY CHECK (id = 1),

@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import type { Address, Hex } from "viem";
 import { formatUsdc, type CompactSignature, type CompletionOutput, type Receipt, type SessionTerms, type VoucherState } from "@agentmesh/sdk";
 import { LRUCache } from "lru-cache";
+import { SESSIONS_DUE_AT } from "./postgres-schema.ts";
 import type { SqlDatabase, SqlRunner } from "./sql.ts";
 
 export interface SessionRecord {
@@ -80,6 +81,8 @@ export interface SettlementItem {
 export interface SettlementRecord {
   id: number;
   kind: "settle" | "close";
+  /** The gas account (lowercase) of the instance that sends it; null for one recorded before instances shared a store. */
+  owner: string | null;
   /** The managed transaction that carries it (see tx-manager.ts), once sent. */
   txId: number | null;
   txHash: Hex | null;
@@ -121,9 +124,6 @@ const stateFromJson = (raw: Record<string, unknown>): VoucherState =>
 export function hashApiKey(apiKey: string): string {
   return createHash("sha256").update(apiKey).digest("hex");
 }
-
-/** The later of a session's voucher time and its settlement retry time: when it is due (see `sessions_due`). */
-export const SESSION_DUE_AT = "CASE WHEN COALESCE(settle_retry_at, 0) > voucher_signed_at THEN settle_retry_at ELSE voucher_signed_at END";
 
 /**
  * Typed access to the relayer's tables, on either backend (see sql.ts). Amounts are bigints in
@@ -268,12 +268,18 @@ export class Repository {
     await this.sql.run("UPDATE session_opens SET tx_id = ? WHERE session_id = ?", [txId, id.toLowerCase()]);
   }
 
-  /** Opens recorded and not resolved yet. */
-  async pendingOpens(): Promise<{ sessionId: Hex; request: string; txId: number | null }[]> {
-    return (await this.sql.all("SELECT * FROM session_opens WHERE status = 'pending' ORDER BY created_at")).map((row) => ({
+  /** Opens recorded and not resolved yet, with the gas account that sent each (null: not sent yet). */
+  async pendingOpens(): Promise<{ sessionId: Hex; request: string; txId: number | null; sender: string | null; createdAt: number }[]> {
+    const rows = await this.sql.all(
+      `SELECT o.session_id, o.open_request, o.tx_id, o.created_at, t.sender FROM session_opens o LEFT JOIN transactions t ON t.id = o.tx_id
+        WHERE o.status = 'pending' ORDER BY o.created_at`,
+    );
+    return rows.map((row) => ({
       sessionId: row.session_id as Hex,
       request: row.open_request as string,
       txId: row.tx_id === null ? null : Number(row.tx_id),
+      sender: (row.sender as string | null) ?? null,
+      createdAt: Number(row.created_at),
     }));
   }
 
@@ -433,8 +439,8 @@ export class Repository {
     const rows = await this.sql.all(
       `SELECT * FROM sessions
         WHERE status IN ('open', 'closing') AND unsettled_reason IS NULL AND settling_id IS NULL AND signed_sequence > settled_sequence
-          AND ${SESSION_DUE_AT} <= ?
-        ORDER BY ${SESSION_DUE_AT} LIMIT ?`,
+          AND ${SESSIONS_DUE_AT} <= ?
+        ORDER BY ${SESSIONS_DUE_AT} LIMIT ?`,
       [now, limit],
     );
     return rows.map((row) => ({ session: toSession(row), signedAt: Number(row.voucher_signed_at) }));
@@ -446,15 +452,17 @@ export class Repository {
   }
 
   /**
-   * Records a settlement about to be sent; its sessions are not due again until it is resolved.
+   * Records a settlement about to be sent by the instance whose gas account is `owner`; its
+   * sessions are not due again until it is resolved.
    * Undefined, recording nothing, when another settlement took one of them meanwhile (another
    * instance's): one settlement per session at a time.
    */
-  insertSettlement(kind: SettlementRecord["kind"], items: SettlementItem[]): Promise<number | undefined> {
+  insertSettlement(kind: SettlementRecord["kind"], items: SettlementItem[], owner: string): Promise<number | undefined> {
     const now = Date.now();
     return this.unit(async (sql) => {
-      const { rows } = await sql.run("INSERT INTO settlements (kind, status, items, created_at, updated_at) VALUES (?, 'pending', ?, ?, ?) RETURNING id", [
+      const { rows } = await sql.run("INSERT INTO settlements (kind, owner, status, items, created_at, updated_at) VALUES (?, ?, 'pending', ?, ?, ?) RETURNING id", [
         kind,
+        owner.toLowerCase(),
         JSON.stringify(items.map((item) => ({ ...item, sessionId: item.sessionId.toLowerCase() }))),
         now,
         now,
@@ -578,6 +586,7 @@ function toSettlement(row: Row): SettlementRecord {
   return {
     id: Number(row.id),
     kind: row.kind as SettlementRecord["kind"],
+    owner: (row.owner as string | null) ?? null,
     txId: row.tx_id === null || row.tx_id === undefined ? null : Number(row.tx_id),
     txHash: (row.tx_hash as Hex | null) ?? null,
     nonce: row.nonce === null ? null : Number(row.nonce),
