@@ -108,7 +108,7 @@ async function route(ctx: RelayerContext, req: IncomingMessage, res: ServerRespo
     return;
   }
   try {
-    throttle(ctx, req);
+    await throttle(ctx, req);
     const matches = ROUTES.filter((candidate) => candidate.pattern.test(path));
     if (matches.length === 0) throw new ApiError(404, "not_found", `no route ${path}`);
     label = ROUTE_LABELS.get(matches[0].pattern)!;
@@ -145,13 +145,11 @@ async function route(ctx: RelayerContext, req: IncomingMessage, res: ServerRespo
  * (see `RelayerLimits`); a 429 with `Retry-After` when either is empty. The IP is the connection's
  * peer: behind a reverse proxy, every client shares the proxy's bucket (limit there, or raise this).
  */
-function throttle(ctx: RelayerContext, req: IncomingMessage): void {
-  const key = bearerToken(req);
-  const ipWait = ctx.clientLimits.ip.take(req.socket.remoteAddress ?? "unknown");
-  const keyWait = ipWait === 0 && key !== undefined ? ctx.clientLimits.key.take(key) : 0;
-  const wait = Math.max(ipWait, keyWait);
-  if (wait === 0) return;
-  const what = ipWait > 0 ? "this address" : "this API key";
+async function throttle(ctx: RelayerContext, req: IncomingMessage): Promise<void> {
+  const refusal = await ctx.rateLimits.client(req.socket.remoteAddress ?? "unknown", bearerToken(req));
+  if (refusal === undefined) return;
+  const wait = refusal.retryAfterSeconds;
+  const what = refusal.limited === "address" ? "this address" : "this API key";
   throw new ApiError(429, "rate_limit_exceeded", `too many requests from ${what}: retry in ${wait} s`, {
     type: "rate_limit_error",
     headers: { "retry-after": String(wait) },

@@ -9,6 +9,7 @@ import type { RelayerInfo } from "@agentmesh/sdk/protocol";
 import type { X402Gateway } from "./core/x402.ts";
 import type { ProviderStats } from "./stats.ts";
 import type { ChainIndex } from "./store/chain-index.ts";
+import type { RateLimits } from "./rate-limits.ts";
 import type { Leases } from "./store/leases.ts";
 import type { Repository } from "./store/repository.ts";
 
@@ -218,9 +219,8 @@ export interface RelayerContext {
   receiptSigners: ReceiptSigners;
   limits: RelayerLimits;
   stats: ProviderStats;
-  rateLimiter: RateLimiter;
-  /** Requests per client IP and per API key (see `RelayerLimits.ipRateLimit`, `keyRateLimit`). */
-  clientLimits: { ip: TokenBuckets; key: TokenBuckets };
+  /** Requests per client IP, per API key and per provider (see rate-limits.ts). */
+  rateLimits: RateLimits;
   /** The fee and provider metrics that provider views show, cached briefly. */
   chainViews: ChainViewCache;
   /**

@@ -6,7 +6,8 @@ import type { Hex } from "viem";
 import { escrowDomainSeparator } from "@agentmesh/sdk";
 import { createApp } from "./app.ts";
 import { ChainGateway, type ChainOptions } from "./chain.ts";
-import { ChainViewCache, DEFAULT_LIMITS, RateLimiter, ReceiptSigners, TokenBuckets, type RelayerContext, type RelayerLimits } from "./context.ts";
+import { ChainViewCache, DEFAULT_LIMITS, ReceiptSigners, type RelayerContext, type RelayerLimits } from "./context.ts";
+import { InProcessRateLimits, SharedRateLimits } from "./rate-limits.ts";
 import { DEFAULT_SETTLEMENT, SettlementWorker, settlementOptions, type SettlementOptions } from "./core/settlement.ts";
 import { X402Gateway } from "./core/x402.ts";
 import { HealthProber } from "./health.ts";
@@ -163,10 +164,10 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
     domainSeparator: escrowDomainSeparator(chain.chainId, chain.escrow),
     receiptSigners,
     limits,
-    clientLimits: { ip: new TokenBuckets(limits.ipRateLimit), key: new TokenBuckets(limits.keyRateLimit) },
+    // Alone on its store, an instance counts in memory; instances sharing one count there.
+    rateLimits: store.database.dialect === "sqlite" ? new InProcessRateLimits(limits) : new SharedRateLimits(repo, limits),
     chainViews: new ChainViewCache(chain, chainIndex, limits.chainViewCacheMs),
     stats: new ProviderStats(),
-    rateLimiter: new RateLimiter(),
     outbound: new OutboundHttp(outboundPolicy(chain.chainId, options.allowPrivateEndpoints)),
     chainIndex,
     readiness,

@@ -11,7 +11,8 @@ import type { Hex } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { createApp } from "../src/app.ts";
 import type { RegisteredProvider } from "../src/chain.ts";
-import { ChainViewCache, DEFAULT_LIMITS, RateLimiter, ReceiptSigners, TokenBuckets, type RelayerContext, type RelayerLimits } from "../src/context.ts";
+import { ChainViewCache, DEFAULT_LIMITS, ReceiptSigners, type RelayerContext, type RelayerLimits } from "../src/context.ts";
+import { InProcessRateLimits } from "../src/rate-limits.ts";
 import { X402Gateway } from "../src/core/x402.ts";
 import { OutboundHttp, outboundPolicy } from "../src/outbound.ts";
 import { ProviderStats } from "../src/stats.ts";
@@ -116,10 +117,9 @@ export async function startRelayerApp(
     domainSeparator: escrowDomainSeparator(chain.chainId, ESCROW),
     receiptSigners: new ReceiptSigners([signerKey]),
     limits,
-    clientLimits: { ip: new TokenBuckets(limits.ipRateLimit), key: new TokenBuckets(limits.keyRateLimit) },
+    rateLimits: new InProcessRateLimits(limits),
     chainViews: new ChainViewCache(chain, chainIndex, limits.chainViewCacheMs),
     stats: new ProviderStats(),
-    rateLimiter: new RateLimiter(),
     outbound: new OutboundHttp(outboundPolicy(chain.chainId)),
     about: {
       version: "0.0.0-test",

@@ -212,10 +212,10 @@ async function serveHeld(
     const headers: Record<string, string> = credit.reason === "session_busy" ? { "retry-after": "1" } : {};
     throw new ApiError(CREDIT_REFUSAL_STATUS[credit.reason], credit.reason, credit.detail, { headers });
   }
-  if (!ctx.rateLimiter.tryAcquire(provider.id, provider.rateLimitPerMinute)) {
-    const waitMs = ctx.rateLimiter.retryAfterMs(provider.id, provider.rateLimitPerMinute);
+  const limited = await ctx.rateLimits.provider(provider.id, provider.rateLimitPerMinute);
+  if (limited !== undefined) {
     throw new ApiError(429, "rate_limited", `provider ${provider.id} allows ${provider.rateLimitPerMinute} requests per minute`, {
-      headers: { "retry-after": String(Math.max(1, Math.ceil(waitMs / 1000))) },
+      headers: { "retry-after": String(limited.retryAfterSeconds) },
     });
   }
   try {
