@@ -311,14 +311,15 @@ describe("relayer store group commit", () => {
     assert.ok(await repo.holdSession(sessionId, "test-call", Date.now() + 30_000));
     // Three units in one turn, so in one transaction: the middle one fails after writing.
     const recorded = repo.recordCall(call(), "test-call");
-    const failing = repo.transaction(async (unit) => {
-      await unit.recordAgentSignature(sessionId, 1, signature);
-      throw new Error("the unit fails after writing");
-    });
-    const again = repo.recordCall(call(), "test-call");
-    await assert.rejects(failing, /the unit fails/);
-    await recorded;
-    await assert.rejects(again, SessionHoldLostError, "recorded once: the call's hold ended with its record");
+    const failing = assert.rejects(
+      repo.transaction(async (unit) => {
+        await unit.recordAgentSignature(sessionId, 1, signature);
+        throw new Error("the unit fails after writing");
+      }),
+      /the unit fails/,
+    );
+    const again = assert.rejects(repo.recordCall(call(), "test-call"), SessionHoldLostError, "recorded once: the call's hold ended with its record");
+    await Promise.all([recorded, failing, again]);
     assert.equal((await repo.getSession(sessionId))?.signedSequence, 0, "nothing of the failed unit stays");
     assert.equal((await repo.getSession(sessionId))?.state.sequence, 1);
     const other = new Repository(openSqlite(dbFile));
@@ -345,30 +346,30 @@ describe("relayer store group commit", () => {
   });
 
   it("holds a session for one call at a time: of two holds at once exactly one gets it, and the holder alone records", async () => {
-    const { repo, dbFile } = await freshRepository();
-    const other = new Repository(openSqlite(dbFile)); // another instance on the same store
+    // One connection: SQLite has one writer per file (instances sharing a store use PostgreSQL).
+    const { repo } = await freshRepository();
     await open(repo);
     const until = Date.now() + 30_000;
-    const holds = await Promise.all([repo.holdSession(sessionId, "call-a", until), other.holdSession(sessionId, "call-b", until)]);
+    const holds = await Promise.all([repo.holdSession(sessionId, "call-a", until), repo.holdSession(sessionId, "call-b", until)]);
     assert.deepEqual(
       holds.map((held) => held?.id),
       [sessionId.toLowerCase(), undefined],
       "the first hold wins; the second finds the session held",
     );
     assert.equal(await repo.holdSession(sessionId, "call-c", until), undefined, "held until released or lapsed");
-    await assert.rejects(other.recordCall(call(), "call-b"), SessionHoldLostError, "only the holder records");
+    await assert.rejects(repo.recordCall(call(), "call-b"), SessionHoldLostError, "only the holder records");
     assert.equal(await repo.renewSessionHold(sessionId, "call-b", until), false);
     assert.equal(await repo.renewSessionHold(sessionId, "call-a", until + 1), true);
     await repo.releaseSessionHold(sessionId, "call-b"); // not its hold: nothing
-    assert.equal(await other.holdSession(sessionId, "call-d", until), undefined);
+    assert.equal(await repo.holdSession(sessionId, "call-d", until), undefined);
     await repo.releaseSessionHold(sessionId, "call-a");
-    assert.ok(await other.holdSession(sessionId, "call-d", until), "released: the next call holds it");
+    assert.ok(await repo.holdSession(sessionId, "call-d", until), "released: the next call holds it");
     assert.ok(await repo.holdSession(sessionId, "call-e", until + 60_000, until + 2), "lapsed (its holder died): taken over");
-    await assert.rejects(other.recordCall(call(), "call-d"), SessionHoldLostError, "the lapsed holder's record is refused");
+    await assert.rejects(repo.recordCall(call(), "call-d"), SessionHoldLostError, "the lapsed holder's record is refused");
     await repo.recordCall(call(), "call-e");
-    assert.equal((await other.getSession(sessionId))?.state.sequence, 1);
+    assert.equal((await repo.getSession(sessionId))?.state.sequence, 1);
+    assert.equal((await repo.receiptsOf(sessionId)).length, 1);
     await repo.close();
-    await other.close();
   });
 });
 
