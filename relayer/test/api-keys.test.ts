@@ -9,7 +9,8 @@ import { ApiError } from "@agentmesh/sdk/http";
 import { DEFAULT_LIMITS, ReceiptSigners, TokenBuckets, type RelayerContext } from "../src/context.ts";
 import { authenticate, keySession } from "../src/core/sessions.ts";
 import { ChainIndex } from "../src/store/chain-index.ts";
-import { MIGRATIONS, openDatabase } from "../src/store/database.ts";
+import { MIGRATIONS } from "../src/store/database.ts";
+import { openSqlite } from "../src/store/sqlite.ts";
 import { Repository, hashApiKey } from "../src/store/repository.ts";
 import { sessionTerms } from "./fixtures.ts";
 
@@ -21,21 +22,21 @@ const termsA = sessionTerms({ deadline: NOW + 3600, salt: 1n });
 const termsB = sessionTerms({ deadline: NOW + 3600, salt: 2n });
 const [idA, idB] = [sessionIdOf(termsA), sessionIdOf(termsB)];
 
-function setup() {
-  const db = openDatabase(":memory:");
-  const repo = new Repository(db);
-  const chainIndex = new ChainIndex(db);
+async function setup() {
+  const database = openSqlite(":memory:");
+  const repo = new Repository(database);
+  const chainIndex = new ChainIndex(database);
   for (const [id, terms] of [[idA, termsA], [idB, termsB]] as const) {
-    repo.insertSession({ id, agent: terms.agent, providerId: 1, modelId: 0, model: "agentmesh-small", terms, state: INITIAL_STATE, openTx: `0x${"ab".repeat(32)}` });
+    await repo.insertSession({ id, agent: terms.agent, providerId: 1, modelId: 0, model: "agentmesh-small", terms, state: INITIAL_STATE, openTx: `0x${"ab".repeat(32)}` });
   }
-  repo.addSessionKey("am_a", idA);
-  repo.addSessionKey("am_b", idB);
+  await repo.addSessionKey("am_a", idA);
+  await repo.addSessionKey("am_b", idB);
   chainIndex.observeHead(10, NOW, Date.now());
   const ctx = { repo, chainIndex, limits: DEFAULT_LIMITS, receiptSigners: new ReceiptSigners([]) } as unknown as RelayerContext;
   /** The error code `authenticate` answers `key` with, or the session it opens. */
-  const check = (key: string | undefined) => {
+  const check = async (key: string | undefined) => {
     try {
-      return authenticate(ctx, key).id;
+      return (await authenticate(ctx, key)).id;
     } catch (error) {
       assert.ok(error instanceof ApiError);
       return `${error.status} ${error.code}`;
@@ -50,36 +51,36 @@ after(async () => {
 });
 
 describe("session API keys", () => {
-  it("open their own session only", () => {
-    const { repo, check } = setup();
-    assert.equal(check("am_a"), idA);
-    assert.equal(check("am_b"), idB);
-    assert.equal(check("am_unknown"), "401 invalid_api_key");
-    assert.equal(check(undefined), "401 missing_api_key");
-    const a = repo.getSession(idA)!;
+  it("open their own session only", async () => {
+    const { repo, check } = await setup();
+    assert.equal(await check("am_a"), idA);
+    assert.equal(await check("am_b"), idB);
+    assert.equal(await check("am_unknown"), "401 invalid_api_key");
+    assert.equal(await check(undefined), "401 missing_api_key");
+    const a = (await repo.getSession(idA))!;
     assert.equal(keySession(a, undefined), idA);
     assert.equal(keySession(a, idA.toUpperCase().replace("0X", "0x")), idA);
     assert.throws(() => keySession(a, idB), (error: ApiError) => error.status === 403 && error.code === "key_not_for_session");
   });
 
-  it("are refused at once when revoked, the others untouched", () => {
-    const { repo, check } = setup();
-    assert.equal(check("am_a"), idA); // cached now
-    assert.equal(repo.revokeApiKey("am_a"), true);
-    assert.equal(check("am_a"), "401 api_key_revoked");
-    assert.equal(repo.revokeApiKey("am_a"), false, "revoked once");
-    assert.equal(check("am_b"), idB);
+  it("are refused at once when revoked, the others untouched", async () => {
+    const { repo, check } = await setup();
+    assert.equal(await check("am_a"), idA); // cached now
+    assert.equal(await repo.revokeApiKey("am_a"), true);
+    assert.equal(await check("am_a"), "401 api_key_revoked");
+    assert.equal(await repo.revokeApiKey("am_a"), false, "revoked once");
+    assert.equal(await check("am_b"), idB);
   });
 
-  it("expire when the session closes or its deadline passes by the chain's clock, refused as the session is", () => {
-    const { repo, chainIndex, check } = setup();
-    repo.followChain({ id: idA, settled: 0n, sequence: 0, closeRequested: false, finalized: true, closeTx: null });
-    assert.equal(check("am_a"), "410 session_finalized");
-    assert.equal(check("am_b"), idB);
+  it("expire when the session closes or its deadline passes by the chain's clock, refused as the session is", async () => {
+    const { repo, chainIndex, check } = await setup();
+    await repo.followChain({ id: idA, settled: 0n, sequence: 0, closeRequested: false, finalized: true, closeTx: null });
+    assert.equal(await check("am_a"), "410 session_finalized");
+    assert.equal(await check("am_b"), idB);
     chainIndex.observeHead(11, termsB.deadline - 1, Date.now());
-    assert.equal(check("am_b"), idB, "a second before the deadline");
+    assert.equal(await check("am_b"), idB, "a second before the deadline");
     chainIndex.observeHead(12, termsB.deadline, Date.now());
-    assert.equal(check("am_b"), "410 session_expired");
+    assert.equal(await check("am_b"), "410 session_expired");
   });
 
   it("migrate from agent-wide keys: each kept for the session it was issued with", async () => {
@@ -101,11 +102,11 @@ describe("session API keys", () => {
     insertKey.run(hashApiKey("am_old_b"), termsB.agent, 5_000);
     insertKey.run(hashApiKey("am_no_session"), "0x0000000000000000000000000000000000000001", 9_000);
     old.close();
-    const repo = new Repository(openDatabase(dbFile));
-    assert.equal(repo.apiKey("am_old_a")?.sessionId, idA);
-    assert.equal(repo.apiKey("am_old_b")?.sessionId, idB);
-    assert.equal(repo.apiKey("am_no_session"), undefined);
-    repo.close();
+    const repo = new Repository(openSqlite(dbFile));
+    assert.equal((await repo.apiKey("am_old_a"))?.sessionId, idA);
+    assert.equal((await repo.apiKey("am_old_b"))?.sessionId, idB);
+    assert.equal(await repo.apiKey("am_no_session"), undefined);
+    await repo.close();
   });
 });
 

@@ -46,7 +46,7 @@ describe("chat through createApp, on a fake chain", () => {
         `session ${app.sessionId} has ${formatUsdc(1_000n)} USDC left, less than this call may cost (${formatUsdc(callCost(app.terms, promptTokens, 4_000))})`,
       );
       assert.equal(provider.requests.length, 0, "the provider got no request");
-      assert.deepEqual(app.receipts(), []);
+      assert.deepEqual(await app.receipts(), []);
     });
   });
 
@@ -63,17 +63,17 @@ describe("chat through createApp, on a fake chain", () => {
 
   it("serves nothing on a session closing on-chain (409 session_closing) or finalized there (410 session_finalized)", async () => {
     await withApp({}, async (app, provider) => {
-      app.chainIndex.requestClose(app.sessionId, app.terms.agent, 11);
+      await app.chainIndex.requestClose(app.sessionId, app.terms.agent, 11);
       const closing = await app.chat({});
       assert.equal(closing.status, 409);
       assert.equal(closing.headers.get("x-should-retry"), "false");
       assert.equal((await errorOf(closing)).code, "session_closing");
-      app.chainIndex.finalizeSession(app.sessionId, 0n, 12);
+      await app.chainIndex.finalizeSession(app.sessionId, 0n, 12);
       const finalized = await app.chat({});
       assert.equal(finalized.status, 410);
       assert.equal((await errorOf(finalized)).code, "session_finalized");
       assert.equal(provider.requests.length, 0);
-      assert.deepEqual(app.receipts(), []);
+      assert.deepEqual(await app.receipts(), []);
     });
   });
 
@@ -86,7 +86,7 @@ describe("chat through createApp, on a fake chain", () => {
       const cost = callCost(app.terms, usage.prompt_tokens, usage.completion_tokens);
       assert.equal(body.choices[0].message.content, ANSWER);
       assert.equal(body.cost.amountAtomic, cost.toString());
-      const [record] = app.receipts();
+      const [record] = await app.receipts();
       assert.deepEqual(
         [record.hash, record.receipt.sequence, record.receipt.inputTokens, record.receipt.outputTokens, record.state.cumulativeCost, record.countedByRelayer, record.tokenMismatch],
         [body.receipt.hash, 1, usage.prompt_tokens, usage.completion_tokens, cost, false, false],
@@ -106,10 +106,10 @@ describe("chat through createApp, on a fake chain", () => {
       const answered = await first.json();
       const retried = await app.chat({}, { "idempotency-key": "call-1" });
       assert.deepEqual([retried.status, retried.headers.get("idempotent-replayed"), await retried.json()], [200, "true", answered]);
-      assert.deepEqual([provider.requests.length, app.receipts().length], [1, 1]);
+      assert.deepEqual([provider.requests.length, (await app.receipts()).length], [1, 1]);
       const reused = await app.chat({ temperature: 1 }, { "idempotency-key": "call-1" });
       assert.deepEqual([reused.status, (await errorOf(reused)).code], [422, "idempotency_key_reused"]);
-      assert.deepEqual([provider.requests.length, app.receipts().length], [1, 1]);
+      assert.deepEqual([provider.requests.length, (await app.receipts()).length], [1, 1]);
     });
   });
 
@@ -130,8 +130,8 @@ describe("chat through createApp, on a fake chain", () => {
       assert.equal(JSON.parse(sseData(text)[0]).choices[0].delta.content, ANSWER);
       await reader.cancel(); // the client stops reading and hangs up
       await gone; // the relayer stopped the provider's stream when its client left
-      for (let turns = 0; turns < 1_000 && app.receipts().length === 0; turns++) await tick();
-      const [record] = app.receipts();
+      for (let turns = 0; turns < 1_000 && (await app.receipts()).length === 0; turns++) await tick();
+      const [record] = await app.receipts();
       const promptTokens = countPromptTokens({ messages: MESSAGES });
       assert.deepEqual(
         [record.receipt.sequence, record.receipt.inputTokens, record.receipt.outputTokens, record.countedByRelayer, record.deliveredOutput],

@@ -60,9 +60,9 @@ describe("sessions through createApp, on a fake chain", () => {
       assert.equal(answer.body.error.code, "open_rejected");
       assert.equal(answer.body.error.message, "the escrow refused to open the session: Error: EscrowInvalidSignature");
       assert.equal(app.chain.opensSimulated.length, 1);
-      assert.equal(app.repo.getSession(sessionIdOf(terms)), undefined);
-      assert.deepEqual(app.repo.pendingOpens(), []);
-      assert.equal(app.repo.db.prepare("SELECT COUNT(*) AS n FROM session_opens").get()!.n, 0);
+      assert.equal(await app.repo.getSession(sessionIdOf(terms)), undefined);
+      assert.deepEqual(await app.repo.pendingOpens(), []);
+      assert.equal((await app.repo.database.get("SELECT COUNT(*) AS n FROM session_opens"))!.n, 0);
       assert.equal(app.chain.transactions.sent.length, 0, "no transaction");
     });
   });
@@ -71,21 +71,21 @@ describe("sessions through createApp, on a fake chain", () => {
     await withApp(async (app) => {
       const terms = { ...app.terms, salt: 100n };
       const id = sessionIdOf(terms);
-      const atBroadcast: { pending: Hex[]; txId: number | null }[] = [];
+      const atBroadcast: Promise<{ pending: Hex[]; txId: number | null }>[] = [];
       app.chain.transactions.onBroadcast = () => {
-        const opens = app.repo.pendingOpens();
-        atBroadcast.push({ pending: opens.map((recorded) => recorded.sessionId), txId: opens[0]?.txId ?? null });
+        // Read at broadcast (the store's read runs at once), looked at below.
+        atBroadcast.push(app.repo.pendingOpens().then((opens) => ({ pending: opens.map((recorded) => recorded.sessionId), txId: opens[0]?.txId ?? null })));
       };
       const answer = await open(app, terms);
       assert.equal(answer.status, 201);
-      assert.deepEqual(atBroadcast, [{ pending: [id], txId: 1 }], "the open and its transaction were on record when it was broadcast");
+      assert.deepEqual(await Promise.all(atBroadcast), [{ pending: [id], txId: 1 }], "the open and its transaction were on record when it was broadcast");
       assert.deepEqual(
         { ...answer.body, apiKey: undefined },
         { sessionId: id, apiKey: undefined, model: "agentmesh-small", providerId: 1, openTxHash: app.chain.transactions.sent[0].hashes[0] },
       );
       assert.match(answer.body.apiKey, /^am_[A-Za-z0-9_-]{43}$/);
-      assert.deepEqual(app.repo.pendingOpens(), []);
-      assert.equal(app.repo.getSession(id)!.status, "open");
+      assert.deepEqual(await app.repo.pendingOpens(), []);
+      assert.equal((await app.repo.getSession(id))!.status, "open");
       const status = await call(app, "GET", `/v1/sessions/${id}`, undefined, { authorization: `Bearer ${answer.body.apiKey}` });
       assert.equal(status.status, 200);
       assert.deepEqual([status.body.sessionId, status.body.status, status.body.spent, status.body.remaining], [id, "open", formatUsdc(0n), formatUsdc(terms.maxSpend)]);
@@ -107,16 +107,16 @@ describe("sessions through createApp, on a fake chain", () => {
   it("refuses a voucher not signed by the session's agent with 401, storing nothing; the agent's is stored", async () => {
     await withApp(async (app) => {
       assert.equal((await app.chat({})).status, 200);
-      const state = app.repo.receiptAt(app.sessionId, 1)!.state;
+      const state = (await app.repo.receiptAt(app.sessionId, 1))!.state;
       const forged = await call(app, "POST", `/v1/sessions/${app.sessionId}/vouchers`, { sequence: 1, signature: agentSignature(app, app.sessionId, state, generatePrivateKey()) });
       assert.equal(forged.status, 401);
       assert.equal(forged.body.error.code, "invalid_signature");
-      assert.equal(app.repo.getSession(app.sessionId)!.signedSequence, 0);
-      assert.equal(app.repo.receiptAt(app.sessionId, 1)!.agentSignature, null);
+      assert.equal((await app.repo.getSession(app.sessionId))!.signedSequence, 0);
+      assert.equal((await app.repo.receiptAt(app.sessionId, 1))!.agentSignature, null);
       const signature = agentSignature(app, app.sessionId, state);
       const signed = await call(app, "POST", `/v1/sessions/${app.sessionId}/vouchers`, { sequence: 1, signature });
       assert.deepEqual([signed.status, signed.body], [200, { sessionId: app.sessionId, signedSequence: 1 }]);
-      assert.deepEqual(app.repo.receiptAt(app.sessionId, 1)!.agentSignature, signature);
+      assert.deepEqual((await app.repo.receiptAt(app.sessionId, 1))!.agentSignature, signature);
       const stale = await call(app, "POST", `/v1/sessions/${app.sessionId}/vouchers`, { sequence: 1, signature });
       assert.deepEqual([stale.status, stale.body.error.code], [409, "stale_voucher"]);
     });
@@ -125,7 +125,7 @@ describe("sessions through createApp, on a fake chain", () => {
   it("closes cooperatively with the agent's signature of the final state, co-signed by the session's receipt signer", async () => {
     await withApp(async (app, provider) => {
       assert.equal((await app.chat({})).status, 200);
-      const served = app.repo.getSession(app.sessionId)!;
+      const served = (await app.repo.getSession(app.sessionId))!;
       const final = { ...served.state, sequence: served.state.sequence + 1, isFinal: true };
       const byOther = await call(app, "POST", `/v1/sessions/${app.sessionId}/close`, { signature: agentSignature(app, app.sessionId, final, generatePrivateKey()) });
       assert.deepEqual([byOther.status, byOther.body.error.code, app.chain.transactions.sent.length], [401, "invalid_signature", 0]);
@@ -146,7 +146,7 @@ describe("sessions through createApp, on a fake chain", () => {
       assert.equal(recoverDigestSigner(digest, providerSignature), app.signer, "co-signed by the terms' receipt signer");
       assert.equal(recoverDigestSigner(digest, signedByAgent), served.agent);
       assert.deepEqual(app.chain.sessions.get(app.sessionId), { settled: served.state.cumulativeCost, sequence: final.sequence, claimEnd: 1 });
-      assert.deepEqual([app.repo.getSession(app.sessionId)!.status, app.repo.getSession(app.sessionId)!.closeTx], ["closed", tx.hashes[0]]);
+      assert.deepEqual([(await app.repo.getSession(app.sessionId))!.status, (await app.repo.getSession(app.sessionId))!.closeTx], ["closed", tx.hashes[0]]);
 
       const after = await app.chat({});
       assert.equal(after.status, 410);
@@ -158,7 +158,7 @@ describe("sessions through createApp, on a fake chain", () => {
   it("shows a receipt only to whoever may read its session: its key, or its agent's read signature", async () => {
     await withApp(async (app) => {
       assert.equal((await app.chat({})).status, 200);
-      const { hash } = app.repo.receiptAt(app.sessionId, 1)!;
+      const { hash } = (await app.repo.receiptAt(app.sessionId, 1))!;
       const path = `/v1/receipts/${hash}`;
       // The hash chain is public (settlements carry receipt heads): a stranger must not walk it.
       const anonymous = await call(app, "GET", path);

@@ -76,7 +76,7 @@ describe("bad input gets a 4xx", () => {
         }
         assert.equal(provider.requests.length, 2, "called once per request: no retry, no fallback");
         assert.equal(await failures(relayer.context), "0");
-        assert.equal(relayer.receipts().length, 0);
+        assert.equal((await relayer.receipts()).length, 0);
       } finally {
         await relayer.close();
         await provider.close();
@@ -112,7 +112,7 @@ describe("bad input gets a 4xx", () => {
       assert.equal(open.headers.get("retry-after"), "5");
       const providers = await fetch(`${relayer.url}/v1/providers`);
       assert.equal(providers.status, 503);
-      assert.equal(relayer.repo.openSessionsFor(relayer.terms.agent, "agentmesh-small").length, 1, "no session added");
+      assert.equal((await relayer.repo.openSessionsFor(relayer.terms.agent, "agentmesh-small")).length, 1, "no session added");
     } finally {
       await relayer.close();
       await provider.close();

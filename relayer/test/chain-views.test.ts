@@ -23,7 +23,7 @@ function setup() {
       return { requests: BigInt(id), earnings: 0n, latencyMs: 0n } as never;
     },
   };
-  const index = { block: 10, lastBlock() { return this.block; } };
+  const index = { block: 10, async lastBlock() { return this.block; } };
   return { reads, index, cache: new ChainViewCache(chain, index, 60_000), failOnce: () => (failNext = true) };
 }
 

@@ -41,7 +41,7 @@ describe("long streams", () => {
       assert.equal(final.receipt.sequence, 1);
       assert.equal(final.receipt.outputTokens, 60);
       assert.equal(final.receipt.countedByRelayer, false);
-      assert.equal(relayer.receipts().length, 1);
+      assert.equal((await relayer.receipts()).length, 1);
     } finally {
       await relayer.close();
       await provider.close();
@@ -73,7 +73,7 @@ describe("long streams", () => {
         const final = chunks.at(-1);
         assert.equal(final.error.code, "upstream_error");
         const delivered = { content: sent.join(""), toolCalls: [] };
-        const [record] = relayer.receipts();
+        const [record] = await relayer.receipts();
         assert.ok(record, "the delivered part has a receipt");
         assert.equal(record.countedByRelayer, true);
         assert.equal(record.receipt.outputTokens, countOutputTokens(delivered));
@@ -82,7 +82,7 @@ describe("long streams", () => {
         assert.equal(final.receipt.hash, record.hash, "the client gets the receipt, to sign it");
         assert.equal(final.receipt.countedByRelayer, true);
         assert.equal(final.usage.completion_tokens, record.receipt.outputTokens);
-        assert.equal(relayer.repo.getSession(relayer.sessionId)!.state.cumulativeCost, record.receipt.cost);
+        assert.equal((await relayer.repo.getSession(relayer.sessionId))!.state.cumulativeCost, record.receipt.cost);
         assert.ok(record.receipt.cost > 0n);
       } finally {
         await relayer.close();
@@ -107,7 +107,7 @@ describe("long streams", () => {
       const final = chunks.at(-1);
       assert.deepEqual(final.usage, USAGE);
       assert.equal(final.model, MODEL);
-      const [record] = relayer.receipts();
+      const [record] = await relayer.receipts();
       assert.deepEqual([record.receipt.inputTokens, record.receipt.outputTokens, record.countedByRelayer], [8, 3, false]);
       assert.equal(final.receipt.hash, record.hash);
     } finally {
@@ -128,7 +128,7 @@ describe("long streams", () => {
       const events = sseData(await response.text()).map((data) => JSON.parse(data));
       assert.equal(events.length, 1);
       assert.equal(events[0].error.code, "upstream_error");
-      assert.equal(relayer.receipts().length, 0);
+      assert.equal((await relayer.receipts()).length, 0);
     } finally {
       await relayer.close();
       await provider.close();
@@ -161,7 +161,7 @@ describe("long streams", () => {
         text += decoder.decode(value);
       }
       assert.ok(text.endsWith("data: [DONE]\n\n"));
-      assert.equal(relayer.receipts().length, 1);
+      assert.equal((await relayer.receipts()).length, 1);
     } finally {
       release();
       await relayer.close();
@@ -215,7 +215,7 @@ describe("long streams", () => {
       assert.equal(written, total);
       assert.ok(tail.endsWith("data: [DONE]\n\n"));
       assert.ok(received > total * piece.length);
-      assert.equal(relayer.receipts().length, 1);
+      assert.equal((await relayer.receipts()).length, 1);
     } finally {
       await relayer.close();
       await provider.close();

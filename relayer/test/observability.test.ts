@@ -108,7 +108,7 @@ describe("/metrics", () => {
       assert.equal(samples.get('agentmesh_billed_calls_total{provider="1"}'), 1);
       assert.equal(samples.get('agentmesh_input_tokens_total{provider="1"}'), body.receipt.inputTokens);
       assert.equal(samples.get('agentmesh_output_tokens_total{provider="1"}'), body.receipt.outputTokens);
-      assert.equal(samples.get('agentmesh_billed_usdc_atomic_total{provider="1"}'), Number(relayer.receipts()[0].receipt.cost));
+      assert.equal(samples.get('agentmesh_billed_usdc_atomic_total{provider="1"}'), Number((await relayer.receipts())[0].receipt.cost));
       assert.equal(samples.get('agentmesh_http_request_duration_seconds_count{method="POST",route="/v1/chat/completions",status="200"}'), 1);
       assert.equal(samples.get('agentmesh_http_request_duration_seconds_bucket{le="+Inf",method="POST",route="/v1/chat/completions",status="200"}'), 1);
       assert.equal(samples.get('agentmesh_http_request_duration_seconds_count{method="other",route="/v1/models",status="405"}'), 1);

@@ -89,7 +89,8 @@ describe("OpenAI compatibility", () => {
   it("answers 429 with Retry-After when the session has a call in flight", async () => {
     const { openai, relayer, close } = await setup();
     try {
-      relayer.context.busySessions.add(relayer.sessionId);
+      // Another call (on this instance or another one sharing the store) holds the session.
+      assert.ok(await relayer.repo.holdSession(relayer.sessionId, "another-call", Date.now() + 30_000));
       await assert.rejects(openai.chat.completions.create({ model: MODEL, messages: MESSAGES }), (error: unknown) => {
         assert.ok(error instanceof OpenAI.RateLimitError, String(error));
         assert.equal(error.code, "session_busy");
@@ -153,8 +154,8 @@ describe("OpenAI compatibility", () => {
         assert.deepEqual(second, { ...first, replayed: "true" });
         assert.equal(first.replayed, null);
         assert.equal(provider.requests.length, 1, "the provider was called once");
-        assert.equal(relayer.receipts().length, 1, "one receipt");
-        assert.equal(relayer.repo.getSession(relayer.sessionId)!.state.sequence, 1);
+        assert.equal((await relayer.receipts()).length, 1, "one receipt");
+        assert.equal((await relayer.repo.getSession(relayer.sessionId))!.state.sequence, 1);
         // The same key for another request is refused, and calls nothing.
         await assert.rejects(
           openai.chat.completions.create({ model: MODEL, messages: [{ role: "user", content: "something else" }] }, { headers }),
@@ -171,15 +172,14 @@ describe("OpenAI compatibility", () => {
     const { relayer, close } = await setup();
     try {
       const { idempotencyStore } = await import("../src/store/idempotency.ts");
-      const store = idempotencyStore(relayer.repo);
-      assert.ok(store.claim(relayer.sessionId, "in-flight"));
+      assert.equal(await idempotencyStore.claim(relayer.repo, relayer.sessionId, "in-flight", Date.now() + 60_000), true);
       const busy = await relayer.chat({}, { "idempotency-key": "in-flight" });
       assert.equal(busy.status, 409);
       assert.equal(((await busy.json()) as { error: { code: string } }).error.code, "idempotency_key_in_use");
       const malformed = await relayer.chat({}, { "idempotency-key": "has spaces" });
       assert.equal(malformed.status, 400);
       assert.equal(((await malformed.json()) as { error: { code: string } }).error.code, "invalid_idempotency_key");
-      assert.equal(relayer.receipts().length, 0);
+      assert.equal((await relayer.receipts()).length, 0);
     } finally {
       await close();
     }
@@ -217,7 +217,7 @@ describe("OpenAI compatibility", () => {
       for await (const chunk of stream) content += chunk.choices[0]?.delta?.content ?? "";
       assert.equal(content, ANSWER);
       assert.ok(comments > 0, "keep-alive comments were sent");
-      assert.equal(relayer.receipts().length, 1);
+      assert.equal((await relayer.receipts()).length, 1);
     } finally {
       await relayer.close();
       await provider.close();
@@ -228,7 +228,7 @@ describe("OpenAI compatibility", () => {
     const { openai, relayer, close } = await setup({}, 500);
     try {
       const answer = await openai.chat.completions.create({ model: MODEL, messages: MESSAGES, max_tokens: 1000 });
-      const [record] = relayer.receipts();
+      const [record] = await relayer.receipts();
       assert.equal(record.receipt.outputTokens, answer.usage!.completion_tokens);
       assert.equal(answer.usage!.completion_tokens_details?.reasoning_tokens, 500);
       assert.equal(record.tokenMismatch, false);

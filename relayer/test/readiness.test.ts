@@ -8,7 +8,7 @@ import { ApiError } from "@agentmesh/sdk/http";
 import { ReorgTooDeepError, isRangeTooLargeError, type IndexerStatus } from "../src/indexer.ts";
 import { Readiness } from "../src/readiness.ts";
 import { OperatingChecks } from "../src/operating-checks.ts";
-import { openDatabase } from "../src/store/database.ts";
+import { openSqlite } from "../src/store/sqlite.ts";
 import { Repository } from "../src/store/repository.ts";
 
 const status = (overrides: Partial<IndexerStatus> = {}): IndexerStatus => ({
@@ -24,7 +24,7 @@ describe("readiness", () => {
   it("issue 13: is not ready while the gas account cannot pay for a settlement or the store takes no writes, and says so", async () => {
     const readiness = new Readiness(() => status({ synced: true, lastBlock: 10, target: 10 }));
     readiness.chainChecked();
-    const repo = new Repository(openDatabase(":memory:"));
+    const repo = new Repository(openSqlite(":memory:"));
     const chain = { balance: 0n, fee: 2_000_000_000n }; // 2 gwei
     const checks = new OperatingChecks({
       repo,
@@ -53,7 +53,7 @@ describe("readiness", () => {
     assert.match(named()[0][1], /a settlement needs about 0\.0055 ETH \(110000 gas at 50 gwei\)$/);
     chain.fee = 2_000_000_000n;
 
-    repo.close(); // a store that takes no writes
+    await repo.close(); // a store that takes no writes
     await checks.check();
     assert.deepEqual(named().map(([check]) => check), ["store"]);
     assert.match(named()[0][1], /^the store takes no writes: /);

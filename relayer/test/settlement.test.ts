@@ -16,8 +16,8 @@ import { ContractFunctionRevertedError, encodeErrorResult, type Hex } from "viem
 import type { RelayerContext } from "../src/context.ts";
 import { DEFAULT_SETTLEMENT, SettlementOptionsError, SettlementWorker, settlementOptions } from "../src/core/settlement.ts";
 import { ChainIndex } from "../src/store/chain-index.ts";
-import { openDatabase } from "../src/store/database.ts";
 import { Repository } from "../src/store/repository.ts";
+import { openSqlite } from "../src/store/sqlite.ts";
 import { ProviderStats } from "../src/stats.ts";
 import type { TxStatus } from "../src/tx-manager.ts";
 import { sessionTerms } from "./fixtures.ts";
@@ -72,6 +72,8 @@ class FakeEscrow {
   readonly sent: Hex[][] = [];
   hold = false;
   now = 1_000;
+  /** The store a sent transaction's `link` records in (the relayer's). */
+  repo: Repository | undefined;
   private readonly txs = new Map<number, { status: TxStatus; minedHash: Hex | null; vouchers: SignedVoucher[] }>();
 
   async prepareSettlement(_kind: "settle" | "close", vouchers: SignedVoucher[]) {
@@ -99,16 +101,16 @@ class FakeEscrow {
   }
 
   readonly transactions = {
-    send: async (_purpose: string, request: { vouchers: SignedVoucher[] }, link?: (sent: { id: number; nonce: number; hash: Hex }) => void) => {
+    send: async (_purpose: string, request: { vouchers: SignedVoucher[] }, link?: (sent: { id: number; nonce: number; hash: Hex }, repo: Repository) => Promise<void>) => {
       const id = this.txs.size + 1;
       const sent = { id, nonce: id, hash: `0x${id.toString(16).padStart(64, "0")}` as Hex };
       this.txs.set(id, { status: "pending", minedHash: null, vouchers: request.vouchers });
       this.sent.push(request.vouchers.map(({ voucher }) => sessionIdOf(voucher.terms)));
-      link?.(sent);
+      if (link !== undefined) await this.repo!.transaction((repo) => link(sent, repo));
       if (!this.hold) this.finish(id, "confirmed");
       return sent;
     },
-    get: (id: number) => ({ id, nonce: id, ...this.txs.get(id)! }),
+    get: async (id: number) => ({ id, nonce: id, ...this.txs.get(id)! }),
     poll: async () => {},
   };
 
@@ -120,16 +122,17 @@ class FakeEscrow {
 
 /** A store with `count` sessions of this relayer, each with one call served and its voucher signed. */
 async function workerSetup(count: number, options: Partial<typeof DEFAULT_SETTLEMENT> = {}) {
-  const db = openDatabase(":memory:");
-  const repo = new Repository(db);
-  const chainIndex = new ChainIndex(db);
+  const database = openSqlite(":memory:");
+  const repo = new Repository(database);
+  const chainIndex = new ChainIndex(database);
   chainIndex.observeHead(1, 1_000);
   const escrow = new FakeEscrow();
+  escrow.repo = repo;
   const ids: Hex[] = [];
   for (let index = 0; index < count; index++) {
     const terms = sessionTerms({ deadline: 100_000, salt: BigInt(index) });
     const id = sessionIdOf(terms);
-    repo.insertSession({ id, agent: terms.agent, providerId: 1, modelId: 0, model: "agentmesh-small", terms, state: INITIAL_STATE, openTx: `0x${"ab".repeat(32)}` });
+    await repo.insertSession({ id, agent: terms.agent, providerId: 1, modelId: 0, model: "agentmesh-small", terms, state: INITIAL_STATE, openTx: `0x${"ab".repeat(32)}` });
     const receipt = {
       sessionId: id,
       sequence: 1,
@@ -144,21 +147,21 @@ async function workerSetup(count: number, options: Partial<typeof DEFAULT_SETTLE
       previousHash: INITIAL_STATE.receiptHead,
     };
     const signature = { r: `0x${"11".repeat(32)}`, yParityAndS: `0x${"22".repeat(32)}` } as const;
-    repo.recordCall({ hash: receiptHash(receipt), receipt, state: checkReceipt(terms, id, INITIAL_STATE, receipt), providerSignature: signature, tokenMismatch: false });
-    repo.recordAgentSignature(id, 1, signature);
+    assert.ok(await repo.holdSession(id, "serving", Date.now() + 30_000));
+    await repo.recordCall({ hash: receiptHash(receipt), receipt, state: checkReceipt(terms, id, INITIAL_STATE, receipt), providerSignature: signature, tokenMismatch: false }, "serving");
+    await repo.recordAgentSignature(id, 1, signature);
     escrow.sessions.set(id, { settled: 0n, sequence: 0, claimEnd: terms.deadline + 86_400 });
     ids.push(id);
   }
-  await repo.committed();
   const stats = new ProviderStats();
   const ctx = { repo, chain: escrow, chainIndex, stats } as unknown as RelayerContext;
   const worker = new SettlementWorker(ctx, { ...DEFAULT_SETTLEMENT, maxAgeMs: 3_600_000, retryBaseMs: 5, ...options });
   /** The settlement rows recorded for session `id`: one per attempt. */
-  const rows = (id: Hex) =>
+  const rows = async (id: Hex) =>
     (
-      db
-        .prepare("SELECT t.status, t.error FROM settlements t, json_each(t.items) i WHERE json_extract(i.value, '$.sessionId') = ? ORDER BY t.id")
-        .all(id.toLowerCase()) as { status: string; error: string | null }[]
+      (await database.all("SELECT t.status, t.error FROM settlements t, json_each(t.items) i WHERE json_extract(i.value, '$.sessionId') = ? ORDER BY t.id", [
+        id.toLowerCase(),
+      ])) as { status: string; error: string | null }[]
     ).map((row) => [row.status, row.error]);
   /** `agentmesh_settlements_total` by outcome, as `/metrics` shows it. */
   const settlements = async () =>
@@ -174,9 +177,9 @@ describe("settlement worker", () => {
 
     assert.match((await worker.settleDue(true)) ?? "", /^0x/);
     assert.deepEqual(escrow.mined, [[alive, other]]);
-    assert.deepEqual(rows(dead), [["failed", "EscrowSessionNotOpen"]]);
-    assert.deepEqual(rows(alive), [["failed", "EscrowSessionNotOpen"], ["confirmed", null]]);
-    const recorded = repo.getSession(dead)!;
+    assert.deepEqual(await rows(dead), [["failed", "EscrowSessionNotOpen"]]);
+    assert.deepEqual(await rows(alive), [["failed", "EscrowSessionNotOpen"], ["confirmed", null]]);
+    const recorded = (await repo.getSession(dead))!;
     assert.deepEqual(
       [recorded.status, recorded.finalSettled, recorded.finalSequence, recorded.settledSequence, recorded.signedSequence],
       ["closed", 0n, 0, 0, 1],
@@ -188,7 +191,7 @@ describe("settlement worker", () => {
       assert.equal(await worker.settleDue(true), undefined);
     }
     assert.equal(escrow.attempts.length, 2, "never sent again");
-    assert.equal(rows(dead).length, 1);
+    assert.equal((await rows(dead)).length, 1);
     assert.deepEqual(await settlements(), { settled: 2, unsettleable: 1 });
   });
 
@@ -198,8 +201,8 @@ describe("settlement worker", () => {
     escrow.sessions.set(late, { settled: 0n, sequence: 0, claimEnd: 500 });
     await worker.settleDue(true);
     assert.deepEqual(escrow.mined, [[fine]]);
-    assert.deepEqual([repo.getSession(late)?.status, rows(late)], ["open", [["failed", "EscrowClaimWindowOver"]]]);
-    assert.match(repo.getSession(late)!.unsettledReason!, /^EscrowClaimWindowOver: its claim window ended at 1970-01-01T00:08:20/);
+    assert.deepEqual([(await repo.getSession(late))?.status, await rows(late)], ["open", [["failed", "EscrowClaimWindowOver"]]]);
+    assert.match((await repo.getSession(late))!.unsettledReason!, /^EscrowClaimWindowOver: its claim window ended at 1970-01-01T00:08:20/);
     await sleep(10);
     assert.equal(await worker.settleDue(true), undefined);
     assert.equal(escrow.attempts.length, 2);
@@ -211,7 +214,7 @@ describe("settlement worker", () => {
     escrow.sessions.set(settled, { settled: 195n, sequence: 1, claimEnd: 186_400 }); // posted by someone else
     await worker.settleDue(true);
     assert.deepEqual(escrow.mined, [[fine]]);
-    assert.deepEqual([repo.getSession(settled)?.settledSequence, repo.getSession(settled)?.unsettledReason], [1, null]);
+    assert.deepEqual([(await repo.getSession(settled))?.settledSequence, (await repo.getSession(settled))?.unsettledReason], [1, null]);
     assert.equal(await worker.settleDue(true), undefined);
   });
 
@@ -221,15 +224,15 @@ describe("settlement worker", () => {
     escrow.badSignature.add(bad);
     await worker.settleDue(true);
     assert.deepEqual(escrow.mined, [[fine]]);
-    assert.equal(repo.getSession(bad)?.unsettledReason, null, "not terminal");
+    assert.equal((await repo.getSession(bad))?.unsettledReason, null, "not terminal");
     assert.equal(await worker.settleDue(true), undefined, "backing off");
     assert.equal(escrow.attempts.length, 2);
     await sleep(350);
     escrow.badSignature.delete(bad);
     await worker.settleDue(true);
     assert.deepEqual(escrow.mined, [[fine], [bad]]);
-    assert.deepEqual(rows(bad).map(([status]) => status), ["failed", "confirmed"]);
-    assert.equal(repo.getSession(bad)?.settledSequence, 1);
+    assert.deepEqual((await rows(bad)).map(([status]) => status), ["failed", "confirmed"]);
+    assert.equal((await repo.getSession(bad))?.settledSequence, 1);
     assert.deepEqual(await settlements(), { settled: 2, retried: 1 });
   });
 
@@ -237,7 +240,7 @@ describe("settlement worker", () => {
     const { repo, escrow, ids, worker } = await workerSetup(2);
     const [closing, open] = ids;
     assert.equal(await worker.settleDue(), undefined, "young and few: not due");
-    repo.followChain({ id: closing, settled: 0n, sequence: 0, closeRequested: true, finalized: false, closeTx: null });
+    await repo.followChain({ id: closing, settled: 0n, sequence: 0, closeRequested: true, finalized: false, closeTx: null });
     await worker.settleDue();
     assert.deepEqual(escrow.mined, [[closing, open]], "the batch goes, with what else is due");
 
@@ -254,10 +257,10 @@ describe("settlement worker", () => {
     for (const id of stuck) escrow.badSignature.add(id);
     for (let pass = 0; pass < 3; pass++) await worker.settleDue(true);
     assert.deepEqual(escrow.mined, [[ids[4]]], "the youngest settles while the oldest back off");
-    assert.equal(repo.getSession(ids[4])?.settledSequence, 1);
-    assert.deepEqual(stuck.map((id) => repo.getSession(id)?.settledSequence), [0, 0, 0, 0]);
-    assert.equal(repo.sessionsToSettle(10).length, 0, "backing off: not due now");
-    assert.equal(repo.sessionsToSettle(10, Date.now() + 61_000).length, 4, "due again after their retry time");
+    assert.equal((await repo.getSession(ids[4]))?.settledSequence, 1);
+    assert.deepEqual(await Promise.all(stuck.map(async (id) => (await repo.getSession(id))?.settledSequence)), [0, 0, 0, 0]);
+    assert.equal((await repo.sessionsToSettle(10)).length, 0, "backing off: not due now");
+    assert.equal((await repo.sessionsToSettle(10, Date.now() + 61_000)).length, 4, "due again after their retry time");
   });
 
   it("issue 12 §3: never re-sends the vouchers of a batch that is still pending, and applies it once its transaction confirms", async () => {
@@ -267,11 +270,11 @@ describe("settlement worker", () => {
     for (let pass = 0; pass < 3; pass++) assert.equal(await worker.settleDue(true), undefined);
     assert.deepEqual(escrow.sent, [ids], "sent once, as one batch");
     assert.equal(escrow.attempts.length, 1, "not even simulated again");
-    assert.deepEqual(rows(ids[0]), [["pending", null]]);
+    assert.deepEqual(await rows(ids[0]), [["pending", null]]);
     escrow.finish(1, "confirmed");
     await worker.settleDue(true);
-    assert.deepEqual(ids.map((id) => repo.getSession(id)?.settledSequence), [1, 1]);
-    assert.deepEqual(rows(ids[0]), [["confirmed", null]]);
+    assert.deepEqual(await Promise.all(ids.map(async (id) => (await repo.getSession(id))?.settledSequence)), [1, 1]);
+    assert.deepEqual(await rows(ids[0]), [["confirmed", null]]);
   });
 
   it("issue 12 §3: a settlement whose receipt never comes is not left pending: a nonce taken by another transaction is resolved by the escrow's state", async () => {
@@ -283,10 +286,10 @@ describe("settlement worker", () => {
     escrow.finish(1, "replaced", false); // its nonce went to another transaction; the escrow settled neither
     escrow.hold = false;
     await worker.settleDue(true); // resolves it: failed, both back off briefly
-    assert.deepEqual(rows(lost), [["failed", "nonce 1 was used by another transaction"]]);
+    assert.deepEqual(await rows(lost), [["failed", "nonce 1 was used by another transaction"]]);
     await sleep(350);
     await worker.settleDue(true);
-    assert.deepEqual(ids.map((id) => repo.getSession(id)?.settledSequence), [1, 1], "sent again and settled");
+    assert.deepEqual(await Promise.all(ids.map(async (id) => (await repo.getSession(id))?.settledSequence)), [1, 1], "sent again and settled");
 
     // Whichever transaction settled it: if the escrow shows the voucher settled, that is success.
     const other = await workerSetup(1);
@@ -294,8 +297,8 @@ describe("settlement worker", () => {
     await other.worker.settleDue(true);
     other.escrow.finish(1, "replaced", true); // another transaction at that nonce carried these very vouchers
     await other.worker.settleDue(true);
-    assert.equal(other.repo.getSession(other.ids[0])?.settledSequence, 1);
-    assert.deepEqual(other.rows(other.ids[0]), [["failed", "nonce 1 was used by another transaction; the escrow shows its vouchers settled"]]);
+    assert.equal((await other.repo.getSession(other.ids[0]))?.settledSequence, 1);
+    assert.deepEqual(await other.rows(other.ids[0]), [["failed", "nonce 1 was used by another transaction; the escrow shows its vouchers settled"]]);
     assert.equal(await other.worker.settleDue(true), undefined, "nothing to send again");
     assert.equal(other.escrow.sent.length, 1);
   });

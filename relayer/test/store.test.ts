@@ -17,8 +17,9 @@ import {
 } from "@agentmesh/sdk";
 import { RateLimiter } from "../src/context.ts";
 import { DatabaseSync } from "node:sqlite";
-import { DEFAULT_CHECKPOINT_PACING, MIGRATIONS, nextCheckpointDelay, openDatabase, startCheckpointer } from "../src/store/database.ts";
-import { Repository } from "../src/store/repository.ts";
+import { DEFAULT_CHECKPOINT_PACING, MIGRATIONS, nextCheckpointDelay, startCheckpointer } from "../src/store/database.ts";
+import { Repository, SESSION_DUE_AT, SessionHoldLostError } from "../src/store/repository.ts";
+import { openSqlite } from "../src/store/sqlite.ts";
 import { sessionTerms } from "./fixtures.ts";
 
 const terms = sessionTerms();
@@ -52,69 +53,88 @@ async function freshRepository(file?: string) {
     directories.push(directory);
     dbFile = path.join(directory, "relayer.db");
   }
-  return { repo: new Repository(openDatabase(dbFile)), dbFile };
+  return { repo: new Repository(openSqlite(dbFile)), dbFile };
+}
+
+/** One row of a SQLite pragma, read through the store's port. */
+async function pragma(repo: Repository, name: string): Promise<Record<string, unknown>> {
+  return (await repo.database.get(`PRAGMA ${name}`))!;
+}
+
+/** Records call `record` as the store's callers do: holding the session for it first. */
+async function recordHeld(repo: Repository, record: Parameters<Repository["recordCall"]>[0]): Promise<void> {
+  assert.ok(await repo.holdSession(record.receipt.sessionId, "test-call", Date.now() + 30_000), "the session is free");
+  await repo.recordCall(record, "test-call");
 }
 
 describe("relayer store", () => {
   it("migrates a new file, and reopening it keeps every row (the session's terms whole: signer and fee included)", async () => {
     const { repo, dbFile } = await freshRepository();
-    repo.insertSession({ id: sessionId, agent: terms.agent, providerId: 1, modelId: 0, model: "agentmesh-small", terms, state: INITIAL_STATE, openTx: `0x${"ab".repeat(32)}` });
-    repo.addSessionKey("am_key", sessionId);
-    repo.close();
-    const reopened = new Repository(openDatabase(dbFile));
-    const { user_version: version } = reopened.db.prepare("PRAGMA user_version").get() as { user_version: number };
-    assert.equal(version, MIGRATIONS.length);
-    assert.deepEqual(reopened.getSession(sessionId)?.terms, terms);
-    assert.equal(reopened.apiKey("am_key")?.sessionId, sessionId);
-    assert.equal(reopened.apiKey("am_other"), undefined);
-    const { journal_mode: mode } = reopened.db.prepare("PRAGMA journal_mode").get() as { journal_mode: string };
-    assert.equal(mode, "wal");
+    await repo.insertSession({ id: sessionId, agent: terms.agent, providerId: 1, modelId: 0, model: "agentmesh-small", terms, state: INITIAL_STATE, openTx: `0x${"ab".repeat(32)}` });
+    await repo.addSessionKey("am_key", sessionId);
+    await repo.close();
+    const reopened = new Repository(openSqlite(dbFile));
+    assert.equal((await pragma(reopened, "user_version")).user_version, MIGRATIONS.length);
+    assert.deepEqual((await reopened.getSession(sessionId))?.terms, terms);
+    assert.equal((await reopened.apiKey("am_key"))?.sessionId, sessionId);
+    assert.equal(await reopened.apiKey("am_other"), undefined);
+    assert.equal((await pragma(reopened, "journal_mode")).journal_mode, "wal");
+    await reopened.close();
   });
 
   it("records a call, the agent's signature and a confirmed settlement, once each", async () => {
     const { repo } = await freshRepository();
-    repo.insertSession({ id: sessionId, agent: terms.agent, providerId: 1, modelId: 0, model: "agentmesh-small", terms, state: INITIAL_STATE, openTx: `0x${"ab".repeat(32)}` });
-    assert.equal(repo.getSession(sessionId)?.state.sequence, 0, "read (and cached) before the call");
+    await repo.insertSession({ id: sessionId, agent: terms.agent, providerId: 1, modelId: 0, model: "agentmesh-small", terms, state: INITIAL_STATE, openTx: `0x${"ab".repeat(32)}` });
+    assert.equal((await repo.getSession(sessionId))?.state.sequence, 0, "read before the call");
     const receipt = firstReceipt();
     const state = checkReceipt(terms, sessionId, INITIAL_STATE, receipt);
     const hash = receiptHash(receipt);
-    repo.recordCall({ hash, receipt, state, providerSignature: signature, tokenMismatch: false });
-    assert.throws(() => repo.recordCall({ hash, receipt, state, providerSignature: signature, tokenMismatch: false }), /UNIQUE/);
-    assert.deepEqual(repo.getSession(sessionId)?.state, state);
-    assert.deepEqual(repo.getReceipt(hash)?.receipt, receipt);
-    assert.equal(repo.sessionsToSettle(10).length, 0, "nothing signed yet");
+    const call = { hash, receipt, state, providerSignature: signature, tokenMismatch: false };
+    await recordHeld(repo, call);
+    // Once: recording it ended the call's hold, and a new hold finds the session's sequence moved on.
+    await assert.rejects(repo.recordCall(call, "test-call"), SessionHoldLostError);
+    assert.ok(await repo.holdSession(sessionId, "another-call", Date.now() + 30_000));
+    await assert.rejects(repo.recordCall(call, "another-call"), SessionHoldLostError);
+    await repo.releaseSessionHold(sessionId, "another-call");
+    assert.equal((await repo.receiptsOf(sessionId)).length, 1);
+    assert.deepEqual((await repo.getSession(sessionId))?.state, state);
+    assert.deepEqual((await repo.getReceipt(hash))?.receipt, receipt);
+    assert.equal((await repo.sessionsToSettle(10)).length, 0, "nothing signed yet");
 
-    repo.recordAgentSignature(sessionId, 1, signature);
-    const due = repo.sessionsToSettle(10);
+    await repo.recordAgentSignature(sessionId, 1, signature);
+    const due = await repo.sessionsToSettle(10);
     assert.deepEqual(due.map(({ session }) => session.signedSequence), [1]);
 
-    const settlement = repo.insertSettlement("settle", [{ sessionId, sequence: 1 }]);
-    assert.equal(repo.sessionsToSettle(10).length, 0, "a session in a pending settlement is not posted again");
-    repo.linkSettlementTx(settlement, 1, `0x${"cd".repeat(32)}`, 3);
-    repo.confirmSettlement(settlement);
-    assert.equal(repo.getSession(sessionId)?.settledSequence, 1);
-    assert.equal(repo.getReceipt(hash)?.settlementTx, `0x${"cd".repeat(32)}`);
-    assert.equal(repo.sessionsToSettle(10).length, 0, "settled");
-    assert.deepEqual(repo.pendingSettlements(), []);
+    const settlement = await repo.insertSettlement("settle", [{ sessionId, sequence: 1 }]);
+    assert.equal(typeof settlement, "number");
+    assert.equal((await repo.sessionsToSettle(10)).length, 0, "a session in a pending settlement is not posted again");
+    assert.equal(await repo.insertSettlement("settle", [{ sessionId, sequence: 1 }]), undefined, "nor put in a second settlement");
+    await repo.linkSettlementTx(settlement!, 1, `0x${"cd".repeat(32)}`, 3);
+    await repo.confirmSettlement(settlement!);
+    assert.equal((await repo.getSession(sessionId))?.settledSequence, 1);
+    assert.equal((await repo.getReceipt(hash))?.settlementTx, `0x${"cd".repeat(32)}`);
+    assert.equal((await repo.sessionsToSettle(10)).length, 0, "settled");
+    assert.deepEqual(await repo.pendingSettlements(), []);
+    await repo.close();
   });
 
   it("issue 12 item 9: commits reach the disk before COMMIT returns (synchronous = FULL), not only the OS", async () => {
     const { repo } = await freshRepository();
-    const { synchronous } = repo.db.prepare("PRAGMA synchronous").get() as { synchronous: number };
-    assert.equal(synchronous, 2, "FULL");
-    repo.close();
+    assert.equal((await pragma(repo, "synchronous")).synchronous, 2, "FULL");
+    await repo.close();
   });
 
   it("issue 12 item 4: finds due sessions through the partial index, oldest voucher first, reading no settled history", async () => {
     const { repo } = await freshRepository();
-    const plan = repo.db
-      .prepare(
-        `EXPLAIN QUERY PLAN SELECT * FROM sessions INDEXED BY sessions_due
-          WHERE status IN ('open', 'closing') AND unsettled_reason IS NULL AND settling_id IS NULL AND signed_sequence > settled_sequence
-            AND MAX(voucher_signed_at, COALESCE(settle_retry_at, 0)) <= 1
-          ORDER BY MAX(voucher_signed_at, COALESCE(settle_retry_at, 0)) LIMIT 10`,
-      )
-      .all() as { detail: string }[];
+    // The plan of the query sessionsToSettle runs (portable SQL: no INDEXED BY hint, so this checks
+    // that SQLite picks the index by itself, and reads a range of it).
+    const plan = (await repo.database.all(
+      `EXPLAIN QUERY PLAN SELECT * FROM sessions
+        WHERE status IN ('open', 'closing') AND unsettled_reason IS NULL AND settling_id IS NULL AND signed_sequence > settled_sequence
+          AND ${SESSION_DUE_AT} <= ?
+        ORDER BY ${SESSION_DUE_AT} LIMIT ?`,
+      [1, 10],
+    )) as { detail: string }[];
     // A range of the index: sessions backing off (retry time after now) are not even read.
     assert.deepEqual(
       plan.map((step) => step.detail),
@@ -127,24 +147,23 @@ describe("relayer store", () => {
       const other = { ...terms, salt };
       const id = sessionIdOf(other);
       ids.push(id);
-      repo.insertSession({ id, agent: terms.agent, providerId: 1, modelId: 0, model: "agentmesh-small", terms: other, state: INITIAL_STATE, openTx: `0x${"ab".repeat(32)}` });
+      await repo.insertSession({ id, agent: terms.agent, providerId: 1, modelId: 0, model: "agentmesh-small", terms: other, state: INITIAL_STATE, openTx: `0x${"ab".repeat(32)}` });
       const receipt = { ...firstReceipt(), sessionId: id };
-      repo.recordCall({ hash: receiptHash(receipt), receipt, state: checkReceipt(other, id, INITIAL_STATE, receipt), providerSignature: signature, tokenMismatch: false });
-      repo.recordAgentSignature(id, 1, signature);
-      await repo.committed();
+      await recordHeld(repo, { hash: receiptHash(receipt), receipt, state: checkReceipt(other, id, INITIAL_STATE, receipt), providerSignature: signature, tokenMismatch: false });
+      await repo.recordAgentSignature(id, 1, signature);
       await new Promise((resolve) => setTimeout(resolve, 3)); // distinct signing times
     }
-    const due = () => repo.sessionsToSettle(10).map(({ session }) => session.id);
-    assert.deepEqual(due(), ids, "oldest voucher first");
-    const held = repo.insertSettlement("settle", [{ sessionId: ids[1], sequence: 1 }]);
-    assert.deepEqual(due(), [ids[0], ids[2]]);
-    assert.deepEqual(repo.sessionsToSettle(1).map(({ session }) => session.id), [ids[0]], "the limit holds");
-    repo.failSettlement(held, "reverted");
-    assert.deepEqual(due(), ids, "a failed settlement releases its sessions");
-    const confirmed = repo.insertSettlement("settle", [{ sessionId: ids[0], sequence: 1 }]);
-    repo.confirmSettlement(confirmed);
-    assert.deepEqual(due(), [ids[1], ids[2]], "a confirmed one leaves them settled");
-    repo.close();
+    const due = async () => (await repo.sessionsToSettle(10)).map(({ session }) => session.id);
+    assert.deepEqual(await due(), ids, "oldest voucher first");
+    const held = (await repo.insertSettlement("settle", [{ sessionId: ids[1], sequence: 1 }]))!;
+    assert.deepEqual(await due(), [ids[0], ids[2]]);
+    assert.deepEqual((await repo.sessionsToSettle(1)).map(({ session }) => session.id), [ids[0]], "the limit holds");
+    await repo.failSettlement(held, "reverted");
+    assert.deepEqual(await due(), ids, "a failed settlement releases its sessions");
+    const confirmed = (await repo.insertSettlement("settle", [{ sessionId: ids[0], sequence: 1 }]))!;
+    await repo.confirmSettlement(confirmed);
+    assert.deepEqual(await due(), [ids[1], ids[2]], "a confirmed one leaves them settled");
+    await repo.close();
   });
 });
 
@@ -152,73 +171,72 @@ describe("relayer store following the chain", () => {
   /** A session of this relayer with calls 1..`calls` served and the agent's vouchers up to `signed`. */
   async function served(calls: number, signed: number) {
     const { repo, dbFile } = await freshRepository();
-    repo.insertSession({ id: sessionId, agent: terms.agent, providerId: 1, modelId: 0, model: "agentmesh-small", terms, state: INITIAL_STATE, openTx: `0x${"ab".repeat(32)}` });
+    await repo.insertSession({ id: sessionId, agent: terms.agent, providerId: 1, modelId: 0, model: "agentmesh-small", terms, state: INITIAL_STATE, openTx: `0x${"ab".repeat(32)}` });
     let state = INITIAL_STATE;
     const costs: bigint[] = [];
     for (let sequence = 1; sequence <= calls; sequence++) {
       const receipt = { ...firstReceipt(), sequence, previousHash: state.receiptHead };
       state = checkReceipt(terms, sessionId, state, receipt);
-      repo.recordCall({ hash: receiptHash(receipt), receipt, state, providerSignature: signature, tokenMismatch: false });
+      await recordHeld(repo, { hash: receiptHash(receipt), receipt, state, providerSignature: signature, tokenMismatch: false });
       costs.push(state.cumulativeCost);
     }
-    if (signed > 0) repo.recordAgentSignature(sessionId, signed, signature);
-    await repo.committed();
+    if (signed > 0) await repo.recordAgentSignature(sessionId, signed, signature);
     return { repo, dbFile, costs };
   }
   const onChain = { id: sessionId, settled: 0n, sequence: 0, closeRequested: false, finalized: false, closeTx: null };
 
   it("marks a session closing on a close request; it still settles", async () => {
     const { repo } = await served(2, 2);
-    repo.followChain({ ...onChain, closeRequested: true });
-    assert.equal(repo.getSession(sessionId)?.status, "closing");
-    assert.deepEqual(repo.sessionsToSettle(10).map(({ session }) => [session.id, session.status]), [[sessionId, "closing"]]);
-    assert.deepEqual(repo.openSessionsFor(terms.agent, "agentmesh-small").map((session) => session.status), ["closing"]);
+    await repo.followChain({ ...onChain, closeRequested: true });
+    assert.equal((await repo.getSession(sessionId))?.status, "closing");
+    assert.deepEqual((await repo.sessionsToSettle(10)).map(({ session }) => [session.id, session.status]), [[sessionId, "closing"]]);
+    assert.deepEqual((await repo.openSessionsFor(terms.agent, "agentmesh-small")).map((session) => session.status), ["closing"]);
     // A later pass with no close request in it does not reopen it.
-    repo.followChain(onChain);
-    assert.equal(repo.getSession(sessionId)?.status, "closing");
+    await repo.followChain(onChain);
+    assert.equal((await repo.getSession(sessionId))?.status, "closing");
   });
 
   it("counts what the escrow settled as settled, whoever posted it", async () => {
     const { repo, costs } = await served(3, 2);
-    repo.followChain({ ...onChain, settled: costs[1], sequence: 2 });
-    assert.equal(repo.getSession(sessionId)?.settledSequence, 2);
-    assert.deepEqual(repo.sessionsToSettle(10), []);
+    await repo.followChain({ ...onChain, settled: costs[1], sequence: 2 });
+    assert.equal((await repo.getSession(sessionId))?.settledSequence, 2);
+    assert.deepEqual(await repo.sessionsToSettle(10), []);
     // Never beyond its own receipts (a cooperative close settles one sequence past the last).
-    repo.followChain({ ...onChain, settled: costs[2], sequence: 4, finalized: true });
-    assert.equal(repo.getSession(sessionId)?.settledSequence, 3);
+    await repo.followChain({ ...onChain, settled: costs[2], sequence: 4, finalized: true });
+    assert.equal((await repo.getSession(sessionId))?.settledSequence, 3);
   });
 
   it("closes a session finalized on-chain, recording the escrow's settled amount and why the rest never settles", async () => {
     const { repo, costs } = await served(3, 3);
     const closeTx = `0x${"ef".repeat(32)}` as const;
-    repo.followChain({ ...onChain, settled: costs[0], sequence: 1, finalized: true, closeTx });
-    const session = repo.getSession(sessionId)!;
+    await repo.followChain({ ...onChain, settled: costs[0], sequence: 1, finalized: true, closeTx });
+    const session = (await repo.getSession(sessionId))!;
     assert.deepEqual(
       [session.status, session.closeTx, session.finalSettled, session.finalSequence, session.settledSequence],
       ["closed", closeTx, costs[0], 1, 1],
     );
     assert.equal(session.unsettledReason, `the session was finalized on-chain with ${formatUsdc(costs[0])} USDC settled (sequence 1)`);
-    assert.deepEqual(repo.sessionsToSettle(10), [], "terminal: never posted again");
-    assert.deepEqual(repo.openSessionsFor(terms.agent, "agentmesh-small"), []);
+    assert.deepEqual(await repo.sessionsToSettle(10), [], "terminal: never posted again");
+    assert.deepEqual(await repo.openSessionsFor(terms.agent, "agentmesh-small"), []);
     // The first account of it stays (the worker's, say, with the escrow's error).
-    repo.followChain({ ...onChain, settled: costs[0], sequence: 1, finalized: true, closeTx: null }, "another reason");
-    assert.equal(repo.getSession(sessionId)?.unsettledReason, session.unsettledReason);
-    assert.equal(repo.getSession(sessionId)?.closeTx, closeTx);
+    await repo.followChain({ ...onChain, settled: costs[0], sequence: 1, finalized: true, closeTx: null }, "another reason");
+    assert.equal((await repo.getSession(sessionId))?.unsettledReason, session.unsettledReason);
+    assert.equal((await repo.getSession(sessionId))?.closeTx, closeTx);
   });
 
   it("records nothing unsettled for a session finalized with all its vouchers settled, and ignores sessions opened elsewhere", async () => {
     const { repo, costs } = await served(2, 2);
-    repo.followChain({ ...onChain, settled: costs[1], sequence: 3, finalized: true });
-    assert.deepEqual([repo.getSession(sessionId)?.status, repo.getSession(sessionId)?.unsettledReason], ["closed", null]);
-    repo.followChain({ ...onChain, id: `0x${"77".repeat(32)}`, finalized: true });
-    assert.equal(repo.getSession(`0x${"77".repeat(32)}`), undefined);
+    await repo.followChain({ ...onChain, settled: costs[1], sequence: 3, finalized: true });
+    assert.deepEqual([(await repo.getSession(sessionId))?.status, (await repo.getSession(sessionId))?.unsettledReason], ["closed", null]);
+    await repo.followChain({ ...onChain, id: `0x${"77".repeat(32)}`, finalized: true });
+    assert.equal(await repo.getSession(`0x${"77".repeat(32)}`), undefined);
   });
 
   it("records a terminal reason without closing the session (claim window over)", async () => {
     const { repo } = await served(1, 1);
-    repo.markUnsettled(sessionId, "EscrowClaimWindowOver: its claim window ended");
-    assert.deepEqual([repo.getSession(sessionId)?.status, repo.getSession(sessionId)?.unsettledReason], ["open", "EscrowClaimWindowOver: its claim window ended"]);
-    assert.deepEqual(repo.sessionsToSettle(10), []);
+    await repo.markUnsettled(sessionId, "EscrowClaimWindowOver: its claim window ended");
+    assert.deepEqual([(await repo.getSession(sessionId))?.status, (await repo.getSession(sessionId))?.unsettledReason], ["open", "EscrowClaimWindowOver: its claim window ended"]);
+    assert.deepEqual(await repo.sessionsToSettle(10), []);
   });
 
   it("upgrades a schema-2 file: sessions and receipts kept, 'closing' allowed, foreign keys still enforced, the chain index re-read", async () => {
@@ -237,91 +255,130 @@ describe("relayer store following the chain", () => {
     old.exec("INSERT INTO indexer_state (id, last_block) VALUES (1, 50)");
     old.close();
 
-    const repo = new Repository(openDatabase(dbFile));
-    const { user_version: version } = repo.db.prepare("PRAGMA user_version").get() as { user_version: number };
-    assert.equal(version, MIGRATIONS.length);
-    const session = repo.getSession(sessionId)!;
+    const repo = new Repository(openSqlite(dbFile));
+    assert.equal((await pragma(repo, "user_version")).user_version, MIGRATIONS.length);
+    const session = (await repo.getSession(sessionId))!;
     assert.deepEqual([session.status, session.signedSequence, session.finalSettled, session.unsettledReason], ["open", 1, null, null]);
     assert.deepEqual(session.terms, terms);
-    assert.equal((repo.db.prepare("SELECT COUNT(*) AS n FROM receipts").get() as { n: number }).n, 1);
-    repo.followChain({ id: sessionId, settled: 0n, sequence: 0, closeRequested: true, finalized: false, closeTx: null });
-    assert.equal(repo.getSession(sessionId)?.status, "closing");
-    assert.throws(
-      () => repo.db.prepare("INSERT INTO receipts (hash, session_id, sequence, body, provider_signature, created_at) VALUES ('x', 'nope', 1, '{}', '{}', 1)").run(),
+    assert.equal((await repo.database.get("SELECT COUNT(*) AS n FROM receipts"))!.n, 1);
+    await repo.followChain({ id: sessionId, settled: 0n, sequence: 0, closeRequested: true, finalized: false, closeTx: null });
+    assert.equal((await repo.getSession(sessionId))?.status, "closing");
+    await assert.rejects(
+      repo.database.run("INSERT INTO receipts (hash, session_id, sequence, body, provider_signature, created_at) VALUES ('x', 'nope', 1, '{}', '{}', 1)"),
       /FOREIGN KEY/,
     );
-    assert.equal(repo.db.prepare("SELECT * FROM indexer_state").get(), undefined, "the indexer starts over");
-    repo.close();
+    assert.equal(await repo.database.get("SELECT * FROM indexer_state"), undefined, "the indexer starts over");
+    await repo.close();
   });
 });
 
 describe("relayer store group commit", () => {
   const open = (repo: Repository) =>
     repo.insertSession({ id: sessionId, agent: terms.agent, providerId: 1, modelId: 0, model: "agentmesh-small", terms, state: INITIAL_STATE, openTx: `0x${"ab".repeat(32)}` });
-  const record = (repo: Repository) => {
+  const call = () => {
     const receipt = firstReceipt();
     const state = checkReceipt(terms, sessionId, INITIAL_STATE, receipt);
-    repo.recordCall({ hash: receiptHash(receipt), receipt, state, providerSignature: signature, tokenMismatch: false });
-    return receiptHash(receipt);
+    return { hash: receiptHash(receipt), receipt, state, providerSignature: signature, tokenMismatch: false };
   };
 
   it("commits a turn's calls together at the end of the turn; until then only this connection sees them", async () => {
     const { repo, dbFile } = await freshRepository();
-    const other = new Repository(openDatabase(dbFile));
-    open(repo);
-    const hash = record(repo);
-    repo.recordAgentSignature(sessionId, 1, signature);
-    assert.equal(repo.getSession(sessionId)?.signedSequence, 1, "the writing connection reads its own batch");
-    assert.equal(other.getReceipt(hash), undefined, "not committed yet");
-    await repo.committed();
-    assert.equal(other.getReceipt(hash)?.agentSignature?.r, signature.r);
-    assert.equal(other.getSession(sessionId)?.signedSequence, 1);
-    repo.close();
-    other.close();
+    const other = new Repository(openSqlite(dbFile));
+    await open(repo);
+    const { hash } = call();
+    await repo.transaction(async (unit) => {
+      await recordHeld(unit, call());
+      await unit.recordAgentSignature(sessionId, 1, signature);
+      assert.equal((await unit.getSession(sessionId))?.signedSequence, 1, "the writing connection reads its own batch");
+      assert.equal(await other.getReceipt(hash), undefined, "not committed yet");
+    });
+    assert.equal((await other.getReceipt(hash))?.agentSignature?.r, signature.r);
+    assert.equal((await other.getSession(sessionId))?.signedSequence, 1);
+    // Units started in one turn share its commit: the first resolves with the others' writes on disk.
+    const first = repo.addSessionKey("am_first", sessionId);
+    const second = repo.addSessionKey("am_second", sessionId);
+    await first;
+    assert.equal((await other.apiKey("am_second"))?.sessionId, sessionId, "committed with the first");
+    await second;
+    await repo.close();
+    await other.close();
   });
 
   it("rolls back a failing unit alone, and commits the rest of its batch", async () => {
     const { repo, dbFile } = await freshRepository();
-    open(repo);
-    assert.equal(repo.getSession(sessionId)?.signedSequence, 0); // cached from here on
-    const hash = record(repo);
-    assert.throws(() => record(repo), /UNIQUE/);
-    assert.throws(() => repo.batch(() => {
-      repo.recordAgentSignature(sessionId, 1, signature);
-      throw new Error("the unit fails after writing");
-    }), /the unit fails/);
-    assert.equal(repo.getSession(sessionId)?.signedSequence, 0, "nothing of the failed unit stays, in the store or in memory");
-    assert.equal(repo.getSession(sessionId)?.state.sequence, 1);
-    await repo.committed();
-    const other = new Repository(openDatabase(dbFile));
-    assert.equal(other.getSession(sessionId)?.state.sequence, 1);
-    assert.equal(other.getSession(sessionId)?.signedSequence, 0, "the failed unit's write is gone");
-    assert.equal(other.getReceipt(hash)?.agentSignature, null);
-    repo.close();
-    other.close();
+    await open(repo);
+    assert.equal((await repo.getSession(sessionId))?.signedSequence, 0);
+    assert.ok(await repo.holdSession(sessionId, "test-call", Date.now() + 30_000));
+    // Three units in one turn, so in one transaction: the middle one fails after writing.
+    const recorded = repo.recordCall(call(), "test-call");
+    const failing = assert.rejects(
+      repo.transaction(async (unit) => {
+        await unit.recordAgentSignature(sessionId, 1, signature);
+        throw new Error("the unit fails after writing");
+      }),
+      /the unit fails/,
+    );
+    const again = assert.rejects(repo.recordCall(call(), "test-call"), SessionHoldLostError, "recorded once: the call's hold ended with its record");
+    await Promise.all([recorded, failing, again]);
+    assert.equal((await repo.getSession(sessionId))?.signedSequence, 0, "nothing of the failed unit stays");
+    assert.equal((await repo.getSession(sessionId))?.state.sequence, 1);
+    const other = new Repository(openSqlite(dbFile));
+    assert.equal((await other.getSession(sessionId))?.state.sequence, 1);
+    assert.equal((await other.getSession(sessionId))?.signedSequence, 0, "the failed unit's write is gone");
+    assert.equal((await other.getReceipt(call().hash))?.agentSignature, null);
+    await repo.close();
+    await other.close();
   });
 
-  it("commits an open batch before a committing transaction, and before closing", async () => {
+  it("commits each write before it resolves, and what is in progress before closing", async () => {
     const { repo, dbFile } = await freshRepository();
-    const other = new Repository(openDatabase(dbFile));
-    open(repo);
-    const hash = record(repo);
-    repo.insertSettlement("settle", [{ sessionId, sequence: 1 }]);
-    assert.equal(other.getReceipt(hash)?.hash, hash, "the batch went to disk with the settlement row");
-    repo.recordAgentSignature(sessionId, 1, signature);
-    repo.close();
-    assert.equal(other.getSession(sessionId)?.signedSequence, 1, "closing committed the last batch");
-    other.close();
+    const other = new Repository(openSqlite(dbFile));
+    await open(repo);
+    const { hash } = call();
+    await recordHeld(repo, call());
+    assert.equal(typeof (await repo.insertSettlement("settle", [{ sessionId, sequence: 1 }])), "number");
+    assert.equal((await other.getReceipt(hash))?.hash, hash, "the receipt went to disk before its write resolved");
+    const signing = repo.recordAgentSignature(sessionId, 1, signature);
+    await repo.close();
+    await signing;
+    assert.equal((await other.getSession(sessionId))?.signedSequence, 1, "closing committed the last batch");
+    await other.close();
+  });
+
+  it("holds a session for one call at a time: of two holds at once exactly one gets it, and the holder alone records", async () => {
+    // One connection: SQLite has one writer per file (instances sharing a store use PostgreSQL).
+    const { repo } = await freshRepository();
+    await open(repo);
+    const until = Date.now() + 30_000;
+    const holds = await Promise.all([repo.holdSession(sessionId, "call-a", until), repo.holdSession(sessionId, "call-b", until)]);
+    assert.deepEqual(
+      holds.map((held) => held?.id),
+      [sessionId.toLowerCase(), undefined],
+      "the first hold wins; the second finds the session held",
+    );
+    assert.equal(await repo.holdSession(sessionId, "call-c", until), undefined, "held until released or lapsed");
+    await assert.rejects(repo.recordCall(call(), "call-b"), SessionHoldLostError, "only the holder records");
+    assert.equal(await repo.renewSessionHold(sessionId, "call-b", until), false);
+    assert.equal(await repo.renewSessionHold(sessionId, "call-a", until + 1), true);
+    await repo.releaseSessionHold(sessionId, "call-b"); // not its hold: nothing
+    assert.equal(await repo.holdSession(sessionId, "call-d", until), undefined);
+    await repo.releaseSessionHold(sessionId, "call-a");
+    assert.ok(await repo.holdSession(sessionId, "call-d", until), "released: the next call holds it");
+    assert.ok(await repo.holdSession(sessionId, "call-e", until + 60_000, until + 2), "lapsed (its holder died): taken over");
+    await assert.rejects(repo.recordCall(call(), "call-d"), SessionHoldLostError, "the lapsed holder's record is refused");
+    await repo.recordCall(call(), "call-e");
+    assert.equal((await repo.getSession(sessionId))?.state.sequence, 1);
+    assert.equal((await repo.receiptsOf(sessionId)).length, 1);
+    await repo.close();
   });
 });
 
 describe("relayer store checkpointer", () => {
   it("moves checkpoints off the writing connection into its own thread", async () => {
     const { repo, dbFile } = await freshRepository();
-    const { wal_autocheckpoint: autocheckpoint } = repo.db.prepare("PRAGMA wal_autocheckpoint").get() as { wal_autocheckpoint: number };
-    assert.equal(autocheckpoint, 0, "the relayer's connection never checkpoints by itself");
+    assert.equal((await pragma(repo, "wal_autocheckpoint")).wal_autocheckpoint, 0, "the relayer's connection never checkpoints by itself");
     const sizeBefore = (await stat(dbFile)).size;
-    for (let i = 0; i < 200; i++) repo.addSessionKey(`am_key_${i}`, sessionId);
+    for (let i = 0; i < 200; i++) await repo.addSessionKey(`am_key_${i}`, sessionId);
     assert.equal((await stat(dbFile)).size, sizeBefore, "committed pages wait in the log");
     const checkpointer = startCheckpointer(dbFile);
     let sizeAfter = sizeBefore;
@@ -331,14 +388,14 @@ describe("relayer store checkpointer", () => {
     }
     assert.ok(sizeAfter > sizeBefore, "the checkpointer copied the log into the database file");
     await new Promise((resolve) => setTimeout(resolve, 100)); // its checkpoint has caught up
-    repo.addSessionKey("am_key_after", sessionId);
-    const { log } = repo.db.prepare("PRAGMA wal_checkpoint(PASSIVE)").get() as { log: number };
+    await repo.addSessionKey("am_key_after", sessionId);
+    const { log } = (await pragma(repo, "wal_checkpoint(PASSIVE)")) as { log: number };
     assert.ok(log < 10, `the next commit started the log over (${log} frames, not 200+)`);
-    repo.close();
+    await repo.close();
     await checkpointer.stop();
-    const reopened = new Repository(openDatabase(dbFile));
-    assert.equal(reopened.apiKey("am_key_199")?.sessionId, sessionId);
-    reopened.close();
+    const reopened = new Repository(openSqlite(dbFile));
+    assert.equal((await reopened.apiKey("am_key_199"))?.sessionId, sessionId);
+    await reopened.close();
   });
 });
 
@@ -349,7 +406,7 @@ describe("checkpoint pacing", () => {
     const checkpointer = startCheckpointer(dbFile, pacing);
     // Once the thread has checkpointed a first commit, it is running.
     const sizeBefore = (await stat(dbFile)).size;
-    repo.addSessionKey("am_first", sessionId);
+    await repo.addSessionKey("am_first", sessionId);
     for (let attempt = 0; attempt < 200 && (await stat(dbFile)).size === sizeBefore; attempt++) await new Promise((resolve) => setTimeout(resolve, 10));
     let commits = 0;
     let largestLog = 0;
@@ -357,18 +414,18 @@ describe("checkpoint pacing", () => {
     while (commits < 600) {
       // Ten calls' writes committed together every millisecond or so, as a loaded relayer's group
       // commits come: PASSIVE checkpoints alone rarely catch up with them, and the log grows.
-      repo.transaction(() => {
-        for (let call = 0; call < 10; call++) repo.addSessionKey(`am_steady_${commits}_${call}`, sessionId);
+      await repo.transaction(async (unit) => {
+        for (let call = 0; call < 10; call++) await unit.addSessionKey(`am_steady_${commits}_${call}`, sessionId);
       });
       commits++;
       if (commits % 20 === 0) largestLog = Math.max(largestLog, (await stat(`${dbFile}-wal`)).size);
       await new Promise((resolve) => setTimeout(resolve, 1));
     }
     await checkpointer.stop();
-    const pageSize = (repo.db.prepare("PRAGMA page_size").get() as { page_size: number }).page_size;
+    const pageSize = (await pragma(repo, "page_size")).page_size as number;
     assert.ok(largestLog < 2048 * pageSize, `the log grew to ${largestLog} bytes, past 2,048 pages (tens of MB without restarts)`);
-    assert.equal(repo.apiKey(`am_steady_${commits - 1}_9`)?.sessionId, sessionId);
-    repo.close();
+    assert.equal((await repo.apiKey(`am_steady_${commits - 1}_9`))?.sessionId, sessionId);
+    await repo.close();
   });
 
   it("checkpoints about every 128 new frames, every 20 ms under load and once a second when idle", () => {

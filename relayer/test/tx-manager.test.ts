@@ -13,7 +13,7 @@ import { after, before, beforeEach, describe, it } from "node:test";
 import { createPublicClient, createTestClient, createWalletClient, http, type Hex, type PublicClient } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { hardhat } from "viem/chains";
-import { openDatabase } from "../src/store/database.ts";
+import { openSqlite } from "../src/store/sqlite.ts";
 import { Repository } from "../src/store/repository.ts";
 import { TxManager, TxPendingError, txManagerOptions, type TxManagerOptions } from "../src/tx-manager.ts";
 import { freePort } from "../../scripts/lib/local-stack.ts";
@@ -64,7 +64,7 @@ describe("transaction manager", { timeout: 120_000 }, () => {
   });
 
   /** A funded fresh account and a manager for it on a fresh store (`file`: a store to reuse). */
-  async function manager(options: Partial<TxManagerOptions> = {}, key: Hex = generatePrivateKey(), repo = new Repository(openDatabase(":memory:"))) {
+  async function manager(options: Partial<TxManagerOptions> = {}, key: Hex = generatePrivateKey(), repo = new Repository(openSqlite(":memory:"))) {
     const account = privateKeyToAccount(key);
     if ((await direct.getBalance({ address: account.address })) === 0n) {
       const funder = createWalletClient({ chain: hardhat, transport: http(nodeUrl), account: FUNDER });
@@ -84,9 +84,9 @@ describe("transaction manager", { timeout: 120_000 }, () => {
     proxy.faults.failBroadcastReplies = 1;
     proxy.faults.hideAfterBroadcastMs = 1_500;
     const sent = await txManager.send("test", transfer());
-    assert.equal(txManager.get(sent.id)?.status, "pending");
+    assert.equal((await txManager.get(sent.id))?.status, "pending");
     await txManager.poll();
-    assert.equal(txManager.get(sent.id)?.status, "pending", "not found yet is not failed");
+    assert.equal((await txManager.get(sent.id))?.status, "pending", "not found yet is not failed");
     await sleep(1_600);
     await txManager.poll();
     assert.deepEqual(await txManager.wait(sent.id, 1), { status: "confirmed", hash: sent.hash, blockNumber: Number((await direct.getTransactionReceipt({ hash: sent.hash })).blockNumber) });
@@ -115,7 +115,7 @@ describe("transaction manager", { timeout: 120_000 }, () => {
     const first = await direct.getTransaction({ hash: sent.hash });
     await sleep(5);
     await txManager.poll(); // stuck: replaced
-    const record = txManager.get(sent.id)!;
+    const record = (await txManager.get(sent.id))!;
     assert.equal(record.hashes.length, 2);
     const replacement = await direct.getTransaction({ hash: record.hashes[1] });
     assert.equal(replacement.nonce, first.nonce);
@@ -126,7 +126,7 @@ describe("transaction manager", { timeout: 120_000 }, () => {
       await sleep(2);
       await txManager.poll();
     }
-    const hashes = txManager.get(sent.id)!.hashes;
+    const hashes = (await txManager.get(sent.id))!.hashes;
     const last = await direct.getTransaction({ hash: hashes.at(-1)! });
     assert.ok(last.maxFeePerGas! <= 60_000_000_000n, `capped: ${last.maxFeePerGas}`);
     assert.ok(hashes.length < 40, "stops bumping at the cap");
@@ -145,16 +145,16 @@ describe("transaction manager", { timeout: 120_000 }, () => {
     const sent = await txManager.send("test", transfer());
     await testClient.mine({ blocks: 1 });
     await txManager.poll();
-    assert.equal(txManager.get(sent.id)?.status, "mined", "one block deep: not yet");
+    assert.equal((await txManager.get(sent.id))?.status, "mined", "one block deep: not yet");
     await assert.rejects(txManager.wait(sent.id, 10), TxPendingError);
     // A reorg: the chain goes back before the block that held it.
     await testClient.revert({ id: snapshot });
     await txManager.poll();
-    assert.equal(txManager.get(sent.id)?.status, "pending", "its receipt is gone: pending again");
+    assert.equal((await txManager.get(sent.id))?.status, "pending", "its receipt is gone: pending again");
     assert.equal((await direct.getTransaction({ hash: sent.hash })).blockNumber, null, "sent again, waiting in the pool");
     await testClient.mine({ blocks: 1 });
     await txManager.poll();
-    assert.equal(txManager.get(sent.id)?.status, "mined");
+    assert.equal((await txManager.get(sent.id))?.status, "mined");
     await testClient.mine({ blocks: 2 });
     await txManager.poll();
     assert.equal((await txManager.wait(sent.id, 1)).status, "confirmed");
@@ -168,7 +168,7 @@ describe("transaction manager", { timeout: 120_000 }, () => {
     const other = createWalletClient({ chain: hardhat, transport: http(nodeUrl), account: privateKeyToAccount(key) });
     await direct.waitForTransactionReceipt({ hash: await other.sendTransaction({ to: SINK, value: 5n, nonce: sent.nonce }) });
     await txManager.poll();
-    assert.equal(txManager.get(sent.id)?.status, "pending", "a lagging node may still show ours");
+    assert.equal((await txManager.get(sent.id))?.status, "pending", "a lagging node may still show ours");
     await txManager.poll();
     assert.deepEqual(await txManager.wait(sent.id, 1), { status: "replaced", hash: null, blockNumber: null });
     assert.equal(await nonceOf(account.address), 1);
@@ -179,7 +179,7 @@ describe("transaction manager", { timeout: 120_000 }, () => {
     proxy.faults.hideAfterBroadcastMs = 2_000; // mined at once (automine), its receipt not found for a while
     const sent = await txManager.send("test", transfer());
     for (let pass = 0; pass < 4; pass++) await txManager.poll();
-    assert.equal(txManager.get(sent.id)?.status, "pending", "the nonce is used, by our own transaction");
+    assert.equal((await txManager.get(sent.id))?.status, "pending", "the nonce is used, by our own transaction");
     proxy.faults.hideAfterBroadcastMs = 0;
     assert.deepEqual(await txManager.wait(sent.id, 5_000), { status: "confirmed", hash: sent.hash, blockNumber: Number((await direct.getTransactionReceipt({ hash: sent.hash })).blockNumber) });
   });
@@ -195,7 +195,7 @@ describe("transaction manager", { timeout: 120_000 }, () => {
   });
 
   it("resumes its nonces after a restart from its store and the chain, and re-sends what it had not broadcast", async () => {
-    const repo = new Repository(openDatabase(":memory:"));
+    const repo = new Repository(openSqlite(":memory:"));
     const { txManager, account, key } = await manager({}, generatePrivateKey(), repo);
     await testClient.setAutomine(false);
     proxy.faults.dropBroadcasts = 2; // as if it died before either broadcast reached the node

@@ -108,6 +108,8 @@ export class X402Gateway {
   private readonly payments: PaymentLocks;
   /** Payments held in this process, by `payer:nonce`: a second user of one joins the first. */
   private readonly inFlight = new Map<string, InFlight>();
+  /** Reservations being written in this process, by payment: a use waits for one, then joins its run. */
+  private readonly reserving = new Map<string, Promise<boolean>>();
   private readonly reconciler: PeriodicPass<{ settled: number; failed: number; pending: number }>;
   readonly network: `eip155:${number}`;
 
@@ -258,6 +260,11 @@ export class X402Gateway {
     for (let attempt = 0; attempt < 3; attempt++) {
       const running = this.inFlight.get(id);
       if (running !== undefined) return sameUse(running, wanted) ?? running.outcome;
+      const reserving = this.reserving.get(id);
+      if (reserving !== undefined) {
+        await reserving.catch(() => false); // its run is in flight once it is reserved: look again
+        continue;
+      }
       const stored = await this.payments.get(key);
       if (stored !== undefined && stored.state !== "failed") {
         const conflict = sameUse(stored, wanted);
@@ -267,14 +274,23 @@ export class X402Gateway {
         return this.hold(id, wanted, () => this.reconcile(stored));
       }
       const verified = await this.verify(payload, requirements);
-      if (this.inFlight.has(id) || (await this.payments.get(key))?.state !== stored?.state) continue; // taken meanwhile: look again
+      if (this.inFlight.has(id) || this.reserving.has(id) || (await this.payments.get(key))?.state !== stored?.state) continue; // taken meanwhile: look again
       if (!verified.isValid) {
         return { state: "failed", reason: verified.invalidReason ?? "invalid_payment", message: verified.invalidMessage ?? "the payment is invalid" };
       }
       const reserved = { ...key, ...wanted, agentId: agent.id, payload: JSON.stringify(payload) };
-      if (!(await this.payments.reserve(reserved))) continue;
-      const record = (await this.payments.get(key))!;
-      return this.hold(id, wanted, () => run(record));
+      if (this.reserving.has(id)) continue;
+      // In flight from the reservation on, with nothing awaited between (as when the store was synchronous).
+      const reservation = this.payments.reserve(reserved);
+      this.reserving.set(id, reservation);
+      let isReserved: boolean;
+      try {
+        isReserved = await reservation;
+      } finally {
+        this.reserving.delete(id);
+      }
+      if (!isReserved) continue;
+      return this.hold(id, wanted, async () => run((await this.payments.get(key))!));
     }
     return inFlightConflict();
   }
