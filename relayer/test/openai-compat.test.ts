@@ -72,7 +72,7 @@ describe("OpenAI compatibility", () => {
   it("answers 429 with Retry-After when the provider's rate limit is used up", async () => {
     const { openai, relayer, provider, close } = await setup({ provider: { rateLimitPerMinute: 3 } });
     try {
-      for (let i = 0; i < 3; i++) assert.ok(relayer.context.rateLimiter.tryAcquire(1, 3));
+      for (let i = 0; i < 3; i++) assert.equal(await relayer.context.rateLimits.provider(1, 3), undefined);
       await assert.rejects(openai.chat.completions.create({ model: MODEL, messages: MESSAGES }), (error: unknown) => {
         assert.ok(error instanceof OpenAI.RateLimitError, String(error));
         assert.equal(error.code, "rate_limited");

@@ -74,6 +74,8 @@ class FakeEscrow {
   now = 1_000;
   /** The store a sent transaction's `link` records in (the relayer's). */
   repo: Repository | undefined;
+  /** The gas account that sends its transactions. */
+  readonly account = { address: "0x00000000000000000000000000000000000000a5" as Hex };
   private readonly txs = new Map<number, { status: TxStatus; minedHash: Hex | null; vouchers: SignedVoucher[] }>();
 
   async prepareSettlement(_kind: "settle" | "close", vouchers: SignedVoucher[]) {

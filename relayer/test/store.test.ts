@@ -18,13 +18,16 @@ import {
 import { RateLimiter } from "../src/context.ts";
 import { DatabaseSync } from "node:sqlite";
 import { DEFAULT_CHECKPOINT_PACING, MIGRATIONS, nextCheckpointDelay, startCheckpointer } from "../src/store/database.ts";
-import { Repository, SESSION_DUE_AT, SessionHoldLostError } from "../src/store/repository.ts";
+import { Repository, SessionHoldLostError } from "../src/store/repository.ts";
+import { SESSIONS_DUE_AT } from "../src/store/postgres-schema.ts";
 import { openSqlite } from "../src/store/sqlite.ts";
 import { sessionTerms } from "./fixtures.ts";
 
 const terms = sessionTerms();
 const sessionId = sessionIdOf(terms);
 const signature = { r: `0x${"11".repeat(32)}`, yParityAndS: `0x${"22".repeat(32)}` } as const;
+/** The gas account of the instance that sends the settlements recorded here. */
+const GAS_OWNER = "0x0000000000000000000000000000000000000ga5";
 
 function firstReceipt(): Receipt {
   return {
@@ -105,10 +108,10 @@ describe("relayer store", () => {
     const due = await repo.sessionsToSettle(10);
     assert.deepEqual(due.map(({ session }) => session.signedSequence), [1]);
 
-    const settlement = await repo.insertSettlement("settle", [{ sessionId, sequence: 1 }]);
+    const settlement = await repo.insertSettlement("settle", [{ sessionId, sequence: 1 }], GAS_OWNER);
     assert.equal(typeof settlement, "number");
     assert.equal((await repo.sessionsToSettle(10)).length, 0, "a session in a pending settlement is not posted again");
-    assert.equal(await repo.insertSettlement("settle", [{ sessionId, sequence: 1 }]), undefined, "nor put in a second settlement");
+    assert.equal(await repo.insertSettlement("settle", [{ sessionId, sequence: 1 }], GAS_OWNER), undefined, "nor put in a second settlement");
     await repo.linkSettlementTx(settlement!, 1, `0x${"cd".repeat(32)}`, 3);
     await repo.confirmSettlement(settlement!);
     assert.equal((await repo.getSession(sessionId))?.settledSequence, 1);
@@ -131,8 +134,8 @@ describe("relayer store", () => {
     const plan = (await repo.database.all(
       `EXPLAIN QUERY PLAN SELECT * FROM sessions
         WHERE status IN ('open', 'closing') AND unsettled_reason IS NULL AND settling_id IS NULL AND signed_sequence > settled_sequence
-          AND ${SESSION_DUE_AT} <= ?
-        ORDER BY ${SESSION_DUE_AT} LIMIT ?`,
+          AND ${SESSIONS_DUE_AT} <= ?
+        ORDER BY ${SESSIONS_DUE_AT} LIMIT ?`,
       [1, 10],
     )) as { detail: string }[];
     // A range of the index: sessions backing off (retry time after now) are not even read.
@@ -155,12 +158,12 @@ describe("relayer store", () => {
     }
     const due = async () => (await repo.sessionsToSettle(10)).map(({ session }) => session.id);
     assert.deepEqual(await due(), ids, "oldest voucher first");
-    const held = (await repo.insertSettlement("settle", [{ sessionId: ids[1], sequence: 1 }]))!;
+    const held = (await repo.insertSettlement("settle", [{ sessionId: ids[1], sequence: 1 }], GAS_OWNER))!;
     assert.deepEqual(await due(), [ids[0], ids[2]]);
     assert.deepEqual((await repo.sessionsToSettle(1)).map(({ session }) => session.id), [ids[0]], "the limit holds");
     await repo.failSettlement(held, "reverted");
     assert.deepEqual(await due(), ids, "a failed settlement releases its sessions");
-    const confirmed = (await repo.insertSettlement("settle", [{ sessionId: ids[0], sequence: 1 }]))!;
+    const confirmed = (await repo.insertSettlement("settle", [{ sessionId: ids[0], sequence: 1 }], GAS_OWNER))!;
     await repo.confirmSettlement(confirmed);
     assert.deepEqual(await due(), [ids[1], ids[2]], "a confirmed one leaves them settled");
     await repo.close();
@@ -336,7 +339,7 @@ describe("relayer store group commit", () => {
     await open(repo);
     const { hash } = call();
     await recordHeld(repo, call());
-    assert.equal(typeof (await repo.insertSettlement("settle", [{ sessionId, sequence: 1 }])), "number");
+    assert.equal(typeof (await repo.insertSettlement("settle", [{ sessionId, sequence: 1 }], GAS_OWNER)), "number");
     assert.equal((await other.getReceipt(hash))?.hash, hash, "the receipt went to disk before its write resolved");
     const signing = repo.recordAgentSignature(sessionId, 1, signature);
     await repo.close();

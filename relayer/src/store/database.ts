@@ -302,12 +302,6 @@ export const MIGRATIONS: readonly string[] = [
      expires_at INTEGER NOT NULL,
      PRIMARY KEY (session_id, key)
    );`,
-  // tests: sessions_due on the due time as the portable query writes it (SESSION_DUE_AT, a CASE,
-  // not the two-argument MAX): SQLite uses an expression index only for the same expression, so
-  // the due query reads a range of it again instead of every due session, backing off or not.
-  `DROP INDEX sessions_due;
-   CREATE INDEX sessions_due ON sessions (CASE WHEN COALESCE(settle_retry_at, 0) > voucher_signed_at THEN settle_retry_at ELSE voucher_signed_at END)
-     WHERE status IN ('open', 'closing') AND unsettled_reason IS NULL AND settling_id IS NULL AND signed_sequence > settled_sequence;`,
 ];
 
 /**
