@@ -17,7 +17,7 @@ import { X402Gateway } from "../src/core/x402.ts";
 import { OutboundHttp, outboundPolicy } from "../src/outbound.ts";
 import { ProviderStats } from "../src/stats.ts";
 import { ChainIndex } from "../src/store/chain-index.ts";
-import { openSqlite } from "../src/store/sqlite.ts";
+import { openTestDatabase } from "./test-database.ts";
 import { Repository } from "../src/store/repository.ts";
 import { ESCROW, FakeChain, FakeMarketplace } from "./fake-chain.ts";
 import { registeredProvider, sessionTerms } from "./fixtures.ts";
@@ -94,7 +94,7 @@ export async function startRelayerApp(
 ) {
   const signerKey = generatePrivateKey();
   const signer = privateKeyToAccount(signerKey).address;
-  const database = openSqlite(":memory:");
+  const database = await openTestDatabase();
   const repo = new Repository(database);
   const chainIndex = new ChainIndex(database);
   const now = Math.floor(Date.now() / 1000);

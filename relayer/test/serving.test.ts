@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { openTestDatabase } from "./test-database.ts";
 import { describe, it } from "node:test";
 import { INITIAL_STATE, sessionIdOf, type SessionTerms } from "@agentmesh/sdk";
 import type { Address } from "viem";
@@ -6,7 +7,6 @@ import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { DEFAULT_LIMITS, ReceiptSigners, type RelayerContext } from "../src/context.ts";
 import { servingRefusal } from "../src/serving.ts";
 import { ChainIndex } from "../src/store/chain-index.ts";
-import { openSqlite } from "../src/store/sqlite.ts";
 import { Repository } from "../src/store/repository.ts";
 import { registeredProvider, sessionTerms } from "./fixtures.ts";
 
@@ -26,7 +26,7 @@ const provider = (receiptSigner: Address, active = true) => registeredProvider({
  * deadline an hour from NOW, its budget expiring in a day; the chain head seen at WALL.
  */
 async function setup(overrides: Partial<SessionTerms> = {}) {
-  const database = openSqlite(":memory:");
+  const database = await openTestDatabase();
   const repo = new Repository(database);
   const chainIndex = new ChainIndex(database);
   const terms = sessionTerms({ receiptSigner: held, maxSpend: 2_000_000n, deadline: NOW + 3600, salt: 1n, ...overrides });
@@ -117,7 +117,7 @@ describe("serving gate", () => {
 
   it("serves a session or budget not indexed yet (opened a moment ago): the deadline still bounds it", async () => {
     const { repo, chainIndex, id, terms } = await setup();
-    const fresh = new ChainIndex(openSqlite(":memory:"));
+    const fresh = new ChainIndex(await openTestDatabase());
     await fresh.putProvider(provider(held), 10);
     fresh.observeHead(10, NOW, WALL);
     const ctx = { repo, chainIndex: fresh, receiptSigners: new ReceiptSigners([heldKey]), limits: DEFAULT_LIMITS } as unknown as RelayerContext;

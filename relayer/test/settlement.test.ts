@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { openTestDatabase } from "./test-database.ts";
 import { setTimeout as sleep } from "node:timers/promises";
 import { describe, it } from "node:test";
 import {
@@ -17,7 +18,6 @@ import type { RelayerContext } from "../src/context.ts";
 import { DEFAULT_SETTLEMENT, SettlementOptionsError, SettlementWorker, settlementOptions } from "../src/core/settlement.ts";
 import { ChainIndex } from "../src/store/chain-index.ts";
 import { Repository } from "../src/store/repository.ts";
-import { openSqlite } from "../src/store/sqlite.ts";
 import { ProviderStats } from "../src/stats.ts";
 import type { TxStatus } from "../src/tx-manager.ts";
 import { sessionTerms } from "./fixtures.ts";
@@ -124,7 +124,7 @@ class FakeEscrow {
 
 /** A store with `count` sessions of this relayer, each with one call served and its voucher signed. */
 async function workerSetup(count: number, options: Partial<typeof DEFAULT_SETTLEMENT> = {}) {
-  const database = openSqlite(":memory:");
+  const database = await openTestDatabase();
   const repo = new Repository(database);
   const chainIndex = new ChainIndex(database);
   chainIndex.observeHead(1, 1_000);

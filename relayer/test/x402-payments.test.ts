@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { openTestDatabase } from "./test-database.ts";
 import { describe, it } from "node:test";
 import type { Hex } from "viem";
 import { openSqlite } from "../src/store/sqlite.ts";
@@ -8,8 +9,8 @@ import { Repository } from "../src/store/repository.ts";
 const PAYER = "0x976EA74026E726554dB657fA54763abd0C3a0aa9" as Hex;
 const NONCE = `0x${"ab".repeat(32)}` as Hex;
 
-function locks() {
-  const repo = new Repository(openSqlite(":memory:"));
+async function locks() {
+  const repo = new Repository(await openTestDatabase());
   return { repo, locks: new PaymentLocks(repo) };
 }
 
@@ -26,7 +27,7 @@ const payment = (overrides: Partial<Parameters<PaymentLocks["reserve"]>[0]> = {}
 
 describe("x402 payment locks", () => {
   it("lets one user reserve a payment (payer and nonce, in any letter case) until it fails", async () => {
-    const { repo, locks: store } = locks();
+    const { repo, locks: store } = await locks();
     try {
       assert.equal(await store.reserve(payment()), true);
       assert.equal(await store.reserve(payment({ payer: PAYER.toLowerCase() as Hex, nonce: NONCE.toUpperCase().replace("0X", "0x") as Hex })), false);
@@ -44,7 +45,7 @@ describe("x402 payment locks", () => {
   });
 
   it("keeps a failed call's answer for a retry of the same request only, so the agent is not run again", async () => {
-    const { repo, locks: store } = locks();
+    const { repo, locks: store } = await locks();
     try {
       await store.reserve(payment());
       await store.settling(payment(), '{"answer":1}');
@@ -60,7 +61,7 @@ describe("x402 payment locks", () => {
   });
 
   it("lists settling payments to reconcile, and releases reservations a stopped process left", async () => {
-    const { repo, locks: store } = locks();
+    const { repo, locks: store } = await locks();
     try {
       const other = { nonce: `0x${"ef".repeat(32)}` as Hex };
       await store.reserve(payment());
@@ -79,7 +80,7 @@ describe("x402 payment locks", () => {
 });
 
 it("forgets the answers of payments resolved before a time, never of those still settling", async () => {
-  const { repo, locks: store } = locks();
+  const { repo, locks: store } = await locks();
   try {
     const other = { nonce: `0x${"ef".repeat(32)}` as Hex };
     for (const key of [payment(), payment(other)]) {
@@ -129,7 +130,7 @@ describe("payout logs", () => {
   });
 
   it("keeps only an agent's last terms and its pending payments, and replaces an agent's logs on a rebuild", async () => {
-    const repo = new Repository(openSqlite(":memory:"));
+    const repo = new Repository(await openTestDatabase());
     try {
       const logs = new PayoutLogs(repo);
       await logs.append(30n, [

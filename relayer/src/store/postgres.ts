@@ -75,6 +75,8 @@ export async function openPostgres(url: string, options: PostgresOptions = {}): 
     // A transaction left open by a stalled instance must not hold its row locks for ever.
     idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_TIMEOUT_MS,
     types: poolTypes(),
+    // Idle connections never keep a process alive on their own (the relayer's server does).
+    allowExitOnIdle: true,
   });
   // An idle connection that fails (the server restarted) is dropped by the pool; the next query opens another.
   pool.on("error", (error) => log.warn({ err: scrubError(error, target.secrets) }, "idle PostgreSQL connection failed"));
