@@ -25,12 +25,18 @@ export class ChildProcesses {
   /**
    * `node <script> <args>`, its stderr forwarded. With `watchEventLoop`, the process runs with
    * `event-loop-probe.ts` preloaded and an IPC channel, so {@link readEventLoopDelay} can ask it
-   * for its event-loop delay.
+   * for its event-loop delay. `env` replaces the environment (default: this process's); `stdout`
+   * `inherit` forwards the child's standard output (its logs) instead of dropping it.
    */
-  spawnNode(script: string, args: string[], options: { watchEventLoop?: boolean } = {}): ChildProcess {
+  spawnNode(
+    script: string,
+    args: string[],
+    options: { watchEventLoop?: boolean; env?: NodeJS.ProcessEnv; stdout?: "ignore" | "inherit" } = {},
+  ): ChildProcess {
     const probe = options.watchEventLoop ? ["--import", EVENT_LOOP_PROBE] : [];
     const child = spawn(process.execPath, ["--disable-warning=ExperimentalWarning", ...probe, script, ...args], {
-      stdio: ["ignore", "ignore", "inherit", ...(options.watchEventLoop ? (["ipc"] as const) : [])],
+      stdio: ["ignore", options.stdout ?? "ignore", "inherit", ...(options.watchEventLoop ? (["ipc"] as const) : [])],
+      env: options.env,
     });
     this.children.push(child);
     return child;
