@@ -137,19 +137,25 @@ interface ScaleOutResult {
   postgresCpuPerRequestMs?: number;
 }
 
-let chain: SeededChain | undefined;
-let postgres: PostgresServer | undefined;
-let fleet: Fleet | undefined;
+let chainStarting: Promise<SeededChain> | undefined;
+/** The fleets and the PostgreSQL server, started or starting, in order. */
+const services: Promise<Fleet | PostgresServer>[] = [];
+/** `service`, stopped at the end of the run once it has started (also when it is still starting then). */
+function stoppedAtEnd<T extends Fleet | PostgresServer>(service: Promise<T>): Promise<T> {
+  services.push(service);
+  return service;
+}
 const dir = await mkdtemp(path.join(tmpdir(), "agentmesh-bench-"));
 /** Stops everything started (once), whether the run ends, fails or is interrupted. */
 let cleaning: Promise<void> | undefined;
 const cleanUp = () =>
   (cleaning ??= (async () => {
     await http.close();
-    await fleet?.stop();
+    // Last started first (a fleet before its PostgreSQL). pg_ctl runs the server detached: it
+    // outlives this process unless stopped. A service that failed to start stopped itself.
+    for (const service of services.toReversed()) await service.then((started) => started.stop(), () => undefined);
     await children.stopAll();
-    await postgres?.stop(); // pg_ctl runs the server detached: it outlives this process unless stopped
-    await chain?.stop();
+    await chainStarting?.then((chain) => chain.stop(), () => undefined);
     await rm(dir, { recursive: true, force: true });
   })());
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
@@ -161,7 +167,7 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
 try {
   const localFile = path.join(dir, "local.json");
   const [providerPort, idlePort, passthroughPort, relayerPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
-  chain = await startSeededChain({ chainPort: await freePort(), providerPorts: [providerPort, idlePort], demoAgentPort: await freePort(), localFile });
+  const chain = await (chainStarting = startSeededChain({ chainPort: await freePort(), providerPorts: [providerPort, idlePort], demoAgentPort: await freePort(), localFile }));
   await liftRateLimits(chain);
   const provider = children.spawnNode("relayer/src/reference-provider/main.ts", ["--port", String(providerPort), "--first-token-latency-ms", values["provider-latency-ms"]]);
   const passthrough = children.spawnNode("scripts/lib/passthrough-proxy.ts", ["--port", String(passthroughPort), "--target", `http://127.0.0.1:${providerPort}`]);
@@ -251,8 +257,7 @@ try {
    * opened across its instances, each call sent to the next instance in turn.
    */
   const measureFleet = async (count: number, database: FleetDatabase): Promise<ScaleOutResult> => {
-    const started = await startFleet({ count, localFile, database, extraArgs: ["--settle-age-ms", "3600000"] });
-    fleet = started;
+    const started = await stoppedAtEnd(startFleet({ count, localFile, database, extraArgs: ["--settle-age-ms", "3600000"] }));
     try {
       const { urls, instances } = started;
       // 1 USDC each: the seeded budget (1000 USDC) also holds the sessions above.
@@ -276,14 +281,13 @@ try {
       };
     } finally {
       await started.stop();
-      fleet = undefined;
     }
   };
   let scaleOut: Record<string, ScaleOutResult> | undefined;
   if (values.db === "postgres") {
     // The single relayer above idles from here on, and does not take part.
     scaleOut = { sqlite1: await measureFleet(1, { kind: "sqlite", file: path.join(dir, "scale-out.db") }) };
-    postgres = await startPostgres();
+    const postgres = await stoppedAtEnd(startPostgres());
     for (const count of INSTANCE_COUNTS) scaleOut[`postgres${count}`] = await measureFleet(count, { kind: "postgres", url: await postgres.createDatabase() });
   }
   /** The most requests per second the machine could serve if every core did nothing but this. */
