@@ -5,7 +5,8 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { readFile } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
+import path from "node:path";
 import { Pool } from "undici";
 import { createPublicClient, createWalletClient, http } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
@@ -25,12 +26,18 @@ export class ChildProcesses {
   /**
    * `node <script> <args>`, its stderr forwarded. With `watchEventLoop`, the process runs with
    * `event-loop-probe.ts` preloaded and an IPC channel, so {@link readEventLoopDelay} can ask it
-   * for its event-loop delay.
+   * for its event-loop delay. `env` replaces the environment (default: this process's); `stdout`
+   * `inherit` forwards the child's standard output (its logs) instead of dropping it.
    */
-  spawnNode(script: string, args: string[], options: { watchEventLoop?: boolean } = {}): ChildProcess {
+  spawnNode(
+    script: string,
+    args: string[],
+    options: { watchEventLoop?: boolean; env?: NodeJS.ProcessEnv; stdout?: "ignore" | "inherit" } = {},
+  ): ChildProcess {
     const probe = options.watchEventLoop ? ["--import", EVENT_LOOP_PROBE] : [];
     const child = spawn(process.execPath, ["--disable-warning=ExperimentalWarning", ...probe, script, ...args], {
-      stdio: ["ignore", "ignore", "inherit", ...(options.watchEventLoop ? (["ipc"] as const) : [])],
+      stdio: ["ignore", options.stdout ?? "ignore", "inherit", ...(options.watchEventLoop ? (["ipc"] as const) : [])],
+      env: options.env,
     });
     this.children.push(child);
     return child;
@@ -181,4 +188,40 @@ export async function liftRateLimits({ stack, rpcUrl }: SeededChain): Promise<vo
     });
     await publicClient.waitForTransactionReceipt({ hash });
   }
+}
+
+/**
+ * The process id of the PostgreSQL server (the postmaster) listening on `port`: the process whose
+ * command line names a data directory (`-D <dir>`) whose `postmaster.pid` gives that process id and
+ * port. Only the postmaster keeps `-D` in its command line; its children rewrite theirs.
+ */
+export async function postmasterPid(port: number): Promise<number> {
+  for (const entry of await readdir("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const args: string[] = await readFile(`/proc/${entry}/cmdline`, "utf8").then((text) => text.split("\0"), () => []);
+    const dataDir = args[args.indexOf("-D") + 1];
+    if (!args.includes("-D") || dataDir === undefined) continue;
+    const lines: string[] = await readFile(path.join(dataDir, "postmaster.pid"), "utf8").then((text) => text.split("\n"), () => []);
+    if (Number(lines[0]) === Number(entry) && Number(lines[3]) === port) return Number(entry);
+  }
+  throw new Error(`no PostgreSQL server process listens on port ${port}`);
+}
+
+/**
+ * CPU seconds (user + system) a server process and all its child processes have used so far: its
+ * own, its exited children's (which the kernel adds to the parent's `cutime`/`cstime` once reaped)
+ * and its running children's. For PostgreSQL's postmaster, that is every backend, the checkpointer,
+ * the WAL writer and the other auxiliary processes.
+ */
+export async function processTreeCpuSeconds(pid: number): Promise<number> {
+  const statFields = async (of: string) => (await readFile(`/proc/${of}/stat`, "utf8")).split(") ")[1].split(" ");
+  const own = await statFields(String(pid));
+  let ticks = Number(own[11]) + Number(own[12]) + Number(own[13]) + Number(own[14]);
+  for (const entry of await readdir("/proc")) {
+    if (!/^\d+$/.test(entry) || entry === String(pid)) continue;
+    // A child that exits meanwhile is skipped: its time then sits in the parent's cutime/cstime.
+    const fields = await statFields(entry).catch(() => undefined);
+    if (fields !== undefined && Number(fields[1]) === pid) ticks += Number(fields[11]) + Number(fields[12]);
+  }
+  return ticks / CLOCK_TICKS_PER_SECOND;
 }
