@@ -40,6 +40,7 @@ const FLAGS = {
   host: { type: "string", env: "AGENTMESH_HOST" },
   port: { type: "string", env: "AGENTMESH_PORT" },
   db: { type: "string", env: "AGENTMESH_DB" },
+  "db-pool-size": { type: "string", env: "AGENTMESH_DB_POOL_SIZE" },
   "public-url": { type: "string", env: "AGENTMESH_PUBLIC_URL" },
   "cors-origin": { type: "string", multiple: true, env: "AGENTMESH_CORS_ORIGINS" },
   "settle-batch": { type: "string" },
@@ -79,6 +80,8 @@ const configSchema = z.object({
    * (also from DATABASE_URL).
    */
   db: z.string().min(1).default(".agentmesh/relayer.db"),
+  /** Connections to PostgreSQL per instance (the server's max_connections must cover every instance's). */
+  "db-pool-size": integer(1, 1_000).default(10),
   /** The relayer's URL as clients reach it (x402 resource URLs, agents' paid URLs): scheme and host only. */
   "public-url": z
     .string()
@@ -160,6 +163,7 @@ export async function readRelayerConfig(argv: string[], env: NodeJS.ProcessEnv =
     corsOrigins: config["cors-origin"],
     allowPrivateEndpoints: config["allow-private-endpoints"],
     databasePath: config.db,
+    databasePoolSize: config["db-pool-size"],
     chain: {
       rpcUrl,
       chainId: deployment.chainId,

@@ -39,8 +39,10 @@ export interface RelayerOptions {
    * receipt signer is one of them, and opens only sessions whose terms name one of them.
    */
   receiptSignerKeys: Hex[];
-  /** SQLite file (":memory:" for a throwaway store). */
+  /** The store: a SQLite file (":memory:" for a throwaway one), or a PostgreSQL URL several instances share. */
   databasePath: string;
+  /** Connections per instance to a PostgreSQL store (default 10). */
+  databasePoolSize?: number;
   limits?: Partial<RelayerLimits>;
   /** Checked against the escrow at start-up (see `settlementOptions`). */
   settlement?: Partial<SettlementOptions>;
@@ -124,7 +126,7 @@ export async function startRelayer(options: RelayerOptions): Promise<Relayer> {
   redactUrlInLogs(options.chain.rpcUrl);
   const chain = new ChainGateway(options.chain);
   const txConfig = txManagerOptions(options.transactions ?? {}, chain.chainId);
-  const store = await openStore(options.databasePath, { instance: chain.account.address.toLowerCase() });
+  const store = await openStore(options.databasePath, { instance: chain.account.address.toLowerCase(), poolSize: options.databasePoolSize });
   const repo = new Repository(store.database);
   // Work that runs once across the instances sharing the store is leased (store/leases.ts); this
   // instance holds its gas account's lease for as long as it runs.

@@ -160,11 +160,9 @@ async function workerSetup(count: number, options: Partial<typeof DEFAULT_SETTLE
   const worker = new SettlementWorker(ctx, { ...DEFAULT_SETTLEMENT, maxAgeMs: 3_600_000, retryBaseMs: 5, ...options });
   /** The settlement rows recorded for session `id`: one per attempt. */
   const rows = async (id: Hex) =>
-    (
-      (await database.all("SELECT t.status, t.error FROM settlements t, json_each(t.items) i WHERE json_extract(i.value, '$.sessionId') = ? ORDER BY t.id", [
-        id.toLowerCase(),
-      ])) as { status: string; error: string | null }[]
-    ).map((row) => [row.status, row.error]);
+    ((await database.all("SELECT status, error, items FROM settlements ORDER BY id")) as { status: string; error: string | null; items: string }[])
+      .filter((row) => (JSON.parse(row.items) as { sessionId: string }[]).some((item) => item.sessionId === id.toLowerCase()))
+      .map((row) => [row.status, row.error]);
   /** `agentmesh_settlements_total` by outcome, as `/metrics` shows it. */
   const settlements = async () =>
     Object.fromEntries([...(await stats.prometheus()).matchAll(/^agentmesh_settlements_total\{outcome="(\w+)"\} (\d+)$/gm)].map(([, outcome, count]) => [outcome, Number(count)]));

@@ -14,13 +14,12 @@ const backend = process.env.AGENTMESH_TEST_DATABASE ?? "sqlite";
 if (backend !== "sqlite" && backend !== "postgres") throw new Error(`AGENTMESH_TEST_DATABASE must be sqlite or postgres, not ${backend}`);
 
 let server: Promise<PostgresServer> | undefined;
+// Registered as the test file loads (a hook registered inside a test would run when that test ends).
+if (backend === "postgres") after(async () => (await server)?.stop());
 
 /** A fresh, migrated, empty store on the backend under test. */
 export async function openTestDatabase(): Promise<SqlDatabase> {
   if (backend === "sqlite") return openSqlite(":memory:");
-  if (server === undefined) {
-    server = startPostgres();
-    after(async () => (await server!).stop());
-  }
+  server ??= startPostgres();
   return openPostgres(await (await server).createDatabase());
 }

@@ -1,8 +1,9 @@
+import { createHash } from "node:crypto";
 import pg from "pg";
 import { LRUCache } from "lru-cache";
 import { log } from "../log.ts";
 import { POSTGRES_MIGRATIONS } from "./postgres-schema.ts";
-import type { SqlDatabase, SqlRow, SqlRunner, SqlValue } from "./sql.ts";
+import type { SqlDatabase, SqlRow, SqlRunner, SqlValue, TransactionOptions } from "./sql.ts";
 
 /**
  * The store's PostgreSQL backend, on `pg`'s pool: several relayer instances share one server.
@@ -79,7 +80,9 @@ export async function openPostgres(url: string, options: PostgresOptions = {}): 
     allowExitOnIdle: true,
   });
   // An idle connection that fails (the server restarted) is dropped by the pool; the next query opens another.
-  pool.on("error", (error) => log.warn({ err: scrubError(error, target.secrets) }, "idle PostgreSQL connection failed"));
+  pool.on("error", (error) =>
+    log.warn({ code: (error as { code?: string }).code, reason: scrubError(error, target.secrets).message }, "idle PostgreSQL connection failed"),
+  );
   let migrationsRun: number;
   try {
     migrationsRun = await migrate(pool, target);
@@ -286,15 +289,20 @@ function bindable(params: readonly SqlValue[]): (string | number | null)[] {
 
 function postgresDatabase(pool: pg.Pool, migrationsRun: number): PostgresDatabase {
   let closed: Promise<void> | undefined;
-  const translations = new LRUCache<string, string>({ max: 1024 });
-  const translate = (sql: string): string => {
-    let text = translations.get(sql);
-    if (text === undefined) translations.set(sql, (text = numberPlaceholders(sql)));
-    return text;
+  const translations = new LRUCache<string, { name: string; text: string }>({ max: 1024 });
+  // Named: each connection parses and plans a statement once, then only binds and runs it (the
+  // store sends the same few dozen texts over and over).
+  const prepared = (sql: string): { name: string; text: string } => {
+    let statement = translations.get(sql);
+    if (statement === undefined) {
+      const text = numberPlaceholders(sql);
+      translations.set(sql, (statement = { name: `am_${createHash("sha1").update(text).digest("hex")}`, text }));
+    }
+    return statement;
   };
   const runner = (queryable: pg.Pool | pg.PoolClient): SqlRunner => {
     const run = async (sql: string, params: readonly SqlValue[] = []) => {
-      const result = await queryable.query<SqlRow>(translate(sql), bindable(params));
+      const result = await queryable.query<SqlRow>({ ...prepared(sql), values: bindable(params) });
       return { rows: result.rows, changes: result.rowCount ?? 0 };
     };
     return {
@@ -307,14 +315,15 @@ function postgresDatabase(pool: pg.Pool, migrationsRun: number): PostgresDatabas
     dialect: "postgres",
     migrationsRun,
     ...runner(pool),
-    async transaction<T>(work: (tx: SqlRunner) => Promise<T>): Promise<T> {
+    async transaction<T>(work: (tx: SqlRunner) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
       const client = await pool.connect();
       // A connection that fails while checked out would otherwise be an unhandled 'error' event.
       let clientError: Error | undefined;
       const onError = (error: Error) => (clientError = error);
       client.on("error", onError);
       try {
-        await client.query("BEGIN");
+        // Not durable: the commit returns before its log is flushed (and frees its row locks sooner).
+        await client.query(options.durable === false ? "BEGIN; SET LOCAL synchronous_commit TO OFF" : "BEGIN");
         const result = await work(runner(client));
         await client.query("COMMIT");
         return result;

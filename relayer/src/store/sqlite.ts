@@ -58,6 +58,7 @@ export class SqliteDatabase implements SqlDatabase {
     return this.transaction((tx) => tx.run(sql, params));
   }
 
+  /** Every transaction is durable here: one group commit per turn costs no more. */
   async transaction<T>(work: (tx: SqlRunner) => Promise<T>): Promise<T> {
     const { result, committed } = await this.exclusive(async () => {
       const committed = this.joinBatch();
