@@ -114,7 +114,8 @@ describe("bad-input table", { timeout: 300_000 }, () => {
 
   /** Every table of the relayer's database: its rows' count and a hash of its rows. */
   async function databaseState(): Promise<Record<string, string>> {
-    await running.relayer.context.repo.committed();
+    // Waits for the store's unit in progress, if any, and its commit (an empty unit queues behind it).
+    await running.relayer.context.repo.transaction(async () => undefined);
     const db = new DatabaseSync(path.join(dir, "relayer.db"), { readOnly: true });
     try {
       const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as { name: string }[];
