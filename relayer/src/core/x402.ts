@@ -108,6 +108,11 @@ export class X402Gateway {
   private readonly payments: PaymentLocks;
   /** Payments held in this process, by `payer:nonce`: a second user of one joins the first. */
   private readonly inFlight = new Map<string, InFlight>();
+  /**
+   * Payments a request of this process is looking up, verifying or reserving, by `payer:nonce`
+   * (the store's reads and writes are awaited): another user of one waits, then joins its use.
+   */
+  private readonly claims = new Map<string, Promise<void>>();
   private readonly reconciler: PeriodicPass<{ settled: number; failed: number; pending: number }>;
   readonly network: `eip155:${number}`;
 
@@ -239,7 +244,7 @@ export class X402Gateway {
 
   /**
    * Uses `payment` under its lock. In order: a use in flight in this process is joined (when it is
-   * the same payment for the same purpose); a stored payment is answered from the store (settled),
+   * the same payment for the same purpose; one another request is still claiming is waited for); a stored payment is answered from the store (settled),
    * reconciled (settling), or refused (held elsewhere, or used for something else); otherwise the
    * payment is verified, reserved, and `run` (given the stored record) settles it.
    */
@@ -258,23 +263,38 @@ export class X402Gateway {
     for (let attempt = 0; attempt < 3; attempt++) {
       const running = this.inFlight.get(id);
       if (running !== undefined) return sameUse(running, wanted) ?? running.outcome;
-      const stored = await this.payments.get(key);
-      if (stored !== undefined && stored.state !== "failed") {
-        const conflict = sameUse(stored, wanted);
-        if (conflict !== undefined) return conflict;
-        if (stored.state === "settled") return { state: "settled", transaction: stored.txHash };
-        if (stored.state === "reserved") return inFlightConflict();
-        return this.hold(id, wanted, () => this.reconcile(stored));
+      const claimed = this.claims.get(id);
+      if (claimed !== undefined) {
+        // Not an attempt: another request of this process holds the claim, and ends it.
+        await claimed;
+        attempt--;
+        continue;
       }
-      const verified = await this.verify(payload, requirements);
-      if (this.inFlight.has(id) || (await this.payments.get(key))?.state !== stored?.state) continue; // taken meanwhile: look again
-      if (!verified.isValid) {
-        return { state: "failed", reason: verified.invalidReason ?? "invalid_payment", message: verified.invalidMessage ?? "the payment is invalid" };
+      let release!: () => void;
+      this.claims.set(id, new Promise<void>((resolve) => (release = resolve)));
+      try {
+        const stored = await this.payments.get(key);
+        if (stored !== undefined && stored.state !== "failed") {
+          const conflict = sameUse(stored, wanted);
+          if (conflict !== undefined) return conflict;
+          if (stored.state === "settled") return { state: "settled", transaction: stored.txHash };
+          if (stored.state === "reserved") return inFlightConflict();
+          return this.hold(id, wanted, () => this.reconcile(stored));
+        }
+        const verified = await this.verify(payload, requirements);
+        if (this.inFlight.has(id) || (await this.payments.get(key))?.state !== stored?.state) continue; // taken meanwhile: look again
+        if (!verified.isValid) {
+          return { state: "failed", reason: verified.invalidReason ?? "invalid_payment", message: verified.invalidMessage ?? "the payment is invalid" };
+        }
+        const reserved = { ...key, ...wanted, agentId: agent.id, payload: JSON.stringify(payload) };
+        if (!(await this.payments.reserve(reserved))) continue;
+        const record = (await this.payments.get(key))!;
+        return this.hold(id, wanted, () => run(record));
+      } finally {
+        // After hold (if any) registered the use: those waiting join it.
+        this.claims.delete(id);
+        release();
       }
-      const reserved = { ...key, ...wanted, agentId: agent.id, payload: JSON.stringify(payload) };
-      if (!(await this.payments.reserve(reserved))) continue;
-      const record = (await this.payments.get(key))!;
-      return this.hold(id, wanted, () => run(record));
     }
     return inFlightConflict();
   }
@@ -395,7 +415,7 @@ export class X402Gateway {
     const counts = { settled: 0, failed: 0, pending: 0 };
     for (const record of await this.payments.settlingPayments(RECONCILE_BATCH)) {
       const id = inFlightId(record);
-      if (this.inFlight.has(id)) continue;
+      if (this.inFlight.has(id) || this.claims.has(id)) continue;
       const outcome = await this.hold(id, record, () => this.reconcile(record));
       counts[outcome.state]++;
     }
