@@ -244,9 +244,10 @@ export class X402Gateway {
 
   /**
    * Uses `payment` under its lock. In order: a use in flight in this process is joined (when it is
-   * the same payment for the same purpose; one another request is still claiming is waited for); a stored payment is answered from the store (settled),
-   * reconciled (settling), or refused (held elsewhere, or used for something else); otherwise the
-   * payment is verified, reserved, and `run` (given the stored record) settles it.
+   * the same payment for the same purpose; one another request is still claiming is waited for);
+   * a stored payment is answered from the store (settled), reconciled (settling), or refused (held
+   * elsewhere, or used for something else); otherwise the payment is verified, reserved, and `run`
+   * (given the stored record) settles it.
    */
   private async use(
     agent: ListedAgent,
