@@ -1,6 +1,6 @@
 /**
  * The settlement worker's query at scale (`npm run bench:soak`): a fresh relayer database, opened
- * and filled through the relayer's own store (`openDatabase`, `Repository`), holding about a week
+ * and filled through the relayer's own store (`openSqlite`, `Repository`), holding about a week
  * of normal use — 100,000 sessions and 20,000 settlements — and the time the worker's look for due
  * sessions takes on it.
  */
@@ -11,7 +11,7 @@ import path from "node:path";
 import type { Address, Hex } from "viem";
 import { GENESIS_RECEIPT_HASH, type CompactSignature, type Receipt, type SessionTerms, type VoucherState } from "../../sdk/src/index.ts";
 import { DEFAULT_SETTLEMENT } from "../../relayer/src/core/settlement.ts";
-import { openDatabase } from "../../relayer/src/store/database.ts";
+import { openSqlite } from "../../relayer/src/store/sqlite.ts";
 import { Repository, type SettlementItem } from "../../relayer/src/store/repository.ts";
 
 /** What the database holds: sizes and the mix of states. */
@@ -56,6 +56,9 @@ const SIGNATURE: CompactSignature = { r: sha256("r"), yParityAndS: sha256("s") }
 const AGENT: Address = "0x00000000000000000000000000000000000a9e17";
 const SIGNER: Address = "0x000000000000000000000000000000000051e7e2";
 const CALL_COST = 13n;
+/** The gas account that sent the seeded settlements, and the token the seeded calls held their sessions with. */
+const GAS_ACCOUNT: Address = "0x0000000000000000000000000000000000009a55";
+const HOLD_TOKEN = "seed";
 
 /**
  * Seeds a temporary database as described, then times `Repository.sessionsToSettle` with the limit
@@ -66,13 +69,13 @@ export async function measureSettleQuery(options: SettleQueryOptions): Promise<S
   const file = path.join(dir, "relayer.db");
   try {
     const seedStarted = performance.now();
-    let repo = new Repository(openDatabase(file));
-    const due = seed(repo, options);
+    let repo = new Repository(openSqlite(file));
+    const due = await seed(repo, options);
     options.log(`settle query: rows written in ${((performance.now() - seedStarted) / 1000).toFixed(1)} s; checkpointing`);
     // Reopened, as after a restart: the last connection's close checkpoints the log into the file,
     // as the relayer's checkpointer keeps it in steady state.
-    repo.close();
-    repo = new Repository(openDatabase(file));
+    await repo.close();
+    repo = new Repository(openSqlite(file));
     const seedMs = performance.now() - seedStarted;
     options.log(`settle query: seeded ${options.sessions} sessions and ${options.settlements} settlements in ${(seedMs / 1000).toFixed(1)} s`);
 
@@ -82,11 +85,11 @@ export async function measureSettleQuery(options: SettleQueryOptions): Promise<S
     const started = performance.now();
     while (runsMs.length < options.maxRuns && (runsMs.length === 0 || performance.now() - started < options.budgetMs)) {
       const runStarted = performance.now();
-      returned = repo.sessionsToSettle(limit).length;
+      returned = (await repo.sessionsToSettle(limit)).length;
       runsMs.push(performance.now() - runStarted);
       options.log(`settle query: run ${runsMs.length}: ${runsMs.at(-1)!.toFixed(1)} ms, ${returned} sessions`);
     }
-    repo.close();
+    await repo.close();
     const sorted = [...runsMs].sort((a, b) => a - b);
     const medianMs = (sorted[Math.floor((sorted.length - 1) / 2)] + sorted[Math.ceil((sorted.length - 1) / 2)]) / 2;
     return { medianMs, runsMs, returned, due, seedMs };
@@ -96,13 +99,13 @@ export async function measureSettleQuery(options: SettleQueryOptions): Promise<S
 }
 
 /**
- * Fills `repo` in one transaction through its own methods. Sessions have one to three calls, all
+ * Fills `store` in one transaction through its own methods. Sessions have one to three calls, all
  * signed. The settled ones were settled by a confirmed batch (about five sessions each, so that the
  * history has `settlements` rows), most of them later closed; failed batches are spread through the
  * history; the unsettled ones are the newest: some in pending batches, some closing, some terminal,
  * the rest due. Returns how many are due.
  */
-function seed(repo: Repository, { sessions, settlements }: SettleQueryOptions): number {
+async function seed(store: Repository, { sessions, settlements }: SettleQueryOptions): Promise<number> {
   const unsettled = Math.round(sessions * UNSETTLED_SHARE);
   const settled = sessions - unsettled;
   const failed = Math.round(settlements * FAILED_SHARE);
@@ -115,13 +118,14 @@ function seed(repo: Repository, { sessions, settlements }: SettleQueryOptions): 
   const item = (index: number): SettlementItem => ({ sessionId: ids[index], sequence: lastSequence(index) });
   const deadline = Math.floor(Date.now() / 1000) + 7 * 86_400;
   let nonce = 0;
-  const sendBatch = (items: SettlementItem[]) => {
-    const id = repo.insertSettlement("settle", items);
-    repo.linkSettlementTx(id, id, sha256(`tx ${id}`), nonce++);
+  const sendBatch = async (repo: Repository, items: SettlementItem[]) => {
+    const id = await repo.insertSettlement("settle", items, GAS_ACCOUNT);
+    if (id === undefined) throw new Error("seed: a session of this batch is in another pending settlement");
+    await repo.linkSettlementTx(id, id, sha256(`tx ${id}`), nonce++);
     return id;
   };
 
-  repo.transaction(() => {
+  await store.transaction(async (repo) => {
     for (let index = 0; index < sessions; index++) {
       const id = sha256(`session ${index}`);
       ids.push(id);
@@ -140,7 +144,7 @@ function seed(repo: Repository, { sessions, settlements }: SettleQueryOptions): 
         salt: BigInt(index),
       };
       const opened: VoucherState = { sequence: 0, cumulativeCost: 0n, requestCount: 0, inputTokens: 0, outputTokens: 0, latencyMs: 0, receiptHead: GENESIS_RECEIPT_HASH, isFinal: false };
-      repo.insertSession({ id, agent: AGENT, providerId: terms.providerId, modelId: 1, model: "agentmesh-small", terms, state: opened, openTx: sha256(`open ${index}`) });
+      await repo.insertSession({ id, agent: AGENT, providerId: terms.providerId, modelId: 1, model: "agentmesh-small", terms, state: opened, openTx: sha256(`open ${index}`) });
       let previousHash = GENESIS_RECEIPT_HASH;
       for (let sequence = 1; sequence <= lastSequence(index); sequence++) {
         const receipt: Receipt = {
@@ -167,10 +171,12 @@ function seed(repo: Repository, { sessions, settlements }: SettleQueryOptions): 
           receiptHead: hash,
           isFinal: false,
         };
-        repo.recordCall({ hash, receipt, state, providerSignature: SIGNATURE, tokenMismatch: false });
+        // Each call holds its session while it runs (the hold is what recordCall checks).
+        if ((await repo.holdSession(id, HOLD_TOKEN, Date.now() + 60_000)) === undefined) throw new Error("seed: session held");
+        await repo.recordCall({ hash, receipt, state, providerSignature: SIGNATURE, tokenMismatch: false }, HOLD_TOKEN);
         previousHash = hash;
       }
-      repo.recordAgentSignature(id, lastSequence(index), SIGNATURE);
+      await repo.recordAgentSignature(id, lastSequence(index), SIGNATURE);
     }
 
     // The history: confirmed batches over the settled sessions, oldest first, with a failed batch
@@ -182,25 +188,25 @@ function seed(repo: Repository, { sessions, settlements }: SettleQueryOptions): 
       const to = Math.floor(((batch + 1) * settled) / confirmed);
       if (batch % failedEvery === 0 && failedSent < failed) {
         failedSent++;
-        repo.failSettlement(sendBatch(Array.from({ length: Math.min(FAILED_BATCH, settled - from) }, (_, offset) => item(from + offset))), "reverted");
+        await repo.failSettlement(await sendBatch(repo, Array.from({ length: Math.min(FAILED_BATCH, settled - from) }, (_, offset) => item(from + offset))), "reverted");
       }
-      repo.confirmSettlement(sendBatch(Array.from({ length: to - from }, (_, offset) => item(from + offset))));
+      await repo.confirmSettlement(await sendBatch(repo, Array.from({ length: to - from }, (_, offset) => item(from + offset))));
     }
-    for (; failedSent < failed; failedSent++) repo.failSettlement(sendBatch([item(failedSent % settled)]), "reverted");
+    for (; failedSent < failed; failedSent++) await repo.failSettlement(await sendBatch(repo, [item(failedSent % settled)]), "reverted");
     for (let index = 0; index < Math.round(settled * CLOSED_SHARE); index++) {
       const sequence = lastSequence(index);
-      repo.followChain({ id: ids[index], settled: CALL_COST * BigInt(sequence), sequence, closeRequested: false, finalized: true, closeTx: sha256(`close ${index}`) });
+      await repo.followChain({ id: ids[index], settled: CALL_COST * BigInt(sequence), sequence, closeRequested: false, finalized: true, closeTx: sha256(`close ${index}`) });
     }
 
     // The newest sessions: in flight, closing, terminal, due.
     let next = settled;
     for (let batch = 0; batch < PENDING_SETTLEMENTS; batch++, next += pendingBatch) {
-      sendBatch(Array.from({ length: pendingBatch }, (_, offset) => item(next + offset)));
+      await sendBatch(repo, Array.from({ length: pendingBatch }, (_, offset) => item(next + offset)));
     }
     for (let end = next + closing; next < end; next++) {
-      repo.followChain({ id: ids[next], settled: 0n, sequence: 0, closeRequested: true, finalized: false, closeTx: null });
+      await repo.followChain({ id: ids[next], settled: 0n, sequence: 0, closeRequested: true, finalized: false, closeTx: null });
     }
-    for (let end = next + terminal; next < end; next++) repo.markUnsettled(ids[next], "EscrowClaimWindowOver: seeded");
+    for (let end = next + terminal; next < end; next++) await repo.markUnsettled(ids[next], "EscrowClaimWindowOver: seeded");
   });
   return unsettled - PENDING_SETTLEMENTS * pendingBatch - terminal;
 }

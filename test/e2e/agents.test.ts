@@ -21,7 +21,7 @@ import { agentMarketplaceAbi, computeEscrowAbi, mockUSDCAbi, splitsLedgerAbi } f
 import { freePort, startLocalStack, type RunningStack } from "../../scripts/lib/local-stack.ts";
 import { startRelayer, type Relayer } from "../../relayer/src/server.ts";
 import { PayoutWorker } from "../../relayer/src/marketplace.ts";
-import { openDatabase } from "../../relayer/src/store/database.ts";
+import { openSqlite } from "../../relayer/src/store/sqlite.ts";
 import { PayoutLogs } from "../../relayer/src/store/agent-payments.ts";
 import { Repository } from "../../relayer/src/store/repository.ts";
 
@@ -436,7 +436,7 @@ describe("agents over x402 end to end", { timeout: 180_000 }, () => {
       // The reconciler sees it mined, without the payer's help.
       await relayer.context.x402!.reconcileAll();
       const authorization = (payload.payload as { authorization: { nonce: string } }).authorization;
-      const stored = relayer.context.repo.db.prepare("SELECT state, tx_hash FROM x402_payments WHERE nonce = ?").get(authorization.nonce.toLowerCase());
+      const stored = await relayer.context.repo.database.get("SELECT state, tx_hash FROM x402_payments WHERE nonce = ?", [authorization.nonce.toLowerCase()]);
       assert.deepEqual({ ...stored }, { state: "settled", tx_hash: transaction });
       // The payer's retry with the same payment gets the answer of the one run, and the transfer that paid for it.
       const served = await paidCall(url, header, { input: "pending" });
@@ -540,7 +540,7 @@ describe("agents over x402 end to end", { timeout: 180_000 }, () => {
     const again = restarted;
 
     // Bounded ranges: a worker allowed 7 blocks per getLogs covers the deployment in contiguous ranges of at most 7.
-    const repo = new Repository(openDatabase(":memory:"));
+    const repo = new Repository(openSqlite(":memory:"));
     try {
       const worker = new PayoutWorker(again.context.marketplace!, new PayoutLogs(repo), { startBlock: BigInt(stack.startBlock), intervalMs: 3_600_000, maxRange: 7 });
       const pass = await worker.distributeAll();
@@ -552,7 +552,7 @@ describe("agents over x402 end to end", { timeout: 180_000 }, () => {
       assert.deepEqual(pass.agents.size, 0);
       assert.deepEqual((await worker.distributeAll()).scanned.length <= 1, true);
     } finally {
-      repo.close();
+      await repo.close();
     }
   });
 });

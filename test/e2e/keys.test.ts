@@ -71,7 +71,10 @@ describe("API keys, session reads and client limits", { timeout: 240_000 }, () =
   const read = (id: Hex, authorization?: string, query = "") =>
     fetch(`${running.relayer.url}/v1/sessions/${id}${query}`, { headers: authorization === undefined ? {} : { authorization } });
   const code = async (response: Response) => ((await response.json()) as ErrorBody).error.code;
-  const sequence = (id: Hex) => running.relayer.context.repo.getSession(id)!.state.sequence;
+  const sequence = async (id: Hex) => (await running.relayer.context.repo.getSession(id))!.state.sequence;
+  /** Sessions a call holds now (in the database, where every instance's calls hold them), lowercase ids. */
+  const heldSessions = async () =>
+    (await running.relayer.context.repo.database.all("SELECT id FROM sessions WHERE serving_token IS NOT NULL")).map((row) => row.id as string);
   const readSignature = (id: Hex, privateKey: Hex) => signSessionRead(privateKey, id);
 
   it("issue 12 item 7: a key for session A cannot call or read session B, nor fall back to it", async () => {
@@ -84,7 +87,7 @@ describe("API keys, session reads and client limits", { timeout: 240_000 }, () =
     const routed = await chat(a.apiKey, { provider: { order: [2] } });
     assert.equal(routed.status, 402);
     assert.equal(await code(routed), "session_required");
-    assert.equal(sequence(b.sessionId), 0, "nothing was served from B");
+    assert.equal(await sequence(b.sessionId), 0, "nothing was served from B");
     const readB = await read(b.sessionId, `Bearer ${a.apiKey}`);
     assert.equal(readB.status, 403);
     assert.equal(await code(readB), "key_not_for_session");
@@ -108,7 +111,7 @@ describe("API keys, session reads and client limits", { timeout: 240_000 }, () =
     assert.equal((await read(session.sessionId, `Bearer ${session.apiKey}`)).status, 401);
     const again = await fetch(`${running.relayer.url}/v1/sessions/${session.sessionId}/key`, { method: "DELETE", headers: { authorization: `Bearer ${session.apiKey}` } });
     assert.equal(again.status, 401);
-    assert.equal(sequence(session.sessionId), 1, "nothing more was served");
+    assert.equal(await sequence(session.sessionId), 1, "nothing more was served");
     const closed = await session.close(); // authorized by the agent's signature, not the key
     assert.ok(Number(closed.settled) > 0);
   });
@@ -142,15 +145,14 @@ describe("API keys, session reads and client limits", { timeout: 240_000 }, () =
     const abort = new AbortController();
     // The provider takes 400 ms before its first token: the client is gone before it answers.
     const pending = chat(a.apiKey, { max_tokens: 300, provider: { order: [1, 2], allow_fallbacks: true } }, abort.signal);
-    const busy = running.relayer.context.busySessions;
-    for (let wait = 0; wait < 200 && !busy.has(a.sessionId); wait++) await sleep(10);
-    assert.ok(busy.has(a.sessionId), "the call is in flight");
+    for (let wait = 0; wait < 200 && !(await heldSessions()).includes(a.sessionId.toLowerCase()); wait++) await sleep(10);
+    assert.ok((await heldSessions()).includes(a.sessionId.toLowerCase()), "the call is in flight");
     abort.abort();
     await assert.rejects(pending);
-    for (let wait = 0; wait < 500 && busy.size > 0; wait++) await sleep(10);
-    assert.equal(busy.size, 0);
-    assert.equal(sequence(a.sessionId), 0, "nothing reached the client: nothing was billed");
-    assert.equal(sequence(b.sessionId), 0, "no fallback after the client left");
+    for (let wait = 0; wait < 500 && (await heldSessions()).length > 0; wait++) await sleep(10);
+    assert.deepEqual(await heldSessions(), []);
+    assert.equal(await sequence(a.sessionId), 0, "nothing reached the client: nothing was billed");
+    assert.equal(await sequence(b.sessionId), 0, "no fallback after the client left");
     // A still serves, with nothing to sign first.
     assert.equal((await chat(a.apiKey, {})).status, 200);
   });
@@ -230,7 +232,7 @@ describe("API keys, session reads and client limits", { timeout: 240_000 }, () =
       assert.equal(limited.status, 429);
       assert.equal(limited.headers.get("retry-after"), "100");
       assert.equal(await code(limited), "rate_limit_exceeded");
-      assert.equal(sequence(session.sessionId), 1, "the limited call was not served");
+      assert.equal(await sequence(session.sessionId), 1, "the limited call was not served");
       // Another key (the IP still has room) is not limited by this one's bucket.
       assert.equal((await fetch(`${running.relayer.url}/v1/models`)).status, 200);
       context.clientLimits = { ip: new TokenBuckets({ perSecond: 0.5, burst: 1 }), key: new TokenBuckets({ perSecond: 1_000, burst: 1_000 }) };
@@ -250,9 +252,9 @@ describe("API keys, session reads and client limits", { timeout: 240_000 }, () =
     const reply = await proxy.chat.completions.create({ model: "agentmesh-small", messages: [{ role: "user", content: "anyone?" }], max_tokens: 5 });
     assert.equal((reply as unknown as { receipt: { providerId: number } }).receipt.providerId, 1);
 
-    const { repo, busySessions } = running.relayer.context;
-    const served = () => repo.openSessionsFor(running.stack.accounts.agent.address, "agentmesh-small").reduce((sum, session) => sum + session.state.sequence, 0);
-    const before = served();
+    const { repo } = running.relayer.context;
+    const served = async () => (await repo.openSessionsFor(running.stack.accounts.agent.address, "agentmesh-small")).reduce((sum, session) => sum + session.state.sequence, 0);
+    const before = await served();
     const abort = new AbortController();
     const pending = fetch(`${running.stack.agentProxyUrl}/chat/completions`, {
       method: "POST",
@@ -260,13 +262,13 @@ describe("API keys, session reads and client limits", { timeout: 240_000 }, () =
       body: JSON.stringify({ model: "agentmesh-small", messages: [{ role: "user", content: "slowly" }], max_tokens: 20 }),
       signal: abort.signal,
     });
-    for (let wait = 0; wait < 200 && busySessions.size === 0; wait++) await sleep(10);
-    assert.ok(busySessions.size > 0, "a call is in flight at the relayer");
+    for (let wait = 0; wait < 200 && (await heldSessions()).length === 0; wait++) await sleep(10);
+    assert.ok((await heldSessions()).length > 0, "a call is in flight at the relayer");
     abort.abort();
     await assert.rejects(pending);
-    for (let wait = 0; wait < 500 && busySessions.size > 0; wait++) await sleep(10);
-    assert.equal(busySessions.size, 0);
-    assert.equal(served(), before, "the proxy's client left: nothing was billed, and nothing else was tried");
+    for (let wait = 0; wait < 500 && (await heldSessions()).length > 0; wait++) await sleep(10);
+    assert.deepEqual(await heldSessions(), []);
+    assert.equal(await served(), before, "the proxy's client left: nothing was billed, and nothing else was tried");
   });
 
   it("issue 12 item 7: a key past its session's deadline is refused; the agent still reads and closes", async () => {

@@ -28,6 +28,7 @@ import {
   signSessionRead,
 } from "../../sdk/src/index.ts";
 import { startLocalStack, type RunningStack } from "../../scripts/lib/local-stack.ts";
+import type { SqliteDatabase } from "../../relayer/src/store/sqlite.ts";
 
 const USDC = 1_000_000n;
 /** The escrow's challenge window on the local stack (deploy-suite's default). */
@@ -138,10 +139,10 @@ describe("serving follows the session's on-chain state", { timeout: 300_000 }, (
     closeTxHash: Hex | null;
     settlement: { onChainSettled: string | null; onChainSequence: number | null; unsettled: { fromSequence: number; toSequence: number; amount: string; reason: string } | null };
   };
-  const receiptCount = (id: Hex) => running.relayer.context.repo.receiptsOf(id).length;
+  const receiptCount = async (id: Hex) => (await running.relayer.context.repo.receiptsOf(id)).length;
   /** Every settlement the relayer recorded for session `id`: one row per attempt. */
   const attempts = (id: Hex) =>
-    running.relayer.context.repo.db
+    (running.relayer.context.repo.database as SqliteDatabase).db
       .prepare(
         `SELECT t.status, t.error FROM settlements t, json_each(t.items) i
           WHERE json_extract(i.value, '$.sessionId') = ? ORDER BY t.id`,
@@ -170,20 +171,20 @@ describe("serving follows the session's on-chain state", { timeout: 300_000 }, (
     // The creator asks to close; the indexer follows on its own (no catchUp here).
     const started = Date.now();
     const block = await confirm(await escrowWrite("creator", "requestClose", [session.terms]));
-    while ((running.relayer.context.chainIndex.lastBlock() ?? 0) < block) {
+    while (((await running.relayer.context.chainIndex.lastBlock()) ?? 0) < block) {
       assert.ok(Date.now() - started < 10_000, "the indexer reached the close request's block");
       await sleep(20);
     }
     const message = await assertRefused(session, 409, "session_closing");
     assert.match(message, /close/);
-    assert.equal(receiptCount(session.sessionId), 1);
+    assert.equal(await receiptCount(session.sessionId), 1);
     assert.equal((await view(session.sessionId)).status, "closing");
 
     // Naming no session changes nothing: the key serves its own session only, refused as it is.
     const unpinned = await rawCall(session, {});
     assert.equal(unpinned.status, 409);
     assert.equal(unpinned.body.error.code, "session_closing");
-    assert.equal(receiptCount(session.sessionId), 1);
+    assert.equal(await receiptCount(session.sessionId), 1);
 
     // The challenge window is running: its last voucher is due now, not when it is maxAgeMs old.
     const nonce = await relayerNonce();
@@ -209,7 +210,7 @@ describe("serving follows the session's on-chain state", { timeout: 300_000 }, (
     await indexed();
     try {
       await assertRefused(two, 409, "provider_inactive");
-      assert.equal(receiptCount(two.sessionId), 1);
+      assert.equal(await receiptCount(two.sessionId), 1);
 
       // Unpinned, provider 2 first: a key serves its own session only (issue 12 item 7), so two's
       // key is refused as two is, and the agent turns to provider 1 with one's key.
@@ -218,7 +219,7 @@ describe("serving follows the session's on-chain state", { timeout: 300_000 }, (
       const rerouted = await rawCall(one, { provider: { order: [2, 1] } });
       assert.equal(rerouted.status, 200, rerouted.body.error?.message);
       assert.deepEqual([rerouted.body.receipt?.providerId, rerouted.body.receipt?.sessionId], [1, one.sessionId]);
-      assert.equal(receiptCount(two.sessionId), 1);
+      assert.equal(await receiptCount(two.sessionId), 1);
       // Provider 2 only, with one's key: one cannot serve it.
       const only = await rawCall(one, { providerId: 2 });
       assert.equal(only.status, 402);
@@ -233,7 +234,7 @@ describe("serving follows the session's on-chain state", { timeout: 300_000 }, (
     }
     // Read per call from the index: serving resumes with the provider.
     assert.equal((await ask(two)).receipt.sessionId, two.sessionId);
-    assert.equal(receiptCount(two.sessionId), 2);
+    assert.equal(await receiptCount(two.sessionId), 2);
   });
 
   it("signer rotation: the relayer keeps serving new sessions without a restart; a session whose terms name the old signer is refused (409 signer_rotated) but still closes", async () => {
@@ -269,7 +270,7 @@ describe("serving follows the session's on-chain state", { timeout: 300_000 }, (
     await rotate(signerA);
     try {
       await assertRefused(old, 409, "signer_rotated");
-      assert.equal(receiptCount(old.sessionId), 1);
+      assert.equal(await receiptCount(old.sessionId), 1);
       // The agent proxy closes its old-signer session and carries on with a new one, unseen by its client.
       const reproxied = await viaProxy();
       assert.notEqual(reproxied, proxied);
@@ -326,7 +327,7 @@ describe("serving follows the session's on-chain state", { timeout: 300_000 }, (
     await travel(700);
     await indexed();
     await assertRefused(session, 410, "budget_expired");
-    assert.equal(receiptCount(session.sessionId), 3);
+    assert.equal(await receiptCount(session.sessionId), 3);
     // Calls served before the expiry are paid: the escrow settles them after it.
     await running.relayer.settlement.settleDue(true);
     assert.equal((await onChainSession(session.sessionId)).settled, cost);
@@ -337,7 +338,7 @@ describe("serving follows the session's on-chain state", { timeout: 300_000 }, (
     await travel(700);
     await indexed();
     await assertRefused(short, 410, "session_expired");
-    assert.equal(receiptCount(short.sessionId), 1);
+    assert.equal(await receiptCount(short.sessionId), 1);
   });
 
   it("requestClose → window → finalize: refused (410 session_finalized) with no receipt; the dead voucher is terminal after one attempt, and another session's voucher settles in the same pass", async () => {
@@ -402,7 +403,7 @@ describe("serving follows the session's on-chain state", { timeout: 300_000 }, (
     // The indexer, back, agrees and records the finalizing transaction.
     await indexed();
     assert.equal((await view(session.sessionId)).status, "closed");
-    assert.equal(receiptCount(session.sessionId), 2);
+    assert.equal(await receiptCount(session.sessionId), 2);
 
     // Seen by the indexer first: recorded terminal with no attempt at all.
     const late = await openSession(agentKey, 1);
@@ -421,6 +422,6 @@ describe("serving follows the session's on-chain state", { timeout: 300_000 }, (
     assert.deepEqual(attempts(late.sessionId), []);
     assert.equal(await relayerNonce(), nonce);
     await assertRefused(late, 410, "session_finalized");
-    assert.equal(receiptCount(late.sessionId), 1);
+    assert.equal(await receiptCount(late.sessionId), 1);
   });
 });

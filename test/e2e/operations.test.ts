@@ -318,9 +318,9 @@ describe("operations: start-up, shutdown, reorgs", { timeout: 300_000 }, () => {
     // The index matches the stack relayer's, built with whole ranges.
     await running.relayer.indexer.catchUp();
     for (const session of opened) {
-      assert.deepEqual(relayer.context.chainIndex.session(session.sessionId), running.relayer.context.chainIndex.session(session.sessionId));
+      assert.deepEqual(await relayer.context.chainIndex.session(session.sessionId), await running.relayer.context.chainIndex.session(session.sessionId));
     }
-    assert.deepEqual(relayer.context.chainIndex.providers(), running.relayer.context.chainIndex.providers());
+    assert.deepEqual(await relayer.context.chainIndex.providers(), await running.relayer.context.chainIndex.providers());
     assert.ok(proxy.counts.refusedGetLogs > 0, "the RPC refused the first ranges");
     assert.ok(proxy.counts.maxSessionReadsInFlight >= 1);
     assert.ok(proxy.counts.maxSessionReadsInFlight <= 2, `at most readConcurrency session reads at once, saw ${proxy.counts.maxSessionReadsInFlight}`);
@@ -335,7 +335,7 @@ describe("operations: start-up, shutdown, reorgs", { timeout: 300_000 }, () => {
     const session = await openSession(relayer.url, agentKey);
     await ask(session);
     await relayer.indexer.catchUp();
-    const before = relayer.context.chainIndex.session(session.sessionId)!;
+    const before = (await relayer.context.chainIndex.session(session.sessionId))!;
     assert.equal(before.closeRequestedBy, null);
 
     const snapshot = await testClient.snapshot();
@@ -344,11 +344,11 @@ describe("operations: start-up, shutdown, reorgs", { timeout: 300_000 }, () => {
       await creator().writeContract({ address: running.stack.contracts.ComputeEscrow, abi: computeEscrowAbi, functionName: "requestClose", args: [session.terms] }),
     );
     await relayer.indexer.catchUp();
-    const closing = relayer.context.chainIndex.session(session.sessionId)!;
+    const closing = (await relayer.context.chainIndex.session(session.sessionId))!;
     assert.equal(closing.closeRequestedBy, creatorAddress);
     assert.ok(closing.claimEnd < before.claimEnd);
-    assert.equal(relayer.context.repo.getSession(session.sessionId)!.status, "closing");
-    const orphaned = relayer.context.chainIndex.lastBlock()!;
+    assert.equal((await relayer.context.repo.getSession(session.sessionId))!.status, "closing");
+    const orphaned = (await relayer.context.chainIndex.lastBlock())!;
 
     // The chain goes back before the close request and grows past it without it.
     await testClient.revert({ id: snapshot });
@@ -358,10 +358,10 @@ describe("operations: start-up, shutdown, reorgs", { timeout: 300_000 }, () => {
     assert.ok(Number(head.number) > orphaned);
     await relayer.indexer.catchUp();
 
-    assert.deepEqual(relayer.context.chainIndex.session(session.sessionId), before, "the index is as before the close request");
-    assert.equal(relayer.context.chainIndex.lastBlock(), Number(head.number));
-    assert.deepEqual(relayer.context.chainIndex.blockHashes(1), [{ number: Number(head.number), hash: head.hash }]);
-    assert.equal(relayer.context.repo.getSession(session.sessionId)!.status, "open");
+    assert.deepEqual(await relayer.context.chainIndex.session(session.sessionId), before, "the index is as before the close request");
+    assert.equal(await relayer.context.chainIndex.lastBlock(), Number(head.number));
+    assert.deepEqual(await relayer.context.chainIndex.blockHashes(1), [{ number: Number(head.number), hash: head.hash }]);
+    assert.equal((await relayer.context.repo.getSession(session.sessionId))!.status, "open");
     assert.equal((await ask(session)).receipt.sequence, 2, "the session serves again");
   });
 });

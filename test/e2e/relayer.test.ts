@@ -411,18 +411,19 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
 
     // The relayer sends a settlement and dies before seeing it confirmed.
     const { context } = running.relayer;
-    const record = context.repo.receiptAt(session.sessionId, 1)!;
-    const settlementId = context.repo.insertSettlement("settle", [{ sessionId: session.sessionId, sequence: 1 }]);
+    const record = (await context.repo.receiptAt(session.sessionId, 1))!;
+    const settlementId = await context.repo.insertSettlement("settle", [{ sessionId: session.sessionId, sequence: 1 }], context.chain.account.address);
+    assert.ok(settlementId !== undefined, "no other settlement holds the session");
     const request = await context.chain.prepareSettlement("settle", [
       { voucher: { terms: session.terms, ...record.state }, agentSignature: record.agentSignature!, providerSignature: record.providerSignature },
     ]);
-    const sent = await context.chain.transactions.send("settle", request, (tx) => context.repo.linkSettlementTx(settlementId, tx.id, tx.hash, tx.nonce));
+    const sent = await context.chain.transactions.send("settle", request, (tx, repo) => repo.linkSettlementTx(settlementId, tx.id, tx.hash, tx.nonce));
     const relayer = await running.restartRelayer();
 
     // On restart it reconciles the pending settlement instead of posting the voucher again.
-    const reconciled = relayer.context.repo.getSession(session.sessionId)!;
+    const reconciled = (await relayer.context.repo.getSession(session.sessionId))!;
     assert.equal(reconciled.settledSequence, 1);
-    assert.equal(relayer.context.repo.receiptAt(session.sessionId, 1)!.settlementTx, sent.hash);
+    assert.equal((await relayer.context.repo.receiptAt(session.sessionId, 1))!.settlementTx, sent.hash);
     assert.equal(await relayer.settlement.settleDue(true), undefined, "nothing left to settle");
 
     // The session carries on with the same key after the restart.
@@ -527,7 +528,7 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
     assert.equal(call?.type === "function" ? call.function.name : undefined, "get_weather");
     assert.ok((withTool as unknown as { receipt: { outputTokens: number } }).receipt.outputTokens > 0);
     // Both calls of each model went through one session, whose vouchers the proxy signed.
-    const sessions = running.relayer.context.repo.openSessionsFor(running.stack.accounts.agent.address, "agentmesh-large");
+    const sessions = await running.relayer.context.repo.openSessionsFor(running.stack.accounts.agent.address, "agentmesh-large");
     assert.equal(sessions.length, 1);
     assert.equal(sessions[0].signedSequence, 2);
   });
@@ -554,7 +555,7 @@ describe("relayer end to end", { timeout: 180_000 }, () => {
       const openai = new OpenAI({ baseURL: `http://127.0.0.1:${port}/v1`, apiKey: env.AGENTMESH_PROXY_TOKEN });
       const reply = await openai.chat.completions.create({ model: "agentmesh-small", messages: [{ role: "user", content: "hello from a deployment" }], max_tokens: 12 });
       const receipt = (reply as unknown as { receipt: { sessionId: Hex; cost: string } }).receipt;
-      const session = running.relayer.context.repo.getSession(receipt.sessionId.toLowerCase() as Hex)!;
+      const session = (await running.relayer.context.repo.getSession(receipt.sessionId.toLowerCase() as Hex))!;
       assert.deepEqual([session.agent, session.terms.budgetId, session.state.cumulativeCost], [stack.accounts.agent.address, BigInt(stack.budgetId), BigInt(receipt.cost)]);
     } finally {
       child.kill("SIGTERM");

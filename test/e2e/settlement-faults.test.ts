@@ -36,6 +36,7 @@ import { freePort, startSeededChain, type SeededChain } from "../../scripts/lib/
 import { NO_FAULTS, startRpcFaultProxy, type RpcFaultProxy } from "../../scripts/lib/rpc-fault-proxy.ts";
 import { startReferenceProvider, type ReferenceProvider } from "../../relayer/src/reference-provider/server.ts";
 import { startRelayer, type Relayer, type RelayerOptions } from "../../relayer/src/server.ts";
+import type { SqliteDatabase } from "../../relayer/src/store/sqlite.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
 const USDC = 1_000_000n;
@@ -120,7 +121,7 @@ describe("settlement under RPC faults", { timeout: 600_000 }, () => {
   /** Settlement rows of `relayer` for session `id`: [status, error] per attempt. */
   const attempts = (relayer: Relayer, id: Hex) =>
     (
-      relayer.context.repo.db
+      (relayer.context.repo.database as SqliteDatabase).db
         .prepare("SELECT t.status, t.error FROM settlements t, json_each(t.items) i WHERE json_extract(i.value, '$.sessionId') = ? ORDER BY t.id")
         .all(id.toLowerCase()) as { status: string; error: string | null }[]
     ).map(({ status, error }) => [status, error]);
@@ -141,7 +142,7 @@ describe("settlement under RPC faults", { timeout: 600_000 }, () => {
     proxy.faults.hideAfterBroadcastMs = 1_500; // a node behind the balancer that has not seen it yet
     await relayer.settlement.settleDue(true).catch(() => undefined);
     assert.ok(proxy.stats.hidden > 0, "the lookup after the broadcast found nothing");
-    await settleUntil(relayer, () => relayer.context.repo.getSession(session.sessionId)!.settledSequence === state.sequence);
+    await settleUntil(relayer, async () => (await relayer.context.repo.getSession(session.sessionId))!.settledSequence === state.sequence);
     assert.deepEqual(attempts(relayer, session.sessionId), [["confirmed", null]], "one settlement, never recorded as failed");
     assert.equal(await relayerNonce(), nonce + 1, "one transaction");
     assert.equal((await onChain(session.sessionId)).settled, state.cumulativeCost);
@@ -160,7 +161,7 @@ describe("settlement under RPC faults", { timeout: 600_000 }, () => {
     proxy.faults.hideAfterBroadcastMs = 0;
     await testClient.mine({ blocks: 1 });
     await testClient.setAutomine(true);
-    await settleUntil(relayer, () => sessions.every((session) => relayer.context.repo.getSession(session.sessionId)!.settledSequence === 1));
+    await settleUntil(relayer, async () => (await Promise.all(sessions.map((session) => relayer.context.repo.getSession(session.sessionId)))).every((record) => record!.settledSequence === 1));
     assert.equal(await relayerNonce(), nonce + 1);
     for (const [index, session] of sessions.entries()) assert.equal((await onChain(session.sessionId)).settled, states[index].cumulativeCost);
   });
@@ -176,7 +177,7 @@ describe("settlement under RPC faults", { timeout: 600_000 }, () => {
     const secondState = await ask(second);
     await relayer.settlement.settleDue(true).catch(() => undefined);
     await settleUntil(relayer, async () => (await onChain(first.sessionId)).settled === firstState.cumulativeCost && (await onChain(second.sessionId)).settled === secondState.cumulativeCost);
-    await settleUntil(relayer, () => [first, second].every((session) => relayer.context.repo.getSession(session.sessionId)!.settledSequence === 1));
+    await settleUntil(relayer, async () => (await Promise.all([first, second].map((session) => relayer.context.repo.getSession(session.sessionId)))).every((record) => record!.settledSequence === 1));
     assert.equal(await relayerNonce(), nonce + 2, "two settlements, no nonce skipped or wasted");
   });
 
@@ -196,12 +197,12 @@ describe("settlement under RPC faults", { timeout: 600_000 }, () => {
     const snapshot = await testClient.snapshot();
     await relayer.settlement.settleDue(true);
     assert.equal((await onChain(session.sessionId)).settled, state.cumulativeCost, "mined, one block deep");
-    assert.equal(relayer.context.repo.getSession(session.sessionId)!.settledSequence, 0, "not yet counted as settled");
+    assert.equal((await relayer.context.repo.getSession(session.sessionId))!.settledSequence, 0, "not yet counted as settled");
     await testClient.revert({ id: snapshot }); // the block that held it is gone
     assert.equal((await onChain(session.sessionId)).settled, 0n);
     await settleUntil(relayer, async () => (await onChain(session.sessionId)).settled === state.cumulativeCost);
     await testClient.mine({ blocks: 1 });
-    await settleUntil(relayer, () => relayer.context.repo.getSession(session.sessionId)!.settledSequence === 1);
+    await settleUntil(relayer, async () => (await relayer.context.repo.getSession(session.sessionId))!.settledSequence === 1);
     assert.deepEqual(attempts(relayer, session.sessionId), [["confirmed", null]]);
   });
 
@@ -249,7 +250,7 @@ describe("settlement under RPC faults", { timeout: 600_000 }, () => {
     assert.equal((await budget()).available, availableBefore - USDC / 10n, "the lock is taken");
 
     const restarted = await launch("open-crash");
-    await settleUntil(restarted, () => restarted.context.repo.getSession(sessionId) !== undefined);
+    await settleUntil(restarted, async () => (await restarted.context.repo.getSession(sessionId)) !== undefined);
     // Known again: the agent closes it cooperatively (by signature, no API key) and the lock returns.
     const final = { ...INITIAL_STATE, sequence: 1, isFinal: true };
     const domainSeparator = escrowDomainSeparator(stack.chainId, stack.contracts.ComputeEscrow);

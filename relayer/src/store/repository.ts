@@ -455,7 +455,8 @@ export class Repository {
    * Records a settlement about to be sent by the instance whose gas account is `owner`; its
    * sessions are not due again until it is resolved.
    * Undefined, recording nothing, when another settlement took one of them meanwhile (another
-   * instance's): one settlement per session at a time.
+   * instance's): one settlement per session at a time, except that a close takes a session over
+   * from a pending settle (the settle's resolution then leaves the session to the close).
    */
   insertSettlement(kind: SettlementRecord["kind"], items: SettlementItem[], owner: string): Promise<number | undefined> {
     const now = Date.now();
@@ -469,7 +470,13 @@ export class Repository {
       ]);
       const id = Number(rows[0].id);
       for (const { sessionId } of items) {
-        const { changes } = await sql.run("UPDATE sessions SET settling_id = ? WHERE id = ? AND settling_id IS NULL", [id, sessionId.toLowerCase()]);
+        // A close takes its session over from a pending settle (whose confirmation may wait for
+        // blocks that only the close brings): both pay by the session's settled total, so neither pays twice.
+        const { changes } = await sql.run(
+          `UPDATE sessions SET settling_id = ? WHERE id = ?
+             AND (settling_id IS NULL OR (? = 'close' AND settling_id IN (SELECT s.id FROM settlements s WHERE s.kind = 'settle')))`,
+          [id, sessionId.toLowerCase(), kind],
+        );
         if (changes === 0) throw new SettlementTakenError(sessionId);
       }
       return id;
