@@ -15,7 +15,8 @@ import { createPublicClient, createTestClient, createWalletClient, http, type He
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { hardhat } from "viem/chains";
 import { AgentSession, computeEscrowAbi, signSessionRead } from "../../sdk/src/index.ts";
-import { ChainViewCache, TokenBuckets } from "../../relayer/src/context.ts";
+import { ChainViewCache } from "../../relayer/src/context.ts";
+import { InProcessRateLimits } from "../../relayer/src/rate-limits.ts";
 import { startLocalStack, type RunningStack } from "../../scripts/lib/local-stack.ts";
 
 const USDC = 1_000_000n;
@@ -221,10 +222,10 @@ describe("API keys, session reads and client limits", { timeout: 240_000 }, () =
 
   it("issue 12 item 10: clients are rate limited per API key and per IP, with Retry-After", async () => {
     const { context } = running.relayer;
-    const previous = context.clientLimits;
+    const previous = context.rateLimits;
     const session = await openSession(2);
     try {
-      context.clientLimits = { ip: new TokenBuckets({ perSecond: 1_000, burst: 1_000 }), key: new TokenBuckets({ perSecond: 0.01, burst: 2 }) };
+      context.rateLimits = new InProcessRateLimits({ ipRateLimit: { perSecond: 1_000, burst: 1_000 }, keyRateLimit: { perSecond: 0.01, burst: 2 } });
       const auth = `Bearer ${session.apiKey}`;
       assert.equal((await read(session.sessionId, auth)).status, 200);
       assert.equal((await chat(session.apiKey, {})).status, 200);
@@ -235,13 +236,13 @@ describe("API keys, session reads and client limits", { timeout: 240_000 }, () =
       assert.equal(await sequence(session.sessionId), 1, "the limited call was not served");
       // Another key (the IP still has room) is not limited by this one's bucket.
       assert.equal((await fetch(`${running.relayer.url}/v1/models`)).status, 200);
-      context.clientLimits = { ip: new TokenBuckets({ perSecond: 0.5, burst: 1 }), key: new TokenBuckets({ perSecond: 1_000, burst: 1_000 }) };
+      context.rateLimits = new InProcessRateLimits({ ipRateLimit: { perSecond: 0.5, burst: 1 }, keyRateLimit: { perSecond: 1_000, burst: 1_000 } });
       assert.equal((await fetch(`${running.relayer.url}/healthz`)).status, 200);
       const byIp = await fetch(`${running.relayer.url}/healthz`);
       assert.equal(byIp.status, 429);
       assert.equal(byIp.headers.get("retry-after"), "2");
     } finally {
-      context.clientLimits = previous;
+      context.rateLimits = previous;
     }
   });
 
