@@ -86,6 +86,16 @@ describe("relayer configuration (flags and environment, one schema)", () => {
     assert.deepEqual(options.settlement, { maxBatch: 100, maxAgeMs: 30_000 });
   });
 
+  it("issue 14: takes the store from --db, AGENTMESH_DB or DATABASE_URL, in that order, with its pool size", async () => {
+    const base = ["--deployment", deploymentFile, "--rpc", "https://rpc.example"];
+    const shared = "postgres://relayer:pw@db.example:5432/agentmesh";
+    assert.equal((await readRelayerConfig(base, secrets)).databasePath, ".agentmesh/relayer.db");
+    assert.equal((await readRelayerConfig(base, { ...secrets, DATABASE_URL: shared })).databasePath, shared);
+    assert.equal((await readRelayerConfig(base, { ...secrets, DATABASE_URL: shared, AGENTMESH_DB: "other.db" })).databasePath, "other.db");
+    const flagged = await readRelayerConfig([...base, "--db", "postgres://db.example/agentmesh", "--db-pool-size", "25"], { ...secrets, DATABASE_URL: shared });
+    assert.deepEqual([flagged.databasePath, flagged.databasePoolSize], ["postgres://db.example/agentmesh", 25]);
+  });
+
   it("takes the public URL and the allowed CORS origins from flags or a comma-separated variable", async () => {
     const base = ["--deployment", deploymentFile, "--rpc", "https://rpc.example"];
     const byFlags = await readRelayerConfig([...base, "--public-url", "https://relayer.example", "--cors-origin", "https://a.example", "--cors-origin", "http://localhost:5173"], secrets);
@@ -154,13 +164,15 @@ describe("relayer configuration (flags and environment, one schema)", () => {
     ["a public URL with a path", ["--public-url", "https://relayer.example/v1"], {}, /^--public-url \(or AGENTMESH_PUBLIC_URL\) must be the relayer's public origin/],
     ["a CORS origin with a path", [], { AGENTMESH_CORS_ORIGINS: "https://a.example,https://b.example/app" }, /^--cors-origin \(or AGENTMESH_CORS_ORIGINS\) must be origins such as/],
     ["a confirmation depth of 0", ["--confirmations", "0"], {}, /^--confirmations must be an integer from 1 to 1000$/],
+    ["a PostgreSQL password on the command line", ["--db", "postgres://relayer:s3cret@db.example/agentmesh"], secrets, /^--db: a PostgreSQL password goes in DATABASE_URL or AGENTMESH_DB/],
+    ["a database pool of 0", ["--db-pool-size", "0"], {}, /^--db-pool-size \(or AGENTMESH_DB_POOL_SIZE\) must be an integer from 1 to 1000$/],
   ];
   for (const [what, argv, env, message] of refusals) {
     it(`refuses ${what}, naming it`, async () => {
       await assert.rejects(readRelayerConfig(argv, env), (error: Error) => {
         assert.ok(error instanceof ConfigError, `${error.name}: ${error.message}`);
         assert.match(error.message, message);
-        for (const secret of [GAS_KEY, ...SIGNER_KEYS, PASSWORD]) assert.equal(error.message.includes(secret), false, "a secret in the message");
+        for (const secret of [GAS_KEY, ...SIGNER_KEYS, PASSWORD, "s3cret"]) assert.equal(error.message.includes(secret), false, "a secret in the message");
         return true;
       });
     });
