@@ -274,6 +274,8 @@ export const MIGRATIONS: readonly string[] = [
   // - A settlement names the instance (gas account) that sends it, so that another can take over
   //   the ones a stopped instance left.
   // - The due index orders by a CASE both backends index alike (SESSIONS_DUE_AT).
+  // - Reads that ran over a table's whole history get an index: pending settlements and opens, a
+  //   sender's highest nonce, expired idempotency claims, what a reorg rolls back.
   `ALTER TABLE sessions ADD COLUMN serving_token TEXT;
    ALTER TABLE settlements ADD COLUMN owner TEXT;
    DROP INDEX sessions_due;
@@ -301,7 +303,13 @@ export const MIGRATIONS: readonly string[] = [
      key TEXT NOT NULL,
      expires_at INTEGER NOT NULL,
      PRIMARY KEY (session_id, key)
-   );`,
+   );
+   CREATE INDEX settlements_pending ON settlements (id) WHERE status = 'pending';
+   CREATE INDEX session_opens_pending ON session_opens (created_at) WHERE status = 'pending';
+   CREATE INDEX transactions_by_sender ON transactions (sender, nonce);
+   CREATE INDEX idempotency_claims_by_expiry ON idempotency_claims (expires_at);
+   CREATE INDEX chain_sessions_by_block ON chain_sessions (block);
+   CREATE INDEX chain_budgets_by_block ON chain_budgets (block);`,
 ];
 
 /**

@@ -220,5 +220,11 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
      key TEXT NOT NULL,
      expires_at BIGINT NOT NULL,
      PRIMARY KEY (session_id, key)
-   );`,
+   );
+   CREATE INDEX settlements_pending ON settlements (id) WHERE status = 'pending';
+   CREATE INDEX session_opens_pending ON session_opens (created_at) WHERE status = 'pending';
+   CREATE INDEX transactions_by_sender ON transactions (sender, nonce);
+   CREATE INDEX idempotency_claims_by_expiry ON idempotency_claims (expires_at);
+   CREATE INDEX chain_sessions_by_block ON chain_sessions (block);
+   CREATE INDEX chain_budgets_by_block ON chain_budgets (block);`,
 ];
