@@ -247,25 +247,39 @@ describe("issue 14: three relayer instances on one PostgreSQL", () => {
       }),
     );
     const victims: string[] = [];
+    /** The lease's holder now (`host/pid/uuid`), if anyone holds it. */
+    const holderOf = async (lease: string) =>
+      (await query<{ owner: string }>("SELECT owner FROM leases WHERE name = $1 AND expires_at > $2", [lease, Date.now()]))[0]?.owner;
+    const takenOver: string[] = [];
     try {
       for (let kill = 0; kill < 10; kill++) {
         // In turn: the indexer's holder, the settlement sweep's holder, and any instance (serving calls).
         const lease = ["indexer", "settlement", undefined][kill % 3];
         let victim = fleet.instances[Math.floor(Math.random() * INSTANCES)];
-        if (lease !== undefined) {
-          const [holder] = await query<{ owner: string }>("SELECT owner FROM leases WHERE name = $1 AND expires_at > $2", [lease, Date.now()]);
-          victim = fleet.instances.find((instance) => holder !== undefined && holder.owner.split("/")[1] === String(instance.pid)) ?? victim;
-        }
+        const holder = lease === undefined ? undefined : await holderOf(lease);
+        if (holder !== undefined) victim = fleet.instances.find((instance) => holder.split("/")[1] === String(instance.pid)) ?? victim;
         await new Promise((resolve) => setTimeout(resolve, 200 + Math.floor(Math.random() * 1_500)));
         victims.push(`${lease ?? "serving"}:${victim.port}`);
         await victim.kill("SIGKILL");
         await victim.restart();
+        if (lease !== undefined && holder !== undefined) {
+          // The dead holder's lease expired and another process holds it now.
+          const deadline = Date.now() + 30_000;
+          let now = await holderOf(lease);
+          while ((now === undefined || now === holder) && Date.now() < deadline) {
+            await new Promise((resolve) => setTimeout(resolve, 250));
+            now = await holderOf(lease);
+          }
+          assert.ok(now !== undefined && now !== holder, `lease ${lease} taken over after its holder was killed (still ${now})`);
+          takenOver.push(lease);
+        }
       }
     } finally {
       loading = false;
       await load;
     }
     assert.ok((outcomes.get("200") ?? 0) >= 20, `calls were served throughout: ${JSON.stringify(Object.fromEntries(outcomes))}`);
+    assert.deepEqual([...new Set(takenOver)].toSorted(), ["indexer", "settlement"], "both leases changed hands");
     for (const [index, each] of clients.entries()) {
       assertOneChain(each.served, sessions[index].sessionId);
       await each.flush();

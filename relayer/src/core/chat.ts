@@ -96,7 +96,6 @@ interface Candidate {
 const CREDIT_REFUSAL_STATUS = {
   voucher_required: 402,
   session_exhausted: 402,
-  session_busy: 429,
   context_length_exceeded: 400,
 } as const;
 type CreditRefusal = keyof typeof CREDIT_REFUSAL_STATUS;
@@ -168,11 +167,11 @@ async function serveKeyedSession(
   // hold returns the session as of now (a voucher recorded above, or another call, moved it on).
   const hold = await SessionHold.take(ctx.repo, keyed.id);
   if (hold === undefined) {
-    throw new ApiError(CREDIT_REFUSAL_STATUS.session_busy, "session_busy", `session ${keyed.id} has a call in flight`, { headers: { "retry-after": "1" } });
+    throw new ApiError(429, "session_busy", `session ${keyed.id} has a call in flight`, { headers: { "retry-after": "1" } });
   }
   if (idempotency !== undefined) hold.renewWith((until) => idempotencyStore.renew(ctx.repo, idempotency.scope, idempotency.key, until));
   try {
-    return await serveHeld(ctx, output, hold, request, body, idempotency);
+    return await serveHeld(ctx, output, hold, request, requestedMax, body, idempotency);
   } finally {
     await hold.release(); // nothing when the call's record ended the hold
   }
@@ -184,12 +183,12 @@ async function serveHeld(
   output: StreamOutput,
   hold: SessionHold,
   request: ChatRequest,
+  requestedMax: number | undefined,
   body: unknown,
   idempotency: Idempotency | undefined,
 ): Promise<ChatAnswer> {
   const { session } = hold;
   const sent = body as { messages: ChatMessage[] };
-  const requestedMax = request.max_tokens ?? request.max_completion_tokens;
   // The chain's state of the session, its budget and its provider first: its refusal is the answer.
   const refusal = await servingRefusal(ctx, session);
   if (refusal !== undefined) throw refusal;
@@ -209,8 +208,7 @@ async function serveHeld(
   };
   const credit = checkCredit(ctx, session, model, prompt.tokens, requestedMax);
   if (typeof credit !== "number") {
-    const headers: Record<string, string> = credit.reason === "session_busy" ? { "retry-after": "1" } : {};
-    throw new ApiError(CREDIT_REFUSAL_STATUS[credit.reason], credit.reason, credit.detail, { headers });
+    throw new ApiError(CREDIT_REFUSAL_STATUS[credit.reason], credit.reason, credit.detail);
   }
   const limited = await ctx.rateLimits.provider(provider.id, provider.rateLimitPerMinute);
   if (limited !== undefined) {
