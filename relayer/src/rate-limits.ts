@@ -97,13 +97,10 @@ export class SharedRateLimits implements RateLimits {
     const starts = counts.map(({ windowMs }) => now - (now % windowMs));
     // Every request of the fleet writes these few rows: not durable, so that each holds its row
     // lock for a moment instead of a log flush (a count a crash loses is harmless).
-    const { rows } = await this.repo.database.transaction(
-      (tx) =>
-        tx.run(
-          `INSERT INTO rate_windows (scope, window_start, count) VALUES ${counts.map(() => "(?, ?, 1)").join(", ")}
-           ON CONFLICT (scope, window_start) DO UPDATE SET count = rate_windows.count + 1 RETURNING scope, count`,
-          counts.flatMap(({ scope }, index) => [scope, starts[index]]),
-        ),
+    const { rows } = await this.repo.database.run(
+      `INSERT INTO rate_windows (scope, window_start, count) VALUES ${counts.map(() => "(?, ?, 1)").join(", ")}
+       ON CONFLICT (scope, window_start) DO UPDATE SET count = rate_windows.count + 1 RETURNING scope, count`,
+      counts.flatMap(({ scope }, index) => [scope, starts[index]]),
       { durable: false },
     );
     const seen = new Map(rows.map((row) => [row.scope as string, Number(row.count)]));

@@ -3,7 +3,7 @@ import pg from "pg";
 import { LRUCache } from "lru-cache";
 import { log } from "../log.ts";
 import { POSTGRES_MIGRATIONS } from "./postgres-schema.ts";
-import type { SqlDatabase, SqlRow, SqlRunner, SqlValue, TransactionOptions } from "./sql.ts";
+import type { SqlDatabase, SqlRow, SqlRunner, SqlValue, WriteOptions } from "./sql.ts";
 
 /**
  * The store's PostgreSQL backend, on `pg`'s pool: several relayer instances share one server.
@@ -44,6 +44,8 @@ const CONNECT_TIMEOUT_MS = 5_000;
 const STATEMENT_TIMEOUT_MS = 30_000;
 const IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000;
 const DEFAULT_POOL_SIZE = 10;
+/** Connections for writes that need not wait for the log flush (see {@link WriteOptions}). */
+const RELAXED_POOL_SIZE = 2;
 const INT8_OID = 20;
 const NUMERIC_OID = 1700;
 /** Error codes of a server that cannot be reached (Node's, and pg's connect timeout). */
@@ -67,7 +69,7 @@ export async function openPostgres(url: string, options: PostgresOptions = {}): 
   const target = describeTarget(url);
   const poolSize = options.poolSize ?? DEFAULT_POOL_SIZE;
   if (!Number.isSafeInteger(poolSize) || poolSize < 1) throw new RangeError(`poolSize must be a positive integer, not ${poolSize}`);
-  const pool = new pg.Pool({
+  const config: pg.PoolConfig = {
     connectionString: url,
     max: poolSize,
     application_name: options.instance === undefined ? "agentmesh-relayer" : `agentmesh-relayer/${options.instance}`,
@@ -78,19 +80,25 @@ export async function openPostgres(url: string, options: PostgresOptions = {}): 
     types: poolTypes(),
     // Idle connections never keep a process alive on their own (the relayer's server does).
     allowExitOnIdle: true,
-  });
+  };
+  const pool = new pg.Pool(config);
+  // Writes a crash may lose (rate-limit counters) commit on their own connections, which never wait
+  // for the log flush: one round trip, and their row locks are free at once.
+  const relaxed = new pg.Pool({ ...config, max: RELAXED_POOL_SIZE, options: "-c synchronous_commit=off" });
   // An idle connection that fails (the server restarted) is dropped by the pool; the next query opens another.
-  pool.on("error", (error) =>
-    log.warn({ code: (error as { code?: string }).code, reason: scrubError(error, target.secrets).message }, "idle PostgreSQL connection failed"),
-  );
+  for (const each of [pool, relaxed]) {
+    each.on("error", (error) =>
+      log.warn({ code: (error as { code?: string }).code, reason: scrubError(error, target.secrets).message }, "idle PostgreSQL connection failed"),
+    );
+  }
   let migrationsRun: number;
   try {
     migrationsRun = await migrate(pool, target);
   } catch (error) {
-    await pool.end();
+    await Promise.all([pool.end(), relaxed.end()]);
     throw error instanceof PostgresOpenError ? error : openFailure(error, target);
   }
-  return postgresDatabase(pool, migrationsRun);
+  return postgresDatabase(pool, relaxed, migrationsRun);
 }
 
 /** What error messages may say about the URL: where it points and whose it is (never the password). */
@@ -287,7 +295,7 @@ function bindable(params: readonly SqlValue[]): (string | number | null)[] {
   return params.map((value) => (typeof value === "bigint" ? value.toString() : value));
 }
 
-function postgresDatabase(pool: pg.Pool, migrationsRun: number): PostgresDatabase {
+function postgresDatabase(pool: pg.Pool, relaxed: pg.Pool, migrationsRun: number): PostgresDatabase {
   let closed: Promise<void> | undefined;
   const translations = new LRUCache<string, { name: string; text: string }>({ max: 1024 });
   // Named: each connection parses and plans a statement once, then only binds and runs it (the
@@ -311,19 +319,20 @@ function postgresDatabase(pool: pg.Pool, migrationsRun: number): PostgresDatabas
       all: async (sql, params) => (await run(sql, params)).rows,
     };
   };
+  const [poolRunner, relaxedRunner] = [runner(pool), runner(relaxed)];
   return {
     dialect: "postgres",
     migrationsRun,
-    ...runner(pool),
-    async transaction<T>(work: (tx: SqlRunner) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
+    ...poolRunner,
+    run: (sql, params, options?: WriteOptions) => (options?.durable === false ? relaxedRunner : poolRunner).run(sql, params),
+    async transaction<T>(work: (tx: SqlRunner) => Promise<T>): Promise<T> {
       const client = await pool.connect();
       // A connection that fails while checked out would otherwise be an unhandled 'error' event.
       let clientError: Error | undefined;
       const onError = (error: Error) => (clientError = error);
       client.on("error", onError);
       try {
-        // Not durable: the commit returns before its log is flushed (and frees its row locks sooner).
-        await client.query(options.durable === false ? "BEGIN; SET LOCAL synchronous_commit TO OFF" : "BEGIN");
+        await client.query("BEGIN");
         const result = await work(runner(client));
         await client.query("COMMIT");
         return result;
@@ -339,6 +348,6 @@ function postgresDatabase(pool: pg.Pool, migrationsRun: number): PostgresDatabas
         client.release(clientError); // a failed connection is discarded, not reused
       }
     },
-    close: () => (closed ??= pool.end()),
+    close: () => (closed ??= Promise.all([pool.end(), relaxed.end()]).then(() => undefined)),
   };
 }

@@ -26,8 +26,8 @@ export interface SqlRunner {
   all(sql: string, params?: readonly SqlValue[]): Promise<SqlRow[]>;
 }
 
-/** How a transaction commits. */
-export interface TransactionOptions {
+/** How a write commits. */
+export interface WriteOptions {
   /**
    * False for writes a crash may lose without harm (a rate-limit counter): the commit does not wait
    * for the log to reach the disk, so it frees the rows it wrote sooner. Default true.
@@ -48,7 +48,9 @@ export interface SqlDatabase extends SqlRunner {
    * Runs `work` in one transaction, committed before this resolves, rolled back (and rethrown) if
    * `work` throws. `work` must use `tx`, not the database, and await nothing but its statements.
    */
-  transaction<T>(work: (tx: SqlRunner) => Promise<T>, options?: TransactionOptions): Promise<T>;
+  transaction<T>(work: (tx: SqlRunner) => Promise<T>): Promise<T>;
+  /** Runs one statement in a transaction of its own, committed as `options` say (default: durably). */
+  run(sql: string, params?: readonly SqlValue[], options?: WriteOptions): Promise<{ rows: SqlRow[]; changes: number }>;
   /** Waits for what is in progress, then closes the connection(s). */
   close(): Promise<void>;
 }

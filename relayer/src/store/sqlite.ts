@@ -54,11 +54,11 @@ export class SqliteDatabase implements SqlDatabase {
     return this.runner.all(sql, params);
   }
 
+  /** Every write is durable here: one group commit per turn costs no more. */
   run(sql: string, params?: readonly SqlValue[]): Promise<{ rows: SqlRow[]; changes: number }> {
     return this.transaction((tx) => tx.run(sql, params));
   }
 
-  /** Every transaction is durable here: one group commit per turn costs no more. */
   async transaction<T>(work: (tx: SqlRunner) => Promise<T>): Promise<T> {
     const { result, committed } = await this.exclusive(async () => {
       const committed = this.joinBatch();
