@@ -105,7 +105,7 @@ export interface Relayer {
  * How long an instance's hold on its gas account outlives it: another instance started on the same
  * account waits this long after a crash (a clean stop gives it up at once).
  */
-const GAS_LEASE_MS = 15_000;
+const GAS_LEASE_MS = 6_000;
 
 /** The chain refuses the relayer's configuration (its RPC serves another chain): it can never be ready. */
 export class ChainConfigurationError extends Error {

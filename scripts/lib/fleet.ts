@@ -17,7 +17,7 @@ import { freePort } from "./local-stack.ts";
 /** Hardhat's development mnemonic: its node funds the first 20 accounts it derives (public keys, local chain only). */
 const DEV_MNEMONIC = "test test test test test test test test test test test junk";
 const RELAYER_SCRIPT = path.resolve(import.meta.dirname, "../../relayer/src/main.ts");
-/** How long an instance may take to answer /readyz 200: a restarted one first waits out its killed predecessor's gas lease (15 s). */
+/** How long an instance may take to answer /readyz 200: a restarted one first waits out its killed predecessor's gas lease (6 s). */
 const READY_TIMEOUT_MS = 90_000;
 /** How long a SIGTERM drain may take at `stop()` before the process is killed. */
 const STOP_TIMEOUT_MS = 60_000;
@@ -57,7 +57,7 @@ export interface FleetInstance {
   kill(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /**
    * Starts the instance again on the same port, gas key and store, and resolves once its /readyz
-   * answers 200 (after a `kill -9` that includes waiting out the dead process's gas lease, ≤ 15 s).
+   * answers 200 (after a `kill -9` that includes waiting out the dead process's gas lease, ≤ 6 s).
    * A still-running process is first stopped with SIGTERM.
    */
   restart(): Promise<void>;
