@@ -36,7 +36,7 @@ interface HeadObservation {
 type Row = Record<string, unknown>;
 
 /** How long providers read from the database are reused (the indexer's own writes drop them at once). */
-export const PROVIDER_CACHE_MS = 1_000;
+const PROVIDER_CACHE_MS = 1_000;
 
 /** The chain indexer's tables: what the contracts' events say, as of the last indexed block. */
 export class ChainIndex {

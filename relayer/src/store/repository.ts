@@ -100,7 +100,7 @@ const API_KEY_CACHE_SIZE = 10_000;
  * How long an API key read from the database is trusted without reading it again. A key is never
  * reassigned; a revocation on this instance applies here at once, and on the others within this.
  */
-export const API_KEY_CACHE_MS = 1_000;
+const API_KEY_CACHE_MS = 1_000;
 
 /** A hold on a session that is no longer this call's: its result cannot be recorded. */
 export class SessionHoldLostError extends Error {
