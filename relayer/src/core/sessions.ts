@@ -23,7 +23,7 @@ import { ApiError, badRequest } from "@agentmesh/sdk/http";
 import { servingRefusal } from "../serving.ts";
 import type { ReceiptRecord, Repository, SessionRecord } from "../store/repository.ts";
 import { SessionHold } from "./session-hold.ts";
-import { gasAccountLease } from "../store/leases.ts";
+import { instanceStopped } from "../store/leases.ts";
 import { log } from "../log.ts";
 import type {
   ClosedSession,
@@ -234,8 +234,7 @@ export async function reconcileOpens(ctx: RelayerContext): Promise<void> {
     if (theirs) {
       // Another instance's: it resolves it, unless it stopped; then the escrow alone says whether
       // it opened (its transaction may still mine: it stays pending until then).
-      const owner = ctx.leases && (await ctx.leases.current(gasAccountLease(open.sender!)));
-      if (owner !== undefined) continue;
+      if (!(await instanceStopped(ctx.leases, open.sender!))) continue;
       const state = await ctx.chain.session(open.sessionId).catch(() => undefined);
       if (state !== undefined && state.claimEnd !== 0) await recordOpened(ctx.repo, open.sessionId, terms, model, `0x${"0".repeat(64)}` as Hex);
       continue;

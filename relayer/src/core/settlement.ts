@@ -5,7 +5,7 @@ import type { RelayerContext } from "../context.ts";
 import { SettlementRejectedError, reconcileOpens, settleNow } from "./sessions.ts";
 import type { SessionRecord, SettlementRecord } from "../store/repository.ts";
 import { log } from "../log.ts";
-import { gasAccountLease, passLeaseMs } from "../store/leases.ts";
+import { instanceStopped, passLeaseMs } from "../store/leases.ts";
 
 /** `claimEnd` of a finalized session (ComputeEscrow.FINALIZED). */
 const FINALIZED = 1;
@@ -78,21 +78,31 @@ export async function reconcileSettlement(ctx: RelayerContext, settlement: Settl
     await ctx.repo.confirmSettlement(settlement.id, tx.minedHash!);
     return { status: "settled", hash: tx.minedHash };
   }
+  const settledByChain = await settledByEscrow(ctx, settlement);
+  if (settledByChain === undefined) return { status: "pending" };
+  const what = tx.status === "reverted" ? `transaction ${tx.minedHash} reverted` : `nonce ${tx.nonce} was used by another transaction`;
+  const reason = settledByChain ? `${what}; the escrow shows its vouchers settled` : what;
+  await ctx.repo.failSettlement(settlement.id, reason);
+  return settledByChain ? { status: "settled", hash: null } : { status: "unsettled", reason };
+}
+
+/**
+ * Brings `settlement`'s sessions in line with the escrow's state of them (see
+ * `Repository.followChain`): whether the escrow settled every voucher the settlement carried
+ * (whichever transaction did it); undefined when the escrow could not be read now.
+ */
+async function settledByEscrow(ctx: RelayerContext, settlement: SettlementRecord): Promise<boolean | undefined> {
   let states;
   try {
     states = await Promise.all(settlement.items.map(async (item) => ({ item, state: await ctx.chain.session(item.sessionId) })));
   } catch {
-    return { status: "pending" };
+    return undefined;
   }
   for (const { item, state } of states) {
     const finalized = state.claimEnd === FINALIZED;
     await ctx.repo.followChain({ id: item.sessionId, settled: state.settled, sequence: state.sequence, closeRequested: false, finalized, closeTx: null });
   }
-  const settledByChain = states.every(({ item, state }) => state.sequence >= item.sequence);
-  const what = tx.status === "reverted" ? `transaction ${tx.minedHash} reverted` : `nonce ${tx.nonce} was used by another transaction`;
-  const reason = settledByChain ? `${what}; the escrow shows its vouchers settled` : what;
-  await ctx.repo.failSettlement(settlement.id, reason);
-  return settledByChain ? { status: "settled", hash: null } : { status: "unsettled", reason };
+  return states.every(({ item, state }) => state.sequence >= item.sequence);
 }
 
 /**
@@ -296,18 +306,9 @@ export class SettlementWorker {
    * then refuses the second settlement of those vouchers as stale, and nothing is paid twice.
    */
   private async adoptOrphan(settlement: SettlementRecord): Promise<void> {
-    const leases = this.ctx.leases;
-    if (leases === undefined || (await leases.current(gasAccountLease(settlement.owner!))) !== undefined) return; // its instance runs
-    let states;
-    try {
-      states = await Promise.all(settlement.items.map(async (item) => ({ item, state: await this.ctx.chain.session(item.sessionId) })));
-    } catch {
-      return; // the escrow could not be read: next pass
-    }
-    for (const { item, state } of states) {
-      await this.ctx.repo.followChain({ id: item.sessionId, settled: state.settled, sequence: state.sequence, closeRequested: false, finalized: state.claimEnd === FINALIZED, closeTx: null });
-    }
-    const settled = states.every(({ item, state }) => state.sequence >= item.sequence);
+    if (!(await instanceStopped(this.ctx.leases, settlement.owner!))) return;
+    const settled = await settledByEscrow(this.ctx, settlement);
+    if (settled === undefined) return; // the escrow could not be read: next pass
     if (settled) await this.ctx.repo.confirmSettlement(settlement.id);
     else await this.ctx.repo.failSettlement(settlement.id, `its instance (gas account ${settlement.owner}) stopped before it was resolved; the vouchers are due again`);
     log.warn({ settlementId: settlement.id, owner: settlement.owner, settled }, "took over a settlement a stopped instance left");

@@ -104,3 +104,11 @@ export class LeaseKeeper {
 
 /** The lease each instance holds over its gas account (see {@link LeaseKeeper}). */
 export const gasAccountLease = (address: string) => `gas:${address.toLowerCase()}`;
+
+/**
+ * Whether the instance whose gas account is `gasAccount` has stopped: its lease expired. Without
+ * leases (a unit test's relayer alone), no other instance ever counts as stopped.
+ */
+export async function instanceStopped(leases: Leases | undefined, gasAccount: string): Promise<boolean> {
+  return leases !== undefined && (await leases.current(gasAccountLease(gasAccount))) === undefined;
+}
